@@ -1,0 +1,1 @@
+"""Cython hot paths: path lookup + file cache, header parsing, conditional checks, the protocol."""

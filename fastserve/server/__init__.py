@@ -1,0 +1,1 @@
+"""The server: sockets, workers, signals, the ASGI bridge."""
