@@ -1,0 +1,5 @@
+import sys
+
+from fastserve.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+cdef enum EntryKind:
+    ENTRY_FILE = 1        # a regular file (or a directory's index.html)
+    ENTRY_MISSING = 2     # 404, with the 404.html body in html mode
+    ENTRY_REDIRECT = 3    # a directory asked for without its trailing slash (html mode)
+    ENTRY_FORBIDDEN = 4   # the filesystem refused (PermissionError) -> 401
+
+
+cdef class OpenFile:
+    cdef readonly int fd
+
+
+cdef class CacheEntry:
+    cdef readonly int kind
+    cdef readonly int status
+    cdef readonly str path
+    cdef readonly object stat
+    cdef readonly long long size
+    cdef readonly long long mtime
+    cdef readonly bytes etag
+    cdef readonly bytes last_modified
+    cdef readonly bytes content_type
+    cdef readonly bytes fields
+    cdef readonly bytes validator_fields
+    cdef readonly list asgi_headers
+    cdef readonly bytes body
+    cdef readonly OpenFile file
+    cdef double checked_at
+    cdef long long mtime_ns
+    cdef long long ino
+    cdef Py_ssize_t held
+    # the protocol's memo of whole responses for the common case, rebuilt when Date changes
+    cdef public bytes memo_date
+    cdef public bytes memo_ok
+    cdef public bytes memo_not_modified
+
+
+cdef class FileCache:
+    cdef readonly tuple roots
+    cdef readonly bint html
+    cdef readonly bint follow_symlink
+    cdef readonly double valid_for
+    cdef readonly Py_ssize_t max_entries
+    cdef readonly Py_ssize_t max_bytes
+    cdef readonly Py_ssize_t max_body
+    cdef readonly Py_ssize_t held_bytes
+    cdef dict entries
+    cpdef CacheEntry lookup(self, str path)
+    cdef CacheEntry _build(self, str path)
+    cdef bint _unchanged(self, CacheEntry entry)
+    cdef void _store(self, str path, CacheEntry entry)
+    cdef void _forget(self, str path, CacheEntry entry)
+    cdef object _directory_index(self, tuple parts)
+    cdef CacheEntry _missing(self)

@@ -1,0 +1,235 @@
+"""The open-file cache: what the filesystem told us about a URL path, ready to answer.
+
+Keyed by the decoded URL path, an entry holds the outcome of the lookup (file, 404,
+redirect, 401), the file's validators, its content type, the pre-built header lines and,
+for small files, the body itself; large files keep one shared open descriptor for
+``sendfile``. Misses are cached too. An entry older than ``valid_for`` seconds is
+revalidated with one ``stat``; a change rebuilds it. The cache is bounded in entries and in
+body bytes, evicting the oldest insertions first.
+"""
+import os
+import stat as stat_module
+
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
+from fastserve._speedups.pathlookup cimport resolve_path, split_url_path
+
+cdef object S_ISREG = stat_module.S_ISREG
+cdef object S_ISDIR = stat_module.S_ISDIR
+cdef bytes NOT_FOUND_BODY = b"Not Found"
+cdef bytes FORBIDDEN_BODY = b"Unauthorized"
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class OpenFile:
+    """A read-only descriptor shared by every response that streams the same file.
+
+    It is closed when the last response holding it (and the cache) let it go, so
+    replacing a file never cuts a transfer that is still running.
+    """
+
+    def __cinit__(self, str path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+cdef class CacheEntry:
+    """One answer for one URL path. Read-only from Python; built by ``FileCache``."""
+
+    def __repr__(self):
+        return f"<CacheEntry {self.status} {self.path!r}>"
+
+
+cdef CacheEntry _plain_entry(int kind, int status, bytes body, bytes content_type):
+    cdef CacheEntry entry = CacheEntry()
+    entry.kind = kind
+    entry.status = status
+    entry.path = None
+    entry.body = body
+    entry.size = len(body)
+    entry.content_type = content_type
+    entry.fields = b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type, entry.size)
+    entry.validator_fields = b""
+    entry.asgi_headers = [
+        (b"content-type", content_type),
+        (b"content-length", b"%d" % entry.size),
+    ]
+    entry.held = len(body)
+    return entry
+
+
+cdef CacheEntry _file_entry(str full_path, int status, Py_ssize_t max_body):
+    """Stat (through the open descriptor) and, when small, read the file."""
+    cdef CacheEntry entry = CacheEntry()
+    cdef OpenFile handle = OpenFile(full_path)
+    st = os.fstat(handle.fd)
+    entry.kind = ENTRY_FILE if status == 200 else ENTRY_MISSING
+    entry.status = status
+    entry.path = full_path
+    entry.stat = st
+    entry.size = st.st_size
+    entry.mtime = <long long>st.st_mtime
+    entry.mtime_ns = st.st_mtime_ns
+    entry.ino = st.st_ino
+    entry.etag = make_etag(st.st_mtime_ns, st.st_size)
+    entry.last_modified = format_http_date(st.st_mtime)
+    entry.content_type = content_type_for(full_path).encode("latin-1")
+    if entry.size <= max_body:
+        entry.body = os.pread(handle.fd, entry.size, 0)
+        if len(entry.body) != entry.size:  # changed while we read: take what is there
+            entry.size = len(entry.body)
+        entry.file = None
+        entry.held = entry.size
+    else:
+        entry.body = None
+        entry.file = handle
+        entry.held = 0
+    entry.validator_fields = b"Last-Modified: %s\r\nETag: %s\r\n" % (entry.last_modified, entry.etag)
+    entry.fields = (
+        b"Content-Type: %s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n"
+        % (entry.content_type, entry.size, entry.validator_fields)
+    )
+    entry.asgi_headers = [
+        (b"content-type", entry.content_type),
+        (b"content-length", b"%d" % entry.size),
+        (b"last-modified", entry.last_modified),
+        (b"etag", entry.etag),
+        (b"accept-ranges", b"bytes"),
+    ]
+    return entry
+
+
+cdef class FileCache:
+    """Bounded cache of URL path -> ``CacheEntry`` over one or several roots.
+
+    ``roots`` are made absolute here (real paths unless ``follow_symlink``), so the
+    containment check in ``resolve_path`` compares like with like.
+    """
+
+    def __init__(
+        self,
+        roots,
+        *,
+        bint html=False,
+        bint follow_symlink=False,
+        double valid_for=1.0,
+        Py_ssize_t max_entries=10_000,
+        Py_ssize_t max_bytes=64 * 1024 * 1024,
+        Py_ssize_t max_body=256 * 1024,
+    ):
+        absolute = os.path.abspath if follow_symlink else os.path.realpath
+        self.roots = tuple(absolute(os.fspath(root)) for root in roots)
+        self.html = html
+        self.follow_symlink = follow_symlink
+        self.valid_for = valid_for
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_body = max_body
+        self.held_bytes = 0
+        self.entries = {}
+
+    def __len__(self):
+        return len(self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.held_bytes = 0
+
+    cpdef CacheEntry lookup(self, str path):
+        """The entry for a decoded URL path (``/a/b.txt``), from the cache when fresh."""
+        cdef CacheEntry entry = self.entries.get(path)
+        cdef double now = _monotonic()
+        if entry is not None:
+            if now - entry.checked_at < self.valid_for:
+                return entry
+            if self._unchanged(entry):
+                entry.checked_at = now
+                return entry
+            self._forget(path, entry)
+        entry = self._build(path)
+        entry.checked_at = now
+        self._store(path, entry)
+        return entry
+
+    cdef bint _unchanged(self, CacheEntry entry):
+        # Misses, redirects and refusals are simply looked up again: as cheap as a stat.
+        if entry.kind != ENTRY_FILE:
+            return False
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            return False
+        return st.st_mtime_ns == entry.mtime_ns and st.st_size == entry.size and st.st_ino == entry.ino
+
+    cdef void _store(self, str path, CacheEntry entry):
+        cdef CacheEntry oldest
+        if entry.held > self.max_bytes:
+            return
+        while self.entries and (
+            len(self.entries) >= self.max_entries or self.held_bytes + entry.held > self.max_bytes
+        ):
+            oldest_path = next(iter(self.entries))
+            self._forget(oldest_path, self.entries[oldest_path])
+        self.entries[path] = entry
+        self.held_bytes += entry.held
+
+    cdef void _forget(self, str path, CacheEntry entry):
+        del self.entries[path]
+        self.held_bytes -= entry.held
+
+    cdef CacheEntry _build(self, str path):
+        cdef CacheEntry entry
+        parts = split_url_path(path)
+        if parts is None:
+            return self._missing()
+        try:
+            found = resolve_path(self.roots, parts, self.follow_symlink)
+            if found is not None and S_ISDIR(found[1].st_mode):
+                found = self._directory_index(parts) if self.html else None
+                if found is not None and not path.endswith("/"):
+                    entry = CacheEntry()
+                    entry.kind = ENTRY_REDIRECT
+                    entry.status = 307
+                    entry.path = found[0]
+                    entry.body = b""
+                    entry.asgi_headers = []
+                    entry.fields = b""
+                    entry.validator_fields = b""
+                    return entry
+            if found is None or not S_ISREG(found[1].st_mode):
+                return self._missing()
+            return _file_entry(found[0], 200, self.max_body)
+        except PermissionError:
+            return _plain_entry(ENTRY_FORBIDDEN, 401, FORBIDDEN_BODY, b"text/plain; charset=utf-8")
+        except OSError:
+            # ENAMETOOLONG, ELOOP, a file vanishing between stat and open: all are "not here".
+            return self._missing()
+
+    cdef object _directory_index(self, tuple parts):
+        found = resolve_path(self.roots, parts + ("index.html",), self.follow_symlink)
+        if found is not None and S_ISREG(found[1].st_mode):
+            return found
+        return None
+
+    cdef CacheEntry _missing(self):
+        if self.html:
+            try:
+                found = resolve_path(self.roots, ("404.html",), self.follow_symlink)
+                if found is not None and S_ISREG(found[1].st_mode) and found[1].st_size <= self.max_body:
+                    return _file_entry(found[0], 404, self.max_body)
+            except OSError:
+                pass
+        return _plain_entry(ENTRY_MISSING, 404, NOT_FOUND_BODY, b"text/plain; charset=utf-8")

@@ -1,0 +1,3 @@
+cpdef object percent_decode(bytes raw)
+cpdef object split_url_path(str path)
+cpdef object resolve_path(tuple roots, tuple parts, bint follow_symlink)

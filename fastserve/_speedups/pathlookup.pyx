@@ -1,0 +1,110 @@
+"""URL path -> a file path that is guaranteed to lie under one of the served roots.
+
+Three steps, each usable on its own:
+
+* ``percent_decode``  raw request-target bytes -> text, decoding ``%XX`` exactly once
+  (so ``%252e`` becomes the literal ``%2e``, never ``.``).
+* ``split_url_path``  text path -> tuple of safe segments, or None when the path tries to
+  leave the root (``..``), smuggles a NUL or a backslash, or names a drive.
+* ``resolve_path``    segments -> ``(full_path, stat_result)`` under the first root holding
+  them; unless symlinks may be followed, the real path must stay inside the real root.
+"""
+import os
+
+from libc.string cimport memchr
+
+cdef object _stat = os.stat
+cdef object _realpath = os.path.realpath
+
+
+cdef inline int _hex_value(unsigned char c) noexcept nogil:
+    if c >= 48 and c <= 57:
+        return c - 48
+    if c >= 97 and c <= 102:
+        return c - 87
+    if c >= 65 and c <= 70:
+        return c - 55
+    return -1
+
+
+cpdef object percent_decode(bytes raw):
+    """Decode ``%XX`` escapes once and the result as UTF-8; None when it is not UTF-8.
+
+    A ``%`` not followed by two hex digits is kept as it is.
+    """
+    cdef Py_ssize_t n = len(raw)
+    cdef const unsigned char* src = raw
+    cdef Py_ssize_t i = 0, j = 0
+    cdef int hi, lo
+    cdef bytearray out
+    cdef unsigned char* dst
+    if memchr(src, 37, n) == NULL:  # no '%': nothing to decode
+        decoded = raw
+    else:
+        out = bytearray(n)
+        dst = out
+        while i < n:
+            if src[i] == 37 and i + 2 < n:
+                hi = _hex_value(src[i + 1])
+                lo = _hex_value(src[i + 2])
+                if hi >= 0 and lo >= 0:
+                    dst[j] = <unsigned char>(hi * 16 + lo)
+                    j += 1
+                    i += 3
+                    continue
+            dst[j] = src[i]
+            j += 1
+            i += 1
+        decoded = bytes(out[:j])
+    try:
+        return decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+cpdef object split_url_path(str path):
+    """Split a decoded URL path into segments that are safe to join under a root.
+
+    Empty and ``.`` segments are dropped. Returns None for ``..``, NUL, backslash, or a
+    first segment that looks like a drive (``C:``), so no spelling of an escape reaches
+    the filesystem.
+    """
+    cdef list parts = []
+    cdef str segment
+    if "\x00" in path or "\\" in path:
+        return None
+    for segment in path.split("/"):
+        if not segment or segment == ".":
+            continue
+        if segment == "..":
+            return None
+        parts.append(segment)
+    if parts:
+        segment = parts[0]
+        if len(segment) >= 2 and segment[1] == ":" and segment[0].isalpha():
+            return None
+    return tuple(parts)
+
+
+cpdef object resolve_path(tuple roots, tuple parts, bint follow_symlink):
+    """First ``(full_path, stat_result)`` for ``parts`` under ``roots``, or None.
+
+    ``roots`` must already be absolute (real paths unless ``follow_symlink``). Missing
+    files move on to the next root; ``PermissionError`` and other ``OSError``s (such as
+    ENAMETOOLONG) propagate so the caller can answer them.
+    """
+    cdef str rel = "/".join(parts)
+    cdef str root, full, real
+    for root in roots:
+        full = root + "/" + rel if rel else root
+        if not follow_symlink:
+            real = _realpath(full)
+            if real != root and not real.startswith(root + "/" if root != "/" else "/"):
+                continue  # a symlink pointing outside the root
+            full = real
+        try:
+            st = _stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return full, st
+    return None

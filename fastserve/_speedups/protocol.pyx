@@ -1,0 +1,705 @@
+"""The HTTP/1.1 connection: httptools callbacks, the static fast path, ordered output.
+
+One ``HttpProtocol`` per connection. Requests are parsed by httptools; every complete
+request produces exactly one response, in request order:
+
+* a static GET/HEAD is answered inside ``on_message_complete`` from the ``FileCache``:
+  preconditions, ranges, then one pre-built bytes object (headers + body for small files);
+* a large file body becomes a ``FileSender`` that moves bytes with ``os.sendfile``;
+* anything else is handed to the ASGI bridge (``fastserve.server.asgi``) as a job.
+
+Ready responses are gathered and written once per ``data_received``; a response that
+cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in a queue.
+"""
+import os
+from collections import deque
+
+from httptools import HttpRequestParser
+from httptools import HttpParserError, HttpParserUpgrade
+
+from fastserve._speedups.headers cimport (
+    byteranges_layout,
+    current_http_date,
+    reason_phrase,
+)
+from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
+from fastserve._speedups.filecache cimport (
+    CacheEntry,
+    FileCache,
+    OpenFile,
+    ENTRY_FILE,
+    ENTRY_MISSING,
+    ENTRY_REDIRECT,
+)
+from fastserve._speedups.pathlookup cimport percent_decode
+
+cdef object _sendfile = os.sendfile
+cdef object _pread = os.pread
+
+cdef bytes GET = b"GET"
+cdef bytes HEAD = b"HEAD"
+cdef bytes CRLF = b"\r\n"
+cdef bytes SERVER_DATE = b"Server: fastserve\r\nDate: "
+cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
+cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
+
+# Largest slice handed to one sendfile call, and the copy made when the socket is full
+# (the copy goes through the transport, which then tells us when it has drained).
+cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
+cdef Py_ssize_t COPY_CHUNK = 128 * 1024
+# Bytes moved per event-loop turn for one connection before letting others run.
+cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
+
+
+cdef class ServerState:
+    """What every connection of one worker shares: limits, the cache, the app, a clock.
+
+    ``now`` is a coarse clock advanced by the server's ticker; connections stamp it
+    instead of reading the time on every request.
+    """
+
+    cdef public object app
+    cdef public FileCache cache
+    cdef public bint static_only
+    cdef public object asgi_bridge
+    cdef public Py_ssize_t max_header_bytes
+    cdef public Py_ssize_t max_header_count
+    cdef public Py_ssize_t max_url_length
+    cdef public Py_ssize_t max_body_size
+    cdef public Py_ssize_t max_pipeline
+    cdef public Py_ssize_t max_connections
+    cdef public double header_timeout
+    cdef public double keepalive_timeout
+    cdef public int max_ranges
+    cdef public object access_logger
+    cdef public set connections
+    cdef public double now
+    cdef public bint shutting_down
+
+    def __init__(
+        self,
+        *,
+        app=None,
+        FileCache cache=None,
+        bint static_only=False,
+        object asgi_bridge=None,
+        Py_ssize_t max_header_bytes=16 * 1024,
+        Py_ssize_t max_header_count=100,
+        Py_ssize_t max_url_length=8 * 1024,
+        Py_ssize_t max_body_size=1024 * 1024,
+        Py_ssize_t max_pipeline=64,
+        Py_ssize_t max_connections=10_000,
+        double header_timeout=10.0,
+        double keepalive_timeout=5.0,
+        int max_ranges=16,
+        object access_logger=None,
+    ):
+        self.app = app
+        self.cache = cache
+        self.static_only = static_only
+        self.asgi_bridge = asgi_bridge
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+        self.max_url_length = max_url_length
+        self.max_body_size = max_body_size
+        self.max_pipeline = max_pipeline
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.max_ranges = max_ranges
+        self.access_logger = access_logger
+        self.connections = set()
+        self.now = 0.0
+        self.shutting_down = False
+
+    def tick(self, double now) -> None:
+        """Advance the clock and close connections that overstayed a timeout."""
+        cdef HttpProtocol conn
+        self.now = now
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+
+    def shutdown(self) -> None:
+        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        cdef HttpProtocol conn
+        self.shutting_down = True
+        for conn in list(self.connections):
+            conn.close_when_idle()
+
+
+cdef dict _STATUS_LINES = {}
+
+
+cdef bytes _status_line(int status):
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
+    return line
+
+
+cdef inline void _refresh_memo(CacheEntry entry, bytes date):
+    """Forget an entry's pre-built responses once the Date they carry has passed."""
+    if entry.memo_date is not date:
+        entry.memo_date = date
+        entry.memo_ok = None
+        entry.memo_not_modified = None
+
+
+cdef class FileSender:
+    """Sends a response made of bytes and file slices, the slices by ``os.sendfile``.
+
+    While the transport's buffer is empty, file bytes go straight from the page cache to
+    the socket. When the socket is full, one chunk is copied into the transport instead:
+    the transport then pauses us and resumes us once drained, which is the only
+    writability signal a transport-owned socket gives.
+    """
+
+    cdef HttpProtocol conn
+    cdef OpenFile file
+    cdef list segments   # bytes, or (offset, count) tuples
+    cdef Py_ssize_t index
+    cdef long long offset
+    cdef long long remaining
+    cdef bint done
+
+    def __cinit__(self, HttpProtocol conn, OpenFile file, list segments):
+        self.conn = conn
+        self.file = file
+        self.segments = segments
+        self.index = -1
+        self.remaining = 0
+        self.done = False
+
+    cdef void run(self):
+        cdef object transport = self.conn.transport
+        cdef Py_ssize_t budget = TURN_BUDGET
+        cdef Py_ssize_t n
+        cdef int sock_fd = self.conn.sock_fd
+        cdef int file_fd = self.file.fd
+        while True:
+            if transport is None or self.conn.transport is None:
+                self.done = True
+                return
+            if self.remaining == 0:
+                self.index += 1
+                if self.index >= len(self.segments):
+                    self.done = True
+                    self.conn.job_finished()
+                    return
+                segment = self.segments[self.index]
+                if type(segment) is bytes:
+                    transport.write(segment)
+                    self.remaining = 0
+                    continue
+                self.offset, self.remaining = segment
+                if self.remaining == 0:
+                    continue
+            if self.conn.writing_paused:
+                return  # resume_writing calls run() again
+            if budget <= 0:
+                self.conn.loop.call_soon(self.conn.resume_job)
+                return
+            n = -1
+            if sock_fd >= 0 and transport.get_write_buffer_size() == 0:
+                try:
+                    n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
+                except BlockingIOError:
+                    n = -1
+                except OSError:
+                    self.conn.abort()
+                    self.done = True
+                    return
+                if n == 0:  # the file shrank under us: the promised length cannot be sent
+                    self.conn.abort()
+                    self.done = True
+                    return
+            if n < 0:
+                chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
+                n = len(chunk)
+                if n == 0:
+                    self.conn.abort()
+                    self.done = True
+                    return
+                transport.write(chunk)
+            self.offset += n
+            self.remaining -= n
+            budget -= n
+
+
+cdef class HttpProtocol:
+    """One HTTP/1.1 connection (an asyncio protocol, for uvloop's ``create_server``)."""
+
+    cdef readonly ServerState state
+    cdef public object loop
+    cdef public object transport
+    cdef object parser
+    cdef public int sock_fd
+    cdef public object client
+    cdef public object server
+    cdef public bint writing_paused
+    cdef bint reading_paused
+
+    # the request being parsed
+    cdef bint in_head
+    cdef Py_ssize_t head_bytes
+    cdef Py_ssize_t raw_head_bytes
+    cdef Py_ssize_t header_count
+    cdef double head_started
+    cdef bytearray url
+    cdef list headers
+    cdef bint keep_headers
+    cdef bytes method
+    cdef bytes if_match
+    cdef bytes if_none_match
+    cdef bytes if_modified_since
+    cdef bytes if_unmodified_since
+    cdef bytes range_value
+    cdef bytes if_range
+    cdef readonly bint keep_alive
+    cdef readonly bint http10
+    cdef object body_job   # the ASGI job receiving this request's body, if any
+
+    # output, in request order
+    cdef list out
+    cdef object queue
+    cdef object current_job
+    cdef bint closing
+    cdef double idle_since
+    cdef int response_status
+
+    def __init__(self, ServerState state, loop):
+        self.state = state
+        self.loop = loop
+        self.transport = None
+        self.parser = HttpRequestParser(self)
+        self.sock_fd = -1
+        self.writing_paused = False
+        self.reading_paused = False
+        self.in_head = False
+        self.url = bytearray()
+        self.headers = []
+        self.keep_headers = not state.static_only
+        self.out = []
+        self.queue = deque()
+        self.current_job = None
+        self.closing = False
+        self.body_job = None
+
+    # -- asyncio protocol -------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.idle_since = self.state.now
+        if len(self.state.connections) >= self.state.max_connections or self.state.shutting_down:
+            transport.write(
+                _status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            transport.close()
+            self.transport = None
+            return
+        self.state.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        self.sock_fd = sock.fileno() if sock is not None else -1
+        self.client = transport.get_extra_info("peername")
+        self.server = transport.get_extra_info("sockname")
+        # Resume only when the buffer is empty, so file transfers can go back to sendfile.
+        transport.set_write_buffer_limits(high=64 * 1024, low=0)
+
+    def connection_lost(self, exc):
+        self.state.connections.discard(self)
+        self.transport = None
+        job = self.current_job
+        self.current_job = None
+        self.queue.clear()
+        if job is not None and type(job) is not FileSender:
+            job.connection_lost()
+        if self.body_job is not None and self.body_job is not job:
+            self.body_job.connection_lost()
+        self.body_job = None
+
+    def eof_received(self):
+        return False  # close our side too once the peer is done sending
+
+    def pause_writing(self):
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self):
+        self.writing_paused = False
+        if type(self.current_job) is FileSender:
+            (<FileSender>self.current_job).run()
+        elif self.current_job is not None:
+            self.current_job.resume_writing()
+        if not self.writing_paused and len(self.queue) < self.state.max_pipeline:
+            self._resume_reading()
+
+    def data_received(self, bytes data):
+        if self.closing:
+            return
+        if self.in_head:
+            self.raw_head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade:
+            # No upgrades on this path: answer what was asked, then close.
+            self.keep_alive = False
+            self.closing = True
+        except HttpParserError:
+            self._fail(400)
+            return
+        if self.in_head and not self.closing and (
+            self.raw_head_bytes > self.state.max_header_bytes
+            or self.head_bytes > self.state.max_header_bytes
+        ):
+            self._fail(431)
+            return
+        self._flush()
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self):
+        self.in_head = True
+        self.head_bytes = 0
+        self.raw_head_bytes = 0
+        self.header_count = 0
+        self.head_started = self.state.now
+        self.url = bytearray()
+        if self.keep_headers:
+            self.headers = []
+        self.if_match = None
+        self.if_none_match = None
+        self.if_modified_since = None
+        self.if_unmodified_since = None
+        self.range_value = None
+        self.if_range = None
+
+    def on_url(self, bytes url):
+        self.url += url
+        self.head_bytes += len(url)
+        if len(self.url) > self.state.max_url_length:
+            self._fail(414)
+            raise _Abort()
+
+    def on_header(self, bytes name, bytes value):
+        cdef Py_ssize_t n = len(name)
+        self.head_bytes += n + len(value) + 4
+        self.header_count += 1
+        if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
+            self._fail(431)
+            raise _Abort()
+        if n == 5 or n == 8 or n == 13 or n == 17 or n == 19:
+            lower = name.lower()
+            if lower == b"if-none-match":
+                self.if_none_match = value
+            elif lower == b"if-modified-since":
+                self.if_modified_since = value
+            elif lower == b"range":
+                self.range_value = value
+            elif lower == b"if-range":
+                self.if_range = value
+            elif lower == b"if-match":
+                self.if_match = value
+            elif lower == b"if-unmodified-since":
+                self.if_unmodified_since = value
+        if self.keep_headers:
+            self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self):
+        self.in_head = False
+        parser = self.parser
+        self.method = parser.get_method()
+        self.keep_alive = parser.should_keep_alive() and not self.state.shutting_down
+        self.http10 = parser.get_http_version() == "1.0"
+        if not self.state.static_only:
+            self.body_job = self.state.asgi_bridge.begin(self, self.method, bytes(self.url), self.headers)
+
+    def on_body(self, bytes body):
+        if self.body_job is not None:
+            self.body_job.receive_body(body)
+
+    def on_message_complete(self):
+        if self.closing:
+            return
+        if self.body_job is not None:
+            job = self.body_job
+            self.body_job = None
+            job.body_complete()
+            self._enqueue_job(job)
+        else:
+            self._serve_static()
+        if not self.keep_alive:
+            self.closing = True
+
+    # -- the static fast path ----------------------------------------------------------
+
+    cdef void _serve_static(self):
+        cdef bytes method = self.method
+        cdef CacheEntry entry
+        cdef int status
+        cdef bytes raw = bytes(self.url)
+        cdef Py_ssize_t q = raw.find(b"?")
+        cdef bytes raw_path = raw if q < 0 else raw[:q]
+        if method != GET and method != HEAD:
+            self._emit_simple(405, b"Method Not Allowed", ALLOW)
+            return
+        path = percent_decode(raw_path)
+        if path is None or not path.startswith("/"):
+            self._emit_simple(400, b"Bad Request", b"")
+            return
+        entry = self.state.cache.lookup(path)
+        if entry.kind == ENTRY_FILE:
+            status = evaluate_preconditions(
+                method, self.if_match, self.if_unmodified_since, self.if_none_match,
+                self.if_modified_since, entry.etag, entry.mtime,
+            )
+            if status == 304:
+                self._emit_not_modified(entry)
+            elif status == 412:
+                self._emit_simple(412, b"Precondition Failed", b"")
+            elif self.range_value is not None and method == GET:
+                self._emit_range(entry)
+            else:
+                self._emit_file(entry, 200, entry.fields)
+        elif entry.kind == ENTRY_REDIRECT:
+            self._emit_redirect(raw_path, raw[q:] if q >= 0 else b"")
+        elif entry.kind == ENTRY_MISSING and entry.file is not None:
+            self._emit_file(entry, 404, entry.fields)   # a large 404.html
+        else:
+            self._emit_head_body(entry.status, entry.fields, entry.body)
+        if self.state.access_logger is not None:
+            self.state.access_logger(self.client, method, raw, self.response_status)
+
+    cdef inline bytes _head(self, int status, bytes fields):
+        cdef bytes connection = b""
+        self.response_status = status
+        if not self.keep_alive:
+            connection = CONNECTION_CLOSE
+        elif self.http10:
+            connection = CONNECTION_KEEP_ALIVE
+        return b"".join((
+            _status_line(status), SERVER_DATE, current_http_date(), CRLF, fields, connection, CRLF
+        ))
+
+    cdef inline bint _plain_keep_alive(self):
+        return self.keep_alive and not self.http10
+
+    cdef void _emit_file(self, CacheEntry entry, int status, bytes fields):
+        cdef bytes date
+        if entry.body is not None:
+            if status == 200 and self.method == GET and self._plain_keep_alive():
+                date = current_http_date()
+                _refresh_memo(entry, date)
+                if entry.memo_ok is None:
+                    entry.memo_ok = b"".join((
+                        _status_line(200), SERVER_DATE, date, CRLF, fields, CRLF, entry.body
+                    ))
+                self.response_status = 200
+                self._emit(entry.memo_ok)
+            else:
+                self._emit_head_body(status, fields, entry.body)
+            return
+        head = self._head(status, fields)
+        if self.method == HEAD:
+            self._emit(head)
+        else:
+            self._enqueue_job(FileSender(self, entry.file, [head, (0, entry.size)]))
+
+    cdef void _emit_not_modified(self, CacheEntry entry):
+        cdef bytes date
+        if self._plain_keep_alive():
+            date = current_http_date()
+            _refresh_memo(entry, date)
+            if entry.memo_not_modified is None:
+                entry.memo_not_modified = b"".join((
+                    _status_line(304), SERVER_DATE, date, CRLF, entry.validator_fields, CRLF
+                ))
+            self.response_status = 304
+            self._emit(entry.memo_not_modified)
+        else:
+            self._emit(self._head(304, entry.validator_fields))
+
+    cdef void _emit_range(self, CacheEntry entry):
+        cdef int status
+        cdef list parts
+        cdef long long first, last
+        status, ranges = evaluate_range(
+            self.method, self.range_value, self.if_range, entry.etag, entry.mtime,
+            entry.size, self.state.max_ranges,
+        )
+        if status == 200:
+            self._emit_file(entry, 200, entry.fields)
+            return
+        if status == 416:
+            self._emit_head_body(
+                416, b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % entry.size, b""
+            )
+            return
+        if len(ranges) == 1:
+            first, last = ranges[0]
+            fields = b"Content-Type: %s\r\nContent-Length: %d\r\nContent-Range: bytes %d-%d/%d\r\n%sAccept-Ranges: bytes\r\n" % (
+                entry.content_type, last - first + 1, first, last, entry.size, entry.validator_fields
+            )
+            if entry.body is not None:
+                self._emit(self._head(206, fields) + entry.body[first:last + 1])
+            else:
+                self._enqueue_job(FileSender(self, entry.file, [self._head(206, fields), (first, last - first + 1)]))
+            return
+        boundary = os.urandom(12).hex().encode()
+        heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
+        fields = b"Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n" % (
+            boundary, length, entry.validator_fields
+        )
+        if entry.body is not None:
+            pieces = [self._head(206, fields)]
+            for i in range(len(ranges)):
+                first, last = ranges[i]
+                pieces.append(heads[i])
+                pieces.append(entry.body[first:last + 1])
+            pieces.append(tail)
+            self._emit(b"".join(pieces))
+            return
+        parts = [self._head(206, fields)]
+        for i in range(len(ranges)):
+            first, last = ranges[i]
+            parts.append(heads[i])
+            parts.append((first, last - first + 1))
+        parts.append(tail)
+        self._enqueue_job(FileSender(self, entry.file, parts))
+
+    cdef void _emit_redirect(self, bytes raw_path, bytes query):
+        # Collapse leading slashes so "//host/dir" can never become a protocol-relative URL.
+        location = b"/" + raw_path.lstrip(b"/") + b"/" + query
+        for c in b"\r\n\x00":
+            if c in location:
+                self._emit_simple(400, b"Bad Request", b"")
+                return
+        self._emit_head_body(307, b"Location: %s\r\nContent-Length: 0\r\n" % location, b"")
+
+    cdef void _emit_simple(self, int status, bytes text, bytes extra):
+        self._emit_head_body(
+            status,
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s" % (len(text), extra),
+            text,
+        )
+
+    cdef void _emit_head_body(self, int status, bytes fields, bytes body):
+        head = self._head(status, fields)
+        if self.method == HEAD or not body:
+            self._emit(head)
+        else:
+            self._emit(head + body)
+
+    # -- ordered output -----------------------------------------------------------------
+
+    cdef inline void _emit(self, bytes data):
+        if self.current_job is None and not self.queue:
+            self.out.append(data)
+        else:
+            self.queue.append(data)
+
+    cdef void _enqueue_job(self, job):
+        self.queue.append(job)
+        if len(self.queue) >= self.state.max_pipeline:
+            self._pause_reading()
+        if self.current_job is None:
+            self._flush()
+
+    cdef void _flush(self):
+        """Write what is ready; start the next job when the one before it is done."""
+        cdef object transport = self.transport
+        if transport is None:
+            self.out.clear()
+            return
+        while self.current_job is None and self.queue:
+            item = self.queue.popleft()
+            if type(item) is bytes:
+                self.out.append(item)
+                continue
+            self._write_out()
+            self.current_job = item
+            if type(item) is FileSender:
+                (<FileSender>item).run()
+            else:
+                item.start()
+            if self.transport is None:
+                return
+        self._write_out()
+        if self.current_job is None and not self.queue:
+            self.idle_since = self.state.now
+            if self.closing:
+                self.transport.close()
+                self.transport = None
+            elif self.reading_paused and not self.writing_paused:
+                self._resume_reading()
+
+    cdef inline void _write_out(self):
+        cdef list out = self.out
+        if out:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.write(b"".join(out))
+            out.clear()
+
+    def job_finished(self, bint close=False):
+        """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
+        self.current_job = None
+        if close:
+            self.closing = True
+            self.queue.clear()
+        self._flush()
+
+    def resume_job(self):
+        if type(self.current_job) is FileSender and not self.writing_paused:
+            (<FileSender>self.current_job).run()
+
+    # -- errors, timeouts, shutdown ------------------------------------------------------
+
+    cdef void _fail(self, int status):
+        """Answer a request we refuse to parse further, then close."""
+        if self.closing:
+            return
+        self.closing = True
+        self.keep_alive = False
+        self.method = GET
+        reason = reason_phrase(status)
+        self._emit_simple(status, reason, b"")
+        self._flush()
+
+    def check_timeouts(self, double now):
+        if self.transport is None:
+            return
+        if self.in_head:
+            if now - self.head_started > self.state.header_timeout:
+                self._fail(408)
+        elif self.current_job is None and not self.queue and not self.out:
+            if now - self.idle_since > self.state.keepalive_timeout:
+                self.transport.close()
+                self.transport = None
+
+    def close_when_idle(self):
+        self.keep_alive = False
+        if self.transport is not None and not self.in_head and self.current_job is None and not self.queue:
+            self.closing = True
+            self.transport.close()
+            self.transport = None
+
+    def abort(self):
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+    cdef void _pause_reading(self):
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    cdef void _resume_reading(self):
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+
+class _Abort(Exception):
+    """Raised from a parser callback to stop parsing a request we already refused."""

@@ -1,0 +1,82 @@
+"""``python -m fastserve [DIR | module:app] [flags]``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import List, Optional
+
+from fastserve.config import Config
+from fastserve.server.app_loader import AppLoadError
+
+DEFAULTS = Config()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastserve",
+        description="Serve a directory (static files, fast path) or run an ASGI app ('module:app').",
+    )
+    parser.add_argument("target", nargs="?", default=".", help="directory to serve, or module:app (default: .)")
+    parser.add_argument("--host", default=DEFAULTS.host, help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port to bind (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="worker processes (default: %(default)s)")
+    parser.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
+                        help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
+    parser.add_argument("--no-html", dest="html", action="store_false",
+                        help="directories: do not serve index.html / 404.html")
+    parser.add_argument("--follow-symlink", action="store_true",
+                        help="directories: serve symlinks that point outside the root")
+    limits = parser.add_argument_group("limits")
+    for name, help_text in [
+        ("max_header_bytes", "request line + headers, bytes (431)"),
+        ("max_header_count", "number of request headers (431)"),
+        ("max_url_length", "request-target length, bytes (414)"),
+        ("max_body_size", "request body, bytes (413)"),
+        ("max_pipeline", "responses queued per connection before reading pauses"),
+        ("max_connections", "open connections per worker (503 beyond)"),
+        ("max_ranges", "ranges honoured in one Range header (more: the whole file)"),
+        ("cache_entries", "open-file cache entries"),
+        ("cache_bytes", "open-file cache body bytes"),
+        ("cache_max_file", "largest file whose body is cached in memory"),
+    ]:
+        limits.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DEFAULTS, name),
+                            help=f"{help_text} (default: %(default)s)")
+    for name, help_text in [
+        ("header_timeout", "seconds to receive a request's headers (408, then close)"),
+        ("keepalive_timeout", "seconds an idle keep-alive connection stays open"),
+        ("cache_valid", "seconds before a cached file is checked again with stat"),
+    ]:
+        limits.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(DEFAULTS, name),
+                            help=f"{help_text} (default: %(default)s)")
+    return parser
+
+
+def config_from_args(argv: Optional[List[str]] = None) -> Config:
+    args = vars(build_parser().parse_args(argv))
+    args.pop("log_level")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{key: value for key, value in args.items() if key in fields})
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    level = build_parser().parse_args(argv).log_level
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    config = config_from_args(argv)
+    if config.workers < 1:
+        print("fastserve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    from fastserve.server.serve import serve
+
+    try:
+        return serve(config)
+    except AppLoadError as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fastserve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1

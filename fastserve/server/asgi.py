@@ -1,0 +1,261 @@
+"""The ASGI bridge: runs an ASGI 3 app for requests the static fast path does not answer.
+
+``HttpProtocol`` calls ``AsgiBridge.begin`` when a request's headers are complete; the
+returned ``HttpCycle`` collects the body and, when its turn in the connection's response
+order comes, runs the app as a task. The cycle writes straight to the transport, honours
+flow control, and tells the connection when its response is complete.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from fastserve._speedups.headers import current_http_date, serialize_headers
+from fastserve._speedups.pathlookup import percent_decode
+from fastserve.config import Config
+
+logger = logging.getLogger("fastserve")
+
+Headers = List[Tuple[bytes, bytes]]
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class AsgiBridge:
+    """Per worker: the app, its lifespan, and the scope pieces every request shares."""
+
+    def __init__(self, app: Any, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.config = config
+        self.loop = loop
+        self.root_path = config.root_path
+        self.state: Dict[str, Any] = {}
+        self._lifespan: Optional[_Lifespan] = None
+
+    async def startup(self) -> None:
+        self._lifespan = _Lifespan(self.app, self.state)
+        await self._lifespan.startup()
+
+    async def shutdown(self) -> None:
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+
+    def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> "HttpCycle":
+        return HttpCycle(self, conn, method, raw_url, headers)
+
+
+class _Lifespan:
+    """Runs the app's lifespan protocol; an app that does not speak it is simply skipped."""
+
+    def __init__(self, app: Any, state: Dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+        self.events: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
+        self.replies: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
+        self.task: Optional[asyncio.Task] = None
+        self.supported = True
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        try:
+            await self.app(scope, self.events.get, self.replies.put)
+        except BaseException as exc:  # the app does not do lifespan
+            self.supported = False
+            logger.debug("lifespan not supported by the app: %r", exc)
+            await self.replies.put({"type": "lifespan.unsupported"})
+
+    async def startup(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        await self.events.put({"type": "lifespan.startup"})
+        reply = await self.replies.get()
+        if reply["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"application startup failed: {reply.get('message', '')}")
+
+    async def shutdown(self) -> None:
+        if not self.supported or self.task is None or self.task.done():
+            return
+        await self.events.put({"type": "lifespan.shutdown"})
+        await self.replies.get()
+
+
+class HttpCycle:
+    """One request/response exchange between a connection and the app."""
+
+    def __init__(self, bridge: AsgiBridge, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> None:
+        self.bridge = bridge
+        self.conn = conn
+        self.loop = bridge.loop
+        raw_path, _, query = raw_url.partition(b"?")
+        path = percent_decode(raw_path)
+        self.bad_request = path is None
+        self.head_request = method == b"HEAD"
+        self.keep_alive = conn.keep_alive
+        self.http10 = conn.http10
+        self.scope: Dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.0" if conn.http10 else "1.1",
+            "server": conn.server,
+            "client": conn.client,
+            "scheme": "http",
+            "method": method.decode("ascii"),
+            "root_path": bridge.root_path,
+            "path": bridge.root_path + (path or ""),
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": dict(bridge.state),
+        }
+        self.body: Deque[bytes] = deque()
+        self.body_size = 0
+        self.more_body = True
+        self.too_large = False
+        self.disconnected = False
+        self.started = False
+        self.complete = False
+        self.chunked = False
+        self.pending_head: Optional[bytes] = None
+        self.waiter: Optional[asyncio.Future] = None
+        self.drain: Optional[asyncio.Future] = None
+        self.task: Optional[asyncio.Task] = None
+
+    # -- called by the connection ------------------------------------------------------
+
+    def receive_body(self, chunk: bytes) -> None:
+        self.body_size += len(chunk)
+        if self.body_size > self.bridge.config.max_body_size:
+            self.too_large = True
+            self.body.clear()
+        elif not self.too_large:
+            self.body.append(chunk)
+        self._wake()
+
+    def body_complete(self) -> None:
+        self.more_body = False
+        self._wake()
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self.run())
+
+    def resume_writing(self) -> None:
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def connection_lost(self) -> None:
+        self.disconnected = True
+        self._wake()
+        self.resume_writing()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # -- the app's side ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if self.bad_request:
+                await self._send_plain(400, b"Bad Request")
+            elif self.too_large:
+                await self._send_plain(413, b"Content Too Large")
+            else:
+                await self.bridge.app(self.scope, self.receive, self.send)
+                if not self.started and not self.disconnected:
+                    logger.error("ASGI app returned without starting a response")
+                    await self._send_plain(500, b"Internal Server Error")
+                elif not self.complete and not self.disconnected:
+                    logger.error("ASGI app returned without completing its response")
+                    self.conn.abort()
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            logger.error("exception in ASGI app", exc_info=exc)
+            if not self.started and not self.disconnected:
+                await self._send_plain(500, b"Internal Server Error")
+            else:
+                self.conn.abort()
+        finally:
+            self.conn.job_finished(not self.keep_alive)
+
+    async def _send_plain(self, status: int, text: bytes) -> None:
+        self.keep_alive = self.keep_alive and status < 500 and status != 413
+        await self.send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))],
+        })
+        await self.send({"type": "http.response.body", "body": text})
+
+    async def receive(self) -> Dict[str, Any]:
+        while not self.body and self.more_body and not self.disconnected and not self.too_large:
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        if self.disconnected or self.too_large or (self.complete and not self.body):
+            return {"type": "http.disconnect"}
+        if self.body:
+            chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
+            self.body.clear()
+            return {"type": "http.request", "body": chunk, "more_body": self.more_body}
+        if not self.more_body and self.body_size >= 0:
+            self.body_size = -1  # the final empty message is sent once
+            return {"type": "http.request", "body": b"", "more_body": False}
+        # Body done and delivered: wait until the response completes or the client leaves.
+        while not self.disconnected and not self.complete:
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.disconnected:
+            return
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.pending_head = self._build_head(message["status"], list(message.get("headers", [])))
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body sent after the response completed")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            pieces = []
+            if self.pending_head is not None:
+                pieces.append(self.pending_head)
+                self.pending_head = None
+            if not self.head_request and self.status not in _NO_BODY_STATUSES:
+                if self.chunked:
+                    if body:
+                        pieces.append(b"%x\r\n%s\r\n" % (len(body), body))
+                    if not more:
+                        pieces.append(b"0\r\n\r\n")
+                elif body:
+                    pieces.append(body)
+            if pieces:
+                self.conn.transport.write(b"".join(pieces))
+            if not more:
+                self.complete = True
+                self._wake()
+            elif self.conn.writing_paused:
+                self.drain = self.loop.create_future()
+                await self.drain
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    def _build_head(self, status: int, headers: Headers) -> bytes:
+        self.status = status
+        has_length = any(name.lower() == b"content-length" for name, _ in headers)
+        if not has_length and status not in _NO_BODY_STATUSES and status >= 200:
+            if self.http10:
+                self.keep_alive = False  # the end of the body is the end of the connection
+            else:
+                self.chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
+        if not self.keep_alive:
+            headers.append((b"connection", b"close"))
+        elif self.http10:
+            headers.append((b"connection", b"keep-alive"))
+        return serialize_headers(status, [(b"server", b"fastserve"), (b"date", current_http_date())] + headers)

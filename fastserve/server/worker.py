@@ -1,0 +1,127 @@
+"""One worker: an event loop, a listening socket, its connections, a graceful exit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any, Optional
+
+from fastserve._speedups.filecache import FileCache
+from fastserve._speedups.protocol import HttpProtocol, ServerState
+from fastserve.config import Config
+
+logger = logging.getLogger("fastserve")
+access_logger = logging.getLogger("fastserve.access")
+
+
+def _log_access(client: Any, method: bytes, url: bytes, status: int) -> None:
+    host = client[0] if client else "-"
+    access_logger.info('%s - "%s %s" %d', host, method.decode("latin-1"), url.decode("latin-1"), status)
+
+
+def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
+    """The cache the fast path answers from, when the app is a plain fastserve ``StaticFiles``."""
+    from fastserve.staticfiles import StaticFiles
+
+    if not isinstance(app, StaticFiles) or app.file_cache is None:
+        return None
+    if app.directory is not None and not os.path.isdir(app.directory):
+        raise RuntimeError(f"StaticFiles directory '{app.directory}' does not exist.")
+    app.file_cache = FileCache(
+        app.all_directories,
+        html=app.html,
+        follow_symlink=app.follow_symlink,
+        valid_for=config.cache_valid,
+        max_entries=config.cache_entries,
+        max_bytes=config.cache_bytes,
+        max_body=config.cache_max_file,
+    )
+    return app.file_cache
+
+
+def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
+    cache = static_cache_for(app, config)
+    bridge = None
+    if cache is None:
+        from fastserve.server.asgi import AsgiBridge
+
+        bridge = AsgiBridge(app, config, loop)
+    return ServerState(
+        app=app,
+        cache=cache,
+        static_only=cache is not None,
+        asgi_bridge=bridge,
+        max_header_bytes=config.max_header_bytes,
+        max_header_count=config.max_header_count,
+        max_url_length=config.max_url_length,
+        max_body_size=config.max_body_size,
+        max_pipeline=config.max_pipeline,
+        max_connections=config.max_connections,
+        header_timeout=config.header_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+        max_ranges=config.max_ranges,
+        access_logger=_log_access if config.access_log else None,
+    )
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """A listening TCP socket with SO_REUSEPORT, so several workers can share the port."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
+    """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``."""
+    loop = asyncio.get_running_loop()
+    state = build_state(config, app, loop)
+    state.now = loop.time()
+    server = await loop.create_server(lambda: HttpProtocol(state, loop), sock=sock, backlog=config.backlog)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def tick() -> None:
+        state.tick(loop.time())
+        ticker[0] = loop.call_later(config.tick_interval, tick)
+
+    ticker = [loop.call_later(config.tick_interval, tick)]
+    bridge = state.asgi_bridge
+    if bridge is not None:
+        await bridge.startup()
+    if config.ready_callback is not None:
+        config.ready_callback()
+    await stop.wait()
+
+    server.close()  # stop accepting; connections stay open
+    state.shutdown()
+    deadline = loop.time() + config.graceful_timeout
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(state.connections):
+        conn.abort()
+    ticker[0].cancel()
+    if bridge is not None:
+        await bridge.shutdown()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+
+
+def run_worker(config: Config, app: Any, sock: socket.socket) -> None:
+    """Run one worker to completion on a fresh uvloop event loop."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve_forever(config, app, sock))
+    finally:
+        sock.close()
+        loop.close()

@@ -1,0 +1,290 @@
+"""``StaticFiles``: the ASGI app that serves a directory, a drop-in for Starlette's.
+
+The rules (safe lookup, validators, 304/412, Range) are the Cython ones the server's fast
+path uses. When none of the lookup methods is overridden, requests are answered from the
+shared open-file cache without a thread hop; when the fastserve server runs this app, it
+answers them itself and the app is not even called.
+"""
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import stat
+from typing import Any, List, Optional, Tuple, Union
+
+import anyio
+
+from fastserve._speedups.conditional import evaluate_preconditions
+from fastserve._speedups.filecache import FileCache
+from fastserve._speedups.headers import parse_http_date
+from fastserve._speedups.pathlookup import resolve_path, split_url_path
+from fastserve.datastructures import URL, Headers
+from fastserve.exceptions import HTTPException
+from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+
+PathLike = Union[str, "os.PathLike[str]"]
+Scope = Any
+Receive = Any
+Send = Any
+
+# File kinds of a cache entry (mirrors fastserve/_speedups/filecache.pxd).
+_ENTRY_FILE, _ENTRY_MISSING, _ENTRY_REDIRECT, _ENTRY_FORBIDDEN = 1, 2, 3, 4
+
+
+class NotModifiedResponse(Response):
+    """A 304 that keeps only the headers a 304 may carry."""
+
+    NOT_MODIFIED_HEADERS = ("cache-control", "content-location", "date", "etag", "expires", "vary")
+
+    def __init__(self, headers: Headers):
+        super().__init__(
+            status_code=304,
+            headers={name: value for name, value in headers.items() if name in self.NOT_MODIFIED_HEADERS},
+        )
+
+
+class _CachedFileResponse(Response):
+    """A small file straight from the cache: one start message, one body message."""
+
+    def __init__(self, raw_headers: List[Tuple[bytes, bytes]], body: bytes, status_code: int):
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        body = b"" if scope["method"] == "HEAD" else self.body
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path relative to where the app is mounted."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and (len(path) == len(root_path) or path[len(root_path)] == "/"):
+        return path[len(root_path):]
+    return path
+
+
+def _request_header(scope: Scope, name: bytes) -> Optional[bytes]:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value
+    return None
+
+
+class StaticFiles:
+    """Serve files from ``directory`` and/or the ``statics`` folders of ``packages``."""
+
+    def __init__(
+        self,
+        *,
+        directory: Optional[PathLike] = None,
+        packages: Optional[List[Union[str, Tuple[str, str]]]] = None,
+        html: bool = False,
+        check_dir: bool = True,
+        follow_symlink: bool = False,
+    ) -> None:
+        self.directory = directory
+        self.packages = packages
+        self.all_directories = self.get_directories(directory, packages)
+        self.html = html
+        self.config_checked = False
+        self.follow_symlink = follow_symlink
+        if check_dir and directory is not None and not os.path.isdir(directory):
+            raise RuntimeError(f"Directory '{directory}' does not exist")
+        self.file_cache: Optional[FileCache] = None
+        if not self._lookup_overridden():
+            self.file_cache = FileCache(self.all_directories, html=html, follow_symlink=follow_symlink)
+
+    def _lookup_overridden(self) -> bool:
+        """Whether a subclass changed how paths are found or answered (then no cache)."""
+        cls = type(self)
+        return any(
+            getattr(cls, name) is not getattr(StaticFiles, name)
+            for name in ("get_path", "get_response", "lookup_path", "file_response", "is_not_modified")
+        )
+
+    def get_directories(
+        self,
+        directory: Optional[PathLike] = None,
+        packages: Optional[List[Union[str, Tuple[str, str]]]] = None,
+    ) -> List[PathLike]:
+        """The directories to look in: ``directory`` first, then each package's folder."""
+        directories: List[PathLike] = []
+        if directory is not None:
+            directories.append(directory)
+        for package in packages or []:
+            if isinstance(package, tuple):
+                package, statics_dir = package
+            else:
+                statics_dir = "statics"
+            spec = importlib.util.find_spec(package)
+            assert spec is not None, f"Package {package!r} could not be found."
+            assert spec.origin is not None, f"Package {package!r} could not be found."
+            package_directory = os.path.normpath(os.path.join(spec.origin, "..", statics_dir))
+            assert os.path.isdir(
+                package_directory
+            ), f"Directory '{statics_dir!r}' in package {package!r} could not be found."
+            directories.append(package_directory)
+        return directories
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        assert scope["type"] == "http"
+        if not self.config_checked:
+            await self.check_config()
+            self.config_checked = True
+        try:
+            path = self.get_path(scope)
+            response = await self.get_response(path, scope)
+        except HTTPException as exc:
+            # Inside an app with exception handlers, let them answer; standalone, answer here.
+            if "starlette.exception_handlers" in scope:
+                raise
+            response = PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        await response(scope, receive, send)
+
+    def get_path(self, scope: Scope) -> str:
+        """The path to serve, relative, with OS separators and ``.``/``..`` removed."""
+        route_path = _route_path(scope)
+        return os.path.normpath(os.path.join(*route_path.split("/")))
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        """The response for ``path`` given the request's method and headers."""
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+        if self.file_cache is not None:
+            return self._cached_response(scope)
+        try:
+            full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, path)
+        except PermissionError:
+            raise HTTPException(status_code=401)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise HTTPException(status_code=404)
+            raise
+        except ValueError:
+            raise HTTPException(status_code=404)
+        if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+            return self.file_response(full_path, stat_result, scope)
+        if stat_result is not None and stat.S_ISDIR(stat_result.st_mode) and self.html:
+            index_path = os.path.join(path, "index.html")
+            full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, index_path)
+            if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+                if not scope["path"].endswith("/"):
+                    return self._slash_redirect(scope)
+                return self.file_response(full_path, stat_result, scope)
+        if self.html:
+            full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, "404.html")
+            if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
+                return FileResponse(full_path, stat_result=stat_result, status_code=404)
+        raise HTTPException(status_code=404)
+
+    def _cached_response(self, scope: Scope) -> Response:
+        assert self.file_cache is not None
+        entry = self.file_cache.lookup(_route_path(scope) or "/")
+        if entry.kind == _ENTRY_FILE:
+            method = scope["method"].encode()
+            status = evaluate_preconditions(
+                method,
+                _request_header(scope, b"if-match"),
+                _request_header(scope, b"if-unmodified-since"),
+                _request_header(scope, b"if-none-match"),
+                _request_header(scope, b"if-modified-since"),
+                entry.etag,
+                entry.mtime,
+            )
+            if status == 304:
+                return Response(status_code=304, headers={"etag": entry.etag.decode(), "last-modified": entry.last_modified.decode()})
+            if status == 412:
+                return PlainTextResponse("Precondition Failed", status_code=412)
+            if entry.body is not None and _request_header(scope, b"range") is None:
+                return _CachedFileResponse(entry.asgi_headers, entry.body, 200)
+            return FileResponse(entry.path, stat_result=entry.stat)
+        if entry.kind == _ENTRY_REDIRECT:
+            return self._slash_redirect(scope)
+        if entry.kind == _ENTRY_FORBIDDEN:
+            raise HTTPException(status_code=401)
+        if entry.path is not None:  # html mode's 404.html
+            if entry.body is not None:
+                return _CachedFileResponse(entry.asgi_headers, entry.body, 404)
+            return FileResponse(entry.path, stat_result=entry.stat, status_code=404)
+        raise HTTPException(status_code=404)
+
+    @staticmethod
+    def _slash_redirect(scope: Scope) -> Response:
+        url = URL(scope=scope)
+        return RedirectResponse(url=url.replace(path=url.path + "/"))
+
+    def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
+        """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``."""
+        parts = split_url_path(path.replace(os.sep, "/"))
+        if parts is None or path.startswith(("/", "\\")):
+            return "", None
+        if not self.follow_symlink:
+            roots = tuple(os.path.realpath(d) for d in self.all_directories)
+        else:
+            roots = tuple(os.path.abspath(d) for d in self.all_directories)
+        found = resolve_path(roots, parts, self.follow_symlink)
+        if found is None:
+            return "", None
+        return found
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        """A ``FileResponse``, or the 304/412 its validators call for."""
+        request_headers = Headers(scope=scope)
+        response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
+        precondition = evaluate_preconditions(
+            scope["method"].encode(),
+            _request_header(scope, b"if-match"),
+            _request_header(scope, b"if-unmodified-since"),
+            None,
+            None,
+            response.headers["etag"].encode(),
+            int(stat_result.st_mtime),
+        )
+        if precondition == 412:
+            return PlainTextResponse("Precondition Failed", status_code=412)
+        if self.is_not_modified(response.headers, request_headers):
+            return NotModifiedResponse(response.headers)
+        return response
+
+    async def check_config(self) -> None:
+        """Fail loudly, once, when ``directory`` is missing or not a directory."""
+        if self.directory is None:
+            return
+        try:
+            stat_result = await anyio.to_thread.run_sync(os.stat, self.directory)
+        except FileNotFoundError:
+            raise RuntimeError(f"StaticFiles directory '{self.directory}' does not exist.")
+        if not (stat.S_ISDIR(stat_result.st_mode) or stat.S_ISLNK(stat_result.st_mode)):
+            raise RuntimeError(f"StaticFiles path '{self.directory}' is not a directory.")
+
+    def is_not_modified(self, response_headers: Headers, request_headers: Headers) -> bool:
+        """Whether If-None-Match / If-Modified-Since allow a 304 for this response."""
+        if_none_match = request_headers.get("if-none-match")
+        if_modified_since = request_headers.get("if-modified-since")
+        last_modified = parse_http_date(response_headers.get("last-modified", "").encode("latin-1"))
+        return (
+            evaluate_preconditions(
+                b"GET",
+                None,
+                None,
+                if_none_match.encode("latin-1") if if_none_match is not None else None,
+                if_modified_since.encode("latin-1") if if_modified_since is not None else None,
+                response_headers["etag"].encode("latin-1"),
+                last_modified,
+            )
+            == 304
+        )
