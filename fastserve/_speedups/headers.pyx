@@ -1,0 +1,924 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""HTTP header parsing and serialising for the static-file path.
+
+Everything here is shared by the ASGI ``StaticFiles``/``FileResponse`` (called from Python) and
+the protocol's fast path (cimported from Cython), so a rule about Range, validators, dates or
+content negotiation lives in exactly one place.
+
+Header values arrive as ``bytes`` (or None when the header is absent). Parsers never raise on
+hostile input: they report "ignore this header" (None / -1 / False) instead, because a bad
+conditional or Range header must degrade to a plain 200, never to an error page.
+"""
+
+import mimetypes
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.limits cimport LLONG_MAX
+from libc.math cimport floor
+from libc.stdlib cimport qsort
+from libc.string cimport memcmp, memcpy
+from libc.time cimport gmtime_r, time, time_t, tm
+
+# --------------------------------------------------------------------------------------------
+# Character classes
+# --------------------------------------------------------------------------------------------
+
+cdef bint _TCHAR[256]
+
+
+cdef void _init_tchar() noexcept:
+    cdef int c
+    for c in range(256):
+        _TCHAR[c] = (
+            (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
+            or c in b"!#$%&'*+-.^_`|~"
+        )
+
+
+_init_tchar()
+
+
+cdef inline bint _is_ows(unsigned char c) noexcept nogil:
+    return c == 32 or c == 9
+
+
+cdef inline bint _is_digit(unsigned char c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
+    if 65 <= c <= 90:
+        return c + 32
+    return c
+
+
+cdef inline bint _is_etagc(unsigned char c) noexcept nogil:
+    # etagc = %x21 / %x23-7E / obs-text: any visible char but the double quote, plus high-bit bytes
+    return c == 0x21 or (0x23 <= c <= 0x7E) or c >= 0x80
+
+
+cdef inline void _trim(const unsigned char* s, Py_ssize_t* start, Py_ssize_t* end) noexcept nogil:
+    while start[0] < end[0] and _is_ows(s[start[0]]):
+        start[0] += 1
+    while end[0] > start[0] and _is_ows(s[end[0] - 1]):
+        end[0] -= 1
+
+
+# --------------------------------------------------------------------------------------------
+# Range
+# --------------------------------------------------------------------------------------------
+
+# Numbers in a Range header saturate at LLONG_MAX instead of overflowing. No file is that big, so
+# a saturated first-pos is unsatisfiable and a saturated last-pos / suffix-length means "to the end".
+cdef long long _NO_NUMBER = -1
+# Ranges are collected on the stack; only unusually long Range headers spill to the heap.
+cdef enum:
+    _STACK_RANGES = 16
+
+
+ctypedef struct _ByteRange:
+    long long first
+    long long last
+
+
+cdef inline Py_ssize_t _parse_number(
+    const unsigned char* s, Py_ssize_t i, Py_ssize_t n, long long* out
+) noexcept nogil:
+    """Parse 1*DIGIT at i (saturating); out = _NO_NUMBER if there are no digits. Returns the new index."""
+    cdef long long value = 0
+    cdef int digit
+    cdef Py_ssize_t start = i
+    while i < n and _is_digit(s[i]):
+        digit = s[i] - 48
+        if value > (LLONG_MAX - digit) / 10:
+            value = LLONG_MAX
+        else:
+            value = value * 10 + digit
+        i += 1
+    out[0] = value if i > start else _NO_NUMBER
+    return i
+
+
+cdef bint _digits_greater(
+    const unsigned char* s, Py_ssize_t a, Py_ssize_t a_end, Py_ssize_t b, Py_ssize_t b_end
+) noexcept nogil:
+    """Exact "s[a:a_end] > s[b:b_end]" for decimal digit strings too long for a long long."""
+    while a < a_end - 1 and s[a] == 48:
+        a += 1
+    while b < b_end - 1 and s[b] == 48:
+        b += 1
+    if a_end - a != b_end - b:
+        return a_end - a > b_end - b
+    return memcmp(s + a, s + b, a_end - a) > 0
+
+
+cdef int _compare_ranges(const void* a, const void* b) noexcept nogil:
+    cdef long long fa = (<const _ByteRange*>a).first
+    cdef long long fb = (<const _ByteRange*>b).first
+    return (fa > fb) - (fa < fb)
+
+
+cpdef object parse_range(bytes value, long long size, int max_ranges=16):
+    """Parse a ``Range`` header for a representation of ``size`` bytes.
+
+    Returns None when the header must be ignored (absent, other unit, bad syntax, more than
+    ``max_ranges`` ranges), ``[]`` when it is valid but nothing is satisfiable (answer 416), or
+    a sorted list of inclusive ``(first, last)`` tuples with overlapping/adjacent ranges merged.
+    """
+    if value is None:
+        return None
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t n = len(value)
+    _trim(s, &i, &n)
+    if n - i < 6:
+        return None
+    if not (_lower(s[i]) == 98 and _lower(s[i + 1]) == 121 and _lower(s[i + 2]) == 116
+            and _lower(s[i + 3]) == 101 and _lower(s[i + 4]) == 115 and s[i + 5] == 61):  # bytes=
+        return None
+    i += 6
+    if size < 0:
+        size = 0
+
+    cdef _ByteRange stack_ranges[_STACK_RANGES]
+    cdef _ByteRange* ranges = stack_ranges
+    cdef _ByteRange* grown
+    cdef Py_ssize_t capacity = _STACK_RANGES
+    cdef Py_ssize_t kept = 0
+    cdef Py_ssize_t listed = 0
+    cdef long long first, last
+    cdef Py_ssize_t k, first_start, first_end
+    cdef bint ok = True
+    cdef list result
+
+    try:
+        while True:
+            while i < n and (_is_ows(s[i]) or s[i] == 44):  # empty list elements are allowed
+                i += 1
+            if i >= n:
+                break
+            if s[i] == 45:  # "-" suffix-length
+                i = _parse_number(s, i + 1, n, &last)
+                if last == _NO_NUMBER:
+                    ok = False
+                    break
+                first = _NO_NUMBER
+            else:
+                first_start = i
+                i = _parse_number(s, i, n, &first)
+                if first == _NO_NUMBER or i >= n or s[i] != 45:
+                    ok = False
+                    break
+                first_end = i
+                i = _parse_number(s, i + 1, n, &last)
+                if last != _NO_NUMBER and (
+                    first > last
+                    or (first == LLONG_MAX and last == LLONG_MAX
+                        and _digits_greater(s, first_start, first_end, first_end + 1, i))
+                ):
+                    ok = False
+                    break
+            listed += 1
+            if listed > max_ranges:
+                ok = False
+                break
+            # the element must end here: OWS then "," or the end of the value
+            while i < n and _is_ows(s[i]):
+                i += 1
+            if i < n and s[i] != 44:
+                ok = False
+                break
+
+            # resolve against the representation size; unsatisfiable ranges are dropped
+            if first == _NO_NUMBER:
+                if last == 0 or size == 0:
+                    continue
+                first = size - last if last < size else 0
+                last = size - 1
+            else:
+                if first >= size:
+                    continue
+                if last == _NO_NUMBER or last >= size:
+                    last = size - 1
+            if kept == capacity:
+                capacity *= 2
+                if ranges == stack_ranges:
+                    grown = <_ByteRange*>PyMem_Malloc(capacity * sizeof(_ByteRange))
+                    if grown != NULL:
+                        memcpy(grown, stack_ranges, kept * sizeof(_ByteRange))
+                else:
+                    grown = <_ByteRange*>PyMem_Realloc(ranges, capacity * sizeof(_ByteRange))
+                if grown == NULL:
+                    raise MemoryError()
+                ranges = grown
+            ranges[kept].first = first
+            ranges[kept].last = last
+            kept += 1
+
+        if not ok or listed == 0:
+            return None
+        if kept > 1:
+            qsort(ranges, kept, sizeof(_ByteRange), _compare_ranges)
+        result = []
+        first = ranges[0].first if kept else 0
+        last = ranges[0].last if kept else 0
+        for k in range(1, kept):
+            if ranges[k].first <= last + 1:
+                if ranges[k].last > last:
+                    last = ranges[k].last
+            else:
+                result.append((first, last))
+                first = ranges[k].first
+                last = ranges[k].last
+        if kept:
+            result.append((first, last))
+        return result
+    finally:
+        if ranges != stack_ranges:
+            PyMem_Free(ranges)
+
+
+# --------------------------------------------------------------------------------------------
+# Entity-tags
+# --------------------------------------------------------------------------------------------
+
+cdef inline bint _is_star(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t end = n
+    _trim(s, &start, &end)
+    return end - start == 1 and s[start] == 42
+
+
+cdef Py_ssize_t _next_etag(
+    const unsigned char* s, Py_ssize_t n, Py_ssize_t i, Py_ssize_t* tag_start, Py_ssize_t* tag_end
+) noexcept nogil:
+    """Find the next well-formed entity-tag of a list at or after i.
+
+    Sets [tag_start, tag_end) to the tag as written (tag_start = -1 once the list is exhausted)
+    and returns where to continue. A malformed member is skipped up to the next comma.
+    """
+    cdef Py_ssize_t start, j
+    while True:
+        while i < n and (_is_ows(s[i]) or s[i] == 44):
+            i += 1
+        if i >= n:
+            tag_start[0] = -1
+            return n
+        start = i
+        if s[i] == 87 and i + 1 < n and s[i + 1] == 47:  # W/
+            i += 2
+        if i < n and s[i] == 34:
+            i += 1
+            while i < n and _is_etagc(s[i]):
+                i += 1
+            if i < n and s[i] == 34:
+                i += 1
+                j = i
+                while j < n and _is_ows(s[j]):
+                    j += 1
+                if j >= n or s[j] == 44:
+                    tag_start[0] = start
+                    tag_end[0] = i
+                    return j
+        while i < n and s[i] != 44:
+            i += 1
+
+
+cpdef list parse_etag_list(bytes value):
+    """Split an If-Match / If-None-Match value into entity-tags, each exactly as written.
+
+    ``*`` alone gives ``[b"*"]``; malformed members are skipped; None or empty gives ``[]``.
+    """
+    cdef list tags = []
+    if value is None:
+        return tags
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = len(value)
+    if _is_star(s, n):
+        tags.append(b"*")
+        return tags
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t start = 0, end = 0
+    while True:
+        i = _next_etag(s, n, i, &start, &end)
+        if start < 0:
+            return tags
+        tags.append(value[start:end])
+
+
+cpdef bint etag_matches(bytes value, bytes etag, bint weak):
+    """Whether an If-Match / If-None-Match / If-Range value matches our current ``etag``.
+
+    ``weak`` selects weak comparison (``W/`` ignored on both sides, for If-None-Match); otherwise
+    strong comparison, where a weak tag on either side never matches. ``*`` matches whenever we
+    have a current representation (``etag`` not None).
+    """
+    if value is None or etag is None:
+        return False
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = len(value)
+    if n == 0:
+        return False
+    if _is_star(s, n):
+        return True
+    cdef const unsigned char* ours = <const unsigned char*>PyBytes_AS_STRING(etag)
+    cdef Py_ssize_t ours_len = len(etag)
+    if ours_len >= 2 and ours[0] == 87 and ours[1] == 47:  # our own tag is weak
+        if not weak:
+            return False
+        ours += 2
+        ours_len -= 2
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t start = 0, end = 0
+    while True:
+        i = _next_etag(s, n, i, &start, &end)
+        if start < 0:
+            return False
+        if s[start] == 87:  # W/"..."
+            if not weak:
+                continue
+            start += 2
+        if end - start == ours_len and memcmp(s + start, ours, ours_len) == 0:
+            return True
+
+
+cpdef bytes make_etag(long long mtime_ns, long long size):
+    """Strong validator for a file: ``b'"<hex mtime_ns>-<hex size>"'`` in lowercase hex."""
+    cdef char buf[48]
+    cdef Py_ssize_t pos = 0
+    buf[pos] = 34
+    pos += 1
+    pos = _write_hex(buf, pos, mtime_ns)
+    buf[pos] = 45
+    pos += 1
+    pos = _write_hex(buf, pos, size)
+    buf[pos] = 34
+    pos += 1
+    return PyBytes_FromStringAndSize(buf, pos)
+
+
+cdef inline Py_ssize_t _write_hex(char* buf, Py_ssize_t pos, long long number) noexcept nogil:
+    cdef unsigned long long magnitude
+    cdef char digits[16]
+    cdef int count = 0
+    if number < 0:
+        buf[pos] = 45
+        pos += 1
+        magnitude = <unsigned long long>0 - <unsigned long long>number
+    else:
+        magnitude = <unsigned long long>number
+    while True:
+        digits[count] = b"0123456789abcdef"[magnitude & 15]
+        count += 1
+        magnitude >>= 4
+        if magnitude == 0:
+            break
+    while count:
+        count -= 1
+        buf[pos] = digits[count]
+        pos += 1
+    return pos
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP-date
+# --------------------------------------------------------------------------------------------
+
+cdef const char* _DAY_NAMES = b"SunMonTueWedThuFriSat"
+cdef const char* _MONTH_NAMES = b"JanFebMarAprMayJunJulAugSepOctNovDec"
+cdef const char* _LONG_DAY_NAMES[7]
+_LONG_DAY_NAMES[0] = b"Sunday"
+_LONG_DAY_NAMES[1] = b"Monday"
+_LONG_DAY_NAMES[2] = b"Tuesday"
+_LONG_DAY_NAMES[3] = b"Wednesday"
+_LONG_DAY_NAMES[4] = b"Thursday"
+_LONG_DAY_NAMES[5] = b"Friday"
+_LONG_DAY_NAMES[6] = b"Saturday"
+cdef int _DAYS_IN_MONTH[12]
+_DAYS_IN_MONTH[:] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+cdef inline long long _floor_div(long long a, long long b) noexcept nogil:
+    cdef long long q = a / b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef long long _days_from_civil(long long year, int month, int day) noexcept nogil:
+    """Days since 1970-01-01 of a proleptic Gregorian date (month 1-12).
+
+    Counts in 400-year eras starting on March 1st, so the leap day is the last day of a year.
+    """
+    cdef long long y = year - (1 if month <= 2 else 0)
+    cdef long long era = _floor_div(y, 400)
+    cdef long long year_of_era = y - era * 400                                  # [0, 399]
+    cdef long long day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) / 5 + day - 1
+    cdef long long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+cdef inline bint _is_leap(long long year) noexcept nogil:
+    return (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
+
+
+cdef inline int _two_digits(const unsigned char* s) noexcept nogil:
+    if _is_digit(s[0]) and _is_digit(s[1]):
+        return (s[0] - 48) * 10 + (s[1] - 48)
+    return -1
+
+
+cdef inline int _month_index(const unsigned char* s) noexcept nogil:
+    """1-12 for a case-sensitive three-letter month name, else -1."""
+    cdef int m
+    for m in range(12):
+        if memcmp(s, _MONTH_NAMES + 3 * m, 3) == 0:
+            return m + 1
+    return -1
+
+
+cdef inline bint _is_day_name(const unsigned char* s) noexcept nogil:
+    cdef int d
+    for d in range(7):
+        if memcmp(s, _DAY_NAMES + 3 * d, 3) == 0:
+            return True
+    return False
+
+
+cdef inline bint _parse_clock(const unsigned char* s, int* hour, int* minute, int* second) noexcept nogil:
+    """Parse "HH:MM:SS" (8 bytes)."""
+    if s[2] != 58 or s[5] != 58:
+        return False
+    hour[0] = _two_digits(s)
+    minute[0] = _two_digits(s + 3)
+    second[0] = _two_digits(s + 6)
+    return hour[0] >= 0 and minute[0] >= 0 and second[0] >= 0
+
+
+cdef long long _current_year() noexcept nogil:
+    cdef time_t now = time(NULL)
+    cdef tm parts
+    if gmtime_r(&now, &parts) == NULL:
+        return 1970
+    return parts.tm_year + 1900
+
+
+cdef long long _timestamp(long long year, int month, int day, int hour, int minute, int second) noexcept nogil:
+    if month < 1 or month > 12 or day < 1:
+        return -1
+    if day > _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and _is_leap(year) else 0):
+        return -1
+    if hour > 23 or minute > 59 or second > 60:
+        return -1
+    return _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+
+
+cpdef long long parse_http_date(bytes value):
+    """Seconds since the epoch (UTC) for an HTTP-date, or -1 when it is not one.
+
+    Accepts IMF-fixdate, RFC 850 and asctime forms (names are case-sensitive, as the grammar
+    says). The weekday name must be a real one but is not checked against the date. Dates
+    before 1970 come back negative, so 1969-12-31 23:59:59 is indistinguishable from "invalid".
+    """
+    if value is None:
+        return -1
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t end = len(value)
+    _trim(s, &start, &end)
+    s += start
+    cdef Py_ssize_t n = end - start
+    cdef int day, month, hour = 0, minute = 0, second = 0, d, name_len
+    cdef long long year, this_year
+
+    if n == 29 and s[3] == 44:
+        # IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+        if not _is_day_name(s) or s[4] != 32 or s[7] != 32 or s[11] != 32 or s[16] != 32 or s[25] != 32:
+            return -1
+        if memcmp(s + 26, b"GMT", 3) != 0:
+            return -1
+        day = _two_digits(s + 5)
+        month = _month_index(s + 8)
+        if _two_digits(s + 12) < 0 or _two_digits(s + 14) < 0:
+            return -1
+        year = _two_digits(s + 12) * 100 + _two_digits(s + 14)
+        if not _parse_clock(s + 17, &hour, &minute, &second):
+            return -1
+        return _timestamp(year, month, day, hour, minute, second)
+
+    if n == 24 and s[3] == 32:
+        # asctime: "Sun Nov  6 08:49:37 1994"
+        if not _is_day_name(s) or s[7] != 32 or s[10] != 32 or s[19] != 32:
+            return -1
+        month = _month_index(s + 4)
+        if s[8] == 32 and _is_digit(s[9]):
+            day = s[9] - 48
+        else:
+            day = _two_digits(s + 8)
+        if _two_digits(s + 20) < 0 or _two_digits(s + 22) < 0:
+            return -1
+        year = _two_digits(s + 20) * 100 + _two_digits(s + 22)
+        if not _parse_clock(s + 11, &hour, &minute, &second):
+            return -1
+        return _timestamp(year, month, day, hour, minute, second)
+
+    # RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT"
+    for d in range(7):
+        name_len = len(_LONG_DAY_NAMES[d])
+        if n == name_len + 24 and memcmp(s, _LONG_DAY_NAMES[d], name_len) == 0:
+            break
+    else:
+        return -1
+    s += name_len
+    if s[0] != 44 or s[1] != 32 or s[4] != 45 or s[8] != 45 or s[11] != 32 or s[20] != 32:
+        return -1
+    if memcmp(s + 21, b"GMT", 3) != 0:
+        return -1
+    day = _two_digits(s + 2)
+    month = _month_index(s + 5)
+    year = _two_digits(s + 9)
+    if year < 0 or not _parse_clock(s + 12, &hour, &minute, &second):
+        return -1
+    # a two-digit year more than 50 years in the future belongs to the previous century
+    this_year = _current_year()
+    year += this_year - this_year % 100
+    if year > this_year + 50:
+        year -= 100
+    return _timestamp(year, month, day, hour, minute, second)
+
+
+# Timestamps that fit the four-digit year of an IMF-fixdate: 0000-01-01 .. 9999-12-31 23:59:59.
+cdef double _FIRST_FORMATTABLE = -62167219200.0
+cdef double _LAST_FORMATTABLE = 253402300799.0
+
+
+cdef inline void _put2(char* p, int value) noexcept nogil:
+    p[0] = 48 + value / 10
+    p[1] = 48 + value % 10
+
+
+cdef bytes _format_seconds(time_t seconds):
+    cdef tm parts
+    cdef char buf[29]
+    cdef int year
+    if gmtime_r(&seconds, &parts) == NULL:
+        raise ValueError("timestamp out of range for an HTTP-date")
+    year = parts.tm_year + 1900
+    memcpy(buf, _DAY_NAMES + 3 * parts.tm_wday, 3)
+    buf[3] = 44
+    buf[4] = 32
+    _put2(buf + 5, parts.tm_mday)
+    buf[7] = 32
+    memcpy(buf + 8, _MONTH_NAMES + 3 * parts.tm_mon, 3)
+    buf[11] = 32
+    _put2(buf + 12, year / 100)
+    _put2(buf + 14, year % 100)
+    buf[16] = 32
+    _put2(buf + 17, parts.tm_hour)
+    buf[19] = 58
+    _put2(buf + 20, parts.tm_min)
+    buf[22] = 58
+    _put2(buf + 23, parts.tm_sec)
+    memcpy(buf + 25, b" GMT", 4)
+    return PyBytes_FromStringAndSize(buf, 29)
+
+
+cpdef bytes format_http_date(double ts):
+    """IMF-fixdate for a Unix timestamp, fractional seconds dropped: b'Sun, 06 Nov 1994 08:49:37 GMT'."""
+    if not (_FIRST_FORMATTABLE <= ts < _LAST_FORMATTABLE + 1.0):  # also rejects NaN
+        raise ValueError("timestamp out of range for an HTTP-date")
+    return _format_seconds(<time_t>floor(ts))
+
+
+cdef time_t _date_second = -1
+cdef bytes _date_value = None
+
+
+cpdef bytes current_http_date():
+    """IMF-fixdate for now; rebuilt at most once per second."""
+    global _date_second, _date_value
+    cdef time_t now = time(NULL)
+    if now != _date_second:
+        _date_value = _format_seconds(now)
+        _date_second = now
+    return _date_value
+
+
+# --------------------------------------------------------------------------------------------
+# Content-Type
+# --------------------------------------------------------------------------------------------
+
+_CHARSET_TYPES = frozenset(
+    {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
+)
+cdef dict _content_types = {}
+# Keys come from file names; clearing on overflow keeps a hostile tree from growing the cache.
+cdef Py_ssize_t _CONTENT_TYPE_CACHE_LIMIT = 1024
+
+
+cdef Py_ssize_t _suffix_start(str path, Py_ssize_t start, Py_ssize_t end):
+    """Index of the last suffix's dot in path[start:end], or -1 (leading dots do not start one)."""
+    cdef Py_ssize_t dot = path.rfind(".", start, end)
+    cdef Py_ssize_t i = start
+    if dot < 0:
+        return -1
+    while i < dot and path[i] == ".":
+        i += 1
+    return dot if i < dot else -1
+
+
+cpdef str content_type_for(str path):
+    """Content-Type value for a file path, by extension; ``text/plain`` when unknown.
+
+    Textual types get ``; charset=utf-8``. Results are cached per suffix (two suffixes when the
+    last one is a compression suffix such as ``.gz``, since ``x.tar.gz`` and ``x.js.gz`` differ).
+    """
+    cdef Py_ssize_t base = path.rfind("/") + 1
+    cdef Py_ssize_t end = len(path)
+    cdef Py_ssize_t dot = _suffix_start(path, base, end)
+    cdef Py_ssize_t inner
+    cdef str key = path[dot:] if dot >= 0 else ""
+    cdef str content_type
+    cdef dict encodings = mimetypes.encodings_map
+    if dot >= 0 and (key in encodings or key.lower() in encodings):
+        inner = _suffix_start(path, base, dot)
+        if inner >= 0:
+            key = path[inner:]
+    content_type = _content_types.get(key)
+    if content_type is not None:
+        return content_type
+    # guess from a synthetic name so that nothing but the suffix (say, a "data:" prefix) counts
+    content_type = mimetypes.guess_type("f" + key)[0] or "text/plain"
+    if content_type.startswith("text/") or content_type in _CHARSET_TYPES:
+        content_type += "; charset=utf-8"
+    if len(_content_types) >= _CONTENT_TYPE_CACHE_LIMIT:
+        _content_types.clear()
+    _content_types[key] = content_type
+    return content_type
+
+
+def clear_content_type_cache() -> None:
+    """Forget cached Content-Types (call after changing the ``mimetypes`` tables)."""
+    _content_types.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Accept-Encoding
+# --------------------------------------------------------------------------------------------
+
+cdef inline Py_ssize_t _parse_qvalue(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, int* q) noexcept nogil:
+    """qvalue = ("0" ["." 0*3DIGIT]) / ("1" ["." 0*3"0"]) in thousandths; q = -1 if invalid."""
+    cdef int scale = 100
+    q[0] = -1
+    if i >= n or (s[i] != 48 and s[i] != 49):
+        return i
+    cdef bint one = s[i] == 49
+    cdef int value = 1000 if one else 0
+    i += 1
+    if i < n and s[i] == 46:
+        i += 1
+        while i < n and _is_digit(s[i]):
+            if scale == 0 or (one and s[i] != 48):
+                return i
+            value += (s[i] - 48) * scale
+            scale /= 10
+            i += 1
+    q[0] = value
+    return i
+
+
+cdef Py_ssize_t _next_coding(
+    const unsigned char* s, Py_ssize_t n, Py_ssize_t i,
+    Py_ssize_t* name_start, Py_ssize_t* name_end, int* q,
+) noexcept nogil:
+    """Find the next well-formed ``coding [; q=qvalue]`` member of an Accept-Encoding value.
+
+    Sets [name_start, name_end) and q in thousandths (name_start = -1 once exhausted) and returns
+    where to continue. Malformed members (bad token, bad qvalue, other parameters) are skipped.
+    """
+    cdef Py_ssize_t start
+    while True:
+        while i < n and (_is_ows(s[i]) or s[i] == 44):
+            i += 1
+        if i >= n:
+            name_start[0] = -1
+            return n
+        start = i
+        while i < n and _TCHAR[s[i]]:
+            i += 1
+        name_end[0] = i
+        q[0] = 1000
+        if i > start:
+            while i < n and _is_ows(s[i]):
+                i += 1
+            if i < n and s[i] == 59:  # ";"
+                i += 1
+                while i < n and _is_ows(s[i]):
+                    i += 1
+                if i + 1 < n and _lower(s[i]) == 113 and s[i + 1] == 61:  # q=
+                    i = _parse_qvalue(s, i + 2, n, q)
+                    while i < n and _is_ows(s[i]):
+                        i += 1
+                else:
+                    q[0] = -1
+            if q[0] >= 0 and (i >= n or s[i] == 44):
+                name_start[0] = start
+                return i
+        while i < n and s[i] != 44:
+            i += 1
+
+
+cpdef dict parse_accept_encoding(bytes value):
+    """``b"gzip;q=0.8, br, *;q=0"`` -> ``{"gzip": 0.8, "br": 1.0, "*": 0.0}``.
+
+    Names are lowercased; a repeated name keeps its last weight; malformed members are skipped.
+    """
+    cdef dict weights = {}
+    if value is None:
+        return weights
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = len(value)
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t start = 0, end = 0
+    cdef int q = 0
+    while True:
+        i = _next_coding(s, n, i, &start, &end, &q)
+        if start < 0:
+            return weights
+        weights[value[start:end].decode("ascii").lower()] = q / 1000.0
+
+
+cpdef bint accepts_encoding(bytes value, str coding):
+    """Whether a response in content-coding ``coding`` is acceptable under this Accept-Encoding.
+
+    An explicit weight decides, else ``*`` does; with neither, only ``identity`` is acceptable.
+    An absent header (None) accepts only ``identity``.
+    """
+    cdef bytes wanted = coding.lower().encode("ascii", "replace")
+    cdef bint identity = wanted == b"identity"
+    if value is None:
+        return identity
+    cdef const unsigned char* w = <const unsigned char*>PyBytes_AS_STRING(wanted)
+    cdef Py_ssize_t w_len = len(wanted)
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = len(value)
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t start = 0, end = 0, k
+    cdef int q = 0
+    cdef int coding_q = -1
+    cdef int star_q = -1
+    cdef bint same
+    while True:
+        i = _next_coding(s, n, i, &start, &end, &q)
+        if start < 0:
+            break
+        if end - start == w_len:
+            same = True
+            for k in range(w_len):
+                if _lower(s[start + k]) != w[k]:
+                    same = False
+                    break
+            if same:
+                coding_q = q
+                continue
+        if end - start == 1 and s[start] == 42:
+            star_q = q
+    if coding_q >= 0:
+        return coding_q > 0
+    if star_q >= 0:
+        return star_q > 0
+    return identity
+
+
+# --------------------------------------------------------------------------------------------
+# Status line and header block
+# --------------------------------------------------------------------------------------------
+
+_REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 102: b"Processing", 103: b"Early Hints",
+    200: b"OK", 201: b"Created", 202: b"Accepted", 203: b"Non-Authoritative Information",
+    204: b"No Content", 205: b"Reset Content", 206: b"Partial Content", 207: b"Multi-Status",
+    208: b"Already Reported", 226: b"IM Used",
+    300: b"Multiple Choices", 301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
+    304: b"Not Modified", 305: b"Use Proxy", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
+    407: b"Proxy Authentication Required", 408: b"Request Timeout", 409: b"Conflict", 410: b"Gone",
+    411: b"Length Required", 412: b"Precondition Failed", 413: b"Content Too Large",
+    414: b"URI Too Long", 415: b"Unsupported Media Type", 416: b"Range Not Satisfiable",
+    417: b"Expectation Failed", 418: b"I'm a teapot", 421: b"Misdirected Request",
+    422: b"Unprocessable Content", 423: b"Locked", 424: b"Failed Dependency", 425: b"Too Early",
+    426: b"Upgrade Required", 428: b"Precondition Required", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large", 451: b"Unavailable For Legal Reasons",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+    506: b"Variant Also Negotiates", 507: b"Insufficient Storage", 508: b"Loop Detected",
+    510: b"Not Extended", 511: b"Network Authentication Required",
+}
+# indexed by status code, so the lookup on every response is a C array access
+cdef list _REASON_BY_STATUS = [_REASONS.get(code, b"") for code in range(600)]
+
+
+cpdef bytes reason_phrase(int status):
+    """Reason phrase for a status code (RFC 9110 wording); b"" when unknown."""
+    if 0 <= status < 600:
+        return <bytes>_REASON_BY_STATUS[status]
+    return b""
+
+
+cdef inline Py_ssize_t _checked_field_size(object name, object value) except -1:
+    """len(name) + len(value) after the response-splitting checks."""
+    if type(name) is not bytes or type(value) is not bytes:
+        raise TypeError("header names and values must be bytes")
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t n = len(<bytes>name)
+    cdef Py_ssize_t i
+    if n == 0:
+        raise ValueError("empty header name")
+    for i in range(n):
+        if not _TCHAR[s[i]]:
+            raise ValueError(f"invalid header name {name!r}")
+    cdef Py_ssize_t v = len(<bytes>value)
+    s = <const unsigned char*>PyBytes_AS_STRING(value)
+    for i in range(v):
+        if s[i] == 13 or s[i] == 10 or s[i] == 0:
+            raise ValueError(f"invalid header value for {name!r}")
+    return n + v
+
+
+cpdef bytes serialize_headers(int status, list headers):
+    """Status line + header block: ``b"HTTP/1.1 200 OK\\r\\nname: value\\r\\n...\\r\\n\\r\\n"``.
+
+    ``headers`` holds (name, value) pairs of bytes. Names must be tokens and values must not
+    contain CR, LF or NUL (ValueError otherwise), so no response can be split.
+    """
+    if status < 100 or status > 999:
+        raise ValueError(f"invalid status code {status}")
+    cdef bytes reason = reason_phrase(status)
+    cdef Py_ssize_t reason_len = len(reason)
+    cdef Py_ssize_t total = 9 + 3 + 1 + reason_len + 2 + 2
+    cdef object item, name, value
+    for item in headers:
+        if type(item) is not tuple and type(item) is not list:
+            raise TypeError("headers must be (name, value) pairs")
+        name, value = item
+        total += _checked_field_size(name, value) + 4
+
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* p = PyBytes_AS_STRING(out)
+    cdef Py_ssize_t pos = 0, n
+    memcpy(p, b"HTTP/1.1 ", 9)
+    p[9] = 48 + status / 100
+    p[10] = 48 + (status / 10) % 10
+    p[11] = 48 + status % 10
+    p[12] = 32
+    memcpy(p + 13, PyBytes_AS_STRING(reason), reason_len)
+    pos = 13 + reason_len
+    p[pos] = 13
+    p[pos + 1] = 10
+    pos += 2
+    for item in headers:
+        name, value = item
+        n = len(<bytes>name) + len(<bytes>value) + 4
+        if pos + n + 2 > total:  # the list changed under us
+            raise RuntimeError("headers changed while serialising")
+        memcpy(p + pos, PyBytes_AS_STRING(name), len(<bytes>name))
+        pos += len(<bytes>name)
+        p[pos] = 58
+        p[pos + 1] = 32
+        pos += 2
+        memcpy(p + pos, PyBytes_AS_STRING(value), len(<bytes>value))
+        pos += len(<bytes>value)
+        p[pos] = 13
+        p[pos + 1] = 10
+        pos += 2
+    if pos + 2 != total:
+        raise RuntimeError("headers changed while serialising")
+    p[pos] = 13
+    p[pos + 1] = 10
+    return out
+
+
+cpdef tuple byteranges_layout(list ranges, bytes content_type, long long size, bytes boundary):
+    """Framing of a multipart/byteranges body: ``(part_heads, tail, content_length)``.
+
+    The body is ``part_heads[0] + file[r0] + part_heads[1] + file[r1] + ... + tail``.
+    """
+    cdef list heads = []
+    cdef long long content_length = 0
+    cdef long long first, last
+    cdef Py_ssize_t index = 0
+    cdef bytes head
+    for first, last in ranges:
+        if first < 0 or last < first or last >= size:
+            raise ValueError(f"range {first}-{last} does not fit a representation of {size} bytes")
+        head = b"%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (
+            b"\r\n" if index else b"", boundary, content_type, first, last, size,
+        )
+        heads.append(head)
+        content_length += len(head) + (last - first + 1)
+        index += 1
+    cdef bytes tail = b"\r\n--" + boundary + b"--\r\n"
+    content_length += len(tail)
+    return heads, tail, content_length

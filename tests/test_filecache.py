@@ -1,0 +1,166 @@
+"""fastserve._speedups.filecache: the open-file cache behind the fast path and StaticFiles."""
+import os
+import time
+
+import pytest
+
+from fastserve._speedups.filecache import FileCache, OpenFile
+from fastserve._speedups.headers import format_http_date, make_etag
+
+FILE, MISSING, REDIRECT, FORBIDDEN = 1, 2, 3, 4
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "index.html").write_text("<p>index</p>")
+    (tmp_path / "empty-dir").mkdir()
+    (tmp_path / "small.txt").write_text("hello")
+    (tmp_path / "big.bin").write_bytes(os.urandom(300 * 1024))
+    return tmp_path
+
+
+def test_small_file_entry_holds_body_and_validators(root):
+    cache = FileCache([root])
+    entry = cache.lookup("/small.txt")
+    st = os.stat(root / "small.txt")
+    assert entry.kind == FILE and entry.status == 200
+    assert entry.body == b"hello"
+    assert entry.file is None
+    assert entry.size == 5
+    assert entry.etag == make_etag(st.st_mtime_ns, st.st_size)
+    assert entry.last_modified == format_http_date(st.st_mtime)
+    assert entry.mtime == int(st.st_mtime)
+    assert entry.content_type == b"text/plain; charset=utf-8"
+    assert b"Content-Length: 5\r\n" in entry.fields
+    assert b"ETag: " + entry.etag + b"\r\n" in entry.fields
+    assert (b"etag", entry.etag) in entry.asgi_headers
+
+
+def test_large_file_entry_keeps_an_open_descriptor(root):
+    cache = FileCache([root], max_body=256 * 1024)
+    entry = cache.lookup("/big.bin")
+    assert entry.body is None
+    assert isinstance(entry.file, OpenFile)
+    assert os.pread(entry.file.fileno(), 10, 0) == (root / "big.bin").read_bytes()[:10]
+    assert cache.held_bytes == 0
+
+
+def test_entries_are_reused_while_fresh(root):
+    cache = FileCache([root], valid_for=60)
+    assert cache.lookup("/small.txt") is cache.lookup("/small.txt")
+
+
+def test_changed_file_is_seen_after_the_validity_interval(root):
+    cache = FileCache([root], valid_for=0.05)
+    first = cache.lookup("/small.txt")
+    (root / "small.txt").write_text("changed!")
+    os.utime(root / "small.txt", ns=(first.stat.st_atime_ns, first.stat.st_mtime_ns + 10**9))
+    assert cache.lookup("/small.txt").body == b"hello"  # still trusted
+    time.sleep(0.06)
+    second = cache.lookup("/small.txt")
+    assert second.body == b"changed!"
+    assert second.etag != first.etag
+
+
+def test_unchanged_file_is_revalidated_not_rebuilt(root):
+    cache = FileCache([root], valid_for=0.01)
+    first = cache.lookup("/small.txt")
+    time.sleep(0.02)
+    assert cache.lookup("/small.txt") is first
+
+
+def test_misses_are_cached_and_looked_up_again_later(root):
+    cache = FileCache([root], valid_for=0.05)
+    miss = cache.lookup("/later.txt")
+    assert miss.kind == MISSING and miss.status == 404 and miss.body == b"Not Found"
+    (root / "later.txt").write_text("now here")
+    assert cache.lookup("/later.txt") is miss
+    time.sleep(0.06)
+    assert cache.lookup("/later.txt").body == b"now here"
+
+
+def test_directories_in_html_mode(root):
+    cache = FileCache([root], html=True)
+    assert cache.lookup("/dir").kind == REDIRECT
+    index = cache.lookup("/dir/")
+    assert index.kind == FILE and index.body == b"<p>index</p>"
+    assert cache.lookup("/empty-dir/").kind == MISSING
+
+
+def test_directories_without_html_mode_are_missing(root):
+    cache = FileCache([root])
+    assert cache.lookup("/dir").kind == MISSING
+    assert cache.lookup("/dir/").kind == MISSING
+
+
+def test_html_mode_serves_404_page(root):
+    (root / "404.html").write_text("<p>nope</p>")
+    cache = FileCache([root], html=True)
+    entry = cache.lookup("/nothing")
+    assert entry.kind == MISSING and entry.status == 404
+    assert entry.body == b"<p>nope</p>"
+    assert entry.content_type == b"text/html; charset=utf-8"
+
+
+def test_traversal_is_a_miss(root):
+    cache = FileCache([root / "dir"])
+    for path in ["/../small.txt", "/..", "/a/../../small.txt", "/..\\small.txt", "/\x00"]:
+        assert cache.lookup(path).kind == MISSING, path
+
+
+def test_name_too_long_is_a_miss(root):
+    assert FileCache([root]).lookup("/" + "x" * 5000).kind == MISSING
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file regardless of permissions")
+def test_permission_denied_is_forbidden(root):
+    os.chmod(root / "small.txt", 0)
+    try:
+        entry = FileCache([root]).lookup("/small.txt")
+        assert entry.kind == FORBIDDEN and entry.status == 401
+    finally:
+        os.chmod(root / "small.txt", 0o644)
+
+
+def test_permission_error_while_opening_is_forbidden(root, monkeypatch):
+    # Tests may run as root, whom the filesystem never refuses: make opening refuse instead.
+    def refusing_open(path, flags, *args):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    entry = FileCache([root]).lookup("/small.txt")
+    assert entry.kind == FORBIDDEN and entry.status == 401
+    assert entry.body == b"Unauthorized"
+
+
+def test_entry_count_is_bounded(root):
+    cache = FileCache([root], max_entries=3)
+    for i in range(10):
+        cache.lookup(f"/missing-{i}")
+    assert len(cache) == 3
+
+
+def test_body_bytes_are_bounded(root):
+    for i in range(5):
+        (root / f"f{i}.bin").write_bytes(b"x" * 1000)
+    cache = FileCache([root], max_bytes=2500)
+    for i in range(5):
+        assert cache.lookup(f"/f{i}.bin").body == b"x" * 1000
+    assert cache.held_bytes <= 2500
+    assert len(cache) == 2
+
+
+def test_several_roots(root, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other")
+    (other / "only-here.txt").write_text("other root")
+    cache = FileCache([root, other])
+    assert cache.lookup("/only-here.txt").body == b"other root"
+    assert cache.lookup("/small.txt").body == b"hello"
+
+
+def test_clear(root):
+    cache = FileCache([root])
+    cache.lookup("/small.txt")
+    cache.clear()
+    assert len(cache) == 0 and cache.held_bytes == 0

@@ -1,0 +1,110 @@
+"""fastserve._speedups.pathlookup: decoding, splitting and resolving URL paths safely."""
+import os
+
+import pytest
+
+from fastserve._speedups.pathlookup import percent_decode, resolve_path, split_url_path
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b"/plain/path.txt", "/plain/path.txt"),
+        (b"/a%20b.txt", "/a b.txt"),
+        (b"/%2e%2e/x", "/../x"),
+        (b"/%252e%252e/x", "/%2e%2e/x"),  # decoded once only
+        (b"/caf%C3%A9", "/café"),
+        (b"/100%", "/100%"),  # a lone % stays
+        (b"/%zz%4", "/%zz%4"),  # invalid escapes stay
+        (b"/%41%62", "/Ab"),
+        (b"", ""),
+    ],
+)
+def test_percent_decode(raw, expected):
+    assert percent_decode(raw) == expected
+
+
+def test_percent_decode_rejects_invalid_utf8():
+    assert percent_decode(b"/%ff%fe") is None
+    assert percent_decode(b"/\xff") is None
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/", ()),
+        ("", ()),
+        ("/a/b.txt", ("a", "b.txt")),
+        ("//a//./b/", ("a", "b")),
+        ("/./a", ("a",)),
+        ("/a b/c%2e", ("a b", "c%2e")),
+        ("/...", ("...",)),
+        ("/..a/b..", ("..a", "b..")),
+    ],
+)
+def test_split_url_path_keeps_safe_segments(path, expected):
+    assert split_url_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/..", "/../etc/passwd", "/a/../../b", "/a/..", "/a\\..\\b", "/a\x00b", "/C:/Windows", "/c:", "\\..\\x"],
+)
+def test_split_url_path_rejects_escapes(path):
+    assert split_url_path(path) is None
+
+
+@pytest.fixture
+def roots(tmp_path):
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    (first / "sub").mkdir(parents=True)
+    second.mkdir()
+    (first / "a.txt").write_text("first a")
+    (second / "a.txt").write_text("second a")
+    (second / "b.txt").write_text("second b")
+    (first / "sub" / "c.txt").write_text("c")
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path / "secret.txt", first / "escape.txt")
+    os.symlink(first / "a.txt", first / "inside.txt")
+    return str(first), str(second)
+
+
+def test_resolve_path_first_root_wins(roots):
+    full, st = resolve_path(roots, ("a.txt",), False)
+    assert full == os.path.join(roots[0], "a.txt")
+    assert st.st_size == len("first a")
+
+
+def test_resolve_path_falls_back_to_later_roots(roots):
+    full, _ = resolve_path(roots, ("b.txt",), False)
+    assert full == os.path.join(roots[1], "b.txt")
+
+
+def test_resolve_path_misses(roots):
+    assert resolve_path(roots, ("missing.txt",), False) is None
+    assert resolve_path(roots, ("a.txt", "below-a-file"), False) is None
+
+
+def test_resolve_path_directory_and_root(roots):
+    full, st = resolve_path(roots, ("sub",), False)
+    assert os.path.isdir(full)
+    full, _ = resolve_path(roots, (), False)
+    assert full == roots[0]
+
+
+def test_symlink_outside_root_refused_unless_followed(roots):
+    assert resolve_path(roots, ("escape.txt",), False) is None
+    full, st = resolve_path(roots, ("escape.txt",), True)
+    assert full == os.path.join(roots[0], "escape.txt")
+    assert st.st_size == len("secret")
+
+
+def test_symlink_inside_root_is_served_as_its_target(roots):
+    full, _ = resolve_path(roots, ("inside.txt",), False)
+    assert full == os.path.join(roots[0], "a.txt")
+
+
+def test_name_too_long_propagates(roots):
+    with pytest.raises(OSError):
+        resolve_path(roots, ("x" * 5000,), True)
