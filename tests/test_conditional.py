@@ -311,3 +311,10 @@ def test_evaluate_range_max_ranges() -> None:
     assert rng(sixteen + b",900-900") == (200, None)
     assert rng(b"bytes=0-0,2-2,4-4", max_ranges=2) == (200, None)
     assert rng(b"bytes=0-0,2-2", max_ranges=2) == (206, [(0, 0), (2, 2)])
+
+
+def test_if_range_date_on_a_wednesday_is_a_date_not_a_weak_tag() -> None:
+    # "Wed, ..." starts with W like a weak tag "W/..."; only "W/" makes an entity-tag.
+    wednesday = 1700086400  # Wed, 15 Nov 2023 22:13:20 GMT
+    assert if_range_allows(b"Wed, 15 Nov 2023 22:13:20 GMT", b'"x"', wednesday)
+    assert not if_range_allows(b'W/"x"', b'"x"', wednesday)

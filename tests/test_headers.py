@@ -518,7 +518,7 @@ def test_current_http_date_moves_on() -> None:
 
 
 def _expected_type(path: str) -> str:
-    guessed = mimetypes.guess_type(path)[0] or "text/plain"
+    guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
     textual = guessed.startswith("text/") or guessed in {
         "application/javascript",
         "application/json",
@@ -575,7 +575,7 @@ def test_content_type_for_charset_rules() -> None:
     assert content_type_for("a.json") == "application/json; charset=utf-8"
     assert content_type_for("a.svg") == "image/svg+xml; charset=utf-8"
     assert content_type_for("a.png") == "image/png"
-    assert content_type_for("no_extension") == "text/plain; charset=utf-8"
+    assert content_type_for("no_extension") == "application/octet-stream"
     assert content_type_for("a.js").endswith("; charset=utf-8")
 
 
@@ -592,10 +592,10 @@ def test_content_type_for_ignores_url_schemes() -> None:
 
 def test_content_type_for_cache_can_be_cleared() -> None:
     ext = ".fastserve-test-ext"
-    assert content_type_for("a" + ext) == "text/plain; charset=utf-8"
+    assert content_type_for("a" + ext) == "application/octet-stream"
     mimetypes.add_type("application/x-fastserve-test", ext)
     try:
-        assert content_type_for("a" + ext) == "text/plain; charset=utf-8"  # cached
+        assert content_type_for("a" + ext) == "application/octet-stream"  # cached
         headers.clear_content_type_cache()
         assert content_type_for("a" + ext) == "application/x-fastserve-test"
     finally:
@@ -606,7 +606,7 @@ def test_content_type_for_cache_can_be_cleared() -> None:
 def test_content_type_for_many_extensions_stays_correct() -> None:
     # more distinct suffixes than the cache holds: answers stay right after the cache resets
     for i in range(3000):
-        assert content_type_for(f"f.x{i}") == "text/plain; charset=utf-8"
+        assert content_type_for(f"f.x{i}") == "application/octet-stream"
     assert content_type_for("f.html") == "text/html; charset=utf-8"
 
 

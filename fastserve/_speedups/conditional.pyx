@@ -57,7 +57,7 @@ cpdef bint if_range_allows(bytes if_range, bytes etag, long long last_modified):
         end -= 1
     if start == end:
         return False
-    if s[start] == 34 or s[start] == 87:  # '"' or 'W/': an entity-tag
+    if s[start] == 34 or (s[start] == 87 and end - start > 1 and s[start + 1] == 47):  # '"' or 'W/': an entity-tag
         # exactly one strong tag, byte-equal to ours; a weak tag on either side never matches
         if etag is None or s[start] != 34 or etag[:1] != b'"':
             return False

@@ -629,7 +629,7 @@ cdef Py_ssize_t _suffix_start(str path, Py_ssize_t start, Py_ssize_t end):
 
 
 cpdef str content_type_for(str path):
-    """Content-Type value for a file path, by extension; ``text/plain`` when unknown.
+    """Content-Type value for a file path, by extension; ``application/octet-stream`` when unknown.
 
     Textual types get ``; charset=utf-8``. Results are cached per suffix (two suffixes when the
     last one is a compression suffix such as ``.gz``, since ``x.tar.gz`` and ``x.js.gz`` differ).
@@ -649,7 +649,7 @@ cpdef str content_type_for(str path):
     if content_type is not None:
         return content_type
     # guess from a synthetic name so that nothing but the suffix (say, a "data:" prefix) counts
-    content_type = mimetypes.guess_type("f" + key)[0] or "text/plain"
+    content_type = mimetypes.guess_type("f" + key)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type in _CHARSET_TYPES:
         content_type += "; charset=utf-8"
     if len(_content_types) >= _CONTENT_TYPE_CACHE_LIMIT:

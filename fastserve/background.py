@@ -1,0 +1,43 @@
+"""Work to run after a response has been sent (``Response(background=...)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastserve.concurrency import is_async_callable, run_in_threadpool
+
+__all__ = ["BackgroundTask", "BackgroundTasks"]
+
+
+class BackgroundTask:
+    """``func(*args, **kwargs)``, awaited if it is async, otherwise run in a worker thread."""
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async_callable(func)
+
+    async def __call__(self) -> None:
+        if self.is_async:
+            await self.func(*self.args, **self.kwargs)
+        else:
+            await run_in_threadpool(self.func, *self.args, **self.kwargs)
+
+
+class BackgroundTasks(BackgroundTask):
+    """Several tasks run one after another, in the order they were added.
+
+    An exception in one task stops the ones after it.
+    """
+
+    def __init__(self, tasks: Sequence[BackgroundTask] | None = None) -> None:
+        self.tasks: list[BackgroundTask] = list(tasks) if tasks else []
+
+    def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.tasks.append(BackgroundTask(func, *args, **kwargs))
+
+    async def __call__(self) -> None:
+        for task in self.tasks:
+            await task()

@@ -1,0 +1,67 @@
+"""Exceptions an application raises to turn into an HTTP error or a WebSocket close."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+
+__all__ = [
+    "ClientDisconnect",
+    "FastServeDeprecationWarning",
+    "HTTPException",
+    "WebSocketException",
+]
+
+
+def _reason_phrase(status_code: int) -> str:
+    """The standard reason phrase for ``status_code``, or "" for a code HTTP does not define."""
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+class HTTPException(Exception):
+    """Raise to answer the current request with ``status_code``.
+
+    ``detail`` defaults to the standard reason phrase ("Not Found" for 404);
+    ``headers`` are added to the error response.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.detail = _reason_phrase(status_code) if detail is None else detail
+        self.headers = headers
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class WebSocketException(Exception):
+    """Raise inside a WebSocket endpoint to close the connection with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason or ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class ClientDisconnect(Exception):
+    """The client went away before the response (or the request body) was complete."""
+
+
+class FastServeDeprecationWarning(DeprecationWarning):
+    """Warned when code uses a fastserve name or behaviour that has a newer replacement."""

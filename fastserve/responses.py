@@ -1,0 +1,547 @@
+"""ASGI response classes.
+
+Each builds its status, headers and body up front; ``await response(scope, receive, send)`` sends them.
+"""
+
+from __future__ import annotations
+
+import http.cookies
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from datetime import datetime
+from email.utils import format_datetime
+from secrets import token_hex
+from typing import IO, Any, Union
+from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
+
+from fastserve._speedups.conditional import evaluate_range
+from fastserve._speedups.headers import byteranges_layout, content_type_for, format_http_date, make_etag
+from fastserve.background import BackgroundTask
+from fastserve.concurrency import iterate_in_threadpool
+from fastserve.datastructures import URL, Headers, MutableHeaders
+from fastserve.exceptions import ClientDisconnect
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = [
+    "FileResponse",
+    "HTMLResponse",
+    "JSONResponse",
+    "PlainTextResponse",
+    "RedirectResponse",
+    "Response",
+    "StreamingResponse",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+Content = Union[str, bytes, memoryview]
+ContentStream = Union[AsyncIterable[Content], Iterable[Content]]
+
+
+def _spec_version(scope: Scope) -> tuple[int, ...]:
+    return tuple(int(part) for part in scope.get("asgi", {}).get("spec_version", "2.0").split("."))
+
+
+def _websocket_denial(send: Send) -> Send:
+    """Send an HTTP response on a WebSocket scope (rejecting the handshake) as the
+    ``websocket.http.response.*`` messages the ASGI denial-response extension defines."""
+
+    async def send_denial(message: Message) -> None:
+        if message["type"] in ("http.response.start", "http.response.body"):
+            message = {**message, "type": "websocket." + message["type"]}
+        await send(message)
+
+    return send_denial
+
+
+async def _run_until_disconnect(work: Callable[[], Awaitable[None]], receive: Receive) -> None:
+    """Run ``work()`` but stop it as soon as the client disconnects.
+
+    Servers older than ASGI 2.4 do not raise from ``send`` when the client is gone, so
+    the only way to notice is to watch ``receive`` for ``http.disconnect``.
+    """
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def run_work() -> None:
+                await work()
+                group.cancel_scope.cancel()
+
+            group.start_soon(run_work)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as group_error:
+        # Surface the one real error, so exception handlers see the type they expect.
+        if len(group_error.exceptions) != 1:
+            raise
+        error = group_error.exceptions[0]
+        origin = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        raise error from origin
+
+
+class Response:
+    """A response whose whole body is known up front.
+
+    ``content`` is rendered to bytes by :meth:`render`; ``content-length`` and
+    ``content-type`` (with ``charset`` for ``text/*``) are added unless ``headers`` gives them.
+    """
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        self.body = self.render(content)
+        self.init_headers(headers)
+
+    def render(self, content: Any) -> bytes | memoryview:
+        if content is None:
+            return b""
+        if isinstance(content, bytes):
+            return content
+        if isinstance(content, memoryview):
+            # A byte view of contiguous memory is sent as is; anything else is copied once.
+            return content.cast("B") if content.c_contiguous else content.tobytes()
+        return content.encode(self.charset)
+
+    def _content_type(self) -> str | None:
+        """The content-type value to send, or None for none."""
+        content_type = self.media_type
+        if content_type is not None and content_type.startswith("text/") and "charset=" not in content_type.lower():
+            content_type += "; charset=" + self.charset
+        return content_type
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        raw_headers: list[tuple[bytes, bytes]] = []
+        if headers is not None:
+            raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        given = {name for name, _ in raw_headers}
+
+        body = getattr(self, "body", None)
+        has_body = not (self.status_code < 200 or self.status_code in (204, 304))
+        if body is not None and has_body and b"content-length" not in given:
+            raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
+
+        content_type = self._content_type()
+        if content_type is not None and b"content-type" not in given:
+            raw_headers.append((b"content-type", content_type.encode("latin-1")))
+
+        self.raw_headers = raw_headers
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The response headers, editable in place (a live view over ``raw_headers``)."""
+        if "_headers" not in self.__dict__:
+            self._headers = MutableHeaders(raw=self.raw_headers)
+        return self._headers
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Add a ``set-cookie`` header. ``expires`` is a datetime (must be timezone-aware UTC),
+        a preformatted string, or seconds from now."""
+        cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age  # type: ignore[assignment]
+        if expires is not None:
+            if isinstance(expires, datetime):
+                expires = format_datetime(expires, usegmt=True)
+            morsel["expires"] = expires  # type: ignore[assignment]
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True  # type: ignore[assignment]
+        if httponly:
+            morsel["httponly"] = True  # type: ignore[assignment]
+        if samesite is not None:
+            assert samesite.lower() in ("strict", "lax", "none"), "samesite must be either 'strict', 'lax' or 'none'"
+            morsel["samesite"] = samesite
+        if partitioned:
+            if sys.version_info < (3, 14):
+                raise ValueError("Partitioned cookies are only supported in Python 3.14 and above.")
+            morsel["partitioned"] = True  # type: ignore[assignment]  # pragma: no cover
+        self.raw_headers.append((b"set-cookie", morsel.OutputString().encode("latin-1")))
+
+    def delete_cookie(
+        self,
+        key: str,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Tell the client to drop cookie ``key`` (expired now; same path/domain as when it was set)."""
+        self.set_cookie(
+            key,
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+            partitioned=partitioned,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            send = _websocket_denial(send)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+        if self.background is not None:
+            await self.background()
+
+
+class HTMLResponse(Response):
+    media_type = "text/html"
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain"
+
+
+class JSONResponse(Response):
+    """``content`` serialised as compact UTF-8 JSON (no NaN/Infinity, non-ASCII kept as is)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers, media_type, background)
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode(
+            "utf-8"
+        )
+
+
+# Characters left as they are in a Location header: URL delimiters and already-escaped "%".
+_LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+
+class RedirectResponse(Response):
+    """An empty response pointing the client at ``url`` (307 keeps the method and body)."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        super().__init__(content=b"", status_code=status_code, headers=headers, background=background)
+        self.headers["location"] = quote(str(url), safe=_LOCATION_SAFE)
+
+
+class StreamingResponse(Response):
+    """A body produced piece by piece by an async iterable or a plain (blocking) iterable.
+
+    Blocking iterables are advanced in a worker thread. ``str`` pieces are encoded with
+    ``charset``. Sending stops when the client disconnects.
+    """
+
+    body_iterator: AsyncIterable[Content]
+
+    def __init__(
+        self,
+        content: ContentStream,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        if isinstance(content, AsyncIterable):
+            self.body_iterator = content
+        else:
+            self.body_iterator = iterate_in_threadpool(content)
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        self.init_headers(headers)
+
+    async def listen_for_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            if not isinstance(chunk, (bytes, memoryview)):
+                chunk = chunk.encode(self.charset)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.stream_response(_websocket_denial(send))
+        elif _spec_version(scope) >= (2, 4):
+            # From ASGI 2.4 on, send() raises OSError once the client has gone.
+            try:
+                await self.stream_response(send)
+            except OSError:
+                raise ClientDisconnect() from None
+        else:
+            await _run_until_disconnect(lambda: self.stream_response(send), receive)
+        if self.background is not None:
+            await self.background()
+
+
+def _read_at(file: IO[bytes], offset: int, size: int) -> bytes:
+    """One positioned read; runs in a worker thread."""
+    file.seek(offset)
+    return file.read(size)
+
+
+def _content_disposition(disposition_type: str, filename: str) -> str:
+    escaped = quote(filename)
+    if escaped == filename:
+        return f'{disposition_type}; filename="{filename}"'
+    # Anything beyond plain URL-safe characters goes in the RFC 5987 extended form.
+    return f"{disposition_type}; filename*=utf-8''{escaped}"
+
+
+class FileResponse(Response):
+    """Send a file from disk: validators, ``Range`` requests (206/416), ``HEAD`` and ``pathsend``.
+
+    The content type, ``ETag``, ``Last-Modified`` and the range decision come from the same
+    rules the static file server uses, so both answer a request identically. The file is read
+    in ``chunk_size`` pieces in a worker thread.
+    """
+
+    chunk_size = 64 * 1024
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+        filename: str | None = None,
+        stat_result: os.stat_result | None = None,
+        method: str | None = None,
+        content_disposition_type: str = "attachment",
+    ) -> None:
+        self.path = path
+        self.status_code = status_code
+        self.filename = filename
+        self.send_header_only = method is not None and method.upper() == "HEAD"
+        self.background = background
+        # A guessed type already carries the charset the static server uses for it.
+        self._guessed_media_type = media_type is None
+        self.media_type = content_type_for(os.fsdecode(filename or path)) if media_type is None else media_type
+        self.init_headers(headers)
+        self.headers.setdefault("accept-ranges", "bytes")
+        if filename is not None:
+            self.headers.setdefault("content-disposition", _content_disposition(content_disposition_type, filename))
+        self.stat_result = stat_result
+        if stat_result is not None:
+            self.set_stat_headers(stat_result)
+
+    def _content_type(self) -> str | None:
+        if self._guessed_media_type:
+            return self.media_type
+        return super()._content_type()
+
+    def set_stat_headers(self, stat_result: os.stat_result) -> None:
+        """Add ``content-length``, ``last-modified`` and ``etag`` (unless already set) from a stat."""
+        mtime_ns = getattr(stat_result, "st_mtime_ns", None)
+        if mtime_ns is None:
+            mtime_ns = int(stat_result.st_mtime * 1_000_000_000)
+        self.headers.setdefault("content-length", str(stat_result.st_size))
+        self.headers.setdefault("last-modified", format_http_date(stat_result.st_mtime).decode("latin-1"))
+        self.headers.setdefault("etag", make_etag(mtime_ns, stat_result.st_size).decode("latin-1"))
+
+    async def _stat(self) -> os.stat_result:
+        try:
+            stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+        except FileNotFoundError:
+            raise RuntimeError(f"File at path {self.path} does not exist.") from None
+        if not stat.S_ISREG(stat_result.st_mode):
+            raise RuntimeError(f"File at path {self.path} is not a file.")
+        return stat_result
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        is_http = scope["type"] == "http"
+        if scope["type"] == "websocket":
+            send = _websocket_denial(send)
+        method = scope["method"].upper() if is_http else "GET"
+        header_only = self.send_header_only or (is_http and method == "HEAD")
+
+        stat_result = self.stat_result
+        if stat_result is None:
+            stat_result = await self._stat()
+            self.set_stat_headers(stat_result)
+        size = stat_result.st_size
+
+        status, ranges = 200, None
+        if self.status_code == 200:
+            request_headers = Headers(scope=scope)
+            range_value = request_headers.get("range")
+            if range_value is not None:
+                if_range = request_headers.get("if-range")
+                etag = self.headers.get("etag")
+                status, ranges = evaluate_range(
+                    b"HEAD" if header_only else method.encode("latin-1"),
+                    range_value.encode("latin-1"),
+                    None if if_range is None else if_range.encode("latin-1"),
+                    None if etag is None else etag.encode("latin-1"),
+                    int(stat_result.st_mtime),
+                    size,
+                )
+
+        if status == 416:
+            await self._send_unsatisfiable(send, size)
+        elif status == 206 and ranges and len(ranges) == 1:
+            await self._send_single_range(scope, receive, send, ranges[0], size, header_only)
+        elif status == 206 and ranges:
+            await self._send_multiple_ranges(scope, receive, send, ranges, size, header_only)
+        else:
+            await self._send_full(scope, receive, send, size, header_only)
+
+        if self.background is not None:
+            await self.background()
+
+    async def _send_full(self, scope: Scope, receive: Receive, send: Send, size: int, header_only: bool) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if header_only:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif scope["type"] == "http" and "http.response.pathsend" in scope.get("extensions", {}):
+            await send({"type": "http.response.pathsend", "path": os.path.abspath(os.fsdecode(self.path))})
+        elif size == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._stream(scope, receive, send, [(0, size - 1)], [], b"")
+
+    async def _send_single_range(
+        self, scope: Scope, receive: Receive, send: Send, byte_range: tuple[int, int], size: int, header_only: bool
+    ) -> None:
+        first, last = byte_range
+        headers = MutableHeaders(raw=list(self.raw_headers))
+        headers["content-range"] = f"bytes {first}-{last}/{size}"
+        headers["content-length"] = str(last - first + 1)
+        await send({"type": "http.response.start", "status": 206, "headers": headers.raw})
+        if header_only:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._stream(scope, receive, send, [byte_range], [], b"")
+
+    async def _send_multiple_ranges(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ranges: list[tuple[int, int]],
+        size: int,
+        header_only: bool,
+    ) -> None:
+        boundary = token_hex(13)
+        part_type = self.headers.get("content-type", "application/octet-stream").encode("latin-1")
+        part_heads, tail, content_length = byteranges_layout(list(ranges), part_type, size, boundary.encode("ascii"))
+        headers = MutableHeaders(raw=list(self.raw_headers))
+        headers["content-type"] = f"multipart/byteranges; boundary={boundary}"
+        headers["content-length"] = str(content_length)
+        await send({"type": "http.response.start", "status": 206, "headers": headers.raw})
+        if header_only:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._stream(scope, receive, send, ranges, part_heads, tail)
+
+    async def _send_unsatisfiable(self, send: Send, size: int) -> None:
+        # No representation goes out, so its type and disposition do not either; the
+        # validators stay so the client can tell which version it asked about.
+        headers = MutableHeaders(raw=list(self.raw_headers))
+        del headers["content-type"]
+        del headers["content-disposition"]
+        headers["content-range"] = f"bytes */{size}"
+        headers["content-length"] = "0"
+        await send({"type": "http.response.start", "status": 416, "headers": headers.raw})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stream(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ranges: list[tuple[int, int]],
+        part_heads: list[bytes],
+        tail: bytes,
+    ) -> None:
+        """Send the bytes of ``ranges`` (inclusive), each after its part head, then ``tail``."""
+
+        async def send_body() -> None:
+            await self._send_file_bytes(send, ranges, part_heads, tail)
+
+        if scope["type"] == "http" and _spec_version(scope) < (2, 4):
+            await _run_until_disconnect(send_body, receive)
+        else:
+            await send_body()
+
+    async def _send_file_bytes(
+        self, send: Send, ranges: list[tuple[int, int]], part_heads: list[bytes], tail: bytes
+    ) -> None:
+        with anyio.CancelScope(shield=True):  # a cancelled open must not leave the file open
+            file = await anyio.to_thread.run_sync(open, self.path, "rb")
+        try:
+            for index, (first, last) in enumerate(ranges):
+                if part_heads:
+                    await send({"type": "http.response.body", "body": part_heads[index], "more_body": True})
+                offset, end = first, last + 1
+                while offset < end:
+                    chunk = await anyio.to_thread.run_sync(_read_at, file, offset, min(self.chunk_size, end - offset))
+                    if not chunk:
+                        raise RuntimeError(f"File at path {self.path} is shorter than expected.")
+                    offset += len(chunk)
+                    final = offset >= end and not tail and index == len(ranges) - 1
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not final})
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            # Close even when the transfer is cancelled by a disconnect.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
