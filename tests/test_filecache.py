@@ -132,6 +132,7 @@ def test_permission_error_while_opening_is_forbidden(root, monkeypatch):
     entry = FileCache([root]).lookup("/small.txt")
     assert entry.kind == FORBIDDEN and entry.status == 401
     assert entry.body == b"Unauthorized"
+    os.fstat(0)  # the failed open must not have closed some other descriptor (fd 0)
 
 
 def test_entry_count_is_bounded(root):

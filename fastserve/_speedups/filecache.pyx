@@ -35,6 +35,7 @@ cdef class OpenFile:
     """
 
     def __cinit__(self, str path):
+        self.fd = -1  # so a failed open never closes descriptor 0
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def __dealloc__(self):

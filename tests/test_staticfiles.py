@@ -1,0 +1,265 @@
+"""fastserve.staticfiles.StaticFiles as an ASGI app: Starlette's API and behaviour."""
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from fastserve.staticfiles import StaticFiles
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "example.txt").write_text("<file content>")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "index.html").write_text("<h1>Index</h1>")
+    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 2048)  # 512 KiB: not held in memory
+    return tmp_path
+
+
+def client_for(app, **kwargs):
+    return TestClient(app, **kwargs)
+
+
+def test_constructor_and_attributes(root):
+    app = StaticFiles(directory=root, html=True, follow_symlink=True)
+    assert app.directory == root
+    assert app.packages is None
+    assert app.all_directories == [root]
+    assert app.html is True
+    assert app.follow_symlink is True
+    assert app.config_checked is False
+
+
+def test_serves_a_file_with_validators(root):
+    response = client_for(StaticFiles(directory=root)).get("/example.txt")
+    assert response.status_code == 200
+    assert response.text == "<file content>"
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["content-length"] == "14"
+    assert response.headers["etag"].startswith('"')
+    assert "last-modified" in response.headers
+    assert response.headers["accept-ranges"] == "bytes"
+
+
+def test_head_has_headers_only(root):
+    response = client_for(StaticFiles(directory=root)).head("/example.txt")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "14"
+    assert response.content == b""
+
+
+def test_large_file_streams_from_disk(root):
+    response = client_for(StaticFiles(directory=root)).get("/big.bin")
+    assert response.status_code == 200
+    assert response.content == (root / "big.bin").read_bytes()
+
+
+def test_not_modified_and_precondition_failed(root):
+    client = client_for(StaticFiles(directory=root))
+    first = client.get("/example.txt")
+    etag, last_modified = first.headers["etag"], first.headers["last-modified"]
+    assert client.get("/example.txt", headers={"if-none-match": etag}).status_code == 304
+    assert client.get("/example.txt", headers={"if-none-match": f'W/{etag}, "other"'}).status_code == 304
+    assert client.get("/example.txt", headers={"if-modified-since": last_modified}).status_code == 304
+    assert client.get("/example.txt", headers={"if-none-match": '"other"'}).status_code == 200
+    assert client.get("/example.txt", headers={"if-match": '"other"'}).status_code == 412
+    assert client.get("/example.txt", headers={"if-match": etag}).status_code == 200
+    not_modified = client.get("/example.txt", headers={"if-none-match": etag})
+    assert not_modified.content == b"" and not_modified.headers["etag"] == etag
+
+
+def test_ranges(root):
+    client = client_for(StaticFiles(directory=root))
+    response = client.get("/example.txt", headers={"range": "bytes=1-4"})
+    assert response.status_code == 206
+    assert response.content == b"file"
+    assert response.headers["content-range"] == "bytes 1-4/14"
+    unsatisfiable = client.get("/example.txt", headers={"range": "bytes=100-"})
+    assert unsatisfiable.status_code == 416
+    assert unsatisfiable.headers["content-range"] == "bytes */14"
+    big = client.get("/big.bin", headers={"range": "bytes=-10"})
+    assert big.status_code == 206 and big.content == (root / "big.bin").read_bytes()[-10:]
+
+
+def test_missing_file_is_404(root):
+    response = client_for(StaticFiles(directory=root)).get("/404.txt")
+    assert response.status_code == 404
+    assert response.text == "Not Found"
+
+
+def test_other_methods_are_405_with_allow(root):
+    response = client_for(StaticFiles(directory=root)).post("/example.txt")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_missing_directory_raises_at_init(tmp_path):
+    with pytest.raises(RuntimeError, match="does not exist"):
+        StaticFiles(directory=tmp_path / "nope")
+
+
+def test_missing_directory_raises_at_first_request_when_not_checked(tmp_path):
+    app = StaticFiles(directory=tmp_path / "nope", check_dir=False)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        client_for(app).get("/")
+
+
+def test_directory_that_is_a_file_raises_at_first_request(root):
+    app = StaticFiles(directory=root / "example.txt", check_dir=False)
+    with pytest.raises(RuntimeError, match="is not a directory"):
+        client_for(app).get("/")
+
+
+def test_traversal_never_leaves_the_directory(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    client = client_for(StaticFiles(directory=served))
+    for path in ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "secret" not in response.text
+
+
+def test_symlink_outside_directory(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path / "secret.txt", served / "link.txt")
+    assert client_for(StaticFiles(directory=served)).get("/link.txt").status_code == 404
+    followed = client_for(StaticFiles(directory=served, follow_symlink=True)).get("/link.txt")
+    assert followed.status_code == 200 and followed.text == "secret"
+
+
+def test_name_too_long_is_404(root):
+    assert client_for(StaticFiles(directory=root)).get("/" + "x" * 5000).status_code == 404
+
+
+def test_permission_error_is_401(root, monkeypatch):
+    def refusing_open(path, flags, *args):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    assert client_for(StaticFiles(directory=root)).get("/example.txt").status_code == 401
+
+
+def test_html_mode(root):
+    client = client_for(StaticFiles(directory=root, html=True), follow_redirects=False)
+    index = client.get("/dir/")
+    assert index.status_code == 200 and index.text == "<h1>Index</h1>"
+    redirect = client.get("/dir")
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "http://testserver/dir/"
+    assert client.get("/nope").status_code == 404
+    (root / "404.html").write_text("<h1>Custom</h1>")
+    fresh = client_for(StaticFiles(directory=root, html=True))
+    custom = fresh.get("/nope")
+    assert custom.status_code == 404 and custom.text == "<h1>Custom</h1>"
+
+
+def test_directory_without_html_mode_is_404(root):
+    assert client_for(StaticFiles(directory=root)).get("/dir/").status_code == 404
+
+
+def test_packages(tmp_path, monkeypatch):
+    package = tmp_path / "mypkg"
+    (package / "statics").mkdir(parents=True)
+    (package / "assets").mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "statics" / "a.txt").write_text("from statics")
+    (package / "assets" / "b.txt").write_text("from assets")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = StaticFiles(packages=["mypkg", ("mypkg", "assets")])
+    assert len(app.all_directories) == 2
+    client = client_for(app)
+    assert client.get("/a.txt").text == "from statics"
+    assert client.get("/b.txt").text == "from assets"
+
+
+def test_missing_package_directory_asserts(tmp_path, monkeypatch):
+    (tmp_path / "otherpkg").mkdir()
+    (tmp_path / "otherpkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(AssertionError, match="could not be found"):
+        StaticFiles(packages=["otherpkg"])
+
+
+def test_mounted_in_starlette_app_honours_root_path(root):
+    app = Starlette(routes=[Mount("/static", app=StaticFiles(directory=root), name="static")])
+    client = client_for(app)
+    assert client.get("/static/example.txt").text == "<file content>"
+    assert client.get("/static/nope.txt").status_code == 404  # raised, answered by Starlette's handlers
+    behind_proxy = client_for(app, root_path="/prefix")
+    assert behind_proxy.get("/prefix/static/example.txt").text == "<file content>"
+    assert behind_proxy.get("/static/example.txt").status_code == 404  # as Starlette's own StaticFiles
+
+
+def test_subclass_overriding_lookup_path_is_used(root):
+    class OnlyExample(StaticFiles):
+        def lookup_path(self, path):
+            full_path, stat_result = super().lookup_path("example.txt")
+            return full_path, stat_result
+
+    app = OnlyExample(directory=root)
+    assert app.file_cache is None
+    assert client_for(app).get("/anything").text == "<file content>"
+
+
+def test_get_path_and_lookup_path(root):
+    app = StaticFiles(directory=root)
+    assert app.get_path({"path": "/dir/../example.txt", "root_path": ""}) == "example.txt"
+    full_path, stat_result = app.lookup_path("example.txt")
+    assert full_path == os.path.realpath(root / "example.txt") and stat_result.st_size == 14
+    assert app.lookup_path("../etc/passwd") == ("", None)
+    assert app.lookup_path("missing") == ("", None)
+
+
+def test_is_not_modified(root):
+    from fastserve.datastructures import Headers
+
+    app = StaticFiles(directory=root)
+    response_headers = Headers(headers={"etag": '"abc"', "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert app.is_not_modified(response_headers, Headers(headers={"if-none-match": '"abc"'}))
+    assert app.is_not_modified(response_headers, Headers(headers={"if-none-match": "*"}))
+    assert not app.is_not_modified(response_headers, Headers(headers={"if-none-match": '"xyz"'}))
+    assert app.is_not_modified(
+        response_headers, Headers(headers={"if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    )
+    assert not app.is_not_modified(
+        response_headers, Headers(headers={"if-modified-since": "Tue, 20 Oct 2015 07:28:00 GMT"})
+    )
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_runs_under_uvicorn(root):
+    import httpx2
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(StaticFiles(directory=root, html=True), host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/example.txt").text == "<file content>"
+            assert client.get("/dir/").text == "<h1>Index</h1>"
+            assert client.get("/missing").status_code == 404
+            assert client.get("/big.bin").content == (root / "big.bin").read_bytes()
+    finally:
+        server.should_exit = True
+        thread.join(10)
