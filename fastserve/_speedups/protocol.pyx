@@ -319,7 +319,12 @@ cdef class HttpProtocol:
         self.body_job = None
 
     def eof_received(self):
-        return False  # close our side too once the peer is done sending
+        """The peer finished sending: answer what it asked, then close."""
+        self.closing = True
+        self.keep_alive = False
+        if self.current_job is None and not self.queue:
+            return False  # nothing owed: let the transport close
+        return True  # keep our side open until the queued responses are out
 
     def pause_writing(self):
         self.writing_paused = True
@@ -413,10 +418,23 @@ cdef class HttpProtocol:
         self.http10 = parser.get_http_version() == "1.0"
         if not self.state.static_only:
             self.body_job = self.state.asgi_bridge.begin(self, self.method, bytes(self.url), self.headers)
+            self._refuse_large_body()
 
     def on_body(self, bytes body):
         if self.body_job is not None:
             self.body_job.receive_body(body)
+            self._refuse_large_body()
+
+    cdef void _refuse_large_body(self):
+        """Answer 413 and close as soon as a body is known to be too large, without reading it.
+
+        Only when nothing is ahead of this request; otherwise the body is read and dropped
+        and the job answers 413 in its turn.
+        """
+        if self.body_job.too_large and self.current_job is None and not self.queue:
+            self.body_job = None
+            self._fail(413)
+            raise _Abort()
 
     def on_message_complete(self):
         if self.closing:

@@ -22,6 +22,16 @@ Headers = List[Tuple[bytes, bytes]]
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+def _declared_length(headers: Headers) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return -1
+
+
 class AsgiBridge:
     """Per worker: the app, its lifespan, and the scope pieces every request shares."""
 
@@ -110,7 +120,7 @@ class HttpCycle:
         self.body: Deque[bytes] = deque()
         self.body_size = 0
         self.more_body = True
-        self.too_large = False
+        self.too_large = _declared_length(headers) > bridge.config.max_body_size
         self.disconnected = False
         self.started = False
         self.complete = False
@@ -173,8 +183,8 @@ class HttpCycle:
             logger.error("exception in ASGI app", exc_info=exc)
             if not self.started and not self.disconnected:
                 await self._send_plain(500, b"Internal Server Error")
-            else:
-                self.conn.abort()
+            elif not self.complete:
+                self.conn.abort()  # the client must not take a cut-short body for a whole one
         finally:
             self.conn.job_finished(not self.keep_alive)
 

@@ -1,0 +1,159 @@
+"""The ASGI bridge: ``python -m fastserve module:app`` on a real loopback port."""
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx2
+import pytest
+
+APP = '''
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Mount, Route
+from fastserve.staticfiles import StaticFiles
+
+async def echo(request):
+    body = await request.body()
+    return PlainTextResponse(f"{request.method} {request.url.path} {len(body)} {request.query_params.get('q')}")
+
+async def stream(request):
+    async def chunks():
+        for i in range(3):
+            yield f"part{i};"
+    return StreamingResponse(chunks())
+
+async def boom(request):
+    raise ValueError("boom")
+
+async def raw(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"no length", "more_body": False})
+
+app = Starlette(routes=[
+    Route("/echo", echo, methods=["GET", "POST"]),
+    Route("/stream", stream),
+    Route("/boom", boom),
+    Mount("/raw", raw),
+    Mount("/static", StaticFiles(directory=STATIC)),
+])
+'''
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("asgi")
+    static = base / "static"
+    static.mkdir()
+    (static / "a.txt").write_text("static a")
+    (base / "asgi_test_app.py").write_text(f"STATIC = {str(static)!r}\n" + textwrap.dedent(APP))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", "asgi_test_app:app", "--port", str(port), "--max-body-size", "1000"],
+        cwd=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + proc.stdout.read().decode())
+    yield port
+    proc.terminate()
+    assert proc.wait(10) == 0
+
+
+def exchange(port, raw: bytes, expect_close=False) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        if not expect_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
+def test_get_and_post(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        assert client.get("/echo?q=1").text == "GET /echo 0 1"
+        assert client.post("/echo", content=b"x" * 100).text == "POST /echo 100 None"
+        assert client.get("/echo").headers["server"] == "fastserve"
+
+
+def test_streaming_response_is_chunked(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        response = client.get("/stream")
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.text == "part0;part1;part2;"
+
+
+def test_chunked_request_body(server):
+    data = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"POST /echo 8 None")
+
+
+def test_app_exception_is_500_and_the_connection_keeps_working(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        assert client.get("/boom").status_code == 500
+        assert client.get("/echo").status_code == 200
+
+
+def test_body_too_large_is_413_and_close(server):
+    data = exchange(
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100, expect_close=True
+    )
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in data
+    chunked = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"200\r\n" + b"y" * 512 + b"\r\n") * 4,
+        expect_close=True,
+    )
+    assert chunked.startswith(b"HTTP/1.1 413 ")
+
+
+def test_http10_without_length_closes_to_end_the_body(server):
+    data = exchange(server, b"GET /raw/ HTTP/1.0\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in head.lower()
+    assert body == b"no length"
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    requests = b"".join(
+        b"GET /echo?q=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i if i % 2 else b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        for i in range(10)
+    )
+    data = exchange(server, requests + b"GET /echo?q=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    bodies = [part for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert len(bodies) == 11
+    for i, response in enumerate(bodies[:10]):
+        expected = b"GET /echo 0 %d" % i if i % 2 else b"static a"
+        assert response.startswith(b"200 ") and response.endswith(expected), (i, response)
+    assert bodies[10].endswith(b"GET /echo 0 last")
+
+
+def test_static_files_mounted_in_the_app(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        assert client.get("/static/a.txt").text == "static a"
+        assert client.get("/static/missing").status_code == 404
