@@ -246,7 +246,8 @@ cdef class HttpProtocol:
     cdef Py_ssize_t raw_head_bytes
     cdef Py_ssize_t header_count
     cdef double head_started
-    cdef bytearray url
+    cdef bytes url
+    cdef bint saw_connection
     cdef list headers
     cdef bint keep_headers
     cdef bytes method
@@ -277,7 +278,7 @@ cdef class HttpProtocol:
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
-        self.url = bytearray()
+        self.url = None
         self.headers = []
         self.keep_headers = not state.static_only
         self.out = []
@@ -363,13 +364,15 @@ cdef class HttpProtocol:
 
     # -- httptools callbacks -------------------------------------------------------------
 
-    def on_message_begin(self):
+    cdef void _begin_request(self):
+        # A request's first callback is on_url; starting here saves a callback per request.
         self.in_head = True
         self.head_bytes = 0
         self.raw_head_bytes = 0
         self.header_count = 0
         self.head_started = self.state.now
-        self.url = bytearray()
+        self.url = None
+        self.saw_connection = False
         if self.keep_headers:
             self.headers = []
         self.if_match = None
@@ -380,7 +383,9 @@ cdef class HttpProtocol:
         self.if_range = None
 
     def on_url(self, bytes url):
-        self.url += url
+        if not self.in_head:
+            self._begin_request()
+        self.url = url if self.url is None else self.url + url
         self.head_bytes += len(url)
         if len(self.url) > self.state.max_url_length:
             self._fail(414)
@@ -393,7 +398,7 @@ cdef class HttpProtocol:
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
             self._fail(431)
             raise _Abort()
-        if n == 5 or n == 8 or n == 13 or n == 17 or n == 19:
+        if n == 5 or n == 8 or n == 10 or n == 13 or n == 17 or n == 19:
             lower = name.lower()
             if lower == b"if-none-match":
                 self.if_none_match = value
@@ -407,6 +412,8 @@ cdef class HttpProtocol:
                 self.if_match = value
             elif lower == b"if-unmodified-since":
                 self.if_unmodified_since = value
+            elif lower == b"connection":
+                self.saw_connection = True
         if self.keep_headers:
             self.headers.append((name.lower(), value))
 
@@ -415,9 +422,13 @@ cdef class HttpProtocol:
         parser = self.parser
         self.method = parser.get_method()
         self.keep_alive = parser.should_keep_alive() and not self.state.shutting_down
-        self.http10 = parser.get_http_version() == "1.0"
+        # The static path needs the version only to tell an HTTP/1.0 client "Connection: keep-alive",
+        # and such a client sends a Connection header: read the version only then. ASGI apps need it always.
+        self.http10 = (
+            (self.saw_connection and self.keep_alive) or not self.state.static_only
+        ) and parser.get_http_version() == "1.0"
         if not self.state.static_only:
-            self.body_job = self.state.asgi_bridge.begin(self, self.method, bytes(self.url), self.headers)
+            self.body_job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
             self._refuse_large_body()
 
     def on_body(self, bytes body):
@@ -455,7 +466,7 @@ cdef class HttpProtocol:
         cdef bytes method = self.method
         cdef CacheEntry entry
         cdef int status
-        cdef bytes raw = bytes(self.url)
+        cdef bytes raw = self.url
         cdef Py_ssize_t q = raw.find(b"?")
         cdef bytes raw_path = raw if q < 0 else raw[:q]
         if method != GET and method != HEAD:

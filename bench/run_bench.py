@@ -1,0 +1,691 @@
+#!/usr/bin/env python3
+"""fastserve's static-file benchmark: fastserve, nginx and uvicorn side by side under wrk.
+
+Run through ``bash bench/run.sh``, which installs everything first. Standard library only, so
+any Python 3.9+ can drive it; the servers themselves run from the interpreters named below.
+
+Environment:
+  FASTSERVE_PYTHON   interpreter with fastserve installed (default bench/.venv-fastserve)
+  UVICORN_PYTHON     interpreter with uvicorn[standard] + starlette (+ fastserve for the drop-in)
+                     (default bench/.venv-uvicorn)
+  BENCH_DURATION     seconds wrk measures each scenario (default 10)
+  BENCH_WARMUP       seconds of unmeasured wrk load before each scenario (default 2, 0 = none)
+  BENCH_ALL=1        run every scenario against uvicorn+fastserve.StaticFiles, not only 1k
+  BENCH_SERVERS      comma-separated subset of servers to run (default: all)
+  BENCH_SCENARIOS    comma-separated subset of scenarios to run (default: all)
+  BENCH_SERVER_CPU   CPU the server is pinned to (default 0)
+  BENCH_CLIENT_CPU   CPU wrk is pinned to (default 1)
+"""
+from __future__ import annotations
+
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+HOST = "127.0.0.1"
+WRK_THREADS = 1
+WRK_CONNECTIONS = 64
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+MIB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class Settings:
+    duration_s: int
+    warmup_s: int
+    run_all_dropin: bool
+    servers: Optional[list[str]]
+    scenarios: Optional[list[str]]
+    server_cpu: str
+    client_cpu: str
+    fastserve_python: str
+    uvicorn_python: str
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        def csv(name: str) -> Optional[list[str]]:
+            raw = os.environ.get(name, "").strip()
+            return [item.strip() for item in raw.split(",") if item.strip()] or None
+
+        return cls(
+            duration_s=int(os.environ.get("BENCH_DURATION", "10")),
+            warmup_s=int(os.environ.get("BENCH_WARMUP", "2")),
+            run_all_dropin=os.environ.get("BENCH_ALL", "") == "1",
+            servers=csv("BENCH_SERVERS"),
+            scenarios=csv("BENCH_SCENARIOS"),
+            server_cpu=os.environ.get("BENCH_SERVER_CPU", "0"),
+            client_cpu=os.environ.get("BENCH_CLIENT_CPU", "1"),
+            fastserve_python=os.environ.get(
+                "FASTSERVE_PYTHON", str(BENCH_DIR / ".venv-fastserve" / "bin" / "python")
+            ),
+            uvicorn_python=os.environ.get(
+                "UVICORN_PYTHON", str(BENCH_DIR / ".venv-uvicorn" / "bin" / "python")
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- document root
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    expected_status: int
+    expected_length: Optional[int]  # body bytes a GET returns; None when not checked
+    conditional: bool = False  # send If-None-Match with the server's own ETag
+
+
+SMALL_SIZE = 1024
+INDEX_HTML = b"<!doctype html>\n<title>fastserve bench</title>\n<p>directory index</p>\n"
+
+SCENARIOS = [
+    Scenario("1k", "/small.txt", 200, SMALL_SIZE),
+    Scenario("64k", "/64k.bin", 200, 64 * 1024),
+    Scenario("10m", "/10m.bin", 200, 10 * MIB),
+    Scenario("304", "/small.txt", 304, 0, conditional=True),
+    Scenario("404", "/missing", 404, None),
+    Scenario("index", "/dir/", 200, len(INDEX_HTML)),
+]
+
+
+def make_document_root(root: Path) -> None:
+    """Write the files every scenario asks for; /missing deliberately does not exist."""
+    root.mkdir(parents=True)
+    line = b"fastserve benchmark payload, one kilobyte of plain text.\n"
+    (root / "small.txt").write_bytes((line * (SMALL_SIZE // len(line) + 1))[:SMALL_SIZE])
+    (root / "64k.bin").write_bytes(os.urandom(64 * 1024))
+    (root / "10m.bin").write_bytes(os.urandom(10 * MIB))
+    (root / "dir").mkdir()
+    (root / "dir" / "index.html").write_bytes(INDEX_HTML)
+    # nginx workers and any unprivileged server must be able to read everything.
+    for path in [root.parent, root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    build_command: Callable[[int], list[str]]  # port -> argv (before CPU pinning)
+    scenario_names: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Optional[Callable[[int], None]] = None  # port -> None, e.g. write a config file
+
+
+def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[ServerSpec]:
+    all_names = [s.name for s in SCENARIOS]
+    uvicorn_env = {"BENCH_ROOT": str(doc_root)}
+
+    def uvicorn_command(app: str) -> Callable[[int], list[str]]:
+        return lambda port: [
+            settings.uvicorn_python, "-m", "uvicorn", app,
+            "--host", HOST, "--port", str(port), "--workers", "1",
+            "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+        ]  # fmt: skip
+
+    nginx_conf = run_dir / "nginx.conf"
+
+    def write_nginx_conf(port: int) -> None:
+        template = (BENCH_DIR / "nginx.conf.template").read_text()
+        values = {"@RUN_DIR@": str(run_dir), "@DOC_ROOT@": str(doc_root), "@PORT@": str(port)}
+        for token, value in values.items():
+            template = template.replace(token, value)
+        leftover = re.findall(r"@[A-Z_]+@", template)
+        if leftover:
+            raise RuntimeError(f"nginx.conf.template has unfilled tokens: {leftover}")
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (run_dir / "nginx-tmp" / sub).mkdir(parents=True, exist_ok=True)
+        nginx_conf.write_text(template)
+
+    nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [
+        ServerSpec(
+            "fastserve",
+            lambda port: [
+                settings.fastserve_python, "-m", "fastserve", str(doc_root),
+                "--host", HOST, "--port", str(port), "--workers", "1",
+            ],  # fmt: skip
+            all_names,
+        ),
+        ServerSpec(
+            "nginx",
+            lambda port: [
+                nginx_binary, "-p", str(run_dir), "-e", str(run_dir / "nginx-error.log"),
+                "-c", str(nginx_conf), "-g", "daemon off;",
+            ],  # fmt: skip
+            all_names,
+            prepare=write_nginx_conf,
+        ),
+        ServerSpec(
+            "uvicorn+starlette",
+            uvicorn_command("bench.apps.starlette_static:app"),
+            all_names,
+            env=uvicorn_env,
+        ),
+        ServerSpec(
+            "uvicorn+fastserve.StaticFiles",
+            uvicorn_command("bench.apps.fastserve_static:app"),
+            all_names if settings.run_all_dropin else ["1k"],
+            env=uvicorn_env,
+        ),
+    ]
+
+
+class ServerFailed(Exception):
+    """The server did not come up; the message says why (with its log tail)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    """The end of a server's log, without the import machinery's frames (never the cause)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    useful = [line for line in text.splitlines() if "<frozen importlib" not in line]
+    return "\n".join(useful[-lines:])
+
+
+class RunningServer:
+    """One server process in its own process group, pinned to the server CPU."""
+
+    def __init__(self, spec: ServerSpec, settings: Settings, run_dir: Path) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.log_path = run_dir / "logs" / f"{spec.name}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        if spec.prepare:
+            spec.prepare(self.port)
+        self.command = ["taskset", "-c", settings.server_cpu, *spec.build_command(self.port)]
+        # cwd is the run dir: `bench` there links to this directory, and nothing shadows the
+        # installed fastserve the way the repository checkout would.
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=run_dir,
+                env={**os.environ, **spec.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_until_accepting(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerFailed(f"exited with code {code} before accepting\n{log_tail(self.log_path)}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise ServerFailed(f"port {self.port} not accepting after {timeout_s:.0f}s\n{log_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+# --------------------------------------------------------------------------- probing
+
+
+@dataclass
+class Probe:
+    status: int
+    body_length: int
+    etag: Optional[str]
+
+
+def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Probe:
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        return Probe(response.status, len(body), response.getheader("ETag"))
+    finally:
+        conn.close()
+
+
+def scenario_headers(scenario: Scenario, port: int) -> dict[str, str]:
+    """Extra request headers; for the conditional scenario, the ETag this server hands out."""
+    if not scenario.conditional:
+        return {}
+    etag = probe(port, scenario.path).etag
+    if not etag:
+        raise ValueError(f"GET {scenario.path} returned no ETag, cannot build a conditional request")
+    return {"If-None-Match": etag}
+
+
+def check_response(scenario: Scenario, port: int, headers: dict[str, str]) -> list[str]:
+    """One request before the load: problems that would make the numbers meaningless."""
+    result = probe(port, scenario.path, headers)
+    problems = []
+    if result.status != scenario.expected_status:
+        problems.append(f"answered {result.status}, expected {scenario.expected_status}")
+    elif scenario.expected_length is not None and result.body_length != scenario.expected_length:
+        problems.append(f"body was {result.body_length} bytes, expected {scenario.expected_length}")
+    return problems
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    requests_per_sec: float
+    mib_per_sec: float
+    p99_ms: float
+    requests: int
+    non_2xx_3xx: int
+    socket_errors: dict[str, int]
+
+    @property
+    def socket_error_total(self) -> int:
+        return sum(self.socket_errors.values())
+
+
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_BINARY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_wrk_output(text: str) -> WrkResult:
+    """Pull the numbers out of `wrk --latency` output (binary units: wrk's MB is MiB)."""
+
+    def find(pattern: str) -> Optional[re.Match[str]]:
+        return re.search(pattern, text, re.MULTILINE)
+
+    rps = find(r"^Requests/sec:\s+([\d.]+)")
+    transfer = find(r"^Transfer/sec:\s+([\d.]+)([KMGT]?)B")
+    p99 = find(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+    total = find(r"^\s*(\d+) requests in ")
+    if not (rps and transfer and p99 and total):
+        raise ValueError("unrecognised wrk output:\n" + text)
+    sockets = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    non_ok = find(r"Non-2xx or 3xx responses: (\d+)")
+    socket_counts = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
+    return WrkResult(
+        requests_per_sec=float(rps.group(1)),
+        mib_per_sec=float(transfer.group(1)) * _BINARY_UNITS[transfer.group(2)] / MIB,
+        p99_ms=float(p99.group(1)) * _TIME_UNITS_MS[p99.group(2)],
+        requests=int(total.group(1)),
+        non_2xx_3xx=int(non_ok.group(1)) if non_ok else 0,
+        socket_errors=dict(zip(("connect", "read", "write", "timeout"), socket_counts)),
+    )
+
+
+def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: int) -> str:
+    command = [
+        "taskset", "-c", settings.client_cpu, "wrk",
+        f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration_s}s", "--latency",
+    ]  # fmt: skip
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(url)
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration_s + 60, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk exited {completed.returncode}: {completed.stderr.strip()}")
+    return completed.stdout
+
+
+# --------------------------------------------------------------------------- one server, all scenarios
+
+
+@dataclass
+class ScenarioOutcome:
+    status: str  # "ok" or "failed"
+    result: Optional[WrkResult] = None
+    problems: list[str] = field(default_factory=list)  # flagged: wrong answers, errors
+    error: Optional[str] = None
+
+    def error_count(self, scenario: Scenario) -> int:
+        """Socket errors, plus non-2xx/3xx answers unless an error status is the point."""
+        if self.result is None:
+            return 0
+        expected_errors = scenario.expected_status >= 400
+        return self.result.socket_error_total + (0 if expected_errors else self.result.non_2xx_3xx)
+
+
+@dataclass
+class ServerOutcome:
+    name: str
+    status: str  # "ok", "failed" or "skipped"
+    planned: list[str] = field(default_factory=list)  # scenario names this server runs
+    command: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    scenarios: dict[str, ScenarioOutcome] = field(default_factory=dict)
+
+
+def bench_scenario(settings: Settings, port: int, scenario: Scenario) -> ScenarioOutcome:
+    try:
+        headers = scenario_headers(scenario, port)
+        problems = check_response(scenario, port, headers)
+        url = f"http://{HOST}:{port}{scenario.path}"
+        if settings.warmup_s > 0:
+            run_wrk(settings, url, headers, settings.warmup_s)
+        result = parse_wrk_output(run_wrk(settings, url, headers, settings.duration_s))
+    except Exception as exc:  # one broken scenario must not sink the whole run
+        return ScenarioOutcome("failed", error=f"{type(exc).__name__}: {exc}")
+    outcome = ScenarioOutcome("ok", result=result, problems=problems)
+    if result.requests == 0:
+        outcome.problems.append("no response completed within the run; raise BENCH_DURATION")
+    if result.socket_error_total:
+        outcome.problems.append(f"socket errors {result.socket_errors}")
+    if scenario.expected_status < 400 and result.non_2xx_3xx:
+        outcome.problems.append(f"{result.non_2xx_3xx} non-2xx/3xx responses")
+    return outcome
+
+
+def bench_server(spec: ServerSpec, settings: Settings, run_dir: Path, scenarios: list[Scenario]) -> ServerOutcome:
+    wanted = [s for s in scenarios if s.name in spec.scenario_names]
+    outcome = ServerOutcome(spec.name, "ok", planned=[s.name for s in wanted])
+    if not wanted:
+        outcome.status = "skipped"
+        return outcome
+    print(f"[bench] {spec.name}: starting", file=sys.stderr, flush=True)
+    server: Optional[RunningServer] = None
+    try:
+        server = RunningServer(spec, settings, run_dir)
+        outcome.command = server.command
+        server.wait_until_accepting()
+        for scenario in wanted:
+            print(f"[bench] {spec.name}: {scenario.name}", file=sys.stderr, flush=True)
+            outcome.scenarios[scenario.name] = bench_scenario(settings, server.port, scenario)
+            if server.process.poll() is not None:
+                raise ServerFailed(f"died during {scenario.name}\n{log_tail(server.log_path)}")
+    except Exception as exc:
+        outcome.status = "failed"
+        outcome.error = str(exc) if isinstance(exc, ServerFailed) else f"{type(exc).__name__}: {exc}"
+        print(f"[bench] {spec.name}: FAILED: {outcome.error.splitlines()[0]}", file=sys.stderr, flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    return outcome
+
+
+# --------------------------------------------------------------------------- ratios and targets
+
+
+@dataclass(frozen=True)
+class RatioSpec:
+    numerator: str
+    denominator: str
+    scenario: str
+    metric: str  # "requests_per_sec" or "mib_per_sec"
+    target: Optional[float]
+
+
+FASTSERVE, NGINX, UVICORN, DROPIN = "fastserve", "nginx", "uvicorn+starlette", "uvicorn+fastserve.StaticFiles"
+RPS, MIBS = "requests_per_sec", "mib_per_sec"
+
+RATIOS = [
+    RatioSpec(FASTSERVE, NGINX, "1k", RPS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "304", RPS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "404", RPS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "index", RPS, None),
+    RatioSpec(FASTSERVE, NGINX, "64k", RPS, None),
+    RatioSpec(FASTSERVE, NGINX, "10m", MIBS, 0.8),
+    RatioSpec(FASTSERVE, UVICORN, "1k", RPS, 20.0),
+    RatioSpec(DROPIN, UVICORN, "1k", RPS, 3.0),
+]
+
+
+def metric_value(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> Optional[float]:
+    outcome = outcomes.get(server)
+    if outcome is None or outcome.status != "ok":
+        return None
+    scenario_outcome = outcome.scenarios.get(scenario)
+    if scenario_outcome is None or scenario_outcome.result is None:
+        return None
+    return getattr(scenario_outcome.result, metric)
+
+
+def compute_ratios(outcomes: dict[str, ServerOutcome]) -> list[dict]:
+    rows = []
+    for spec in RATIOS:
+        top = metric_value(outcomes, spec.numerator, spec.scenario, spec.metric)
+        bottom = metric_value(outcomes, spec.denominator, spec.scenario, spec.metric)
+        value = top / bottom if top is not None and bottom else None
+        met = None if value is None or spec.target is None else value >= spec.target
+        rows.append({**asdict(spec), "value": value, "met": met})
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_cell(outcome: ServerOutcome, scenario: Scenario) -> list[str]:
+    if scenario.name not in outcome.planned:
+        return ["-", "", "", ""]
+    scenario_outcome = outcome.scenarios.get(scenario.name)
+    if scenario_outcome is None:  # the server failed before reaching this scenario
+        return ["failed", "", "", ""]
+    if scenario_outcome.result is None:
+        return ["failed", "", "", ""]
+    r = scenario_outcome.result
+    errors = str(scenario_outcome.error_count(scenario))
+    if scenario_outcome.problems:
+        errors += "!"
+    p99 = f"{r.p99_ms:.2f}ms" if r.requests else "-"
+    return [f"{r.requests_per_sec:,.0f}", f"{r.mib_per_sec:,.1f}", p99, errors]
+
+
+def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> str:
+    sub_headers = ["req/s", "MiB/s", "p99", "errors"]
+    widths = [10, 9, 10, 7]
+    group_width = sum(widths) + len(widths) - 1
+    lines = [
+        "scenario | " + " | ".join(o.name[:group_width].ljust(group_width) for o in outcomes),
+        "         | " + " | ".join(" ".join(h.rjust(w) for h, w in zip(sub_headers, widths)) for _ in outcomes),
+        "---------+-" + "-+-".join("-" * group_width for _ in outcomes),
+    ]
+    for scenario in scenarios:
+        cells = []
+        for outcome in outcomes:
+            values = fmt_cell(outcome, scenario)
+            cells.append(" ".join(v.rjust(w) for v, w in zip(values, widths)))
+        lines.append(f"{scenario.name:<8} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def render_ratios(ratios: list[dict]) -> str:
+    lines = ["ratio                                              scenario  metric   value   target"]
+    for row in ratios:
+        label = f"{row['numerator']} / {row['denominator']}"
+        metric = "req/s" if row["metric"] == RPS else "MiB/s"
+        value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
+        if row["target"] is None:
+            target = "(no target)"
+        else:
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
+            target = f">={row['target']:.1f}x {verdict}"
+        lines.append(f"{label:<50} {row['scenario']:<9} {metric:<8} {value:>7}  {target}")
+    return "\n".join(lines)
+
+
+def render_notes(outcomes: list[ServerOutcome]) -> str:
+    notes = []
+    for outcome in outcomes:
+        if outcome.error:
+            notes.append(f"{outcome.name}: FAILED: {outcome.error}")
+        for name, scenario_outcome in outcome.scenarios.items():
+            if scenario_outcome.error:
+                notes.append(f"{outcome.name} {name}: FAILED: {scenario_outcome.error}")
+            for problem in scenario_outcome.problems:
+                notes.append(f"{outcome.name} {name}: {problem}")
+    return "\n".join(note.replace("\n", "\n    ") for note in notes)
+
+
+def tool_versions(settings: Settings) -> dict[str, Optional[str]]:
+    """Best-effort versions of everything measured, for the JSON record."""
+
+    def capture(command: list[str]) -> str:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        except OSError as exc:
+            return f"unavailable: {exc}"
+        output = (done.stdout + done.stderr).strip()
+        return output.splitlines()[0] if output else ""
+
+    def package_versions(python: str, names: list[str]) -> str:
+        code = (
+            "import importlib.metadata as m, platform\n"
+            f"names = {names!r}\n"
+            "found = []\n"
+            "for n in names:\n"
+            "    try: found.append(f'{n} {m.version(n)}')\n"
+            "    except m.PackageNotFoundError: found.append(f'{n} missing')\n"
+            "print('python ' + platform.python_version() + ', ' + ', '.join(found))\n"
+        )
+        return capture([python, "-c", code])
+
+    def source_digest(python: str) -> Optional[str]:
+        # bench/run.sh records which source tree it installed into each of its venvs.
+        stamp = Path(python).parent.parent / ".fastserve-source-digest"
+        return stamp.read_text().strip() if stamp.is_file() else None
+
+    return {
+        "fastserve_source_digest": source_digest(settings.fastserve_python),
+        "nginx": capture([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
+        "wrk": capture(["wrk", "-v"]),
+        "fastserve_python": package_versions(settings.fastserve_python, ["fastserve"]),
+        "uvicorn_python": package_versions(
+            settings.uvicorn_python, ["uvicorn", "starlette", "uvloop", "httptools", "fastserve"]
+        ),
+    }
+
+
+def write_json(path: Path, settings: Settings, outcomes: list[ServerOutcome], ratios: list[dict]) -> None:
+    def scenario_record(scenario_outcome: ScenarioOutcome) -> dict:
+        record = asdict(scenario_outcome)
+        record["flagged"] = bool(scenario_outcome.problems or scenario_outcome.error)
+        return record
+
+    document = {
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "settings": {
+            "duration_s": settings.duration_s,
+            "warmup_s": settings.warmup_s,
+            "wrk_threads": WRK_THREADS,
+            "wrk_connections": WRK_CONNECTIONS,
+            "server_cpu": settings.server_cpu,
+            "client_cpu": settings.client_cpu,
+        },
+        "versions": tool_versions(settings),
+        "scenarios": [asdict(s) for s in SCENARIOS],
+        "servers": {
+            o.name: {
+                "status": o.status,
+                "planned": o.planned,
+                "command": o.command,
+                "error": o.error,
+                "scenarios": {name: scenario_record(so) for name, so in o.scenarios.items()},
+            }
+            for o in outcomes
+        },
+        "ratios": ratios,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def select(items: list, names: Optional[list[str]], what: str) -> list:
+    if names is None:
+        return items
+    known = {item.name for item in items}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return [item for item in items if item.name in names]
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: run bench/run.sh, which installs it")
+    scenarios = select(SCENARIOS, settings.scenarios, "scenario")
+
+    run_dir = Path(tempfile.mkdtemp(prefix="fastserve-bench-"))
+    try:
+        doc_root = run_dir / "www"
+        make_document_root(doc_root)
+        (run_dir / "bench").symlink_to(BENCH_DIR)  # so `bench.apps.*` imports from the run dir
+        specs = select(server_specs(settings, run_dir, doc_root), settings.servers, "server")
+        outcomes = [bench_server(spec, settings, run_dir, scenarios) for spec in specs]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    ratios = compute_ratios({o.name: o for o in outcomes})
+    shown = [o for o in outcomes if o.status != "skipped"]
+    print()
+    print(
+        f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{settings.duration_s}s --latency "
+        f"(warm-up {settings.warmup_s}s); server on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}"
+    )
+    print("errors = socket errors + non-2xx/3xx answers (404s not counted in the 404 row); '!' = see notes")
+    print()
+    print(render_table(shown, scenarios))
+    print()
+    print(render_ratios(ratios))
+    notes = render_notes(outcomes)
+    if notes:
+        print()
+        print("notes:")
+        print(notes)
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = RESULTS_DIR / f"{stamp}.json"
+    write_json(json_path, settings, outcomes, ratios)
+    print()
+    print(f"results: {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
