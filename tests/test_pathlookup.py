@@ -108,3 +108,10 @@ def test_symlink_inside_root_is_served_as_its_target(roots):
 def test_name_too_long_propagates(roots):
     with pytest.raises(OSError):
         resolve_path(roots, ("x" * 5000,), True)
+
+
+def test_percent_decode_long_paths():
+    # beyond the on-stack buffer: the heap path must decode the same way
+    raw = b"/" + b"a%20" * 400 + b"%C3%A9"
+    assert percent_decode(raw) == "/" + "a " * 400 + "é"
+    assert percent_decode(b"/" + b"%ff" * 300) is None

@@ -11,6 +11,8 @@ Three steps, each usable on its own:
 """
 import os
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
 
 cdef object _stat = os.stat
@@ -33,31 +35,38 @@ cpdef object percent_decode(bytes raw):
     A ``%`` not followed by two hex digits is kept as it is.
     """
     cdef Py_ssize_t n = len(raw)
-    cdef const unsigned char* src = raw
+    cdef const char* src = raw
+    cdef const unsigned char* usrc = <const unsigned char*>src
     cdef Py_ssize_t i = 0, j = 0
     cdef int hi, lo
-    cdef bytearray out
-    cdef unsigned char* dst
-    if memchr(src, 37, n) == NULL:  # no '%': nothing to decode
-        decoded = raw
-    else:
-        out = bytearray(n)
-        dst = out
-        while i < n:
-            if src[i] == 37 and i + 2 < n:
-                hi = _hex_value(src[i + 1])
-                lo = _hex_value(src[i + 2])
-                if hi >= 0 and lo >= 0:
-                    dst[j] = <unsigned char>(hi * 16 + lo)
-                    j += 1
-                    i += 3
-                    continue
-            dst[j] = src[i]
-            j += 1
-            i += 1
-        decoded = bytes(out[:j])
+    cdef char stack_buf[512]
+    cdef char* dst
     try:
-        return decoded.decode("utf-8")
+        if memchr(src, 37, n) == NULL:  # no '%': nothing to decode
+            return PyUnicode_DecodeUTF8(src, n, NULL)
+        if n <= 512:
+            dst = &stack_buf[0]
+        else:
+            dst = <char*>PyMem_Malloc(n)
+            if dst == NULL:
+                raise MemoryError()
+        try:
+            while i < n:
+                if usrc[i] == 37 and i + 2 < n:
+                    hi = _hex_value(usrc[i + 1])
+                    lo = _hex_value(usrc[i + 2])
+                    if hi >= 0 and lo >= 0:
+                        dst[j] = <char>(hi * 16 + lo)
+                        j += 1
+                        i += 3
+                        continue
+                dst[j] = src[i]
+                j += 1
+                i += 1
+            return PyUnicode_DecodeUTF8(dst, j, NULL)
+        finally:
+            if dst != &stack_buf[0]:
+                PyMem_Free(dst)
     except UnicodeDecodeError:
         return None
 
