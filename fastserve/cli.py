@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
     parser.add_argument("--no-html", dest="html", action="store_false",
                         help="directories: do not serve index.html / 404.html")
+    parser.add_argument("--no-precompressed", dest="precompressed", action="store_false",
+                        help="directories: do not serve file.br / file.zst / file.gz to clients that accept them")
     parser.add_argument("--follow-symlink", action="store_true",
                         help="directories: serve symlinks that point outside the root")
     limits = parser.add_argument_group("limits")

@@ -27,6 +27,7 @@ class Config:
     # static serving (when target is a directory)
     html: bool = True
     follow_symlink: bool = False
+    precompressed: bool = True
 
     # request limits
     max_header_bytes: int = 16 * 1024

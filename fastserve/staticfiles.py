@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Tuple, Union
 import anyio
 
 from fastserve._speedups.conditional import evaluate_preconditions
-from fastserve._speedups.filecache import FileCache
+from fastserve._speedups.filecache import FileCache, choose_representation
 from fastserve._speedups.headers import parse_http_date
 from fastserve._speedups.pathlookup import resolve_path, split_url_path
 from fastserve.datastructures import URL, Headers
@@ -204,6 +204,8 @@ class StaticFiles:
     def _cached_response(self, scope: Scope) -> Response:
         assert self.file_cache is not None
         entry = self.file_cache.lookup(_route_path(scope) or "/")
+        if entry.variants is not None:
+            entry = choose_representation(entry, _request_header(scope, b"accept-encoding"))
         if entry.kind == _ENTRY_FILE:
             method = scope["method"].encode()
             status = evaluate_preconditions(

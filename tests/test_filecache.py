@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from fastserve._speedups.filecache import FileCache, OpenFile
+from fastserve._speedups.filecache import FileCache, OpenFile, choose_representation
 from fastserve._speedups.headers import format_http_date, make_etag
 
 FILE, MISSING, REDIRECT, FORBIDDEN = 1, 2, 3, 4
@@ -165,3 +165,58 @@ def test_clear(root):
     cache.lookup("/small.txt")
     cache.clear()
     assert len(cache) == 0 and cache.held_bytes == 0
+
+
+# -- precompressed siblings ---------------------------------------------------------------
+
+
+@pytest.fixture
+def compressed_root(root):
+    import gzip
+
+    (root / "app.js").write_text("console.log('hi');" * 50)
+    (root / "app.js.gz").write_bytes(gzip.compress((root / "app.js").read_bytes()))
+    (root / "app.js.br").write_bytes(b"pretend-brotli")
+    return root
+
+
+def test_siblings_are_variants_only_when_asked(compressed_root):
+    assert FileCache([compressed_root]).lookup("/app.js").variants is None
+    entry = FileCache([compressed_root], precompressed=True).lookup("/app.js")
+    assert [coding for coding, _ in entry.variants] == ["br", "gzip"]
+    assert b"Vary: Accept-Encoding\r\n" in entry.fields
+    assert (b"vary", b"Accept-Encoding") in entry.asgi_headers
+
+
+def test_choose_representation_by_accept_encoding(compressed_root):
+    entry = FileCache([compressed_root], precompressed=True).lookup("/app.js")
+    br = choose_representation(entry, b"gzip, br")
+    assert br.body == b"pretend-brotli"
+    assert b"Content-Encoding: br\r\n" in br.fields
+    assert br.content_type == entry.content_type
+    gz = choose_representation(entry, b"gzip;q=0.5, br;q=0")
+    assert b"Content-Encoding: gzip\r\n" in gz.fields
+    assert len({entry.etag, br.etag, gz.etag}) == 3
+    assert choose_representation(entry, b"identity") is entry
+    assert choose_representation(entry, None) is entry
+    assert choose_representation(entry, b"*;q=0, identity") is entry
+
+
+def test_sibling_added_later_is_seen_on_revalidation(root):
+    (root / "late.css").write_text("a{}")
+    cache = FileCache([root], precompressed=True, valid_for=0.01)
+    assert cache.lookup("/late.css").variants is None
+    (root / "late.css.gz").write_bytes(b"gz")
+    time.sleep(0.02)
+    assert [coding for coding, _ in cache.lookup("/late.css").variants] == ["gzip"]
+
+
+def test_sibling_linking_outside_the_root_is_ignored(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "page.html").write_text("<p>page</p>")
+    (tmp_path / "secret").write_text("secret")
+    os.symlink(tmp_path / "secret", served / "page.html.gz")
+    assert FileCache([served], precompressed=True).lookup("/page.html").variants is None
+    followed = FileCache([served], precompressed=True, follow_symlink=True).lookup("/page.html")
+    assert [coding for coding, _ in followed.variants] == ["gzip"]

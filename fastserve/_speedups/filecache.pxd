@@ -28,10 +28,16 @@ cdef class CacheEntry:
     cdef long long mtime_ns
     cdef long long ino
     cdef Py_ssize_t held
+    # precompressed siblings: ((coding, CacheEntry), ...) best first, or None
+    cdef readonly tuple variants
+    cdef tuple variant_signature
     # the protocol's memo of whole responses for the common case, rebuilt when Date changes
     cdef public bytes memo_date
     cdef public bytes memo_ok
     cdef public bytes memo_not_modified
+
+
+cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding)
 
 
 cdef class FileCache:
@@ -43,6 +49,7 @@ cdef class FileCache:
     cdef readonly Py_ssize_t max_bytes
     cdef readonly Py_ssize_t max_body
     cdef readonly Py_ssize_t held_bytes
+    cdef readonly bint precompressed
     cdef dict entries
     cpdef CacheEntry lookup(self, str path)
     cdef CacheEntry _build(self, str path)
@@ -51,3 +58,6 @@ cdef class FileCache:
     cdef void _forget(self, str path, CacheEntry entry)
     cdef object _directory_index(self, tuple parts)
     cdef CacheEntry _missing(self)
+    cdef tuple _sibling_signature(self, str full_path)
+    cdef CacheEntry _file_with_variants(self, str full_path)
+    cdef bint _contained(self, str real_path)

@@ -13,11 +13,15 @@ import stat as stat_module
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
+from fastserve._speedups.headers cimport accepts_encoding
 from fastserve._speedups.pathlookup cimport resolve_path, split_url_path
 
 cdef object S_ISREG = stat_module.S_ISREG
 cdef object S_ISDIR = stat_module.S_ISDIR
 cdef bytes NOT_FOUND_BODY = b"Not Found"
+cdef bytes VARY = b"Vary: Accept-Encoding\r\n"
+# Precompressed siblings looked for beside each file, in the order they are preferred.
+cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 cdef bytes FORBIDDEN_BODY = b"Unauthorized"
 
 
@@ -72,8 +76,14 @@ cdef CacheEntry _plain_entry(int kind, int status, bytes body, bytes content_typ
     return entry
 
 
-cdef CacheEntry _file_entry(str full_path, int status, Py_ssize_t max_body):
-    """Stat (through the open descriptor) and, when small, read the file."""
+cdef CacheEntry _file_entry(
+    str full_path, int status, Py_ssize_t max_body, bytes content_type=None, bytes coding=None, bint vary=False
+):
+    """Stat (through the open descriptor) and, when small, read the file.
+
+    For a precompressed sibling, ``content_type`` is the original file's and ``coding``
+    its Content-Encoding; ``vary`` marks every representation of a file that has siblings.
+    """
     cdef CacheEntry entry = CacheEntry()
     cdef OpenFile handle = OpenFile(full_path)
     st = os.fstat(handle.fd)
@@ -86,8 +96,10 @@ cdef CacheEntry _file_entry(str full_path, int status, Py_ssize_t max_body):
     entry.mtime_ns = st.st_mtime_ns
     entry.ino = st.st_ino
     entry.etag = make_etag(st.st_mtime_ns, st.st_size)
+    if coding is not None:  # each representation has its own validator
+        entry.etag = entry.etag[:len(entry.etag) - 1] + b"-" + coding + b'"'
     entry.last_modified = format_http_date(st.st_mtime)
-    entry.content_type = content_type_for(full_path).encode("latin-1")
+    entry.content_type = content_type or content_type_for(full_path).encode("latin-1")
     if entry.size <= max_body:
         entry.body = os.pread(handle.fd, entry.size, 0)
         if len(entry.body) != entry.size:  # changed while we read: take what is there
@@ -98,10 +110,14 @@ cdef CacheEntry _file_entry(str full_path, int status, Py_ssize_t max_body):
         entry.body = None
         entry.file = handle
         entry.held = 0
-    entry.validator_fields = b"Last-Modified: %s\r\nETag: %s\r\n" % (entry.last_modified, entry.etag)
-    entry.fields = (
-        b"Content-Type: %s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n"
-        % (entry.content_type, entry.size, entry.validator_fields)
+    entry.validator_fields = b"Last-Modified: %s\r\nETag: %s\r\n%s" % (
+        entry.last_modified, entry.etag, VARY if vary else b""
+    )
+    entry.fields = b"Content-Type: %s\r\nContent-Length: %d\r\n%s%sAccept-Ranges: bytes\r\n" % (
+        entry.content_type,
+        entry.size,
+        b"Content-Encoding: %s\r\n" % coding if coding is not None else b"",
+        entry.validator_fields,
     )
     entry.asgi_headers = [
         (b"content-type", entry.content_type),
@@ -110,6 +126,20 @@ cdef CacheEntry _file_entry(str full_path, int status, Py_ssize_t max_body):
         (b"etag", entry.etag),
         (b"accept-ranges", b"bytes"),
     ]
+    if coding is not None:
+        entry.asgi_headers.append((b"content-encoding", coding))
+    if vary:
+        entry.asgi_headers.append((b"vary", b"Accept-Encoding"))
+    entry.variants = None
+    return entry
+
+
+cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding):
+    """The first precompressed sibling the client accepts, else the file itself."""
+    if entry.variants is not None and accept_encoding is not None:
+        for coding, variant in entry.variants:
+            if accepts_encoding(accept_encoding, coding):
+                return variant
     return entry
 
 
@@ -130,6 +160,7 @@ cdef class FileCache:
         Py_ssize_t max_entries=10_000,
         Py_ssize_t max_bytes=64 * 1024 * 1024,
         Py_ssize_t max_body=256 * 1024,
+        bint precompressed=False,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -139,6 +170,7 @@ cdef class FileCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_body = max_body
+        self.precompressed = precompressed
         self.held_bytes = 0
         self.entries = {}
 
@@ -173,7 +205,52 @@ cdef class FileCache:
             st = os.stat(entry.path)
         except OSError:
             return False
-        return st.st_mtime_ns == entry.mtime_ns and st.st_size == entry.size and st.st_ino == entry.ino
+        if not (st.st_mtime_ns == entry.mtime_ns and st.st_size == entry.size and st.st_ino == entry.ino):
+            return False
+        return not self.precompressed or self._sibling_signature(entry.path) == entry.variant_signature
+
+    cdef tuple _sibling_signature(self, str full_path):
+        """What the precompressed siblings look like now (absent ones as None)."""
+        cdef list signature = []
+        for suffix, coding in SIBLINGS:
+            try:
+                st = os.stat(full_path + suffix)
+                signature.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                signature.append(None)
+        return tuple(signature)
+
+    cdef CacheEntry _file_with_variants(self, str full_path):
+        """A file entry and its precompressed siblings, each a representation of its own."""
+        cdef list variants = []
+        cdef CacheEntry entry, variant
+        content_type = content_type_for(full_path).encode("latin-1")
+        signature = self._sibling_signature(full_path)
+        for (suffix, coding), seen in zip(SIBLINGS, signature):
+            if seen is None:
+                continue
+            sibling = full_path + suffix
+            if not self.follow_symlink and not self._contained(os.path.realpath(sibling)):
+                continue  # a sibling that links outside the roots is not served
+            try:
+                variant = _file_entry(sibling, 200, self.max_body, content_type, coding.encode(), True)
+            except OSError:
+                continue
+            if S_ISREG(variant.stat.st_mode):
+                variants.append((coding, variant))
+        entry = _file_entry(full_path, 200, self.max_body, content_type, None, bool(variants))
+        entry.variant_signature = signature
+        if variants:
+            entry.variants = tuple(variants)
+            for coding, variant in variants:
+                entry.held += variant.held
+        return entry
+
+    cdef bint _contained(self, str real_path):
+        for root in self.roots:
+            if real_path.startswith(root + "/"):
+                return True
+        return False
 
     cdef void _store(self, str path, CacheEntry entry):
         cdef CacheEntry oldest
@@ -212,6 +289,8 @@ cdef class FileCache:
                     return entry
             if found is None or not S_ISREG(found[1].st_mode):
                 return self._missing()
+            if self.precompressed:
+                return self._file_with_variants(found[0])
             return _file_entry(found[0], 200, self.max_body)
         except PermissionError:
             return _plain_entry(ENTRY_FORBIDDEN, 401, FORBIDDEN_BODY, b"text/plain; charset=utf-8")

@@ -27,6 +27,7 @@ from fastserve._speedups.filecache cimport (
     CacheEntry,
     FileCache,
     OpenFile,
+    choose_representation,
     ENTRY_FILE,
     ENTRY_MISSING,
     ENTRY_REDIRECT,
@@ -257,6 +258,7 @@ cdef class HttpProtocol:
     cdef bytes if_unmodified_since
     cdef bytes range_value
     cdef bytes if_range
+    cdef bytes accept_encoding
     cdef readonly bint keep_alive
     cdef readonly bint http10
     cdef object body_job   # the ASGI job receiving this request's body, if any
@@ -381,6 +383,7 @@ cdef class HttpProtocol:
         self.if_unmodified_since = None
         self.range_value = None
         self.if_range = None
+        self.accept_encoding = None
 
     def on_url(self, bytes url):
         if not self.in_head:
@@ -398,7 +401,7 @@ cdef class HttpProtocol:
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
             self._fail(431)
             raise _Abort()
-        if n == 5 or n == 8 or n == 10 or n == 13 or n == 17 or n == 19:
+        if n == 5 or n == 8 or n == 10 or n == 13 or n == 15 or n == 17 or n == 19:
             lower = name.lower()
             if lower == b"if-none-match":
                 self.if_none_match = value
@@ -414,6 +417,8 @@ cdef class HttpProtocol:
                 self.if_unmodified_since = value
             elif lower == b"connection":
                 self.saw_connection = True
+            elif lower == b"accept-encoding":
+                self.accept_encoding = value
         if self.keep_headers:
             self.headers.append((name.lower(), value))
 
@@ -477,6 +482,8 @@ cdef class HttpProtocol:
             self._emit_simple(400, b"Bad Request", b"")
             return
         entry = self.state.cache.lookup(path)
+        if entry.variants is not None and self.accept_encoding is not None:
+            entry = choose_representation(entry, self.accept_encoding)
         if entry.kind == ENTRY_FILE:
             status = evaluate_preconditions(
                 method, self.if_match, self.if_unmodified_since, self.if_none_match,

@@ -37,6 +37,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         max_entries=config.cache_entries,
         max_bytes=config.cache_bytes,
         max_body=config.cache_max_file,
+        precompressed=config.precompressed,
     )
     return app.file_cache
 

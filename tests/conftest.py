@@ -1,0 +1,70 @@
+"""Shared fixtures: document roots and real ``python -m fastserve`` processes serving them."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server_helpers import DocRoot, ServerProcess, build_docroot, running_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docroot(tmp_path_factory: pytest.TempPathFactory) -> DocRoot:
+    """The shared, never-modified document root (with a 404.html)."""
+    return build_docroot(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture
+def fresh_docroot(tmp_path: Path) -> DocRoot:
+    """A document root of the test's own, for tests that change files on disk."""
+    return build_docroot(tmp_path / "site")
+
+
+@pytest.fixture(scope="session")
+def server(docroot: DocRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """fastserve with its CLI defaults (html mode on) serving ``docroot``, shared by the session."""
+    log = tmp_path_factory.mktemp("logs") / "default-server.log"
+    with running_server(docroot.root, log_path=log) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def http_client(server: ServerProcess) -> Iterator["object"]:
+    """An httpx2 client bound to the shared server."""
+    import httpx2
+
+    with httpx2.Client(base_url=server.url, timeout=5.0) as client:
+        yield client
+
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start extra servers with their own flags; each is stopped (and checked) after the test.
+
+    ``start_server(target, *flags, cwd=None)`` returns a ready ``ServerProcess``.
+    """
+    stack: List = []
+
+    def start(target: Optional[Path], *flags: str, cwd: Optional[Path] = None) -> ServerProcess:
+        log = tmp_path / f"server-{len(stack)}.log"
+        manager = running_server(target, list(flags), log_path=log, cwd=cwd)
+        srv = manager.__enter__()
+        stack.append(manager)
+        return srv
+
+    yield start
+    errors = []
+    for manager in reversed(stack):
+        try:
+            manager.__exit__(None, None, None)
+        except AssertionError as exc:
+            errors.append(str(exc))
+    assert not errors, "\n".join(errors)
+
