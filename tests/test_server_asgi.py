@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 APP = '''
+import asyncio
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Mount, Route
@@ -24,6 +25,16 @@ async def stream(request):
             yield f"part{i};"
     return StreamingResponse(chunks())
 
+async def upload(request):
+    chunks = total = 0
+    async for chunk in request.stream():
+        if chunk:
+            chunks += 1
+            total += len(chunk)
+            if request.query_params.get("slow"):
+                await asyncio.sleep(0.001)
+    return PlainTextResponse(f"{chunks} {total}")
+
 async def boom(request):
     raise ValueError("boom")
 
@@ -35,6 +46,7 @@ app = Starlette(routes=[
     Route("/echo", echo, methods=["GET", "POST"]),
     Route("/stream", stream),
     Route("/boom", boom),
+    Route("/upload", upload, methods=["POST"]),
     Mount("/raw", raw),
     Mount("/static", StaticFiles(directory=STATIC)),
 ])
@@ -56,7 +68,7 @@ def server(tmp_path_factory):
     (base / "asgi_test_app.py").write_text(f"STATIC = {str(static)!r}\n" + textwrap.dedent(APP))
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastserve", "asgi_test_app:app", "--port", str(port), "--max-body-size", "1000"],
+        [sys.executable, "-m", "fastserve", "asgi_test_app:app", "--port", str(port), "--max-body-size", "1000000"],
         cwd=base,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -119,13 +131,13 @@ def test_app_exception_is_500_and_the_connection_keeps_working(server):
 
 def test_body_too_large_is_413_and_close(server):
     data = exchange(
-        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100, expect_close=True
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000001\r\n\r\n" + b"x" * 100, expect_close=True
     )
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"Connection: close" in data
     chunked = exchange(
         server,
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"200\r\n" + b"y" * 512 + b"\r\n") * 4,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"10000\r\n" + b"y" * 65536 + b"\r\n") * 16,
         expect_close=True,
     )
     assert chunked.startswith(b"HTTP/1.1 413 ")
@@ -157,3 +169,43 @@ def test_static_files_mounted_in_the_app(server):
     with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
         assert client.get("/static/a.txt").text == "static a"
         assert client.get("/static/missing").status_code == 404
+
+
+def test_request_body_streams_to_the_app(server):
+    body = bytes(range(256)) * 3500  # 896000 bytes
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        chunks, total = client.post("/upload", content=body).text.split()
+        assert int(total) == len(body)
+        assert int(chunks) > 1  # handed over as it arrived, not in one piece
+        slow = client.post("/upload?slow=1", content=(body[i:i + 8192] for i in range(0, len(body), 8192)))
+        assert slow.text.split()[1] == str(len(body))
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        response = sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"1 5")
+
+
+def test_expect_100_continue_refused_without_reading(server):
+    # The app answers without asking for the body: no 100, and the connection ends after the answer.
+    data = exchange(
+        server, b"POST /raw/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", expect_close=True
+    )
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"100 Continue" not in data
+
+
+def test_oversized_body_behind_another_request_is_413_in_turn(server):
+    data = exchange(
+        server,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"z" * 1000,
+        expect_close=True,
+    )
+    first, _, rest = data.partition(b"GET /echo 0 None")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b"HTTP/1.1 413 ")

@@ -240,6 +240,7 @@ cdef class HttpProtocol:
     cdef public object server
     cdef public bint writing_paused
     cdef bint reading_paused
+    cdef bint body_backpressure
 
     # the request being parsed
     cdef bint in_head
@@ -331,7 +332,7 @@ cdef class HttpProtocol:
 
     def pause_writing(self):
         self.writing_paused = True
-        self._pause_reading()
+        self._update_reading()
 
     def resume_writing(self):
         self.writing_paused = False
@@ -339,8 +340,7 @@ cdef class HttpProtocol:
             (<FileSender>self.current_job).run()
         elif self.current_job is not None:
             self.current_job.resume_writing()
-        if not self.writing_paused and len(self.queue) < self.state.max_pipeline:
-            self._resume_reading()
+        self._update_reading()
 
     def data_received(self, bytes data):
         if self.closing:
@@ -354,8 +354,9 @@ cdef class HttpProtocol:
             self.keep_alive = False
             self.closing = True
         except HttpParserError:
-            self._fail(400)
-            return
+            if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
+                self._fail(400)
+                return
         if self.in_head and not self.closing and (
             self.raw_head_bytes > self.state.max_header_bytes
             or self.head_bytes > self.state.max_header_bytes
@@ -433,37 +434,32 @@ cdef class HttpProtocol:
             (self.saw_connection and self.keep_alive) or not self.state.static_only
         ) and parser.get_http_version() == "1.0"
         if not self.state.static_only:
-            self.body_job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
-            self._refuse_large_body()
+            job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
+            if job.too_large and self.current_job is None and not self.queue:
+                # A declared length over the limit: answer now, never read the body.
+                self._fail(413)
+                raise _Abort()
+            # The app starts as soon as the responses ahead are done, while the body streams in.
+            self.body_job = job
+            self._enqueue_job(job)
 
     def on_body(self, bytes body):
         if self.body_job is not None:
             self.body_job.receive_body(body)
-            self._refuse_large_body()
-
-    cdef void _refuse_large_body(self):
-        """Answer 413 and close as soon as a body is known to be too large, without reading it.
-
-        Only when nothing is ahead of this request; otherwise the body is read and dropped
-        and the job answers 413 in its turn.
-        """
-        if self.body_job.too_large and self.current_job is None and not self.queue:
-            self.body_job = None
-            self._fail(413)
-            raise _Abort()
 
     def on_message_complete(self):
-        if self.closing:
-            return
         if self.body_job is not None:
-            job = self.body_job
+            self.body_job.body_complete()
             self.body_job = None
-            job.body_complete()
-            self._enqueue_job(job)
-        else:
+        elif not self.closing:
             self._serve_static()
         if not self.keep_alive:
             self.closing = True
+
+    def set_body_backpressure(self, bint on):
+        """The request body waiting for the app is large: stop reading until it is consumed."""
+        self.body_backpressure = on
+        self._update_reading()
 
     # -- the static fast path ----------------------------------------------------------
 
@@ -636,8 +632,7 @@ cdef class HttpProtocol:
 
     cdef void _enqueue_job(self, job):
         self.queue.append(job)
-        if len(self.queue) >= self.state.max_pipeline:
-            self._pause_reading()
+        self._update_reading()
         if self.current_job is None:
             self._flush()
 
@@ -666,8 +661,8 @@ cdef class HttpProtocol:
             if self.closing:
                 self.transport.close()
                 self.transport = None
-            elif self.reading_paused and not self.writing_paused:
-                self._resume_reading()
+                return
+        self._update_reading()
 
     cdef inline void _write_out(self):
         cdef list out = self.out
@@ -726,14 +721,17 @@ cdef class HttpProtocol:
             self.transport.abort()
             self.transport = None
 
-    cdef void _pause_reading(self):
-        if not self.reading_paused and self.transport is not None:
-            self.reading_paused = True
+    cdef void _update_reading(self):
+        """Read only while the client is reading us, the queue is short and bodies are consumed."""
+        cdef bint pause = (
+            self.writing_paused or self.body_backpressure or len(self.queue) >= self.state.max_pipeline
+        )
+        if self.transport is None or pause == self.reading_paused:
+            return
+        self.reading_paused = pause
+        if pause:
             self.transport.pause_reading()
-
-    cdef void _resume_reading(self):
-        if self.reading_paused and self.transport is not None:
-            self.reading_paused = False
+        else:
             self.transport.resume_reading()
 
 

@@ -20,6 +20,9 @@ logger = logging.getLogger("fastserve")
 
 Headers = List[Tuple[bytes, bytes]]
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Body bytes buffered for an app before the connection stops reading from the client.
+BODY_HIGH_WATER = 256 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _declared_length(headers: Headers) -> int:
@@ -120,8 +123,11 @@ class HttpCycle:
         self.body: Deque[bytes] = deque()
         self.body_size = 0
         self.more_body = True
+        self.buffered = 0
         self.too_large = _declared_length(headers) > bridge.config.max_body_size
+        self.expect_continue = (b"expect", b"100-continue") in [(n, v.lower()) for n, v in headers if n == b"expect"]
         self.disconnected = False
+        self.refused = False
         self.started = False
         self.complete = False
         self.chunked = False
@@ -134,11 +140,27 @@ class HttpCycle:
 
     def receive_body(self, chunk: bytes) -> None:
         self.body_size += len(chunk)
+        if self.complete or self.too_large:
+            return  # nobody will read it: drop it
         if self.body_size > self.bridge.config.max_body_size:
+            # Stop reading and answer 413 ourselves if the app has not answered yet; the app
+            # sees a disconnect, whatever it sends next is dropped, and the connection closes.
             self.too_large = True
+            self.keep_alive = False
             self.body.clear()
-        elif not self.too_large:
+            self.conn.set_body_backpressure(True)
+            if not self.started:
+                self.started = self.refused = True
+                text = b"Content Too Large"
+                self.conn.transport.write(self._build_head(413, [
+                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
+                ]) + text)
+                self.complete = True
+        else:
             self.body.append(chunk)
+            self.buffered += len(chunk)
+            if self.buffered > BODY_HIGH_WATER:
+                self.conn.set_body_backpressure(True)
         self._wake()
 
     def body_complete(self) -> None:
@@ -186,6 +208,9 @@ class HttpCycle:
             elif not self.complete:
                 self.conn.abort()  # the client must not take a cut-short body for a whole one
         finally:
+            if self.more_body and (self.expect_continue or self.too_large):
+                # The client may still be holding back a body nobody asked for: end here.
+                self.keep_alive = False
             self.conn.job_finished(not self.keep_alive)
 
     async def _send_plain(self, status: int, text: bytes) -> None:
@@ -198,6 +223,9 @@ class HttpCycle:
         await self.send({"type": "http.response.body", "body": text})
 
     async def receive(self) -> Dict[str, Any]:
+        if self.expect_continue and self.more_body and not self.started and not self.disconnected:
+            self.expect_continue = False  # the app wants the body: tell the client to send it
+            self.conn.transport.write(CONTINUE)
         while not self.body and self.more_body and not self.disconnected and not self.too_large:
             self.waiter = self.loop.create_future()
             await self.waiter
@@ -206,6 +234,9 @@ class HttpCycle:
         if self.body:
             chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
             self.body.clear()
+            if self.buffered > BODY_HIGH_WATER:
+                self.conn.set_body_backpressure(False)
+            self.buffered = 0
             return {"type": "http.request", "body": chunk, "more_body": self.more_body}
         if not self.more_body and self.body_size >= 0:
             self.body_size = -1  # the final empty message is sent once
@@ -218,8 +249,8 @@ class HttpCycle:
 
     async def send(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
-        if self.disconnected:
-            return
+        if self.disconnected or self.refused:
+            return  # gone, or already answered 413 on the app's behalf
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
