@@ -134,6 +134,7 @@ class ServerProcess:
             argv.append(str(target))
         argv += ["--host", "127.0.0.1", "--port", str(self.port), *flags]
         self.argv = argv
+        self.terminated = False
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             argv, cwd=str(cwd or REPO_ROOT), env=server_env(),
@@ -164,7 +165,9 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def terminate(self) -> None:
-        if self.alive():
+        """Send SIGTERM once; a second one could land after the server restored default handlers."""
+        if self.alive() and not self.terminated:
+            self.terminated = True
             self.proc.send_signal(signal.SIGTERM)
 
     def wait_exit(self, timeout: float) -> Optional[int]:

@@ -250,6 +250,8 @@ cdef class HttpProtocol:
     cdef double head_started
     cdef bytes url
     cdef bint saw_connection
+    cdef long long declared_length
+    cdef long long static_body_bytes
     cdef list headers
     cdef bint keep_headers
     cdef bytes method
@@ -376,6 +378,8 @@ cdef class HttpProtocol:
         self.head_started = self.state.now
         self.url = None
         self.saw_connection = False
+        self.declared_length = -1
+        self.static_body_bytes = 0
         if self.keep_headers:
             self.headers = []
         self.if_match = None
@@ -402,7 +406,7 @@ cdef class HttpProtocol:
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
             self._fail(431)
             raise _Abort()
-        if n == 5 or n == 8 or n == 10 or n == 13 or n == 15 or n == 17 or n == 19:
+        if n == 5 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             lower = name.lower()
             if lower == b"if-none-match":
                 self.if_none_match = value
@@ -420,6 +424,8 @@ cdef class HttpProtocol:
                 self.saw_connection = True
             elif lower == b"accept-encoding":
                 self.accept_encoding = value
+            elif lower == b"content-length" and value.isdigit() and len(value) < 19:
+                self.declared_length = int(value)
         if self.keep_headers:
             self.headers.append((name.lower(), value))
 
@@ -433,7 +439,11 @@ cdef class HttpProtocol:
         self.http10 = (
             (self.saw_connection and self.keep_alive) or not self.state.static_only
         ) and parser.get_http_version() == "1.0"
-        if not self.state.static_only:
+        if self.state.static_only:
+            if self.declared_length > self.state.max_body_size:
+                self._fail(413)
+                raise _Abort()
+        else:
             job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
             if job.too_large and self.current_job is None and not self.queue:
                 # A declared length over the limit: answer now, never read the body.
@@ -446,6 +456,12 @@ cdef class HttpProtocol:
     def on_body(self, bytes body):
         if self.body_job is not None:
             self.body_job.receive_body(body)
+        elif self.state.static_only:
+            # Static files take no body; one is read and dropped, up to the limit.
+            self.static_body_bytes += len(body)
+            if self.static_body_bytes > self.state.max_body_size:
+                self._fail(413)
+                raise _Abort()
 
     def on_message_complete(self):
         if self.body_job is not None:
@@ -710,9 +726,14 @@ cdef class HttpProtocol:
                 self.transport = None
 
     def close_when_idle(self):
+        """Close now if idle; otherwise after the responses already owed."""
         self.keep_alive = False
-        if self.transport is not None and not self.in_head and self.current_job is None and not self.queue:
-            self.closing = True
+        if self.transport is None:
+            return
+        if self.in_head:
+            return  # a request is arriving: answer it (with Connection: close), then close
+        self.closing = True
+        if self.current_job is None and not self.queue:
             self.transport.close()
             self.transport = None
 

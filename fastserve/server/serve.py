@@ -7,7 +7,7 @@ import sys
 from fastserve.config import Config
 from fastserve.server.app_loader import load_app
 from fastserve.server.supervisor import Supervisor
-from fastserve.server.worker import bind_socket, run_worker
+from fastserve.server.worker import EarlySignals, bind_socket, run_worker
 
 logger = logging.getLogger("fastserve")
 
@@ -21,6 +21,7 @@ def serve(config: Config) -> int:
         what, config.host, config.port, config.workers, "" if config.workers == 1 else "s",
     )
     sys.stderr.flush()
+    EarlySignals.install()
     if config.workers <= 1:
         run_worker(config, app, bind_socket(config))
         return 0

@@ -4,12 +4,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import time
 from typing import Any, Dict
 
 from fastserve.config import Config
-from fastserve.server.worker import bind_socket, run_worker
+from fastserve.server.worker import EarlySignals, bind_socket, run_worker
 
 logger = logging.getLogger("fastserve")
 
@@ -24,14 +23,14 @@ class Supervisor:
         self.stopping = False
 
     def run(self) -> int:
-        # Hold the port (bound, never listening, so it takes no connections) for our lifetime:
-        # a port already in use fails here, once, instead of in every worker.
-        guard = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
-        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        guard.bind((self.config.host, self.config.port))
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        if EarlySignals.received is not None:
+            self.stopping = True
+        # A port another process holds fails here, once: this probe binds without SO_REUSEPORT.
+        bind_socket(self.config, listen=False).close()
+        # Then hold the port for our lifetime (bound, never listening, so it takes no connections).
+        guard = bind_socket(self.config, reuse_port=True, listen=False)
         try:
             for slot in range(self.config.workers):
                 self._spawn(slot)
@@ -50,9 +49,8 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 0
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                run_worker(self.config, self.app, bind_socket(self.config))
+                EarlySignals.install()
+                run_worker(self.config, self.app, bind_socket(self.config, reuse_port=True))
             except BaseException:
                 logger.exception("worker %d failed", os.getpid())
                 code = 1

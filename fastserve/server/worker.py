@@ -67,16 +67,46 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     )
 
 
-def bind_socket(config: Config) -> socket.socket:
-    """A listening TCP socket with SO_REUSEPORT, so several workers can share the port."""
+def bind_socket(config: Config, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to the configured address.
+
+    ``reuse_port`` lets the workers of one server each listen on the port; a lone server
+    binds without it, so a port some other process holds is refused, not shared.
+    """
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.host, config.port))
-    sock.listen(config.backlog)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((config.host, config.port))
+        if listen:
+            sock.listen(config.backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+class EarlySignals:
+    """Remembers SIGTERM/SIGINT that arrive before the event loop can handle them.
+
+    Installed before the port opens, so a signal at any moment means a clean stop,
+    never death by the default handler.
+    """
+
+    received: Optional[int] = None
+
+    @classmethod
+    def install(cls) -> None:
+        cls.received = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, cls._remember)
+
+    @classmethod
+    def _remember(cls, signum: int, frame: Any) -> None:
+        cls.received = signum
 
 
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
@@ -88,6 +118,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if EarlySignals.received is not None:
+        stop.set()
 
     def tick() -> None:
         state.tick(loop.time())

@@ -1,0 +1,268 @@
+"""The fastserve process: workers, restarts, signals, graceful shutdown, logging, binding."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from server_helpers import (
+    DocRoot,
+    RawConnection,
+    ServerProcess,
+    child_pids,
+    fetch,
+)
+
+
+def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def assert_serves(server: ServerProcess, docroot: DocRoot, count: int = 10) -> None:
+    for _ in range(count):
+        response = fetch(server.port, "/small.txt", timeout=3.0)
+        assert (response.status, response.body) == (200, docroot.small)
+
+
+def has_exited(pid: int) -> bool:
+    """The process is gone or a zombie (its sockets are closed either way)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+    return "Z" in state.split()[1:2]
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_refused(port: int, timeout: float) -> bool:
+    """True once connecting to ``port`` is refused (a connection that slips in is closed and retried)."""
+    def refused() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return False
+        except ConnectionRefusedError:
+            return True
+    return wait_for(refused, timeout)
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+def test_two_workers_serve_requests(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root, "--workers", "2")
+    assert wait_for(lambda: len(srv.children()) == 2, 5.0), f"children: {srv.children()}"
+    assert_serves(srv, docroot, 20)
+    assert fetch(srv.port, "/large.bin", timeout=5.0).body == docroot.large
+
+
+def test_killed_worker_is_replaced(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root, "--workers", "2")
+    assert wait_for(lambda: len(srv.children()) == 2, 5.0)
+    before = srv.children()
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    # Connections the kernel queued on the victim's own listening socket die with it; once it
+    # has exited, the other worker takes every new connection while the replacement starts.
+    assert wait_for(lambda: has_exited(victim), 3.0)
+    assert_serves(srv, docroot, 5)
+    assert wait_for(lambda: len(srv.children()) == 2 and victim not in srv.children(), 5.0), (
+        f"no replacement worker: before {before}, now {srv.children()}"
+    )
+    replacement = set(srv.children()) - set(before)
+    assert len(replacement) == 1
+    assert_serves(srv, docroot, 20)
+    assert srv.alive()
+
+
+def test_single_worker_runs_in_process(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root)
+    assert srv.children() == []
+    assert_serves(srv, docroot, 3)
+
+
+# -- graceful shutdown -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_lets_a_slow_download_finish(start_server, docroot: DocRoot, workers: str) -> None:
+    srv = start_server(docroot.root, "--workers", workers, "--graceful-timeout", "8")
+    with RawConnection(srv.port, timeout=5.0, rcvbuf=65536) as conn:
+        conn.request("GET", "/large.bin")
+        head = conn.read_head()
+        assert head.status == 200
+        received = bytearray(conn.read_exact(100_000))
+        srv.terminate()
+        # new connections are refused while the download goes on
+        assert wait_refused(srv.port, 2.0), "new connections still accepted after SIGTERM"
+        while len(received) < len(docroot.large):
+            received += conn.read_some()
+            time.sleep(0.01)
+        finished = time.monotonic()
+        assert bytes(received) == docroot.large
+        assert srv.alive() or srv.proc.returncode == 0
+        # the response is done: the connection should close and the server exit, without
+        # waiting out the rest of --graceful-timeout
+        assert conn.wait_closed(1.5), "connection left open after its response during shutdown"
+    code = srv.wait_exit(5.0)
+    assert code == 0, f"exit code {code}"
+    assert time.monotonic() - finished < 2.0, (
+        f"server took {time.monotonic() - finished:.1f} s to exit after its last response"
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_with_idle_keep_alive_connections_exits_promptly(start_server, docroot: DocRoot,
+                                                                 workers: str) -> None:
+    srv = start_server(docroot.root, "--workers", workers, "--graceful-timeout", "10")
+    conns: List[RawConnection] = [RawConnection(srv.port) for _ in range(4)]
+    try:
+        for conn in conns:
+            assert conn.exchange("GET", "/small.txt").status == 200
+        started = time.monotonic()
+        srv.terminate()
+        code = srv.wait_exit(5.0)
+        elapsed = time.monotonic() - started
+        assert code == 0, f"exit code {code}"
+        assert elapsed < 2.0, f"exit took {elapsed:.1f} s with only idle connections"
+        for conn in conns:
+            assert conn.wait_closed(1.0)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_graceful_timeout_bounds_a_client_that_never_reads(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root, "--graceful-timeout", "1")
+    stuck = RawConnection(srv.port, rcvbuf=4096)
+    try:
+        stuck.request("GET", "/large.bin")
+        assert stuck.read_head().status == 200
+        started = time.monotonic()
+        srv.terminate()
+        code = srv.wait_exit(5.0)
+        elapsed = time.monotonic() - started
+        assert code is not None, "server still running 5 s after SIGTERM"
+        assert code == 0
+        assert elapsed < 3.0, f"exit took {elapsed:.1f} s with --graceful-timeout 1"
+    finally:
+        stuck.close()
+
+
+def test_sigint_stops_the_server_too(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root)
+    assert_serves(srv, docroot, 1)
+    srv.proc.send_signal(signal.SIGINT)
+    assert srv.wait_exit(3.0) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_right_after_the_port_opens_is_a_clean_stop(docroot: DocRoot, tmp_path: Path, signum) -> None:
+    # Whoever sees the port accept connections may stop the server at once (a supervisor,
+    # a test harness): the signal handlers must already be in place by then.
+    # The window is short: poll the port tightly and try twice.
+    codes = []
+    for attempt in range(2):
+        srv = ServerProcess(docroot.root, [], log_path=tmp_path / f"early-{attempt}.log")
+        assert wait_for(lambda: port_accepts(srv.port), 10.0, interval=0.002), srv.output()
+        srv.proc.send_signal(signum)
+        code = srv.wait_exit(5.0)
+        if code is None:
+            srv.kill_all()
+        codes.append(code)
+    assert codes == [0] * len(codes), f"exit codes {codes} (negative: killed by the signal)"
+
+
+# -- logging, binding, defaults ----------------------------------------------------------------
+
+
+def test_access_log_has_a_line_per_request(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root, "--access-log")
+    with RawConnection(srv.port) as conn:
+        conn.exchange("GET", "/small.txt")
+        conn.exchange("GET", "/missing-page")
+        conn.exchange("HEAD", "/medium.bin")
+        conn.exchange("GET", "/small.txt", [("If-None-Match", "*")])
+    expected = ['"GET /small.txt" 200', '"GET /missing-page" 404', '"HEAD /medium.bin" 200', '"GET /small.txt" 304']
+
+    def logged() -> List[str]:
+        return [line for line in srv.output().splitlines() if "fastserve.access" in line]
+
+    assert wait_for(lambda: len(logged()) >= 4, 3.0), srv.output()
+    lines = logged()
+    assert len(lines) == 4, lines
+    for line, fragment in zip(lines, expected):
+        assert fragment in line, (fragment, line)
+        assert "127.0.0.1" in line
+
+
+def test_no_access_log_by_default(start_server, docroot: DocRoot) -> None:
+    srv = start_server(docroot.root)
+    assert_serves(srv, docroot, 3)
+    time.sleep(0.2)
+    assert "/small.txt" not in srv.output()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use_exits_non_zero_with_a_message(docroot: DocRoot, tmp_path: Path, workers: str) -> None:
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        srv = ServerProcess(docroot.root, ["--workers", workers], log_path=tmp_path / "busy.log", port=port)
+        code = srv.wait_exit(10.0)
+        if code is None:
+            srv.kill_all()
+        output = srv.output()
+    assert code is not None and code != 0, f"exit code {code}\n{output}"
+    assert f"127.0.0.1:{port}" in output
+    assert "already in use" in output.lower()
+    assert "Traceback" not in output
+
+
+def test_second_fastserve_on_the_same_port_is_refused(start_server, docroot: DocRoot, tmp_path: Path) -> None:
+    first = start_server(docroot.root)
+    second = ServerProcess(docroot.root, [], log_path=tmp_path / "second.log", port=first.port)
+    code = second.wait_exit(3.0)
+    if code is None:
+        second.kill_all()
+    assert code is not None and code != 0, (
+        "a second server bound the port already served by the first one\n" + second.output()
+    )
+    assert "already in use" in second.output().lower()
+    assert_serves(first, docroot, 3)
+
+
+def test_no_target_serves_the_current_directory(start_server, docroot: DocRoot) -> None:
+    srv = start_server(None, cwd=docroot.root)
+    assert_serves(srv, docroot, 3)
+    index = fetch(srv.port, "/dir/")
+    assert index.status == 200
+
+
+def test_missing_directory_is_a_clear_error(docroot: DocRoot, tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "does-not-exist", [], log_path=tmp_path / "missing.log")
+    code = srv.wait_exit(10.0)
+    if code is None:
+        srv.kill_all()
+    output = srv.output()
+    assert code is not None and code != 0, output
+    assert "does-not-exist" in output
+    assert "Traceback" not in output
