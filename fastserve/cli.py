@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in [
         ("header_timeout", "seconds to receive a request's headers (408, then close)"),
         ("keepalive_timeout", "seconds an idle keep-alive connection stays open"),
+        ("send_timeout", "seconds a client may stop reading a response before it is dropped"),
         ("cache_valid", "seconds before a cached file is checked again with stat"),
     ]:
         limits.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(DEFAULTS, name),

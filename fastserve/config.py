@@ -39,6 +39,7 @@ class Config:
     max_ranges: int = 16
     header_timeout: float = 10.0
     keepalive_timeout: float = 5.0
+    send_timeout: float = 60.0
 
     # the open-file cache
     cache_valid: float = 1.0

@@ -72,6 +72,7 @@ cdef class ServerState:
     cdef public Py_ssize_t max_connections
     cdef public double header_timeout
     cdef public double keepalive_timeout
+    cdef public double send_timeout
     cdef public int max_ranges
     cdef public object access_logger
     cdef public set connections
@@ -93,6 +94,7 @@ cdef class ServerState:
         Py_ssize_t max_connections=10_000,
         double header_timeout=10.0,
         double keepalive_timeout=5.0,
+        double send_timeout=60.0,
         int max_ranges=16,
         object access_logger=None,
     ):
@@ -108,6 +110,7 @@ cdef class ServerState:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.send_timeout = send_timeout
         self.max_ranges = max_ranges
         self.access_logger = access_logger
         self.connections = set()
@@ -162,7 +165,6 @@ cdef class FileSender:
     cdef Py_ssize_t index
     cdef long long offset
     cdef long long remaining
-    cdef bint done
 
     def __cinit__(self, HttpProtocol conn, OpenFile file, list segments):
         self.conn = conn
@@ -170,7 +172,6 @@ cdef class FileSender:
         self.segments = segments
         self.index = -1
         self.remaining = 0
-        self.done = False
 
     cdef void run(self):
         cdef object transport = self.conn.transport
@@ -180,12 +181,10 @@ cdef class FileSender:
         cdef int file_fd = self.file.fd
         while True:
             if transport is None or self.conn.transport is None:
-                self.done = True
                 return
             if self.remaining == 0:
                 self.index += 1
                 if self.index >= len(self.segments):
-                    self.done = True
                     self.conn.job_finished()
                     return
                 segment = self.segments[self.index]
@@ -209,18 +208,15 @@ cdef class FileSender:
                     n = -1
                 except OSError:
                     self.conn.abort()
-                    self.done = True
                     return
                 if n == 0:  # the file shrank under us: the promised length cannot be sent
                     self.conn.abort()
-                    self.done = True
                     return
             if n < 0:
                 chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
                 n = len(chunk)
                 if n == 0:
                     self.conn.abort()
-                    self.done = True
                     return
                 transport.write(chunk)
             self.offset += n
@@ -239,6 +235,7 @@ cdef class HttpProtocol:
     cdef public object client
     cdef public object server
     cdef public bint writing_paused
+    cdef double writing_paused_since
     cdef bint reading_paused
     cdef bint body_backpressure
 
@@ -334,6 +331,7 @@ cdef class HttpProtocol:
 
     def pause_writing(self):
         self.writing_paused = True
+        self.writing_paused_since = self.state.now
         self._update_reading()
 
     def resume_writing(self):
@@ -716,6 +714,9 @@ cdef class HttpProtocol:
 
     def check_timeouts(self, double now):
         if self.transport is None:
+            return
+        if self.writing_paused and now - self.writing_paused_since > self.state.send_timeout:
+            self.abort()  # the client stopped reading what it asked for
             return
         if self.in_head:
             if now - self.head_started > self.state.header_timeout:

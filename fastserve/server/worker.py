@@ -62,6 +62,7 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
         max_connections=config.max_connections,
         header_timeout=config.header_timeout,
         keepalive_timeout=config.keepalive_timeout,
+        send_timeout=config.send_timeout,
         max_ranges=config.max_ranges,
         access_logger=_log_access if config.access_log else None,
     )
