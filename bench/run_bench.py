@@ -40,6 +40,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 WRK_THREADS = 1
 WRK_CONNECTIONS = 64
+WRK_TIMEOUT_S = 10
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 MIB = 1024 * 1024
@@ -357,6 +358,8 @@ def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: i
     command = [
         "taskset", "-c", settings.client_cpu, "wrk",
         f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration_s}s", "--latency",
+        # 64 connections each pulling 10 MiB at once take longer than wrk's default 2 s.
+        f"--timeout={WRK_TIMEOUT_S}s",
     ]  # fmt: skip
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
