@@ -6,8 +6,10 @@ import ipaddress
 import string
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from shlex import shlex
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar, Union
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+
+from fastserve.concurrency import run_in_threadpool
 
 __all__ = [
     "URL",
@@ -647,3 +649,94 @@ class MutableHeaders(Headers):
     def add_vary_header(self, vary: str) -> None:
         """Add ``vary`` to the Vary header (merging existing Vary fields into one)."""
         self["vary"] = ", ".join([*self.getlist("vary"), vary])
+
+
+# --------------------------------------------------------------------------- uploaded files and forms
+
+
+class UploadFile:
+    """A file that arrived in a multipart form (or any binary file you wrap).
+
+    ``file`` is the underlying binary file; the async methods wrap it. Uploads are spooled to a
+    ``SpooledTemporaryFile``: while it is still in memory its methods cannot block, so they are
+    called directly; once it has rolled over to disk (or for any other file object, which may be
+    on disk) each call runs in a worker thread so a slow disk never stalls the event loop.
+    """
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        *,
+        size: int | None = None,
+        filename: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        self.file = file
+        self.size = size
+        self.filename = filename
+        self.headers = headers or Headers()
+        # The spool threshold (0: never rolls), read once rather than on every write.
+        self._max_mem_size: int = getattr(file, "_max_size", 0)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type", None)
+
+    @property
+    def _in_memory(self) -> bool:
+        # Only a SpooledTemporaryFile has ``_rolled``; anything else may be on disk.
+        return not getattr(self.file, "_rolled", True)
+
+    def _write_may_block(self, length: int) -> bool:
+        """True when writing ``length`` more bytes touches the disk (already rolled, or rolls now)."""
+        if not self._in_memory:
+            return True
+        return bool(self._max_mem_size) and self.file.tell() + length > self._max_mem_size
+
+    async def write(self, data: bytes) -> None:
+        if self.size is not None:
+            self.size += len(data)
+        if self._write_may_block(len(data)):
+            await run_in_threadpool(self.file.write, data)
+        else:
+            self.file.write(data)
+
+    async def read(self, size: int = -1) -> bytes:
+        if self._in_memory:
+            return self.file.read(size)
+        return await run_in_threadpool(self.file.read, size)
+
+    async def seek(self, offset: int) -> None:
+        if self._in_memory:
+            self.file.seek(offset)
+        else:
+            await run_in_threadpool(self.file.seek, offset)
+
+    async def close(self) -> None:
+        if self._in_memory:
+            self.file.close()
+        else:
+            await run_in_threadpool(self.file.close)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(filename={self.filename!r}, size={self.size!r}, headers={self.headers!r})"
+
+
+class FormData(ImmutableMultiDict[str, Union[UploadFile, str]]):
+    """A parsed form: an immutable multi-dict of field name to ``str`` or :class:`UploadFile`."""
+
+    def __init__(
+        self,
+        *args: FormData | Mapping[str, str | UploadFile] | list[tuple[str, str | UploadFile]],
+        **kwargs: str | UploadFile,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+
+    async def close(self) -> None:
+        """Close every uploaded file in the form."""
+        for _, value in self.multi_items():
+            if isinstance(value, UploadFile):
+                await value.close()
+
+
+__all__ += ["FormData", "UploadFile"]

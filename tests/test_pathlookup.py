@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from fastserve._speedups.pathlookup import percent_decode, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import origin_form, percent_decode, resolve_path, split_url_path
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,21 @@ def test_percent_decode_long_paths():
     raw = b"/" + b"a%20" * 400 + b"%C3%A9"
     assert percent_decode(raw) == "/" + "a " * 400 + "é"
     assert percent_decode(b"/" + b"%ff" * 300) is None
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        (b"/a/b?c=d", b"/a/b?c=d"),
+        (b"http://example.com/a/b?c", b"/a/b?c"),
+        (b"HTTPS://example.com:8443/x", b"/x"),
+        (b"http://example.com", b"/"),
+        (b"http://example.com?q=1", b"/?q=1"),
+        (b"*", None),
+        (b"example.com:443", None),
+        (b"ftp://example.com/x", None),
+        (b"", None),
+    ],
+)
+def test_origin_form(target, expected):
+    assert origin_form(target) == expected

@@ -60,6 +60,8 @@ def wait_refused(port: int, timeout: float) -> bool:
                 return False
         except ConnectionRefusedError:
             return True
+        except OSError:  # reset by a listener that is closing right now: ask again
+            return False
     return wait_for(refused, timeout)
 
 

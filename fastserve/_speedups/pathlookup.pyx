@@ -71,6 +71,29 @@ cpdef object percent_decode(bytes raw):
         return None
 
 
+cpdef object origin_form(bytes target):
+    """The request-target as ``/path?query``; None for forms a file server cannot use.
+
+    An absolute-form target (``http://host/path``, what proxies send) loses its scheme and
+    authority; ``*`` and authority-form (CONNECT) targets give None.
+    """
+    cdef Py_ssize_t start, slash
+    if target[:1] == b"/":
+        return target
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        start = 7
+    elif lowered.startswith(b"https://"):
+        start = 8
+    else:
+        return None
+    slash = target.find(b"/", start)
+    if slash < 0:
+        query = target.find(b"?", start)
+        return b"/" if query < 0 else b"/" + target[query:]
+    return target[slash:]
+
+
 cpdef object split_url_path(str path):
     """Split a decoded URL path into segments that are safe to join under a root.
 

@@ -32,7 +32,7 @@ from fastserve._speedups.filecache cimport (
     ENTRY_MISSING,
     ENTRY_REDIRECT,
 )
-from fastserve._speedups.pathlookup cimport percent_decode
+from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 
 cdef object _sendfile = os.sendfile
 cdef object _pread = os.pread
@@ -482,11 +482,17 @@ cdef class HttpProtocol:
         cdef CacheEntry entry
         cdef int status
         cdef bytes raw = self.url
-        cdef Py_ssize_t q = raw.find(b"?")
-        cdef bytes raw_path = raw if q < 0 else raw[:q]
+        cdef Py_ssize_t q
         if method != GET and method != HEAD:
             self._emit_simple(405, b"Method Not Allowed", ALLOW)
             return
+        if raw[:1] != b"/":
+            raw = origin_form(raw)
+            if raw is None:
+                self._emit_simple(400, b"Bad Request", b"")
+                return
+        q = raw.find(b"?")
+        cdef bytes raw_path = raw if q < 0 else raw[:q]
         path = percent_decode(raw_path)
         if path is None or not path.startswith("/"):
             self._emit_simple(400, b"Bad Request", b"")

@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from fastserve._speedups.headers import current_http_date, serialize_headers
-from fastserve._speedups.pathlookup import percent_decode
+from fastserve._speedups.pathlookup import origin_form, percent_decode
 from fastserve.config import Config
 
 logger = logging.getLogger("fastserve")
@@ -99,8 +99,9 @@ class HttpCycle:
         self.bridge = bridge
         self.conn = conn
         self.loop = bridge.loop
-        raw_path, _, query = raw_url.partition(b"?")
-        path = percent_decode(raw_path)
+        target = origin_form(raw_url)
+        raw_path, _, query = (target or b"").partition(b"?")
+        path = percent_decode(raw_path) if target is not None else None
         self.bad_request = path is None
         self.head_request = method == b"HEAD"
         self.keep_alive = conn.keep_alive

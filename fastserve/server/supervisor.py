@@ -27,9 +27,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         if EarlySignals.received is not None:
             self.stopping = True
-        # A port another process holds fails here, once: this probe binds without SO_REUSEPORT.
-        bind_socket(self.config, listen=False).close()
-        # Then hold the port for our lifetime (bound, never listening, so it takes no connections).
+        # Hold the port for our lifetime (bound, never listening, so it takes no connections).
         guard = bind_socket(self.config, reuse_port=True, listen=False)
         try:
             for slot in range(self.config.workers):
