@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from http import HTTPStatus
 
+from fastserve._interop import framework_base
+
 __all__ = [
     "ClientDisconnect",
     "FastServeDeprecationWarning",
@@ -21,7 +23,7 @@ def _reason_phrase(status_code: int) -> str:
         return ""
 
 
-class HTTPException(Exception):
+class HTTPException(framework_base("starlette.exceptions", "HTTPException", Exception)):  # type: ignore[misc]
     """Raise to answer the current request with ``status_code``.
 
     ``detail`` defaults to the standard reason phrase ("Not Found" for 404);
@@ -45,7 +47,7 @@ class HTTPException(Exception):
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class WebSocketException(Exception):
+class WebSocketException(framework_base("starlette.exceptions", "WebSocketException", Exception)):  # type: ignore[misc]
     """Raise inside a WebSocket endpoint to close the connection with ``code`` and ``reason``."""
 
     def __init__(self, code: int, reason: str | None = None) -> None:

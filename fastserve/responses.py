@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from fastserve._speedups.conditional import evaluate_range
 from fastserve._speedups.headers import byteranges_layout, content_type_for, format_http_date, make_etag
+from fastserve._interop import framework_base
 from fastserve.background import BackgroundTask
 from fastserve.concurrency import iterate_in_threadpool
 from fastserve.datastructures import URL, Headers, MutableHeaders
@@ -91,7 +92,7 @@ async def _run_until_disconnect(work: Callable[[], Awaitable[None]], receive: Re
         raise error from origin
 
 
-class Response:
+class Response(framework_base("starlette.responses", "Response", object)):  # type: ignore[misc]
     """A response whose whole body is known up front.
 
     ``content`` is rendered to bytes by :meth:`render`; ``content-length`` and

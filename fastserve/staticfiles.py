@@ -75,21 +75,6 @@ def _request_header(scope: Scope, name: bytes) -> Optional[bytes]:
     return None
 
 
-def _for_handlers(exc: HTTPException, handlers: Any) -> Exception:
-    """``exc`` as the exception class the surrounding app's handlers know.
-
-    A fastserve app registers fastserve's ``HTTPException``; a Starlette or FastAPI app
-    registers Starlette's, so there the same status, detail and headers travel in that.
-    """
-    if any(cls in handlers for cls in type(exc).__mro__):
-        return exc
-    try:
-        from starlette.exceptions import HTTPException as StarletteHTTPException
-    except ImportError:  # pragma: no cover - the scope key comes from Starlette
-        return exc
-    return StarletteHTTPException(exc.status_code, exc.detail, exc.headers)
-
-
 class StaticFiles:
     """Serve files from ``directory`` and/or the ``statics`` folders of ``packages``."""
 
@@ -159,9 +144,8 @@ class StaticFiles:
             response = await self.get_response(path, scope)
         except HTTPException as exc:
             # Inside an app with exception handlers, let them answer; standalone, answer here.
-            handlers = scope.get("starlette.exception_handlers")
-            if handlers is not None:
-                raise _for_handlers(exc, handlers[0]) from None
+            if "starlette.exception_handlers" in scope:
+                raise  # fastserve's HTTPException is Starlette's too (see fastserve._interop)
             response = PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
         await response(scope, receive, send)
 

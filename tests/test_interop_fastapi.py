@@ -1,0 +1,62 @@
+"""A FastAPI app that swapped ``starlette``/``fastapi`` imports for fastserve's keeps working."""
+from fastapi import FastAPI
+
+from fastserve.exceptions import HTTPException
+from fastserve.responses import HTMLResponse, JSONResponse
+from fastserve.staticfiles import StaticFiles
+from fastserve.templating import Jinja2Templates
+from fastserve.testclient import TestClient
+
+
+def make_app(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "hello.html").write_text("<p>Hello {{ name }} at {{ url_for('page') }}</p>")
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "app.css").write_text("p{}")
+    templates = Jinja2Templates(directory=tmp_path / "templates")
+    app = FastAPI()
+    app.mount("/static", StaticFiles(directory=tmp_path / "static"), name="static")
+
+    @app.get("/page", response_class=HTMLResponse)
+    async def page(request: __import__("fastapi").Request):
+        return templates.TemplateResponse(request, "hello.html", {"name": "Ada"})
+
+    @app.get("/html")
+    async def html():
+        return HTMLResponse("<b>raw</b>", headers={"x-kind": "fastserve"})
+
+    @app.get("/json")
+    async def json_response():
+        return JSONResponse({"ok": True}, status_code=201)
+
+    @app.get("/teapot")
+    async def teapot():
+        raise HTTPException(status_code=418, detail="short and stout", headers={"x-pot": "1"})
+
+    return app
+
+
+def test_fastapi_endpoints_return_fastserve_responses(tmp_path):
+    client = TestClient(make_app(tmp_path))
+    page = client.get("/page")
+    assert page.status_code == 200
+    assert page.text == "<p>Hello Ada at http://testserver/page</p>"
+    html = client.get("/html")
+    assert html.text == "<b>raw</b>" and html.headers["x-kind"] == "fastserve"
+    created = client.get("/json")
+    assert created.status_code == 201 and created.json() == {"ok": True}
+
+
+def test_fastapi_handles_fastserve_http_exception(tmp_path):
+    response = TestClient(make_app(tmp_path)).get("/teapot")
+    assert response.status_code == 418
+    assert response.json() == {"detail": "short and stout"}
+    assert response.headers["x-pot"] == "1"
+
+
+def test_fastserve_static_files_mounted_in_fastapi(tmp_path):
+    client = TestClient(make_app(tmp_path))
+    assert client.get("/static/app.css").text == "p{}"
+    missing = client.get("/static/nope.css")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}  # FastAPI's own handler answered
