@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="directories: do not serve file.br / file.zst / file.gz to clients that accept them")
     parser.add_argument("--follow-symlink", action="store_true",
                         help="directories: serve symlinks that point outside the root")
+    websockets = parser.add_argument_group("websockets")
+    websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,
+                            help="largest message accepted, bytes (close 1009) (default: %(default)s)")
+    websockets.add_argument("--ws-ping-interval", type=float, default=DEFAULTS.ws_ping_interval,
+                            help="seconds between pings; 0 turns pings off (default: %(default)s)")
+    websockets.add_argument("--ws-ping-timeout", type=float, default=DEFAULTS.ws_ping_timeout,
+                            help="seconds to wait for a pong before closing (default: %(default)s)")
+    websockets.add_argument("--no-ws-per-message-deflate", dest="ws_per_message_deflate", action="store_false",
+                            help="do not offer permessage-deflate compression")
     limits = parser.add_argument_group("limits")
     for name, help_text in [
         ("max_header_bytes", "request line + headers, bytes (431)"),

@@ -41,6 +41,12 @@ class Config:
     keepalive_timeout: float = 5.0
     send_timeout: float = 60.0
 
+    # WebSockets (ASGI apps)
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
+
     # the open-file cache
     cache_valid: float = 1.0
     cache_entries: int = 10_000

@@ -262,6 +262,9 @@ cdef class HttpProtocol:
     cdef readonly bint keep_alive
     cdef readonly bint http10
     cdef object body_job   # the ASGI job receiving this request's body, if any
+    cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
+    cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses
+    cdef public object upgraded   # the WebSocket session that owns this connection now
 
     # output, in request order
     cdef list out
@@ -312,6 +315,9 @@ cdef class HttpProtocol:
     def connection_lost(self, exc):
         self.state.connections.discard(self)
         self.transport = None
+        if self.upgraded is not None:
+            self.upgraded.connection_lost(exc)
+            return
         job = self.current_job
         self.current_job = None
         self.queue.clear()
@@ -323,6 +329,8 @@ cdef class HttpProtocol:
 
     def eof_received(self):
         """The peer finished sending: answer what it asked, then close."""
+        if self.upgraded is not None:
+            return self.upgraded.eof_received()
         self.closing = True
         self.keep_alive = False
         if self.current_job is None and not self.queue:
@@ -332,10 +340,16 @@ cdef class HttpProtocol:
     def pause_writing(self):
         self.writing_paused = True
         self.writing_paused_since = self.state.now
+        if self.upgraded is not None:
+            self.upgraded.pause_writing()
+            return
         self._update_reading()
 
     def resume_writing(self):
         self.writing_paused = False
+        if self.upgraded is not None:
+            self.upgraded.resume_writing()
+            return
         if type(self.current_job) is FileSender:
             (<FileSender>self.current_job).run()
         elif self.current_job is not None:
@@ -343,14 +357,20 @@ cdef class HttpProtocol:
         self._update_reading()
 
     def data_received(self, bytes data):
+        if self.upgraded is not None:
+            self.upgraded.data_received(data)
+            return
         if self.closing:
             return
         if self.in_head:
             self.raw_head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            # No upgrades on this path: answer what was asked, then close.
+        except HttpParserUpgrade as upgrade:
+            if self.upgrade_request is not None:
+                self._begin_websocket(data[upgrade.args[0]:])
+                return
+            # Any other upgrade: answer the request as plain HTTP, then close.
             self.keep_alive = False
             self.closing = True
         except HttpParserError:
@@ -441,6 +461,11 @@ cdef class HttpProtocol:
             if self.declared_length > self.state.max_body_size:
                 self._fail(413)
                 raise _Abort()
+        elif parser.should_upgrade() and (b"upgrade", b"websocket") in [
+            (name, value.lower()) for name, value in self.headers if name == b"upgrade"
+        ]:
+            # A WebSocket handshake: the session takes the connection once the head is parsed.
+            self.upgrade_request = (self.method, self.url, self.headers)
         else:
             job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
             if job.too_large and self.current_job is None and not self.queue:
@@ -462,6 +487,8 @@ cdef class HttpProtocol:
                 raise _Abort()
 
     def on_message_complete(self):
+        if self.upgrade_request is not None:
+            return
         if self.body_job is not None:
             self.body_job.body_complete()
             self.body_job = None
@@ -469,6 +496,12 @@ cdef class HttpProtocol:
             self._serve_static()
         if not self.keep_alive:
             self.closing = True
+
+    cdef void _begin_websocket(self, bytes rest):
+        method, url, headers = self.upgrade_request
+        self.upgrade_request = None
+        self.pending_upgrade = (self.state.asgi_bridge.websocket(self, method, url, headers), rest)
+        self._flush()  # starts the session now, or once the responses ahead of it are out
 
     def set_body_backpressure(self, bint on):
         """The request body waiting for the app is large: stop reading until it is consumed."""
@@ -678,6 +711,12 @@ cdef class HttpProtocol:
         self._write_out()
         if self.current_job is None and not self.queue:
             self.idle_since = self.state.now
+            if self.pending_upgrade is not None:
+                session, rest = self.pending_upgrade
+                self.pending_upgrade = None
+                self.upgraded = session
+                session.start(rest)
+                return
             if self.closing:
                 self.transport.close()
                 self.transport = None
@@ -719,8 +758,8 @@ cdef class HttpProtocol:
         self._flush()
 
     def check_timeouts(self, double now):
-        if self.transport is None:
-            return
+        if self.transport is None or self.upgraded is not None:
+            return  # a WebSocket session keeps its own time (pings)
         if self.writing_paused and now - self.writing_paused_since > self.state.send_timeout:
             self.abort()  # the client stopped reading what it asked for
             return
@@ -736,6 +775,9 @@ cdef class HttpProtocol:
         """Close now if idle; otherwise after the responses already owed."""
         self.keep_alive = False
         if self.transport is None:
+            return
+        if self.upgraded is not None:
+            self.upgraded.shutdown()  # a close frame: "going away"
             return
         if self.in_head:
             return  # a request is arriving: answer it (with Connection: close), then close

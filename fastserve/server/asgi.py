@@ -54,8 +54,34 @@ class AsgiBridge:
         if self._lifespan is not None:
             await self._lifespan.shutdown()
 
+    def scope_for(self, kind: str, conn: Any, raw_url: bytes, headers: Headers) -> Dict[str, Any]:
+        """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable."""
+        target = origin_form(raw_url)
+        raw_path, _, query = (target or b"").partition(b"?")
+        path = percent_decode(raw_path) if target is not None else None
+        return {
+            "type": kind,
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": conn.server,
+            "client": conn.client,
+            "scheme": "http" if kind == "http" else "ws",
+            "root_path": self.root_path,
+            "path": None if path is None else self.root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": dict(self.state),
+        }
+
     def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> "HttpCycle":
         return HttpCycle(self, conn, method, raw_url, headers)
+
+    def websocket(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> Any:
+        """The session that takes over ``conn`` after a WebSocket handshake request."""
+        from fastserve.server.websocket import WebSocketSession
+
+        return WebSocketSession(self, conn, method, raw_url, headers)
 
 
 class _Lifespan:
@@ -99,28 +125,15 @@ class HttpCycle:
         self.bridge = bridge
         self.conn = conn
         self.loop = bridge.loop
-        target = origin_form(raw_url)
-        raw_path, _, query = (target or b"").partition(b"?")
-        path = percent_decode(raw_path) if target is not None else None
-        self.bad_request = path is None
         self.head_request = method == b"HEAD"
         self.keep_alive = conn.keep_alive
         self.http10 = conn.http10
-        self.scope: Dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.0" if conn.http10 else "1.1",
-            "server": conn.server,
-            "client": conn.client,
-            "scheme": "http",
-            "method": method.decode("ascii"),
-            "root_path": bridge.root_path,
-            "path": bridge.root_path + (path or ""),
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": dict(bridge.state),
-        }
+        self.scope: Dict[str, Any] = bridge.scope_for("http", conn, raw_url, headers)
+        self.bad_request = self.scope["path"] is None
+        self.scope["asgi"]["spec_version"] = "2.4"
+        self.scope["method"] = method.decode("ascii")
+        self.scope["http_version"] = "1.0" if conn.http10 else "1.1"
+        self.scope["extensions"] = {}
         self.body: Deque[bytes] = deque()
         self.body_size = 0
         self.more_body = True
