@@ -13,6 +13,7 @@ import asyncio
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Mount, Route
+from fastserve.responses import FileResponse
 from fastserve.staticfiles import StaticFiles
 
 async def echo(request):
@@ -38,6 +39,20 @@ async def upload(request):
 async def boom(request):
     raise ValueError("boom")
 
+async def download(request):
+    return FileResponse(STATIC + "/big.bin")
+
+async def zerocopy(scope, receive, send):
+    # three slices of one file, sent chunked (no content-length), the middle one from the file position
+    assert "http.response.zerocopysend" in scope["extensions"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    with open(STATIC + "/big.bin", "rb") as f:
+        await send({"type": "http.response.zerocopysend", "file": f, "offset": 0, "count": 10, "more_body": True})
+        f.seek(100)
+        await send({"type": "http.response.zerocopysend", "file": f, "count": 20, "more_body": True})
+        assert f.tell() == 120
+        await send({"type": "http.response.zerocopysend", "file": f, "offset": 1000, "more_body": False})
+
 async def raw(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"no length", "more_body": False})
@@ -48,9 +63,14 @@ app = Starlette(routes=[
     Route("/boom", boom),
     Route("/upload", upload, methods=["POST"]),
     Mount("/raw", raw),
+    Route("/download", download),
+    Mount("/zerocopy", zerocopy),
     Mount("/static", StaticFiles(directory=STATIC)),
 ])
 '''
+
+
+BIG = bytes(range(256)) * 12 * 1024  # 3 MiB
 
 
 def _free_port():
@@ -65,6 +85,7 @@ def server(tmp_path_factory):
     static = base / "static"
     static.mkdir()
     (static / "a.txt").write_text("static a")
+    (static / "big.bin").write_bytes(BIG)
     (base / "asgi_test_app.py").write_text(f"STATIC = {str(static)!r}\n" + textwrap.dedent(APP))
     port = _free_port()
     proc = subprocess.Popen(
@@ -209,3 +230,21 @@ def test_oversized_body_behind_another_request_is_413_in_turn(server):
     first, _, rest = data.partition(b"GET /echo 0 None")
     assert first.startswith(b"HTTP/1.1 200 ")
     assert rest.startswith(b"HTTP/1.1 413 ")
+
+
+def test_file_response_goes_out_with_pathsend(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        response = client.get("/download")
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(len(BIG))
+        assert response.content == BIG
+        head = client.head("/download")
+        assert head.headers["content-length"] == str(len(BIG)) and head.content == b""
+        assert client.get("/echo").status_code == 200  # the connection is still in step
+
+
+def test_zerocopysend_slices_and_file_position(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        response = client.get("/zerocopy/")
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.content == BIG[:10] + BIG[100:120] + BIG[1000:]

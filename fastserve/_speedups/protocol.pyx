@@ -160,32 +160,43 @@ cdef class FileSender:
     """
 
     cdef HttpProtocol conn
-    cdef OpenFile file
+    cdef object owner    # keeps the descriptor open (an OpenFile, a file object)
+    cdef int file_fd
     cdef list segments   # bytes, or (offset, count) tuples
+    cdef object on_done  # called after the last byte; None: the connection's next response
     cdef Py_ssize_t index
     cdef long long offset
     cdef long long remaining
 
-    def __cinit__(self, HttpProtocol conn, OpenFile file, list segments):
+    def __cinit__(self, HttpProtocol conn, object owner, int file_fd, list segments, object on_done=None):
         self.conn = conn
-        self.file = file
+        self.owner = owner
+        self.file_fd = file_fd
         self.segments = segments
+        self.on_done = on_done
         self.index = -1
         self.remaining = 0
+
+    def resume(self) -> None:
+        """Go on sending (after the transport drained, or to begin)."""
+        self.run()
 
     cdef void run(self):
         cdef object transport = self.conn.transport
         cdef Py_ssize_t budget = TURN_BUDGET
         cdef Py_ssize_t n
         cdef int sock_fd = self.conn.sock_fd
-        cdef int file_fd = self.file.fd
+        cdef int file_fd = self.file_fd
         while True:
             if transport is None or self.conn.transport is None:
                 return
             if self.remaining == 0:
                 self.index += 1
                 if self.index >= len(self.segments):
-                    self.conn.job_finished()
+                    if self.on_done is None:
+                        self.conn.job_finished()
+                    else:
+                        self.on_done()
                     return
                 segment = self.segments[self.index]
                 if type(segment) is bytes:
@@ -588,7 +599,7 @@ cdef class HttpProtocol:
         if self.method == HEAD:
             self._emit(head)
         else:
-            self._enqueue_job(FileSender(self, entry.file, [head, (0, entry.size)]))
+            self._enqueue_job(FileSender(self, entry.file, entry.file.fd, [head, (0, entry.size)]))
 
     cdef void _emit_not_modified(self, CacheEntry entry):
         cdef bytes date
@@ -628,7 +639,9 @@ cdef class HttpProtocol:
             if entry.body is not None:
                 self._emit(self._head(206, fields) + entry.body[first:last + 1])
             else:
-                self._enqueue_job(FileSender(self, entry.file, [self._head(206, fields), (first, last - first + 1)]))
+                self._enqueue_job(FileSender(
+                    self, entry.file, entry.file.fd, [self._head(206, fields), (first, last - first + 1)]
+                ))
             return
         boundary = os.urandom(12).hex().encode()
         heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
@@ -650,7 +663,7 @@ cdef class HttpProtocol:
             parts.append(heads[i])
             parts.append((first, last - first + 1))
         parts.append(tail)
-        self._enqueue_job(FileSender(self, entry.file, parts))
+        self._enqueue_job(FileSender(self, entry.file, entry.file.fd, parts))
 
     cdef void _emit_redirect(self, bytes raw_path, bytes query):
         # Collapse leading slashes so "//host/dir" can never become a protocol-relative URL.

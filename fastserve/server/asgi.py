@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from fastserve._speedups.headers import current_http_date, serialize_headers
 from fastserve._speedups.pathlookup import origin_form, percent_decode
+from fastserve._speedups.protocol import FileSender
 from fastserve.config import Config
 
 logger = logging.getLogger("fastserve")
@@ -133,7 +135,7 @@ class HttpCycle:
         self.scope["asgi"]["spec_version"] = "2.4"
         self.scope["method"] = method.decode("ascii")
         self.scope["http_version"] = "1.0" if conn.http10 else "1.1"
-        self.scope["extensions"] = {}
+        self.scope["extensions"] = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
         self.body: Deque[bytes] = deque()
         self.body_size = 0
         self.more_body = True
@@ -148,6 +150,8 @@ class HttpCycle:
         self.pending_head: Optional[bytes] = None
         self.waiter: Optional[asyncio.Future] = None
         self.drain: Optional[asyncio.Future] = None
+        self.sender: Optional[FileSender] = None
+        self.sending: Optional[asyncio.Future] = None
         self.task: Optional[asyncio.Task] = None
 
     # -- called by the connection ------------------------------------------------------
@@ -185,13 +189,18 @@ class HttpCycle:
         self.task = self.loop.create_task(self.run())
 
     def resume_writing(self) -> None:
-        if self.drain is not None and not self.drain.done():
+        if self.sender is not None:
+            self.sender.resume()
+        elif self.drain is not None and not self.drain.done():
             self.drain.set_result(None)
 
     def connection_lost(self) -> None:
         self.disconnected = True
+        self.sender = None
         self._wake()
-        self.resume_writing()
+        for future in (self.drain, self.sending):
+            if future is not None and not future.done():
+                future.set_result(None)
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -270,35 +279,76 @@ class HttpCycle:
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
             self.pending_head = self._build_head(message["status"], list(message.get("headers", [])))
-        elif kind == "http.response.body":
-            if not self.started:
-                raise RuntimeError("http.response.body sent before http.response.start")
-            if self.complete:
-                raise RuntimeError("http.response.body sent after the response completed")
-            body = message.get("body", b"")
+            return
+        if not self.started:
+            raise RuntimeError(f"{kind} sent before http.response.start")
+        if self.complete:
+            raise RuntimeError(f"{kind} sent after the response completed")
+        if kind == "http.response.body":
             more = message.get("more_body", False)
-            pieces = []
-            if self.pending_head is not None:
-                pieces.append(self.pending_head)
-                self.pending_head = None
-            if not self.head_request and self.status not in _NO_BODY_STATUSES:
-                if self.chunked:
-                    if body:
-                        pieces.append(b"%x\r\n%s\r\n" % (len(body), body))
-                    if not more:
-                        pieces.append(b"0\r\n\r\n")
-                elif body:
-                    pieces.append(body)
-            if pieces:
-                self.conn.transport.write(b"".join(pieces))
-            if not more:
-                self.complete = True
-                self._wake()
-            elif self.conn.writing_paused:
-                self.drain = self.loop.create_future()
-                await self.drain
+            head, tail = self._framing(len(message.get("body", b"")), more)
+            body = message.get("body", b"") if self._sends_body() else b""
+            data = head + body + tail
+            if data:
+                self.conn.transport.write(data)
+            await self._after_write(more)
+        elif kind == "http.response.pathsend":
+            with open(message["path"], "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                await self._send_file(file, 0, size, more=False)
+        elif kind == "http.response.zerocopysend":
+            file = message["file"]
+            fd = file.fileno()
+            offset = message.get("offset")
+            start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+            count = message.get("count")
+            if count is None:
+                count = os.fstat(fd).st_size - start
+            await self._send_file(file, start, count, more=message.get("more_body", False))
+            if offset is None:  # the extension moves the file position when it was used
+                os.lseek(fd, start + count, os.SEEK_SET)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    def _sends_body(self) -> bool:
+        return not self.head_request and self.status not in _NO_BODY_STATUSES
+
+    def _framing(self, length: int, more: bool) -> Tuple[bytes, bytes]:
+        """Bytes before and after a body piece of ``length``: the head once, chunk framing."""
+        head = self.pending_head or b""
+        self.pending_head = None
+        tail = b""
+        if self._sends_body() and self.chunked:
+            if length:
+                head += b"%x\r\n" % length
+                tail = b"\r\n"
+            if not more:
+                tail += b"0\r\n\r\n"
+        return head, tail
+
+    async def _after_write(self, more: bool) -> None:
+        if not more:
+            self.complete = True
+            self._wake()
+        elif self.conn.writing_paused:
+            self.drain = self.loop.create_future()
+            await self.drain
+
+    async def _send_file(self, file: Any, offset: int, count: int, more: bool) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` with ``os.sendfile``, framed."""
+        head, tail = self._framing(count, more)
+        if not self._sends_body():
+            count = 0
+        done = self.sending = self.loop.create_future()
+        self.sender = FileSender(
+            self.conn, file, file.fileno(), [head, (offset, count), tail], lambda: done.done() or done.set_result(None)
+        )
+        self.sender.resume()
+        if not done.done():
+            await done  # set by the sender, or by connection_lost
+        self.sender = None
+        if not self.disconnected:
+            await self._after_write(more)
 
     def _build_head(self, status: int, headers: Headers) -> bytes:
         self.status = status
