@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -27,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
+    parser.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
+                        help="ASGI apps: take the client and scheme from X-Forwarded-For/-Proto (default: on)")
+    parser.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false")
+    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULTS.forwarded_allow_ips),
+                        help="comma-separated addresses/networks (or *) whose proxy headers are trusted "
+                             "(default: $FORWARDED_ALLOW_IPS or %(default)s)")
     parser.add_argument("--no-html", dest="html", action="store_false",
                         help="directories: do not serve index.html / 404.html")
     parser.add_argument("--no-precompressed", dest="precompressed", action="store_false",

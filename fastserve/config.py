@@ -23,6 +23,8 @@ class Config:
     graceful_timeout: float = 10.0
     access_log: bool = False
     root_path: str = ""
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # static serving (when target is a directory)
     html: bool = True

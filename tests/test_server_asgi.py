@@ -16,6 +16,9 @@ from starlette.routing import Mount, Route
 from fastserve.responses import FileResponse
 from fastserve.staticfiles import StaticFiles
 
+async def whoami(request):
+    return PlainTextResponse(f"{request.client.host} {request.url.scheme}")
+
 async def echo(request):
     body = await request.body()
     return PlainTextResponse(f"{request.method} {request.url.path} {len(body)} {request.query_params.get('q')}")
@@ -61,6 +64,7 @@ app = Starlette(routes=[
     Route("/echo", echo, methods=["GET", "POST"]),
     Route("/stream", stream),
     Route("/boom", boom),
+    Route("/whoami", whoami),
     Route("/upload", upload, methods=["POST"]),
     Mount("/raw", raw),
     Route("/download", download),
@@ -79,17 +83,10 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("asgi")
-    static = base / "static"
-    static.mkdir()
-    (static / "a.txt").write_text("static a")
-    (static / "big.bin").write_bytes(BIG)
-    (base / "asgi_test_app.py").write_text(f"STATIC = {str(static)!r}\n" + textwrap.dedent(APP))
+def start(base, *flags):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastserve", "asgi_test_app:app", "--port", str(port), "--max-body-size", "1000000"],
+        [sys.executable, "-m", "fastserve", "asgi_test_app:app", "--port", str(port), *flags],
         cwd=base,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,12 +95,27 @@ def server(tmp_path_factory):
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc, port
         except OSError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stdout.read().decode())
+    proc.kill()
+    pytest.fail("server did not start: " + proc.stdout.read().decode())
+
+
+@pytest.fixture(scope="module")
+def app_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("asgi")
+    static = base / "static"
+    static.mkdir()
+    (static / "a.txt").write_text("static a")
+    (static / "big.bin").write_bytes(BIG)
+    (base / "asgi_test_app.py").write_text(f"STATIC = {str(static)!r}\n" + textwrap.dedent(APP))
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(app_dir):
+    proc, port = start(app_dir, "--max-body-size", "1000000")
     yield port
     proc.terminate()
     assert proc.wait(10) == 0
@@ -248,3 +260,21 @@ def test_zerocopysend_slices_and_file_position(server):
         response = client.get("/zerocopy/")
         assert response.headers["transfer-encoding"] == "chunked"
         assert response.content == BIG[:10] + BIG[100:120] + BIG[1000:]
+
+
+def test_proxy_headers_from_a_trusted_address(server):
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        forwarded = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
+        assert client.get("/whoami", headers=forwarded).text == "203.0.113.9 https"
+        assert client.get("/whoami").text == "127.0.0.1 http"
+
+
+def test_proxy_headers_from_an_untrusted_address_are_ignored(app_dir):
+    proc, port = start(app_dir, "--forwarded-allow-ips", "10.9.9.9")
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            forwarded = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
+            assert client.get("/whoami", headers=forwarded).text == "127.0.0.1 http"
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

@@ -17,6 +17,7 @@ from fastserve._speedups.headers import current_http_date, serialize_headers
 from fastserve._speedups.pathlookup import origin_form, percent_decode
 from fastserve._speedups.protocol import FileSender
 from fastserve.config import Config
+from fastserve.server.proxy import ProxyTrust
 
 logger = logging.getLogger("fastserve")
 
@@ -45,6 +46,7 @@ class AsgiBridge:
         self.config = config
         self.loop = loop
         self.root_path = config.root_path
+        self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.state: Dict[str, Any] = {}
         self._lifespan: Optional[_Lifespan] = None
 
@@ -61,13 +63,16 @@ class AsgiBridge:
         target = origin_form(raw_url)
         raw_path, _, query = (target or b"").partition(b"?")
         path = percent_decode(raw_path) if target is not None else None
+        client, scheme = conn.client, "http" if kind == "http" else "ws"
+        if self.proxy is not None:
+            client, scheme = self.proxy.resolve(client, headers, scheme)
         return {
             "type": kind,
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
             "server": conn.server,
-            "client": conn.client,
-            "scheme": "http" if kind == "http" else "ws",
+            "client": client,
+            "scheme": scheme,
             "root_path": self.root_path,
             "path": None if path is None else self.root_path + path,
             "raw_path": raw_path,
