@@ -89,13 +89,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.workers < 1:
         print("fastserve: --workers must be at least 1", file=sys.stderr)
         return 2
+    from fastserve.server.asgi import LifespanFailure
     from fastserve.server.serve import serve
+    from fastserve.server.supervisor import STARTUP_FAILED
 
     try:
         return serve(config)
     except AppLoadError as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return 2
+    except LifespanFailure as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
+        return STARTUP_FAILED
     except OSError as exc:
         print(f"fastserve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

@@ -91,6 +91,10 @@ class AsgiBridge:
         return WebSocketSession(self, conn, method, raw_url, headers)
 
 
+class LifespanFailure(Exception):
+    """The app reported that its startup (or shutdown) failed; the server must not serve."""
+
+
 class _Lifespan:
     """Runs the app's lifespan protocol; an app that does not speak it is simply skipped."""
 
@@ -116,13 +120,15 @@ class _Lifespan:
         await self.events.put({"type": "lifespan.startup"})
         reply = await self.replies.get()
         if reply["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"application startup failed: {reply.get('message', '')}")
+            raise LifespanFailure(f"application startup failed: {reply.get('message', '')}")
 
     async def shutdown(self) -> None:
         if not self.supported or self.task is None or self.task.done():
             return
         await self.events.put({"type": "lifespan.shutdown"})
-        await self.replies.get()
+        reply = await self.replies.get()
+        if reply["type"] == "lifespan.shutdown.failed":
+            logger.error("application shutdown failed: %s", reply.get("message", ""))
 
 
 class HttpCycle:

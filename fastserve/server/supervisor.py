@@ -8,9 +8,12 @@ import time
 from typing import Any, Dict
 
 from fastserve.config import Config
+from fastserve.server.asgi import LifespanFailure
 from fastserve.server.worker import EarlySignals, bind_socket, run_worker
 
 logger = logging.getLogger("fastserve")
+
+STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
 
 
 class Supervisor:
@@ -21,6 +24,7 @@ class Supervisor:
         self.app = app
         self.workers: Dict[int, int] = {}  # pid -> slot
         self.stopping = False
+        self.exit_code = 0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -49,6 +53,9 @@ class Supervisor:
             try:
                 EarlySignals.install()
                 run_worker(self.config, self.app, bind_socket(self.config, reuse_port=True))
+            except LifespanFailure as exc:
+                logger.error("%s", exc)
+                code = STARTUP_FAILED
             except BaseException:
                 logger.exception("worker %d failed", os.getpid())
                 code = 1
@@ -65,6 +72,10 @@ class Supervisor:
             if pid == 0:
                 return
             slot = self.workers.pop(pid, None)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED:
+                # The app cannot start: replacing the worker would only fail again.
+                self.stopping = True
+                self.exit_code = STARTUP_FAILED
             if slot is not None and restart and not self.stopping:
                 logger.warning("worker %d exited (status %d); starting a new one", pid, status)
                 time.sleep(0.1)  # do not spin if workers die at once
@@ -83,4 +94,4 @@ class Supervisor:
         for pid in list(self.workers):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        return 0
+        return self.exit_code

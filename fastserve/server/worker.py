@@ -115,6 +115,9 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     state = build_state(config, app, loop)
     state.now = loop.time()
+    bridge = state.asgi_bridge
+    if bridge is not None:
+        await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
     server = await loop.create_server(lambda: HttpProtocol(state, loop), sock=sock, backlog=config.backlog)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,9 +130,6 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         ticker[0] = loop.call_later(config.tick_interval, tick)
 
     ticker = [loop.call_later(config.tick_interval, tick)]
-    bridge = state.asgi_bridge
-    if bridge is not None:
-        await bridge.startup()
     if config.ready_callback is not None:
         config.ready_callback()
     await stop.wait()

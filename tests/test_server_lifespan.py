@@ -1,0 +1,96 @@
+"""Lifespan under ``python -m fastserve module:app``: state, shutdown, and failing startups."""
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx2
+import pytest
+
+APP = '''
+import contextlib, os
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+MARKER = os.environ["LIFESPAN_MARKER"]
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    if os.environ.get("FAIL_STARTUP"):
+        raise RuntimeError("no database")
+    yield {"greeting": "hello from startup"}
+    with open(MARKER, "w") as f:
+        f.write("shutdown ran")
+
+async def home(request):
+    return PlainTextResponse(request.state.greeting)
+
+app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
+
+async def no_lifespan(scope, receive, send):
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"plain"})
+'''
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(tmp_path, target, *flags, fail=False):
+    (tmp_path / "lifespan_app.py").write_text(textwrap.dedent(APP))
+    env = {"LIFESPAN_MARKER": str(tmp_path / "marker"), "PATH": "/usr/bin:/bin"}
+    if fail:
+        env["FAIL_STARTUP"] = "1"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", target, "--port", str(port), *flags],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    return proc, port
+
+
+def wait_accepting(proc, port):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    pytest.fail("server did not start")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_startup_state_reaches_requests_and_shutdown_runs(tmp_path, workers):
+    proc, port = launch(tmp_path, "lifespan_app:app", "--workers", workers)
+    wait_accepting(proc, port)
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text == "hello from startup"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert (tmp_path / "marker").read_text() == "shutdown ran"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_failed_startup_exits_non_zero_without_serving(tmp_path, workers):
+    proc, port = launch(tmp_path, "lifespan_app:app", "--workers", workers, fail=True)
+    assert proc.wait(15) == 3  # no endless restarts of workers that cannot start
+    output = proc.stdout.read().decode()
+    assert "startup failed" in output and "no database" in output
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=0.5)
+
+
+def test_app_without_lifespan_is_served(tmp_path):
+    proc, port = launch(tmp_path, "lifespan_app:no_lifespan")
+    wait_accepting(proc, port)
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text == "plain"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
