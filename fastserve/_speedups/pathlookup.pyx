@@ -78,7 +78,7 @@ cpdef object origin_form(bytes target):
     authority; ``*`` and authority-form (CONNECT) targets give None.
     """
     cdef Py_ssize_t start, slash
-    if target[:1] == b"/":
+    if len(target) > 0 and (<const char*>target)[0] == b"/":
         return target
     lowered = target[:8].lower()
     if lowered.startswith(b"http://"):

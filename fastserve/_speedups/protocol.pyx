@@ -435,8 +435,13 @@ cdef class HttpProtocol:
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
             self._fail(431)
             raise _Abort()
-        if n == 5 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
+        lower = None
+        if self.keep_headers:
             lower = name.lower()
+            self.headers.append((lower, value))
+        if n == 5 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
+            if lower is None:
+                lower = name.lower()
             if lower == b"if-none-match":
                 self.if_none_match = value
             elif lower == b"if-modified-since":
@@ -455,8 +460,6 @@ cdef class HttpProtocol:
                 self.accept_encoding = value
             elif lower == b"content-length" and value.isdigit() and len(value) < 19:
                 self.declared_length = int(value)
-        if self.keep_headers:
-            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self):
         self.in_head = False

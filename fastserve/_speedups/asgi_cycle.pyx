@@ -1,0 +1,348 @@
+"""One HTTP request/response exchange between a connection and an ASGI app.
+
+The per-request part of the ASGI bridge (``fastserve.server.asgi``): the scope, the body
+handed to the app as it arrives, and the ``receive``/``send`` callables. It runs for every
+request an app answers, so it is compiled; the rules are the same as in pure Python.
+"""
+import logging
+import os
+from collections import deque
+
+from fastserve._speedups.headers cimport current_http_date, serialize_headers
+from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.protocol import FileSender
+
+logger = logging.getLogger("fastserve")
+
+cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
+# Body bytes buffered for an app before the connection stops reading from the client.
+cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+cdef bytes SERVER = b"server"
+cdef bytes SERVER_NAME = b"fastserve"
+cdef bytes DATE = b"date"
+
+
+cdef inline bint _has_forwarded(list headers):
+    """Whether any header is an X-Forwarded-* one (names arrive lowercased)."""
+    cdef bytes name
+    for pair in headers:
+        name = pair[0]
+        if len(name) > 12 and (<const char*>name)[0] == b"x" and name.startswith(b"x-forwarded-"):
+            return True
+    return False
+
+
+cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy):
+    """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable."""
+    target = origin_form(raw_url)
+    cdef bytes raw_path = b""
+    cdef bytes query = b""
+    path = None
+    if target is not None:
+        raw_path, _, query = (<bytes>target).partition(b"?")
+        path = percent_decode(raw_path)
+    client = conn.client
+    scheme = "http" if kind == "http" else "ws"
+    if proxy is not None and _has_forwarded(headers):
+        client, scheme = proxy.resolve(client, headers, scheme)
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": conn.server,
+        "client": client,
+        "scheme": scheme,
+        "root_path": root_path,
+        "path": None if path is None else root_path + path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers,
+        "state": state.copy(),
+    }
+
+
+cdef class HttpCycle:
+    """One request/response exchange between a connection and the app."""
+
+    cdef object bridge
+    cdef object conn
+    cdef object loop
+    cdef object app
+    cdef readonly dict scope
+    cdef readonly bint too_large
+    cdef bint head_request
+    cdef bint keep_alive
+    cdef bint http10
+    cdef bint bad_request
+    cdef bint more_body
+    cdef bint expect_continue
+    cdef bint disconnected
+    cdef bint refused
+    cdef bint started
+    cdef bint complete
+    cdef bint chunked
+    cdef int status
+    cdef Py_ssize_t body_size
+    cdef Py_ssize_t buffered
+    cdef Py_ssize_t max_body_size
+    cdef object body
+    cdef bytes pending_head
+    cdef object waiter
+    cdef object drain
+    cdef object sender
+    cdef object sending
+    cdef object task
+
+    def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers):
+        cdef long long declared = -1
+        self.bridge = bridge
+        self.conn = conn
+        self.loop = bridge.loop
+        self.app = bridge.app
+        self.head_request = method == b"HEAD"
+        self.keep_alive = conn.keep_alive
+        self.http10 = conn.http10
+        self.max_body_size = bridge.config.max_body_size
+        self.scope = build_scope("http", conn, raw_url, headers, bridge.root_path, bridge.state, bridge.proxy)
+        self.bad_request = self.scope["path"] is None
+        self.scope["asgi"]["spec_version"] = "2.4"
+        self.scope["method"] = method.decode("ascii")
+        self.scope["http_version"] = "1.0" if self.http10 else "1.1"
+        self.scope["extensions"] = HTTP_EXTENSIONS.copy()
+        for name, value in headers:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() and len(value) < 19 else -1
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expect_continue = True
+        self.body = deque()
+        self.more_body = True
+        self.too_large = declared > self.max_body_size
+
+    # -- called by the connection ------------------------------------------------------
+
+    def receive_body(self, bytes chunk):
+        self.body_size += len(chunk)
+        if self.complete or self.too_large:
+            return  # nobody will read it: drop it
+        if self.body_size > self.max_body_size:
+            # Stop reading and answer 413 ourselves if the app has not answered yet; the app
+            # sees a disconnect, whatever it sends next is dropped, and the connection closes.
+            self.too_large = True
+            self.keep_alive = False
+            self.body.clear()
+            self.conn.set_body_backpressure(True)
+            if not self.started:
+                self.started = self.refused = True
+                text = b"Content Too Large"
+                self.conn.transport.write(self._build_head(413, [
+                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
+                ]) + text)
+                self.complete = True
+        else:
+            self.body.append(chunk)
+            self.buffered += len(chunk)
+            if self.buffered > BODY_HIGH_WATER:
+                self.conn.set_body_backpressure(True)
+        self._wake()
+
+    def body_complete(self):
+        self.more_body = False
+        self._wake()
+
+    def start(self):
+        self.task = self.loop.create_task(self.run())
+
+    def resume_writing(self):
+        if self.sender is not None:
+            self.sender.resume()
+        elif self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def connection_lost(self):
+        self.disconnected = True
+        self.sender = None
+        self._wake()
+        for future in (self.drain, self.sending):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    cdef void _wake(self):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # -- the app's side ----------------------------------------------------------------
+
+    async def run(self):
+        try:
+            if self.bad_request:
+                await self._send_plain(400, b"Bad Request")
+            elif self.too_large:
+                await self._send_plain(413, b"Content Too Large")
+            else:
+                await self.app(self.scope, self.receive, self.send)
+                if not self.started and not self.disconnected:
+                    logger.error("ASGI app returned without starting a response")
+                    await self._send_plain(500, b"Internal Server Error")
+                elif not self.complete and not self.disconnected:
+                    logger.error("ASGI app returned without completing its response")
+                    self.conn.abort()
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            logger.error("exception in ASGI app", exc_info=exc)
+            if not self.started and not self.disconnected:
+                await self._send_plain(500, b"Internal Server Error")
+            elif not self.complete:
+                self.conn.abort()  # the client must not take a cut-short body for a whole one
+        finally:
+            if self.more_body and (self.expect_continue or self.too_large):
+                # The client may still be holding back a body nobody asked for: end here.
+                self.keep_alive = False
+            self.conn.job_finished(not self.keep_alive)
+
+    async def _send_plain(self, int status, bytes text):
+        self.keep_alive = self.keep_alive and status < 500 and status != 413
+        await self.send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))],
+        })
+        await self.send({"type": "http.response.body", "body": text})
+
+    async def receive(self):
+        if self.expect_continue and self.more_body and not self.started and not self.disconnected:
+            self.expect_continue = False  # the app wants the body: tell the client to send it
+            self.conn.transport.write(CONTINUE)
+        while not self.body and self.more_body and not self.disconnected and not self.too_large:
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        if self.disconnected or self.too_large or (self.complete and not self.body):
+            return {"type": "http.disconnect"}
+        if self.body:
+            chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
+            self.body.clear()
+            if self.buffered > BODY_HIGH_WATER:
+                self.conn.set_body_backpressure(False)
+            self.buffered = 0
+            return {"type": "http.request", "body": chunk, "more_body": self.more_body}
+        if not self.more_body and self.body_size >= 0:
+            self.body_size = -1  # the final empty message is sent once
+            return {"type": "http.request", "body": b"", "more_body": False}
+        # Body done and delivered: wait until the response completes or the client leaves.
+        while not self.disconnected and not self.complete:
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, dict message):
+        cdef bint more
+        kind = message["type"]
+        if self.disconnected or self.refused:
+            return  # gone, or already answered 413 on the app's behalf
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.pending_head = self._build_head(message["status"], list(message.get("headers", ())))
+            return
+        if not self.started:
+            raise RuntimeError(f"{kind} sent before http.response.start")
+        if self.complete:
+            raise RuntimeError(f"{kind} sent after the response completed")
+        if kind == "http.response.body":
+            more = message.get("more_body", False)
+            body = message.get("body", b"")
+            head, tail = self._framing(len(body), more)
+            if not self._sends_body():
+                body = b""
+            data = head + body + tail if tail else (head + body if head else body)
+            if data:
+                self.conn.transport.write(data)
+            if not more:
+                self.complete = True
+                self._wake()
+            elif self.conn.writing_paused:
+                await self._wait_drain()
+        elif kind == "http.response.pathsend":
+            with open(message["path"], "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                await self._send_file(file, 0, size, more=False)
+        elif kind == "http.response.zerocopysend":
+            file = message["file"]
+            fd = file.fileno()
+            offset = message.get("offset")
+            start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+            count = message.get("count")
+            if count is None:
+                count = os.fstat(fd).st_size - start
+            await self._send_file(file, start, count, more=message.get("more_body", False))
+            if offset is None:  # the extension moves the file position when it was used
+                os.lseek(fd, start + count, os.SEEK_SET)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    cdef inline bint _sends_body(self):
+        return not self.head_request and self.status not in NO_BODY_STATUSES
+
+    cdef tuple _framing(self, Py_ssize_t length, bint more):
+        """Bytes before and after a body piece of ``length``: the head once, chunk framing."""
+        cdef bytes head = self.pending_head or b""
+        cdef bytes tail
+        self.pending_head = None
+        tail = b""
+        if self._sends_body() and self.chunked:
+            if length:
+                head += b"%x\r\n" % length
+                tail = b"\r\n"
+            if not more:
+                tail += b"0\r\n\r\n"
+        return head, tail
+
+    async def _after_write(self, bint more):
+        if not more:
+            self.complete = True
+            self._wake()
+        elif self.conn.writing_paused:
+            await self._wait_drain()
+
+    async def _wait_drain(self):
+        self.drain = self.loop.create_future()
+        await self.drain
+
+    async def _send_file(self, file, long long offset, long long count, bint more):
+        """Send ``count`` bytes of ``file`` from ``offset`` with ``os.sendfile``, framed."""
+        head, tail = self._framing(count, more)
+        if not self._sends_body():
+            count = 0
+        done = self.sending = self.loop.create_future()
+        self.sender = FileSender(
+            self.conn, file, file.fileno(), [head, (offset, count), tail], lambda: done.done() or done.set_result(None)
+        )
+        self.sender.resume()
+        if not done.done():
+            await done  # set by the sender, or by connection_lost
+        self.sender = None
+        if not self.disconnected:
+            await self._after_write(more)
+
+    cdef bytes _build_head(self, int status, list headers):
+        cdef bint has_length = False
+        self.status = status
+        for pair in headers:
+            name = pair[0]
+            if len(name) == 14 and name.lower() == b"content-length":
+                has_length = True
+                break
+        if not has_length and status not in NO_BODY_STATUSES and status >= 200:
+            if self.http10:
+                self.keep_alive = False  # the end of the body is the end of the connection
+            else:
+                self.chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
+        if not self.keep_alive:
+            headers.append((b"connection", b"close"))
+        elif self.http10:
+            headers.append((b"connection", b"keep-alive"))
+        return serialize_headers(status, [(SERVER, SERVER_NAME), (DATE, current_http_date())] + headers)

@@ -1,0 +1,47 @@
+"""fastserve._speedups.asgi_cycle.build_scope: the scope every ASGI request starts from."""
+from types import SimpleNamespace
+
+from fastserve._speedups.asgi_cycle import build_scope
+from fastserve.server.proxy import ProxyTrust
+
+CONN = SimpleNamespace(client=("127.0.0.1", 5000), server=("127.0.0.1", 8000))
+
+
+def test_http_scope():
+    headers = [(b"host", b"example.com")]
+    state = {"db": "connection"}
+    scope = build_scope("http", CONN, b"/a%20b/c?x=1&y=2", headers, "", state, None)
+    assert scope["type"] == "http" and scope["scheme"] == "http"
+    assert scope["path"] == "/a b/c"
+    assert scope["raw_path"] == b"/a%20b/c"
+    assert scope["query_string"] == b"x=1&y=2"
+    assert scope["headers"] is headers
+    assert scope["client"] == ("127.0.0.1", 5000) and scope["server"] == ("127.0.0.1", 8000)
+    assert scope["asgi"]["version"] == "3.0"
+    assert scope["state"] == state and scope["state"] is not state  # each request gets its own copy
+
+
+def test_root_path_prefixes_path():
+    scope = build_scope("http", CONN, b"/items", [], "/api", {}, None)
+    assert scope["root_path"] == "/api" and scope["path"] == "/api/items"
+
+
+def test_websocket_scheme_and_absolute_form_target():
+    scope = build_scope("websocket", CONN, b"http://example.com/chat?room=1", [], "", {}, None)
+    assert scope["scheme"] == "ws" and scope["path"] == "/chat" and scope["query_string"] == b"room=1"
+
+
+def test_undecodable_or_unusable_target_has_no_path():
+    assert build_scope("http", CONN, b"/%ff", [], "", {}, None)["path"] is None
+    assert build_scope("http", CONN, b"*", [], "", {}, None)["path"] is None
+
+
+def test_proxy_headers_apply_only_when_present_and_trusted():
+    trust = ProxyTrust("127.0.0.1")
+    forwarded = [(b"x-forwarded-for", b"203.0.113.5"), (b"x-forwarded-proto", b"https")]
+    scope = build_scope("http", CONN, b"/", forwarded, "", {}, trust)
+    assert scope["client"] == ("203.0.113.5", 0) and scope["scheme"] == "https"
+    plain = build_scope("http", CONN, b"/", [(b"host", b"x")], "", {}, trust)
+    assert plain["client"] == ("127.0.0.1", 5000) and plain["scheme"] == "http"
+    outsider = SimpleNamespace(client=("198.51.100.4", 1), server=CONN.server)
+    assert build_scope("http", outsider, b"/", forwarded, "", {}, trust)["client"] == ("198.51.100.4", 1)
