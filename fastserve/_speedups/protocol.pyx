@@ -14,6 +14,8 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 import os
 from collections import deque
 
+from libc.string cimport memchr
+
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
 
@@ -533,15 +535,17 @@ cdef class HttpProtocol:
         if method != GET and method != HEAD:
             self._emit_simple(405, b"Method Not Allowed", ALLOW)
             return
-        if raw[:1] != b"/":
-            raw = origin_form(raw)
+        if raw is None or len(raw) == 0 or (<const char*>raw)[0] != b"/":
+            raw = origin_form(raw or b"")
             if raw is None:
                 self._emit_simple(400, b"Bad Request", b"")
                 return
-        q = raw.find(b"?")
+        cdef const char* start = raw
+        cdef const char* mark = <const char*>memchr(start, b"?", len(raw))
+        q = -1 if mark == NULL else mark - start
         cdef bytes raw_path = raw if q < 0 else raw[:q]
-        path = percent_decode(raw_path)
-        if path is None or not path.startswith("/"):
+        path = percent_decode(raw_path)  # starts with "/", as raw does
+        if path is None:
             self._emit_simple(400, b"Bad Request", b"")
             return
         entry = self.state.cache.lookup(path)
