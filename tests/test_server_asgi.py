@@ -56,6 +56,14 @@ async def zerocopy(scope, receive, send):
         assert f.tell() == 120
         await send({"type": "http.response.zerocopysend", "file": f, "offset": 1000, "more_body": False})
 
+async def hang(scope, receive, send):
+    await asyncio.Event().wait()  # never answers
+
+async def half(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+    await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
+    raise RuntimeError("gave up halfway")
+
 async def raw(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"no length", "more_body": False})
@@ -67,6 +75,8 @@ app = Starlette(routes=[
     Route("/whoami", whoami),
     Route("/upload", upload, methods=["POST"]),
     Mount("/raw", raw),
+    Mount("/hang", hang),
+    Mount("/half", half),
     Route("/download", download),
     Mount("/zerocopy", zerocopy),
     Mount("/static", StaticFiles(directory=STATIC)),
@@ -115,7 +125,7 @@ def app_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    proc, port = start(app_dir, "--max-body-size", "1000000")
+    proc, port = start(app_dir, "--max-body-size", "1000000", "--graceful-timeout", "1")
     yield port
     proc.terminate()
     assert proc.wait(10) == 0
@@ -278,3 +288,43 @@ def test_proxy_headers_from_an_untrusted_address_are_ignored(app_dir):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_app_that_never_reads_the_body_keeps_the_connection_usable(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        body = b"b" * 300_000
+        sock.sendall(b"POST /raw/ HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        sock.sendall(b"GET /echo?q=after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"GET /echo 0 after")
+
+
+def test_app_that_never_responds_does_not_block_others(server):
+    stuck = socket.create_connection(("127.0.0.1", server), timeout=5)
+    stuck.sendall(b"GET /hang/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{server}", timeout=5) as client:
+            for _ in range(5):
+                assert client.get("/echo").status_code == 200
+    finally:
+        stuck.close()
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}", timeout=5) as client:
+        assert client.get("/echo").status_code == 200
+
+
+def test_app_that_raises_after_starting_cuts_the_connection(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"GET /half/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"x" * 10  # short of the promised 100: cut
+    with httpx2.Client(base_url=f"http://127.0.0.1:{server}", timeout=5) as client:
+        assert client.get("/echo").status_code == 200

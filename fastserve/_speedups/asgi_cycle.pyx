@@ -24,6 +24,10 @@ cdef bytes SERVER_NAME = b"fastserve"
 cdef bytes DATE = b"date"
 
 
+class ClientDisconnected(OSError):
+    """``send`` after the client went away (ASGI 2.4: an ``OSError``, so apps stop sending)."""
+
+
 cdef inline bint _has_forwarded(list headers):
     """Whether any header is an X-Forwarded-* one (names arrive lowercased)."""
     cdef bytes name
@@ -239,8 +243,10 @@ cdef class HttpCycle:
     async def send(self, dict message):
         cdef bint more
         kind = message["type"]
-        if self.disconnected or self.refused:
-            return  # gone, or already answered 413 on the app's behalf
+        if self.refused:
+            return  # already answered 413 on the app's behalf: what the app sends is dropped
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")

@@ -144,8 +144,19 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     ticker[0].cancel()
     if bridge is not None:
         await bridge.shutdown()
+    await _cancel_app_tasks()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
+
+
+async def _cancel_app_tasks() -> None:
+    """Past the graceful timeout: cancel what apps still run (hung requests, endless streams)."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 def run_worker(config: Config, app: Any, sock: socket.socket) -> None:
