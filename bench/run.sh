@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh                      # everything, 10 s per scenario
 #   BENCH_DURATION=2 bash bench/run.sh     # quick look
+#   BENCH_GROUPS=asgi bash bench/run.sh    # only the ASGI hello-world group
 #   FASTSERVE_PYTHON=/tmp/dev/bin/python UVICORN_PYTHON=/tmp/dev/bin/python bash bench/run.sh
 #
 # See bench/README.md for the environment variables and how to read the output.
@@ -13,6 +14,7 @@ REPO_ROOT="$(dirname "$BENCH_DIR")"
 BASE_PYTHON="${BENCH_BASE_PYTHON:-python3}"
 FASTSERVE_VENV="$BENCH_DIR/.venv-fastserve"
 UVICORN_VENV="$BENCH_DIR/.venv-uvicorn"
+GRANIAN_VENV="$BENCH_DIR/.venv-granian"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -56,6 +58,23 @@ ensure_uvicorn_venv() {
         run_quietly "$UVICORN_VENV/bin/pip" install "uvicorn[standard]" starlette \
             || log "continuing: the uvicorn servers will be reported as failed"
     fi
+}
+
+# granian gets a venv of its own, so its pinned dependencies never move uvicorn's.
+ensure_granian_venv() {
+    ensure_venv "$GRANIAN_VENV"
+    if ! "$GRANIAN_VENV/bin/python" -c "import granian, uvloop" 2>/dev/null; then
+        log "installing granian[uvloop] into $GRANIAN_VENV"
+        run_quietly "$GRANIAN_VENV/bin/pip" install "granian[uvloop]" \
+            || log "continuing: granian will be reported as failed"
+    fi
+}
+
+# Is group $1 among BENCH_GROUPS (unset or empty: every group)?
+group_selected() {
+    local groups=",${BENCH_GROUPS:-static,asgi},"
+    groups="${groups// /}"
+    [[ "$groups" == *",$1,"* ]]
 }
 
 # Build fastserve from a copy of the checkout: pip would otherwise write build/, *.egg-info and
@@ -139,6 +158,11 @@ if [ -z "${FASTSERVE_PYTHON:-}" ]; then
     ensure_venv "$FASTSERVE_VENV"
     ensure_fastserve_in "$FASTSERVE_VENV"
     export FASTSERVE_PYTHON="$FASTSERVE_VENV/bin/python"
+fi
+
+if [ -z "${GRANIAN_PYTHON:-}" ] && group_selected asgi; then
+    ensure_granian_venv
+    export GRANIAN_PYTHON="$GRANIAN_VENV/bin/python"
 fi
 
 cleanup

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""fastserve's static-file benchmark: fastserve, nginx and uvicorn side by side under wrk.
+"""fastserve's benchmark: fastserve next to the servers people would otherwise use, under wrk.
+
+Two groups of servers and scenarios, each with its own table and ratios:
+  static   static files: fastserve, nginx, uvicorn+Starlette's StaticFiles, and the drop-in
+  asgi     a framework-less ASGI hello world (bench/apps/hello.py): fastserve, uvicorn, granian
 
 Run through ``bash bench/run.sh``, which installs everything first. Standard library only, so
 any Python 3.9+ can drive it; the servers themselves run from the interpreters named below.
@@ -8,11 +12,13 @@ Environment:
   FASTSERVE_PYTHON   interpreter with fastserve installed (default bench/.venv-fastserve)
   UVICORN_PYTHON     interpreter with uvicorn[standard] + starlette (+ fastserve for the drop-in)
                      (default bench/.venv-uvicorn)
+  GRANIAN_PYTHON     interpreter with granian[uvloop] (default bench/.venv-granian)
+  BENCH_GROUPS       comma-separated subset of groups to run: static, asgi (default: both)
   BENCH_DURATION     seconds wrk measures each scenario (default 10)
   BENCH_WARMUP       seconds of unmeasured wrk load before each scenario (default 2, 0 = none)
   BENCH_ALL=1        run every scenario against uvicorn+fastserve.StaticFiles, not only 1k
-  BENCH_SERVERS      comma-separated subset of servers to run (default: all)
-  BENCH_SCENARIOS    comma-separated subset of scenarios to run (default: all)
+  BENCH_SERVERS      comma-separated subset of servers to run, in any group (default: all)
+  BENCH_SCENARIOS    comma-separated subset of scenarios to run, in any group (default: all)
   BENCH_SERVER_CPU   CPU the server is pinned to (default 0)
   BENCH_CLIENT_CPU   CPU wrk is pinned to (default 1)
 """
@@ -60,6 +66,8 @@ class Settings:
     client_cpu: str
     fastserve_python: str
     uvicorn_python: str
+    groups: Optional[list[str]] = None
+    granian_python: str = str(BENCH_DIR / ".venv-granian" / "bin" / "python")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -81,6 +89,10 @@ class Settings:
             uvicorn_python=os.environ.get(
                 "UVICORN_PYTHON", str(BENCH_DIR / ".venv-uvicorn" / "bin" / "python")
             ),
+            groups=csv("BENCH_GROUPS"),
+            granian_python=os.environ.get(
+                "GRANIAN_PYTHON", str(BENCH_DIR / ".venv-granian" / "bin" / "python")
+            ),
         )
 
 
@@ -94,6 +106,7 @@ class Scenario:
     expected_status: int
     expected_length: Optional[int]  # body bytes a GET returns; None when not checked
     conditional: bool = False  # send If-None-Match with the server's own ETag
+    expected_body: Optional[str] = None  # the exact body (UTF-8) when it is checked too
 
 
 SMALL_SIZE = 1024
@@ -194,6 +207,48 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
     ]
 
 
+# --------------------------------------------------------------------------- the ASGI group
+
+HELLO_BODY = "Hello, world!"
+HELLO_APP = "bench.apps.hello:app"
+ASGI_SCENARIOS = [Scenario("hello", "/", 200, len(HELLO_BODY), expected_body=HELLO_BODY)]
+
+
+def asgi_server_specs(settings: Settings) -> list[ServerSpec]:
+    """The same hello-world app under each ASGI server: one worker, uvloop, no access log."""
+    names = [s.name for s in ASGI_SCENARIOS]
+    return [
+        ServerSpec(
+            "fastserve",
+            lambda port: [
+                settings.fastserve_python, "-m", "fastserve", HELLO_APP,
+                "--host", HOST, "--port", str(port), "--workers", "1",
+            ],  # fmt: skip
+            names,
+        ),
+        ServerSpec(
+            "uvicorn",
+            lambda port: [
+                settings.uvicorn_python, "-m", "uvicorn", HELLO_APP,
+                "--host", HOST, "--port", str(port), "--workers", "1",
+                "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+            ],  # fmt: skip
+            names,
+        ),
+        ServerSpec(
+            "granian",
+            # Runtime threads, blocking threads and runtime mode stay at granian's defaults
+            # (bench/README.md lists them). HTTP/1 only, like the other two: no protocol sniffing.
+            lambda port: [
+                settings.granian_python, "-m", "granian", "--interface", "asgi",
+                "--host", HOST, "--port", str(port), "--workers", "1",
+                "--loop", "uvloop", "--http", "1", "--no-ws", "--no-access-log", HELLO_APP,
+            ],  # fmt: skip
+            names,
+        ),
+    ]
+
+
 class ServerFailed(Exception):
     """The server did not come up; the message says why (with its log tail)."""
 
@@ -274,6 +329,7 @@ class Probe:
     status: int
     body_length: int
     etag: Optional[str]
+    body: bytes = b""
 
 
 def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Probe:
@@ -282,7 +338,7 @@ def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Pro
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         body = response.read()
-        return Probe(response.status, len(body), response.getheader("ETag"))
+        return Probe(response.status, len(body), response.getheader("ETag"), body)
     finally:
         conn.close()
 
@@ -305,6 +361,8 @@ def check_response(scenario: Scenario, port: int, headers: dict[str, str]) -> li
         problems.append(f"answered {result.status}, expected {scenario.expected_status}")
     elif scenario.expected_length is not None and result.body_length != scenario.expected_length:
         problems.append(f"body was {result.body_length} bytes, expected {scenario.expected_length}")
+    elif scenario.expected_body is not None and result.body != scenario.expected_body.encode():
+        problems.append(f"body was {result.body[:60]!r}, expected {scenario.expected_body.encode()!r}")
     return problems
 
 
@@ -473,6 +531,11 @@ RATIOS = [
     RatioSpec(DROPIN, UVICORN, "1k", RPS, 3.0),
 ]
 
+ASGI_RATIOS = [
+    RatioSpec(FASTSERVE, "uvicorn", "hello", RPS, 1.5),
+    RatioSpec(FASTSERVE, "granian", "hello", RPS, 1.1),
+]
+
 
 def metric_value(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> Optional[float]:
     outcome = outcomes.get(server)
@@ -484,15 +547,98 @@ def metric_value(outcomes: dict[str, ServerOutcome], server: str, scenario: str,
     return getattr(scenario_outcome.result, metric)
 
 
-def compute_ratios(outcomes: dict[str, ServerOutcome]) -> list[dict]:
+def compute_ratios(outcomes: dict[str, ServerOutcome], specs: Optional[list[RatioSpec]] = None) -> list[dict]:
+    """Each ratio of `specs` (default: the static group's) from one group's outcomes."""
     rows = []
-    for spec in RATIOS:
+    for spec in RATIOS if specs is None else specs:
         top = metric_value(outcomes, spec.numerator, spec.scenario, spec.metric)
         bottom = metric_value(outcomes, spec.denominator, spec.scenario, spec.metric)
         value = top / bottom if top is not None and bottom else None
         met = None if value is None or spec.target is None else value >= spec.target
         rows.append({**asdict(spec), "value": value, "met": met})
     return rows
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass
+class BenchGroup:
+    """Servers, scenarios and ratios that make one table; BENCH_GROUPS picks groups by name."""
+
+    name: str
+    title: str
+    scenarios: list[Scenario]
+    ratios: list[RatioSpec]
+    build_specs: Callable[[Settings, Path], list[ServerSpec]]  # (settings, run dir) -> servers
+    prepare: Optional[Callable[[Path], None]] = None  # run dir -> None, once, before its servers
+
+
+def static_group_specs(settings: Settings, run_dir: Path) -> list[ServerSpec]:
+    return server_specs(settings, run_dir, run_dir / "www")
+
+
+GROUPS = [
+    BenchGroup(
+        "static", "static files", SCENARIOS, RATIOS, static_group_specs,
+        prepare=lambda run_dir: make_document_root(run_dir / "www"),
+    ),  # fmt: skip
+    BenchGroup(
+        "asgi", "ASGI hello world", ASGI_SCENARIOS, ASGI_RATIOS,
+        lambda settings, _run_dir: asgi_server_specs(settings),
+    ),  # fmt: skip
+]
+
+
+@dataclass
+class GroupPlan:
+    group: BenchGroup
+    specs: list[ServerSpec]
+    scenarios: list[Scenario]
+
+
+@dataclass
+class GroupOutcome:
+    group: BenchGroup
+    scenarios: list[Scenario]
+    servers: list[ServerOutcome]
+    ratios: list[dict]
+
+
+def check_known(names: Optional[list[str]], known: set[str], what: str) -> None:
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+
+
+def plan_groups(settings: Settings, run_dir: Path, groups: Optional[list[BenchGroup]] = None) -> list[GroupPlan]:
+    """The groups to run, each with the servers and scenarios BENCH_SERVERS/BENCH_SCENARIOS keep.
+
+    A server or scenario name only has to exist in one of the chosen groups; a group left with
+    no server or no scenario is dropped, and if nothing at all is left that is an error.
+    """
+    chosen = select(GROUPS if groups is None else groups, settings.groups, "group")
+    built = [(group, group.build_specs(settings, run_dir)) for group in chosen]
+    check_known(settings.servers, {spec.name for _, specs in built for spec in specs}, "server")
+    check_known(settings.scenarios, {s.name for group in chosen for s in group.scenarios}, "scenario")
+    plans = []
+    for group, specs in built:
+        kept_specs = [spec for spec in specs if settings.servers is None or spec.name in settings.servers]
+        kept_scenarios = [s for s in group.scenarios if settings.scenarios is None or s.name in settings.scenarios]
+        if kept_specs and kept_scenarios:
+            plans.append(GroupPlan(group, kept_specs, kept_scenarios))
+    if not plans:
+        raise SystemExit("nothing to run: no group has both a selected server and a selected scenario")
+    return plans
+
+
+def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcome:
+    print(f"[bench] group {plan.group.name}: {plan.group.title}", file=sys.stderr, flush=True)
+    if plan.group.prepare:
+        plan.group.prepare(run_dir)
+    outcomes = [bench_server(spec, settings, run_dir, plan.scenarios) for spec in plan.specs]
+    ratios = compute_ratios({o.name: o for o in outcomes}, plan.group.ratios)
+    return GroupOutcome(plan.group, plan.scenarios, outcomes, ratios)
 
 
 # --------------------------------------------------------------------------- report
@@ -560,7 +706,7 @@ def render_notes(outcomes: list[ServerOutcome]) -> str:
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 
-def tool_versions(settings: Settings) -> dict[str, Optional[str]]:
+def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -> dict[str, Optional[str]]:
     """Best-effort versions of everything measured, for the JSON record."""
 
     def capture(command: list[str]) -> str:
@@ -588,7 +734,7 @@ def tool_versions(settings: Settings) -> dict[str, Optional[str]]:
         stamp = Path(python).parent.parent / ".fastserve-source-digest"
         return stamp.read_text().strip() if stamp.is_file() else None
 
-    return {
+    versions = {
         "fastserve_source_digest": source_digest(settings.fastserve_python),
         "nginx": capture([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
         "wrk": capture(["wrk", "-v"]),
@@ -597,13 +743,33 @@ def tool_versions(settings: Settings) -> dict[str, Optional[str]]:
             settings.uvicorn_python, ["uvicorn", "starlette", "uvloop", "httptools", "fastserve"]
         ),
     }
+    if group_names is None or "asgi" in group_names:
+        versions["granian_python"] = package_versions(settings.granian_python, ["granian", "uvloop"])
+    return versions
 
 
-def write_json(path: Path, settings: Settings, outcomes: list[ServerOutcome], ratios: list[dict]) -> None:
+def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> None:
     def scenario_record(scenario_outcome: ScenarioOutcome) -> dict:
         record = asdict(scenario_outcome)
         record["flagged"] = bool(scenario_outcome.problems or scenario_outcome.error)
         return record
+
+    def group_record(group: GroupOutcome) -> dict:
+        return {
+            "title": group.group.title,
+            "scenarios": [asdict(s) for s in group.scenarios],
+            "servers": {
+                o.name: {
+                    "status": o.status,
+                    "planned": o.planned,
+                    "command": o.command,
+                    "error": o.error,
+                    "scenarios": {name: scenario_record(so) for name, so in o.scenarios.items()},
+                }
+                for o in group.servers
+            },
+            "ratios": group.ratios,
+        }
 
     document = {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -616,19 +782,8 @@ def write_json(path: Path, settings: Settings, outcomes: list[ServerOutcome], ra
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
         },
-        "versions": tool_versions(settings),
-        "scenarios": [asdict(s) for s in SCENARIOS],
-        "servers": {
-            o.name: {
-                "status": o.status,
-                "planned": o.planned,
-                "command": o.command,
-                "error": o.error,
-                "scenarios": {name: scenario_record(so) for name, so in o.scenarios.items()},
-            }
-            for o in outcomes
-        },
-        "ratios": ratios,
+        "versions": tool_versions(settings, [g.group.name for g in groups]),
+        "groups": {g.group.name: group_record(g) for g in groups},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -640,11 +795,22 @@ def write_json(path: Path, settings: Settings, outcomes: list[ServerOutcome], ra
 def select(items: list, names: Optional[list[str]], what: str) -> list:
     if names is None:
         return items
-    known = {item.name for item in items}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    check_known(names, {item.name for item in items}, what)
     return [item for item in items if item.name in names]
+
+
+def render_group(group: GroupOutcome) -> str:
+    """One group's section of the report: its table, its ratios, and its notes."""
+    shown = [o for o in group.servers if o.status != "skipped"]
+    parts = [
+        f"== {group.group.title} (BENCH_GROUPS={group.group.name})",
+        render_table(shown, group.scenarios),
+        render_ratios(group.ratios),
+    ]
+    notes = render_notes(group.servers)
+    if notes:
+        parts.append("notes:\n" + notes)
+    return "\n\n".join(parts)
 
 
 def main() -> int:
@@ -652,39 +818,28 @@ def main() -> int:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: run bench/run.sh, which installs it")
-    scenarios = select(SCENARIOS, settings.scenarios, "scenario")
 
     run_dir = Path(tempfile.mkdtemp(prefix="fastserve-bench-"))
     try:
-        doc_root = run_dir / "www"
-        make_document_root(doc_root)
         (run_dir / "bench").symlink_to(BENCH_DIR)  # so `bench.apps.*` imports from the run dir
-        specs = select(server_specs(settings, run_dir, doc_root), settings.servers, "server")
-        outcomes = [bench_server(spec, settings, run_dir, scenarios) for spec in specs]
+        plans = plan_groups(settings, run_dir)
+        groups = [run_group(plan, settings, run_dir) for plan in plans]
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    ratios = compute_ratios({o.name: o for o in outcomes})
-    shown = [o for o in outcomes if o.status != "skipped"]
     print()
     print(
         f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{settings.duration_s}s --latency "
         f"(warm-up {settings.warmup_s}s); server on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}"
     )
     print("errors = socket errors + non-2xx/3xx answers (404s not counted in the 404 row); '!' = see notes")
-    print()
-    print(render_table(shown, scenarios))
-    print()
-    print(render_ratios(ratios))
-    notes = render_notes(outcomes)
-    if notes:
+    for group in groups:
         print()
-        print("notes:")
-        print(notes)
+        print(render_group(group))
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     json_path = RESULTS_DIR / f"{stamp}.json"
-    write_json(json_path, settings, outcomes, ratios)
+    write_json(json_path, settings, groups)
     print()
     print(f"results: {json_path}")
     return 0

@@ -5,25 +5,40 @@ The end-to-end tests start real processes and a 1-second wrk run, so they need w
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench  # noqa: E402
+from apps.hello import app as hello_app  # noqa: E402
 from run_bench import (  # noqa: E402
+    ASGI_RATIOS,
+    ASGI_SCENARIOS,
+    GROUPS,
+    HELLO_APP,
     SCENARIOS,
+    GroupOutcome,
     ScenarioOutcome,
     ServerOutcome,
     ServerSpec,
     Settings,
     WrkResult,
+    asgi_server_specs,
     bench_server,
+    check_response,
     compute_ratios,
     make_document_root,
     parse_wrk_output,
+    plan_groups,
+    render_group,
     render_table,
+    write_json,
 )
 
 WRK_OUTPUT = """\
@@ -149,3 +164,185 @@ def test_real_server_is_measured_and_missing_etag_fails_one_scenario(tmp_path: P
     conditional = outcome.scenarios["304"]  # this server sends no ETag
     assert conditional.status == "failed" and "no ETag" in (conditional.error or "")
     assert run_bench.metric_value({"s": outcome}, "s", "1k", "requests_per_sec") == one_k.result.requests_per_sec
+
+
+# --------------------------------------------------------------------------- the ASGI group
+
+
+def test_asgi_ratios_compare_fastserve_with_uvicorn_and_granian() -> None:
+    outcomes = {
+        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _ok(30_000.0, 4)}),
+        "uvicorn": ServerOutcome("uvicorn", "ok", scenarios={"hello": _ok(15_000.0, 2)}),
+        "granian": ServerOutcome("granian", "ok", scenarios={"hello": _ok(28_000.0, 4)}),
+    }
+    ratios = {r["denominator"]: r for r in compute_ratios(outcomes, ASGI_RATIOS)}
+    assert set(ratios) == {"uvicorn", "granian"}
+    assert ratios["uvicorn"]["value"] == pytest.approx(2.0) and ratios["uvicorn"]["met"] is True
+    assert ratios["granian"]["value"] == pytest.approx(30 / 28) and ratios["granian"]["met"] is False
+    assert all(r["scenario"] == "hello" and r["metric"] == "requests_per_sec" for r in ratios.values())
+    outcomes["granian"] = ServerOutcome("granian", "failed", error="boom")
+    assert compute_ratios(outcomes, ASGI_RATIOS)[1]["met"] is None
+
+
+def test_static_ratios_stay_the_default() -> None:
+    outcomes = {"fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _ok(1, 1)})}
+    assert [r["scenario"] for r in compute_ratios(outcomes)] == ["1k", "304", "404", "index", "64k", "10m", "1k", "1k"]
+
+
+def _plan_names(settings: Settings, tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    return {
+        plan.group.name: ([spec.name for spec in plan.specs], [s.name for s in plan.scenarios])
+        for plan in plan_groups(settings, tmp_path)
+    }
+
+
+def test_plan_runs_both_groups_by_default(tmp_path: Path) -> None:
+    settings = _settings()
+    settings.groups = settings.servers = settings.scenarios = None
+    plans = _plan_names(settings, tmp_path)
+    assert list(plans) == ["static", "asgi"]
+    assert plans["asgi"] == (["fastserve", "uvicorn", "granian"], ["hello"])
+    assert plans["static"][1] == [s.name for s in SCENARIOS]
+    assert not (tmp_path / "www").exists()  # the document root is written only when static runs
+
+
+def test_plan_selects_groups_servers_and_scenarios(tmp_path: Path) -> None:
+    settings = _settings()
+    settings.groups, settings.servers, settings.scenarios = ["asgi"], None, None
+    assert list(_plan_names(settings, tmp_path)) == ["asgi"]
+    # A server known only to one group drops the other group instead of failing.
+    settings.groups, settings.servers = None, ["nginx", "fastserve"]
+    assert _plan_names(settings, tmp_path) == {
+        "static": (["fastserve", "nginx"], [s.name for s in SCENARIOS]),
+        "asgi": (["fastserve"], ["hello"]),
+    }
+    settings.servers, settings.scenarios = None, ["hello"]
+    assert list(_plan_names(settings, tmp_path)) == ["asgi"]
+
+
+@pytest.mark.parametrize(
+    "groups, servers, scenarios, message",
+    [
+        (["http3"], None, None, "unknown group: http3"),
+        (["asgi"], ["nginx"], None, "unknown server: nginx"),
+        (["asgi"], None, ["1k"], "unknown scenario: 1k"),
+        (None, ["nginx"], ["hello"], "nothing to run"),
+    ],
+)
+def test_plan_rejects_selections_that_name_nothing(tmp_path: Path, groups, servers, scenarios, message) -> None:
+    settings = _settings()
+    settings.groups, settings.servers, settings.scenarios = groups, servers, scenarios
+    with pytest.raises(SystemExit, match=message):
+        plan_groups(settings, tmp_path)
+
+
+def test_asgi_servers_run_the_hello_app_with_one_worker() -> None:
+    settings = _settings()
+    for spec in asgi_server_specs(settings):
+        command = spec.build_command(8123)
+        assert HELLO_APP in command and spec.scenario_names == ["hello"]
+        assert command[command.index("--workers") + 1] == "1"
+        assert command[command.index("--port") + 1] == "8123"
+    granian = asgi_server_specs(settings)[2].build_command(8123)
+    assert granian[:3] == [settings.granian_python, "-m", "granian"]
+    assert {"--no-access-log", "--no-ws"} <= set(granian) and "asgi" in granian
+
+
+def _drive(scope: dict, inbound: list[dict]) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return inbound.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(hello_app(scope, receive, send))
+    return sent
+
+
+def test_hello_app_answers_http_and_completes_lifespan() -> None:
+    sent = _drive({"type": "http", "method": "GET", "path": "/"}, [{"type": "http.request", "body": b""}])
+    assert sent[0]["status"] == 200
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-length"] == str(len(sent[1]["body"])).encode()
+    assert sent[1]["body"] == ASGI_SCENARIOS[0].expected_body.encode()
+    lifespan = _drive({"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    assert [m["type"] for m in lifespan] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+class _FixedAnswer(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [(b"Hello, world!", None), (b"Hello, World?", "body was b'Hello, World?'"), (b"Hi", "body was 2 bytes")],
+)
+def test_check_response_compares_the_hello_body(body: bytes, problem) -> None:
+    handler = type("Answer", (_FixedAnswer,), {"body": body})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        problems = check_response(ASGI_SCENARIOS[0], server.server_address[1], {})
+    finally:
+        server.shutdown()
+        server.server_close()
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem)
+
+
+def test_group_report_and_json_keep_groups_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    static, asgi = GROUPS
+    fast_static = ServerOutcome("fastserve", "ok", planned=["1k"], scenarios={"1k": _ok(50_000.0, 60)})
+    fast_asgi = ServerOutcome("fastserve", "ok", planned=["hello"], scenarios={"hello": _ok(30_000.0, 4)})
+    uvicorn = ServerOutcome("uvicorn", "failed", planned=["hello"], error="exited with code 1")
+    asgi_ratios = compute_ratios({"fastserve": fast_asgi, "uvicorn": uvicorn}, ASGI_RATIOS)
+    groups = [
+        GroupOutcome(static, [SCENARIOS[0]], [fast_static], compute_ratios({"fastserve": fast_static})),
+        GroupOutcome(asgi, ASGI_SCENARIOS, [fast_asgi, uvicorn], asgi_ratios),
+    ]
+    report = render_group(groups[1])
+    assert "ASGI hello world" in report and "fastserve / granian" in report
+    assert "uvicorn: FAILED: exited with code 1" in report
+    hello_row = next(line for line in report.splitlines() if line.startswith("hello"))
+    assert "30,000" in hello_row and "failed" in hello_row
+
+    monkeypatch.setattr(run_bench, "tool_versions", lambda settings, names=None: {"groups": names})
+    path = tmp_path / "result.json"
+    write_json(path, _settings(), groups)
+    document = json.loads(path.read_text())
+    assert document["versions"] == {"groups": ["static", "asgi"]}
+    assert document["groups"]["static"]["servers"]["fastserve"]["scenarios"]["1k"]["result"]["requests_per_sec"] == 50_000
+    asgi_record = document["groups"]["asgi"]
+    assert asgi_record["servers"]["fastserve"]["scenarios"]["hello"]["result"]["requests_per_sec"] == 30_000
+    assert asgi_record["servers"]["uvicorn"]["status"] == "failed"
+    assert asgi_record["scenarios"][0]["expected_body"] == "Hello, world!"
+    assert [r["met"] for r in asgi_record["ratios"]] == [None, None]
+
+
+def test_hello_app_is_measured_under_a_real_asgi_server(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")  # the dev venv has it; the bench venvs are not needed here
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "bench").symlink_to(Path(run_bench.BENCH_DIR))  # as main() sets it up
+    settings = _settings()
+    settings.uvicorn_python = sys.executable
+    spec = next(s for s in asgi_server_specs(settings) if s.name == "uvicorn")
+    outcome = bench_server(spec, settings, run_dir, ASGI_SCENARIOS)
+    assert outcome.status == "ok", outcome.error
+    hello = outcome.scenarios["hello"]
+    assert hello.status == "ok" and hello.problems == []
+    assert hello.result is not None and hello.result.requests > 0 and hello.result.non_2xx_3xx == 0

@@ -1,1 +1,2 @@
-"""ASGI apps that bench/run_bench.py runs under uvicorn (document root from $BENCH_ROOT)."""
+"""ASGI apps that bench/run_bench.py runs: the static-file apps under uvicorn (document root
+from $BENCH_ROOT), and the hello-world app every server of the ASGI group runs."""
