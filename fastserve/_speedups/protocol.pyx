@@ -81,39 +81,22 @@ cdef class ServerState:
     cdef public double now
     cdef public bint shutting_down
 
-    def __init__(
-        self,
-        *,
-        app=None,
-        FileCache cache=None,
-        bint static_only=False,
-        object asgi_bridge=None,
-        Py_ssize_t max_header_bytes=16 * 1024,
-        Py_ssize_t max_header_count=100,
-        Py_ssize_t max_url_length=8 * 1024,
-        Py_ssize_t max_body_size=1024 * 1024,
-        Py_ssize_t max_pipeline=64,
-        Py_ssize_t max_connections=10_000,
-        double header_timeout=10.0,
-        double keepalive_timeout=5.0,
-        double send_timeout=60.0,
-        int max_ranges=16,
-        object access_logger=None,
-    ):
+    def __init__(self, config, *, app=None, FileCache cache=None, object asgi_bridge=None, object access_logger=None):
+        """``config`` is a ``fastserve.config.Config``: its limits are copied into C fields."""
         self.app = app
         self.cache = cache
-        self.static_only = static_only
+        self.static_only = cache is not None
         self.asgi_bridge = asgi_bridge
-        self.max_header_bytes = max_header_bytes
-        self.max_header_count = max_header_count
-        self.max_url_length = max_url_length
-        self.max_body_size = max_body_size
-        self.max_pipeline = max_pipeline
-        self.max_connections = max_connections
-        self.header_timeout = header_timeout
-        self.keepalive_timeout = keepalive_timeout
-        self.send_timeout = send_timeout
-        self.max_ranges = max_ranges
+        self.max_header_bytes = config.max_header_bytes
+        self.max_header_count = config.max_header_count
+        self.max_url_length = config.max_url_length
+        self.max_body_size = config.max_body_size
+        self.max_pipeline = config.max_pipeline
+        self.max_connections = config.max_connections
+        self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.send_timeout = config.send_timeout
+        self.max_ranges = config.max_ranges
         self.access_logger = access_logger
         self.connections = set()
         self.now = 0.0

@@ -50,20 +50,10 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 
         bridge = AsgiBridge(app, config, loop)
     return ServerState(
+        config,
         app=app,
         cache=cache,
-        static_only=cache is not None,
         asgi_bridge=bridge,
-        max_header_bytes=config.max_header_bytes,
-        max_header_count=config.max_header_count,
-        max_url_length=config.max_url_length,
-        max_body_size=config.max_body_size,
-        max_pipeline=config.max_pipeline,
-        max_connections=config.max_connections,
-        header_timeout=config.header_timeout,
-        keepalive_timeout=config.keepalive_timeout,
-        send_timeout=config.send_timeout,
-        max_ranges=config.max_ranges,
         access_logger=_log_access if config.access_log else None,
     )
 
