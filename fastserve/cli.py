@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
                         help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    parser.add_argument("--reload", action="store_true",
+                        help="development: restart when a .py file below --reload-dir changes")
+    parser.add_argument("--reload-dir", action="append", default=None,
+                        help="directory to watch with --reload (repeatable; default: the current directory)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
     parser.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
@@ -77,14 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Optional[List[str]] = None) -> Config:
     args = vars(build_parser().parse_args(argv))
-    args.pop("log_level")
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{key: value for key, value in args.items() if key in fields})
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    level = build_parser().parse_args(argv).log_level
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    if args.reload:
+        from pathlib import Path
+
+        from fastserve.server.reload import Reloader
+
+        directories = [Path(d) for d in (args.reload_dir or ["."])]
+        return Reloader(sys.argv[1:] if argv is None else list(argv), directories).run()
     config = config_from_args(argv)
     if config.workers < 1:
         print("fastserve: --workers must be at least 1", file=sys.stderr)

@@ -35,6 +35,12 @@ async def no_lifespan(scope, receive, send):
     assert scope["type"] == "http"
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"plain"})
+
+async def ignores_lifespan(scope, receive, send):
+    if scope["type"] != "http":
+        return  # neither raises nor replies
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"plain"})
 '''
 
 
@@ -88,8 +94,9 @@ def test_failed_startup_exits_non_zero_without_serving(tmp_path, workers):
         socket.create_connection(("127.0.0.1", port), timeout=0.5)
 
 
-def test_app_without_lifespan_is_served(tmp_path):
-    proc, port = launch(tmp_path, "lifespan_app:no_lifespan")
+@pytest.mark.parametrize("target", ["lifespan_app:no_lifespan", "lifespan_app:ignores_lifespan"])
+def test_app_without_lifespan_is_served(tmp_path, target):
+    proc, port = launch(tmp_path, target)
     wait_accepting(proc, port)
     assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text == "plain"
     proc.send_signal(signal.SIGTERM)

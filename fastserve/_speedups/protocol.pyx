@@ -356,6 +356,13 @@ cdef class HttpProtocol:
         if self.upgraded is not None:
             self.upgraded.data_received(data)
             return
+        if self.pending_upgrade is not None:
+            # Frames sent before the 101: keep them for the session, and stop reading for now.
+            session, rest = self.pending_upgrade
+            self.pending_upgrade = (session, rest + data)
+            self.transport.pause_reading()
+            self.reading_paused = True
+            return
         if self.closing:
             return
         if self.in_head:
@@ -718,6 +725,9 @@ cdef class HttpProtocol:
                 session, rest = self.pending_upgrade
                 self.pending_upgrade = None
                 self.upgraded = session
+                if self.reading_paused:
+                    self.reading_paused = False
+                    self.transport.resume_reading()
                 session.start(rest)
                 return
             if self.closing:
@@ -780,7 +790,7 @@ cdef class HttpProtocol:
         if self.transport is None:
             return
         if self.upgraded is not None:
-            self.upgraded.shutdown()  # a close frame: "going away"
+            self.upgraded.shutdown()  # a close frame: 1012 "service restart"
             return
         if self.in_head:
             return  # a request is arriving: answer it (with Connection: close), then close

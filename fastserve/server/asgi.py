@@ -76,9 +76,10 @@ class _Lifespan:
         try:
             await self.app(scope, self.events.get, self.replies.put)
         except BaseException as exc:  # the app does not do lifespan
-            self.supported = False
             logger.debug("lifespan not supported by the app: %r", exc)
-            await self.replies.put({"type": "lifespan.unsupported"})
+        # Returned or raised: whoever still waits for a reply must not wait forever.
+        self.supported = False
+        await self.replies.put({"type": "lifespan.unsupported"})
 
     async def startup(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())

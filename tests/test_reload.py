@@ -1,0 +1,68 @@
+"""``--reload``: the server restarts with the new code when a source file changes."""
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx2
+
+from fastserve.server.reload import child_argv, snapshot
+
+APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"%s"})
+'''
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port, deadline_s=15.0):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return httpx2.get(f"http://127.0.0.1:{port}/", timeout=2).text
+        except httpx2.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_child_argv_drops_reload_options():
+    argv = ["app:app", "--reload", "--reload-dir", "src", "--port", "9000", "--reload-interval=1"]
+    assert child_argv(argv)[-3:] == ["app:app", "--port", "9000"]
+
+
+def test_snapshot_sees_python_files_only(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "b.py").write_text("")
+    assert list(snapshot([tmp_path])) == [str(tmp_path / "a.py")]
+
+
+def test_reload_restarts_with_new_code(tmp_path):
+    (tmp_path / "reload_app.py").write_text(APP % "first")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", "reload_app:app", "--port", str(port), "--reload"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert _get(port) == "first"
+        time.sleep(0.05)
+        (tmp_path / "reload_app.py").write_text(APP % "second")
+        deadline = time.monotonic() + 15
+        while _get(port) != "second":
+            assert time.monotonic() < deadline, "the server did not pick up the change"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
