@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar
 
+from fastserve._interop import framework_base
 from fastserve.concurrency import is_async_callable, run_in_threadpool
 from fastserve.datastructures import URL, URLPath
 from fastserve.exceptions import HTTPException, WebSocketException
@@ -70,18 +71,24 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 T = TypeVar("T")
 
 
-class NoMatchFound(Exception):
-    """``url_path_for`` found no route with that name and exactly those path parameters."""
+_FrameworkNoMatchFound = framework_base("starlette.routing", "NoMatchFound", Exception)
+
+
+class NoMatchFound(_FrameworkNoMatchFound):  # type: ignore[misc, valid-type]
+    """``url_path_for`` found no route with that name and exactly those path parameters.
+
+    Where Starlette is installed this is also Starlette's ``NoMatchFound``, so a Starlette
+    ``Mount`` holding a fastserve ``Router`` moves on to its next route after a miss.
+    """
 
     def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
         params = ", ".join(path_params)
-        super().__init__(f'No route exists for name "{name}" and params "{params}".')
+        Exception.__init__(self, f'No route exists for name "{name}" and params "{params}".')
 
 
 def _is_no_match(exc: Exception) -> bool:
-    """True for this module's NoMatchFound or the same-named error of another router
-    (a foreign ASGI app mounted in a fastserve Router reports misses its own way)."""
-    return type(exc).__name__ == "NoMatchFound"
+    """A miss from this module's routes or from a Starlette app mounted among them."""
+    return isinstance(exc, (NoMatchFound, _FrameworkNoMatchFound))
 
 
 class Match(Enum):

@@ -60,3 +60,20 @@ def test_fastserve_static_files_mounted_in_fastapi(tmp_path):
     missing = client.get("/static/nope.css")
     assert missing.status_code == 404
     assert missing.json() == {"detail": "Not Found"}  # FastAPI's own handler answered
+
+
+def test_starlette_mount_moves_past_a_fastserve_router_miss():
+    from starlette.applications import Starlette
+    from starlette.routing import Mount as StarletteMount
+    from starlette.routing import Route as StarletteRoute
+
+    from fastserve.responses import PlainTextResponse
+    from fastserve.routing import Route, Router
+
+    async def ok(request):
+        return PlainTextResponse("ok")
+
+    inner = Router(routes=[Route("/inner", ok, name="inner")])
+    app = Starlette(routes=[StarletteMount("/api", app=inner), StarletteRoute("/later", ok, name="later")])
+    assert app.url_path_for("later") == "/later"  # the fastserve router's miss did not stop the search
+    assert app.url_path_for("inner") == "/api/inner"

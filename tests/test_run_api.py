@@ -1,0 +1,48 @@
+"""``fastserve.run(app, ...)``: the programmatic way to serve an app."""
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx2
+import pytest
+
+import fastserve
+
+
+def test_unknown_option_is_a_type_error():
+    with pytest.raises(TypeError):
+        fastserve.run(object(), no_such_option=1)
+
+
+def test_run_serves_an_app_object_until_sigterm(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "serve_it.py"
+    script.write_text(textwrap.dedent(f'''
+        import sys
+        import fastserve
+
+        async def app(scope, receive, send):
+            if scope["type"] == "http":
+                await send({{"type": "http.response.start", "status": 200, "headers": []}})
+                await send({{"type": "http.response.body", "body": b"from run()"}})
+
+        sys.exit(fastserve.run(app, host="127.0.0.1", port={port}, graceful_timeout=2))
+    '''))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=2).text == "from run()"
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, proc.stdout.read().decode() if proc.poll() is not None else ""
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
