@@ -16,7 +16,13 @@ from typing import Any, List, Optional, Tuple, Union
 import anyio
 
 from fastserve._speedups.conditional import evaluate_preconditions
-from fastserve._speedups.filecache import FileCache, choose_representation
+from fastserve._speedups.filecache import (
+    KIND_FILE,
+    KIND_FORBIDDEN,
+    KIND_REDIRECT,
+    FileCache,
+    choose_representation,
+)
 from fastserve._speedups.headers import parse_http_date
 from fastserve._speedups.pathlookup import resolve_path, split_url_path
 from fastserve.datastructures import URL, Headers
@@ -28,8 +34,6 @@ Scope = Any
 Receive = Any
 Send = Any
 
-# File kinds of a cache entry (mirrors fastserve/_speedups/filecache.pxd).
-_ENTRY_FILE, _ENTRY_MISSING, _ENTRY_REDIRECT, _ENTRY_FORBIDDEN = 1, 2, 3, 4
 
 
 class NotModifiedResponse(Response):
@@ -190,7 +194,7 @@ class StaticFiles:
         entry = self.file_cache.lookup(_route_path(scope) or "/")
         if entry.variants is not None:
             entry = choose_representation(entry, _request_header(scope, b"accept-encoding"))
-        if entry.kind == _ENTRY_FILE:
+        if entry.kind == KIND_FILE:
             method = scope["method"].encode()
             status = evaluate_preconditions(
                 method,
@@ -208,9 +212,9 @@ class StaticFiles:
             if entry.body is not None and _request_header(scope, b"range") is None:
                 return _CachedFileResponse(entry.asgi_headers, entry.body, 200)
             return FileResponse(entry.path, stat_result=entry.stat)
-        if entry.kind == _ENTRY_REDIRECT:
+        if entry.kind == KIND_REDIRECT:
             return self._slash_redirect(scope)
-        if entry.kind == _ENTRY_FORBIDDEN:
+        if entry.kind == KIND_FORBIDDEN:
             raise HTTPException(status_code=401)
         if entry.path is not None:  # html mode's 404.html
             if entry.body is not None:

@@ -4,10 +4,18 @@ import time
 
 import pytest
 
-from fastserve._speedups.filecache import FileCache, OpenFile, choose_representation
+from fastserve._speedups.filecache import (
+    KIND_FILE,
+    KIND_FORBIDDEN,
+    KIND_MISSING,
+    KIND_REDIRECT,
+    FileCache,
+    OpenFile,
+    choose_representation,
+)
 from fastserve._speedups.headers import format_http_date, make_etag
 
-FILE, MISSING, REDIRECT, FORBIDDEN = 1, 2, 3, 4
+FILE, MISSING, REDIRECT, FORBIDDEN = KIND_FILE, KIND_MISSING, KIND_REDIRECT, KIND_FORBIDDEN
 
 
 @pytest.fixture

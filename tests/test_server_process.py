@@ -14,7 +14,6 @@ from server_helpers import (
     DocRoot,
     RawConnection,
     ServerProcess,
-    child_pids,
     fetch,
 )
 

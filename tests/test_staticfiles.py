@@ -1,7 +1,6 @@
 """fastserve.staticfiles.StaticFiles as an ASGI app: Starlette's API and behaviour."""
 import os
 import socket
-import sys
 import threading
 import time
 

@@ -16,6 +16,12 @@ from fastserve._speedups.headers import content_type_for, format_http_date, make
 from fastserve._speedups.headers cimport accepts_encoding
 from fastserve._speedups.pathlookup cimport resolve_path, split_url_path
 
+# The entry kinds, for Python callers (``CacheEntry.kind``).
+KIND_FILE = ENTRY_FILE
+KIND_MISSING = ENTRY_MISSING
+KIND_REDIRECT = ENTRY_REDIRECT
+KIND_FORBIDDEN = ENTRY_FORBIDDEN
+
 cdef object S_ISREG = stat_module.S_ISREG
 cdef object S_ISDIR = stat_module.S_ISDIR
 cdef bytes NOT_FOUND_BODY = b"Not Found"
