@@ -15,6 +15,10 @@ import os
 from collections import deque
 
 from libc.string cimport memchr
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
 
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
@@ -738,12 +742,31 @@ cdef class HttpProtocol:
 
     cdef inline void _write_out(self):
         cdef list out = self.out
+        cdef bytes data
         if out:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.write(b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+            self._write(data)
+
+    cdef void _write(self, bytes data):
+        """Write ``data`` in order after what the transport holds.
+
+        While the transport holds nothing, one ``send`` on the socket usually takes it all
+        and skips the transport's bookkeeping; whatever the socket does not take (or any
+        error) goes through the transport, which then owns ordering, flow control and errors.
+        """
+        cdef Py_ssize_t sent = -1
+        cdef Py_ssize_t size = len(data)
+        cdef const char* buf = data
+        cdef int fd = self.sock_fd
+        if fd >= 0 and not self.writing_paused and self.transport.get_write_buffer_size() == 0:
+            sent = send(fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT)
+        if sent == size:
+            return
+        if sent <= 0:
+            self.transport.write(data)
+        else:
+            self.transport.write(data[sent:])
 
     def job_finished(self, bint close=False):
         """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
