@@ -140,7 +140,7 @@ cdef class HttpCycle:
             if not self.started:
                 self.started = self.refused = True
                 text = b"Content Too Large"
-                self.conn.transport.write(self._build_head(413, [
+                self.conn.write(self._build_head(413, [
                     (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
                 ]) + text)
                 self.complete = True
@@ -218,7 +218,7 @@ cdef class HttpCycle:
     async def receive(self):
         if self.expect_continue and self.more_body and not self.started and not self.disconnected:
             self.expect_continue = False  # the app wants the body: tell the client to send it
-            self.conn.transport.write(CONTINUE)
+            self.conn.write(CONTINUE)
         while not self.body and self.more_body and not self.disconnected and not self.too_large:
             self.waiter = self.loop.create_future()
             await self.waiter
@@ -265,7 +265,7 @@ cdef class HttpCycle:
                 body = b""
             data = head + body + tail if tail else (head + body if head else body)
             if data:
-                self.conn.transport.write(data)
+                self.conn.write(data)
             if not more:
                 self.complete = True
                 self._wake()

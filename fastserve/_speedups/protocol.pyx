@@ -189,6 +189,7 @@ cdef class FileSender:
                     return
                 segment = self.segments[self.index]
                 if type(segment) is bytes:
+                    self.conn.transport_holds_data = True
                     transport.write(segment)
                     self.remaining = 0
                     continue
@@ -218,6 +219,7 @@ cdef class FileSender:
                 if n == 0:
                     self.conn.abort()
                     return
+                self.conn.transport_holds_data = True
                 transport.write(chunk)
             self.offset += n
             self.remaining -= n
@@ -235,6 +237,7 @@ cdef class HttpProtocol:
     cdef public object client
     cdef public object server
     cdef public bint writing_paused
+    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
     cdef double writing_paused_since
     cdef bint reading_paused
     cdef bint body_backpressure
@@ -748,6 +751,11 @@ cdef class HttpProtocol:
             out.clear()
             self._write(data)
 
+    def write(self, bytes data) -> None:
+        """Write response bytes for the current job (the ASGI bridge writes through here)."""
+        if self.transport is not None:
+            self._write(data)
+
     cdef void _write(self, bytes data):
         """Write ``data`` in order after what the transport holds.
 
@@ -759,10 +767,13 @@ cdef class HttpProtocol:
         cdef Py_ssize_t size = len(data)
         cdef const char* buf = data
         cdef int fd = self.sock_fd
-        if fd >= 0 and not self.writing_paused and self.transport.get_write_buffer_size() == 0:
+        if self.transport_holds_data:  # ask the transport only after it was handed something
+            self.transport_holds_data = self.transport.get_write_buffer_size() > 0
+        if fd >= 0 and not self.writing_paused and not self.transport_holds_data:
             sent = send(fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT)
         if sent == size:
             return
+        self.transport_holds_data = True
         if sent <= 0:
             self.transport.write(data)
         else:
