@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what the benchmark needs (idempotently), then run bench/run_bench.py.
 #
-#   bash bench/run.sh                      # everything, 10 s per scenario
-#   BENCH_DURATION=2 bash bench/run.sh     # quick look
+#   bash bench/run.sh                      # everything: 3 rounds, 5 s per wrk run
+#   BENCH_ROUNDS=1 BENCH_DURATION=2 bash bench/run.sh   # quick look
 #   BENCH_GROUPS=asgi bash bench/run.sh    # only the ASGI hello-world group
 #   FASTSERVE_PYTHON=/tmp/dev/bin/python UVICORN_PYTHON=/tmp/dev/bin/python bash bench/run.sh
 #

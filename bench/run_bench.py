@@ -5,6 +5,11 @@ Two groups of servers and scenarios, each with its own table and ratios:
   static   static files: fastserve, nginx, uvicorn+Starlette's StaticFiles, and the drop-in
   asgi     a framework-less ASGI hello world (bench/apps/hello.py): fastserve, uvicorn, granian
 
+All servers of a group run at once (idle ones cost nothing) and are measured in rounds: in each
+round, for each scenario, wrk runs against each server in turn, the order rotating every round.
+The table shows medians over rounds; a ratio is the median of ratios taken within one round,
+where the two measurements were seconds apart, with the range of those per-round ratios.
+
 Run through ``bash bench/run.sh``, which installs everything first. Standard library only, so
 any Python 3.9+ can drive it; the servers themselves run from the interpreters named below.
 
@@ -14,8 +19,10 @@ Environment:
                      (default bench/.venv-uvicorn)
   GRANIAN_PYTHON     interpreter with granian[uvloop] (default bench/.venv-granian)
   BENCH_GROUPS       comma-separated subset of groups to run: static, asgi (default: both)
-  BENCH_DURATION     seconds wrk measures each scenario (default 10)
-  BENCH_WARMUP       seconds of unmeasured wrk load before each scenario (default 2, 0 = none)
+  BENCH_ROUNDS       rounds; each round measures every scenario on every server (default 3)
+  BENCH_DURATION     seconds of one measured wrk run (default 5)
+  BENCH_WARMUP       seconds of unmeasured wrk load before a (server, scenario)'s first run
+                     (default 2, 0 = none)
   BENCH_ALL=1        run every scenario against uvicorn+fastserve.StaticFiles, not only 1k
   BENCH_SERVERS      comma-separated subset of servers to run, in any group (default: all)
   BENCH_SCENARIOS    comma-separated subset of scenarios to run, in any group (default: all)
@@ -40,6 +47,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+from round_stats import RatioSummary, median_of, per_round_ratios, rotated
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -68,6 +77,7 @@ class Settings:
     uvicorn_python: str
     groups: Optional[list[str]] = None
     granian_python: str = str(BENCH_DIR / ".venv-granian" / "bin" / "python")
+    rounds: int = 3
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -76,7 +86,7 @@ class Settings:
             return [item.strip() for item in raw.split(",") if item.strip()] or None
 
         return cls(
-            duration_s=int(os.environ.get("BENCH_DURATION", "10")),
+            duration_s=int(os.environ.get("BENCH_DURATION", "5")),
             warmup_s=int(os.environ.get("BENCH_WARMUP", "2")),
             run_all_dropin=os.environ.get("BENCH_ALL", "") == "1",
             servers=csv("BENCH_SERVERS"),
@@ -93,7 +103,19 @@ class Settings:
             granian_python=os.environ.get(
                 "GRANIAN_PYTHON", str(BENCH_DIR / ".venv-granian" / "bin" / "python")
             ),
+            rounds=positive_int("BENCH_ROUNDS", "3"),
         )
+
+
+def positive_int(name: str, default: str) -> int:
+    raw = os.environ.get(name, default).strip() or default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- document root
@@ -430,22 +452,54 @@ def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: i
     return completed.stdout
 
 
-# --------------------------------------------------------------------------- one server, all scenarios
+# --------------------------------------------------------------------------- servers measured in rounds
 
 
 @dataclass
 class ScenarioOutcome:
-    status: str  # "ok" or "failed"
-    result: Optional[WrkResult] = None
+    """One (server, scenario): its check, then one wrk run per round."""
+
+    status: str  # "ok" (at least one round measured) or "failed"
+    rounds: list[Optional[WrkResult]] = field(default_factory=list)  # by round; None: no number
     problems: list[str] = field(default_factory=list)  # flagged: wrong answers, errors
     error: Optional[str] = None
 
+    @property
+    def measured(self) -> list[WrkResult]:
+        return [r for r in self.rounds if r is not None]
+
+    @property
+    def summary(self) -> Optional[WrkResult]:
+        """The rounds in one: median req/s, MiB/s and p99; requests and errors summed."""
+        measured = self.measured
+        if not measured:
+            return None
+        socket_errors: dict[str, int] = {}
+        for r in measured:
+            for kind, count in r.socket_errors.items():
+                socket_errors[kind] = socket_errors.get(kind, 0) + count
+        # A round that completed no request has no latency to speak of.
+        p99 = median_of([r.p99_ms for r in measured if r.requests])
+        return WrkResult(
+            requests_per_sec=median_of([r.requests_per_sec for r in measured]) or 0.0,
+            mib_per_sec=median_of([r.mib_per_sec for r in measured]) or 0.0,
+            p99_ms=p99 if p99 is not None else 0.0,
+            requests=sum(r.requests for r in measured),
+            non_2xx_3xx=sum(r.non_2xx_3xx for r in measured),
+            socket_errors=socket_errors,
+        )
+
+    def by_round(self, metric: str) -> list[Optional[float]]:
+        """`metric` ("requests_per_sec", "mib_per_sec", ...) of each round, None where not measured."""
+        return [None if r is None else getattr(r, metric) for r in self.rounds]
+
     def error_count(self, scenario: Scenario) -> int:
-        """Socket errors, plus non-2xx/3xx answers unless an error status is the point."""
-        if self.result is None:
+        """Socket errors, plus non-2xx/3xx answers unless an error status is the point (all rounds)."""
+        total = self.summary
+        if total is None:
             return 0
         expected_errors = scenario.expected_status >= 400
-        return self.result.socket_error_total + (0 if expected_errors else self.result.non_2xx_3xx)
+        return total.socket_error_total + (0 if expected_errors else total.non_2xx_3xx)
 
 
 @dataclass
@@ -457,52 +511,153 @@ class ServerOutcome:
     error: Optional[str] = None
     scenarios: dict[str, ScenarioOutcome] = field(default_factory=dict)
 
+    def fail(self, error: str) -> None:
+        self.status, self.error = "failed", error
+        print(f"[bench] {self.name}: FAILED: {error.splitlines()[0]}", file=sys.stderr, flush=True)
 
-def bench_scenario(settings: Settings, port: int, scenario: Scenario) -> ScenarioOutcome:
+
+@dataclass
+class Target:
+    """A (server, scenario) that passed its check and gets one wrk run per round."""
+
+    server: RunningServer
+    outcome: ServerOutcome
+    scenario: Scenario
+    headers: dict[str, str]
+    warmed_up: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server.port}{self.scenario.path}"
+
+
+@dataclass
+class RoundsRun:
+    servers: list[ServerOutcome]
+    orders: dict[str, list[list[str]]]  # scenario -> the server order of each round
+
+
+def start_servers(specs: list[ServerSpec], outcomes: list[ServerOutcome], settings: Settings,
+                  run_dir: Path) -> dict[str, RunningServer]:
+    """Start every planned server at once, then wait for each; the ones that fail are marked."""
+    started: dict[str, RunningServer] = {}
+    for spec, outcome in zip(specs, outcomes):
+        if outcome.status != "ok":
+            continue
+        print(f"[bench] {spec.name}: starting", file=sys.stderr, flush=True)
+        try:
+            started[spec.name] = RunningServer(spec, settings, run_dir)
+            outcome.command = started[spec.name].command
+        except Exception as exc:
+            outcome.fail(f"{type(exc).__name__}: {exc}")
+    for name, server in list(started.items()):
+        outcome = next(o for o in outcomes if o.name == name)
+        try:
+            server.wait_until_accepting()
+        except ServerFailed as exc:
+            outcome.fail(str(exc))
+            server.stop()
+    return started
+
+
+def check_targets(scenarios: list[Scenario], outcomes: list[ServerOutcome],
+                  servers: dict[str, RunningServer]) -> dict[str, list[Target]]:
+    """The check request of every (server, scenario); scenario name -> what will be measured."""
+    targets: dict[str, list[Target]] = {s.name: [] for s in scenarios}
+    for outcome in outcomes:
+        if outcome.status != "ok":
+            continue
+        server = servers[outcome.name]
+        for scenario in scenarios:
+            if scenario.name not in outcome.planned:
+                continue
+            try:
+                headers = scenario_headers(scenario, server.port)
+                problems = check_response(scenario, server.port, headers)
+            except Exception as exc:  # one broken scenario must not sink the whole run
+                outcome.scenarios[scenario.name] = ScenarioOutcome("failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            outcome.scenarios[scenario.name] = ScenarioOutcome("ok", problems=problems)
+            targets[scenario.name].append(Target(server, outcome, scenario, headers))
+    return targets
+
+
+def measure(target: Target, settings: Settings, round_index: int) -> None:
+    """One round's wrk run for one target, after the warm-up if this is its first run."""
+    scenario_outcome = target.outcome.scenarios[target.scenario.name]
+    result: Optional[WrkResult] = None
     try:
-        headers = scenario_headers(scenario, port)
-        problems = check_response(scenario, port, headers)
-        url = f"http://{HOST}:{port}{scenario.path}"
-        if settings.warmup_s > 0:
-            run_wrk(settings, url, headers, settings.warmup_s)
-        result = parse_wrk_output(run_wrk(settings, url, headers, settings.duration_s))
-    except Exception as exc:  # one broken scenario must not sink the whole run
-        return ScenarioOutcome("failed", error=f"{type(exc).__name__}: {exc}")
-    outcome = ScenarioOutcome("ok", result=result, problems=problems)
-    if result.requests == 0:
-        outcome.problems.append("no response completed within the run; raise BENCH_DURATION")
-    if result.socket_error_total:
-        outcome.problems.append(f"socket errors {result.socket_errors}")
-    if scenario.expected_status < 400 and result.non_2xx_3xx:
-        outcome.problems.append(f"{result.non_2xx_3xx} non-2xx/3xx responses")
-    return outcome
+        if not target.warmed_up and settings.warmup_s > 0:
+            run_wrk(settings, target.url, target.headers, settings.warmup_s)
+        target.warmed_up = True
+        result = parse_wrk_output(run_wrk(settings, target.url, target.headers, settings.duration_s))
+    except Exception as exc:
+        scenario_outcome.problems.append(f"round {round_index + 1}: {type(exc).__name__}: {exc}")
+    scenario_outcome.rounds.append(result)
+    if target.server.process.poll() is not None:
+        target.outcome.fail(
+            f"died during {target.scenario.name} in round {round_index + 1}\n{log_tail(target.server.log_path)}"
+        )
+
+
+def finish_scenario(scenario: Scenario, outcome: ScenarioOutcome) -> None:
+    """Turn what the rounds left into a status and the notes a reader needs."""
+    if not outcome.measured:
+        outcome.status = "failed"
+        outcome.error = "; ".join(outcome.problems) or "no round was measured"
+        outcome.problems = []
+        return
+    empty = [i + 1 for i, r in enumerate(outcome.rounds) if r is not None and r.requests == 0]
+    if empty:
+        outcome.problems.append(f"no response completed in round(s) {empty}; raise BENCH_DURATION")
+    total = outcome.summary
+    assert total is not None
+    if total.socket_error_total:
+        outcome.problems.append(f"socket errors over all rounds {total.socket_errors}")
+    if scenario.expected_status < 400 and total.non_2xx_3xx:
+        outcome.problems.append(f"{total.non_2xx_3xx} non-2xx/3xx responses over all rounds")
+
+
+def bench_servers(specs: list[ServerSpec], settings: Settings, run_dir: Path,
+                  scenarios: list[Scenario]) -> RoundsRun:
+    """Start the servers together, check them, then measure them side by side in rounds."""
+    outcomes = []
+    for spec in specs:
+        planned = [s.name for s in scenarios if s.name in spec.scenario_names]
+        outcomes.append(ServerOutcome(spec.name, "ok" if planned else "skipped", planned=planned))
+    orders: dict[str, list[list[str]]] = {s.name: [] for s in scenarios}
+    servers: dict[str, RunningServer] = {}
+    try:
+        servers = start_servers(specs, outcomes, settings, run_dir)
+        targets = check_targets(scenarios, outcomes, servers)
+        for round_index in range(settings.rounds):
+            for scenario in scenarios:
+                order = [t for t in rotated(targets[scenario.name], round_index) if t.outcome.status == "ok"]
+                if not order:
+                    continue
+                names = [t.outcome.name for t in order]
+                print(f"[bench] round {round_index + 1}/{settings.rounds} {scenario.name}: {', '.join(names)}",
+                      file=sys.stderr, flush=True)
+                orders[scenario.name].append(names)
+                for target in order:
+                    measure(target, settings, round_index)
+                # A server that died misses the later rounds; keep its round slots aligned.
+                for target in targets[scenario.name]:
+                    rounds = target.outcome.scenarios[scenario.name].rounds
+                    rounds.extend([None] * (round_index + 1 - len(rounds)))
+    finally:
+        for server in servers.values():
+            server.stop()
+    for outcome in outcomes:
+        for scenario in scenarios:
+            if scenario.name in outcome.scenarios and outcome.scenarios[scenario.name].status == "ok":
+                finish_scenario(scenario, outcome.scenarios[scenario.name])
+    return RoundsRun(outcomes, {name: order for name, order in orders.items() if order})
 
 
 def bench_server(spec: ServerSpec, settings: Settings, run_dir: Path, scenarios: list[Scenario]) -> ServerOutcome:
-    wanted = [s for s in scenarios if s.name in spec.scenario_names]
-    outcome = ServerOutcome(spec.name, "ok", planned=[s.name for s in wanted])
-    if not wanted:
-        outcome.status = "skipped"
-        return outcome
-    print(f"[bench] {spec.name}: starting", file=sys.stderr, flush=True)
-    server: Optional[RunningServer] = None
-    try:
-        server = RunningServer(spec, settings, run_dir)
-        outcome.command = server.command
-        server.wait_until_accepting()
-        for scenario in wanted:
-            print(f"[bench] {spec.name}: {scenario.name}", file=sys.stderr, flush=True)
-            outcome.scenarios[scenario.name] = bench_scenario(settings, server.port, scenario)
-            if server.process.poll() is not None:
-                raise ServerFailed(f"died during {scenario.name}\n{log_tail(server.log_path)}")
-    except Exception as exc:
-        outcome.status = "failed"
-        outcome.error = str(exc) if isinstance(exc, ServerFailed) else f"{type(exc).__name__}: {exc}"
-        print(f"[bench] {spec.name}: FAILED: {outcome.error.splitlines()[0]}", file=sys.stderr, flush=True)
-    finally:
-        if server is not None:
-            server.stop()
-    return outcome
+    """One server alone through the same rounds (what the harness's own tests use)."""
+    return bench_servers([spec], settings, run_dir, scenarios).servers[0]
 
 
 # --------------------------------------------------------------------------- ratios and targets
@@ -537,25 +692,43 @@ ASGI_RATIOS = [
 ]
 
 
-def metric_value(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> Optional[float]:
+def metric_by_round(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> list[Optional[float]]:
+    """`metric` of each round for one (server, scenario); empty if the server failed or never ran it."""
     outcome = outcomes.get(server)
     if outcome is None or outcome.status != "ok":
-        return None
+        return []
     scenario_outcome = outcome.scenarios.get(scenario)
-    if scenario_outcome is None or scenario_outcome.result is None:
-        return None
-    return getattr(scenario_outcome.result, metric)
+    if scenario_outcome is None or scenario_outcome.status != "ok":
+        return []
+    return scenario_outcome.by_round(metric)
+
+
+def metric_value(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> Optional[float]:
+    """The median of `metric` over the rounds (None if not measured)."""
+    return median_of(metric_by_round(outcomes, server, scenario, metric))
 
 
 def compute_ratios(outcomes: dict[str, ServerOutcome], specs: Optional[list[RatioSpec]] = None) -> list[dict]:
-    """Each ratio of `specs` (default: the static group's) from one group's outcomes."""
+    """Each ratio of `specs` (default: the static group's) from one group's outcomes.
+
+    The ratio is taken within each round, where both servers were measured seconds apart; the
+    row holds the median of those ("value", the one a target is judged on), their min and max,
+    and every per-round ratio.
+    """
     rows = []
     for spec in RATIOS if specs is None else specs:
-        top = metric_value(outcomes, spec.numerator, spec.scenario, spec.metric)
-        bottom = metric_value(outcomes, spec.denominator, spec.scenario, spec.metric)
-        value = top / bottom if top is not None and bottom else None
-        met = None if value is None or spec.target is None else value >= spec.target
-        rows.append({**asdict(spec), "value": value, "met": met})
+        summary = RatioSummary.of(per_round_ratios(
+            metric_by_round(outcomes, spec.numerator, spec.scenario, spec.metric),
+            metric_by_round(outcomes, spec.denominator, spec.scenario, spec.metric),
+        ))  # fmt: skip
+        rows.append({
+            **asdict(spec),
+            "value": summary.median,
+            "min": summary.low,
+            "max": summary.high,
+            "per_round": summary.per_round,
+            "met": summary.meets(spec.target),
+        })  # fmt: skip
     return rows
 
 
@@ -603,6 +776,7 @@ class GroupOutcome:
     scenarios: list[Scenario]
     servers: list[ServerOutcome]
     ratios: list[dict]
+    orders: dict[str, list[list[str]]] = field(default_factory=dict)  # scenario -> order per round
 
 
 def check_known(names: Optional[list[str]], known: set[str], what: str) -> None:
@@ -636,9 +810,9 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
     print(f"[bench] group {plan.group.name}: {plan.group.title}", file=sys.stderr, flush=True)
     if plan.group.prepare:
         plan.group.prepare(run_dir)
-    outcomes = [bench_server(spec, settings, run_dir, plan.scenarios) for spec in plan.specs]
-    ratios = compute_ratios({o.name: o for o in outcomes}, plan.group.ratios)
-    return GroupOutcome(plan.group, plan.scenarios, outcomes, ratios)
+    run = bench_servers(plan.specs, settings, run_dir, plan.scenarios)
+    ratios = compute_ratios({o.name: o for o in run.servers}, plan.group.ratios)
+    return GroupOutcome(plan.group, plan.scenarios, run.servers, ratios, run.orders)
 
 
 # --------------------------------------------------------------------------- report
@@ -650,9 +824,9 @@ def fmt_cell(outcome: ServerOutcome, scenario: Scenario) -> list[str]:
     scenario_outcome = outcome.scenarios.get(scenario.name)
     if scenario_outcome is None:  # the server failed before reaching this scenario
         return ["failed", "", "", ""]
-    if scenario_outcome.result is None:
+    r = scenario_outcome.summary
+    if r is None:
         return ["failed", "", "", ""]
-    r = scenario_outcome.result
     errors = str(scenario_outcome.error_count(scenario))
     if scenario_outcome.problems:
         errors += "!"
@@ -679,17 +853,17 @@ def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> st
 
 
 def render_ratios(ratios: list[dict]) -> str:
-    lines = ["ratio                                              scenario  metric   value   target"]
+    lines = [f"{'ratio':<50} {'scenario':<9} {'metric':<8} {'median (min-max per round)':>26}  target"]
     for row in ratios:
         label = f"{row['numerator']} / {row['denominator']}"
         metric = "req/s" if row["metric"] == RPS else "MiB/s"
-        value = "n/a" if row["value"] is None else f"{row['value']:.2f}x"
+        value = RatioSummary(row["value"], row["min"], row["max"], row["per_round"]).render()
         if row["target"] is None:
             target = "(no target)"
         else:
             verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
             target = f">={row['target']:.1f}x {verdict}"
-        lines.append(f"{label:<50} {row['scenario']:<9} {metric:<8} {value:>7}  {target}")
+        lines.append(f"{label:<50} {row['scenario']:<9} {metric:<8} {value:>26}  {target}")
     return "\n".join(lines)
 
 
@@ -749,9 +923,21 @@ def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -
 
 
 def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> None:
-    def scenario_record(scenario_outcome: ScenarioOutcome) -> dict:
-        record = asdict(scenario_outcome)
+    def scenario_record(scenario: Scenario, scenario_outcome: ScenarioOutcome) -> dict:
+        record = asdict(scenario_outcome)  # status, rounds (every round's raw numbers), problems, error
         record["flagged"] = bool(scenario_outcome.problems or scenario_outcome.error)
+        summary = scenario_outcome.summary
+        record["median"] = None if summary is None else {
+            "requests_per_sec": summary.requests_per_sec,
+            "mib_per_sec": summary.mib_per_sec,
+            "p99_ms": summary.p99_ms,
+        }  # fmt: skip
+        record["total"] = None if summary is None else {
+            "requests": summary.requests,
+            "non_2xx_3xx": summary.non_2xx_3xx,
+            "socket_errors": summary.socket_errors,
+            "errors": scenario_outcome.error_count(scenario),
+        }  # fmt: skip
         return record
 
     def group_record(group: GroupOutcome) -> dict:
@@ -764,10 +950,15 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
                     "planned": o.planned,
                     "command": o.command,
                     "error": o.error,
-                    "scenarios": {name: scenario_record(so) for name, so in o.scenarios.items()},
+                    "scenarios": {
+                        s.name: scenario_record(s, o.scenarios[s.name])
+                        for s in group.scenarios
+                        if s.name in o.scenarios
+                    },
                 }
                 for o in group.servers
             },
+            "round_orders": group.orders,
             "ratios": group.ratios,
         }
 
@@ -775,6 +966,7 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": {
+            "rounds": settings.rounds,
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
             "wrk_threads": WRK_THREADS,
@@ -829,10 +1021,14 @@ def main() -> int:
 
     print()
     print(
-        f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{settings.duration_s}s --latency "
-        f"(warm-up {settings.warmup_s}s); server on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}"
+        f"{settings.rounds} rounds of wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{settings.duration_s}s --latency "
+        f"per server and scenario (warm-up {settings.warmup_s}s before the first); "
+        f"servers on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}"
     )
-    print("errors = socket errors + non-2xx/3xx answers (404s not counted in the 404 row); '!' = see notes")
+    print("req/s, MiB/s, p99 = median over rounds; errors = total over rounds of socket errors + non-2xx/3xx")
+    print("answers (404s not counted in the 404 row); '!' = see notes")
+    print("ratio = median of the ratios taken within each round (min-max of those in brackets);")
+    print("a target is met when the median meets it")
     for group in groups:
         print()
         print(render_group(group))

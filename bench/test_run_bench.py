@@ -1,7 +1,8 @@
 """Checks for the benchmark harness itself: `pytest bench/test_run_bench.py` (a few seconds).
 
-The end-to-end tests start real processes and a 1-second wrk run, so they need wrk and taskset
-(bench/run.sh installs both).
+The end-to-end tests start real processes and 1-second wrk runs, so they need wrk and taskset
+(bench/run.sh installs both). The round-robin tests replace wrk with a stand-in that records
+what it was asked to run.
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench  # noqa: E402
 from apps.hello import app as hello_app  # noqa: E402
+from round_stats import RatioSummary, median_of, per_round_ratios, rotated  # noqa: E402
 from run_bench import (  # noqa: E402
     ASGI_RATIOS,
     ASGI_SCENARIOS,
@@ -24,6 +27,7 @@ from run_bench import (  # noqa: E402
     HELLO_APP,
     SCENARIOS,
     GroupOutcome,
+    RunningServer,
     ScenarioOutcome,
     ServerOutcome,
     ServerSpec,
@@ -31,6 +35,7 @@ from run_bench import (  # noqa: E402
     WrkResult,
     asgi_server_specs,
     bench_server,
+    bench_servers,
     check_response,
     compute_ratios,
     make_document_root,
@@ -90,7 +95,13 @@ def test_parse_wrk_output_rejects_unknown_text() -> None:
 
 
 def _ok(rps: float, mibs: float) -> ScenarioOutcome:
-    return ScenarioOutcome("ok", WrkResult(rps, mibs, 1.0, 100, 0, {}))
+    """A scenario measured in one round."""
+    return ScenarioOutcome("ok", rounds=[WrkResult(rps, mibs, 1.0, 100, 0, {})])
+
+
+def _rounds(*rps: Optional[float]) -> ScenarioOutcome:
+    """A scenario measured in several rounds (None: that round has no number)."""
+    return ScenarioOutcome("ok", rounds=[None if r is None else WrkResult(r, r / 1000, 1.0, 100, 0, {}) for r in rps])
 
 
 def test_compute_ratios_marks_targets_and_missing_servers() -> None:
@@ -111,9 +122,103 @@ def test_compute_ratios_marks_targets_and_missing_servers() -> None:
 
 def test_error_count_ignores_expected_404s_only() -> None:
     by_name = {s.name: s for s in SCENARIOS}
-    outcome = ScenarioOutcome("ok", WrkResult(1, 1, 1, 10, 10, {"read": 2}))
+    outcome = ScenarioOutcome("ok", rounds=[WrkResult(1, 1, 1, 10, 10, {"read": 2})])
     assert outcome.error_count(by_name["404"]) == 2
     assert outcome.error_count(by_name["1k"]) == 12
+
+
+def test_error_count_adds_up_every_round() -> None:
+    one_k = SCENARIOS[0]
+    outcome = ScenarioOutcome("ok", rounds=[
+        WrkResult(1, 1, 1, 10, 1, {"read": 2, "timeout": 0}),
+        None,
+        WrkResult(1, 1, 1, 10, 4, {"read": 1, "timeout": 3}),
+    ])  # fmt: skip
+    assert outcome.error_count(one_k) == 2 + 1 + 1 + 3 + 4
+    assert outcome.summary is not None and outcome.summary.socket_errors == {"read": 3, "timeout": 3}
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+def test_rotated_puts_each_item_first_once_per_cycle() -> None:
+    servers = ["fastserve", "nginx", "uvicorn"]
+    orders = [rotated(servers, r) for r in range(4)]
+    assert orders == [
+        ["fastserve", "nginx", "uvicorn"],
+        ["nginx", "uvicorn", "fastserve"],
+        ["uvicorn", "fastserve", "nginx"],
+        ["fastserve", "nginx", "uvicorn"],
+    ]
+    assert rotated([], 5) == [] and rotated(["only"], 7) == ["only"]
+
+
+def test_summary_takes_medians_over_rounds_and_sums_counts() -> None:
+    outcome = ScenarioOutcome("ok", rounds=[
+        WrkResult(300.0, 3.0, 9.0, 900, 0, {}),
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}),
+        None,  # not measured this round: left out, not counted as zero
+        WrkResult(200.0, 2.0, 5.0, 400, 0, {}),
+    ])  # fmt: skip
+    summary = outcome.summary
+    assert summary is not None
+    assert (summary.requests_per_sec, summary.mib_per_sec, summary.p99_ms) == (200.0, 2.0, 5.0)
+    assert summary.requests == 1400
+    assert outcome.by_round("requests_per_sec") == [300.0, 100.0, None, 200.0]
+    assert ScenarioOutcome("failed").summary is None
+
+
+def test_summary_p99_leaves_out_rounds_without_a_response() -> None:
+    outcome = ScenarioOutcome("ok", rounds=[WrkResult(0.0, 0.0, 0.0, 0, 0, {}), WrkResult(10.0, 1.0, 7.0, 50, 0, {})])
+    assert outcome.summary is not None and outcome.summary.p99_ms == 7.0
+
+
+def test_ratio_is_the_median_of_ratios_within_each_round() -> None:
+    outcomes = {
+        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _rounds(100.0, 300.0, 200.0)}),
+        "uvicorn": ServerOutcome("uvicorn", "ok", scenarios={"hello": _rounds(100.0, 100.0, 400.0)}),
+    }
+    row = compute_ratios(outcomes, ASGI_RATIOS)[0]
+    # Per round: 1.0, 3.0, 0.5. The ratio of the medians (200 / 100) would say 2.0.
+    assert row["per_round"] == [1.0, 3.0, 0.5]
+    assert (row["value"], row["min"], row["max"]) == (1.0, 0.5, 3.0)
+    assert row["met"] is False  # target 1.5: judged on the median, not on the best round
+
+
+def test_ratio_skips_rounds_either_side_missed() -> None:
+    outcomes = {
+        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _rounds(150.0, None, 160.0, 170.0)}),
+        "granian": ServerOutcome("granian", "ok", scenarios={"hello": _rounds(100.0, 100.0, None, 200.0)}),
+    }
+    row = compute_ratios(outcomes, ASGI_RATIOS)[1]
+    assert row["per_round"] == [1.5, None, None, 0.85]
+    assert row["value"] == pytest.approx((1.5 + 0.85) / 2) and row["met"] is True  # target 1.1
+
+
+def test_target_is_met_on_the_median_even_when_one_round_dips() -> None:
+    summary = RatioSummary.of([1.30, 0.95, 1.13])
+    assert summary.meets(1.0) is True and summary.meets(1.2) is False and summary.meets(None) is None
+    assert summary.render() == "1.13x (0.95\u20131.30)"
+    assert RatioSummary.of([None, None]).render() == "n/a" and RatioSummary.of([]).meets(1.0) is None
+
+
+def test_median_of_and_per_round_ratios_handle_gaps() -> None:
+    assert median_of([3.0, None, 1.0, 2.0]) == 2.0
+    assert median_of([None]) is None
+    assert per_round_ratios([1.0, 2.0, None, 4.0], [2.0, 0.0, 1.0, None]) == [0.5, None, None, None]
+
+
+def test_rounds_and_duration_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BENCH_ROUNDS", "BENCH_DURATION"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert (settings.rounds, settings.duration_s) == (3, 5)
+    monkeypatch.setenv("BENCH_ROUNDS", "7")
+    assert Settings.from_env().rounds == 7
+    for bad in ("0", "-2", "three"):
+        monkeypatch.setenv("BENCH_ROUNDS", bad)
+        with pytest.raises(SystemExit, match="BENCH_ROUNDS"):
+            Settings.from_env()
 
 
 def test_document_root_has_every_scenario_file(tmp_path: Path) -> None:
@@ -132,7 +237,7 @@ def test_document_root_has_every_scenario_file(tmp_path: Path) -> None:
 
 def _settings() -> Settings:
     settings = Settings.from_env()
-    settings.duration_s, settings.warmup_s = 1, 0
+    settings.duration_s, settings.warmup_s, settings.rounds = 1, 0, 2
     return settings
 
 
@@ -160,10 +265,12 @@ def test_real_server_is_measured_and_missing_etag_fails_one_scenario(tmp_path: P
     outcome = bench_server(spec, _settings(), run_dir, SCENARIOS)
     assert outcome.status == "ok"
     one_k = outcome.scenarios["1k"]
-    assert one_k.status == "ok" and one_k.result is not None and one_k.result.requests > 0
+    assert one_k.status == "ok" and len(one_k.rounds) == 2 and all(r and r.requests > 0 for r in one_k.rounds)
     conditional = outcome.scenarios["304"]  # this server sends no ETag
     assert conditional.status == "failed" and "no ETag" in (conditional.error or "")
-    assert run_bench.metric_value({"s": outcome}, "s", "1k", "requests_per_sec") == one_k.result.requests_per_sec
+    assert conditional.rounds == []  # a scenario that fails its check is never loaded
+    assert one_k.summary is not None
+    assert run_bench.metric_value({"s": outcome}, "s", "1k", "requests_per_sec") == one_k.summary.requests_per_sec
 
 
 # --------------------------------------------------------------------------- the ASGI group
@@ -325,9 +432,11 @@ def test_group_report_and_json_keep_groups_apart(tmp_path: Path, monkeypatch: py
     write_json(path, _settings(), groups)
     document = json.loads(path.read_text())
     assert document["versions"] == {"groups": ["static", "asgi"]}
-    assert document["groups"]["static"]["servers"]["fastserve"]["scenarios"]["1k"]["result"]["requests_per_sec"] == 50_000
+    one_k = document["groups"]["static"]["servers"]["fastserve"]["scenarios"]["1k"]
+    assert one_k["median"]["requests_per_sec"] == 50_000 and one_k["total"]["errors"] == 0
+    assert [r["requests_per_sec"] for r in one_k["rounds"]] == [50_000]
     asgi_record = document["groups"]["asgi"]
-    assert asgi_record["servers"]["fastserve"]["scenarios"]["hello"]["result"]["requests_per_sec"] == 30_000
+    assert asgi_record["servers"]["fastserve"]["scenarios"]["hello"]["median"]["requests_per_sec"] == 30_000
     assert asgi_record["servers"]["uvicorn"]["status"] == "failed"
     assert asgi_record["scenarios"][0]["expected_body"] == "Hello, world!"
     assert [r["met"] for r in asgi_record["ratios"]] == [None, None]
@@ -345,4 +454,91 @@ def test_hello_app_is_measured_under_a_real_asgi_server(tmp_path: Path) -> None:
     assert outcome.status == "ok", outcome.error
     hello = outcome.scenarios["hello"]
     assert hello.status == "ok" and hello.problems == []
-    assert hello.result is not None and hello.result.requests > 0 and hello.result.non_2xx_3xx == 0
+    assert hello.summary is not None and hello.summary.requests > 0 and hello.summary.non_2xx_3xx == 0
+
+
+# --------------------------------------------------------------------------- servers side by side
+
+
+def _wrk_text(rps: float) -> str:
+    clean = WRK_OUTPUT.replace("  Socket errors: connect 0, read 3, write 0, timeout 2\n", "")
+    clean = clean.replace("  Non-2xx or 3xx responses: 83764\n", "")
+    return clean.replace("Requests/sec:  41882.00", f"Requests/sec:  {rps:.2f}")
+
+
+class _FakeWrk:
+    """Stands in for run_wrk: records (server, path, seconds) and answers with canned output."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+        self.servers: list[RunningServer] = []
+        self.on_call = lambda server, call_number: None
+        original_init = RunningServer.__init__
+
+        def recording_init(server: RunningServer, *args, **kwargs) -> None:
+            original_init(server, *args, **kwargs)
+            self.servers.append(server)
+
+        monkeypatch.setattr(RunningServer, "__init__", recording_init)
+        monkeypatch.setattr(run_bench, "run_wrk", self)
+
+    def __call__(self, settings: Settings, url: str, headers: dict, duration_s: int) -> str:
+        port = int(url.split(":")[2].split("/")[0])
+        server = next(s for s in self.servers if s.port == port)
+        self.calls.append((server.spec.name, "/" + url.split("/", 3)[3], duration_s))
+        self.on_call(server, len(self.calls))
+        return _wrk_text(1000.0 * len(self.calls))
+
+
+def _file_servers(run_dir: Path, names: list[str]) -> list[ServerSpec]:
+    root = run_dir / "www"
+    make_document_root(root)
+    command = lambda port: [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(root)]  # noqa: E731
+    return [ServerSpec(name, command, ["1k", "404"]) for name in names]
+
+
+def test_servers_run_together_in_rotating_rounds_with_one_warm_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrk = _FakeWrk(monkeypatch)
+    settings = _settings()
+    settings.rounds, settings.warmup_s, settings.duration_s = 3, 2, 7
+    scenarios = [s for s in SCENARIOS if s.name in ("1k", "404")]
+    run = bench_servers(_file_servers(tmp_path, ["a", "b"]), settings, tmp_path, scenarios)
+
+    assert [o.status for o in run.servers] == ["ok", "ok"]
+    assert run.orders == {"1k": [["a", "b"], ["b", "a"], ["a", "b"]], "404": [["a", "b"], ["b", "a"], ["a", "b"]]}
+    warm_ups = [(name, path) for name, path, seconds in wrk.calls if seconds == 2]
+    assert warm_ups == [("a", "/small.txt"), ("b", "/small.txt"), ("a", "/missing"), ("b", "/missing")]
+    measured = [(name, path) for name, path, seconds in wrk.calls if seconds == 7]
+    assert measured == [
+        ("a", "/small.txt"), ("b", "/small.txt"), ("a", "/missing"), ("b", "/missing"),
+        ("b", "/small.txt"), ("a", "/small.txt"), ("b", "/missing"), ("a", "/missing"),
+        ("a", "/small.txt"), ("b", "/small.txt"), ("a", "/missing"), ("b", "/missing"),
+    ]  # fmt: skip
+    # Each warm-up comes right before that pair's first measured run.
+    assert wrk.calls[0] == ("a", "/small.txt", 2) and wrk.calls[1] == ("a", "/small.txt", 7)
+    b_one_k = run.servers[1].scenarios["1k"]
+    assert len(b_one_k.rounds) == 3 and b_one_k.problems == []
+    assert all(s.process.poll() is not None for s in wrk.servers)  # every server stopped
+
+
+def test_server_that_dies_between_rounds_is_failed_and_left_out_of_ratios(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrk = _FakeWrk(monkeypatch)
+
+    def kill_b_in_round_two(server: RunningServer, call_number: int) -> None:
+        if server.spec.name == "nginx" and call_number == 5:  # round 1: 2 calls each; round 2: nginx first
+            server.process.kill()
+            server.process.wait()
+
+    wrk.on_call = kill_b_in_round_two
+    settings = _settings()
+    settings.rounds, settings.warmup_s = 3, 1
+    run = bench_servers(_file_servers(tmp_path, ["fastserve", "nginx"]), settings, tmp_path, [SCENARIOS[0]])
+    fastserve, nginx = run.servers
+    assert fastserve.status == "ok" and len(fastserve.scenarios["1k"].measured) == 3
+    assert nginx.status == "failed" and "died during 1k in round 2" in (nginx.error or "")
+    assert nginx.scenarios["1k"].rounds[2] is None  # not loaded again after it died
+    assert run.orders["1k"] == [["fastserve", "nginx"], ["nginx", "fastserve"], ["fastserve"]]
+    row = compute_ratios({o.name: o for o in run.servers})[0]
+    assert row["value"] is None and row["met"] is None
