@@ -86,9 +86,8 @@ class NoMatchFound(_FrameworkNoMatchFound):  # type: ignore[misc, valid-type]
         Exception.__init__(self, f'No route exists for name "{name}" and params "{params}".')
 
 
-def _is_no_match(exc: Exception) -> bool:
-    """A miss from this module's routes or from a Starlette app mounted among them."""
-    return isinstance(exc, (NoMatchFound, _FrameworkNoMatchFound))
+# A miss from this module's routes or from a Starlette app mounted among them.
+_NO_MATCH = (NoMatchFound, _FrameworkNoMatchFound)
 
 
 class Match(Enum):
@@ -491,10 +490,8 @@ class Mount(BaseRoute):
             for route in self.routes:
                 try:
                     url = route.url_path_for(child_name, **remaining)
-                except Exception as exc:
-                    if _is_no_match(exc):
-                        continue
-                    raise
+                except _NO_MATCH:
+                    continue
                 return URLPath(path=prefix.rstrip("/") + str(url), protocol=url.protocol)
         raise NoMatchFound(name, path_params)
 
@@ -576,9 +573,8 @@ class Router:
         for route in self.routes:
             try:
                 return route.url_path_for(name, **path_params)
-            except Exception as exc:
-                if not _is_no_match(exc):
-                    raise
+            except _NO_MATCH:
+                pass
         raise NoMatchFound(name, path_params)
 
     # serving -----------------------------------------------------------------------------------
