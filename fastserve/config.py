@@ -35,7 +35,7 @@ class Config:
     max_header_bytes: int = 16 * 1024
     max_header_count: int = 100
     max_url_length: int = 8 * 1024
-    max_body_size: int = 1024 * 1024
+    max_body_size: int = 100 * 1024 * 1024  # streamed to the app, never held whole
     max_pipeline: int = 64
     max_connections: int = 10_000
     max_ranges: int = 16

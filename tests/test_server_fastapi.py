@@ -63,7 +63,7 @@ def server(fastapi_dir):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastserve", "fastapi_app:app", "--port", str(port), "--max-body-size", "5000000"],
+        [sys.executable, "-m", "fastserve", "fastapi_app:app", "--port", str(port)],
         cwd=fastapi_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20
