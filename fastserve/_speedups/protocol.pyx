@@ -57,6 +57,8 @@ cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
 cdef Py_ssize_t COPY_CHUNK = 128 * 1024
 # Bytes moved per event-loop turn for one connection before letting others run.
 cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
+# A body sent to a static file is read and dropped (keeping the connection) up to this size.
+cdef long long DISCARD_LIMIT = 64 * 1024
 
 
 cdef class ServerState:
@@ -474,6 +476,10 @@ cdef class HttpProtocol:
             if self.declared_length > self.state.max_body_size:
                 self._fail(413)
                 raise _Abort()
+            if self.declared_length > DISCARD_LIMIT and self.method != GET and self.method != HEAD:
+                # No static file takes a body: a large one is refused unread, and the connection closed.
+                self._fail(405, ALLOW)
+                raise _Abort()
         elif parser.should_upgrade() and (b"upgrade", b"websocket") in [
             (name, value.lower()) for name, value in self.headers if name == b"upgrade"
         ]:
@@ -793,7 +799,7 @@ cdef class HttpProtocol:
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
 
-    cdef void _fail(self, int status):
+    cdef void _fail(self, int status, bytes extra=b""):
         """Answer a request we refuse to parse further, then close."""
         if self.closing:
             return
@@ -801,7 +807,7 @@ cdef class HttpProtocol:
         self.keep_alive = False
         self.method = GET
         reason = reason_phrase(status)
-        self._emit_simple(status, reason, b"")
+        self._emit_simple(status, reason, extra)
         self._flush()
 
     def check_timeouts(self, double now):
