@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from fastserve._speedups.pathlookup import origin_form, percent_decode, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import is_within, origin_form, percent_decode, resolve_path, split_url_path
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,17 @@ def test_percent_decode_long_paths():
 )
 def test_origin_form(target, expected):
     assert origin_form(target) == expected
+
+
+@pytest.mark.parametrize(
+    "path, root, inside",
+    [
+        ("/srv/www", "/srv/www", True),
+        ("/srv/www/a.txt", "/srv/www", True),
+        ("/srv/www-secret/a.txt", "/srv/www", False),  # a shared prefix is not containment
+        ("/srv", "/srv/www", False),
+        ("/etc/passwd", "/", True),
+    ],
+)
+def test_is_within(path, root, inside):
+    assert is_within(path, root) is inside

@@ -14,7 +14,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
 from fastserve._speedups.headers cimport accepts_encoding
-from fastserve._speedups.pathlookup cimport resolve_path, split_url_path
+from fastserve._speedups.pathlookup cimport is_within, resolve_path, split_url_path
 
 # The entry kinds, for Python callers (``CacheEntry.kind``).
 KIND_FILE = ENTRY_FILE
@@ -254,7 +254,7 @@ cdef class FileCache:
 
     cdef bint _contained(self, str real_path):
         for root in self.roots:
-            if real_path.startswith(root + "/"):
+            if is_within(real_path, root):
                 return True
         return False
 

@@ -118,6 +118,13 @@ cpdef object split_url_path(str path):
     return tuple(parts)
 
 
+cpdef bint is_within(str path, str root):
+    """Whether absolute ``path`` is ``root`` itself or lies below it (not merely shares a prefix)."""
+    if path == root:
+        return True
+    return path.startswith(root if root.endswith("/") else root + "/")
+
+
 cpdef object resolve_path(tuple roots, tuple parts, bint follow_symlink):
     """First ``(full_path, stat_result)`` for ``parts`` under ``roots``, or None.
 
@@ -131,7 +138,7 @@ cpdef object resolve_path(tuple roots, tuple parts, bint follow_symlink):
         full = root + "/" + rel if rel else root
         if not follow_symlink:
             real = _realpath(full)
-            if real != root and not real.startswith(root + "/" if root != "/" else "/"):
+            if not is_within(real, root):
                 continue  # a symlink pointing outside the root
             full = real
         try:
