@@ -25,7 +25,10 @@ cdef bytes DATE = b"date"
 
 
 class ClientDisconnected(OSError):
-    """``send`` after the client went away (ASGI 2.4: an ``OSError``, so apps stop sending)."""
+    """``send`` after the client went away (ASGI 2.4: an ``OSError``, so apps stop sending).
+
+    Raised by HTTP cycles here and by WebSocket sessions (``fastserve.server.websocket``).
+    """
 
 
 cdef inline bint _has_forwarded(list headers):

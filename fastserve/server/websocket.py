@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from fastserve._speedups.asgi_cycle import ClientDisconnected  # one class for HTTP and WebSocket sends
 from fastserve._speedups.headers import current_http_date, serialize_headers
 
 __all__ = ["ClientDisconnected", "WebSocketSession"]
@@ -57,10 +58,6 @@ _AWAITING_APP = 0   # the app has "websocket.connect" and has not answered yet
 _DENYING = 1        # the app is sending an HTTP response instead of accepting
 _ACCEPTED = 2       # 101 sent: frames flow
 _ANSWERED = 3       # a plain HTTP response went out: there is no WebSocket
-
-
-class ClientDisconnected(OSError):
-    """Raised by ``send`` when the connection it would write to is closed or closing."""
 
 
 class _FrameLog(logging.LoggerAdapter):
