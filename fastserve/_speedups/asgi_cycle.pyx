@@ -103,7 +103,6 @@ cdef class HttpCycle:
     cdef object task
 
     def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers):
-        cdef long long declared = -1
         self.bridge = bridge
         self.conn = conn
         self.loop = bridge.loop
@@ -119,13 +118,11 @@ cdef class HttpCycle:
         self.scope["http_version"] = "1.0" if self.http10 else "1.1"
         self.scope["extensions"] = HTTP_EXTENSIONS.copy()
         for name, value in headers:
-            if name == b"content-length":
-                declared = int(value) if value.isdigit() and len(value) < 19 else -1
-            elif name == b"expect" and value.lower() == b"100-continue":
+            if name == b"expect" and value.lower() == b"100-continue":
                 self.expect_continue = True
         self.body = deque()
         self.more_body = True
-        self.too_large = declared > self.max_body_size
+        self.too_large = conn.declared_length > self.max_body_size  # parsed once, by the connection
 
     # -- called by the connection ------------------------------------------------------
 

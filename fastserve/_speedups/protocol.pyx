@@ -252,7 +252,7 @@ cdef class HttpProtocol:
     cdef double head_started
     cdef bytes url
     cdef bint saw_connection
-    cdef long long declared_length
+    cdef readonly long long declared_length   # Content-Length of the request, -1 when absent or invalid
     cdef long long static_body_bytes
     cdef list headers
     cdef bint keep_headers
