@@ -11,7 +11,7 @@ import errno
 import importlib.util
 import os
 import stat
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import anyio
 
@@ -72,11 +72,19 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _request_header(scope: Scope, name: bytes) -> Optional[bytes]:
+# The request headers static answers depend on, read in one pass over the scope.
+_WANTED = frozenset(
+    (b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"range", b"accept-encoding")
+)
+
+
+def _request_headers(scope: Scope) -> Dict[bytes, bytes]:
+    found: Dict[bytes, bytes] = {}
     for key, value in scope["headers"]:
-        if key.lower() == name:
-            return value
-    return None
+        key = key.lower()
+        if key in _WANTED and key not in found:
+            found[key] = value
+    return found
 
 
 class StaticFiles:
@@ -192,16 +200,16 @@ class StaticFiles:
     def _cached_response(self, scope: Scope) -> Response:
         assert self.file_cache is not None
         entry = self.file_cache.lookup(_route_path(scope) or "/")
+        request = _request_headers(scope)
         if entry.variants is not None:
-            entry = choose_representation(entry, _request_header(scope, b"accept-encoding"))
+            entry = choose_representation(entry, request.get(b"accept-encoding"))
         if entry.kind == KIND_FILE:
-            method = scope["method"].encode()
             status = evaluate_preconditions(
-                method,
-                _request_header(scope, b"if-match"),
-                _request_header(scope, b"if-unmodified-since"),
-                _request_header(scope, b"if-none-match"),
-                _request_header(scope, b"if-modified-since"),
+                scope["method"].encode(),
+                request.get(b"if-match"),
+                request.get(b"if-unmodified-since"),
+                request.get(b"if-none-match"),
+                request.get(b"if-modified-since"),
                 entry.etag,
                 entry.mtime,
             )
@@ -209,7 +217,7 @@ class StaticFiles:
                 return Response(status_code=304, headers={"etag": entry.etag.decode(), "last-modified": entry.last_modified.decode()})
             if status == 412:
                 return PlainTextResponse("Precondition Failed", status_code=412)
-            if entry.body is not None and _request_header(scope, b"range") is None:
+            if entry.body is not None and b"range" not in request:
                 return _CachedFileResponse(entry.asgi_headers, entry.body, 200)
             return FileResponse(entry.path, stat_result=entry.stat)
         if entry.kind == KIND_REDIRECT:
@@ -251,10 +259,11 @@ class StaticFiles:
         """A ``FileResponse``, or the 304/412 its validators call for."""
         request_headers = Headers(scope=scope)
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
+        request = _request_headers(scope)
         precondition = evaluate_preconditions(
             scope["method"].encode(),
-            _request_header(scope, b"if-match"),
-            _request_header(scope, b"if-unmodified-since"),
+            request.get(b"if-match"),
+            request.get(b"if-unmodified-since"),
             None,
             None,
             response.headers["etag"].encode(),
