@@ -72,6 +72,8 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
+_NOT_MODIFIED_FIELDS = (b"etag", b"last-modified", b"vary")
+
 # The request headers static answers depend on, read in one pass over the scope.
 _WANTED = frozenset(
     (b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"range", b"accept-encoding")
@@ -213,8 +215,10 @@ class StaticFiles:
                 entry.etag,
                 entry.mtime,
             )
-            if status == 304:
-                return Response(status_code=304, headers={"etag": entry.etag.decode(), "last-modified": entry.last_modified.decode()})
+            if status == 304:  # the validators, and Vary where siblings exist: what the fast path's 304 carries
+                return _CachedFileResponse(
+                    [header for header in entry.asgi_headers if header[0] in _NOT_MODIFIED_FIELDS], b"", 304
+                )
             if status == 412:
                 return PlainTextResponse("Precondition Failed", status_code=412)
             if entry.body is not None and b"range" not in request:

@@ -262,3 +262,22 @@ def test_runs_under_uvicorn(root):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_not_modified_for_a_precompressed_file_keeps_vary(root):
+    import gzip
+
+    from fastserve._speedups.filecache import FileCache
+
+    (root / "app.js").write_text("let a = 1;" * 100)
+    (root / "app.js.gz").write_bytes(gzip.compress((root / "app.js").read_bytes()))
+    app = StaticFiles(directory=root)
+    app.file_cache = FileCache([root], precompressed=True)  # what the fastserve server configures
+    client = client_for(app)
+    first = client.get("/app.js", headers={"accept-encoding": "gzip"})
+    assert first.headers["content-encoding"] == "gzip" and first.headers["vary"] == "Accept-Encoding"
+    again = client.get("/app.js", headers={"accept-encoding": "gzip", "if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["vary"] == "Accept-Encoding"
+    assert again.headers["etag"] == first.headers["etag"]
+    assert "content-length" not in again.headers
