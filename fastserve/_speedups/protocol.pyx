@@ -1,6 +1,7 @@
 """The HTTP/1.1 connection: httptools callbacks, the static fast path, ordered output.
 
-One ``HttpProtocol`` per connection. Requests are parsed by httptools; every complete
+One ``HttpProtocol`` per connection. On a static origin, plain GET/HEAD heads are read by
+``requesthead.scan_simple_head``; every other request is parsed by httptools. Every complete
 request produces exactly one response, in request order:
 
 * a static GET/HEAD is answered inside ``on_message_complete`` from the ``FileCache``:
@@ -39,6 +40,20 @@ from fastserve._speedups.filecache cimport (
     ENTRY_REDIRECT,
 )
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.requesthead cimport (
+    CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
+    CONNECTION_KEEP_ALIVE as HEAD_CONNECTION_KEEP_ALIVE,
+    FIELD_ACCEPT_ENCODING,
+    FIELD_IF_MATCH,
+    FIELD_IF_MODIFIED_SINCE,
+    FIELD_IF_NONE_MATCH,
+    FIELD_IF_RANGE,
+    FIELD_IF_UNMODIFIED_SINCE,
+    FIELD_RANGE,
+    SimpleHead,
+    Span,
+    scan_simple_head,
+)
 
 cdef object _sendfile = os.sendfile
 cdef object _pread = os.pread
@@ -131,6 +146,12 @@ cdef bytes _status_line(int status):
     if line is None:
         line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
     return line
+
+
+cdef inline bytes _span(bytes data, Span span):
+    if span.start < 0:
+        return None
+    return data[span.start:span.start + span.length]
 
 
 cdef inline void _refresh_memo(CacheEntry entry, bytes date):
@@ -245,6 +266,7 @@ cdef class HttpProtocol:
     cdef bint body_backpressure
 
     # the request being parsed
+    cdef bint in_message    # httptools has begun a request it has not finished
     cdef bint in_head
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t raw_head_bytes
@@ -374,6 +396,14 @@ cdef class HttpProtocol:
             return
         if self.closing:
             return
+        cdef Py_ssize_t done
+        if self.state.static_only and not self.in_message:
+            done = self._serve_simple_heads(data)
+            if done == len(data) or self.closing:
+                self._flush()
+                return
+            if done:
+                data = data[done:]
         if self.in_head:
             self.raw_head_bytes += len(data)
         try:
@@ -399,8 +429,8 @@ cdef class HttpProtocol:
 
     # -- httptools callbacks -------------------------------------------------------------
 
-    cdef void _begin_request(self):
-        # A request's first callback is on_url; starting here saves a callback per request.
+    def on_message_begin(self):
+        self.in_message = True
         self.in_head = True
         self.head_bytes = 0
         self.raw_head_bytes = 0
@@ -421,8 +451,6 @@ cdef class HttpProtocol:
         self.accept_encoding = None
 
     def on_url(self, bytes url):
-        if not self.in_head:
-            self._begin_request()
         self.url = url if self.url is None else self.url + url
         self.head_bytes += len(url)
         if len(self.url) > self.state.max_url_length:
@@ -506,6 +534,7 @@ cdef class HttpProtocol:
                 raise _Abort()
 
     def on_message_complete(self):
+        self.in_message = False
         if self.upgrade_request is not None:
             return
         if self.body_job is not None:
@@ -528,6 +557,45 @@ cdef class HttpProtocol:
         self._update_reading()
 
     # -- the static fast path ----------------------------------------------------------
+
+    cdef Py_ssize_t _serve_simple_heads(self, bytes data):
+        """Answer the plain GET/HEAD heads at the front of ``data``; return the bytes they took.
+
+        What is left (an unusual request, or a head not yet complete) goes to httptools.
+        The limits are passed so that a head over one is left to httptools, which refuses it.
+        """
+        cdef SimpleHead head
+        cdef ServerState state = self.state
+        cdef const unsigned char* buf = <const unsigned char*><const char*>data
+        cdef Py_ssize_t start = 0, end, size = len(data)
+        while start < size and not self.closing:
+            end = scan_simple_head(
+                buf, start, size, state.max_header_bytes, state.max_url_length,
+                state.max_header_count, &head,
+            )
+            if end <= 0:
+                break
+            self.method = HEAD if head.is_head else GET
+            self.url = data[head.target.start:head.target.start + head.target.length]
+            self.if_match = _span(data, head.fields[FIELD_IF_MATCH])
+            self.if_none_match = _span(data, head.fields[FIELD_IF_NONE_MATCH])
+            self.if_modified_since = _span(data, head.fields[FIELD_IF_MODIFIED_SINCE])
+            self.if_unmodified_since = _span(data, head.fields[FIELD_IF_UNMODIFIED_SINCE])
+            self.range_value = _span(data, head.fields[FIELD_RANGE])
+            self.if_range = _span(data, head.fields[FIELD_IF_RANGE])
+            self.accept_encoding = _span(data, head.fields[FIELD_ACCEPT_ENCODING])
+            self.http10 = head.http10
+            if head.http10:
+                self.keep_alive = head.connection == HEAD_CONNECTION_KEEP_ALIVE
+            else:
+                self.keep_alive = head.connection != HEAD_CONNECTION_CLOSE
+            if state.shutting_down:
+                self.keep_alive = False
+            self._serve_static()
+            if not self.keep_alive:
+                self.closing = True
+            start = end
+        return start
 
     cdef void _serve_static(self):
         cdef bytes method = self.method

@@ -1,0 +1,36 @@
+# A scanner for the plainest request heads (GET/HEAD, no body), so the static path can
+# answer them without a parser callback per header. Anything else is left to httptools.
+
+cdef enum:
+    FIELD_IF_MATCH = 0
+    FIELD_IF_NONE_MATCH = 1
+    FIELD_IF_MODIFIED_SINCE = 2
+    FIELD_IF_UNMODIFIED_SINCE = 3
+    FIELD_RANGE = 4
+    FIELD_IF_RANGE = 5
+    FIELD_ACCEPT_ENCODING = 6
+    FIELD_COUNT = 7
+
+cdef enum:
+    CONNECTION_DEFAULT = 0
+    CONNECTION_KEEP_ALIVE = 1
+    CONNECTION_CLOSE = 2
+
+cdef enum:
+    SCAN_INCOMPLETE = 0   # no complete head in the buffer (so far it was simple)
+    SCAN_OTHER = -1       # not a simple head: the full parser decides
+
+cdef struct Span:
+    Py_ssize_t start      # -1 when absent
+    Py_ssize_t length
+
+cdef struct SimpleHead:
+    bint is_head          # HEAD rather than GET
+    bint http10
+    int connection
+    Span target
+    Span fields[7]        # indexed by FIELD_*
+
+cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
+                                 Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
+                                 SimpleHead* head) noexcept nogil

@@ -1,0 +1,215 @@
+"""A strict scanner for the plainest request heads, the static origin's common case.
+
+Most requests a static origin sees are a GET or HEAD of an origin-form target, HTTP/1.1 or
+HTTP/1.0, with a few well-formed header lines and no body. ``scan_simple_head`` reads such
+a head in one pass over the buffer, recording only where the fields the static path uses
+begin and end: no object is made per header. It accepts a deliberately small subset of
+HTTP/1.1; whatever falls outside it (another method, a body, an upgrade, obs-fold, bytes
+outside the visible ASCII range, a head over a limit) is reported as ``SCAN_OTHER`` and
+the connection hands the bytes to httptools, which answers as it would anyway.
+"""
+from libc.string cimport memcmp
+
+cdef unsigned char IS_TCHAR[256]      # header-name characters (RFC 9110 token)
+cdef unsigned char IS_VALUE_CHAR[256] # field-value characters accepted here: HTAB, SP, VCHAR
+
+
+cdef void _fill_tables() noexcept:
+    cdef int c
+    for c in range(256):
+        IS_TCHAR[c] = (
+            (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
+            or c in b"!#$%&'*+-.^_`|~"
+        )
+        IS_VALUE_CHAR[c] = c == 9 or 32 <= c <= 126
+
+
+_fill_tables()
+
+
+cdef inline bint _name_is(const unsigned char* s, const char* lower, Py_ssize_t n) noexcept nogil:
+    """Case-insensitive compare of a token against a lowercase name of letters and '-'.
+
+    ``c | 0x20`` lowercases a letter and leaves '-' alone; among token characters no
+    other one maps onto a letter or '-', so the compare is exact.
+    """
+    cdef Py_ssize_t i
+    for i in range(n):
+        if (s[i] | 0x20) != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef inline int _connection_option(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    if n == 10 and _name_is(s, b"keep-alive", 10):
+        return CONNECTION_KEEP_ALIVE
+    if n == 5 and _name_is(s, b"close", 5):
+        return CONNECTION_CLOSE
+    return -1
+
+
+# _field_index answers, besides FIELD_*:
+cdef enum:
+    IGNORED = -1        # a header the static path does not read
+    NOT_SIMPLE = -2     # a header that takes the request outside the subset (a body, an upgrade)
+    IS_CONNECTION = -3
+
+
+cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Which header a name of ``n`` bytes is, as FIELD_* or one of the codes above."""
+    if n == 4:
+        return IGNORED  # Host, the commonest header
+    if n == 5:
+        return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
+    if n == 7:
+        return NOT_SIMPLE if _name_is(s, b"upgrade", 7) else IGNORED
+    if n == 10:
+        return IS_CONNECTION if _name_is(s, b"connection", 10) else IGNORED
+    if n == 8:
+        if _name_is(s, b"if-match", 8):
+            return FIELD_IF_MATCH
+        return FIELD_IF_RANGE if _name_is(s, b"if-range", 8) else IGNORED
+    if n == 13:
+        return FIELD_IF_NONE_MATCH if _name_is(s, b"if-none-match", 13) else IGNORED
+    if n == 14:
+        return NOT_SIMPLE if _name_is(s, b"content-length", 14) else IGNORED
+    if n == 15:
+        return FIELD_ACCEPT_ENCODING if _name_is(s, b"accept-encoding", 15) else IGNORED
+    if n == 17:
+        if _name_is(s, b"if-modified-since", 17):
+            return FIELD_IF_MODIFIED_SINCE
+        return NOT_SIMPLE if _name_is(s, b"transfer-encoding", 17) else IGNORED
+    if n == 19:
+        return FIELD_IF_UNMODIFIED_SINCE if _name_is(s, b"if-unmodified-since", 19) else IGNORED
+    return IGNORED
+
+
+cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
+                                 Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
+                                 SimpleHead* head) noexcept nogil:
+    """Scan the head starting at ``buf[start]``; return the offset just past it.
+
+    Returns ``SCAN_INCOMPLETE`` when the buffer ends first and ``SCAN_OTHER`` when the
+    head is not a simple one or exceeds a limit (``max_head`` bytes in all, ``max_target``
+    bytes of target, ``max_fields`` header lines). Field spans exclude surrounding
+    whitespace; a repeated field keeps its last value. ``Connection`` may appear once,
+    as ``keep-alive`` or ``close``.
+    """
+    cdef Py_ssize_t p = start
+    cdef Py_ssize_t name_start, value_start, value_end, count = 0
+    cdef int index, option
+    cdef unsigned char c
+    for index in range(FIELD_COUNT):
+        head.fields[index].start = -1
+        head.fields[index].length = 0
+    head.connection = CONNECTION_DEFAULT
+
+    # request line: method SP origin-form SP HTTP/1.x CRLF
+    if end - p < 5:
+        return SCAN_INCOMPLETE
+    if memcmp(buf + p, b"GET ", 4) == 0:
+        head.is_head = False
+        p += 4
+    elif memcmp(buf + p, b"HEAD ", 5) == 0:
+        head.is_head = True
+        p += 5
+    else:
+        return SCAN_OTHER
+    head.target.start = p
+    if p < end and buf[p] != b"/":
+        return SCAN_OTHER
+    while p < end and buf[p] != b" ":
+        c = buf[p]
+        if c < 0x21 or c > 0x7E:
+            return SCAN_OTHER
+        p += 1
+    head.target.length = p - head.target.start
+    if head.target.length > max_target:
+        return SCAN_OTHER
+    if end - p < 11:
+        return SCAN_INCOMPLETE
+    if memcmp(buf + p, b" HTTP/1.", 8) != 0 or buf[p + 9] != b"\r" or buf[p + 10] != b"\n":
+        return SCAN_OTHER
+    if buf[p + 8] == b"1":
+        head.http10 = False
+    elif buf[p + 8] == b"0":
+        head.http10 = True
+    else:
+        return SCAN_OTHER
+    p += 11
+
+    # header lines: token ":" OWS value OWS CRLF, up to the empty line
+    while True:
+        if p - start > max_head:
+            return SCAN_OTHER
+        if end - p < 2:
+            return SCAN_INCOMPLETE
+        if buf[p] == b"\r":
+            if buf[p + 1] != b"\n":
+                return SCAN_OTHER
+            p += 2
+            return SCAN_OTHER if p - start > max_head else p
+        name_start = p
+        while p < end and IS_TCHAR[buf[p]]:
+            p += 1
+        if p == end:
+            return SCAN_INCOMPLETE
+        if buf[p] != b":" or p == name_start:
+            return SCAN_OTHER
+        index = _field_index(buf + name_start, p - name_start)
+        p += 1
+        while p < end and (buf[p] == b" " or buf[p] == b"\t"):
+            p += 1
+        value_start = p
+        while p < end and IS_VALUE_CHAR[buf[p]]:
+            p += 1
+        if end - p < 2:
+            return SCAN_INCOMPLETE
+        if buf[p] != b"\r" or buf[p + 1] != b"\n":
+            return SCAN_OTHER
+        value_end = p
+        while value_end > value_start and (buf[value_end - 1] == b" " or buf[value_end - 1] == b"\t"):
+            value_end -= 1
+        p += 2
+        count += 1
+        if count > max_fields or index == NOT_SIMPLE:
+            return SCAN_OTHER
+        if index >= 0:
+            head.fields[index].start = value_start
+            head.fields[index].length = value_end - value_start
+        elif index == IS_CONNECTION:
+            if head.connection != CONNECTION_DEFAULT:
+                return SCAN_OTHER
+            option = _connection_option(buf + value_start, value_end - value_start)
+            if option < 0:
+                return SCAN_OTHER
+            head.connection = option
+
+
+_FIELD_NAMES = (
+    "if_match", "if_none_match", "if_modified_since", "if_unmodified_since",
+    "range", "if_range", "accept_encoding",
+)
+
+
+def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
+              Py_ssize_t max_target=65536, Py_ssize_t max_fields=100):
+    """Python view of ``scan_simple_head``: ``(end, fields)`` for a simple head, where
+    ``fields`` holds method, target, http10, connection and the fields present; or
+    ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
+    cdef SimpleHead head
+    cdef Py_ssize_t end = scan_simple_head(
+        <const unsigned char*><const char*>data, start, len(data), max_head, max_target, max_fields, &head
+    )
+    if end <= 0:
+        return end, None
+    fields = {
+        "method": b"HEAD" if head.is_head else b"GET",
+        "target": data[head.target.start:head.target.start + head.target.length],
+        "http10": bool(head.http10),
+        "connection": ("default", "keep-alive", "close")[head.connection],
+    }
+    for index in range(FIELD_COUNT):
+        if head.fields[index].start >= 0:
+            fields[_FIELD_NAMES[index]] = data[head.fields[index].start:head.fields[index].start + head.fields[index].length]
+    return end, fields

@@ -1,0 +1,184 @@
+"""``requesthead.scan_simple_head``: which heads it reads itself, and what it reads from them."""
+from __future__ import annotations
+
+import httptools
+import pytest
+
+from fastserve._speedups.requesthead import scan_head
+
+SCAN_INCOMPLETE = 0
+SCAN_OTHER = -1
+
+PLAIN = b"GET /small.txt HTTP/1.1\r\nHost: localhost:8080\r\n\r\n"
+
+
+def test_plain_get_is_read_to_its_end() -> None:
+    end, fields = scan_head(PLAIN)
+    assert end == len(PLAIN)
+    assert fields == {"method": b"GET", "target": b"/small.txt", "http10": False, "connection": "default"}
+
+
+def test_head_and_http10() -> None:
+    data = b"HEAD /a/b?c=d HTTP/1.0\r\n\r\n"
+    assert scan_head(data) == (len(data), {
+        "method": b"HEAD", "target": b"/a/b?c=d", "http10": True, "connection": "default",
+    })
+
+
+def test_every_field_the_static_path_reads() -> None:
+    data = (
+        b"GET /f HTTP/1.1\r\nHost: x\r\n"
+        b"If-Match: \"a\"\r\nIf-None-Match: \"b\", W/\"c\"\r\n"
+        b"If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        b"If-Unmodified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n"
+        b"Range: bytes=0-9\r\nIf-Range: \"d\"\r\nAccept-Encoding: gzip, br;q=0.5\r\n"
+        b"User-Agent: test\r\n\r\n"
+    )
+    end, fields = scan_head(data)
+    assert end == len(data)
+    assert fields["if_match"] == b'"a"'
+    assert fields["if_none_match"] == b'"b", W/"c"'
+    assert fields["if_modified_since"] == b"Sun, 06 Nov 1994 08:49:37 GMT"
+    assert fields["if_unmodified_since"] == b"Mon, 07 Nov 1994 08:49:37 GMT"
+    assert fields["range"] == b"bytes=0-9"
+    assert fields["if_range"] == b'"d"'
+    assert fields["accept_encoding"] == b"gzip, br;q=0.5"
+
+
+@pytest.mark.parametrize("name", [b"if-none-match", b"IF-NONE-MATCH", b"iF-nOnE-mAtCh"])
+def test_field_names_are_case_insensitive(name: bytes) -> None:
+    data = b"GET / HTTP/1.1\r\n" + name + b": \"x\"\r\n\r\n"
+    assert scan_head(data)[1]["if_none_match"] == b'"x"'
+
+
+def test_values_lose_surrounding_whitespace_only() -> None:
+    data = b"GET / HTTP/1.1\r\nRange:\t bytes=1-2 \t\r\nIf-Range:   a  b  \r\n\r\n"
+    fields = scan_head(data)[1]
+    assert fields["range"] == b"bytes=1-2"
+    assert fields["if_range"] == b"a  b"
+
+
+def test_empty_value_is_present_and_empty() -> None:
+    assert scan_head(b"GET / HTTP/1.1\r\nIf-None-Match:\r\n\r\n")[1]["if_none_match"] == b""
+
+
+def test_a_repeated_field_keeps_its_last_value() -> None:
+    data = b"GET / HTTP/1.1\r\nRange: bytes=0-1\r\nRange: bytes=5-6\r\n\r\n"
+    assert scan_head(data)[1]["range"] == b"bytes=5-6"
+
+
+def test_names_that_only_share_a_length_are_ignored() -> None:
+    data = b"GET / HTTP/1.1\r\nIf-None-Matcx: a\r\nRangf: b\r\nUpgradx: c\r\nContent-Lengtx: 4\r\n\r\n"
+    end, fields = scan_head(data)
+    assert end == len(data)
+    assert set(fields) == {"method", "target", "http10", "connection"}
+
+
+@pytest.mark.parametrize("value, expected", [
+    (b"keep-alive", "keep-alive"), (b"Keep-Alive", "keep-alive"), (b"close", "close"), (b"CLOSE", "close"),
+])
+def test_connection_keep_alive_or_close(value: bytes, expected: str) -> None:
+    data = b"GET / HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n"
+    assert scan_head(data)[1]["connection"] == expected
+
+
+def test_second_head_is_read_from_its_offset() -> None:
+    second = b"HEAD /two HTTP/1.1\r\n\r\n"
+    end, fields = scan_head(PLAIN + second, start=len(PLAIN))
+    assert end == len(PLAIN) + len(second)
+    assert fields["target"] == b"/two"
+
+
+@pytest.mark.parametrize("cut", range(1, len(PLAIN)))
+def test_a_head_cut_short_is_incomplete_or_left_to_the_parser(cut: int) -> None:
+    assert scan_head(PLAIN[:cut])[0] in (SCAN_INCOMPLETE, SCAN_OTHER)
+
+
+def test_a_head_missing_only_the_last_line_is_incomplete() -> None:
+    assert scan_head(PLAIN[:-2]) == (SCAN_INCOMPLETE, None)
+
+
+@pytest.mark.parametrize("data", [
+    b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",       # another method
+    b"get / HTTP/1.1\r\n\r\n",                               # methods are case-sensitive
+    b"GET http://x/ HTTP/1.1\r\n\r\n",                       # absolute form
+    b"GET * HTTP/1.1\r\n\r\n",
+    b"GET  / HTTP/1.1\r\n\r\n",                              # two spaces
+    b"GET / HTTP/2.0\r\n\r\n",
+    b"GET / HTTP/1.1 \r\n\r\n",
+    b"GET / HTTP/1.1\n\n",                                   # bare LF
+    b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\rx\r\n\r\n",                 # bare CR
+    b"GET /a\x7fb HTTP/1.1\r\n\r\n",                         # DEL in the target
+    b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",                    # raw UTF-8 in the target
+    b"GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",             # obs-text in a value
+    b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",                  # NUL in a value
+    b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",                   # space before the colon
+    b"GET / HTTP/1.1\r\n: x\r\n\r\n",                        # empty name
+    b"GET / HTTP/1.1\r\nX(: y\r\n\r\n",                      # separator in a name
+    b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",                 # obs-fold
+    b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",          # any body framing
+    b"GET / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello",
+    b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: close\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\n\r\n",                           # leading empty line
+])
+def test_anything_outside_the_subset_is_left_to_the_parser(data: bytes) -> None:
+    assert scan_head(data) == (SCAN_OTHER, None)
+
+
+def test_limits_leave_the_head_to_the_parser() -> None:
+    data = b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+    assert scan_head(data, max_target=100)[0] == len(data)
+    assert scan_head(data, max_target=99) == (SCAN_OTHER, None)
+    assert scan_head(data, max_fields=3)[0] == len(data)
+    assert scan_head(data, max_fields=2) == (SCAN_OTHER, None)
+    assert scan_head(data, max_head=len(data))[0] == len(data)
+    assert scan_head(data, max_head=len(data) - 1) == (SCAN_OTHER, None)
+
+
+class _Recorder:
+    """Collects what httptools reports, for comparison with the scanner."""
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: dict = {}
+        self.complete = False
+        self.parser: httptools.HttpRequestParser | None = None
+        self.keep_alive: bool | None = None
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()  # asked when the protocol asks it
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+@pytest.mark.parametrize("data", [
+    PLAIN,
+    b"HEAD /x?y=%20 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"e\"\r\nRange: bytes=1-\r\nAccept-Encoding: br\r\n\r\n",
+    b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+])
+def test_what_it_accepts_httptools_reads_the_same_way(data: bytes) -> None:
+    recorder = _Recorder()
+    parser = recorder.parser = httptools.HttpRequestParser(recorder)
+    parser.feed_data(data)
+    end, fields = scan_head(data)
+    assert end == len(data) and recorder.complete
+    assert fields["method"] == parser.get_method()
+    assert fields["target"] == recorder.url
+    assert fields["http10"] == (parser.get_http_version() == "1.0")
+    keep_alive = {"default": not fields["http10"], "keep-alive": True, "close": False}[fields["connection"]]
+    assert keep_alive == recorder.keep_alive
+    for key, name in [("if_none_match", b"if-none-match"), ("range", b"range"), ("accept_encoding", b"accept-encoding")]:
+        if name in recorder.headers:
+            assert fields[key] == recorder.headers[name].strip()
