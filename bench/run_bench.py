@@ -10,6 +10,11 @@ round, for each scenario, wrk runs against each server in turn, the order rotati
 The table shows medians over rounds; a ratio is the median of ratios taken within one round,
 where the two measurements were seconds apart, with the range of those per-round ratios.
 
+Next to req/s the table shows req/CPU-s: requests answered per second of CPU the server's
+processes used during the run (user + system, from /proc). With one wrk thread, a server
+that answers fast enough leaves wrk's own CPU as the limit; req/s then stops telling such
+servers apart, while req/CPU-s still shows which one does less work per request.
+
 Run through ``bash bench/run.sh``, which installs everything first. Standard library only, so
 any Python 3.9+ can drive it; the servers themselves run from the interpreters named below.
 
@@ -399,6 +404,8 @@ class WrkResult:
     requests: int
     non_2xx_3xx: int
     socket_errors: dict[str, int]
+    # requests per second of server CPU (user + system) during the run; None when not taken
+    requests_per_cpu_second: Optional[float] = None
 
     @property
     def socket_error_total(self) -> int:
@@ -432,6 +439,26 @@ def parse_wrk_output(text: str) -> WrkResult:
         non_2xx_3xx=int(non_ok.group(1)) if non_ok else 0,
         socket_errors=dict(zip(("connect", "read", "write", "timeout"), socket_counts)),
     )
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU time used so far by the live processes of one session.
+
+    Each server starts in a session of its own, so this covers a master and its workers.
+    """
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(os.path.join(entry.path, "stat")) as stat:
+                # after "pid (comm)": state ppid pgrp session ... utime(14th) stime(15th)
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: int) -> str:
@@ -487,6 +514,9 @@ class ScenarioOutcome:
             requests=sum(r.requests for r in measured),
             non_2xx_3xx=sum(r.non_2xx_3xx for r in measured),
             socket_errors=socket_errors,
+            requests_per_cpu_second=median_of(
+                [r.requests_per_cpu_second for r in measured if r.requests_per_cpu_second is not None]
+            ),
         )
 
     def by_round(self, metric: str) -> list[Optional[float]]:
@@ -590,7 +620,12 @@ def measure(target: Target, settings: Settings, round_index: int) -> None:
         if not target.warmed_up and settings.warmup_s > 0:
             run_wrk(settings, target.url, target.headers, settings.warmup_s)
         target.warmed_up = True
+        session_id = target.server.process.pid
+        cpu_before = session_cpu_seconds(session_id)
         result = parse_wrk_output(run_wrk(settings, target.url, target.headers, settings.duration_s))
+        cpu_used = session_cpu_seconds(session_id) - cpu_before
+        if cpu_used > 0:
+            result.requests_per_cpu_second = result.requests / cpu_used
     except Exception as exc:
         scenario_outcome.problems.append(f"round {round_index + 1}: {type(exc).__name__}: {exc}")
     scenario_outcome.rounds.append(result)
@@ -668,17 +703,20 @@ class RatioSpec:
     numerator: str
     denominator: str
     scenario: str
-    metric: str  # "requests_per_sec" or "mib_per_sec"
+    metric: str  # "requests_per_sec", "mib_per_sec" or "requests_per_cpu_second"
     target: Optional[float]
 
 
 FASTSERVE, NGINX, UVICORN, DROPIN = "fastserve", "nginx", "uvicorn+starlette", "uvicorn+fastserve.StaticFiles"
-RPS, MIBS = "requests_per_sec", "mib_per_sec"
+RPS, MIBS, RPCPU = "requests_per_sec", "mib_per_sec", "requests_per_cpu_second"
 
 RATIOS = [
     RatioSpec(FASTSERVE, NGINX, "1k", RPS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "304", RPS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "404", RPS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "1k", RPCPU, None),
+    RatioSpec(FASTSERVE, NGINX, "304", RPCPU, None),
+    RatioSpec(FASTSERVE, NGINX, "404", RPCPU, None),
     RatioSpec(FASTSERVE, NGINX, "index", RPS, None),
     RatioSpec(FASTSERVE, NGINX, "64k", RPS, None),
     RatioSpec(FASTSERVE, NGINX, "10m", MIBS, 0.8),
@@ -689,6 +727,8 @@ RATIOS = [
 ASGI_RATIOS = [
     RatioSpec(FASTSERVE, "uvicorn", "hello", RPS, 1.5),
     RatioSpec(FASTSERVE, "granian", "hello", RPS, 1.1),
+    RatioSpec(FASTSERVE, "uvicorn", "hello", RPCPU, None),
+    RatioSpec(FASTSERVE, "granian", "hello", RPCPU, None),
 ]
 
 
@@ -820,23 +860,24 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
 
 def fmt_cell(outcome: ServerOutcome, scenario: Scenario) -> list[str]:
     if scenario.name not in outcome.planned:
-        return ["-", "", "", ""]
+        return ["-", "", "", "", ""]
     scenario_outcome = outcome.scenarios.get(scenario.name)
     if scenario_outcome is None:  # the server failed before reaching this scenario
-        return ["failed", "", "", ""]
+        return ["failed", "", "", "", ""]
     r = scenario_outcome.summary
     if r is None:
-        return ["failed", "", "", ""]
+        return ["failed", "", "", "", ""]
     errors = str(scenario_outcome.error_count(scenario))
     if scenario_outcome.problems:
         errors += "!"
     p99 = f"{r.p99_ms:.2f}ms" if r.requests else "-"
-    return [f"{r.requests_per_sec:,.0f}", f"{r.mib_per_sec:,.1f}", p99, errors]
+    per_cpu = "-" if r.requests_per_cpu_second is None else f"{r.requests_per_cpu_second:,.0f}"
+    return [f"{r.requests_per_sec:,.0f}", per_cpu, f"{r.mib_per_sec:,.1f}", p99, errors]
 
 
 def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> str:
-    sub_headers = ["req/s", "MiB/s", "p99", "errors"]
-    widths = [10, 9, 10, 7]
+    sub_headers = ["req/s", "req/CPU-s", "MiB/s", "p99", "errors"]
+    widths = [10, 10, 9, 10, 7]
     group_width = sum(widths) + len(widths) - 1
     lines = [
         "scenario | " + " | ".join(o.name[:group_width].ljust(group_width) for o in outcomes),
@@ -853,17 +894,17 @@ def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> st
 
 
 def render_ratios(ratios: list[dict]) -> str:
-    lines = [f"{'ratio':<50} {'scenario':<9} {'metric':<8} {'median (min-max per round)':>26}  target"]
+    lines = [f"{'ratio':<50} {'scenario':<9} {'metric':<9} {'median (min-max per round)':>26}  target"]
     for row in ratios:
         label = f"{row['numerator']} / {row['denominator']}"
-        metric = "req/s" if row["metric"] == RPS else "MiB/s"
+        metric = {RPS: "req/s", MIBS: "MiB/s", RPCPU: "req/CPU-s"}[row["metric"]]
         value = RatioSummary(row["value"], row["min"], row["max"], row["per_round"]).render()
         if row["target"] is None:
             target = "(no target)"
         else:
             verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
             target = f">={row['target']:.1f}x {verdict}"
-        lines.append(f"{label:<50} {row['scenario']:<9} {metric:<8} {value:>26}  {target}")
+        lines.append(f"{label:<50} {row['scenario']:<9} {metric:<9} {value:>26}  {target}")
     return "\n".join(lines)
 
 
@@ -931,6 +972,7 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
             "requests_per_sec": summary.requests_per_sec,
             "mib_per_sec": summary.mib_per_sec,
             "p99_ms": summary.p99_ms,
+            "requests_per_cpu_second": summary.requests_per_cpu_second,
         }  # fmt: skip
         record["total"] = None if summary is None else {
             "requests": summary.requests,

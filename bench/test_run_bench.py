@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -94,9 +98,9 @@ def test_parse_wrk_output_rejects_unknown_text() -> None:
         parse_wrk_output("wrk: connection refused\n")
 
 
-def _ok(rps: float, mibs: float) -> ScenarioOutcome:
+def _ok(rps: float, mibs: float, per_cpu: Optional[float] = None) -> ScenarioOutcome:
     """A scenario measured in one round."""
-    return ScenarioOutcome("ok", rounds=[WrkResult(rps, mibs, 1.0, 100, 0, {})])
+    return ScenarioOutcome("ok", rounds=[WrkResult(rps, mibs, 1.0, 100, 0, {}, per_cpu)])
 
 
 def _rounds(*rps: Optional[float]) -> ScenarioOutcome:
@@ -106,18 +110,34 @@ def _rounds(*rps: Optional[float]) -> ScenarioOutcome:
 
 def test_compute_ratios_marks_targets_and_missing_servers() -> None:
     outcomes = {
-        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"1k": _ok(90.0, 1), "10m": _ok(1, 900.0)}),
-        "nginx": ServerOutcome("nginx", "ok", scenarios={"1k": _ok(100.0, 1), "10m": _ok(1, 1000.0)}),
+        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"1k": _ok(90.0, 1, 30.0), "10m": _ok(1, 900.0)}),
+        "nginx": ServerOutcome("nginx", "ok", scenarios={"1k": _ok(100.0, 1, 20.0), "10m": _ok(1, 1000.0)}),
         "uvicorn+starlette": ServerOutcome("uvicorn+starlette", "failed", error="boom"),
     }
-    ratios = {(r["numerator"], r["denominator"], r["scenario"]): r for r in compute_ratios(outcomes)}
-    one_k = ratios[("fastserve", "nginx", "1k")]
+    ratios = {(r["numerator"], r["denominator"], r["scenario"], r["metric"]): r for r in compute_ratios(outcomes)}
+    one_k = ratios[("fastserve", "nginx", "1k", "requests_per_sec")]
     assert one_k["value"] == pytest.approx(0.9) and one_k["met"] is False
-    ten_m = ratios[("fastserve", "nginx", "10m")]
-    assert ten_m["metric"] == "mib_per_sec"
+    ten_m = ratios[("fastserve", "nginx", "10m", "mib_per_sec")]
     assert ten_m["value"] == pytest.approx(0.9) and ten_m["met"] is True
-    assert ratios[("fastserve", "nginx", "304")]["value"] is None
-    assert ratios[("fastserve", "uvicorn+starlette", "1k")]["met"] is None
+    assert ratios[("fastserve", "nginx", "304", "requests_per_sec")]["value"] is None
+    assert ratios[("fastserve", "uvicorn+starlette", "1k", "requests_per_sec")]["met"] is None
+    per_cpu = ratios[("fastserve", "nginx", "1k", "requests_per_cpu_second")]
+    assert per_cpu["value"] == pytest.approx(1.5) and per_cpu["met"] is None  # reported, no target
+    assert ratios[("fastserve", "nginx", "404", "requests_per_cpu_second")]["value"] is None
+
+
+def test_session_cpu_seconds_counts_every_process_of_the_session() -> None:
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    script = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\nexec({burn!r})"
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while run_bench.session_cpu_seconds(process.pid) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run_bench.session_cpu_seconds(process.pid) >= 0.6  # parent and child, 0.3 s each at least
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_error_count_ignores_expected_404s_only() -> None:
@@ -266,6 +286,8 @@ def test_real_server_is_measured_and_missing_etag_fails_one_scenario(tmp_path: P
     assert outcome.status == "ok"
     one_k = outcome.scenarios["1k"]
     assert one_k.status == "ok" and len(one_k.rounds) == 2 and all(r and r.requests > 0 for r in one_k.rounds)
+    # the server's CPU was read from /proc around each run
+    assert all(r and r.requests_per_cpu_second and r.requests_per_cpu_second > 0 for r in one_k.rounds)
     conditional = outcome.scenarios["304"]  # this server sends no ETag
     assert conditional.status == "failed" and "no ETag" in (conditional.error or "")
     assert conditional.rounds == []  # a scenario that fails its check is never loaded
@@ -282,7 +304,7 @@ def test_asgi_ratios_compare_fastserve_with_uvicorn_and_granian() -> None:
         "uvicorn": ServerOutcome("uvicorn", "ok", scenarios={"hello": _ok(15_000.0, 2)}),
         "granian": ServerOutcome("granian", "ok", scenarios={"hello": _ok(28_000.0, 4)}),
     }
-    ratios = {r["denominator"]: r for r in compute_ratios(outcomes, ASGI_RATIOS)}
+    ratios = {r["denominator"]: r for r in compute_ratios(outcomes, ASGI_RATIOS) if r["metric"] == "requests_per_sec"}
     assert set(ratios) == {"uvicorn", "granian"}
     assert ratios["uvicorn"]["value"] == pytest.approx(2.0) and ratios["uvicorn"]["met"] is True
     assert ratios["granian"]["value"] == pytest.approx(30 / 28) and ratios["granian"]["met"] is False
@@ -293,7 +315,9 @@ def test_asgi_ratios_compare_fastserve_with_uvicorn_and_granian() -> None:
 
 def test_static_ratios_stay_the_default() -> None:
     outcomes = {"fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _ok(1, 1)})}
-    assert [r["scenario"] for r in compute_ratios(outcomes)] == ["1k", "304", "404", "index", "64k", "10m", "1k", "1k"]
+    assert [r["scenario"] for r in compute_ratios(outcomes)] == [
+        "1k", "304", "404", "1k", "304", "404", "index", "64k", "10m", "1k", "1k",
+    ]
 
 
 def _plan_names(settings: Settings, tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -439,7 +463,7 @@ def test_group_report_and_json_keep_groups_apart(tmp_path: Path, monkeypatch: py
     assert asgi_record["servers"]["fastserve"]["scenarios"]["hello"]["median"]["requests_per_sec"] == 30_000
     assert asgi_record["servers"]["uvicorn"]["status"] == "failed"
     assert asgi_record["scenarios"][0]["expected_body"] == "Hello, world!"
-    assert [r["met"] for r in asgi_record["ratios"]] == [None, None]
+    assert [r["met"] for r in asgi_record["ratios"]] == [None, None, None, None]
 
 
 def test_hello_app_is_measured_under_a_real_asgi_server(tmp_path: Path) -> None:
