@@ -15,6 +15,7 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 import os
 from collections import deque
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memchr
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -148,10 +149,11 @@ cdef bytes _status_line(int status):
     return line
 
 
-cdef inline bytes _span(bytes data, Span span):
+cdef inline bytes _span(const char* data, Span span):
+    """The bytes a span covers (None for an absent field); made directly, without a slice object."""
     if span.start < 0:
         return None
-    return data[span.start:span.start + span.length]
+    return PyBytes_FromStringAndSize(data + span.start, span.length)
 
 
 cdef inline void _refresh_memo(CacheEntry entry, bytes date):
@@ -566,7 +568,8 @@ cdef class HttpProtocol:
         """
         cdef SimpleHead head
         cdef ServerState state = self.state
-        cdef const unsigned char* buf = <const unsigned char*><const char*>data
+        cdef const char* chars = data
+        cdef const unsigned char* buf = <const unsigned char*>chars
         cdef Py_ssize_t start = 0, end, size = len(data)
         while start < size and not self.closing:
             end = scan_simple_head(
@@ -576,14 +579,14 @@ cdef class HttpProtocol:
             if end <= 0:
                 break
             self.method = HEAD if head.is_head else GET
-            self.url = data[head.target.start:head.target.start + head.target.length]
-            self.if_match = _span(data, head.fields[FIELD_IF_MATCH])
-            self.if_none_match = _span(data, head.fields[FIELD_IF_NONE_MATCH])
-            self.if_modified_since = _span(data, head.fields[FIELD_IF_MODIFIED_SINCE])
-            self.if_unmodified_since = _span(data, head.fields[FIELD_IF_UNMODIFIED_SINCE])
-            self.range_value = _span(data, head.fields[FIELD_RANGE])
-            self.if_range = _span(data, head.fields[FIELD_IF_RANGE])
-            self.accept_encoding = _span(data, head.fields[FIELD_ACCEPT_ENCODING])
+            self.url = _span(chars, head.target)
+            self.if_match = _span(chars, head.fields[FIELD_IF_MATCH])
+            self.if_none_match = _span(chars, head.fields[FIELD_IF_NONE_MATCH])
+            self.if_modified_since = _span(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
+            self.if_unmodified_since = _span(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
+            self.range_value = _span(chars, head.fields[FIELD_RANGE])
+            self.if_range = _span(chars, head.fields[FIELD_IF_RANGE])
+            self.accept_encoding = _span(chars, head.fields[FIELD_ACCEPT_ENCODING])
             self.http10 = head.http10
             if head.http10:
                 self.keep_alive = head.connection == HEAD_CONNECTION_KEEP_ALIVE
