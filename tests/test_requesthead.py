@@ -182,3 +182,13 @@ def test_what_it_accepts_httptools_reads_the_same_way(data: bytes) -> None:
     for key, name in [("if_none_match", b"if-none-match"), ("range", b"range"), ("accept_encoding", b"accept-encoding")]:
         if name in recorder.headers:
             assert fields[key] == recorder.headers[name].strip()
+
+
+@pytest.mark.parametrize("start", [-1, len(PLAIN) + 1])
+def test_a_start_outside_the_data_is_refused(start: int) -> None:
+    with pytest.raises(ValueError):
+        scan_head(PLAIN, start=start)
+
+
+def test_a_start_at_the_end_finds_nothing_yet() -> None:
+    assert scan_head(PLAIN, start=len(PLAIN)) == (SCAN_INCOMPLETE, None)

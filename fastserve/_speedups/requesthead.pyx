@@ -198,6 +198,8 @@ def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
     ``fields`` holds method, target, http10, connection and the fields present; or
     ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
     cdef SimpleHead head
+    if not 0 <= start <= len(data):
+        raise ValueError("start is outside the data")
     cdef Py_ssize_t end = scan_simple_head(
         <const unsigned char*><const char*>data, start, len(data), max_head, max_target, max_fields, &head
     )
