@@ -4,8 +4,9 @@ One ``HttpProtocol`` per connection. On a static origin, plain GET/HEAD heads ar
 ``requesthead.scan_simple_head``; every other request is parsed by httptools. Every complete
 request produces exactly one response, in request order:
 
-* a static GET/HEAD is answered inside ``on_message_complete`` from the ``FileCache``:
-  preconditions, ranges, then one pre-built bytes object (headers + body for small files);
+* a static GET/HEAD is answered from the ``FileCache`` as soon as its head is read (by the
+  scanner, or in ``on_message_complete``): preconditions, ranges, then one pre-built bytes
+  object (headers + body for small files);
 * a large file body becomes a ``FileSender`` that moves bytes with ``os.sendfile``;
 * anything else is handed to the ASGI bridge (``fastserve.server.asgi``) as a job.
 
