@@ -17,13 +17,16 @@ PLAIN = b"GET /small.txt HTTP/1.1\r\nHost: localhost:8080\r\n\r\n"
 def test_plain_get_is_read_to_its_end() -> None:
     end, fields = scan_head(PLAIN)
     assert end == len(PLAIN)
-    assert fields == {"method": b"GET", "target": b"/small.txt", "http10": False, "connection": "default"}
+    assert fields == {
+        "method": b"GET", "target": b"/small.txt", "http10": False, "connection": "default",
+        "lines": [(b"Host", b"localhost:8080")],
+    }
 
 
 def test_head_and_http10() -> None:
     data = b"HEAD /a/b?c=d HTTP/1.0\r\n\r\n"
     assert scan_head(data) == (len(data), {
-        "method": b"HEAD", "target": b"/a/b?c=d", "http10": True, "connection": "default",
+        "method": b"HEAD", "target": b"/a/b?c=d", "http10": True, "connection": "default", "lines": [],
     })
 
 
@@ -73,7 +76,8 @@ def test_names_that_only_share_a_length_are_ignored() -> None:
     data = b"GET / HTTP/1.1\r\nIf-None-Matcx: a\r\nRangf: b\r\nUpgradx: c\r\nContent-Lengtx: 4\r\n\r\n"
     end, fields = scan_head(data)
     assert end == len(data)
-    assert set(fields) == {"method", "target", "http10", "connection"}
+    assert set(fields) == {"method", "target", "http10", "connection", "lines"}
+    assert [name for name, _ in fields["lines"]] == [b"If-None-Matcx", b"Rangf", b"Upgradx", b"Content-Lengtx"]
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -82,6 +86,19 @@ def test_names_that_only_share_a_length_are_ignored() -> None:
 def test_connection_keep_alive_or_close(value: bytes, expected: str) -> None:
     data = b"GET / HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n"
     assert scan_head(data)[1]["connection"] == expected
+
+
+def test_every_line_is_listed_in_order_with_its_trimmed_value() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nX-A:\t 1 \r\nx-a: 2\r\nX-Empty:\r\nRange: bytes=0-1\r\n\r\n"
+    assert scan_head(data)[1]["lines"] == [
+        (b"Host", b"h"), (b"X-A", b"1"), (b"x-a", b"2"), (b"X-Empty", b""), (b"Range", b"bytes=0-1"),
+    ]
+
+
+def test_more_lines_than_can_be_listed_leave_the_head_to_the_parser() -> None:
+    data = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n"
+    assert len(scan_head(data, max_lines=5)[1]["lines"]) == 5
+    assert scan_head(data, max_lines=4) == (SCAN_OTHER, None)
 
 
 def test_second_head_is_read_from_its_offset() -> None:
@@ -147,6 +164,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.url = b""
         self.headers: dict = {}
+        self.lines: list = []
         self.complete = False
         self.parser: httptools.HttpRequestParser | None = None
         self.keep_alive: bool | None = None
@@ -159,6 +177,7 @@ class _Recorder:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.lower()] = value
+        self.lines.append((name, value))
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -247,4 +266,5 @@ def test_any_head_it_accepts_httptools_accepts_and_reads_alike() -> None:
                           ("accept_encoding", b"accept-encoding"), ("if_range", b"if-range"),
                           ("if_modified_since", b"if-modified-since")]:
             assert fields.get(key) == (recorder.headers[name].strip(b" \t") if name in recorder.headers else None), head
+        assert fields["lines"] == [(name, value.strip(b" \t")) for name, value in recorder.lines], head
     assert accepted > 500  # the mutations left plenty of simple heads to compare

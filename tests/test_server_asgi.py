@@ -64,6 +64,19 @@ async def half(scope, receive, send):
     await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
     raise RuntimeError("gave up halfway")
 
+async def scope_view(scope, receive, send):
+    import json
+    message = await receive()
+    body = json.dumps({
+        "method": scope["method"], "path": scope["path"], "raw_path": scope["raw_path"].decode("latin-1"),
+        "query_string": scope["query_string"].decode("latin-1"), "http_version": scope["http_version"],
+        "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in scope["headers"]],
+        "body": message["body"].decode("latin-1"), "more_body": message["more_body"],
+    }).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
 async def raw(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"no length", "more_body": False})
@@ -75,6 +88,7 @@ app = Starlette(routes=[
     Route("/whoami", whoami),
     Route("/upload", upload, methods=["POST"]),
     Mount("/raw", raw),
+    Mount("/scope", scope_view),
     Mount("/hang", hang),
     Mount("/half", half),
     Route("/download", download),
@@ -206,6 +220,57 @@ def test_pipelined_requests_are_answered_in_order(server):
         expected = b"GET /echo 0 %d" % i if i % 2 else b"static a"
         assert response.startswith(b"200 ") and response.endswith(expected), (i, response)
     assert bodies[10].endswith(b"GET /echo 0 last")
+
+
+def _scope_of(port, head: bytes) -> dict:
+    import json
+
+    data = exchange(port, head)
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    return json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+def test_plain_and_unusual_heads_give_the_app_the_same_scope(server):
+    # The first head is read by fastserve's scanner; the obs-text header sends the second to httptools.
+    plain = b"GET /scope/a%20b?x=1&y HTTP/1.1\r\nHost: x\r\nX-Mixed-Case:\t v 1 \r\nx-mixed-case: v2\r\nAccept: */*\r\n"
+    scanned = _scope_of(server, plain + b"\r\n")
+    parsed = _scope_of(server, plain + b"X-Note: caf\xc3\xa9\r\n\r\n")
+    assert scanned["headers"] == [["host", "x"], ["x-mixed-case", "v 1"], ["x-mixed-case", "v2"], ["accept", "*/*"]]
+    assert parsed["headers"][:4] == scanned["headers"]
+    assert parsed["headers"][4] == ["x-note", "caf\u00c3\u00a9"]
+    for key in ("method", "path", "raw_path", "query_string", "http_version", "body", "more_body"):
+        assert scanned[key] == parsed[key], key
+    assert (scanned["raw_path"], scanned["query_string"], scanned["body"], scanned["more_body"]) == (
+        "/scope/a%20b", "x=1&y", "", False)
+
+
+def test_plain_http10_and_head_requests_reach_the_app(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        for _ in range(2):  # kept alive: the same connection answers twice
+            sock.sendall(b"GET /scope/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            data = b""
+            while not data.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            assert b'"http_version": "1.0"' in data and b"connection: keep-alive" in data.lower()
+    head = exchange(server, b"HEAD /echo?q=h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", expect_close=True)
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # headers only
+
+
+def test_plain_and_unusual_heads_pipelined_to_an_app(server):
+    requests = (
+        b"GET /echo?q=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /echo?q=3 HTTP/1.1\r\nHost: x\r\nX: \xff\r\n\r\n"
+        b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /echo?q=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    responses = exchange(server, requests).split(b"HTTP/1.1 ")[1:]
+    expected = [b"GET /echo 0 1", b"POST /echo 3 None", b"GET /echo 0 3", b"static a", b"GET /echo 0 5"]
+    assert len(responses) == len(expected)
+    for response, body in zip(responses, expected):
+        assert response.startswith(b"200 ") and response.endswith(body), response
 
 
 def test_static_files_mounted_in_the_app(server):

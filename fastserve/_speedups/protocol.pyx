@@ -1,6 +1,6 @@
 """The HTTP/1.1 connection: httptools callbacks, the static fast path, ordered output.
 
-One ``HttpProtocol`` per connection. On a static origin, plain GET/HEAD heads are read by
+One ``HttpProtocol`` per connection. Plain GET/HEAD heads are read by
 ``requesthead.scan_simple_head``; every other request is parsed by httptools. Every complete
 request produces exactly one response, in request order:
 
@@ -16,7 +16,7 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 import os
 from collections import deque
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memchr
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -52,6 +52,7 @@ from fastserve._speedups.requesthead cimport (
     FIELD_IF_RANGE,
     FIELD_IF_UNMODIFIED_SINCE,
     FIELD_RANGE,
+    FieldSpan,
     SimpleHead,
     Span,
     scan_simple_head,
@@ -74,6 +75,9 @@ cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
 cdef Py_ssize_t COPY_CHUNK = 128 * 1024
 # Bytes moved per event-loop turn for one connection before letting others run.
 cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
+# Header lines the scanner lists for an ASGI request; a head with more goes to httptools.
+cdef enum:
+    MAX_LISTED_LINES = 64
 # A body sent to a static file is read and dropped (keeping the connection) up to this size.
 cdef long long DISCARD_LIMIT = 64 * 1024
 
@@ -155,6 +159,19 @@ cdef inline bytes _span(const char* data, Span span):
     if span.start < 0:
         return None
     return PyBytes_FromStringAndSize(data + span.start, span.length)
+
+
+cdef bytes _lowercase(const char* data, Span span):
+    """A header name in lowercase, as ASGI scopes carry them."""
+    cdef bytes name = PyBytes_FromStringAndSize(NULL, span.length)
+    cdef char* out = PyBytes_AS_STRING(name)
+    cdef const char* source = data + span.start
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(span.length):
+        c = source[i]
+        out[i] = c + 32 if b"A" <= c <= b"Z" else c
+    return name
 
 
 cdef inline void _refresh_memo(CacheEntry entry, bytes date):
@@ -400,8 +417,8 @@ cdef class HttpProtocol:
         if self.closing:
             return
         cdef Py_ssize_t done
-        if self.state.static_only and not self.in_message:
-            done = self._serve_simple_heads(data)
+        if not self.in_message:
+            done = self._read_simple_heads(data)
             if done == len(data) or self.closing:
                 self._flush()
                 return
@@ -462,7 +479,10 @@ cdef class HttpProtocol:
 
     def on_header(self, bytes name, bytes value):
         cdef Py_ssize_t n = len(name)
-        self.head_bytes += n + len(value) + 4
+        cdef Py_ssize_t size = len(value)
+        self.head_bytes += n + size + 4
+        if size and ((<const char*>value)[size - 1] == b" " or (<const char*>value)[size - 1] == b"\t"):
+            value = value.rstrip(b" \t")  # httptools keeps trailing whitespace; a field value has none
         self.header_count += 1
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
             self._fail(431)
@@ -561,33 +581,30 @@ cdef class HttpProtocol:
 
     # -- the static fast path ----------------------------------------------------------
 
-    cdef Py_ssize_t _serve_simple_heads(self, bytes data):
-        """Answer the plain GET/HEAD heads at the front of ``data``; return the bytes they took.
+    cdef Py_ssize_t _read_simple_heads(self, bytes data):
+        """Take the plain GET/HEAD heads at the front of ``data``; return the bytes they took.
 
-        What is left (an unusual request, or a head not yet complete) goes to httptools.
-        The limits are passed so that a head over one is left to httptools, which refuses it.
+        A static request is answered at once; an ASGI one becomes a job, as it would from
+        httptools' callbacks. What is left (an unusual request, or a head not yet complete)
+        goes to httptools. The limits are passed so that a head over one is left to
+        httptools, which refuses it.
         """
         cdef SimpleHead head
+        cdef FieldSpan lines[MAX_LISTED_LINES]
         cdef ServerState state = self.state
+        cdef bint static_only = state.static_only
         cdef const char* chars = data
-        cdef const unsigned char* buf = <const unsigned char*>chars
         cdef Py_ssize_t start = 0, end, size = len(data)
-        while start < size and not self.closing:
+        while start < size and not self.closing and self.transport is not None:
             end = scan_simple_head(
-                buf, start, size, state.max_header_bytes, state.max_url_length,
-                state.max_header_count, &head,
+                <const unsigned char*>chars, start, size, state.max_header_bytes,
+                state.max_url_length, state.max_header_count, &head,
+                NULL if static_only else lines, MAX_LISTED_LINES,
             )
             if end <= 0:
                 break
             self.method = HEAD if head.is_head else GET
             self.url = _span(chars, head.target)
-            self.if_match = _span(chars, head.fields[FIELD_IF_MATCH])
-            self.if_none_match = _span(chars, head.fields[FIELD_IF_NONE_MATCH])
-            self.if_modified_since = _span(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
-            self.if_unmodified_since = _span(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
-            self.range_value = _span(chars, head.fields[FIELD_RANGE])
-            self.if_range = _span(chars, head.fields[FIELD_IF_RANGE])
-            self.accept_encoding = _span(chars, head.fields[FIELD_ACCEPT_ENCODING])
             self.http10 = head.http10
             if head.http10:
                 self.keep_alive = head.connection == HEAD_CONNECTION_KEEP_ALIVE
@@ -595,11 +612,32 @@ cdef class HttpProtocol:
                 self.keep_alive = head.connection != HEAD_CONNECTION_CLOSE
             if state.shutting_down:
                 self.keep_alive = False
-            self._serve_static()
+            if static_only:
+                self.if_match = _span(chars, head.fields[FIELD_IF_MATCH])
+                self.if_none_match = _span(chars, head.fields[FIELD_IF_NONE_MATCH])
+                self.if_modified_since = _span(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
+                self.if_unmodified_since = _span(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
+                self.range_value = _span(chars, head.fields[FIELD_RANGE])
+                self.if_range = _span(chars, head.fields[FIELD_IF_RANGE])
+                self.accept_encoding = _span(chars, head.fields[FIELD_ACCEPT_ENCODING])
+                self._serve_static()
+            else:
+                self._start_simple_job(chars, lines, head.line_count)
             if not self.keep_alive:
                 self.closing = True
             start = end
         return start
+
+    cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count):
+        """What on_headers_complete and on_message_complete do for a request without a body."""
+        cdef Py_ssize_t i
+        self.headers = [
+            (_lowercase(chars, lines[i].name), _span(chars, lines[i].value)) for i in range(count)
+        ]
+        self.declared_length = -1
+        job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
+        self._enqueue_job(job)
+        job.body_complete()
 
     cdef void _serve_static(self):
         cdef bytes method = self.method

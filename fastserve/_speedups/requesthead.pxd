@@ -1,5 +1,5 @@
-# A scanner for the plainest request heads (GET/HEAD, no body), so the static path can
-# answer them without a parser callback per header. Anything else is left to httptools.
+# A scanner for the plainest request heads (GET/HEAD, no body), so the connection can
+# read them without a parser callback per header. Anything else is left to httptools.
 
 cdef enum:
     FIELD_IF_MATCH = 0
@@ -24,13 +24,18 @@ cdef struct Span:
     Py_ssize_t start      # -1 when absent
     Py_ssize_t length
 
+cdef struct FieldSpan:    # one header line, for callers that want them all
+    Span name
+    Span value
+
 cdef struct SimpleHead:
     bint is_head          # HEAD rather than GET
     bint http10
     int connection
     Span target
     Span fields[7]        # indexed by FIELD_*
+    Py_ssize_t line_count # header lines read
 
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                                  Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
-                                 SimpleHead* head) noexcept nogil
+                                 SimpleHead* head, FieldSpan* lines=*, Py_ssize_t max_lines=*) noexcept nogil

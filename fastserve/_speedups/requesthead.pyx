@@ -86,8 +86,12 @@ cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogi
 
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                                  Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
-                                 SimpleHead* head) noexcept nogil:
+                                 SimpleHead* head, FieldSpan* lines=NULL, Py_ssize_t max_lines=0) noexcept nogil:
     """Scan the head starting at ``buf[start]``; return the offset just past it.
+
+    With ``lines``, every header line's name and value spans are stored there too, in
+    order (``head.line_count`` of them); a head with more than ``max_lines`` lines is then
+    left to httptools.
 
     Returns ``SCAN_INCOMPLETE`` when the buffer ends first and ``SCAN_OTHER`` when the
     head is not a simple one or exceeds a limit (``max_head`` bytes in all, ``max_target``
@@ -96,13 +100,14 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
     as ``keep-alive`` or ``close``.
     """
     cdef Py_ssize_t p = start
-    cdef Py_ssize_t name_start, value_start, value_end, count = 0
+    cdef Py_ssize_t name_start, name_length, value_start, value_end, count = 0
     cdef int index, option
     cdef unsigned char c
     for index in range(FIELD_COUNT):
         head.fields[index].start = -1
         head.fields[index].length = 0
     head.connection = CONNECTION_DEFAULT
+    head.line_count = 0
 
     # request line: method SP origin-form SP HTTP/1.x CRLF
     if end - p < 5:
@@ -156,7 +161,8 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             return SCAN_INCOMPLETE
         if buf[p] != b":" or p == name_start:
             return SCAN_OTHER
-        index = _field_index(buf + name_start, p - name_start)
+        name_length = p - name_start
+        index = _field_index(buf + name_start, name_length)
         p += 1
         while p < end and (buf[p] == b" " or buf[p] == b"\t"):
             p += 1
@@ -174,6 +180,14 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         count += 1
         if count > max_fields or index == NOT_SIMPLE:
             return SCAN_OTHER
+        if lines != NULL:
+            if count > max_lines:
+                return SCAN_OTHER
+            lines[count - 1].name.start = name_start
+            lines[count - 1].name.length = name_length
+            lines[count - 1].value.start = value_start
+            lines[count - 1].value.length = value_end - value_start
+            head.line_count = count
         if index >= 0:
             head.fields[index].start = value_start
             head.fields[index].length = value_end - value_start
@@ -193,15 +207,19 @@ _FIELD_NAMES = (
 
 
 def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
-              Py_ssize_t max_target=65536, Py_ssize_t max_fields=100):
+              Py_ssize_t max_target=65536, Py_ssize_t max_fields=100, Py_ssize_t max_lines=64):
     """Python view of ``scan_simple_head``: ``(end, fields)`` for a simple head, where
-    ``fields`` holds method, target, http10, connection and the fields present; or
-    ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
+    ``fields`` holds method, target, http10, connection, the fields present and ``lines``
+    (every header line as a (name, value) pair); or ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
     cdef SimpleHead head
+    cdef FieldSpan lines[64]
     if not 0 <= start <= len(data):
         raise ValueError("start is outside the data")
+    if not 0 <= max_lines <= 64:
+        raise ValueError("max_lines is 0 to 64")
     cdef Py_ssize_t end = scan_simple_head(
-        <const unsigned char*><const char*>data, start, len(data), max_head, max_target, max_fields, &head
+        <const unsigned char*><const char*>data, start, len(data), max_head, max_target, max_fields, &head,
+        lines, max_lines,
     )
     if end <= 0:
         return end, None
@@ -213,5 +231,13 @@ def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
     }
     for index in range(FIELD_COUNT):
         if head.fields[index].start >= 0:
-            fields[_FIELD_NAMES[index]] = data[head.fields[index].start:head.fields[index].start + head.fields[index].length]
+            fields[_FIELD_NAMES[index]] = _bytes_of(data, head.fields[index])
+    fields["lines"] = [
+        (_bytes_of(data, lines[index].name), _bytes_of(data, lines[index].value))
+        for index in range(head.line_count)
+    ]
     return end, fields
+
+
+cdef bytes _bytes_of(bytes data, Span span):
+    return data[span.start:span.start + span.length]
