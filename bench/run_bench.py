@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -64,6 +65,8 @@ WRK_TIMEOUT_S = 10
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 MIB = 1024 * 1024
+# wrk using this share of its CPU or more means the client, not the server, set the pace
+CLIENT_BOUND_SHARE = 0.9
 
 
 # --------------------------------------------------------------------------- configuration
@@ -406,6 +409,8 @@ class WrkResult:
     socket_errors: dict[str, int]
     # requests per second of server CPU (user + system) during the run; None when not taken
     requests_per_cpu_second: Optional[float] = None
+    # share of one CPU that wrk itself used during the run; None when not taken
+    client_cpu_share: Optional[float] = None
 
     @property
     def socket_error_total(self) -> int:
@@ -459,6 +464,12 @@ def session_cpu_seconds(session_id: int) -> float:
         if int(fields[3]) == session_id:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU time of the finished child processes (wrk runs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: int) -> str:
@@ -518,6 +529,13 @@ class ScenarioOutcome:
                 [r.requests_per_cpu_second for r in measured if r.requests_per_cpu_second is not None]
             ),
         )
+
+    def client_bound_rounds(self) -> list[int]:
+        """Rounds (from 1) in which wrk used most of its CPU: there req/s is wrk's ceiling too."""
+        return [
+            i + 1 for i, r in enumerate(self.rounds)
+            if r is not None and r.client_cpu_share is not None and r.client_cpu_share >= CLIENT_BOUND_SHARE
+        ]
 
     def by_round(self, metric: str) -> list[Optional[float]]:
         """`metric` ("requests_per_sec", "mib_per_sec", ...) of each round, None where not measured."""
@@ -622,7 +640,9 @@ def measure(target: Target, settings: Settings, round_index: int) -> None:
         target.warmed_up = True
         session_id = target.server.process.pid
         cpu_before = session_cpu_seconds(session_id)
+        client_before = children_cpu_seconds()
         result = parse_wrk_output(run_wrk(settings, target.url, target.headers, settings.duration_s))
+        result.client_cpu_share = (children_cpu_seconds() - client_before) / settings.duration_s
         cpu_used = session_cpu_seconds(session_id) - cpu_before
         if cpu_used > 0:
             result.requests_per_cpu_second = result.requests / cpu_used
@@ -918,6 +938,12 @@ def render_notes(outcomes: list[ServerOutcome]) -> str:
                 notes.append(f"{outcome.name} {name}: FAILED: {scenario_outcome.error}")
             for problem in scenario_outcome.problems:
                 notes.append(f"{outcome.name} {name}: {problem}")
+            client_bound = scenario_outcome.client_bound_rounds()
+            if client_bound:
+                notes.append(
+                    f"{outcome.name} {name}: wrk used >= {CLIENT_BOUND_SHARE:.0%} of its CPU in round(s) "
+                    f"{client_bound}: req/s there is the client's limit as much as the server's"
+                )
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 

@@ -140,6 +140,21 @@ def test_session_cpu_seconds_counts_every_process_of_the_session() -> None:
         process.wait()
 
 
+def test_rounds_where_wrk_was_cpu_bound_are_noted_without_flagging_errors() -> None:
+    outcome = ScenarioOutcome("ok", rounds=[
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}, client_cpu_share=0.97),
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}, client_cpu_share=0.50),
+        None,
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}, client_cpu_share=0.92),
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}),
+    ])  # fmt: skip
+    assert outcome.client_bound_rounds() == [1, 4]
+    notes = run_bench.render_notes([ServerOutcome("fastserve", "ok", scenarios={"304": outcome})])
+    assert notes == ("fastserve 304: wrk used >= 90% of its CPU in round(s) [1, 4]: "
+                     "req/s there is the client's limit as much as the server's")
+    assert outcome.error_count(SCENARIOS[0]) == 0 and not outcome.problems
+
+
 def test_error_count_ignores_expected_404s_only() -> None:
     by_name = {s.name: s for s in SCENARIOS}
     outcome = ScenarioOutcome("ok", rounds=[WrkResult(1, 1, 1, 10, 10, {"read": 2})])
@@ -288,6 +303,7 @@ def test_real_server_is_measured_and_missing_etag_fails_one_scenario(tmp_path: P
     assert one_k.status == "ok" and len(one_k.rounds) == 2 and all(r and r.requests > 0 for r in one_k.rounds)
     # the server's CPU was read from /proc around each run
     assert all(r and r.requests_per_cpu_second and r.requests_per_cpu_second > 0 for r in one_k.rounds)
+    assert all(r and r.client_cpu_share is not None and 0 < r.client_cpu_share < 1.5 for r in one_k.rounds)
     conditional = outcome.scenarios["304"]  # this server sends no ETag
     assert conditional.status == "failed" and "no ETag" in (conditional.error or "")
     assert conditional.rounds == []  # a scenario that fails its check is never loaded

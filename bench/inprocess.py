@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""fastserve's own per-request CPU, without sockets: a connection driven by hand.
+
+    python bench/inprocess.py            # with fastserve installed (e.g. pip install -e .)
+
+One ``HttpProtocol`` gets each request's bytes through ``data_received`` and writes its
+answer to a stand-in transport that only counts. What is left is fastserve's user-space
+work for a request: reading the head, the static lookup or the ASGI cycle, building the
+answer. The kernel's share (read, send, epoll), which is most of a real request, is not
+in it; ``bash bench/run.sh`` measures the whole thing against other servers.
+
+Each scenario runs in short batches and reports the fastest batch, the figure least
+disturbed by whatever else the machine is doing. Compare two builds by running this
+script with each, alternately, on the same machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from apps.hello import app as hello_app  # noqa: E402
+from fastserve.config import Config  # noqa: E402
+from fastserve.server.worker import build_state  # noqa: E402
+from fastserve.staticfiles import StaticFiles  # noqa: E402
+from fastserve._speedups.protocol import HttpProtocol  # noqa: E402
+
+BATCHES = 30
+STATIC_BATCH = 5000
+ASGI_BATCH = 2000
+
+
+class CountingTransport:
+    """The transport calls a connection makes, answered without a socket."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str):
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def request(target: str, *headers: str) -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: localhost:8000", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def fastest_static(state, data: bytes) -> float:
+    best = float("inf")
+    for _ in range(BATCHES):
+        transport = CountingTransport()
+        conn = HttpProtocol(state, asyncio.get_running_loop())
+        conn.connection_made(transport)
+        start = time.perf_counter()
+        for _ in range(STATIC_BATCH):
+            conn.data_received(data)
+        best = min(best, (time.perf_counter() - start) / STATIC_BATCH)
+        assert transport.writes == STATIC_BATCH, "every request must be answered at once"
+    return best
+
+
+async def fastest_asgi(state, data: bytes) -> float:
+    best = float("inf")
+    for _ in range(BATCHES):
+        transport = CountingTransport()
+        conn = HttpProtocol(state, asyncio.get_running_loop())
+        conn.connection_made(transport)
+        start = time.perf_counter()
+        for i in range(ASGI_BATCH):
+            conn.data_received(data)
+            while transport.writes <= i:  # the app runs as a task: let it answer
+                await asyncio.sleep(0)
+        best = min(best, (time.perf_counter() - start) / ASGI_BATCH)
+    return best
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "small.txt").write_bytes(b"x" * 1024)
+        static_app = StaticFiles(directory=root)
+        static = build_state(Config(target=static_app), static_app, loop)
+        etag = static_app.file_cache.lookup("/small.txt").etag.decode()
+        results = {
+            "1k": await fastest_static(static, request("/small.txt")),
+            "304": await fastest_static(static, request("/small.txt", f"If-None-Match: {etag}")),
+            "404": await fastest_static(static, request("/missing.txt")),
+        }
+    asgi = build_state(Config(target=hello_app), hello_app, loop)
+    await asgi.asgi_bridge.startup()
+    results["hello (ASGI)"] = await fastest_asgi(asgi, request("/"))
+    for name, seconds in results.items():
+        print(f"{name:<13} {seconds * 1e6:7.2f} us/request  (fastest of {BATCHES} batches)")
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
