@@ -938,12 +938,15 @@ def render_notes(outcomes: list[ServerOutcome]) -> str:
                 notes.append(f"{outcome.name} {name}: FAILED: {scenario_outcome.error}")
             for problem in scenario_outcome.problems:
                 notes.append(f"{outcome.name} {name}: {problem}")
-            client_bound = scenario_outcome.client_bound_rounds()
-            if client_bound:
-                notes.append(
-                    f"{outcome.name} {name}: wrk used >= {CLIENT_BOUND_SHARE:.0%} of its CPU in round(s) "
-                    f"{client_bound}: req/s there is the client's limit as much as the server's"
-                )
+        client_bound = [
+            f"{name} {rounds}" for name, scenario_outcome in outcome.scenarios.items()
+            if (rounds := scenario_outcome.client_bound_rounds())
+        ]
+        if client_bound:
+            notes.append(
+                f"{outcome.name}: wrk used >= {CLIENT_BOUND_SHARE:.0%} of its CPU in rounds of "
+                f"{', '.join(client_bound)}; req/s there is the client's limit as much as the server's"
+            )
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 
