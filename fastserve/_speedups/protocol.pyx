@@ -419,7 +419,7 @@ cdef class HttpProtocol:
         cdef Py_ssize_t done
         if not self.in_message:
             done = self._read_simple_heads(data)
-            if done == len(data) or self.closing:
+            if done == len(data) or self.closing or self.transport is None:
                 self._flush()
                 return
             if done:
