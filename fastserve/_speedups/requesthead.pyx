@@ -1,9 +1,10 @@
-"""A strict scanner for the plainest request heads, the static origin's common case.
+"""A strict scanner for the plainest request heads, the common case of a busy server.
 
-Most requests a static origin sees are a GET or HEAD of an origin-form target, HTTP/1.1 or
-HTTP/1.0, with a few well-formed header lines and no body. ``scan_simple_head`` reads such
-a head in one pass over the buffer, recording only where the fields the static path uses
-begin and end: no object is made per header. It accepts a deliberately small subset of
+Most requests a static origin (or an API's read side) sees are a GET or HEAD of an
+origin-form target, HTTP/1.1 or HTTP/1.0, with a few well-formed header lines and no body.
+``scan_simple_head`` reads such a head in one pass over the buffer, recording where the
+fields the static path uses begin and end (and, when asked, every header line, for an ASGI
+scope): no parser callback and no object per header. It accepts a deliberately small subset of
 HTTP/1.1; whatever falls outside it (another method, a body, an upgrade, obs-fold, bytes
 outside the visible ASCII range, a head over a limit) is reported as ``SCAN_OTHER`` and
 the connection hands the bytes to httptools, which answers as it would anyway.
@@ -30,8 +31,8 @@ _fill_tables()
 cdef inline bint _name_is(const unsigned char* s, const char* lower, Py_ssize_t n) noexcept nogil:
     """Case-insensitive compare of a token against a lowercase name of letters and '-'.
 
-    ``c | 0x20`` lowercases a letter and leaves '-' alone; among token characters no
-    other one maps onto a letter or '-', so the compare is exact.
+    ``c | 0x20`` lowercases a letter and leaves '-' alone; among the characters the scanner
+    accepts in names and values no other one maps onto a letter or '-', so the compare is exact.
     """
     cdef Py_ssize_t i
     for i in range(n):
