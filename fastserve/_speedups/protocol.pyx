@@ -186,9 +186,9 @@ cdef class FileSender:
     """Sends a response made of bytes and file slices, the slices by ``os.sendfile``.
 
     While the transport's buffer is empty, file bytes go straight from the page cache to
-    the socket. When the socket is full, one chunk is copied into the transport instead:
-    the transport then pauses us and resumes us once drained, which is the only
-    writability signal a transport-owned socket gives.
+    the socket; when the socket is full, the connection waits until it has room and calls
+    ``run`` again. Only while the transport itself holds bytes (a head it could not send at
+    once) is a chunk of the file copied through it, to keep the order.
     """
 
     cdef HttpProtocol conn
@@ -249,7 +249,8 @@ cdef class FileSender:
                 try:
                     n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
                 except BlockingIOError:
-                    n = -1
+                    self.conn.watch_writable(self)  # run() again once the socket has room
+                    return
                 except OSError:
                     self.conn.abort()
                     return
@@ -280,6 +281,8 @@ cdef class HttpProtocol:
     cdef public object client
     cdef public object server
     cdef public bint writing_paused
+    cdef int watch_fd          # a duplicate of the socket, watched for room while sendfile waits
+    cdef FileSender watching   # the sender to run again when it has room
     cdef public bint transport_holds_data   # set whenever bytes went through transport.write
     cdef double writing_paused_since
     cdef bint reading_paused
@@ -327,6 +330,7 @@ cdef class HttpProtocol:
         self.transport = None
         self.parser = HttpRequestParser(self)
         self.sock_fd = -1
+        self.watch_fd = -1
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
@@ -362,6 +366,7 @@ cdef class HttpProtocol:
     def connection_lost(self, exc):
         self.state.connections.discard(self)
         self.transport = None
+        self._close_watch()
         if self.upgraded is not None:
             self.upgraded.connection_lost(exc)
             return
@@ -895,6 +900,40 @@ cdef class HttpProtocol:
         else:
             self.transport.write(data[sent:])
 
+    cdef void watch_writable(self, FileSender sender):
+        """Sendfile found the socket full: run ``sender`` again once it has room.
+
+        uvloop lets nobody else watch a transport's descriptor, so the watch is on a
+        duplicate of it. Meanwhile the connection counts as paused, as when the transport's
+        buffer is full: reading stops and the send timeout runs.
+        """
+        if self.watch_fd < 0:
+            self.watch_fd = os.dup(self.sock_fd)
+        self.watching = sender
+        self.loop.add_writer(self.watch_fd, self._writable)
+        self.writing_paused = True
+        self.writing_paused_since = self.state.now
+        self._update_reading()
+
+    def _writable(self):
+        sender = self.watching
+        self._stop_watching()
+        self.writing_paused = False
+        self._update_reading()
+        if sender is not None:
+            sender.run()
+
+    cdef void _stop_watching(self):
+        if self.watching is not None:
+            self.watching = None
+            self.loop.remove_writer(self.watch_fd)
+
+    cdef void _close_watch(self):
+        self._stop_watching()
+        if self.watch_fd >= 0:
+            os.close(self.watch_fd)
+            self.watch_fd = -1
+
     def job_finished(self, bint close=False):
         """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
         self.current_job = None
@@ -950,6 +989,7 @@ cdef class HttpProtocol:
             self.transport = None
 
     def abort(self):
+        self._close_watch()  # the duplicate would keep the socket open after the transport's close
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
