@@ -249,8 +249,9 @@ cdef class FileSender:
                 try:
                     n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
                 except BlockingIOError:
-                    self.conn.watch_writable(self)  # run() again once the socket has room
-                    return
+                    if self.conn.watch_writable(self):
+                        return  # run() again once the socket has room
+                    n = -1
                 except OSError:
                     self.conn.abort()
                     return
@@ -900,20 +901,25 @@ cdef class HttpProtocol:
         else:
             self.transport.write(data[sent:])
 
-    cdef void watch_writable(self, FileSender sender):
+    cdef bint watch_writable(self, FileSender sender):
         """Sendfile found the socket full: run ``sender`` again once it has room.
 
         uvloop lets nobody else watch a transport's descriptor, so the watch is on a
         duplicate of it. Meanwhile the connection counts as paused, as when the transport's
-        buffer is full: reading stops and the send timeout runs.
+        buffer is full: reading stops and the send timeout runs. False when no descriptor
+        is left for the duplicate: the sender then copies a chunk through the transport.
         """
         if self.watch_fd < 0:
-            self.watch_fd = os.dup(self.sock_fd)
+            try:
+                self.watch_fd = os.dup(self.sock_fd)
+            except OSError:
+                return False
         self.watching = sender
         self.loop.add_writer(self.watch_fd, self._writable)
         self.writing_paused = True
         self.writing_paused_since = self.state.now
         self._update_reading()
+        return True
 
     def _writable(self):
         sender = self.watching
