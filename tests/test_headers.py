@@ -752,6 +752,19 @@ def test_serialize_headers_layout() -> None:
     assert serialize_headers(200, [(b"x", b"a\tb \xff")]) == b"HTTP/1.1 200 OK\r\nx: a\tb \xff\r\n\r\n"
 
 
+TCHAR = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&'*+-.^_`|~")
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_header_names_are_rfc9110_tokens_byte_by_byte(byte: int) -> None:
+    name = b"x" + bytes([byte])
+    if byte in TCHAR:
+        assert serialize_headers(200, [(name, b"v")]) == b"HTTP/1.1 200 OK\r\n" + name + b": v\r\n\r\n"
+    else:
+        with pytest.raises(ValueError):
+            serialize_headers(200, [(name, b"v")])
+
+
 def test_serialize_headers_parses_back_with_httptools() -> None:
     pairs = [(b"server", b"fastserve"), (b"content-length", b"3"), (b"etag", b'"1-3"')]
     for i in range(50):

@@ -148,6 +148,18 @@ def test_anything_outside_the_subset_is_left_to_the_parser(data: bytes) -> None:
     assert scan_head(data) == (SCAN_OTHER, None)
 
 
+TCHAR = set(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&'*+-.^_`|~")
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_header_names_are_rfc9110_tokens_and_values_visible_ascii(byte: int) -> None:
+    name_head = b"GET / HTTP/1.1\r\nX" + bytes([byte]) + b"Y: v\r\n\r\n"
+    # a colon ends the name there: "X:Y: v" is the field X with the value "Y: v"
+    assert (scan_head(name_head)[0] > 0) == (byte in TCHAR or byte == ord(":"))
+    value_head = b"GET / HTTP/1.1\r\nX: a" + bytes([byte]) + b"b\r\n\r\n"
+    assert (scan_head(value_head)[0] > 0) == (byte == 9 or 32 <= byte <= 126)
+
+
 def test_limits_leave_the_head_to_the_parser() -> None:
     data = b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
     assert scan_head(data, max_target=100)[0] == len(data)

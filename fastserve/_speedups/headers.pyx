@@ -20,37 +20,14 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy
 from libc.time cimport gmtime_r, time, time_t, tm
 
+from fastserve._speedups.charclass cimport is_ows, is_tchar, lower_ascii
+
 # --------------------------------------------------------------------------------------------
 # Character classes
 # --------------------------------------------------------------------------------------------
 
-cdef bint _TCHAR[256]
-
-
-cdef void _init_tchar() noexcept:
-    cdef int c
-    for c in range(256):
-        _TCHAR[c] = (
-            (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
-            or c in b"!#$%&'*+-.^_`|~"
-        )
-
-
-_init_tchar()
-
-
-cdef inline bint _is_ows(unsigned char c) noexcept nogil:
-    return c == 32 or c == 9
-
-
 cdef inline bint _is_digit(unsigned char c) noexcept nogil:
     return 48 <= c <= 57
-
-
-cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
-    if 65 <= c <= 90:
-        return c + 32
-    return c
 
 
 cdef inline bint _is_etagc(unsigned char c) noexcept nogil:
@@ -59,9 +36,9 @@ cdef inline bint _is_etagc(unsigned char c) noexcept nogil:
 
 
 cdef inline void _trim(const unsigned char* s, Py_ssize_t* start, Py_ssize_t* end) noexcept nogil:
-    while start[0] < end[0] and _is_ows(s[start[0]]):
+    while start[0] < end[0] and is_ows(s[start[0]]):
         start[0] += 1
-    while end[0] > start[0] and _is_ows(s[end[0] - 1]):
+    while end[0] > start[0] and is_ows(s[end[0] - 1]):
         end[0] -= 1
 
 
@@ -134,8 +111,8 @@ cpdef object parse_range(bytes value, long long size, int max_ranges=16):
     _trim(s, &i, &n)
     if n - i < 6:
         return None
-    if not (_lower(s[i]) == 98 and _lower(s[i + 1]) == 121 and _lower(s[i + 2]) == 116
-            and _lower(s[i + 3]) == 101 and _lower(s[i + 4]) == 115 and s[i + 5] == 61):  # bytes=
+    if not (lower_ascii(s[i]) == 98 and lower_ascii(s[i + 1]) == 121 and lower_ascii(s[i + 2]) == 116
+            and lower_ascii(s[i + 3]) == 101 and lower_ascii(s[i + 4]) == 115 and s[i + 5] == 61):  # bytes=
         return None
     i += 6
     if size < 0:
@@ -154,7 +131,7 @@ cpdef object parse_range(bytes value, long long size, int max_ranges=16):
 
     try:
         while True:
-            while i < n and (_is_ows(s[i]) or s[i] == 44):  # empty list elements are allowed
+            while i < n and (is_ows(s[i]) or s[i] == 44):  # empty list elements are allowed
                 i += 1
             if i >= n:
                 break
@@ -184,7 +161,7 @@ cpdef object parse_range(bytes value, long long size, int max_ranges=16):
                 ok = False
                 break
             # the element must end here: OWS then "," or the end of the value
-            while i < n and _is_ows(s[i]):
+            while i < n and is_ows(s[i]):
                 i += 1
             if i < n and s[i] != 44:
                 ok = False
@@ -260,7 +237,7 @@ cdef Py_ssize_t _next_etag(
     """
     cdef Py_ssize_t start, j
     while True:
-        while i < n and (_is_ows(s[i]) or s[i] == 44):
+        while i < n and (is_ows(s[i]) or s[i] == 44):
             i += 1
         if i >= n:
             tag_start[0] = -1
@@ -275,7 +252,7 @@ cdef Py_ssize_t _next_etag(
             if i < n and s[i] == 34:
                 i += 1
                 j = i
-                while j < n and _is_ows(s[j]):
+                while j < n and is_ows(s[j]):
                     j += 1
                 if j >= n or s[j] == 44:
                     tag_start[0] = start
@@ -699,26 +676,26 @@ cdef Py_ssize_t _next_coding(
     """
     cdef Py_ssize_t start
     while True:
-        while i < n and (_is_ows(s[i]) or s[i] == 44):
+        while i < n and (is_ows(s[i]) or s[i] == 44):
             i += 1
         if i >= n:
             name_start[0] = -1
             return n
         start = i
-        while i < n and _TCHAR[s[i]]:
+        while i < n and is_tchar(s[i]):
             i += 1
         name_end[0] = i
         q[0] = 1000
         if i > start:
-            while i < n and _is_ows(s[i]):
+            while i < n and is_ows(s[i]):
                 i += 1
             if i < n and s[i] == 59:  # ";"
                 i += 1
-                while i < n and _is_ows(s[i]):
+                while i < n and is_ows(s[i]):
                     i += 1
-                if i + 1 < n and _lower(s[i]) == 113 and s[i + 1] == 61:  # q=
+                if i + 1 < n and lower_ascii(s[i]) == 113 and s[i + 1] == 61:  # q=
                     i = _parse_qvalue(s, i + 2, n, q)
-                    while i < n and _is_ows(s[i]):
+                    while i < n and is_ows(s[i]):
                         i += 1
                 else:
                     q[0] = -1
@@ -776,7 +753,7 @@ cpdef bint accepts_encoding(bytes value, str coding):
         if end - start == w_len:
             same = True
             for k in range(w_len):
-                if _lower(s[start + k]) != w[k]:
+                if lower_ascii(s[start + k]) != w[k]:
                     same = False
                     break
             if same:
@@ -837,7 +814,7 @@ cdef inline Py_ssize_t _checked_field_size(object name, object value) except -1:
     if n == 0:
         raise ValueError("empty header name")
     for i in range(n):
-        if not _TCHAR[s[i]]:
+        if not is_tchar(s[i]):
             raise ValueError(f"invalid header name {name!r}")
     cdef Py_ssize_t v = len(<bytes>value)
     s = <const unsigned char*>PyBytes_AS_STRING(value)

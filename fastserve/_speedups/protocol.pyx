@@ -41,6 +41,7 @@ from fastserve._speedups.filecache cimport (
     ENTRY_MISSING,
     ENTRY_REDIRECT,
 )
+from fastserve._speedups.charclass cimport is_ows, lower_ascii
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
@@ -164,13 +165,11 @@ cdef inline bytes _span(const char* data, Span span):
 cdef bytes _lowercase(const char* data, Span span):
     """A header name in lowercase, as ASGI scopes carry them."""
     cdef bytes name = PyBytes_FromStringAndSize(NULL, span.length)
-    cdef char* out = PyBytes_AS_STRING(name)
-    cdef const char* source = data + span.start
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(name)
+    cdef const unsigned char* source = <const unsigned char*>data + span.start
     cdef Py_ssize_t i
-    cdef char c
     for i in range(span.length):
-        c = source[i]
-        out[i] = c + 32 if b"A" <= c <= b"Z" else c
+        out[i] = lower_ascii(source[i])
     return name
 
 
@@ -487,7 +486,7 @@ cdef class HttpProtocol:
         cdef Py_ssize_t n = len(name)
         cdef Py_ssize_t size = len(value)
         self.head_bytes += n + size + 4
-        if size and ((<const char*>value)[size - 1] == b" " or (<const char*>value)[size - 1] == b"\t"):
+        if size and is_ows((<const unsigned char*><const char*>value)[size - 1]):
             value = value.rstrip(b" \t")  # httptools keeps trailing whitespace; a field value has none
         self.header_count += 1
         if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:

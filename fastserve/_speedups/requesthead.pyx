@@ -11,21 +11,12 @@ the connection hands the bytes to httptools, which answers as it would anyway.
 """
 from libc.string cimport memcmp
 
-cdef unsigned char IS_TCHAR[256]      # header-name characters (RFC 9110 token)
-cdef unsigned char IS_VALUE_CHAR[256] # field-value characters accepted here: HTAB, SP, VCHAR
+from fastserve._speedups.charclass cimport is_ows, is_tchar
 
 
-cdef void _fill_tables() noexcept:
-    cdef int c
-    for c in range(256):
-        IS_TCHAR[c] = (
-            (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
-            or c in b"!#$%&'*+-.^_`|~"
-        )
-        IS_VALUE_CHAR[c] = c == 9 or 32 <= c <= 126
-
-
-_fill_tables()
+cdef inline bint _is_value_char(unsigned char c) noexcept nogil:
+    """The field-value characters accepted here: HTAB, SP and VCHAR (no obs-text)."""
+    return c == 9 or 32 <= c <= 126
 
 
 cdef inline bint _name_is(const unsigned char* s, const char* lower, Py_ssize_t n) noexcept nogil:
@@ -156,7 +147,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             p += 2
             return SCAN_OTHER if p - start > max_head else p
         name_start = p
-        while p < end and IS_TCHAR[buf[p]]:
+        while p < end and is_tchar(buf[p]):
             p += 1
         if p == end:
             return SCAN_INCOMPLETE
@@ -165,17 +156,17 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         name_length = p - name_start
         index = _field_index(buf + name_start, name_length)
         p += 1
-        while p < end and (buf[p] == b" " or buf[p] == b"\t"):
+        while p < end and is_ows(buf[p]):
             p += 1
         value_start = p
-        while p < end and IS_VALUE_CHAR[buf[p]]:
+        while p < end and _is_value_char(buf[p]):
             p += 1
         if end - p < 2:
             return SCAN_INCOMPLETE
         if buf[p] != b"\r" or buf[p + 1] != b"\n":
             return SCAN_OTHER
         value_end = p
-        while value_end > value_start and (buf[value_end - 1] == b" " or buf[value_end - 1] == b"\t"):
+        while value_end > value_start and is_ows(buf[value_end - 1]):
             value_end -= 1
         p += 2
         count += 1
