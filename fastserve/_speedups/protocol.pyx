@@ -57,6 +57,7 @@ from fastserve._speedups.requesthead cimport (
     SimpleHead,
     Span,
     scan_simple_head,
+    span_bytes,
 )
 
 cdef object _sendfile = os.sendfile
@@ -153,13 +154,6 @@ cdef bytes _status_line(int status):
     if line is None:
         line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
     return line
-
-
-cdef inline bytes _span(const char* data, Span span):
-    """The bytes a span covers (None for an absent field); made directly, without a slice object."""
-    if span.start < 0:
-        return None
-    return PyBytes_FromStringAndSize(data + span.start, span.length)
 
 
 cdef bytes _lowercase(const char* data, Span span):
@@ -609,7 +603,7 @@ cdef class HttpProtocol:
             if end <= 0:
                 break
             self.method = HEAD if head.is_head else GET
-            self.url = _span(chars, head.target)
+            self.url = span_bytes(chars, head.target)
             self.http10 = head.http10
             if head.http10:
                 self.keep_alive = head.connection == HEAD_CONNECTION_KEEP_ALIVE
@@ -618,13 +612,13 @@ cdef class HttpProtocol:
             if state.shutting_down:
                 self.keep_alive = False
             if static_only:
-                self.if_match = _span(chars, head.fields[FIELD_IF_MATCH])
-                self.if_none_match = _span(chars, head.fields[FIELD_IF_NONE_MATCH])
-                self.if_modified_since = _span(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
-                self.if_unmodified_since = _span(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
-                self.range_value = _span(chars, head.fields[FIELD_RANGE])
-                self.if_range = _span(chars, head.fields[FIELD_IF_RANGE])
-                self.accept_encoding = _span(chars, head.fields[FIELD_ACCEPT_ENCODING])
+                self.if_match = span_bytes(chars, head.fields[FIELD_IF_MATCH])
+                self.if_none_match = span_bytes(chars, head.fields[FIELD_IF_NONE_MATCH])
+                self.if_modified_since = span_bytes(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
+                self.if_unmodified_since = span_bytes(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
+                self.range_value = span_bytes(chars, head.fields[FIELD_RANGE])
+                self.if_range = span_bytes(chars, head.fields[FIELD_IF_RANGE])
+                self.accept_encoding = span_bytes(chars, head.fields[FIELD_ACCEPT_ENCODING])
                 self._serve_static()
             else:
                 self._start_simple_job(chars, lines, head.line_count)
@@ -637,7 +631,7 @@ cdef class HttpProtocol:
         """What on_headers_complete and on_message_complete do for a request without a body."""
         cdef Py_ssize_t i
         self.headers = [
-            (_lowercase(chars, lines[i].name), _span(chars, lines[i].value)) for i in range(count)
+            (_lowercase(chars, lines[i].name), span_bytes(chars, lines[i].value)) for i in range(count)
         ]
         self.declared_length = -1
         job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)

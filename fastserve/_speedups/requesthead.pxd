@@ -1,3 +1,5 @@
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
 # A scanner for the plainest request heads (GET/HEAD, no body), so the connection can
 # read them without a parser callback per header. Anything else is left to httptools.
 
@@ -39,3 +41,10 @@ cdef struct SimpleHead:
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                                  Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
                                  SimpleHead* head, FieldSpan* lines=*, Py_ssize_t max_lines=*) noexcept nogil
+
+
+cdef inline bytes span_bytes(const char* data, Span span):
+    """The bytes a span of ``data`` covers; None for an absent field."""
+    if span.start < 0:
+        return None
+    return PyBytes_FromStringAndSize(data + span.start, span.length)

@@ -205,31 +205,28 @@ def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
     (every header line as a (name, value) pair); or ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
     cdef SimpleHead head
     cdef FieldSpan lines[64]
+    cdef const char* chars = data
     if not 0 <= start <= len(data):
         raise ValueError("start is outside the data")
     if not 0 <= max_lines <= 64:
         raise ValueError("max_lines is 0 to 64")
     cdef Py_ssize_t end = scan_simple_head(
-        <const unsigned char*><const char*>data, start, len(data), max_head, max_target, max_fields, &head,
+        <const unsigned char*>chars, start, len(data), max_head, max_target, max_fields, &head,
         lines, max_lines,
     )
     if end <= 0:
         return end, None
     fields = {
         "method": b"HEAD" if head.is_head else b"GET",
-        "target": data[head.target.start:head.target.start + head.target.length],
+        "target": span_bytes(chars, head.target),
         "http10": bool(head.http10),
         "connection": ("default", "keep-alive", "close")[head.connection],
     }
     for index in range(FIELD_COUNT):
         if head.fields[index].start >= 0:
-            fields[_FIELD_NAMES[index]] = _bytes_of(data, head.fields[index])
+            fields[_FIELD_NAMES[index]] = span_bytes(chars, head.fields[index])
     fields["lines"] = [
-        (_bytes_of(data, lines[index].name), _bytes_of(data, lines[index].value))
+        (span_bytes(chars, lines[index].name), span_bytes(chars, lines[index].value))
         for index in range(head.line_count)
     ]
     return end, fields
-
-
-cdef bytes _bytes_of(bytes data, Span span):
-    return data[span.start:span.start + span.length]
