@@ -69,12 +69,17 @@ def request(target: str, *headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def new_connection(state) -> tuple[CountingTransport, HttpProtocol]:
+    transport = CountingTransport()
+    conn = HttpProtocol(state, asyncio.get_running_loop())
+    conn.connection_made(transport)
+    return transport, conn
+
+
 async def fastest_static(state, data: bytes) -> float:
     best = float("inf")
     for _ in range(BATCHES):
-        transport = CountingTransport()
-        conn = HttpProtocol(state, asyncio.get_running_loop())
-        conn.connection_made(transport)
+        transport, conn = new_connection(state)
         start = time.perf_counter()
         for _ in range(STATIC_BATCH):
             conn.data_received(data)
@@ -86,9 +91,7 @@ async def fastest_static(state, data: bytes) -> float:
 async def fastest_asgi(state, data: bytes) -> float:
     best = float("inf")
     for _ in range(BATCHES):
-        transport = CountingTransport()
-        conn = HttpProtocol(state, asyncio.get_running_loop())
-        conn.connection_made(transport)
+        transport, conn = new_connection(state)
         start = time.perf_counter()
         for i in range(ASGI_BATCH):
             conn.data_received(data)
