@@ -242,7 +242,7 @@ cdef class FileSender:
                 try:
                     n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
                 except BlockingIOError:
-                    if self.conn.watch_writable(self):
+                    if self.conn.watch_writable():
                         return  # run() again once the socket has room
                     n = -1
                 except OSError:
@@ -276,7 +276,7 @@ cdef class HttpProtocol:
     cdef public object server
     cdef public bint writing_paused
     cdef int watch_fd          # a duplicate of the socket, watched for room while sendfile waits
-    cdef FileSender watching   # the sender to run again when it has room
+    cdef bint watching         # a writer is registered on watch_fd
     cdef public bint transport_holds_data   # set whenever bytes went through transport.write
     cdef double writing_paused_since
     cdef bint reading_paused
@@ -894,37 +894,32 @@ cdef class HttpProtocol:
         else:
             self.transport.write(data[sent:])
 
-    cdef bint watch_writable(self, FileSender sender):
-        """Sendfile found the socket full: run ``sender`` again once it has room.
+    cdef bint watch_writable(self):
+        """Sendfile found the socket full: pause until it has room, then resume.
 
-        uvloop lets nobody else watch a transport's descriptor, so the watch is on a
-        duplicate of it. Meanwhile the connection counts as paused, as when the transport's
-        buffer is full: reading stops and the send timeout runs. False when no descriptor
-        is left for the duplicate: the sender then copies a chunk through the transport.
+        The pause and the resume are the transport's own (``pause_writing`` and
+        ``resume_writing``, which runs the file sender again): reading stops and the send
+        timeout runs meanwhile. uvloop lets nobody else watch a transport's descriptor, so
+        the watch is on a duplicate of it. False when no descriptor is left for the
+        duplicate: the sender then copies a chunk through the transport.
         """
         if self.watch_fd < 0:
             try:
                 self.watch_fd = os.dup(self.sock_fd)
             except OSError:
                 return False
-        self.watching = sender
         self.loop.add_writer(self.watch_fd, self._writable)
-        self.writing_paused = True
-        self.writing_paused_since = self.state.now
-        self._update_reading()
+        self.watching = True
+        self.pause_writing()
         return True
 
     def _writable(self):
-        sender = self.watching
         self._stop_watching()
-        self.writing_paused = False
-        self._update_reading()
-        if sender is not None:
-            sender.run()
+        self.resume_writing()
 
     cdef void _stop_watching(self):
-        if self.watching is not None:
-            self.watching = None
+        if self.watching:
+            self.watching = False
             self.loop.remove_writer(self.watch_fd)
 
     cdef void _close_watch(self):
