@@ -1,9 +1,43 @@
 """fastserve: a Cython-compiled uvloop + httptools server for static files and ASGI apps."""
 from __future__ import annotations
 
+import os
+import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+def _has_built_extensions(package_dir: str) -> bool:
+    """Whether ``package_dir/_speedups`` holds compiled extensions for this interpreter."""
+    try:
+        names = os.listdir(os.path.join(package_dir, "_speedups"))
+    except OSError:
+        return False
+    return any(name.endswith(suffix) for name in names for suffix in EXTENSION_SUFFIXES)
+
+
+def _use_installed_build() -> None:
+    """Import the package from an installed build when this copy was never compiled.
+
+    ``pip install . && python -m fastserve .`` typed in a checkout puts the checkout first on
+    ``sys.path``; its ``_speedups`` has only ``.pyx`` sources (pip builds elsewhere), while the
+    copy pip just installed has the compiled modules. Pointing ``__path__`` there makes every
+    submodule, Python and compiled alike, come from that one installed build. A checkout
+    built in place (``pip install -e .``) is used as it is.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    if _has_built_extensions(here):
+        return
+    for entry in sys.path:
+        candidate = os.path.join(os.path.abspath(entry or os.curdir), "fastserve")
+        if os.path.realpath(candidate) != os.path.realpath(here) and _has_built_extensions(candidate):
+            __path__[:] = [candidate]
+            return
+
+
+_use_installed_build()
 
 
 def run(app: Any, **options: Any) -> int:

@@ -87,6 +87,11 @@ def config_from_args(argv: Optional[List[str]] = None) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        import fastserve._speedups  # noqa: F401  (says in one line when the extensions are not built)
+    except ImportError as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
