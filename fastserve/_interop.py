@@ -1,17 +1,29 @@
-"""Bases that make fastserve's classes count as Starlette's where Starlette is installed.
+"""How fastserve's classes count as Starlette's where Starlette is installed.
 
-FastAPI and Starlette recognise responses and exceptions by ``isinstance`` against their
-own classes: an endpoint's return value passes through untouched only if it is a Starlette
-``Response``, and exception handlers are looked up by class. So that an app can swap
-``starlette`` for ``fastserve`` in one import and keep working, fastserve's ``Response``,
-``HTTPException`` and ``WebSocketException`` derive from Starlette's classes of the same name
-when Starlette can be imported. Every method they use is fastserve's own; without Starlette
-the bases are plain ``object`` / ``Exception``.
+FastAPI and Starlette recognise classes by ``isinstance``/``issubclass`` against their own:
+an endpoint's return value passes through untouched only if it is a Starlette ``Response``,
+exception handlers are looked up by class, and an endpoint parameter annotated ``Request``,
+``WebSocket`` or ``UploadFile`` is recognised by ``issubclass`` of the annotation. So that an
+app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep working:
+
+- classes apps *return, raise or annotate with* (``Response``, ``HTTPException``,
+  ``WebSocketException``, ``UploadFile``) derive from Starlette's class of the same name
+  (``framework_base``), or, where Starlette's class is an ABC (``HTTPConnection``, ``Request``,
+  ``WebSocket``), are registered as its virtual subclass (``counts_as``), so no Starlette method
+  ever runs on a fastserve object;
+- classes apps *catch or compare* while the framework raises or returns them
+  (``WebSocketDisconnect``, ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class,
+  because ``except`` and ``==`` match the real class: a look-alike could never be caught.
+
+Without Starlette every one of them is fastserve's own class.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from abc import ABCMeta
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T", bound=type)
 
 
 def framework_base(module: str, name: str, fallback: Any) -> Any:
@@ -20,3 +32,16 @@ def framework_base(module: str, name: str, fallback: Any) -> Any:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return fallback
+
+
+def counts_as(module: str, name: str) -> Callable[[T], T]:
+    """Class decorator: register the class as a virtual subclass of ``module.name`` when that
+    class can be imported and is an ABC (``issubclass`` then holds; nothing is inherited)."""
+
+    def register(cls: T) -> T:
+        framework_class = framework_base(module, name, None)
+        if isinstance(framework_class, ABCMeta):
+            framework_class.register(cls)
+        return cls
+
+    return register

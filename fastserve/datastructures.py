@@ -9,6 +9,7 @@ from shlex import shlex
 from typing import Any, BinaryIO, NamedTuple, TypeVar, Union
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
+from fastserve._interop import framework_base
 from fastserve.concurrency import run_in_threadpool
 
 __all__ = [
@@ -654,13 +655,19 @@ class MutableHeaders(Headers):
 # --------------------------------------------------------------------------- uploaded files and forms
 
 
-class UploadFile:
+class UploadFile(framework_base("starlette.datastructures", "UploadFile", object)):  # type: ignore[misc]
     """A file that arrived in a multipart form (or any binary file you wrap).
 
     ``file`` is the underlying binary file; the async methods wrap it. Uploads are spooled to a
     ``SpooledTemporaryFile``: while it is still in memory its methods cannot block, so they are
     called directly; once it has rolled over to disk (or for any other file object, which may be
     on disk) each call runs in a worker thread so a slow disk never stalls the event loop.
+
+    As an endpoint parameter of a FastAPI app (``file: UploadFile``,
+    ``files: list[UploadFile] = File(...)``) it is recognised as an upload like
+    ``fastapi.UploadFile``: it derives from Starlette's class where Starlette is installed (every
+    method is fastserve's own) and tells pydantic how to validate and document it; the endpoint
+    receives the upload the framework parsed.
     """
 
     def __init__(
@@ -720,6 +727,33 @@ class UploadFile:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(filename={self.filename!r}, size={self.size!r}, headers={self.headers!r})"
+
+    # pydantic's hooks, used when FastAPI builds a parameter or an OpenAPI schema from this class.
+
+    @classmethod
+    def _validate(cls, value: Any, _info: Any = None) -> Any:
+        if not isinstance(value, _UPLOAD_CLASSES):
+            raise ValueError(f"Expected UploadFile, received: {type(value)}")
+        return value
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.with_info_plain_validator_function(cls._validate)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        # The schema FastAPI documents its own UploadFile with, so the OpenAPI documents match.
+        fastapi_upload = framework_base("fastapi.datastructures", "UploadFile", None)
+        if fastapi_upload is not None and hasattr(fastapi_upload, "__get_pydantic_json_schema__"):
+            return fastapi_upload.__get_pydantic_json_schema__(schema, handler)  # type: ignore[no-any-return]
+        return {"type": "string", "contentMediaType": "application/octet-stream"}
+
+
+# What a parameter annotated ``UploadFile`` accepts: fastserve's uploads and, through the base,
+# the ones Starlette's form parser made for a FastAPI app.
+_UPLOAD_CLASSES = tuple({UploadFile, *UploadFile.__bases__} - {object})
 
 
 class FormData(ImmutableMultiDict[str, Union[UploadFile, str]]):

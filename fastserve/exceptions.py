@@ -65,5 +65,10 @@ class ClientDisconnect(Exception):
     """The client went away before the response (or the request body) was complete."""
 
 
+# Apps catch it around ``await request.body()``: where Starlette is installed it is Starlette's
+# class, so the same ``except`` works whichever framework's Request raised it (see _interop).
+ClientDisconnect = framework_base("starlette.requests", "ClientDisconnect", ClientDisconnect)  # type: ignore[misc]
+
+
 class FastServeDeprecationWarning(DeprecationWarning):
     """Warned when code uses a fastserve name or behaviour that has a newer replacement."""

@@ -14,6 +14,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
+from fastserve._interop import counts_as
 from fastserve.datastructures import URL, Address, FormData, Headers, QueryParams, State
 from fastserve.exceptions import ClientDisconnect, HTTPException
 from fastserve.formparsers import FormParser, MultiPartException, MultiPartParser, parse_content_type
@@ -63,6 +64,7 @@ class RequestJSONDecodeError(json.JSONDecodeError):
     """``Request.json()`` was given a body that is not valid JSON."""
 
 
+@counts_as("starlette.requests", "HTTPConnection")
 class HTTPConnection(Mapping[str, Any]):
     """What HTTP requests and WebSocket connections have in common: a read-only mapping over the
     ASGI scope plus parsed views of it (URL, headers, query, cookies, client, state...)."""
@@ -214,6 +216,7 @@ class AwaitableOrContextManager(Generic[T]):
         await self._entered.close()
 
 
+@counts_as("starlette.requests", "Request")
 class Request(HTTPConnection):
     """An HTTP request: the scope views of :class:`HTTPConnection` plus the method and the body."""
 

@@ -25,7 +25,7 @@ import anyio
 import anyio.from_thread
 
 from fastserve.concurrency import is_async_callable
-from fastserve.websockets import WebSocketDisconnect as _WebSocketDisconnect
+from fastserve.websockets import WebSocketDisconnect  # Starlette's class where Starlette is installed
 
 try:
     import httpx2 as httpx
@@ -54,19 +54,6 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
 # --------------------------------------------------------------------------- exceptions
-
-try:  # pragma: no branch
-    from starlette.websockets import WebSocketDisconnect as _FrameworkWebSocketDisconnect
-except ImportError:  # pragma: no cover - Starlette is optional
-    WebSocketDisconnect = _WebSocketDisconnect
-else:
-
-    class WebSocketDisconnect(_WebSocketDisconnect, _FrameworkWebSocketDisconnect):  # type: ignore[no-redef]
-        """The app closed the WebSocket session.
-
-        Also an instance of Starlette's ``WebSocketDisconnect`` (the class FastAPI exports), so
-        tests of Starlette and FastAPI apps that catch that class work unchanged on this client.
-        """
 
 
 class WebSocketDenialResponse(httpx.Response, WebSocketDisconnect):  # type: ignore[misc]

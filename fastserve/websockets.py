@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from fastserve._interop import counts_as, framework_base
 from fastserve.requests import HTTPConnection
 from fastserve.responses import Response
 
@@ -49,6 +50,18 @@ class WebSocketDisconnected(RuntimeError):
     """The WebSocket was used in a state where that is not possible (not accepted yet, closed)."""
 
 
+# Apps catch these and compare states while the framework's WebSocket raises and sets them (a
+# FastAPI endpoint gets Starlette's WebSocket): where Starlette is installed they are Starlette's
+# classes, so ``except WebSocketDisconnect`` and ``== WebSocketState.CONNECTED`` hold either way.
+WebSocketState = framework_base("starlette.websockets", "WebSocketState", WebSocketState)  # type: ignore[misc]
+WebSocketDisconnect = framework_base(  # type: ignore[misc]
+    "starlette.websockets", "WebSocketDisconnect", WebSocketDisconnect
+)
+WebSocketDisconnected = framework_base(  # type: ignore[misc]
+    "starlette.websockets", "WebSocketDisconnected", WebSocketDisconnected
+)
+
+
 _JSON_MODES = ("text", "binary")
 _BAD_MODE = 'The "mode" argument should be "text" or "binary".'
 _NOT_ACCEPTED = 'WebSocket is not connected. Need to call "accept" first.'
@@ -63,6 +76,7 @@ def _dump_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+@counts_as("starlette.websockets", "WebSocket")
 class WebSocket(HTTPConnection):
     """One WebSocket connection, as seen by the application."""
 
