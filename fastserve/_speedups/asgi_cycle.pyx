@@ -10,7 +10,8 @@ from collections import deque
 
 from fastserve._speedups.headers cimport current_http_date, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
-from fastserve._speedups.protocol import FileSender
+from fastserve._speedups.filesender cimport FileSender
+from fastserve._speedups.job cimport Job
 
 logger = logging.getLogger("fastserve")
 
@@ -70,8 +71,8 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     }
 
 
-cdef class HttpCycle:
-    """One request/response exchange between a connection and the app."""
+cdef class HttpCycle(Job):
+    """One request/response exchange between a connection and the app (a queued ``Job``)."""
 
     cdef object bridge
     cdef object conn
@@ -98,7 +99,7 @@ cdef class HttpCycle:
     cdef bytes pending_head
     cdef object waiter
     cdef object drain
-    cdef object sender
+    cdef FileSender sender
     cdef object sending
     cdef object task
 
@@ -155,16 +156,16 @@ cdef class HttpCycle:
         self.more_body = False
         self._wake()
 
-    def start(self):
+    cpdef start(self):
         self.task = self.loop.create_task(self.run())
 
-    def resume_writing(self):
+    cpdef resume_writing(self):
         if self.sender is not None:
             self.sender.resume()
         elif self.drain is not None and not self.drain.done():
             self.drain.set_result(None)
 
-    def connection_lost(self):
+    cpdef connection_lost(self):
         self.disconnected = True
         self.sender = None
         self._wake()

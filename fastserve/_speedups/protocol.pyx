@@ -1,4 +1,4 @@
-"""The HTTP/1.1 connection: httptools callbacks, the static fast path, ordered output.
+"""The HTTP/1.1 connection: reading requests, answers in request order, flow control, timeouts.
 
 One ``HttpProtocol`` per connection. Plain GET/HEAD heads are read by
 ``requesthead.scan_simple_head``; every other request is parsed by httptools. Every complete
@@ -13,11 +13,9 @@ request produces exactly one response, in request order:
 Ready responses are gathered and written once per ``data_received``; a response that
 cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in a queue.
 """
-import os
 from collections import deque
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.string cimport memchr
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
@@ -26,23 +24,11 @@ cdef extern from "<sys/socket.h>" nogil:
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
 
-from fastserve._speedups.headers cimport (
-    byteranges_layout,
-    current_http_date,
-    reason_phrase,
-)
-from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
-from fastserve._speedups.filecache cimport (
-    CacheEntry,
-    FileCache,
-    OpenFile,
-    choose_representation,
-    ENTRY_FILE,
-    ENTRY_MISSING,
-    ENTRY_REDIRECT,
-)
+from fastserve._speedups.headers cimport reason_phrase
+from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.charclass cimport is_ows, lower_ascii
-from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.filesender cimport FileSender, WritableWatch
+from fastserve._speedups.job cimport Job
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
     CONNECTION_KEEP_ALIVE as HEAD_CONNECTION_KEEP_ALIVE,
@@ -59,24 +45,13 @@ from fastserve._speedups.requesthead cimport (
     scan_simple_head,
     span_bytes,
 )
-
-cdef object _sendfile = os.sendfile
-cdef object _pread = os.pread
+from fastserve._speedups.staticanswer cimport WireAnswer, answer_static
+from fastserve._speedups.wire cimport plain_answer, status_line
 
 cdef bytes GET = b"GET"
 cdef bytes HEAD = b"HEAD"
-cdef bytes CRLF = b"\r\n"
-cdef bytes SERVER_DATE = b"Server: fastserve\r\nDate: "
-cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
-cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
 
-# Largest slice handed to one sendfile call, and the copy made when the socket is full
-# (the copy goes through the transport, which then tells us when it has drained).
-cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
-cdef Py_ssize_t COPY_CHUNK = 128 * 1024
-# Bytes moved per event-loop turn for one connection before letting others run.
-cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
 # Header lines the scanner lists for an ASGI request; a head with more goes to httptools.
 cdef enum:
     MAX_LISTED_LINES = 64
@@ -90,25 +65,6 @@ cdef class ServerState:
     ``now`` is a coarse clock advanced by the server's ticker; connections stamp it
     instead of reading the time on every request.
     """
-
-    cdef public object app
-    cdef public FileCache cache
-    cdef public bint static_only
-    cdef public object asgi_bridge
-    cdef public Py_ssize_t max_header_bytes
-    cdef public Py_ssize_t max_header_count
-    cdef public Py_ssize_t max_url_length
-    cdef public Py_ssize_t max_body_size
-    cdef public Py_ssize_t max_pipeline
-    cdef public Py_ssize_t max_connections
-    cdef public double header_timeout
-    cdef public double keepalive_timeout
-    cdef public double send_timeout
-    cdef public int max_ranges
-    cdef public object access_logger
-    cdef public set connections
-    cdef public double now
-    cdef public bint shutting_down
 
     def __init__(self, config, *, app=None, FileCache cache=None, object asgi_bridge=None, object access_logger=None):
         """``config`` is a ``fastserve.config.Config``: its limits are copied into C fields."""
@@ -146,16 +102,6 @@ cdef class ServerState:
             conn.close_when_idle()
 
 
-cdef dict _STATUS_LINES = {}
-
-
-cdef bytes _status_line(int status):
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
-    return line
-
-
 cdef bytes _lowercase(const char* data, Span span):
     """A header name in lowercase, as ASGI scopes carry them."""
     cdef bytes name = PyBytes_FromStringAndSize(NULL, span.length)
@@ -167,156 +113,8 @@ cdef bytes _lowercase(const char* data, Span span):
     return name
 
 
-cdef inline void _refresh_memo(CacheEntry entry, bytes date):
-    """Forget an entry's pre-built responses once the Date they carry has passed."""
-    if entry.memo_date is not date:
-        entry.memo_date = date
-        entry.memo_ok = None
-        entry.memo_not_modified = None
-
-
-cdef class FileSender:
-    """Sends a response made of bytes and file slices, the slices by ``os.sendfile``.
-
-    While the transport's buffer is empty, file bytes go straight from the page cache to
-    the socket; when the socket is full, the connection waits until it has room and calls
-    ``run`` again. Only while the transport itself holds bytes (a head it could not send at
-    once) is a chunk of the file copied through it, to keep the order.
-    """
-
-    cdef HttpProtocol conn
-    cdef object owner    # keeps the descriptor open (an OpenFile, a file object)
-    cdef int file_fd
-    cdef list segments   # bytes, or (offset, count) tuples
-    cdef object on_done  # called after the last byte; None: the connection's next response
-    cdef Py_ssize_t index
-    cdef long long offset
-    cdef long long remaining
-
-    def __cinit__(self, HttpProtocol conn, object owner, int file_fd, list segments, object on_done=None):
-        self.conn = conn
-        self.owner = owner
-        self.file_fd = file_fd
-        self.segments = segments
-        self.on_done = on_done
-        self.index = -1
-        self.remaining = 0
-
-    def resume(self) -> None:
-        """Go on sending (after the transport drained, or to begin)."""
-        self.run()
-
-    cdef void run(self):
-        cdef object transport = self.conn.transport
-        cdef Py_ssize_t budget = TURN_BUDGET
-        cdef Py_ssize_t n
-        cdef int sock_fd = self.conn.sock_fd
-        cdef int file_fd = self.file_fd
-        while True:
-            if transport is None or self.conn.transport is None:
-                return
-            if self.remaining == 0:
-                self.index += 1
-                if self.index >= len(self.segments):
-                    if self.on_done is None:
-                        self.conn.job_finished()
-                    else:
-                        self.on_done()
-                    return
-                segment = self.segments[self.index]
-                if type(segment) is bytes:
-                    self.conn.transport_holds_data = True
-                    transport.write(segment)
-                    self.remaining = 0
-                    continue
-                self.offset, self.remaining = segment
-                if self.remaining == 0:
-                    continue
-            if self.conn.writing_paused:
-                return  # resume_writing calls run() again
-            if budget <= 0:
-                self.conn.loop.call_soon(self.conn.resume_job)
-                return
-            n = -1
-            if sock_fd >= 0 and transport.get_write_buffer_size() == 0:
-                try:
-                    n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
-                except BlockingIOError:
-                    if self.conn.watch_writable():
-                        return  # run() again once the socket has room
-                    n = -1
-                except OSError:
-                    self.conn.abort()
-                    return
-                if n == 0:  # the file shrank under us: the promised length cannot be sent
-                    self.conn.abort()
-                    return
-            if n < 0:
-                chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
-                n = len(chunk)
-                if n == 0:
-                    self.conn.abort()
-                    return
-                self.conn.transport_holds_data = True
-                transport.write(chunk)
-            self.offset += n
-            self.remaining -= n
-            budget -= n
-
-
 cdef class HttpProtocol:
     """One HTTP/1.1 connection (an asyncio protocol, for uvloop's ``create_server``)."""
-
-    cdef readonly ServerState state
-    cdef public object loop
-    cdef public object transport
-    cdef object parser
-    cdef public int sock_fd
-    cdef public object client
-    cdef public object server
-    cdef public bint writing_paused
-    cdef int watch_fd          # a duplicate of the socket, watched for room while sendfile waits
-    cdef bint watching         # a writer is registered on watch_fd
-    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
-    cdef double writing_paused_since
-    cdef bint reading_paused
-    cdef bint body_backpressure
-
-    # the request being parsed
-    cdef bint in_message    # httptools has begun a request it has not finished
-    cdef bint in_head
-    cdef Py_ssize_t head_bytes
-    cdef Py_ssize_t raw_head_bytes
-    cdef Py_ssize_t header_count
-    cdef double head_started
-    cdef bytes url
-    cdef bint saw_connection
-    cdef readonly long long declared_length   # Content-Length of the request, -1 when absent or invalid
-    cdef long long static_body_bytes
-    cdef list headers
-    cdef bint keep_headers
-    cdef bytes method
-    cdef bytes if_match
-    cdef bytes if_none_match
-    cdef bytes if_modified_since
-    cdef bytes if_unmodified_since
-    cdef bytes range_value
-    cdef bytes if_range
-    cdef bytes accept_encoding
-    cdef readonly bint keep_alive
-    cdef readonly bint http10
-    cdef object body_job   # the ASGI job receiving this request's body, if any
-    cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
-    cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses
-    cdef public object upgraded   # the WebSocket session that owns this connection now
-
-    # output, in request order
-    cdef list out
-    cdef object queue
-    cdef object current_job
-    cdef bint closing
-    cdef double idle_since
-    cdef int response_status
 
     def __init__(self, ServerState state, loop):
         self.state = state
@@ -324,7 +122,7 @@ cdef class HttpProtocol:
         self.transport = None
         self.parser = HttpRequestParser(self)
         self.sock_fd = -1
-        self.watch_fd = -1
+        self.answer = WireAnswer()
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
@@ -344,7 +142,7 @@ cdef class HttpProtocol:
         self.idle_since = self.state.now
         if len(self.state.connections) >= self.state.max_connections or self.state.shutting_down:
             transport.write(
-                _status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
             transport.close()
             self.transport = None
@@ -367,8 +165,8 @@ cdef class HttpProtocol:
         job = self.current_job
         self.current_job = None
         self.queue.clear()
-        if job is not None and type(job) is not FileSender:
-            job.connection_lost()
+        if job is not None:
+            (<Job>job).connection_lost()
         if self.body_job is not None and self.body_job is not job:
             self.body_job.connection_lost()
         self.body_job = None
@@ -396,10 +194,8 @@ cdef class HttpProtocol:
         if self.upgraded is not None:
             self.upgraded.resume_writing()
             return
-        if type(self.current_job) is FileSender:
-            (<FileSender>self.current_job).run()
-        elif self.current_job is not None:
-            self.current_job.resume_writing()
+        if self.current_job is not None:
+            (<Job>self.current_job).resume_writing()
         self._update_reading()
 
     def data_received(self, bytes data):
@@ -639,173 +435,22 @@ cdef class HttpProtocol:
         job.body_complete()
 
     cdef void _serve_static(self):
-        cdef bytes method = self.method
-        cdef CacheEntry entry
-        cdef int status
-        cdef bytes raw = self.url
-        cdef Py_ssize_t q
-        if method != GET and method != HEAD:
-            self._emit_simple(405, b"Method Not Allowed", ALLOW)
-            return
-        if raw is None or len(raw) == 0 or (<const char*>raw)[0] != b"/":
-            raw = origin_form(raw or b"")
-            if raw is None:
-                self._emit_simple(400, b"Bad Request", b"")
-                return
-        cdef const char* start = raw
-        cdef const char* mark = <const char*>memchr(start, b"?", len(raw))
-        q = -1 if mark == NULL else mark - start
-        cdef bytes raw_path = raw if q < 0 else raw[:q]
-        path = percent_decode(raw_path)  # starts with "/", as raw does
-        if path is None:
-            self._emit_simple(400, b"Bad Request", b"")
-            return
-        entry = self.state.cache.lookup(path)
-        if entry.variants is not None and self.accept_encoding is not None:
-            entry = choose_representation(entry, self.accept_encoding)
-        if entry.kind == ENTRY_FILE:
-            status = evaluate_preconditions(
-                method, self.if_match, self.if_unmodified_since, self.if_none_match,
-                self.if_modified_since, entry.etag, entry.mtime,
-            )
-            if status == 304:
-                self._emit_not_modified(entry)
-            elif status == 412:
-                self._emit_simple(412, b"Precondition Failed", b"")
-            elif self.range_value is not None and method == GET:
-                self._emit_range(entry)
+        cdef WireAnswer answer = self.answer
+        answer_static(
+            answer, self.state.cache, self.state.max_ranges, self.method, self.url, self.keep_alive, self.http10,
+            self.if_match, self.if_none_match, self.if_modified_since, self.if_unmodified_since,
+            self.range_value, self.if_range, self.accept_encoding,
+        )
+        self.response_status = answer.status
+        if answer.segments is None:
+            if self.current_job is None and not self.queue:
+                self.out.append(answer.data)
             else:
-                self._emit_file(entry, 200, entry.fields)
-        elif entry.kind == ENTRY_REDIRECT:
-            self._emit_redirect(raw_path, raw[q:] if q >= 0 else b"")
-        elif entry.kind == ENTRY_MISSING and entry.file is not None:
-            self._emit_file(entry, 404, entry.fields)   # a large 404.html
+                self.queue.append(answer.data)
         else:
-            self._emit_head_body(entry.status, entry.fields, entry.body)
+            self._enqueue_job(FileSender(self, answer.file, answer.file.fd, answer.segments))
         if self.state.access_logger is not None:
-            self.state.access_logger(self.client, method, raw, self.response_status)
-
-    cdef inline bytes _head(self, int status, bytes fields):
-        cdef bytes connection = b""
-        self.response_status = status
-        if not self.keep_alive:
-            connection = CONNECTION_CLOSE
-        elif self.http10:
-            connection = CONNECTION_KEEP_ALIVE
-        return b"".join((
-            _status_line(status), SERVER_DATE, current_http_date(), CRLF, fields, connection, CRLF
-        ))
-
-    cdef inline bint _plain_keep_alive(self):
-        return self.keep_alive and not self.http10
-
-    cdef void _emit_file(self, CacheEntry entry, int status, bytes fields):
-        cdef bytes date
-        if entry.body is not None:
-            if status == 200 and self.method == GET and self._plain_keep_alive():
-                date = current_http_date()
-                _refresh_memo(entry, date)
-                if entry.memo_ok is None:
-                    entry.memo_ok = b"".join((
-                        _status_line(200), SERVER_DATE, date, CRLF, fields, CRLF, entry.body
-                    ))
-                self.response_status = 200
-                self._emit(entry.memo_ok)
-            else:
-                self._emit_head_body(status, fields, entry.body)
-            return
-        head = self._head(status, fields)
-        if self.method == HEAD:
-            self._emit(head)
-        else:
-            self._enqueue_job(FileSender(self, entry.file, entry.file.fd, [head, (0, entry.size)]))
-
-    cdef void _emit_not_modified(self, CacheEntry entry):
-        cdef bytes date
-        if self._plain_keep_alive():
-            date = current_http_date()
-            _refresh_memo(entry, date)
-            if entry.memo_not_modified is None:
-                entry.memo_not_modified = b"".join((
-                    _status_line(304), SERVER_DATE, date, CRLF, entry.validator_fields, CRLF
-                ))
-            self.response_status = 304
-            self._emit(entry.memo_not_modified)
-        else:
-            self._emit(self._head(304, entry.validator_fields))
-
-    cdef void _emit_range(self, CacheEntry entry):
-        cdef int status
-        cdef list parts
-        cdef long long first, last
-        status, ranges = evaluate_range(
-            self.method, self.range_value, self.if_range, entry.etag, entry.mtime,
-            entry.size, self.state.max_ranges,
-        )
-        if status == 200:
-            self._emit_file(entry, 200, entry.fields)
-            return
-        if status == 416:
-            self._emit_head_body(
-                416, b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % entry.size, b""
-            )
-            return
-        if len(ranges) == 1:
-            first, last = ranges[0]
-            fields = b"Content-Type: %s\r\nContent-Length: %d\r\nContent-Range: bytes %d-%d/%d\r\n%sAccept-Ranges: bytes\r\n" % (
-                entry.content_type, last - first + 1, first, last, entry.size, entry.validator_fields
-            )
-            if entry.body is not None:
-                self._emit(self._head(206, fields) + entry.body[first:last + 1])
-            else:
-                self._enqueue_job(FileSender(
-                    self, entry.file, entry.file.fd, [self._head(206, fields), (first, last - first + 1)]
-                ))
-            return
-        boundary = os.urandom(12).hex().encode()
-        heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
-        fields = b"Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n" % (
-            boundary, length, entry.validator_fields
-        )
-        if entry.body is not None:
-            pieces = [self._head(206, fields)]
-            for i in range(len(ranges)):
-                first, last = ranges[i]
-                pieces.append(heads[i])
-                pieces.append(entry.body[first:last + 1])
-            pieces.append(tail)
-            self._emit(b"".join(pieces))
-            return
-        parts = [self._head(206, fields)]
-        for i in range(len(ranges)):
-            first, last = ranges[i]
-            parts.append(heads[i])
-            parts.append((first, last - first + 1))
-        parts.append(tail)
-        self._enqueue_job(FileSender(self, entry.file, entry.file.fd, parts))
-
-    cdef void _emit_redirect(self, bytes raw_path, bytes query):
-        # Collapse leading slashes so "//host/dir" can never become a protocol-relative URL.
-        location = b"/" + raw_path.lstrip(b"/") + b"/" + query
-        for c in b"\r\n\x00":
-            if c in location:
-                self._emit_simple(400, b"Bad Request", b"")
-                return
-        self._emit_head_body(307, b"Location: %s\r\nContent-Length: 0\r\n" % location, b"")
-
-    cdef void _emit_simple(self, int status, bytes text, bytes extra):
-        self._emit_head_body(
-            status,
-            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s" % (len(text), extra),
-            text,
-        )
-
-    cdef void _emit_head_body(self, int status, bytes fields, bytes body):
-        head = self._head(status, fields)
-        if self.method == HEAD or not body:
-            self._emit(head)
-        else:
-            self._emit(head + body)
+            self.state.access_logger(self.client, self.method, self.url, self.response_status)
 
     # -- ordered output -----------------------------------------------------------------
 
@@ -834,10 +479,7 @@ cdef class HttpProtocol:
                 continue
             self._write_out()
             self.current_job = item
-            if type(item) is FileSender:
-                (<FileSender>item).run()
-            else:
-                item.start()
+            (<Job>item).start()
             if self.transport is None:
                 return
         self._write_out()
@@ -894,39 +536,24 @@ cdef class HttpProtocol:
         else:
             self.transport.write(data[sent:])
 
-    cdef bint watch_writable(self):
+    def watch_writable(self) -> bool:
         """Sendfile found the socket full: pause until it has room, then resume.
 
         The pause and the resume are the transport's own (``pause_writing`` and
         ``resume_writing``, which runs the file sender again): reading stops and the send
-        timeout runs meanwhile. uvloop lets nobody else watch a transport's descriptor, so
-        the watch is on a duplicate of it. False when no descriptor is left for the
-        duplicate: the sender then copies a chunk through the transport.
+        timeout runs meanwhile. False when no descriptor is left to watch: the sender then
+        copies a chunk through the transport.
         """
-        if self.watch_fd < 0:
-            try:
-                self.watch_fd = os.dup(self.sock_fd)
-            except OSError:
-                return False
-        self.loop.add_writer(self.watch_fd, self._writable)
-        self.watching = True
+        if self.watch is None:
+            self.watch = WritableWatch(self.loop, self.sock_fd, self.resume_writing)
+        if not self.watch.start():
+            return False
         self.pause_writing()
         return True
 
-    def _writable(self):
-        self._stop_watching()
-        self.resume_writing()
-
-    cdef void _stop_watching(self):
-        if self.watching:
-            self.watching = False
-            self.loop.remove_writer(self.watch_fd)
-
     cdef void _close_watch(self):
-        self._stop_watching()
-        if self.watch_fd >= 0:
-            os.close(self.watch_fd)
-            self.watch_fd = -1
+        if self.watch is not None:
+            self.watch.close()
 
     def job_finished(self, bint close=False):
         """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
@@ -935,10 +562,6 @@ cdef class HttpProtocol:
             self.closing = True
             self.queue.clear()
         self._flush()
-
-    def resume_job(self):
-        if type(self.current_job) is FileSender and not self.writing_paused:
-            (<FileSender>self.current_job).run()
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
 
@@ -949,8 +572,8 @@ cdef class HttpProtocol:
         self.closing = True
         self.keep_alive = False
         self.method = GET
-        reason = reason_phrase(status)
-        self._emit_simple(status, reason, extra)
+        self.response_status = status
+        self._emit(plain_answer(status, reason_phrase(status), extra, False, self.http10, False))
         self._flush()
 
     def check_timeouts(self, double now):

@@ -1,0 +1,29 @@
+# Moving file bytes to a socket: os.sendfile while the transport is empty, a watch on a
+# duplicate descriptor while the socket is full, a copied chunk when neither can be used.
+from fastserve._speedups.job cimport Job
+
+
+cdef class FileSender(Job):
+    cdef object conn     # the connection: transport, sock_fd, writing_paused, watch_writable, job_finished
+    cdef object owner    # keeps the descriptor open (an OpenFile, a file object)
+    cdef int file_fd
+    cdef list segments   # bytes, or (offset, count) tuples
+    cdef object on_done  # called after the last byte; None: the connection's next response
+    cdef Py_ssize_t index
+    cdef long long offset
+    cdef long long remaining
+    cdef bint finished
+    cdef bint continuing # a continuation is scheduled on the loop
+    cpdef resume(self)
+    cdef void run(self)
+
+
+cdef class WritableWatch:
+    cdef object loop
+    cdef int sock_fd
+    cdef int watch_fd    # a duplicate of the socket, watched for room
+    cdef bint watching   # a writer is registered on watch_fd
+    cdef object on_writable
+    cdef bint start(self)
+    cdef void stop(self)
+    cdef void close(self)

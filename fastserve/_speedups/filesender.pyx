@@ -1,0 +1,158 @@
+"""File bodies sent zero-copy: ``os.sendfile`` on the socket, in request order.
+
+uvloop implements neither ``loop.sendfile`` nor writers on a transport's own descriptor, so
+the sender calls ``os.sendfile`` on the socket's descriptor itself, only while the
+transport holds nothing (its bytes would otherwise come after ours). When the socket is
+full, a ``WritableWatch`` on a duplicate descriptor tells the connection when it has room;
+when no descriptor is left for the duplicate, or the transport holds bytes, a chunk is
+copied through the transport instead, which then tells the connection when it drained.
+"""
+import os
+
+cdef object _sendfile = os.sendfile
+cdef object _pread = os.pread
+
+# Largest slice handed to one sendfile call, and the copy made when the socket is full
+# (the copy goes through the transport, which then tells us when it has drained).
+cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
+cdef Py_ssize_t COPY_CHUNK = 128 * 1024
+# Bytes moved per event-loop turn for one connection before letting others run.
+cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
+
+
+cdef class FileSender(Job):
+    """Sends a response made of bytes and file slices, the slices by ``os.sendfile``.
+
+    ``conn`` is the connection (``protocol.HttpProtocol``): the sender writes through its
+    transport and socket, asks it to ``watch_writable`` when the socket is full, and calls
+    its ``job_finished`` (or ``on_done``) after the last byte. ``segments`` are bytes, or
+    ``(offset, count)`` slices of the file open as ``file_fd`` (kept open by ``owner``).
+    """
+
+    def __cinit__(self, object conn, object owner, int file_fd, list segments, object on_done=None):
+        self.conn = conn
+        self.owner = owner
+        self.file_fd = file_fd
+        self.segments = segments
+        self.on_done = on_done
+        self.index = -1
+        self.remaining = 0
+
+    cpdef start(self):
+        self.run()
+
+    cpdef resume_writing(self):
+        self.run()
+
+    cpdef resume(self):
+        """Go on sending (after the transport drained, or to begin)."""
+        self.run()
+
+    def _continue(self):
+        self.continuing = False
+        if not self.conn.writing_paused:
+            self.run()
+
+    cdef void run(self):
+        cdef object conn = self.conn
+        cdef object transport = conn.transport
+        cdef Py_ssize_t budget = TURN_BUDGET
+        cdef Py_ssize_t n
+        cdef int sock_fd = conn.sock_fd
+        cdef int file_fd = self.file_fd
+        if self.finished:
+            return
+        while True:
+            if transport is None or conn.transport is None:
+                return
+            if self.remaining == 0:
+                self.index += 1
+                if self.index >= len(self.segments):
+                    self.finished = True
+                    if self.on_done is None:
+                        conn.job_finished()
+                    else:
+                        self.on_done()
+                    return
+                segment = self.segments[self.index]
+                if type(segment) is bytes:
+                    conn.transport_holds_data = True
+                    transport.write(segment)
+                    self.remaining = 0
+                    continue
+                self.offset, self.remaining = segment
+                if self.remaining == 0:
+                    continue
+            if conn.writing_paused:
+                return  # resume_writing calls run() again
+            if budget <= 0:
+                if not self.continuing:
+                    self.continuing = True
+                    conn.loop.call_soon(self._continue)
+                return
+            n = -1
+            if sock_fd >= 0 and transport.get_write_buffer_size() == 0:
+                try:
+                    n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
+                except BlockingIOError:
+                    if conn.watch_writable():
+                        return  # run() again once the socket has room
+                    n = -1
+                except OSError:
+                    conn.abort()
+                    return
+                if n == 0:  # the file shrank under us: the promised length cannot be sent
+                    conn.abort()
+                    return
+            if n < 0:
+                chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
+                n = len(chunk)
+                if n == 0:
+                    conn.abort()
+                    return
+                conn.transport_holds_data = True
+                transport.write(chunk)
+            self.offset += n
+            self.remaining -= n
+            budget -= n
+
+
+cdef class WritableWatch:
+    """Tells ``on_writable`` once a full socket has room again.
+
+    uvloop lets nobody else watch a transport's descriptor, so the watch is on a duplicate
+    of it, made on first use and kept until ``close`` (the connection's end: the duplicate
+    would otherwise keep the socket open after the transport closed it).
+    """
+
+    def __cinit__(self, object loop, int sock_fd, object on_writable):
+        self.loop = loop
+        self.sock_fd = sock_fd
+        self.watch_fd = -1
+        self.on_writable = on_writable
+
+    cdef bint start(self):
+        """Watch for room; False when no descriptor is left for the duplicate."""
+        if self.watch_fd < 0:
+            try:
+                self.watch_fd = os.dup(self.sock_fd)
+            except OSError:
+                return False
+        self.loop.add_writer(self.watch_fd, self._writable)
+        self.watching = True
+        return True
+
+    def _writable(self):
+        self.stop()
+        self.on_writable()
+
+    cdef void stop(self):
+        if self.watching:
+            self.watching = False
+            self.loop.remove_writer(self.watch_fd)
+
+    cdef void close(self):
+        self.stop()
+        if self.watch_fd >= 0:
+            os.close(self.watch_fd)
+            self.watch_fd = -1

@@ -1,0 +1,94 @@
+# The HTTP/1.1 connection: reading requests (scanner or httptools), the order answers go out
+# in, flow control and timeouts. Static answers come from staticanswer, file bodies go out
+# through filesender, ASGI exchanges are asgi_cycle's; all three are Jobs when queued.
+from fastserve._speedups.filecache cimport FileCache
+from fastserve._speedups.filesender cimport WritableWatch
+from fastserve._speedups.requesthead cimport FieldSpan
+from fastserve._speedups.staticanswer cimport WireAnswer
+
+
+cdef class ServerState:
+    cdef public object app
+    cdef public FileCache cache
+    cdef public bint static_only
+    cdef public object asgi_bridge
+    cdef public Py_ssize_t max_header_bytes
+    cdef public Py_ssize_t max_header_count
+    cdef public Py_ssize_t max_url_length
+    cdef public Py_ssize_t max_body_size
+    cdef public Py_ssize_t max_pipeline
+    cdef public Py_ssize_t max_connections
+    cdef public double header_timeout
+    cdef public double keepalive_timeout
+    cdef public double send_timeout
+    cdef public int max_ranges
+    cdef public object access_logger
+    cdef public set connections
+    cdef public double now
+    cdef public bint shutting_down
+
+
+cdef class HttpProtocol:
+    cdef readonly ServerState state
+    cdef public object loop
+    cdef public object transport
+    cdef object parser
+    cdef public int sock_fd
+    cdef public object client
+    cdef public object server
+    cdef public bint writing_paused
+    cdef WritableWatch watch                # made on the first sendfile that finds the socket full
+    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
+    cdef double writing_paused_since
+    cdef bint reading_paused
+    cdef bint body_backpressure
+
+    # the request being parsed
+    cdef bint in_message    # httptools has begun a request it has not finished
+    cdef bint in_head
+    cdef Py_ssize_t head_bytes
+    cdef Py_ssize_t raw_head_bytes
+    cdef Py_ssize_t header_count
+    cdef double head_started
+    cdef bytes url
+    cdef bint saw_connection
+    cdef readonly long long declared_length   # Content-Length of the request, -1 when absent or invalid
+    cdef long long static_body_bytes
+    cdef list headers
+    cdef bint keep_headers
+    cdef bytes method
+    cdef bytes if_match
+    cdef bytes if_none_match
+    cdef bytes if_modified_since
+    cdef bytes if_unmodified_since
+    cdef bytes range_value
+    cdef bytes if_range
+    cdef bytes accept_encoding
+    cdef readonly bint keep_alive
+    cdef readonly bint http10
+    cdef object body_job   # the ASGI job receiving this request's body, if any
+    cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
+    cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses
+    cdef public object upgraded   # the WebSocket session that owns this connection now
+
+    # output, in request order
+    cdef list out
+    cdef object queue
+    cdef object current_job
+    cdef bint closing
+    cdef double idle_since
+    cdef int response_status
+    cdef WireAnswer answer   # refilled for each static request
+
+    cdef void _begin_websocket(self, bytes rest)
+    cdef Py_ssize_t _read_simple_heads(self, bytes data)
+    cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
+    cdef void _serve_static(self)
+    cdef void _emit(self, bytes data)
+    cdef void _enqueue_job(self, object job)
+    cdef void _flush(self)
+    cdef void _write_out(self)
+    cdef void _write(self, bytes data)
+    cdef void _close_watch(self)
+    cdef void _fail(self, int status, bytes extra=*)
+    cdef void _update_reading(self)

@@ -1,0 +1,6 @@
+# HTTP/1.1 response heads as bytes: status lines, the Server/Date block, the Connection field.
+
+cdef bytes status_line(int status)
+cdef bytes connection_field(bint keep_alive, bint http10)
+cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
+cdef bytes plain_answer(int status, bytes text, bytes extra, bint keep_alive, bint http10, bint head)
