@@ -1,9 +1,11 @@
 """``StaticFiles``: the ASGI app that serves a directory, a drop-in for Starlette's.
 
-The rules (safe lookup, validators, 304/412, Range) are the Cython ones the server's fast
-path uses. When none of the lookup methods is overridden, requests are answered from the
-shared open-file cache without a thread hop; when the fastserve server runs this app, it
-answers them itself and the app is not even called.
+The rules (safe lookup, validators, 304/412, Range, precompressed siblings) are the Cython ones
+the server's fast path uses. Unless a subclass or a patch replaces how files are looked up
+(``lookup_path``, ``file_response``, ``is_not_modified``), requests are answered from an
+open-file cache without a thread hop; by default it looks the path up again on every request,
+so every filesystem change is seen at once. When the fastserve server runs this app, it answers
+the requests itself and the app is not even called.
 """
 from __future__ import annotations
 
@@ -72,6 +74,18 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
+def _cache_key(path: str, scope: Scope) -> Optional[str]:
+    """The URL path the open-file cache knows ``path`` (``get_path``'s answer) by, or None
+    for an absolute path (never served, as in ``lookup_path``). A trailing slash on the
+    request's path is kept: it decides between a directory's redirect and its index."""
+    if path.startswith(("/", "\\")):
+        return None
+    key = "/" + path.replace(os.sep, "/")
+    if not key.endswith("/") and scope.get("path", "").endswith("/"):
+        key += "/"
+    return key
+
+
 _NOT_MODIFIED_FIELDS = (b"etag", b"last-modified", b"vary")
 
 # The request headers static answers depend on, read in one pass over the scope.
@@ -82,7 +96,7 @@ _WANTED = frozenset(
 
 def _request_headers(scope: Scope) -> Dict[bytes, bytes]:
     found: Dict[bytes, bytes] = {}
-    for key, value in scope["headers"]:
+    for key, value in scope.get("headers", ()):
         key = key.lower()
         if key in _WANTED and key not in found:
             found[key] = value
@@ -100,26 +114,56 @@ class StaticFiles:
         html: bool = False,
         check_dir: bool = True,
         follow_symlink: bool = False,
+        precompressed: bool = False,
+        cache_valid: float = 0.0,
     ) -> None:
+        """Starlette's keywords, and two of fastserve's own.
+
+        ``precompressed``: send ``file.br``/``file.zst``/``file.gz`` beside ``file`` to
+        clients whose ``Accept-Encoding`` allows it, with ``Content-Encoding``,
+        ``Vary: Accept-Encoding`` and an ETag of their own (off by default, as in Starlette).
+        ``cache_valid``: seconds a looked-up answer is trusted before the path is looked up
+        again; 0 (the default) looks it up on every request, as Starlette does, so a file
+        written or deleted now is answered accordingly on the next request.
+        """
         self.directory = directory
         self.packages = packages
         self.all_directories = self.get_directories(directory, packages)
         self.html = html
         self.config_checked = False
         self.follow_symlink = follow_symlink
+        self.precompressed = precompressed
+        self.cache_valid = cache_valid
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
-        if not self._lookup_overridden():
-            self.file_cache = FileCache(self.all_directories, html=html, follow_symlink=follow_symlink)
+        self._file_cache_settings: Optional[Tuple[Any, ...]] = None
 
-    def _lookup_overridden(self) -> bool:
-        """Whether a subclass changed how paths are found or answered (then no cache)."""
+    def uses_own_lookup(self) -> bool:
+        """Whether requests are answered from fastserve's open-file cache: true unless
+        ``lookup_path``, ``file_response`` or ``is_not_modified`` has been replaced, by a
+        subclass or by patching the class or this instance. Asked on every request."""
+        overrides = self.__dict__
         cls = type(self)
-        return any(
-            getattr(cls, name) is not getattr(StaticFiles, name)
-            for name in ("get_path", "get_response", "lookup_path", "file_response", "is_not_modified")
-        )
+        for name, original in _LOOKUP_METHODS:
+            if name in overrides or getattr(cls, name) is not original:
+                return False
+        return True
+
+    def current_file_cache(self) -> FileCache:
+        """The open-file cache for the current settings (``all_directories``, ``html``,
+        ``follow_symlink``, ``precompressed``, ``cache_valid``), made anew when one changed."""
+        settings = (tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid)
+        if self.file_cache is None or settings != self._file_cache_settings:
+            self.file_cache = FileCache(
+                self.all_directories,
+                html=self.html,
+                follow_symlink=self.follow_symlink,
+                precompressed=self.precompressed,
+                valid_for=self.cache_valid,
+            )
+            self._file_cache_settings = settings
+        return self.file_cache
 
     def get_directories(
         self,
@@ -153,14 +197,8 @@ class StaticFiles:
         if not self.config_checked:
             await self.check_config()
             self.config_checked = True
-        try:
-            path = self.get_path(scope)
-            response = await self.get_response(path, scope)
-        except HTTPException as exc:
-            # Inside an app with exception handlers, let them answer; standalone, answer here.
-            if "starlette.exception_handlers" in scope:
-                raise  # fastserve's HTTPException is Starlette's too (see fastserve._interop)
-            response = PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        path = self.get_path(scope)
+        response = await self.get_response(path, scope)
         await response(scope, receive, send)
 
     def get_path(self, scope: Scope) -> str:
@@ -169,11 +207,18 @@ class StaticFiles:
         return os.path.normpath(os.path.join(*route_path.split("/")))
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        """The response for ``path`` given the request's method and headers."""
+        """The response for ``path`` (``get_path``'s answer) given the request's method and
+        headers: a file, a 304/412, html mode's redirect or ``404.html``.
+
+        Only ``scope["method"]`` is required (``headers`` when there are any); ``path`` and
+        the rest of a request's scope are needed only for html mode's redirect of a
+        directory to its slash form. Raises ``HTTPException`` 405 (with ``Allow``), 404,
+        or 401 when the filesystem refuses, as Starlette's ``StaticFiles`` does.
+        """
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
-        if self.file_cache is not None:
-            return self._cached_response(scope)
+        if self.uses_own_lookup():
+            return self._cached_response(_cache_key(path, scope), scope)
         try:
             full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, path)
         except PermissionError:
@@ -199,9 +244,10 @@ class StaticFiles:
                 return FileResponse(full_path, stat_result=stat_result, status_code=404)
         raise HTTPException(status_code=404)
 
-    def _cached_response(self, scope: Scope) -> Response:
-        assert self.file_cache is not None
-        entry = self.file_cache.lookup(_route_path(scope) or "/")
+    def _cached_response(self, key: Optional[str], scope: Scope) -> Response:
+        if key is None:
+            raise HTTPException(status_code=404)
+        entry = self.current_file_cache().lookup(key)
         request = _request_headers(scope)
         if entry.variants is not None:
             entry = choose_representation(entry, request.get(b"accept-encoding"))
@@ -261,7 +307,7 @@ class StaticFiles:
         status_code: int = 200,
     ) -> Response:
         """A ``FileResponse``, or the 304/412 its validators call for."""
-        request_headers = Headers(scope=scope)
+        request_headers = Headers(raw=scope.get("headers", []))
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
         request = _request_headers(scope)
         precondition = evaluate_preconditions(
@@ -307,3 +353,7 @@ class StaticFiles:
             )
             == 304
         )
+
+
+# The methods that decide how a path becomes a file; replacing any of them turns the cache off.
+_LOOKUP_METHODS = tuple((name, getattr(StaticFiles, name)) for name in ("lookup_path", "file_response", "is_not_modified"))

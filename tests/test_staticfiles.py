@@ -22,7 +22,9 @@ def root(tmp_path):
 
 
 def client_for(app, **kwargs):
-    return TestClient(app, **kwargs)
+    """A client for ``app`` mounted at ``/`` in a Starlette app, whose handlers answer the
+    ``HTTPException`` it raises (standalone it raises them, as Starlette's does)."""
+    return TestClient(Starlette(routes=[Mount("/", app=app)]), **kwargs)
 
 
 def test_constructor_and_attributes(root):
@@ -191,10 +193,10 @@ def test_missing_package_directory_asserts(tmp_path, monkeypatch):
 
 def test_mounted_in_starlette_app_honours_root_path(root):
     app = Starlette(routes=[Mount("/static", app=StaticFiles(directory=root), name="static")])
-    client = client_for(app)
+    client = TestClient(app)
     assert client.get("/static/example.txt").text == "<file content>"
     assert client.get("/static/nope.txt").status_code == 404  # raised, answered by Starlette's handlers
-    behind_proxy = client_for(app, root_path="/prefix")
+    behind_proxy = TestClient(app, root_path="/prefix")
     assert behind_proxy.get("/prefix/static/example.txt").text == "<file content>"
     assert behind_proxy.get("/static/example.txt").status_code == 404  # as Starlette's own StaticFiles
 
@@ -206,7 +208,7 @@ def test_subclass_overriding_lookup_path_is_used(root):
             return full_path, stat_result
 
     app = OnlyExample(directory=root)
-    assert app.file_cache is None
+    assert not app.uses_own_lookup()
     assert client_for(app).get("/anything").text == "<file content>"
 
 
@@ -246,7 +248,8 @@ def test_runs_under_uvicorn(root):
     import uvicorn
 
     port = _free_port()
-    config = uvicorn.Config(StaticFiles(directory=root, html=True), host="127.0.0.1", port=port, log_level="error")
+    app = Starlette(routes=[Mount("/", app=StaticFiles(directory=root, html=True))])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -267,13 +270,9 @@ def test_runs_under_uvicorn(root):
 def test_not_modified_for_a_precompressed_file_keeps_vary(root):
     import gzip
 
-    from fastserve._speedups.filecache import FileCache
-
     (root / "app.js").write_text("let a = 1;" * 100)
     (root / "app.js.gz").write_bytes(gzip.compress((root / "app.js").read_bytes()))
-    app = StaticFiles(directory=root)
-    app.file_cache = FileCache([root], precompressed=True)  # what the fastserve server configures
-    client = client_for(app)
+    client = client_for(StaticFiles(directory=root, precompressed=True))
     first = client.get("/app.js", headers={"accept-encoding": "gzip"})
     assert first.headers["content-encoding"] == "gzip" and first.headers["vary"] == "Accept-Encoding"
     again = client.get("/app.js", headers={"accept-encoding": "gzip", "if-none-match": first.headers["etag"]})
@@ -281,3 +280,238 @@ def test_not_modified_for_a_precompressed_file_keeps_vary(root):
     assert again.headers["vary"] == "Accept-Encoding"
     assert again.headers["etag"] == first.headers["etag"]
     assert "content-length" not in again.headers
+
+
+# -- freshness: every filesystem change is seen on the next request ----------------------------
+
+
+def test_a_file_written_after_a_miss_is_served_next(root):
+    client = client_for(StaticFiles(directory=root))
+    assert client.get("/report.txt").status_code == 404
+    (root / "report.txt").write_text("generated")
+    assert client.get("/report.txt").text == "generated"
+
+
+def test_a_deleted_file_is_gone_next(root):
+    client = client_for(StaticFiles(directory=root))
+    etag = client.get("/example.txt").headers["etag"]
+    (root / "example.txt").unlink()
+    assert client.get("/example.txt").status_code == 404
+    assert client.get("/example.txt", headers={"if-none-match": etag}).status_code == 404
+
+
+def test_a_rewritten_file_is_served_new(root):
+    client = client_for(StaticFiles(directory=root))
+    first = client.get("/example.txt")
+    (root / "example.txt").write_text("<new content!>")  # same size
+    os.utime(root / "example.txt", ns=(0, 10**18))
+    second = client.get("/example.txt")
+    assert second.text == "<new content!>" and second.headers["etag"] != first.headers["etag"]
+    assert client.get("/example.txt", headers={"if-none-match": first.headers["etag"]}).status_code == 200
+
+
+def test_a_retargeted_symlink_is_followed_next(root):
+    (root / "a.txt").write_text("A")
+    (root / "b.txt").write_text("B")
+    os.symlink("a.txt", root / "current.txt")
+    client = client_for(StaticFiles(directory=root))
+    assert client.get("/current.txt").text == "A"
+    os.replace(root / "b.txt", root / "b2.txt")
+    os.unlink(root / "current.txt")
+    os.symlink("b2.txt", root / "current.txt")
+    assert client.get("/current.txt").text == "B"
+
+
+def test_a_file_in_an_earlier_directory_shadows_the_later_one_next(tmp_path):
+    from fastserve._speedups.filecache import FileCache
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (second / "app.css").write_text("second")
+    cache = FileCache([first, second], valid_for=0)
+    assert cache.lookup("/app.css").body == b"second"
+    (first / "app.css").write_text("first")
+    assert cache.lookup("/app.css").body == b"first"
+
+
+def test_html_mode_sees_new_index_and_404_pages(root):
+    client = client_for(StaticFiles(directory=root, html=True))
+    (root / "empty").mkdir()
+    assert client.get("/empty/").status_code == 404
+    (root / "empty" / "index.html").write_text("now here")
+    assert client.get("/empty/").text == "now here"
+    (root / "404.html").write_text("custom")
+    assert client.get("/nothing").text == "custom"
+
+
+def test_cache_valid_keeps_answers_for_that_long(root):
+    client = client_for(StaticFiles(directory=root, cache_valid=3600))
+    assert client.get("/example.txt").status_code == 200
+    (root / "example.txt").unlink()
+    assert client.get("/example.txt").status_code == 200  # the opted-in window: not looked up again
+
+
+def test_no_thread_hop_per_request(root, monkeypatch):
+    import anyio.to_thread
+
+    client = client_for(StaticFiles(directory=root))
+    assert client.get("/example.txt").status_code == 200  # the one-off configuration check ran
+
+    async def no_threads(*args, **kwargs):
+        raise AssertionError("a request went through a worker thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_threads)
+    assert client.get("/example.txt").status_code == 200
+    assert client.get("/dir/").status_code == 404
+    assert client.get("/missing").status_code == 404
+
+
+# -- replacements of the lookup methods are used on the next request -----------------------------
+
+
+def test_class_patched_after_construction_is_used(root, monkeypatch):
+    app = StaticFiles(directory=root)
+    client = client_for(app)
+    assert client.get("/anything").status_code == 404
+    original = StaticFiles.lookup_path
+
+    def only_example(self, path):
+        return original(self, "example.txt")
+
+    monkeypatch.setattr(StaticFiles, "lookup_path", only_example)
+    assert client.get("/anything").text == "<file content>"
+    monkeypatch.undo()
+    assert client.get("/anything").status_code == 404  # and back to the cache
+
+
+def test_instance_replacements_are_used(root):
+    from fastserve.responses import PlainTextResponse
+
+    app = StaticFiles(directory=root)
+    client = client_for(app)
+    assert client.get("/example.txt").status_code == 200
+    app.file_response = lambda full_path, stat_result, scope, status_code=200: PlainTextResponse(
+        f"size {stat_result.st_size}"
+    )
+    assert client.get("/example.txt").text == "size 14"
+    del app.file_response
+    app.get_path = lambda scope: "example.txt"
+    assert client.get("/whatever").text == "<file content>"
+    del app.get_path
+
+    async def teapot(path, scope):
+        return PlainTextResponse(f"tea for {path}", status_code=418)
+
+    app.get_response = teapot
+    teapot_response = client.get("/dir/x")
+    assert teapot_response.status_code == 418 and teapot_response.text == "tea for dir/x"
+    del app.get_response
+    app.is_not_modified = lambda response_headers, request_headers: True
+    assert client.get("/example.txt").status_code == 304
+
+
+def test_subclass_get_path_with_the_cache(root):
+    class Flat(StaticFiles):
+        def get_path(self, scope):
+            return os.path.basename(super().get_path(scope))
+
+    app = Flat(directory=root)
+    assert app.uses_own_lookup()
+    assert client_for(app).get("/deep/deeper/example.txt").text == "<file content>"
+
+
+def test_settings_changed_after_construction_are_used(root):
+    app = StaticFiles(directory=root)
+    client = client_for(app, follow_redirects=False)
+    assert client.get("/dir/").status_code == 404
+    app.html = True
+    assert client.get("/dir/").text == "<h1>Index</h1>"
+
+
+# -- standalone, it raises like Starlette's --------------------------------------------------
+
+
+def test_standalone_raises_http_exception(root):
+    from starlette.exceptions import HTTPException
+
+    client = TestClient(StaticFiles(directory=root))
+    with pytest.raises(HTTPException) as missing:
+        client.get("/missing.txt")
+    assert missing.value.status_code == 404
+    with pytest.raises(HTTPException) as method:
+        client.post("/example.txt")
+    assert method.value.status_code == 405 and method.value.headers == {"Allow": "GET, HEAD"}
+    assert client.get("/example.txt").text == "<file content>"
+
+
+def test_standalone_raises_under_fastserve_test_client(root):
+    from fastserve.exceptions import HTTPException
+    from fastserve.testclient import TestClient as FastserveTestClient
+
+    with pytest.raises(HTTPException) as missing:
+        FastserveTestClient(StaticFiles(directory=root)).get("/missing.txt")
+    assert missing.value.status_code == 404
+
+
+# -- get_response with only the scope keys it needs ----------------------------------------
+
+
+def test_get_response_with_only_the_method(root):
+    import anyio
+    from starlette.exceptions import HTTPException
+
+    app = StaticFiles(directory=root)
+    response = anyio.run(app.get_response, "example.txt", {"method": "GET"})
+    assert response.status_code == 200 and response.headers["content-length"] == "14"
+    for path in (app.get_path({"path": "/../example.txt"}), "missing.txt", "/etc/passwd", "dir"):
+        with pytest.raises(HTTPException) as raised:
+            anyio.run(app.get_response, path, {"method": "GET"})
+        assert raised.value.status_code == 404, path
+    with pytest.raises(HTTPException) as method:
+        anyio.run(app.get_response, "example.txt", {"method": "PUT"})
+    assert method.value.status_code == 405
+    html = StaticFiles(directory=root, html=True)
+    assert anyio.run(html.get_response, "dir/", {"method": "GET"}).status_code == 200
+    scope = {"type": "http", "method": "GET", "path": "/dir", "headers": [(b"host", b"example.com")]}
+    redirect = anyio.run(html.get_response, "dir", scope)  # the redirect reads the path and host
+    assert redirect.status_code == 307 and redirect.headers["location"] == "http://example.com/dir/"
+
+
+# -- precompressed siblings, on request ------------------------------------------------------
+
+
+def test_precompressed_siblings_when_asked_for(root):
+    import gzip
+
+    text = b"body { color: red; }\n" * 100
+    (root / "style.css").write_bytes(text)
+    (root / "style.css.gz").write_bytes(gzip.compress(text))
+    (root / "style.css.br").write_bytes(b"pretend brotli")
+    default = client_for(StaticFiles(directory=root)).get("/style.css", headers={"accept-encoding": "gzip, br"})
+    assert "content-encoding" not in default.headers and "vary" not in default.headers  # off, as in Starlette
+    client = client_for(StaticFiles(directory=root, precompressed=True))
+    brotli = client.get("/style.css", headers={"accept-encoding": "gzip, br"})
+    assert brotli.headers["content-encoding"] == "br" and brotli.headers["vary"] == "Accept-Encoding"
+    assert brotli.headers["content-type"] == "text/css; charset=utf-8"
+    gzipped = client.get("/style.css", headers={"accept-encoding": "gzip"})
+    assert gzipped.headers["content-encoding"] == "gzip" and gzipped.content == text
+    identity = client.get("/style.css", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in identity.headers and identity.headers["vary"] == "Accept-Encoding"
+    assert len({brotli.headers["etag"], gzipped.headers["etag"], identity.headers["etag"]}) == 3
+    (root / "style.css.br").unlink()
+    assert client.get("/style.css", headers={"accept-encoding": "br, gzip"}).headers["content-encoding"] == "gzip"
+
+
+def test_the_server_follows_the_apps_keywords_and_replacements(root):
+    from fastserve.config import Config
+    from fastserve.server.app_loader import load_app
+    from fastserve.server.worker import static_cache_for
+
+    config = Config(target=str(root))
+    assert static_cache_for(StaticFiles(directory=root), config).precompressed is False
+    assert static_cache_for(StaticFiles(directory=root, precompressed=True), config).precompressed is True
+    assert load_app(config).precompressed is True and load_app(Config(target=str(root), precompressed=False)).precompressed is False
+    patched = StaticFiles(directory=root)
+    patched.lookup_path = lambda path: ("", None)
+    assert static_cache_for(patched, config) is None  # the server runs the app's own methods

@@ -53,7 +53,8 @@ cdef class FileCache:
     cdef dict entries
     cpdef CacheEntry lookup(self, str path)
     cdef CacheEntry _build(self, str path)
-    cdef bint _unchanged(self, CacheEntry entry)
+    cdef bint _unchanged(self, str path, CacheEntry entry)
+    cdef object _locate(self, tuple parts)
     cdef void _store(self, str path, CacheEntry entry)
     cdef void _forget(self, str path, CacheEntry entry)
     cdef object _directory_index(self, tuple parts)

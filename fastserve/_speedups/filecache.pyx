@@ -3,8 +3,9 @@
 Keyed by the decoded URL path, an entry holds the outcome of the lookup (file, 404,
 redirect, 401), the file's validators, its content type, the pre-built header lines and,
 for small files, the body itself; large files keep one shared open descriptor for
-``sendfile``. Misses are cached too. An entry older than ``valid_for`` seconds is
-revalidated with one ``stat``; a change rebuilds it. The cache is bounded in entries and in
+``sendfile``. Misses are cached too. An entry older than ``valid_for`` seconds (0: every
+time) is revalidated by looking its path up again (a ``stat`` per root tried, no read); a change
+rebuilds it. The cache is bounded in entries and in
 body bytes, evicting the oldest insertions first.
 """
 import os
@@ -194,7 +195,7 @@ cdef class FileCache:
         if entry is not None:
             if now - entry.checked_at < self.valid_for:
                 return entry
-            if self._unchanged(entry):
+            if self._unchanged(path, entry):
                 entry.checked_at = now
                 return entry
             self._forget(path, entry)
@@ -203,17 +204,53 @@ cdef class FileCache:
         self._store(path, entry)
         return entry
 
-    cdef bint _unchanged(self, CacheEntry entry):
-        # Misses, redirects and refusals are simply looked up again: as cheap as a stat.
+    cdef bint _unchanged(self, str path, CacheEntry entry):
+        """Whether ``path`` still leads to the file ``entry`` was built from, unchanged.
+
+        The path is looked up again, not just the file re-stat'ed, so a file that now shadows
+        it in an earlier root, or a symlink on the way that now points elsewhere, is seen too:
+        the first root where ``path`` exists must lead (through any symlinks) to the same,
+        unchanged inode, which was checked to lie inside the roots when the entry was built.
+        A directory's index is looked up in full. Misses, redirects and refusals are simply
+        built again: that costs the same lookup.
+        """
         if entry.kind != ENTRY_FILE:
             return False
+        cdef str rel = "/".join(split_url_path(path))
+        st = None
         try:
-            st = os.stat(entry.path)
+            for root in self.roots:
+                try:
+                    st = os.stat(root + "/" + rel if rel else root)
+                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+            if st is not None and S_ISDIR(st.st_mode):
+                found = self._locate(split_url_path(path))
+                st = found[1] if found is not None and found[0] == entry.path else None
         except OSError:
             return False
-        if not (st.st_mtime_ns == entry.mtime_ns and st.st_size == entry.size and st.st_ino == entry.ino):
+        if st is None or not (
+            st.st_ino == entry.ino
+            and st.st_dev == entry.stat.st_dev
+            and st.st_mtime_ns == entry.mtime_ns
+            and st.st_size == entry.size
+        ):
             return False
         return not self.precompressed or self._sibling_signature(entry.path) == entry.variant_signature
+
+    cdef object _locate(self, tuple parts):
+        """``(full_path, stat_result, via_index)`` for ``parts``: what the first root holding
+        them has there, a directory standing for its ``index.html`` in html mode
+        (``via_index``); None when nothing is there (or a directory without an index).
+        ``OSError`` (``PermissionError``, ``ENAMETOOLONG``...) propagates."""
+        found = resolve_path(self.roots, parts, self.follow_symlink)
+        if found is None:
+            return None
+        if S_ISDIR(found[1].st_mode):
+            index = self._directory_index(parts) if self.html else None
+            return None if index is None else (index[0], index[1], True)
+        return (found[0], found[1], False)
 
     cdef tuple _sibling_signature(self, str full_path):
         """What the precompressed siblings look like now (absent ones as None)."""
@@ -280,19 +317,17 @@ cdef class FileCache:
         if parts is None:
             return self._missing()
         try:
-            found = resolve_path(self.roots, parts, self.follow_symlink)
-            if found is not None and S_ISDIR(found[1].st_mode):
-                found = self._directory_index(parts) if self.html else None
-                if found is not None and not path.endswith("/"):
-                    entry = CacheEntry()
-                    entry.kind = ENTRY_REDIRECT
-                    entry.status = 307
-                    entry.path = found[0]
-                    entry.body = b""
-                    entry.asgi_headers = []
-                    entry.fields = b""
-                    entry.validator_fields = b""
-                    return entry
+            found = self._locate(parts)
+            if found is not None and found[2] and not path.endswith("/"):
+                entry = CacheEntry()
+                entry.kind = ENTRY_REDIRECT
+                entry.status = 307
+                entry.path = found[0]
+                entry.body = b""
+                entry.asgi_headers = []
+                entry.fields = b""
+                entry.validator_fields = b""
+                return entry
             if found is None or not S_ISREG(found[1].st_mode):
                 return self._missing()
             if self.precompressed:

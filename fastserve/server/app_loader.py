@@ -20,7 +20,12 @@ def load_app(config: Config) -> Any:
     if os.path.isdir(target):
         from fastserve.staticfiles import StaticFiles
 
-        return StaticFiles(directory=target, html=config.html, follow_symlink=config.follow_symlink)
+        return StaticFiles(
+            directory=target,
+            html=config.html,
+            follow_symlink=config.follow_symlink,
+            precompressed=config.precompressed,
+        )
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise AppLoadError(f"{target!r} is neither a directory nor a 'module:attribute' app.")

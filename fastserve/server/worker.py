@@ -22,10 +22,11 @@ def _log_access(client: Any, method: bytes, url: bytes, status: int) -> None:
 
 
 def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
-    """The cache the fast path answers from, when the app is a plain fastserve ``StaticFiles``."""
+    """The cache the fast path answers from, when the app is a fastserve ``StaticFiles`` that
+    looks files up its own way (decided here, at startup: the fast path never calls the app)."""
     from fastserve.staticfiles import StaticFiles
 
-    if not isinstance(app, StaticFiles) or app.file_cache is None:
+    if not isinstance(app, StaticFiles) or not app.uses_own_lookup():
         return None
     if app.directory is not None and not os.path.isdir(app.directory):
         raise RuntimeError(f"StaticFiles directory '{app.directory}' does not exist.")
@@ -37,7 +38,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         max_entries=config.cache_entries,
         max_bytes=config.cache_bytes,
         max_body=config.cache_max_file,
-        precompressed=config.precompressed,
+        precompressed=app.precompressed,
     )
     return app.file_cache
 
