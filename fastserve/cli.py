@@ -1,49 +1,144 @@
-"""``python -m fastserve [DIR | module:app] [flags]``."""
+"""``fastserve [DIR | module:app] [flags]`` (also ``python -m fastserve``).
+
+Every flag can also come from the environment: ``--max-body-size`` from
+``FASTSERVE_MAX_BODY_SIZE``, ``--no-html`` from ``FASTSERVE_HTML=false`` (the name follows the
+setting, not the spelling of the flag). A flag on the command line wins over its variable.
+``WEB_CONCURRENCY`` is the default for ``--workers`` when ``FASTSERVE_WORKERS`` is not set.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
+import difflib
 import os
+import platform
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
+import fastserve
 from fastserve.config import Config
-from fastserve.server.app_loader import AppLoadError
+from fastserve.server.logs import LEVELS
 
 DEFAULTS = Config()
+ENV_PREFIX = "FASTSERVE_"
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+# Repeatable flags take several values from one variable, split on this separator.
+ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep}
+
+EXAMPLES = """\
+examples:
+  fastserve ./public                            serve a directory on http://127.0.0.1:8000
+  fastserve ./public --host 0.0.0.0 --workers 4 --access-log
+  fastserve myapp:app --port 8080               run the ASGI app 'app' of module myapp
+
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with fastserve's manners: examples first, a one-line error with a hint."""
+
+    def format_help(self) -> str:
+        return EXAMPLES + super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        hint = _did_you_mean(self, message)
+        self.exit(2, f"fastserve: {message}\n{hint}Run 'fastserve --help' to see every flag.\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    if not message.startswith("unrecognized arguments"):
+        return ""
+    known = [option for action in parser._actions for option in action.option_strings]
+    for word in message.split(":", 1)[1].split():
+        close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+        if close:
+            return f"Did you mean {close[0]}?\n"
+    return ""
+
+
+def _header(text: str) -> Tuple[str, str]:
+    """``"Name: value"`` -> ``("Name", "value")`` for ``--header``."""
+    from fastserve.server.response_headers import encode_field
+
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:VALUE")
+    try:
+        encode_field(name, value)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name.strip(), value.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fastserve",
+    parser = _Parser(
+        prog="fastserve",
+        usage="%(prog)s [DIR | module:app] [flags]",
         description="Serve a directory (static files, fast path) or run an ASGI app ('module:app').",
+        allow_abbrev=False,
     )
     parser.add_argument("target", nargs="?", default=".", help="directory to serve, or module:app (default: .)")
-    parser.add_argument("--host", default=DEFAULTS.host, help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port to bind (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="worker processes (default: %(default)s)")
-    parser.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
-                        help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
-    parser.add_argument("--access-log", action="store_true", help="log every request (off by default)")
-    parser.add_argument("--reload", action="store_true",
-                        help="development: restart when a .py file below --reload-dir changes")
-    parser.add_argument("--reload-dir", action="append", default=None,
-                        help="directory to watch with --reload (repeatable; default: the current directory)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
-    parser.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
-                        help="ASGI apps: take the client and scheme from X-Forwarded-For/-Proto (default: on)")
-    parser.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false")
-    parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULTS.forwarded_allow_ips),
-                        help="comma-separated addresses/networks (or *) whose proxy headers are trusted "
-                             "(default: $FORWARDED_ALLOW_IPS or %(default)s)")
-    parser.add_argument("--no-html", dest="html", action="store_false",
-                        help="directories: do not serve index.html / 404.html")
-    parser.add_argument("--no-precompressed", dest="precompressed", action="store_false",
-                        help="directories: do not serve file.br / file.zst / file.gz to clients that accept them")
-    parser.add_argument("--follow-symlink", action="store_true",
-                        help="directories: serve symlinks that point outside the root")
+    parser.add_argument("--version", action="version", version=_version_line(),
+                        help="print fastserve's version and exit")
+    listen = parser.add_argument_group("listening")
+    listen.add_argument("--host", default=DEFAULTS.host, help="address to bind (default: %(default)s)")
+    listen.add_argument("--port", type=int, default=DEFAULTS.port,
+                        help="port to bind; 0 picks a free one (default: %(default)s)")
+    listen.add_argument("--uds", default=None, metavar="PATH", help="listen on this unix domain socket instead")
+    listen.add_argument("--fd", type=int, default=None, metavar="N",
+                        help="listen on this inherited descriptor (systemd socket activation)")
+    listen.add_argument("--backlog", type=int, default=DEFAULTS.backlog,
+                        help="connections the kernel queues before they are accepted (default: %(default)s)")
+    process = parser.add_argument_group("processes")
+    process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
+                         help="worker processes (default: $WEB_CONCURRENCY or 1)")
+    process.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
+                         help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
+    process.add_argument("--limit-max-requests", type=int, default=None, metavar="N",
+                         help="a worker that has answered N requests retires and is replaced")
+    process.add_argument("--pid-file", default=None, metavar="PATH",
+                         help="write the server's process id here (removed on exit)")
+    process.add_argument("--reload", action="store_true",
+                         help="development: restart when a .py file below --reload-dir changes")
+    process.add_argument("--reload-dir", action="append", default=None,
+                         help="directory to watch with --reload (repeatable; default: the current directory)")
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--log-level", default=None, choices=LEVELS,
+                      help="level of fastserve's loggers (default: info)")
+    logs.add_argument("--log-config", default=None, metavar="FILE",
+                      help="logging configuration: dictConfig .json/.yaml, or an INI file")
+    logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    app = parser.add_argument_group("apps")
+    app.add_argument("--factory", action="store_true",
+                     help="module:name is a function that returns the app")
+    app.add_argument("--app-dir", default=DEFAULTS.app_dir, metavar="DIR",
+                     help="import module:app from this directory (default: the current one)")
+    app.add_argument("--env-file", default=None, metavar="FILE",
+                     help="load KEY=VALUE lines into the environment before the app is imported")
+    app.add_argument("--lifespan", default=DEFAULTS.lifespan, choices=["auto", "on", "off"],
+                     help="run the app's lifespan: auto (if it speaks it), on (it must), off (default: %(default)s)")
+    app.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
+    app.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
+                     help="take the client and scheme from X-Forwarded-For/-Proto (default: on)")
+    app.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false")
+    app.add_argument("--forwarded-allow-ips",
+                     default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULTS.forwarded_allow_ips),
+                     help="comma-separated addresses/networks (or *) whose proxy headers are trusted "
+                          "(default: $FORWARDED_ALLOW_IPS or %(default)s)")
+    responses = parser.add_argument_group("responses")
+    responses.add_argument("--header", dest="headers", action="append", type=_header, default=None,
+                           metavar="NAME:VALUE", help="add this header to every response (repeatable)")
+    responses.add_argument("--no-server-header", dest="server_header", action="store_false",
+                           help="do not send 'Server: fastserve'")
+    responses.add_argument("--no-date-header", dest="date_header", action="store_false",
+                           help="do not send a Date header")
+    static = parser.add_argument_group("directories")
+    static.add_argument("--no-html", dest="html", action="store_false",
+                        help="do not serve index.html / 404.html")
+    static.add_argument("--no-precompressed", dest="precompressed", action="store_false",
+                        help="do not serve file.br / file.zst / file.gz to clients that accept them")
+    static.add_argument("--follow-symlink", action="store_true", help="serve symlinks that point outside the root")
     websockets = parser.add_argument_group("websockets")
     websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,
                             help="largest message accepted, bytes (close 1009) (default: %(default)s)")
@@ -76,11 +171,61 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         limits.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(DEFAULTS, name),
                             help=f"{help_text} (default: %(default)s)")
+    _defaults_from_environment(parser, os.environ)
     return parser
+
+
+def _version_line() -> str:
+    return (f"fastserve {fastserve.__version__} with {platform.python_implementation()} "
+            f"{platform.python_version()} on {platform.system()}")
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else default
+
+
+def env_name(dest: str) -> str:
+    """The environment variable that sets the flag whose setting is ``dest``."""
+    return ENV_PREFIX + dest.upper()
+
+
+def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Dict[str, str]) -> None:
+    """Turn each ``FASTSERVE_<SETTING>`` variable into its flag's default; a bad value is a usage error."""
+    for action in parser._actions:
+        if action.dest in ("help", "version"):
+            continue
+        name = env_name(action.dest)
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            parser.set_defaults(**{action.dest: _env_value(action, raw)})
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"{name}={raw!r}: {exc}")
+
+
+def _env_value(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        word = raw.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    convert = action.type or str
+    if isinstance(action, argparse._AppendAction):
+        separator = ENV_SEPARATORS.get(action.dest, ",")
+        return [convert(part) for part in raw.split(separator) if part.strip()]
+    value = convert(raw.strip())
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
+    return value
 
 
 def config_from_args(argv: Optional[List[str]] = None) -> Config:
     args = vars(build_parser().parse_args(argv))
+    args["headers"] = args["headers"] or []
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{key: value for key, value in args.items() if key in fields})
 
@@ -92,9 +237,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
-    )
+    from fastserve.server.logs import LogConfigError, configure_logging
+
+    try:
+        configure_logging(args.log_level, args.log_config)
+    except LogConfigError as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
+        return 2
     if args.reload:
         from pathlib import Path
 
@@ -106,8 +255,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.workers < 1:
         print("fastserve: --workers must be at least 1", file=sys.stderr)
         return 2
+    return serve_reporting_errors(config)
+
+
+def serve_reporting_errors(config: Config) -> int:
+    """``serve(config)``, with what stops a start said in one line and the matching exit code."""
+    from fastserve.server.app_loader import AppLoadError
     from fastserve.server.asgi import LifespanFailure
-    from fastserve.server.serve import serve
+    from fastserve.server.listen import ListenError
+    from fastserve.server.serve import PidFileError, serve
     from fastserve.server.supervisor import STARTUP_FAILED
 
     try:
@@ -118,6 +274,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except LifespanFailure as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return STARTUP_FAILED
-    except OSError as exc:
-        print(f"fastserve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+    except (ListenError, PidFileError) as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """Everything a server run is told: where to listen, what to serve, and every limit."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 ASGIApp = Callable[..., Any]
 
@@ -18,11 +18,28 @@ class Config:
     target: Union[str, ASGIApp] = "."
     host: str = "127.0.0.1"
     port: int = 8000
+    uds: Optional[str] = None  # listen on this unix socket path instead of host:port
+    fd: Optional[int] = None  # listen on this inherited descriptor (systemd socket activation)
     workers: int = 1
     backlog: int = 2048
     graceful_timeout: float = 10.0
+    limit_max_requests: Optional[int] = None  # a worker retires (and is replaced) after this many
+    pid_file: Optional[str] = None
     access_log: bool = False
+    log_level: Optional[str] = None  # None: "info", unless a log_config file says otherwise
+    log_config: Optional[str] = None  # logging.config file: .json, .yaml/.yml, or INI
     root_path: str = ""
+
+    # loading the app
+    factory: bool = False  # target names a callable returning the app
+    app_dir: str = ""  # put on sys.path before importing the target ("": the working directory)
+    env_file: Optional[str] = None  # KEY=VALUE lines loaded into os.environ before the app
+    lifespan: str = "auto"  # "auto": run it if the app speaks it; "on": it must; "off": never
+
+    # response headers added by the server
+    server_header: bool = True
+    date_header: bool = True
+    headers: List[Tuple[str, str]] = field(default_factory=list)  # (name, value), every response
     proxy_headers: bool = True
     forwarded_allow_ips: str = "127.0.0.1"
 

@@ -118,48 +118,53 @@ def wait_until_accepting(port: int, proc: Optional[subprocess.Popen] = None, tim
     raise RuntimeError(f"server on port {port} did not accept connections within {timeout} s")
 
 
-class ServerProcess:
-    """``python -m fastserve TARGET --host 127.0.0.1 --port PORT *flags`` in a subprocess.
+class CliProcess:
+    """``python -m fastserve *args`` exactly as given (no --host/--port added).
 
-    Output (stdout and stderr together) goes to ``log_path`` so tests can read the access log.
+    Output (stdout and stderr together) goes to ``log_path``. ``wait_listening()`` waits for
+    the banner and returns where it says the server listens (``http://127.0.0.1:PORT``,
+    ``http://[::1]:PORT``, ``unix:/path``). Used as a context manager, it is stopped with
+    SIGTERM (and killed if it would not stop) on exit.
     """
 
-    def __init__(self, target: Optional[Path], flags: Sequence[str] = (), *, log_path: Path,
-                 cwd: Optional[Path] = None, port: Optional[int] = None) -> None:
-        self.port = port or free_port()
-        self.target = target
+    def __init__(self, args: Sequence[str], *, log_path: Path, cwd: Optional[Path] = None,
+                 env: Optional[Dict[str, str]] = None, pass_fds: Sequence[int] = ()) -> None:
         self.log_path = log_path
-        argv = [PYTHON, "-m", "fastserve"]
-        if target is not None:
-            argv.append(str(target))
-        argv += ["--host", "127.0.0.1", "--port", str(self.port), *flags]
-        self.argv = argv
+        self.argv = [PYTHON, "-m", "fastserve", *args]
         self.terminated = False
         self._log = open(log_path, "wb")
+        full_env = server_env()
+        full_env.update(env or {})
         self.proc = subprocess.Popen(
-            argv, cwd=str(cwd or REPO_ROOT), env=server_env(),
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.argv, cwd=str(cwd or REPO_ROOT), env=full_env,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=tuple(pass_fds),
         )
+
+    def __enter__(self) -> "CliProcess":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 15.0) -> "ServerProcess":
-        try:
-            wait_until_accepting(self.port, self.proc, timeout)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- server output ---\n{self.output()}") from None
-        return self
-
     def output(self) -> str:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_bytes().decode("utf-8", "replace")
+
+    def wait_listening(self, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.output().splitlines():
+                if "fastserve serving " in line and " on " in line:
+                    return line.split(" on ", 1)[1].split(" ", 1)[0]
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}\n{self.output()}")
+            time.sleep(0.02)
+        raise RuntimeError(f"no banner within {timeout} s\n{self.output()}")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -199,6 +204,31 @@ class ServerProcess:
         if self.alive():
             self.proc.kill()
         self.proc.wait(5)
+
+
+class ServerProcess(CliProcess):
+    """``python -m fastserve TARGET --host 127.0.0.1 --port PORT *flags`` in a subprocess.
+
+    Output (stdout and stderr together) goes to ``log_path`` so tests can read the access log.
+    """
+
+    def __init__(self, target: Optional[Path], flags: Sequence[str] = (), *, log_path: Path,
+                 cwd: Optional[Path] = None, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self.target = target
+        args = [] if target is None else [str(target)]
+        super().__init__([*args, "--host", "127.0.0.1", "--port", str(self.port), *flags], log_path=log_path, cwd=cwd)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 15.0) -> "ServerProcess":
+        try:
+            wait_until_accepting(self.port, self.proc, timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- server output ---\n{self.output()}") from None
+        return self
 
 
 def child_pids(pid: int) -> List[int]:
@@ -475,3 +505,16 @@ def running_server(target: Optional[Path], flags: Sequence[str] = (), *, log_pat
         f"server did not exit cleanly on SIGTERM within {stop_timeout} s (code {code})\n"
         f"--- server output ---\n{server.output()}"
     )
+
+
+def port_from_url(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def run_cli(args: Sequence[str], *, timeout: float = 15.0, env: Optional[Dict[str, str]] = None,
+            cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """Run the CLI to completion (for flags that make it exit at once), output captured as text."""
+    full_env = server_env()
+    full_env.update(env or {})
+    return subprocess.run([PYTHON, "-m", "fastserve", *args], cwd=str(cwd or REPO_ROOT), env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

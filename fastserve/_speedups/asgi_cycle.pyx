@@ -20,9 +20,6 @@ cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
-cdef bytes SERVER = b"server"
-cdef bytes SERVER_NAME = b"fastserve"
-cdef bytes DATE = b"date"
 
 
 class ClientDisconnected(OSError):
@@ -336,12 +333,13 @@ cdef class HttpCycle(Job):
 
     cdef bytes _build_head(self, int status, list headers):
         cdef bint has_length = False
+        cdef list names = []
         self.status = status
         for pair in headers:
-            name = pair[0]
-            if len(name) == 14 and name.lower() == b"content-length":
+            name = (<bytes>pair[0]).lower()
+            names.append(name)
+            if len(name) == 14 and name == b"content-length":
                 has_length = True
-                break
         if not has_length and status not in NO_BODY_STATUSES and status >= 200:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection
@@ -352,4 +350,4 @@ cdef class HttpCycle(Job):
             headers.append((b"connection", b"close"))
         elif self.http10:
             headers.append((b"connection", b"keep-alive"))
-        return serialize_headers(status, [(SERVER, SERVER_NAME), (DATE, current_http_date())] + headers)
+        return serialize_headers(status, self.bridge.server_headers.for_response(names, current_http_date()) + headers)

@@ -1,4 +1,7 @@
-"""Turn a ``Config.target`` into an ASGI app: a directory, ``"module:attr"``, or an app."""
+"""Turn a ``Config.target`` into an ASGI app: a directory, ``"module:attr"``, or an app.
+
+Also loads ``--env-file`` first, so the app's module sees the variables when it is imported.
+"""
 from __future__ import annotations
 
 import importlib
@@ -13,24 +16,35 @@ class AppLoadError(Exception):
     """The target names nothing that can be served; the message says why."""
 
 
+def load_env_file(config: Config) -> None:
+    """Load ``config.env_file`` (``KEY=VALUE`` lines, dotenv syntax) into ``os.environ``.
+
+    Variables already set in the environment keep their values. Raises ``AppLoadError``
+    when the file is missing or python-dotenv is not installed.
+    """
+    if config.env_file is None:
+        return
+    if not os.path.isfile(config.env_file):
+        raise AppLoadError(f"--env-file {config.env_file!r} does not exist.")
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise AppLoadError("--env-file needs python-dotenv: pip install 'fastserve[dotenv]'") from None
+    load_dotenv(config.env_file, override=False)
+
+
 def load_app(config: Config) -> Any:
     target = config.target
     if not isinstance(target, str):
         return target
-    if os.path.isdir(target):
-        from fastserve.staticfiles import StaticFiles
-
-        return StaticFiles(
-            directory=target,
-            html=config.html,
-            follow_symlink=config.follow_symlink,
-            precompressed=config.precompressed,
-        )
     module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
+    if os.path.isdir(target) or not sep:
+        return _directory(config, target)
+    if not module_name or not attribute:
         raise AppLoadError(f"{target!r} is neither a directory nor a 'module:attribute' app.")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    app_dir = os.path.abspath(config.app_dir or os.getcwd())
+    if config.app_dir or ("" not in sys.path and app_dir not in sys.path):
+        sys.path.insert(0, app_dir)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -43,4 +57,23 @@ def load_app(config: Config) -> Any:
             app = getattr(app, name)
         except AttributeError:
             raise AppLoadError(f"Attribute {attribute!r} not found in module {module_name!r}.") from None
+    if config.factory:
+        if not callable(app):
+            raise AppLoadError(f"--factory: {target!r} is not callable.")
+        app = app()
     return app
+
+
+def _directory(config: Config, target: str) -> Any:
+    if not os.path.exists(target):
+        raise AppLoadError(f"Directory {target!r} does not exist.")
+    if not os.path.isdir(target):
+        raise AppLoadError(f"{target!r} is not a directory (an app is named 'module:attribute').")
+    from fastserve.staticfiles import StaticFiles
+
+    return StaticFiles(
+        directory=target,
+        html=config.html,
+        follow_symlink=config.follow_symlink,
+        precompressed=config.precompressed,
+    )

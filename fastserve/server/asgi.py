@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from fastserve._speedups.asgi_cycle import HttpCycle, build_scope
 from fastserve.config import Config
 from fastserve.server.proxy import ProxyTrust
+from fastserve.server.response_headers import ServerHeaders
 
 logger = logging.getLogger("fastserve")
 
@@ -32,10 +33,14 @@ class AsgiBridge:
         self.root_path = config.root_path
         self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.state: Dict[str, Any] = {}
+        self.server_headers = ServerHeaders.from_config(config)
         self._lifespan: Optional[_Lifespan] = None
 
     async def startup(self) -> None:
-        self._lifespan = _Lifespan(self.app, self.state)
+        """Run the app's lifespan startup (unless ``--lifespan off``); raises ``LifespanFailure``."""
+        if self.config.lifespan == "off":
+            return
+        self._lifespan = _Lifespan(self.app, self.state, required=self.config.lifespan == "on")
         await self._lifespan.startup()
 
     async def shutdown(self) -> None:
@@ -63,9 +68,11 @@ class LifespanFailure(Exception):
 class _Lifespan:
     """Runs the app's lifespan protocol; an app that does not speak it is simply skipped."""
 
-    def __init__(self, app: Any, state: Dict[str, Any]) -> None:
+    def __init__(self, app: Any, state: Dict[str, Any], required: bool = False) -> None:
         self.app = app
         self.state = state
+        self.required = required  # --lifespan on: an app that does not speak it must not be served
+        self.error: Optional[BaseException] = None
         self.events: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
         self.replies: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
         self.task: Optional[asyncio.Task] = None
@@ -76,7 +83,11 @@ class _Lifespan:
         try:
             await self.app(scope, self.events.get, self.replies.put)
         except BaseException as exc:  # the app does not do lifespan
-            logger.debug("lifespan not supported by the app: %r", exc)
+            self.error = exc
+            if self.required:
+                logger.error("the app failed in the lifespan protocol", exc_info=exc)
+            else:
+                logger.debug("lifespan not supported by the app: %r", exc)
         # Returned or raised: whoever still waits for a reply must not wait forever.
         self.supported = False
         await self.replies.put({"type": "lifespan.unsupported"})
@@ -87,6 +98,9 @@ class _Lifespan:
         reply = await self.replies.get()
         if reply["type"] == "lifespan.startup.failed":
             raise LifespanFailure(f"application startup failed: {reply.get('message', '')}")
+        if reply["type"] == "lifespan.unsupported" and self.required:
+            reason = f"it raised {self.error!r}" if self.error is not None else "it returned without answering"
+            raise LifespanFailure(f"--lifespan on: the app does not run the lifespan protocol ({reason})")
 
     async def shutdown(self) -> None:
         if not self.supported or self.task is None or self.task.done():

@@ -1,36 +1,102 @@
-"""``serve(config)``: load the app, bind, and run one worker in-process or several pre-forked."""
+"""``serve(config)``: load the app, open the socket, and run one worker in-process or several pre-forked."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from fastserve.config import Config
-from fastserve.server.app_loader import load_app
+from fastserve.server.app_loader import load_app, load_env_file
+from fastserve.server.listen import (
+    describe,
+    host_port,
+    is_shared,
+    open_listener,
+    remove_socket_file,
+    resolve_port,
+)
 from fastserve.server.supervisor import Supervisor
-from fastserve.server.worker import EarlySignals, bind_socket, run_worker
+from fastserve.server.worker import EarlySignals, run_worker
 
 logger = logging.getLogger("fastserve")
 
 
+class PidFileError(Exception):
+    """The ``--pid-file`` cannot be written; the message names it and says why."""
+
+
 def serve(config: Config) -> int:
-    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    """Run until SIGTERM/SIGINT; returns the process exit code.
+
+    Raises ``AppLoadError`` (nothing to serve), ``ListenError`` (the socket cannot be
+    opened) or ``LifespanFailure`` (the app's startup failed, single process only).
+    """
+    load_env_file(config)
     app = load_app(config)
     EarlySignals.install()
-    if config.workers <= 1:
-        sock = bind_socket(config)
-        _announce(config)
-        run_worker(config, app, sock)
+    with _pid_file(config.pid_file):
+        return _run(config, app)
+
+
+def _run(config: Config, app: object) -> int:
+    if config.workers <= 1 and config.limit_max_requests is None:
+        sock = open_listener(config)
+        with _running(config):
+            _announce(config, describe(sock))
+            run_worker(config, app, sock)
         return 0
-    # A port another process holds fails here, once: this probe binds without SO_REUSEPORT.
-    bind_socket(config, listen=False).close()
-    _announce(config)
-    return Supervisor(config, app).run()
+    # Several processes (or one that retires and is replaced): a supervisor keeps them going.
+    if not is_shared(config):
+        config = resolve_port(config)
+        with _running(config):
+            _announce(config, f"http://{host_port(config.host, config.port)}")
+            return Supervisor(config, app).run()
+    shared = open_listener(config)
+    with _running(config):
+        _announce(config, describe(shared))
+        return Supervisor(config, app, shared).run()
 
 
-def _announce(config: Config) -> None:
+@contextmanager
+def _running(config: Config) -> Iterator[None]:
+    """From the banner on: log the stop, and remove the ``--uds`` socket file we created."""
+    try:
+        yield
+    finally:
+        remove_socket_file(config)
+        logger.info("fastserve stopped")
+
+
+def _announce(config: Config, where: str) -> None:
     what = config.target if isinstance(config.target, str) else type(config.target).__name__
     logger.info(
-        "fastserve serving %s on http://%s:%d (%d worker%s)",
-        what, config.host, config.port, config.workers, "" if config.workers == 1 else "s",
+        "fastserve serving %s on %s (pid %d, %d worker%s); press Ctrl+C or send SIGTERM to stop",
+        what, where, os.getpid(), config.workers, "" if config.workers == 1 else "s",
     )
     sys.stderr.flush()
+
+
+@contextmanager
+def _pid_file(path: Optional[str]) -> Iterator[None]:
+    """Write our process id to ``path`` for the run; remove it after, unless another process took it over."""
+    if path is None:
+        yield
+        return
+    pid = str(os.getpid())
+    try:
+        with open(path, "w") as file:
+            file.write(pid + "\n")
+    except OSError as exc:
+        raise PidFileError(f"cannot write --pid-file {path!r}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        try:
+            with open(path) as file:
+                ours = file.read().strip() == pid
+            if ours:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass

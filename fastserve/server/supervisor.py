@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
-from fastserve.server.worker import EarlySignals, bind_socket, run_worker
+from fastserve.server.listen import open_listener
+from fastserve.server.worker import EarlySignals, run_worker
 
 logger = logging.getLogger("fastserve")
 
@@ -17,11 +19,16 @@ STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
 
 
 class Supervisor:
-    """Starts ``config.workers`` processes, restarts the ones that die, stops them all on a signal."""
+    """Starts ``config.workers`` processes, restarts the ones that die, stops them all on a signal.
 
-    def __init__(self, config: Config, app: Any) -> None:
+    ``shared`` is the one listening socket every worker accepts from (``--uds``, ``--fd``);
+    without it each worker binds its own ``SO_REUSEPORT`` socket on ``config.port``.
+    """
+
+    def __init__(self, config: Config, app: Any, shared: Optional[socket.socket] = None) -> None:
         self.config = config
         self.app = app
+        self.shared = shared
         self.workers: Dict[int, int] = {}  # pid -> slot
         self.stopping = False
         self.exit_code = 0
@@ -32,7 +39,7 @@ class Supervisor:
         if EarlySignals.received is not None:
             self.stopping = True
         # Hold the port for our lifetime (bound, never listening, so it takes no connections).
-        guard = bind_socket(self.config, reuse_port=True, listen=False)
+        guard = self.shared or open_listener(self.config, reuse_port=True, listen=False)
         try:
             for slot in range(self.config.workers):
                 self._spawn(slot)
@@ -52,7 +59,8 @@ class Supervisor:
             code = 0
             try:
                 EarlySignals.install()
-                run_worker(self.config, self.app, bind_socket(self.config, reuse_port=True))
+                sock = self.shared or open_listener(self.config, reuse_port=True)
+                run_worker(self.config, self.app, sock)
             except LifespanFailure as exc:
                 logger.error("%s", exc)
                 code = STARTUP_FAILED

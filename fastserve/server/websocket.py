@@ -318,10 +318,7 @@ class WebSocketSession:
         response = self.upgrade_response
         assert response is not None
         app_fields = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []]
-        fields: Headers = []
-        if not any(name == b"server" for name, _ in app_fields):
-            fields.append((b"server", b"fastserve"))
-        fields.append((b"date", current_http_date()))
+        fields = self.bridge.server_headers.for_response([name for name, _ in app_fields], current_http_date())
         for name, value in response.headers.raw_items():
             if name.lower() != "date":
                 fields.append((name.lower().encode("latin-1"), value.encode("latin-1")))
@@ -499,9 +496,9 @@ class WebSocketSession:
 
     def _answer_http(self, status: int, fields: Headers, body: bytes) -> None:
         """A plain HTTP response instead of a WebSocket, then the end of the connection."""
+        own = self.bridge.server_headers.for_response([name for name, _ in fields], current_http_date())
         head = serialize_headers(status, [
-            (b"server", b"fastserve"), (b"date", current_http_date()), *fields,
-            (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
+            *own, *fields, (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
         ])
         self.handshake = _ANSWERED
         self.early_input.clear()

@@ -11,6 +11,8 @@ from typing import Any, Optional
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
 from fastserve.config import Config
+from fastserve.server.listen import describe
+from fastserve.server.logs import TRACE
 
 logger = logging.getLogger("fastserve")
 access_logger = logging.getLogger("fastserve.access")
@@ -59,28 +61,6 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     )
 
 
-def bind_socket(config: Config, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
-    """A TCP socket bound to the configured address.
-
-    ``reuse_port`` lets the workers of one server each listen on the port; a lone server
-    binds without it, so a port some other process holds is refused, not shared.
-    """
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, config.port))
-        if listen:
-            sock.listen(config.backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class EarlySignals:
     """Remembers SIGTERM/SIGINT that arrive before the event loop can handle them.
 
@@ -121,15 +101,22 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         ticker[0] = loop.call_later(config.tick_interval, tick)
 
     ticker = [loop.call_later(config.tick_interval, tick)]
+    logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock))
     if config.ready_callback is not None:
         config.ready_callback()
     await stop.wait()
 
     server.close()  # stop accepting; connections stay open
+    logger.info(
+        "worker %d shutting down: %d connection%s to finish within %g s",
+        os.getpid(), len(state.connections), "" if len(state.connections) == 1 else "s", config.graceful_timeout,
+    )
     state.shutdown()
     deadline = loop.time() + config.graceful_timeout
     while state.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    if state.connections:
+        logger.warning("worker %d: graceful timeout; closing %d connections", os.getpid(), len(state.connections))
     for conn in list(state.connections):
         conn.abort()
     ticker[0].cancel()

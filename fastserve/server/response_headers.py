@@ -1,0 +1,77 @@
+"""The header fields the server adds to every response: ``Server``, ``Date`` and ``--header`` ones.
+
+Defined once from the config and read by every face that answers: the ASGI bridge (HTTP and
+WebSocket handshakes) and the static fast path. A field the app sets itself wins over the
+server's field of the same name, so a response never carries two ``Server`` or ``Date``
+fields (RFC 9110 §10.2.4, §6.6.1).
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Tuple
+
+from fastserve.config import Config
+
+Field = Tuple[bytes, bytes]
+
+# RFC 9110 §5.6.2 token characters, for header names given on the command line.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class ServerHeaders:
+    """``server``: the ``Server`` value (None: not sent); ``date``: whether ``Date`` is sent;
+    ``extra``: the other ``--header`` fields, names lowercased, in the order given.
+
+    Raises ``ValueError`` for a name that is not an RFC 9110 token or a value with CR, LF or NUL.
+    """
+
+    def __init__(self, server: Optional[bytes], date: bool, extra: List[Field]) -> None:
+        self.server = server
+        self.date = date
+        self.extra = extra
+        self.extra_names = frozenset(name for name, _ in extra)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "ServerHeaders":
+        server: Optional[bytes] = b"fastserve" if config.server_header else None
+        extra: List[Field] = []
+        for name, value in config.headers:
+            field = encode_field(name, value)
+            if field[0] == b"server":
+                server = field[1]  # --header server:X names the server, even with --no-server-header
+            else:
+                extra.append(field)
+        return cls(server, config.date_header, extra)
+
+    def for_response(self, app_names: Iterable[bytes], date: bytes) -> List[Field]:
+        """The fields to put before the app's own, given the (lowercased) names the app sets."""
+        names = set(app_names)
+        fields: List[Field] = []
+        if self.server is not None and b"server" not in names:
+            fields.append((b"server", self.server))
+        if self.date and b"date" not in names:
+            fields.append((b"date", date))
+        for name, value in self.extra:
+            if name not in names:
+                fields.append((name, value))
+        return fields
+
+    def static_block(self) -> bytes:
+        """``Server`` and ``--header`` fields as wire bytes (``Name: value\\r\\n`` each), for pre-built responses."""
+        fields = ([(b"server", self.server)] if self.server is not None else []) + self.extra
+        return b"".join(b"%s: %s\r\n" % (_display_name(name), value) for name, value in fields)
+
+
+def encode_field(name: str, value: str) -> Field:
+    """``(name, value)`` as a lowercased wire field; raises ``ValueError`` as ``ServerHeaders`` says."""
+    raw_name = name.strip().encode("latin-1")
+    raw_value = value.strip().encode("latin-1")
+    if not raw_name or any(c not in _TCHAR for c in raw_name):
+        raise ValueError(f"{name!r} is not a header name")
+    if any(c in raw_value for c in b"\r\n\0"):
+        raise ValueError(f"the value of header {name!r} holds CR, LF or NUL")
+    return raw_name.lower(), raw_value
+
+
+def _display_name(name: bytes) -> bytes:
+    """``x-frame-options`` -> ``X-Frame-Options`` (names are case-insensitive; this reads as users write)."""
+    return b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))

@@ -1,0 +1,174 @@
+"""The command line: help, version, errors in one line, the banner, FASTSERVE_* variables."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from fastserve import __version__
+from fastserve.cli import build_parser, config_from_args, env_name
+from server_helpers import CliProcess, DocRoot, child_pids, fetch, port_from_url, run_cli
+
+
+def test_version() -> None:
+    result = run_cli(["--version"])
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"fastserve {__version__} with ")
+
+
+def test_help_names_fastserve_and_starts_with_three_examples() -> None:
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "examples:"
+    assert all(line.startswith("  fastserve ") for line in lines[1:4]), lines[:4]
+    assert "usage: fastserve " in result.stdout
+    assert "python -m" not in result.stdout
+
+
+@pytest.mark.parametrize("args, first_line, hint", [
+    (["--wokers", "2"], "fastserve: unrecognized arguments: --wokers", "Did you mean --workers?"),
+    (["--port", "eighty"], "fastserve: argument --port: invalid int value: 'eighty'", None),
+    (["--log-level", "loud"], "fastserve: argument --log-level: invalid choice: 'loud'", None),
+    (["--header", "no colon here"], "fastserve: argument --header: 'no colon here' is not NAME:VALUE", None),
+])
+def test_a_bad_flag_is_one_line_and_a_hint(args, first_line, hint) -> None:
+    result = run_cli(args)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(first_line), lines
+    assert lines[-1] == "Run 'fastserve --help' to see every flag."
+    assert len(lines) == (3 if hint else 2), lines
+    if hint:
+        assert lines[1] == hint
+    assert "usage:" not in result.stderr
+
+
+def test_a_missing_directory_does_not_exist(tmp_path: Path) -> None:
+    result = run_cli([str(tmp_path / "nowhere")])
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fastserve: Directory '{tmp_path / 'nowhere'}' does not exist."
+
+
+def test_a_file_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    result = run_cli([str(tmp_path / "file.txt")])
+    assert result.returncode == 2
+    assert "is not a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_banner_shows_the_real_port_pid_workers_and_how_to_stop(docroot: DocRoot, tmp_path: Path, workers) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", "--workers", workers], log_path=tmp_path / "log") as srv:
+        url = srv.wait_listening()
+        port = port_from_url(url)
+        assert url == f"http://127.0.0.1:{port}" and port != 0
+        assert fetch(port, "/small.txt").body == docroot.small
+        banner = next(line for line in srv.output().splitlines() if "fastserve serving" in line)
+        assert f"pid {srv.proc.pid}" in banner
+        assert f"{workers} worker" in banner
+        assert "Ctrl+C" in banner and "SIGTERM" in banner
+        assert srv.stop() == 0
+    output = srv.output()
+    assert "shutting down" in output
+    assert output.rstrip().endswith("fastserve stopped"), output
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_banner_brackets_an_ipv6_address(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--host", "::1", "--port", "0"], log_path=tmp_path / "log") as srv:
+        url = srv.wait_listening()
+        assert url.startswith("http://[::1]:")
+        with socket.create_connection(("::1", port_from_url(url)), timeout=5) as sock:
+            sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(docroot.small)
+
+
+# -- FASTSERVE_* variables -----------------------------------------------------------------------
+
+def _sample(action: argparse.Action) -> tuple:
+    """A value for ``action``'s variable, and the setting it must produce."""
+    if isinstance(action, argparse._StoreTrueAction):
+        return "true", True
+    if isinstance(action, argparse._StoreFalseAction):
+        return "false", False
+    if action.dest == "headers":
+        return "X-One: 1\nX-Two: a, b", [("X-One", "1"), ("X-Two", "a, b")]
+    if action.dest == "reload_dir":
+        return f"a{os.pathsep}b", ["a", "b"]
+    if action.choices:
+        choice = list(action.choices)[-1]
+        return choice, choice
+    if action.type is int:
+        return "7", 7
+    if action.type is float:
+        return "2.5", 2.5
+    return "some-value", "some-value"
+
+
+def test_every_flag_has_a_variable(monkeypatch) -> None:
+    actions = [a for a in build_parser()._actions if a.dest not in ("help", "version")]
+    assert len(actions) > 40
+    for action in actions:
+        raw, expected = _sample(action)
+        monkeypatch.setenv(env_name(action.dest), raw)
+        assert getattr(build_parser().parse_args([]), action.dest) == expected, action.dest
+        monkeypatch.delenv(env_name(action.dest))
+
+
+def test_the_command_line_wins_over_variables(monkeypatch) -> None:
+    monkeypatch.setenv("FASTSERVE_PORT", "9999")
+    monkeypatch.setenv("FASTSERVE_HTML", "off")
+    assert config_from_args(["--port", "1234"]).port == 1234
+    assert config_from_args([]).port == 9999
+    assert config_from_args([]).html is False
+
+
+def test_web_concurrency_is_the_default_for_workers(monkeypatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert config_from_args([]).workers == 3
+    monkeypatch.setenv("FASTSERVE_WORKERS", "2")
+    assert config_from_args([]).workers == 2
+    assert config_from_args(["--workers", "1"]).workers == 1
+
+
+def test_a_bad_variable_is_one_line_naming_it() -> None:
+    result = run_cli(["--version"], env={"FASTSERVE_MAX_BODY_SIZE": "lots"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith("fastserve: FASTSERVE_MAX_BODY_SIZE='lots': ")
+
+
+def test_variables_configure_a_real_server(docroot: DocRoot, tmp_path: Path) -> None:
+    env = {"FASTSERVE_PORT": "0", "FASTSERVE_HTML": "false", "FASTSERVE_MAX_URL_LENGTH": "40",
+           "WEB_CONCURRENCY": "2"}
+    with CliProcess([str(docroot.root)], log_path=tmp_path / "log", env=env) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/small.txt").status == 200
+        assert fetch(port, "/dir/").status == 404  # no index.html: html is off
+        assert fetch(port, "/" + "x" * 60).status == 414
+        assert "2 workers" in srv.output()
+        assert len(child_pids(srv.proc.pid)) == 2
+
+
+def test_sigint_stop_is_logged(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--port", "0"], log_path=tmp_path / "log") as srv:
+        srv.wait_listening()
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.wait_exit(5) == 0
+    assert "fastserve stopped" in srv.output()

@@ -1,0 +1,148 @@
+"""--log-level (uvicorn's six levels), --log-config files, and a root logger left alone."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from server_helpers import CliProcess, DocRoot, fetch, port_from_url, run_cli
+
+
+def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", "--log-level", "trace"], log_path=tmp_path / "a") as srv:
+        srv.wait_listening()
+        assert srv.stop() == 0
+    assert " TRACE worker " in srv.output() and "accepting on http://127.0.0.1:" in srv.output()
+    with CliProcess([str(docroot.root), "--port", "0"], log_path=tmp_path / "b") as srv:
+        srv.wait_listening()
+        assert srv.stop() == 0
+    assert "TRACE" not in srv.output()
+
+
+@pytest.mark.parametrize("level", ["critical", "error", "warning"])
+def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", "--log-level", level, "--access-log"],
+                    log_path=tmp_path / "log") as srv:
+        port = _wait_port_by_probe(srv)
+        assert fetch(port, "/small.txt").status == 200
+        assert srv.stop() == 0
+    assert "fastserve serving" not in srv.output()
+
+
+def _wait_port_by_probe(srv: CliProcess) -> int:
+    """Without a banner, find the port from /proc (the server's only listening socket)."""
+    import time
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        inodes = set()
+        fd_dir = Path(f"/proc/{srv.proc.pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                target = fd.readlink().name
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                return int(fields[1].split(":")[1], 16)
+        time.sleep(0.05)
+    raise AssertionError(srv.output())
+
+
+CONFIGS = {
+    "json": lambda log: json.dumps({
+        "version": 1,
+        "formatters": {"mine": {"format": "MINE %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log), "formatter": "mine"}},
+        "loggers": {"fastserve": {"handlers": ["file"], "level": "INFO"}},
+    }),
+    "yaml": lambda log: textwrap.dedent(f"""
+        version: 1
+        formatters:
+          mine: {{format: "MINE %(levelname)s %(name)s: %(message)s"}}
+        handlers:
+          file: {{class: logging.FileHandler, filename: "{log}", formatter: mine}}
+        loggers:
+          fastserve: {{handlers: [file], level: INFO}}
+    """),
+    "ini": lambda log: textwrap.dedent(f"""
+        [loggers]
+        keys=root,fastserve
+        [handlers]
+        keys=file
+        [formatters]
+        keys=mine
+        [logger_root]
+        handlers=
+        [logger_fastserve]
+        handlers=file
+        qualname=fastserve
+        level=INFO
+        [handler_file]
+        class=FileHandler
+        args=({str(log)!r},)
+        formatter=mine
+        [formatter_mine]
+        format=MINE %(levelname)s %(name)s: %(message)s
+    """),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_log_config_file(docroot: DocRoot, tmp_path: Path, kind: str) -> None:
+    written = tmp_path / "written.log"
+    config = tmp_path / f"logging.{kind}"
+    config.write_text(CONFIGS[kind](written))
+    with CliProcess([str(docroot.root), "--port", "0", "--log-config", str(config)], log_path=tmp_path / "out") as srv:
+        port = _wait_port_by_probe(srv)
+        assert fetch(port, "/small.txt").status == 200
+        assert srv.stop() == 0
+    lines = written.read_text().splitlines()
+    assert any(line.startswith("MINE INFO fastserve: fastserve serving ") for line in lines), lines
+    assert lines[-1] == "MINE INFO fastserve: fastserve stopped"
+    assert "fastserve serving" not in srv.output()  # the file's handlers replaced the default ones
+
+
+def test_log_level_still_applies_over_a_log_config(docroot: DocRoot, tmp_path: Path) -> None:
+    written = tmp_path / "written.log"
+    config = tmp_path / "logging.json"
+    config.write_text(CONFIGS["json"](written))
+    args = [str(docroot.root), "--port", "0", "--log-config", str(config), "--log-level", "warning"]
+    with CliProcess(args, log_path=tmp_path / "out") as srv:
+        _wait_port_by_probe(srv)
+        assert srv.stop() == 0
+    assert "fastserve serving" not in written.read_text()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{not json", "logging.json"),
+])
+def test_bad_log_config_is_one_line(tmp_path: Path, content, message) -> None:
+    config = tmp_path / "logging.json"
+    if content is not None:
+        config.write_text(content)
+    result = run_cli([str(tmp_path), "--log-config", str(config)])
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_root_logger_is_left_to_the_app(tmp_path: Path) -> None:
+    (tmp_path / "rootcheck.py").write_text(textwrap.dedent('''
+        import logging
+
+        async def app(scope, receive, send):
+            root = logging.getLogger()
+            body = ("%s %s" % (root.handlers, logging.getLevelName(root.level))).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+    '''))
+    with CliProcess(["rootcheck:app", "--port", "0", "--log-level", "debug"], log_path=tmp_path / "log",
+                    cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/").body == b"[] WARNING"

@@ -1,0 +1,139 @@
+"""Loading apps like uvicorn does: --factory, --app-dir, --env-file, --lifespan, and the
+headers the server adds: --header, --no-server-header, --no-date-header."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from server_helpers import CliProcess, fetch, port_from_url
+
+APP_SOURCE = textwrap.dedent('''
+    import os
+
+    started = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    started.append(True)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = ("greeting=%s started=%s" % (os.environ.get("GREETING"), bool(started))).encode()
+        headers = [(b"content-length", b"%d" % len(body))]
+        if scope["path"] == "/own-server":
+            headers += [(b"Server", b"app-server"), (b"x-frame-options", b"SAMEORIGIN")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def no_lifespan(scope, receive, send):
+        assert scope["type"] == "http", "this app speaks HTTP only"
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def create_app():
+        return app
+''')
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "apps"
+    directory.mkdir()
+    (directory / "loadme.py").write_text(APP_SOURCE)
+    return directory
+
+
+def serve_app(tmp_path: Path, app_dir: Path, target: str, *flags: str, env=None) -> CliProcess:
+    return CliProcess([target, "--port", "0", *flags], log_path=tmp_path / "server.log", cwd=app_dir, env=env)
+
+
+def test_factory_is_called_to_make_the_app(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:create_app", "--factory") as srv:
+        response = fetch(port_from_url(srv.wait_listening()), "/")
+        assert (response.status, response.body) == (200, b"greeting=None started=True")
+
+
+def test_factory_of_something_not_callable_is_refused(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:started", "--factory") as srv:
+        assert srv.wait_exit(10) == 2
+    assert "--factory: 'loadme:started' is not callable." in srv.output()
+
+
+def test_app_dir_is_where_the_module_is_found(tmp_path: Path, app_dir: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["loadme:app", "--port", "0", "--app-dir", str(app_dir)]
+    with CliProcess(args, log_path=tmp_path / "log", cwd=elsewhere) as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").status == 200
+    with CliProcess(["loadme:app", "--port", "0"], log_path=tmp_path / "log2", cwd=elsewhere) as srv:
+        assert srv.wait_exit(10) == 2
+    assert "Could not import module 'loadme'" in srv.output()
+
+
+def test_env_file_is_loaded_before_the_app_without_overriding(tmp_path: Path, app_dir: Path) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text("# settings\nGREETING=from-file\nOTHER='quoted value'\n")
+    with serve_app(tmp_path, app_dir, "loadme:app", "--env-file", str(env_file)) as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").body == b"greeting=from-file started=True"
+    with CliProcess(["loadme:app", "--port", "0", "--env-file", str(env_file)], log_path=tmp_path / "log2",
+                    cwd=app_dir, env={"GREETING": "from-environment"}) as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").body == b"greeting=from-environment started=True"
+
+
+def test_missing_env_file_does_not_exist(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:app", "--env-file", "missing.env") as srv:
+        assert srv.wait_exit(10) == 2
+    assert "--env-file 'missing.env' does not exist." in srv.output()
+
+
+def test_lifespan_off_skips_startup(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:app", "--lifespan", "off") as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").body == b"greeting=None started=False"
+
+
+def test_lifespan_auto_serves_an_app_without_lifespan(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:no_lifespan") as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").status == 204
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_lifespan_on_refuses_an_app_without_lifespan(tmp_path: Path, app_dir: Path, workers) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:no_lifespan", "--lifespan", "on", "--workers", workers) as srv:
+        assert srv.wait_exit(10) == 3
+    assert "--lifespan on: the app does not run the lifespan protocol" in srv.output()
+
+
+# -- the headers the server adds -------------------------------------------------------------------
+
+
+def test_header_flag_adds_fields_and_the_app_wins(tmp_path: Path, app_dir: Path) -> None:
+    flags = ["--header", "X-Frame-Options: DENY", "--header", "Strict-Transport-Security:max-age=60"]
+    with serve_app(tmp_path, app_dir, "loadme:app", *flags) as srv:
+        port = port_from_url(srv.wait_listening())
+        response = fetch(port, "/")
+        assert response.header("x-frame-options") == "DENY"
+        assert response.header("strict-transport-security") == "max-age=60"
+        assert response.header("server") == "fastserve"
+        assert response.header("date") is not None
+        own = fetch(port, "/own-server")  # the app's own Server and X-Frame-Options, each once
+        assert own.header("server") == "app-server"
+        assert own.header("x-frame-options") == "SAMEORIGIN"
+
+
+def test_header_flag_can_name_the_server(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:app", "--header", "server: edge-7") as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/").header("server") == "edge-7"
+
+
+def test_no_server_and_no_date_header(tmp_path: Path, app_dir: Path) -> None:
+    with serve_app(tmp_path, app_dir, "loadme:app", "--no-server-header", "--no-date-header") as srv:
+        response = fetch(port_from_url(srv.wait_listening()), "/")
+        assert response.status == 200
+        assert response.header("server") is None
+        assert response.header("date") is None
