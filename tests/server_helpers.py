@@ -123,7 +123,7 @@ class CliProcess:
 
     Output (stdout and stderr together) goes to ``log_path``. ``wait_listening()`` waits for
     the banner and returns where it says the server listens (``http://127.0.0.1:PORT``,
-    ``http://[::1]:PORT``, ``unix:/path``). Used as a context manager, it is stopped with
+    ``http://[::1]:PORT``, ``unix:/path``), once 127.0.0.1 accepts. Used as a context manager, it is stopped with
     SIGTERM (and killed if it would not stop) on exit.
     """
 
@@ -160,7 +160,10 @@ class CliProcess:
         while time.monotonic() < deadline:
             for line in self.output().splitlines():
                 if "fastserve serving " in line and " on " in line:
-                    return line.split(" on ", 1)[1].split(" ", 1)[0]
+                    where = line.split(" on ", 1)[1].split(" ", 1)[0]
+                    if where.startswith("http://127.0.0.1:"):  # workers may still be starting
+                        wait_until_accepting(int(where.rsplit(":", 1)[1]), self.proc, deadline - time.monotonic())
+                    return where
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}\n{self.output()}")
             time.sleep(0.02)
