@@ -70,5 +70,11 @@ class ClientDisconnect(Exception):
 ClientDisconnect = framework_base("starlette.requests", "ClientDisconnect", ClientDisconnect)  # type: ignore[misc]
 
 
-class FastServeDeprecationWarning(DeprecationWarning):
-    """Warned when code uses a fastserve name or behaviour that has a newer replacement."""
+class FastServeDeprecationWarning(
+    DeprecationWarning, framework_base("starlette.exceptions", "StarletteDeprecationWarning", Warning)  # type: ignore[misc]
+):
+    """Warned when code uses a fastserve name or behaviour that has a newer replacement.
+
+    A ``DeprecationWarning``, and, where Starlette has one, a ``StarletteDeprecationWarning``,
+    so filters and ``pytest.warns`` written for Starlette catch it.
+    """

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import inspect
 import json
+import warnings
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -24,7 +24,8 @@ from urllib.parse import unquote
 import anyio
 import anyio.from_thread
 
-from fastserve.concurrency import is_async_callable
+from fastserve.asgi2 import ASGI2App, ASGI3App, ASGIInstance, as_asgi3
+from fastserve.exceptions import FastServeDeprecationWarning
 from fastserve.websockets import WebSocketDisconnect  # Starlette's class where Starlette is installed
 
 try:
@@ -37,7 +38,25 @@ except ModuleNotFoundError:  # pragma: no cover - exercised only where httpx2 is
             "fastserve.testclient needs the httpx2 package (or httpx). Install it with:\n    $ pip install httpx2\n"
         ) from None
 
-__all__ = ["TestClient", "WebSocketDenialResponse", "WebSocketDisconnect", "WebSocketTestSession"]
+__all__ = [
+    "ASGI2App",
+    "ASGI3App",
+    "ASGIApp",
+    "ASGIInstance",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "StarletteDeprecationWarning",
+    "TestClient",
+    "WebSocketDenialResponse",
+    "WebSocketDisconnect",
+    "WebSocketTestSession",
+]
+
+# The name Starlette's test client module gives the warnings it emits (a subclass of it where
+# Starlette is installed, and a DeprecationWarning).
+StarletteDeprecationWarning = FastServeDeprecationWarning
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -65,27 +84,6 @@ class _Upgrade(Exception):
 
     def __init__(self, session: WebSocketTestSession) -> None:
         self.session = session
-
-
-# --------------------------------------------------------------------------- ASGI 2 apps
-
-
-def _is_asgi3(app: Any) -> bool:
-    """ASGI 3 apps are ``async (scope, receive, send)`` callables; ASGI 2 apps take the scope
-    alone and return the coroutine function. A class is ASGI 3 only if its instances are awaitable."""
-    if inspect.isclass(app):
-        return hasattr(app, "__await__")
-    return is_async_callable(app)
-
-
-class _ASGI2App:
-    """An ASGI 2 app behind the ASGI 3 calling convention."""
-
-    def __init__(self, app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope)(receive, send)
 
 
 # --------------------------------------------------------------------------- WebSocket sessions
@@ -540,8 +538,6 @@ class _Lifespan:
         self.app = app
         self.state = state
         self.error: Exception | None = None
-
-    async def open(self) -> None:
         self._to_app_tx, self._to_app_rx = anyio.create_memory_object_stream(float("inf"))
         self._from_app_tx, self._from_app_rx = anyio.create_memory_object_stream(float("inf"))
 
@@ -604,6 +600,7 @@ class TestClient(httpx.Client):
 
     __test__ = False  # not a test class, whatever its name says
     portal: anyio.from_thread.BlockingPortal | None = None
+    _lifespan: _Lifespan | None = None
     task: concurrent.futures.Future[None]
 
     def __init__(
@@ -620,7 +617,7 @@ class TestClient(httpx.Client):
         client: tuple[str, int] = ("testclient", 50000),
     ) -> None:
         self.async_backend = {"backend": backend, "backend_options": backend_options or {}}
-        self.app: ASGIApp = app if _is_asgi3(app) else _ASGI2App(app)
+        self.app: ASGIApp = as_asgi3(app)
         self.app_state: dict[str, Any] = {}
         transport = _TestClientTransport(
             self.app,
@@ -679,15 +676,47 @@ class TestClient(httpx.Client):
         with contextlib.ExitStack() as stack:
             self.portal = portal = stack.enter_context(anyio.from_thread.start_blocking_portal(**self.async_backend))
             stack.callback(self._forget_portal)
-            lifespan = _Lifespan(self.app, self.app_state)
-            portal.call(lifespan.open)
-            stack.callback(portal.call, lifespan.close)
-            self.task = portal.start_task_soon(lifespan.run)
-            portal.call(lifespan.startup)
-            stack.callback(portal.call, lifespan.shutdown)
+            self._lifespan = _Lifespan(self.app, self.app_state)
+            stack.callback(portal.call, self._lifespan.close)
+            self.task = portal.start_task_soon(self.lifespan)
+            portal.call(self.wait_startup)
+            stack.callback(portal.call, self.wait_shutdown)
             stack.callback(self._transport.close)
             self._exit_stack = stack.pop_all()
         return self
+
+    def _lifespan_session(self) -> _Lifespan:
+        if self._lifespan is None:  # called outside ``with``: one session, driven by the caller
+            self._lifespan = _Lifespan(self.app, self.app_state)
+        return self._lifespan
+
+    async def lifespan(self) -> None:
+        """Run the app's ``lifespan`` scope until the app returns.
+
+        ``with client:`` runs it in the background; ``wait_startup()`` and
+        ``wait_shutdown()`` drive it. An exception the app raises is re-raised by the phase
+        waiting for it.
+        """
+        await self._lifespan_session().run()
+
+    async def wait_startup(self) -> None:
+        """Send ``lifespan.startup`` and wait for the app's answer; raises if startup failed."""
+        await self._lifespan_session().startup()
+
+    async def wait_shutdown(self) -> None:
+        """Send ``lifespan.shutdown`` and wait for the app's answer; raises if shutdown failed."""
+        await self._lifespan_session().shutdown()
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        """httpx's ``Client.request``; a ``timeout`` is warned about (the app runs in-process,
+        so no timeout applies), as Starlette's client does."""
+        if kwargs.get("timeout", httpx.USE_CLIENT_DEFAULT) is not httpx.USE_CLIENT_DEFAULT:
+            warnings.warn(
+                "TestClient runs the app in-process: a request 'timeout' has no effect; leave it out.",
+                StarletteDeprecationWarning,
+                stacklevel=2,
+            )
+        return super().request(method, url, **kwargs)
 
     def __exit__(self, *exc_info: Any) -> None:
         # The client stays usable afterwards, with an event loop per request again.
@@ -695,3 +724,4 @@ class TestClient(httpx.Client):
 
     def _forget_portal(self) -> None:
         self.portal = None
+        self._lifespan = None

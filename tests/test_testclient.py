@@ -888,3 +888,110 @@ def test_static_files_mounted_in_a_starlette_app(site: Path) -> None:
     client = TestClient(app)
     assert client.get("/static/style.css").text == "body { color: red }"
     assert client.get("/static/nope.css").status_code == 404
+
+
+# --------------------------------------------------------------------------- Starlette's API surface
+
+
+def test_lifespan_driven_by_its_documented_methods() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        events.append("startup")
+        yield {"ready": True}
+        events.append("shutdown")
+
+    client = TestClient(Starlette(lifespan=lifespan))
+
+    async def drive() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.lifespan)
+            await client.wait_startup()
+            assert events == ["startup"] and client.app_state == {"ready": True}
+            await client.wait_shutdown()
+        assert events == ["startup", "shutdown"]
+
+    anyio.run(drive)
+
+
+def test_with_block_goes_through_the_lifespan_methods() -> None:
+    calls: list[str] = []
+
+    class Recording(TestClient):
+        async def wait_startup(self) -> None:
+            calls.append("wait_startup")
+            await super().wait_startup()
+
+        async def wait_shutdown(self) -> None:
+            calls.append("wait_shutdown")
+            await super().wait_shutdown()
+
+    with Recording(Starlette()):
+        assert calls == ["wait_startup"]
+    assert calls == ["wait_startup", "wait_shutdown"]
+
+
+def test_wait_startup_raises_the_apps_failure() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("no database")
+        yield
+
+    client = TestClient(Starlette(lifespan=lifespan))
+
+    async def drive() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.lifespan)
+            with pytest.raises(RuntimeError, match="no database"):
+                await client.wait_startup()
+
+    anyio.run(drive)
+
+
+def test_starlette_names_are_exported_by_the_test_client_module():
+    import ast
+    import inspect
+
+    import starlette.testclient
+
+    import fastserve.testclient
+
+    tree = ast.parse(inspect.getsource(starlette.testclient))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("starlette.") and not (
+            node.module.startswith("starlette._")
+        ):
+            names.update(alias.asname or alias.name for alias in node.names)
+    public = {name for name in names if not name.startswith("_")}
+    assert "ASGIInstance" in public
+    assert public <= set(fastserve.testclient.__all__), public - set(fastserve.testclient.__all__)
+    assert all(hasattr(fastserve.testclient, name) for name in fastserve.testclient.__all__)
+
+
+def test_request_timeout_is_warned_about_like_starlette():
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    client = TestClient(app)
+    with pytest.warns(StarletteDeprecationWarning, match="timeout"):
+        assert client.get("/", timeout=5).status_code == 204
+    with pytest.deprecated_call():
+        client.request("GET", "/", timeout=1.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert client.get("/").status_code == 204  # no timeout given: no warning
+    with pytest.raises(TypeError):
+        TestClient(app, timeout=5)  # type: ignore[call-arg]  # as Starlette's: no such keyword

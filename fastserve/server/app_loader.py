@@ -34,9 +34,13 @@ def load_env_file(config: Config) -> None:
 
 
 def load_app(config: Config) -> Any:
+    """The ASGI 3 app ``config.target`` names (an ASGI 2 app comes wrapped).
+
+    Raises ``AppLoadError`` when the target names nothing, or something that is not callable.
+    """
     target = config.target
     if not isinstance(target, str):
-        return target
+        return asgi3_app(target, "The app given")
     module_name, sep, attribute = target.partition(":")
     if os.path.isdir(target) or not sep:
         return _directory(config, target)
@@ -61,7 +65,7 @@ def load_app(config: Config) -> Any:
         if not callable(app):
             raise AppLoadError(f"--factory: {target!r} is not callable.")
         app = app()
-    return app
+    return asgi3_app(app, repr(target))
 
 
 def _directory(config: Config, target: str) -> Any:
@@ -77,3 +81,14 @@ def _directory(config: Config, target: str) -> Any:
         follow_symlink=config.follow_symlink,
         precompressed=config.precompressed,
     )
+
+
+def asgi3_app(app: Any, what: str) -> Any:
+    """``app`` as an ASGI 3 callable: itself, or an ASGI 2 app wrapped; ``AppLoadError`` when
+    it cannot be called at all (a module, a string, a settings object named by mistake)."""
+    from fastserve.asgi2 import as_asgi3  # the CLI imports this module before its dependencies are checked
+
+    try:
+        return as_asgi3(app)
+    except TypeError:
+        raise AppLoadError(f"{what} is not an ASGI app: a {type(app).__name__} cannot be called.") from None
