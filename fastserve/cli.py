@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="listen on this inherited descriptor (systemd socket activation)")
     listen.add_argument("--backlog", type=int, default=DEFAULTS.backlog,
                         help="connections the kernel queues before they are accepted (default: %(default)s)")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--ssl-certfile", default=None, metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    tls.add_argument("--ssl-keyfile", default=None, metavar="FILE",
+                     help="its private key (default: in the certificate file)")
+    tls.add_argument("--ssl-keyfile-password", default=None, metavar="PASSWORD", help="the key's password")
+    tls.add_argument("--ssl-ca-certs", default=None, metavar="FILE", help="CA certificates for client certificates")
+    tls.add_argument("--ssl-cert-reqs", type=int, default=DEFAULTS.ssl_cert_reqs, choices=[0, 1, 2],
+                     help="client certificates: 0 none, 1 optional, 2 required (default: %(default)s)")
+    tls.add_argument("--ssl-ciphers", default=None, metavar="LIST", help="OpenSSL cipher list (default: OpenSSL's)")
     process = parser.add_argument_group("processes")
     process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
                          help="worker processes (default: $WEB_CONCURRENCY or 1)")
@@ -265,6 +274,7 @@ def serve_reporting_errors(config: Config) -> int:
     from fastserve.server.listen import ListenError
     from fastserve.server.serve import PidFileError, serve
     from fastserve.server.supervisor import STARTUP_FAILED
+    from fastserve.server.tls import TlsConfigError
 
     try:
         return serve(config)
@@ -274,6 +284,9 @@ def serve_reporting_errors(config: Config) -> int:
     except LifespanFailure as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return STARTUP_FAILED
+    except TlsConfigError as exc:
+        print(f"fastserve: {exc}", file=sys.stderr)
+        return 2
     except (ListenError, PidFileError) as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,14 @@ class Config:
     env_file: Optional[str] = None  # KEY=VALUE lines loaded into os.environ before the app
     lifespan: str = "auto"  # "auto": run it if the app speaks it; "on": it must; "off": never
 
+    # TLS (no certificate: plain HTTP)
+    ssl_certfile: Optional[str] = None
+    ssl_keyfile: Optional[str] = None  # None: the key is in the certificate file
+    ssl_keyfile_password: Optional[str] = None
+    ssl_ca_certs: Optional[str] = None  # CAs for client certificates
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE (0), CERT_OPTIONAL (1) or CERT_REQUIRED (2) for clients
+    ssl_ciphers: Optional[str] = None  # OpenSSL cipher list; None: OpenSSL's defaults
+
     # response headers added by the server
     server_header: bool = True
     date_header: bool = True

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 from fastserve._speedups.asgi_cycle import build_scope
 from fastserve.server.proxy import ProxyTrust
 
-CONN = SimpleNamespace(client=("127.0.0.1", 5000), server=("127.0.0.1", 8000))
+CONN = SimpleNamespace(client=("127.0.0.1", 5000), server=("127.0.0.1", 8000), tls=False)
+TLS_CONN = SimpleNamespace(client=("127.0.0.1", 5000), server=("127.0.0.1", 8443), tls=True)
 
 
 def test_http_scope():
@@ -31,6 +32,11 @@ def test_websocket_scheme_and_absolute_form_target():
     assert scope["scheme"] == "ws" and scope["path"] == "/chat" and scope["query_string"] == b"room=1"
 
 
+def test_tls_connections_have_secure_schemes():
+    assert build_scope("http", TLS_CONN, b"/", [], "", {}, None)["scheme"] == "https"
+    assert build_scope("websocket", TLS_CONN, b"/", [], "", {}, None)["scheme"] == "wss"
+
+
 def test_undecodable_or_unusable_target_has_no_path():
     assert build_scope("http", CONN, b"/%ff", [], "", {}, None)["path"] is None
     assert build_scope("http", CONN, b"*", [], "", {}, None)["path"] is None
@@ -43,5 +49,5 @@ def test_proxy_headers_apply_only_when_present_and_trusted():
     assert scope["client"] == ("203.0.113.5", 0) and scope["scheme"] == "https"
     plain = build_scope("http", CONN, b"/", [(b"host", b"x")], "", {}, trust)
     assert plain["client"] == ("127.0.0.1", 5000) and plain["scheme"] == "http"
-    outsider = SimpleNamespace(client=("198.51.100.4", 1), server=CONN.server)
+    outsider = SimpleNamespace(client=("198.51.100.4", 1), server=CONN.server, tls=False)
     assert build_scope("http", outsider, b"/", forwarded, "", {}, trust)["client"] == ("198.51.100.4", 1)

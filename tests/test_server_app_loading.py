@@ -137,3 +137,25 @@ def test_no_server_and_no_date_header(tmp_path: Path, app_dir: Path) -> None:
         assert response.status == 200
         assert response.header("server") is None
         assert response.header("date") is None
+
+
+def test_static_answers_carry_the_same_server_fields(docroot, tmp_path: Path) -> None:
+    flags = ["--header", "X-Frame-Options: DENY", "--no-date-header", "--header", "server: edge-7"]
+    with CliProcess([str(docroot.root), "--port", "0", *flags], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        answers = [
+            fetch(port, "/small.txt"), fetch(port, "/small.txt"),  # the second one from the memo
+            fetch(port, "/small.txt", headers=[("If-None-Match", "*")]),
+            fetch(port, "/large.bin"), fetch(port, "/missing"), fetch(port, "/dir"),
+            fetch(port, "/small.txt", method="POST"), fetch(port, "/medium.bin", headers=[("Range", "bytes=0-9")]),
+        ]
+        assert [a.status for a in answers] == [200, 200, 304, 200, 404, 307, 405, 206]
+        for answer in answers:
+            assert answer.header("x-frame-options") == "DENY"
+            assert answer.header("server") == "edge-7"
+            assert answer.header("date") is None
+    with CliProcess([str(docroot.root), "--port", "0", "--no-server-header"], log_path=tmp_path / "log2") as srv:
+        port = port_from_url(srv.wait_listening())
+        for answer in [fetch(port, "/small.txt"), fetch(port, "/small.txt", headers=[("If-None-Match", "*")])]:
+            assert answer.header("server") is None
+            assert answer.header("date") is not None

@@ -138,3 +138,18 @@ def test_keep_alive_over_a_unix_socket(docroot: DocRoot, tmp_path: Path, short_d
             for name, body in [("/small.txt", docroot.small), ("/large.bin", docroot.large)]:
                 response = conn.exchange("GET", name)
                 assert (response.status, response.body) == (200, body)
+
+
+def test_apps_on_a_unix_socket_see_asgi_addresses(tmp_path: Path, short_dir: Path) -> None:
+    (tmp_path / "addrapp.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    body = repr((scope['client'], scope['server'])).encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n"
+    )
+    path = str(short_dir / "app.sock")
+    with CliProcess(["addrapp:app", "--uds", path], log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        srv.wait_listening()
+        reply = unix_get(path, "/")
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert repr((None, (path, None))).encode() + b"\r\n0\r\n\r\n" in reply

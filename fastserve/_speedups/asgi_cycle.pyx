@@ -49,7 +49,7 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
         raw_path, _, query = (<bytes>target).partition(b"?")
         path = percent_decode(raw_path)
     client = conn.client
-    scheme = "http" if kind == "http" else "ws"
+    scheme = ("https" if conn.tls else "http") if kind == "http" else ("wss" if conn.tls else "ws")
     if proxy is not None and _has_forwarded(headers):
         client, scheme = proxy.resolve(client, headers, scheme)
     return {

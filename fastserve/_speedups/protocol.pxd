@@ -36,6 +36,7 @@ cdef class HttpProtocol:
     cdef public int sock_fd
     cdef public object client
     cdef public object server
+    cdef readonly bint tls                  # TLS transport: the socket is never written directly
     cdef public bint writing_paused
     cdef WritableWatch watch                # made on the first sendfile that finds the socket full
     cdef public bint transport_holds_data   # set whenever bytes went through transport.write

@@ -149,9 +149,14 @@ cdef class HttpProtocol:
             return
         self.state.connections.add(self)
         sock = transport.get_extra_info("socket")
-        self.sock_fd = sock.fileno() if sock is not None else -1
-        self.client = transport.get_extra_info("peername")
-        self.server = transport.get_extra_info("sockname")
+        # Under TLS every byte must go through the transport: no send(), no sendfile.
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        self.sock_fd = sock.fileno() if sock is not None and not self.tls else -1
+        client = transport.get_extra_info("peername")
+        server = transport.get_extra_info("sockname")
+        # ASGI: a unix socket's client is None and its server is (path, None).
+        self.client = client if type(client) is tuple else None
+        self.server = (server, None) if type(server) is str else server
         # Resume only when the buffer is empty, so file transfers can go back to sendfile.
         transport.set_write_buffer_limits(high=64 * 1024, low=0)
 

@@ -20,12 +20,11 @@ from fastserve._speedups.filecache cimport (
 )
 from fastserve._speedups.headers cimport byteranges_layout, current_http_date
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
-from fastserve._speedups.wire cimport plain_answer, response_head, status_line
+from fastserve._speedups.wire cimport head_start, plain_answer, response_head
 
 cdef bytes GET = b"GET"
 cdef bytes HEAD = b"HEAD"
 cdef bytes CRLF = b"\r\n"
-cdef bytes SERVER_DATE = b"Server: fastserve\r\nDate: "
 cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
 
 
@@ -126,7 +125,7 @@ cdef void _file(WireAnswer out, CacheEntry entry, int status, bint head, bint ke
             date = current_http_date()
             _refresh_memo(entry, date)
             if entry.memo_ok is None:
-                entry.memo_ok = b"".join((status_line(200), SERVER_DATE, date, CRLF, entry.fields, CRLF, entry.body))
+                entry.memo_ok = b"".join((head_start(200, date), entry.fields, CRLF, entry.body))
             _ready(out, 200, entry.memo_ok)
         else:
             _head_body(out, status, entry.fields, entry.body, head, keep_alive, http10)
@@ -144,9 +143,7 @@ cdef void _not_modified(WireAnswer out, CacheEntry entry, bint keep_alive, bint 
         date = current_http_date()
         _refresh_memo(entry, date)
         if entry.memo_not_modified is None:
-            entry.memo_not_modified = b"".join((
-                status_line(304), SERVER_DATE, date, CRLF, entry.validator_fields, CRLF
-            ))
+            entry.memo_not_modified = b"".join((head_start(304, date), entry.validator_fields, CRLF))
         _ready(out, 304, entry.memo_not_modified)
     else:
         _ready(out, 304, response_head(304, entry.validator_fields, keep_alive, http10))

@@ -2,5 +2,6 @@
 
 cdef bytes status_line(int status)
 cdef bytes connection_field(bint keep_alive, bint http10)
+cdef bytes head_start(int status, bytes date)
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
 cdef bytes plain_answer(int status, bytes text, bytes extra, bint keep_alive, bint http10, bint head)

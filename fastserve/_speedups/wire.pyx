@@ -6,7 +6,10 @@ head adds the status line, ``Server``, ``Date``, the ``Connection`` field and th
 from fastserve._speedups.headers cimport current_http_date, reason_phrase
 
 cdef bytes CRLF = b"\r\n"
-cdef bytes SERVER_DATE = b"Server: fastserve\r\nDate: "
+cdef bytes DATE = b"Date: "
+# What follows every status line: Server and --header fields (set_server_fields), then Date.
+cdef bytes SERVER_FIELDS = b"Server: fastserve\r\n"
+cdef bint SEND_DATE = True
 cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef dict _STATUS_LINES = {}
@@ -30,10 +33,27 @@ cdef bytes connection_field(bint keep_alive, bint http10):
     return b""
 
 
+def set_server_fields(bytes fields, bint date) -> None:
+    """Set what every head of this process carries after its status line.
+
+    ``fields``: serialised lines (``fastserve.server.response_headers.ServerHeaders.static_block``);
+    ``date``: whether a ``Date`` field follows them (RFC 9110 section 6.6.1).
+    """
+    global SERVER_FIELDS, SEND_DATE
+    SERVER_FIELDS = fields
+    SEND_DATE = date
+
+
+cdef bytes head_start(int status, bytes date):
+    """The status line, the server's fields and ``Date: <date>`` (when dates are sent)."""
+    if SEND_DATE:
+        return b"".join((status_line(status), SERVER_FIELDS, DATE, date, CRLF))
+    return status_line(status) + SERVER_FIELDS
+
+
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10):
     return b"".join((
-        status_line(status), SERVER_DATE, current_http_date(), CRLF, fields,
-        connection_field(keep_alive, http10), CRLF,
+        head_start(status, current_http_date()), fields, connection_field(keep_alive, http10), CRLF,
     ))
 
 

@@ -18,6 +18,7 @@ from fastserve.server.listen import (
     resolve_port,
 )
 from fastserve.server.supervisor import Supervisor
+from fastserve.server.tls import make_context, tls_enabled
 from fastserve.server.worker import EarlySignals, run_worker
 
 logger = logging.getLogger("fastserve")
@@ -33,6 +34,7 @@ def serve(config: Config) -> int:
     Raises ``AppLoadError`` (nothing to serve), ``ListenError`` (the socket cannot be
     opened) or ``LifespanFailure`` (the app's startup failed, single process only).
     """
+    make_context(config)  # a bad certificate stops the start here, before any worker
     load_env_file(config)
     app = load_app(config)
     EarlySignals.install()
@@ -44,19 +46,23 @@ def _run(config: Config, app: object) -> int:
     if config.workers <= 1 and config.limit_max_requests is None:
         sock = open_listener(config)
         with _running(config):
-            _announce(config, describe(sock))
+            _announce(config, describe(sock, _scheme(config)))
             run_worker(config, app, sock)
         return 0
     # Several processes (or one that retires and is replaced): a supervisor keeps them going.
     if not is_shared(config):
         config = resolve_port(config)
         with _running(config):
-            _announce(config, f"http://{host_port(config.host, config.port)}")
+            _announce(config, f"{_scheme(config)}://{host_port(config.host, config.port)}")
             return Supervisor(config, app).run()
     shared = open_listener(config)
     with _running(config):
-        _announce(config, describe(shared))
+        _announce(config, describe(shared, _scheme(config)))
         return Supervisor(config, app, shared).run()
+
+
+def _scheme(config: Config) -> str:
+    return "https" if tls_enabled(config) else "http"
 
 
 @contextmanager

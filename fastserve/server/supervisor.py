@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
 from fastserve.server.listen import open_listener
+from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import EarlySignals, run_worker
 
 logger = logging.getLogger("fastserve")
@@ -36,6 +37,8 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        if tls_enabled(self.config):
+            signal.signal(signal.SIGHUP, self._forward)  # each worker reloads its certificate
         if EarlySignals.received is not None:
             self.stopping = True
         # Hold the port for our lifetime (bound, never listening, so it takes no connections).
@@ -52,6 +55,13 @@ class Supervisor:
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        for pid in self.workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
     def _spawn(self, slot: int) -> None:
         pid = os.fork()

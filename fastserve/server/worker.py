@@ -10,9 +10,12 @@ from typing import Any, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
+from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
 from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE
+from fastserve.server.response_headers import ServerHeaders
+from fastserve.server.tls import make_context, reload_certificate
 
 logger = logging.getLogger("fastserve")
 access_logger = logging.getLogger("fastserve.access")
@@ -46,6 +49,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
 
 
 def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
+    set_server_fields(ServerHeaders.from_config(config).static_block(), config.date_header)
     cache = static_cache_for(app, config)
     bridge = None
     if cache is None:
@@ -89,10 +93,15 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     bridge = state.asgi_bridge
     if bridge is not None:
         await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
-    server = await loop.create_server(lambda: HttpProtocol(state, loop), sock=sock, backlog=config.backlog)
+    tls = make_context(config)
+    server = await loop.create_server(
+        lambda: HttpProtocol(state, loop), sock=sock, backlog=config.backlog, ssl=tls
+    )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
     if EarlySignals.received is not None:
         stop.set()
 
@@ -101,7 +110,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         ticker[0] = loop.call_later(config.tick_interval, tick)
 
     ticker = [loop.call_later(config.tick_interval, tick)]
-    logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock))
+    logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
     if config.ready_callback is not None:
         config.ready_callback()
     await stop.wait()
@@ -123,7 +132,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if bridge is not None:
         await bridge.shutdown()
     await _cancel_app_tasks()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
 
 

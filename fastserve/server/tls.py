@@ -1,0 +1,74 @@
+"""TLS: the server's ``ssl.SSLContext`` from the ``--ssl-*`` flags, and its reload on SIGHUP.
+
+Under TLS the connection never writes to the socket itself (no ``send``, no ``os.sendfile``):
+every byte goes through the TLS transport, file bodies in bounded chunks under its flow
+control. ALPN offers ``http/1.1`` only. SIGHUP re-reads the certificate and key into the same
+context: handshakes from then on present the new certificate, open connections keep theirs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from typing import Optional
+
+from fastserve.config import Config
+
+logger = logging.getLogger("fastserve")
+
+
+class TlsConfigError(Exception):
+    """The ``--ssl-*`` flags do not make a usable context; the message says why."""
+
+
+def tls_enabled(config: Config) -> bool:
+    return config.ssl_certfile is not None
+
+
+def make_context(config: Config) -> Optional[ssl.SSLContext]:
+    """The server context for ``config`` (None without ``--ssl-certfile``); raises ``TlsConfigError``."""
+    if config.ssl_certfile is None:
+        if config.ssl_keyfile is not None:
+            raise TlsConfigError("--ssl-keyfile needs --ssl-certfile")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        if config.ssl_ciphers:
+            context.set_ciphers(config.ssl_ciphers)
+        if config.ssl_ca_certs:
+            _must_exist("--ssl-ca-certs", config.ssl_ca_certs)
+            context.load_verify_locations(config.ssl_ca_certs)
+        context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
+    except (ssl.SSLError, ValueError) as exc:
+        raise TlsConfigError(f"TLS settings: {exc}") from None
+    load_certificate(context, config)
+    return context
+
+
+def load_certificate(context: ssl.SSLContext, config: Config) -> None:
+    """(Re)load the certificate chain and key into ``context``; raises ``TlsConfigError``."""
+    assert config.ssl_certfile is not None
+    _must_exist("--ssl-certfile", config.ssl_certfile)
+    if config.ssl_keyfile is not None:
+        _must_exist("--ssl-keyfile", config.ssl_keyfile)
+    try:
+        context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsConfigError(f"cannot load the certificate {config.ssl_certfile!r}: {exc}") from None
+
+
+def reload_certificate(context: ssl.SSLContext, config: Config) -> None:
+    """SIGHUP: load the certificate files again; on failure keep serving the old one and say why."""
+    try:
+        load_certificate(context, config)
+    except TlsConfigError as exc:
+        logger.error("worker %d: certificate not reloaded, the old one stays: %s", os.getpid(), exc)
+        return
+    logger.info("worker %d: certificate reloaded from %s", os.getpid(), config.ssl_certfile)
+
+
+def _must_exist(flag: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise TlsConfigError(f"{flag} {path!r} does not exist")

@@ -1,0 +1,226 @@
+"""HTTPS: --ssl-* flags, static files and apps, ALPN, large files, certificate reload on SIGHUP.
+
+Certificates are made here, by ``trustme``, for 127.0.0.1.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import textwrap
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+import pytest
+
+trustme = pytest.importorskip("trustme")
+
+from server_helpers import (  # noqa: E402
+    CliProcess,
+    ConnectionClosed,
+    DocRoot,
+    RawConnection,
+    RawResponse,
+    port_from_url,
+)
+
+
+@pytest.fixture(scope="module")
+def ca() -> "trustme.CA":
+    return trustme.CA()
+
+
+def write_cert(ca, directory: Path, name: str, password: Optional[bytes] = None) -> Tuple[Path, Path]:
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = directory / f"{name}.pem", directory / f"{name}.key"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(certfile), append=True)
+    if password is None:
+        cert.private_key_pem.write_to_path(str(keyfile))
+    else:
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), None)
+        keyfile.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password),
+        ))
+    return certfile, keyfile
+
+
+def client_context(ca, alpn: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if alpn:
+        context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+class TlsConnection(RawConnection):
+    """RawConnection's response reader over a TLS socket."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, timeout: float = 5.0) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.buffer = bytearray()
+        self.eof = False
+
+    def serial(self) -> int:
+        der = self.sock.getpeercert(binary_form=True)
+        from cryptography import x509
+
+        return x509.load_der_x509_certificate(der).serial_number
+
+
+def served_serial(port: int, ca) -> int:
+    with TlsConnection(port, client_context(ca)) as conn:
+        return conn.serial()
+
+
+def start(tmp_path: Path, target: str, certfile: Path, keyfile: Path, *flags: str, cwd=None) -> Tuple[CliProcess, int]:
+    srv = CliProcess([target, "--port", "0", "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *flags],
+                     log_path=tmp_path / "server.log", cwd=cwd)
+    url = srv.wait_listening()
+    assert url.startswith("https://127.0.0.1:"), url
+    return srv, port_from_url(url)
+
+
+def test_static_files_over_tls_with_alpn(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
+    with srv, TlsConnection(port, client_context(ca)) as conn:
+        assert conn.sock.selected_alpn_protocol() == "http/1.1"
+        for name, body in [("/small.txt", docroot.small), ("/large.bin", docroot.large),
+                           ("/medium.bin", docroot.medium), ("/small.txt", docroot.small)]:
+            response = conn.exchange("GET", name)
+            assert (response.status, response.body) == (200, body), name
+        partial = conn.exchange("GET", "/large.bin", [("Range", "bytes=1000000-3999999")])
+        assert (partial.status, partial.body) == (206, docroot.large[1000000:4000000])
+
+
+def test_a_slow_reader_gets_a_large_file_whole_over_tls(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
+    with srv:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        raw.settimeout(5)
+        raw.connect(("127.0.0.1", port))
+        conn = TlsConnection.__new__(TlsConnection)
+        conn.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+        conn.buffer, conn.eof = bytearray(), False
+        with conn:
+            conn.request("GET", "/large.bin")
+            head = conn.read_head()
+            assert head.status == 200
+            time.sleep(0.3)  # let the server hit a full socket and wait for room
+            assert conn.read_exact(len(docroot.large)) == docroot.large
+
+
+APP = textwrap.dedent('''
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = ("%s %s" % (scope["scheme"], scope["path"])).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+''')
+
+
+def test_apps_over_tls_see_https(ca, tmp_path: Path) -> None:
+    (tmp_path / "tlsapp.py").write_text(APP)
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, "tlsapp:app", certfile, keyfile, cwd=tmp_path)
+    with srv, TlsConnection(port, client_context(ca)) as conn:
+        assert conn.exchange("GET", "/x").body == b"https /x"
+
+
+def test_plain_http_to_a_tls_port_gets_no_answer(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
+    with srv, RawConnection(port) as conn:
+        conn.send(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert docroot.small not in conn.read_to_eof()
+
+
+def test_encrypted_key_with_password(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--ssl-keyfile-password", "s3cret")
+    with srv, TlsConnection(port, client_context(ca)) as conn:
+        assert conn.exchange("GET", "/small.txt").status == 200
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ssl-keyfile-password", "wrong"], "cannot load the certificate"),
+    (["--ssl-ciphers", "NO-SUCH-CIPHER"], "TLS settings"),
+])
+def test_bad_tls_settings_are_one_line(ca, docroot: DocRoot, tmp_path: Path, flags, message) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
+    args = [str(docroot.root), "--port", "0", "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *flags]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        assert srv.wait_exit(10) == 2
+    lines = srv.output().strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_missing_certificate_does_not_exist(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--ssl-certfile", "nope.pem"], log_path=tmp_path / "log") as srv:
+        assert srv.wait_exit(10) == 2
+    assert "--ssl-certfile 'nope.pem' does not exist" in srv.output()
+
+
+def test_ciphers_are_applied(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--ssl-ciphers", "ECDHE+CHACHA20")
+    context = client_context(ca)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 suites are not set by a cipher list
+    with srv, TlsConnection(port, context) as conn:
+        assert "CHACHA20" in conn.sock.cipher()[0]
+
+
+def test_client_certificates_required(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile,
+                      "--ssl-ca-certs", str(ca_file), "--ssl-cert-reqs", "2")
+    with srv:
+        with pytest.raises((ssl.SSLError, ConnectionError, ConnectionClosed)):
+            with TlsConnection(port, client_context(ca)) as conn:
+                conn.exchange("GET", "/small.txt")  # TLS 1.3 reports the refusal on first read
+        context = client_context(ca)
+        ca.issue_cert("client@example.test").configure_cert(context)
+        with TlsConnection(port, context) as conn:
+            assert conn.exchange("GET", "/small.txt").status == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sighup_reloads_the_certificate_without_dropping_connections(ca, docroot: DocRoot, tmp_path: Path,
+                                                                     workers: str) -> None:
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    old_serial = ca_serial = None
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--workers", workers)
+    with srv:
+        old_serial = served_serial(port, ca)
+        kept = TlsConnection(port, client_context(ca))
+        assert kept.exchange("GET", "/small.txt").status == 200
+        new_cert, new_key = write_cert(ca, tmp_path, "next")
+        new_cert.replace(certfile)
+        new_key.replace(keyfile)
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            ca_serial = served_serial(port, ca)
+            if ca_serial != old_serial and srv.output().count("certificate reloaded") >= int(workers):
+                break
+            time.sleep(0.05)
+        assert ca_serial != old_serial, srv.output()
+        for _ in range(4):  # every worker serves the new one
+            assert served_serial(port, ca) == ca_serial
+        response: RawResponse = kept.exchange("GET", "/medium.bin")
+        assert (response.status, response.body) == (200, docroot.medium)
+        assert kept.serial() == old_serial
+        kept.close()
+        assert srv.proc.poll() is None
