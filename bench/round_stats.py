@@ -55,11 +55,15 @@ class RatioSummary:
             return cls(None, None, None, list(per_round))
         return cls(statistics.median(present), min(present), max(present), list(per_round))
 
-    def meets(self, target: Optional[float]) -> Optional[bool]:
-        """True/False against `target` (on the median only); None without a target or a value."""
+    def meets(self, target: Optional[float], at_most: bool = False) -> Optional[bool]:
+        """True/False against `target` (on the median only); None without a target or a value.
+
+        `target` is a floor (throughput: the median must reach it), or with `at_most` a ceiling
+        (latency: the median must not exceed it).
+        """
         if target is None or self.median is None:
             return None
-        return self.median >= target
+        return self.median <= target if at_most else self.median >= target
 
     def render(self) -> str:
         """`1.13x (0.95–1.30)`: the median, then the range of the per-round ratios."""

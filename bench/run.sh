@@ -35,6 +35,7 @@ ensure_system_packages() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v h2o >/dev/null || missing+=(h2o)
     command -v taskset >/dev/null || missing+=(util-linux)
     if [ "${#missing[@]}" -eq 0 ]; then
         return

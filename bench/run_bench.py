@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """fastserve's benchmark: fastserve next to the servers people would otherwise use, under wrk.
 
-Two groups of servers and scenarios, each with its own table and ratios:
-  static   static files: fastserve, nginx, uvicorn+Starlette's StaticFiles, and the drop-in
+Groups of servers and scenarios, each with its own tables and ratios:
+  static   static files: fastserve, nginx, h2o, uvicorn+Starlette's StaticFiles, and the drop-in
   asgi     a framework-less ASGI hello world (bench/apps/hello.py): fastserve, uvicorn, granian
+  memory   RSS per idle keep-alive connection (bench/idle_memory.py): fastserve, nginx, h2o,
+           uvicorn+Starlette
 
 All servers of a group run at once (idle ones cost nothing) and are measured in rounds: in each
 round, for each scenario, wrk runs against each server in turn, the order rotating every round.
@@ -13,7 +15,8 @@ where the two measurements were seconds apart, with the range of those per-round
 Next to req/s the table shows req/CPU-s: requests answered per second of CPU the server's
 processes used during the run (user + system, from /proc). With one wrk thread, a server
 that answers fast enough leaves wrk's own CPU as the limit; req/s then stops telling such
-servers apart, while req/CPU-s still shows which one does less work per request.
+servers apart, while req/CPU-s still shows which one does less work per request. A second
+table per group gives the latency distribution (p50/p90/p99/p99.9) and wrk's timeouts.
 
 Run through ``bash bench/run.sh``, which installs everything first. Standard library only, so
 any Python 3.9+ can drive it; the servers themselves run from the interpreters named below.
@@ -23,7 +26,8 @@ Environment:
   UVICORN_PYTHON     interpreter with uvicorn[standard] + starlette (+ fastserve for the drop-in)
                      (default bench/.venv-uvicorn)
   GRANIAN_PYTHON     interpreter with granian[uvloop] (default bench/.venv-granian)
-  BENCH_GROUPS       comma-separated subset of groups to run: static, asgi (default: both)
+  BENCH_GROUPS       comma-separated subset of groups to run: static, asgi, memory
+                     (default: all three)
   BENCH_ROUNDS       rounds; each round measures every scenario on every server (default 3)
   BENCH_DURATION     seconds of one measured wrk run (default 5)
   BENCH_WARMUP       seconds of unmeasured wrk load before a (server, scenario)'s first run
@@ -33,6 +37,7 @@ Environment:
   BENCH_SCENARIOS    comma-separated subset of scenarios to run, in any group (default: all)
   BENCH_SERVER_CPU   CPU the server is pinned to (default 0)
   BENCH_CLIENT_CPU   CPU wrk is pinned to (default 1)
+  BENCH_IDLE_CONNECTIONS  idle connections the memory group opens per server (default 5000)
 """
 from __future__ import annotations
 
@@ -50,18 +55,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from idle_memory import IdleMemory, measure_idle_memory, session_processes
 from round_stats import RatioSummary, median_of, per_round_ratios, rotated
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 WRK_THREADS = 1
-WRK_CONNECTIONS = 64
+WRK_CONNECTIONS = 64  # per scenario unless it says otherwise (Scenario.connections)
 WRK_TIMEOUT_S = 10
+LATENCY_SCRIPT = BENCH_DIR / "latency.lua"  # makes wrk print p99.9 too
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 MIB = 1024 * 1024
@@ -86,6 +93,7 @@ class Settings:
     groups: Optional[list[str]] = None
     granian_python: str = str(BENCH_DIR / ".venv-granian" / "bin" / "python")
     rounds: int = 3
+    idle_connections: int = 5000  # the memory group's idle connections per server
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -112,6 +120,7 @@ class Settings:
                 "GRANIAN_PYTHON", str(BENCH_DIR / ".venv-granian" / "bin" / "python")
             ),
             rounds=positive_int("BENCH_ROUNDS", "3"),
+            idle_connections=positive_int("BENCH_IDLE_CONNECTIONS", "5000"),
         )
 
 
@@ -137,6 +146,7 @@ class Scenario:
     expected_length: Optional[int]  # body bytes a GET returns; None when not checked
     conditional: bool = False  # send If-None-Match with the server's own ETag
     expected_body: Optional[str] = None  # the exact body (UTF-8) when it is checked too
+    connections: int = WRK_CONNECTIONS  # keep-alive connections wrk holds open
 
 
 SMALL_SIZE = 1024
@@ -144,6 +154,8 @@ INDEX_HTML = b"<!doctype html>\n<title>fastserve bench</title>\n<p>directory ind
 
 SCENARIOS = [
     Scenario("1k", "/small.txt", 200, SMALL_SIZE),
+    # Many clients on one core: does every connection get its turn (p99, p99.9, timeouts)?
+    Scenario("1k-c1024", "/small.txt", 200, SMALL_SIZE, connections=1024),
     Scenario("64k", "/64k.bin", 200, 64 * 1024),
     Scenario("10m", "/10m.bin", 200, 10 * MIB),
     Scenario("304", "/small.txt", 304, 0, conditional=True),
@@ -190,20 +202,22 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
         ]  # fmt: skip
 
     nginx_conf = run_dir / "nginx.conf"
+    h2o_conf = run_dir / "h2o.conf"
 
     def write_nginx_conf(port: int) -> None:
-        template = (BENCH_DIR / "nginx.conf.template").read_text()
-        values = {"@RUN_DIR@": str(run_dir), "@DOC_ROOT@": str(doc_root), "@PORT@": str(port)}
-        for token, value in values.items():
-            template = template.replace(token, value)
-        leftover = re.findall(r"@[A-Z_]+@", template)
-        if leftover:
-            raise RuntimeError(f"nginx.conf.template has unfilled tokens: {leftover}")
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (run_dir / "nginx-tmp" / sub).mkdir(parents=True, exist_ok=True)
-        nginx_conf.write_text(template)
+        fill_template("nginx.conf.template", nginx_conf, run_dir, doc_root, port)
+
+    def write_h2o_conf(port: int) -> None:
+        fill_template("h2o.conf.template", h2o_conf, run_dir, doc_root, port)
+        if os.geteuid() == 0:
+            # Started as root without `user`, h2o drops to nobody; nginx's config says `user root`
+            # too. (As anyone else, h2o must not be given a user: it could not switch.)
+            h2o_conf.write_text("user: root\n" + h2o_conf.read_text())
 
     nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    h2o_binary = shutil.which("h2o") or "/usr/bin/h2o"
     return [
         ServerSpec(
             "fastserve",
@@ -223,6 +237,12 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
             prepare=write_nginx_conf,
         ),
         ServerSpec(
+            "h2o",
+            lambda port: [h2o_binary, "-c", str(h2o_conf)],
+            all_names,
+            prepare=write_h2o_conf,
+        ),
+        ServerSpec(
             "uvicorn+starlette",
             uvicorn_command("bench.apps.starlette_static:app"),
             all_names,
@@ -235,6 +255,17 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
             env=uvicorn_env,
         ),
     ]
+
+
+def fill_template(name: str, destination: Path, run_dir: Path, doc_root: Path, port: int) -> None:
+    """Write bench/<name> to `destination` with its @RUN_DIR@, @DOC_ROOT@ and @PORT@ filled in."""
+    text = (BENCH_DIR / name).read_text()
+    for token, value in {"@RUN_DIR@": str(run_dir), "@DOC_ROOT@": str(doc_root), "@PORT@": str(port)}.items():
+        text = text.replace(token, value)
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise RuntimeError(f"{name} has unfilled tokens: {leftover}")
+    destination.write_text(text)
 
 
 # --------------------------------------------------------------------------- the ASGI group
@@ -411,10 +442,19 @@ class WrkResult:
     requests_per_cpu_second: Optional[float] = None
     # share of one CPU that wrk itself used during the run; None when not taken
     client_cpu_share: Optional[float] = None
+    # the rest of the latency distribution; None when wrk did not print it
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    p999_ms: Optional[float] = None
 
     @property
     def socket_error_total(self) -> int:
         return sum(self.socket_errors.values())
+
+    @property
+    def timeouts(self) -> int:
+        """Responses slower than wrk's --timeout: counted here, left out of the percentiles."""
+        return self.socket_errors.get("timeout", 0)
 
 
 _TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -422,27 +462,39 @@ _BINARY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def parse_wrk_output(text: str) -> WrkResult:
-    """Pull the numbers out of `wrk --latency` output (binary units: wrk's MB is MiB)."""
+    """Pull the numbers out of `wrk --latency` output (binary units: wrk's MB is MiB).
+
+    p50, p90 and p99 come from wrk's latency table; p99.9 from the lines bench/latency.lua
+    adds ("latency-percentile 99.9 <microseconds>"), None without them.
+    """
 
     def find(pattern: str) -> Optional[re.Match[str]]:
         return re.search(pattern, text, re.MULTILINE)
 
+    def percentile_ms(label: str) -> Optional[float]:
+        found = find(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+        return float(found.group(1)) * _TIME_UNITS_MS[found.group(2)] if found else None
+
     rps = find(r"^Requests/sec:\s+([\d.]+)")
     transfer = find(r"^Transfer/sec:\s+([\d.]+)([KMGT]?)B")
-    p99 = find(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+    p99 = percentile_ms("99")
     total = find(r"^\s*(\d+) requests in ")
-    if not (rps and transfer and p99 and total):
+    if not (rps and transfer and p99 is not None and total):
         raise ValueError("unrecognised wrk output:\n" + text)
+    p999 = find(r"^latency-percentile 99\.9 (\d+)$")
     sockets = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
     non_ok = find(r"Non-2xx or 3xx responses: (\d+)")
     socket_counts = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
     return WrkResult(
         requests_per_sec=float(rps.group(1)),
         mib_per_sec=float(transfer.group(1)) * _BINARY_UNITS[transfer.group(2)] / MIB,
-        p99_ms=float(p99.group(1)) * _TIME_UNITS_MS[p99.group(2)],
+        p99_ms=p99,
         requests=int(total.group(1)),
         non_2xx_3xx=int(non_ok.group(1)) if non_ok else 0,
         socket_errors=dict(zip(("connect", "read", "write", "timeout"), socket_counts)),
+        p50_ms=percentile_ms("50"),
+        p90_ms=percentile_ms("90"),
+        p999_ms=int(p999.group(1)) / 1000 if p999 else None,
     )
 
 
@@ -451,18 +503,8 @@ def session_cpu_seconds(session_id: int) -> float:
 
     Each server starts in a session of its own, so this covers a master and its workers.
     """
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(os.path.join(entry.path, "stat")) as stat:
-                # after "pid (comm)": state ppid pgrp session ... utime(14th) stime(15th)
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session_id:
-            ticks += int(fields[11]) + int(fields[12])
+    # after "pid (comm)": state ppid pgrp session ... utime(14th) stime(15th)
+    ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in session_processes(session_id))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -472,10 +514,12 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: int) -> str:
+def run_wrk(settings: Settings, url: str, headers: dict[str, str], duration_s: int,
+            connections: int = WRK_CONNECTIONS) -> str:
     command = [
         "taskset", "-c", settings.client_cpu, "wrk",
-        f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration_s}s", "--latency",
+        f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration_s}s", "--latency",
+        "-s", str(LATENCY_SCRIPT),
         # 64 connections each pulling 10 MiB at once take longer than wrk's default 2 s.
         f"--timeout={WRK_TIMEOUT_S}s",
     ]  # fmt: skip
@@ -517,7 +561,8 @@ class ScenarioOutcome:
             for kind, count in r.socket_errors.items():
                 socket_errors[kind] = socket_errors.get(kind, 0) + count
         # A round that completed no request has no latency to speak of.
-        p99 = median_of([r.p99_ms for r in measured if r.requests])
+        answered = [r for r in measured if r.requests]
+        p99 = median_of([r.p99_ms for r in answered])
         return WrkResult(
             requests_per_sec=median_of([r.requests_per_sec for r in measured]) or 0.0,
             mib_per_sec=median_of([r.mib_per_sec for r in measured]) or 0.0,
@@ -528,6 +573,9 @@ class ScenarioOutcome:
             requests_per_cpu_second=median_of(
                 [r.requests_per_cpu_second for r in measured if r.requests_per_cpu_second is not None]
             ),
+            p50_ms=median_of([r.p50_ms for r in answered]),
+            p90_ms=median_of([r.p90_ms for r in answered]),
+            p999_ms=median_of([r.p999_ms for r in answered]),
         )
 
     def client_bound_rounds(self) -> list[int]:
@@ -636,12 +684,14 @@ def measure(target: Target, settings: Settings, round_index: int) -> None:
     result: Optional[WrkResult] = None
     try:
         if not target.warmed_up and settings.warmup_s > 0:
-            run_wrk(settings, target.url, target.headers, settings.warmup_s)
+            run_wrk(settings, target.url, target.headers, settings.warmup_s, target.scenario.connections)
         target.warmed_up = True
         session_id = target.server.process.pid
         cpu_before = session_cpu_seconds(session_id)
         client_before = children_cpu_seconds()
-        result = parse_wrk_output(run_wrk(settings, target.url, target.headers, settings.duration_s))
+        result = parse_wrk_output(
+            run_wrk(settings, target.url, target.headers, settings.duration_s, target.scenario.connections)
+        )
         result.client_cpu_share = (children_cpu_seconds() - client_before) / settings.duration_s
         cpu_used = session_cpu_seconds(session_id) - cpu_before
         if cpu_used > 0:
@@ -723,23 +773,37 @@ class RatioSpec:
     numerator: str
     denominator: str
     scenario: str
-    metric: str  # "requests_per_sec", "mib_per_sec" or "requests_per_cpu_second"
+    metric: str  # "requests_per_sec", "mib_per_sec", "requests_per_cpu_second" or "p99_ms"
     target: Optional[float]
+    at_most: bool = False  # the target is a ceiling (latency), not a floor
 
 
-FASTSERVE, NGINX, UVICORN, DROPIN = "fastserve", "nginx", "uvicorn+starlette", "uvicorn+fastserve.StaticFiles"
-RPS, MIBS, RPCPU = "requests_per_sec", "mib_per_sec", "requests_per_cpu_second"
+FASTSERVE, NGINX, H2O = "fastserve", "nginx", "h2o"
+UVICORN, DROPIN = "uvicorn+starlette", "uvicorn+fastserve.StaticFiles"
+RPS, MIBS, RPCPU, P99 = "requests_per_sec", "mib_per_sec", "requests_per_cpu_second", "p99_ms"
 
 RATIOS = [
     RatioSpec(FASTSERVE, NGINX, "1k", RPS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "304", RPS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "404", RPS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "1k", RPCPU, None),
-    RatioSpec(FASTSERVE, NGINX, "304", RPCPU, None),
+    RatioSpec(FASTSERVE, NGINX, "304", RPCPU, 1.15),
     RatioSpec(FASTSERVE, NGINX, "404", RPCPU, None),
     RatioSpec(FASTSERVE, NGINX, "index", RPS, None),
-    RatioSpec(FASTSERVE, NGINX, "64k", RPS, None),
+    RatioSpec(FASTSERVE, NGINX, "64k", MIBS, 1.0),
     RatioSpec(FASTSERVE, NGINX, "10m", MIBS, 0.8),
+    RatioSpec(FASTSERVE, NGINX, "1k-c1024", P99, 1.5, at_most=True),
+    RatioSpec(FASTSERVE, NGINX, "1k", P99, None),
+    RatioSpec(FASTSERVE, NGINX, "64k", P99, None),
+    RatioSpec(FASTSERVE, H2O, "1k", RPS, None),
+    RatioSpec(FASTSERVE, H2O, "304", RPS, None),
+    RatioSpec(FASTSERVE, H2O, "404", RPS, None),
+    RatioSpec(FASTSERVE, H2O, "1k", RPCPU, None),
+    RatioSpec(FASTSERVE, H2O, "304", RPCPU, None),
+    RatioSpec(FASTSERVE, H2O, "404", RPCPU, 1.0),
+    RatioSpec(FASTSERVE, H2O, "64k", MIBS, None),
+    RatioSpec(FASTSERVE, H2O, "10m", MIBS, None),
+    RatioSpec(FASTSERVE, H2O, "1k-c1024", P99, 1.5, at_most=True),
     RatioSpec(FASTSERVE, UVICORN, "1k", RPS, 20.0),
     RatioSpec(DROPIN, UVICORN, "1k", RPS, 3.0),
 ]
@@ -749,6 +813,7 @@ ASGI_RATIOS = [
     RatioSpec(FASTSERVE, "granian", "hello", RPS, 1.1),
     RatioSpec(FASTSERVE, "uvicorn", "hello", RPCPU, None),
     RatioSpec(FASTSERVE, "granian", "hello", RPCPU, None),
+    RatioSpec(FASTSERVE, "granian", "hello", P99, 1.5, at_most=True),
 ]
 
 
@@ -787,7 +852,7 @@ def compute_ratios(outcomes: dict[str, ServerOutcome], specs: Optional[list[Rati
             "min": summary.low,
             "max": summary.high,
             "per_round": summary.per_round,
-            "met": summary.meets(spec.target),
+            "met": summary.meets(spec.target, spec.at_most),
         })  # fmt: skip
     return rows
 
@@ -805,20 +870,120 @@ class BenchGroup:
     ratios: list[RatioSpec]
     build_specs: Callable[[Settings, Path], list[ServerSpec]]  # (settings, run dir) -> servers
     prepare: Optional[Callable[[Path], None]] = None  # run dir -> None, once, before its servers
+    # (plan, settings, run dir) -> outcome, for a group measured otherwise than by wrk in rounds
+    measure: Optional[Callable[["GroupPlan", Settings, Path], "GroupOutcome"]] = None
 
 
 def static_group_specs(settings: Settings, run_dir: Path) -> list[ServerSpec]:
     return server_specs(settings, run_dir, run_dir / "www")
 
 
+def write_document_root(run_dir: Path) -> None:
+    """The static files, once per run (the static and memory groups share them)."""
+    if not (run_dir / "www").exists():
+        make_document_root(run_dir / "www")
+
+
+# --------------------------------------------------------------------------- the memory group
+
+IDLE_SCENARIOS = [Scenario("idle", "/small.txt", 200, SMALL_SIZE)]
+IDLE_TIME_LIMIT_S = 45.0  # to open one server's connections; its keep-alive timeout is longer
+# Servers whose default keep-alive timeout (5 s) is shorter than the step get this one.
+IDLE_KEEPALIVE_FLAGS = {
+    FASTSERVE: ["--keepalive-timeout", "120"],
+    UVICORN: ["--timeout-keep-alive", "120"],
+}  # nginx and h2o keep an idle connection 65 s (their templates)
+
+
+def memory_group_specs(settings: Settings, run_dir: Path) -> list[ServerSpec]:
+    """fastserve, nginx, h2o and uvicorn+Starlette as in the static group, idle clients kept."""
+    specs = []
+    for spec in static_group_specs(settings, run_dir):
+        if spec.name not in (FASTSERVE, NGINX, H2O, UVICORN):
+            continue
+        flags = IDLE_KEEPALIVE_FLAGS.get(spec.name, [])
+        specs.append(replace(
+            spec,
+            build_command=lambda port, build=spec.build_command, flags=flags: [*build(port), *flags],
+            scenario_names=[s.name for s in IDLE_SCENARIOS],
+        ))  # fmt: skip
+    return specs
+
+
+def measure_memory_group(plan: "GroupPlan", settings: Settings, run_dir: Path) -> "GroupOutcome":
+    """Every server started at once; then, one at a time, its idle connections are measured."""
+    scenario = plan.scenarios[0]
+    outcomes = [ServerOutcome(spec.name, "ok", planned=[scenario.name]) for spec in plan.specs]
+    idle: dict[str, IdleMemory] = {}
+    servers: dict[str, RunningServer] = {}
+    try:
+        servers = start_servers(plan.specs, outcomes, settings, run_dir)
+        for outcome in outcomes:
+            if outcome.status != "ok":
+                continue
+            server = servers[outcome.name]
+            try:
+                problems = check_response(scenario, server.port, {})
+            except OSError as exc:
+                problems = [f"{type(exc).__name__}: {exc}"]
+            if problems:
+                outcome.fail("; ".join(problems))
+                continue
+            print(f"[bench] {outcome.name}: {settings.idle_connections} idle connections",
+                  file=sys.stderr, flush=True)
+            idle[outcome.name] = measure_idle_memory(
+                server.process.pid, HOST, server.port, scenario.path, settings.idle_connections,
+                IDLE_TIME_LIMIT_S,
+            )  # fmt: skip
+            if server.process.poll() is not None:
+                outcome.fail(f"died while holding idle connections\n{log_tail(server.log_path)}")
+    finally:
+        for server in servers.values():
+            server.stop()
+    return GroupOutcome(plan.group, plan.scenarios, outcomes, [], idle_memory=idle)
+
+
+IDLE_TARGET_BYTES = 2048  # fastserve's target: at most 2 KiB per idle connection
+
+
+def render_idle_memory(outcomes: list[ServerOutcome], idle: dict[str, IdleMemory]) -> str:
+    """One row per server: connections held, RSS before and after, growth per connection."""
+    lines = [f"{'server':<20} {'opened':>7} {'still open':>10} {'RSS before':>11} {'RSS after':>10} "
+             f"{'per connection':>15} {'opening took':>12}"]
+    for outcome in outcomes:
+        result = idle.get(outcome.name)
+        if result is None:
+            lines.append(f"{outcome.name:<20} {'failed':>7}")
+            continue
+        per = result.per_connection
+        lines.append(
+            f"{outcome.name:<20} {result.opened:>7} {result.still_open:>10} "
+            f"{result.rss_before / MIB:>7.1f} MiB {result.rss_after / MIB:>6.1f} MiB "
+            f"{'-' if per is None else f'{per / 1024:.2f} KiB':>15} {result.seconds:>11.1f}s"
+        )
+    fastserve = idle.get(FASTSERVE)
+    if fastserve is not None and fastserve.per_connection is not None:
+        verdict = "met" if fastserve.per_connection <= IDLE_TARGET_BYTES else "MISSED"
+        lines.append(f"target (fastserve): at most {IDLE_TARGET_BYTES // 1024} KiB per idle connection: {verdict}")
+    for name, result in idle.items():
+        if result.error:
+            lines.append(f"{name}: opened {result.opened} of {result.connections}: {result.error}")
+        if result.still_open < result.opened:
+            lines.append(f"{name}: closed {result.opened - result.still_open} idle connections during the step")
+    return "\n".join(lines)
+
+
 GROUPS = [
     BenchGroup(
-        "static", "static files", SCENARIOS, RATIOS, static_group_specs,
-        prepare=lambda run_dir: make_document_root(run_dir / "www"),
+        "static", "static files", SCENARIOS, RATIOS, static_group_specs, prepare=write_document_root,
     ),  # fmt: skip
     BenchGroup(
         "asgi", "ASGI hello world", ASGI_SCENARIOS, ASGI_RATIOS,
         lambda settings, _run_dir: asgi_server_specs(settings),
+    ),  # fmt: skip
+    BenchGroup(
+        "memory", "memory per idle keep-alive connection", IDLE_SCENARIOS, [], memory_group_specs,
+        prepare=write_document_root, measure=measure_memory_group,
     ),  # fmt: skip
 ]
 
@@ -837,6 +1002,7 @@ class GroupOutcome:
     servers: list[ServerOutcome]
     ratios: list[dict]
     orders: dict[str, list[list[str]]] = field(default_factory=dict)  # scenario -> order per round
+    idle_memory: Optional[dict[str, IdleMemory]] = None  # the memory group's results, by server
 
 
 def check_known(names: Optional[list[str]], known: set[str], what: str) -> None:
@@ -870,6 +1036,8 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
     print(f"[bench] group {plan.group.name}: {plan.group.title}", file=sys.stderr, flush=True)
     if plan.group.prepare:
         plan.group.prepare(run_dir)
+    if plan.group.measure is not None:
+        return plan.group.measure(plan, settings, run_dir)
     run = bench_servers(plan.specs, settings, run_dir, plan.scenarios)
     ratios = compute_ratios({o.name: o for o in run.servers}, plan.group.ratios)
     return GroupOutcome(plan.group, plan.scenarios, run.servers, ratios, run.orders)
@@ -878,26 +1046,57 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
 # --------------------------------------------------------------------------- report
 
 
-def fmt_cell(outcome: ServerOutcome, scenario: Scenario) -> list[str]:
-    if scenario.name not in outcome.planned:
-        return ["-", "", "", "", ""]
-    scenario_outcome = outcome.scenarios.get(scenario.name)
-    if scenario_outcome is None:  # the server failed before reaching this scenario
-        return ["failed", "", "", "", ""]
-    r = scenario_outcome.summary
-    if r is None:
-        return ["failed", "", "", "", ""]
+def fmt_ms(value: Optional[float]) -> str:
+    """A latency: two decimals under 10 ms, one under a second, whole milliseconds above."""
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.2f}ms"
+    return f"{value:.1f}ms" if value < 1000 else f"{value:,.0f}ms"
+
+
+def table_cell(values: Callable[[ScenarioOutcome, WrkResult, Scenario], list[str]]
+               ) -> Callable[[ServerOutcome, Scenario], list[str]]:
+    """A table's cell function: `values` for a measured (server, scenario), else "-" or "failed"."""
+
+    def cell(outcome: ServerOutcome, scenario: Scenario) -> list[str]:
+        if scenario.name not in outcome.planned:
+            return ["-", "", "", "", ""]
+        scenario_outcome = outcome.scenarios.get(scenario.name)
+        if scenario_outcome is None or scenario_outcome.summary is None:  # failed before or during it
+            return ["failed", "", "", "", ""]
+        return values(scenario_outcome, scenario_outcome.summary, scenario)
+
+    return cell
+
+
+@table_cell
+def fmt_cell(scenario_outcome: ScenarioOutcome, r: WrkResult, scenario: Scenario) -> list[str]:
     errors = str(scenario_outcome.error_count(scenario))
     if scenario_outcome.problems:
         errors += "!"
-    p99 = f"{r.p99_ms:.2f}ms" if r.requests else "-"
+    p99 = fmt_ms(r.p99_ms) if r.requests else "-"
     per_cpu = "-" if r.requests_per_cpu_second is None else f"{r.requests_per_cpu_second:,.0f}"
     return [f"{r.requests_per_sec:,.0f}", per_cpu, f"{r.mib_per_sec:,.1f}", p99, errors]
 
 
-def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> str:
-    sub_headers = ["req/s", "req/CPU-s", "MiB/s", "p99", "errors"]
-    widths = [10, 10, 9, 10, 7]
+@table_cell
+def fmt_latency_cell(_outcome: ScenarioOutcome, r: WrkResult, _scenario: Scenario) -> list[str]:
+    """p50, p90, p99, p99.9 (medians over rounds) and wrk's timeouts (total over rounds)."""
+    if not r.requests:
+        return ["-", "-", "-", "-", str(r.timeouts)]
+    return [fmt_ms(r.p50_ms), fmt_ms(r.p90_ms), fmt_ms(r.p99_ms), fmt_ms(r.p999_ms), str(r.timeouts)]
+
+
+# (sub-headers, widths) of the two tables of a group
+THROUGHPUT_COLUMNS = (["req/s", "req/CPU-s", "MiB/s", "p99", "errors"], [10, 10, 9, 10, 7])
+LATENCY_COLUMNS = (["p50", "p90", "p99", "p99.9", "timeouts"], [9, 9, 9, 10, 8])
+
+
+def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario],
+                 cell: Callable[[ServerOutcome, Scenario], list[str]] = fmt_cell,
+                 columns: tuple[list[str], list[int]] = THROUGHPUT_COLUMNS) -> str:
+    sub_headers, widths = columns
     group_width = sum(widths) + len(widths) - 1
     lines = [
         "scenario | " + " | ".join(o.name[:group_width].ljust(group_width) for o in outcomes),
@@ -907,7 +1106,7 @@ def render_table(outcomes: list[ServerOutcome], scenarios: list[Scenario]) -> st
     for scenario in scenarios:
         cells = []
         for outcome in outcomes:
-            values = fmt_cell(outcome, scenario)
+            values = cell(outcome, scenario)
             cells.append(" ".join(v.rjust(w) for v, w in zip(values, widths)))
         lines.append(f"{scenario.name:<8} | " + " | ".join(cells))
     return "\n".join(lines)
@@ -917,13 +1116,15 @@ def render_ratios(ratios: list[dict]) -> str:
     lines = [f"{'ratio':<50} {'scenario':<9} {'metric':<9} {'median (min-max per round)':>26}  target"]
     for row in ratios:
         label = f"{row['numerator']} / {row['denominator']}"
-        metric = {RPS: "req/s", MIBS: "MiB/s", RPCPU: "req/CPU-s"}[row["metric"]]
+        metric = {RPS: "req/s", MIBS: "MiB/s", RPCPU: "req/CPU-s", P99: "p99"}[row["metric"]]
         value = RatioSummary(row["value"], row["min"], row["max"], row["per_round"]).render()
         if row["target"] is None:
             target = "(no target)"
         else:
             verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
-            target = f">={row['target']:.1f}x {verdict}"
+            bound = "<=" if row.get("at_most") else ">="
+            places = 1 if round(row["target"], 1) == row["target"] else 2
+            target = f"{bound}{row['target']:.{places}f}x {verdict}"
         lines.append(f"{label:<50} {row['scenario']:<9} {metric:<9} {value:>26}  {target}")
     return "\n".join(lines)
 
@@ -1002,36 +1203,39 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
             "mib_per_sec": summary.mib_per_sec,
             "p99_ms": summary.p99_ms,
             "requests_per_cpu_second": summary.requests_per_cpu_second,
+            "p50_ms": summary.p50_ms,
+            "p90_ms": summary.p90_ms,
+            "p999_ms": summary.p999_ms,
         }  # fmt: skip
         record["total"] = None if summary is None else {
             "requests": summary.requests,
             "non_2xx_3xx": summary.non_2xx_3xx,
             "socket_errors": summary.socket_errors,
+            "timeouts": summary.timeouts,
             "errors": scenario_outcome.error_count(scenario),
         }  # fmt: skip
         return record
 
+    def server_record(group: GroupOutcome, o: ServerOutcome) -> dict:
+        record = {"status": o.status, "planned": o.planned, "command": o.command, "error": o.error}
+        if group.idle_memory is not None:
+            idle = group.idle_memory.get(o.name)
+            record["idle"] = None if idle is None else {**asdict(idle), "per_connection_bytes": idle.per_connection}
+        else:
+            record["scenarios"] = {
+                s.name: scenario_record(s, o.scenarios[s.name]) for s in group.scenarios if s.name in o.scenarios
+            }
+        return record
+
     def group_record(group: GroupOutcome) -> dict:
-        return {
+        record = {
             "title": group.group.title,
             "scenarios": [asdict(s) for s in group.scenarios],
-            "servers": {
-                o.name: {
-                    "status": o.status,
-                    "planned": o.planned,
-                    "command": o.command,
-                    "error": o.error,
-                    "scenarios": {
-                        s.name: scenario_record(s, o.scenarios[s.name])
-                        for s in group.scenarios
-                        if s.name in o.scenarios
-                    },
-                }
-                for o in group.servers
-            },
-            "round_orders": group.orders,
-            "ratios": group.ratios,
+            "servers": {o.name: server_record(group, o) for o in group.servers},
         }
+        if group.idle_memory is None:
+            record.update(round_orders=group.orders, ratios=group.ratios)
+        return record
 
     document = {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -1041,7 +1245,9 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
             "wrk_threads": WRK_THREADS,
-            "wrk_connections": WRK_CONNECTIONS,
+            "wrk_connections": WRK_CONNECTIONS,  # unless groups.*.scenarios[].connections says otherwise
+            "wrk_timeout_s": WRK_TIMEOUT_S,
+            "idle_connections": settings.idle_connections,
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
         },
@@ -1065,9 +1271,17 @@ def select(items: list, names: Optional[list[str]], what: str) -> list:
 def render_group(group: GroupOutcome) -> str:
     """One group's section of the report: its table, its ratios, and its notes."""
     shown = [o for o in group.servers if o.status != "skipped"]
+    title = f"== {group.group.title} (BENCH_GROUPS={group.group.name})"
+    if group.idle_memory is not None:
+        parts = [title, render_idle_memory(shown, group.idle_memory)]
+        notes = render_notes(group.servers)
+        return "\n\n".join(parts + (["notes:\n" + notes] if notes else []))
     parts = [
-        f"== {group.group.title} (BENCH_GROUPS={group.group.name})",
+        title,
         render_table(shown, group.scenarios),
+        "latency: percentiles are medians over rounds; timeouts (responses slower than "
+        f"{WRK_TIMEOUT_S}s, left out of the percentiles) are totals\n"
+        + render_table(shown, group.scenarios, fmt_latency_cell, LATENCY_COLUMNS),
         render_ratios(group.ratios),
     ]
     notes = render_notes(group.servers)
@@ -1076,11 +1290,47 @@ def render_group(group: GroupOutcome) -> str:
     return "\n\n".join(parts)
 
 
+def wrk_legend(settings: Settings, scenarios: list[Scenario]) -> str:
+    """What the wrk groups' tables and ratios show."""
+    others = [f"-c{s.connections} in {s.name}" for s in scenarios if s.connections != WRK_CONNECTIONS]
+    return "\n".join([
+        f"{settings.rounds} rounds of wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS}"
+        f"{' (' + ', '.join(others) + ')' if others else ''} -d{settings.duration_s}s --latency "
+        f"per server and scenario (warm-up {settings.warmup_s}s before the first); "
+        f"servers on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}",
+        "req/s, MiB/s, p50..p99.9 = median over rounds; errors = total over rounds of socket errors "
+        "+ non-2xx/3xx answers (404s not counted in the 404 row); '!' = see notes",
+        "ratio = median of the ratios taken within each round (min-max of those in brackets);",
+        "a target is met when the median meets it (<=: for latency, when it does not exceed it)",
+    ])  # fmt: skip
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Let this process, and what it starts (wrk, the servers), hold `wanted` descriptors.
+
+    Raises the soft limit (and the hard one, where allowed); returns the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError):  # not allowed to raise the hard limit: go as far as it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def main() -> int:
     settings = Settings.from_env()
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: run bench/run.sh, which installs it")
+    # Descriptors for the busiest scenario's (or the memory group's) connections, plus the rest.
+    wanted = max([s.connections for group in GROUPS for s in group.scenarios] + [settings.idle_connections]) + 1024
+    limit = raise_open_file_limit(wanted)
+    if limit < wanted:
+        print(f"[bench] open-file limit is {limit}, under the {wanted} the largest scenario needs; "
+              "its servers may refuse connections", file=sys.stderr, flush=True)
 
     run_dir = Path(tempfile.mkdtemp(prefix="fastserve-bench-"))
     try:
@@ -1090,16 +1340,14 @@ def main() -> int:
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    print()
-    print(
-        f"{settings.rounds} rounds of wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{settings.duration_s}s --latency "
-        f"per server and scenario (warm-up {settings.warmup_s}s before the first); "
-        f"servers on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}"
-    )
-    print("req/s, MiB/s, p99 = median over rounds; errors = total over rounds of socket errors + non-2xx/3xx")
-    print("answers (404s not counted in the 404 row); '!' = see notes")
-    print("ratio = median of the ratios taken within each round (min-max of those in brackets);")
-    print("a target is met when the median meets it")
+    wrk_plans = [plan for plan in plans if plan.group.measure is None]
+    if wrk_plans:
+        print()
+        print(wrk_legend(settings, [s for plan in wrk_plans for s in plan.scenarios]))
+    if len(wrk_plans) < len(plans):
+        print()
+        print(f"memory: RSS of the server's processes before and after opening {settings.idle_connections} "
+              "keep-alive connections that each had one GET /small.txt answered and then stay quiet")
     for group in groups:
         print()
         print(render_group(group))

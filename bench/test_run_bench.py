@@ -9,20 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench  # noqa: E402
 from apps.hello import app as hello_app  # noqa: E402
+from idle_memory import IdleMemory, measure_idle_memory, open_idle_connections  # noqa: E402
 from round_stats import RatioSummary, median_of, per_round_ratios, rotated  # noqa: E402
 from run_bench import (  # noqa: E402
     ASGI_RATIOS,
@@ -66,6 +70,10 @@ Running 2s test @ http://127.0.0.1:8080/missing
   Non-2xx or 3xx responses: 83764
 Requests/sec:  41882.00
 Transfer/sec:      6.25MB
+latency-percentile 50 1480
+latency-percentile 90 1790
+latency-percentile 99 850
+latency-percentile 99.9 12345
 """
 
 
@@ -77,6 +85,32 @@ def test_parse_wrk_output_reads_every_number() -> None:
     assert result.requests == 83764
     assert result.non_2xx_3xx == 83764
     assert result.socket_errors == {"connect": 0, "read": 3, "write": 0, "timeout": 2}
+    assert result.timeouts == 2
+    assert (result.p50_ms, result.p90_ms) == (pytest.approx(1.48), pytest.approx(1.79))
+    assert result.p999_ms == pytest.approx(12.345)  # from bench/latency.lua's line
+
+
+def test_parse_wrk_output_without_the_latency_script_has_no_p999() -> None:
+    text = "\n".join(line for line in WRK_OUTPUT.splitlines() if not line.startswith("latency-percentile"))
+    result = parse_wrk_output(text)
+    assert result.p999_ms is None and result.p99_ms == pytest.approx(0.85)
+
+
+def test_latency_script_prints_the_percentiles_the_parser_reads(tmp_path: Path) -> None:
+    """wrk runs bench/latency.lua's `done` and prints p99.9 next to its own table."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Answer", (_FixedAnswer,), {"body": b"x" * 100}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = _settings()
+        text = run_bench.run_wrk(settings, f"http://127.0.0.1:{server.server_address[1]}/", {}, 1, connections=4)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "4 connections" in text
+    result = parse_wrk_output(text)
+    assert result.requests > 0 and result.p999_ms is not None
+    assert result.p50_ms is not None and result.p50_ms <= result.p99_ms <= result.p999_ms + 0.01
 
 
 def test_parse_wrk_output_converts_units() -> None:
@@ -332,9 +366,47 @@ def test_asgi_ratios_compare_fastserve_with_uvicorn_and_granian() -> None:
 
 def test_static_ratios_stay_the_default() -> None:
     outcomes = {"fastserve": ServerOutcome("fastserve", "ok", scenarios={"hello": _ok(1, 1)})}
-    assert [r["scenario"] for r in compute_ratios(outcomes)] == [
-        "1k", "304", "404", "1k", "304", "404", "index", "64k", "10m", "1k", "1k",
+    assert [(r["denominator"], r["scenario"]) for r in compute_ratios(outcomes)] == [
+        ("nginx", "1k"), ("nginx", "304"), ("nginx", "404"), ("nginx", "1k"), ("nginx", "304"),
+        ("nginx", "404"), ("nginx", "index"), ("nginx", "64k"), ("nginx", "10m"), ("nginx", "1k-c1024"),
+        ("nginx", "1k"), ("nginx", "64k"),
+        ("h2o", "1k"), ("h2o", "304"), ("h2o", "404"), ("h2o", "1k"), ("h2o", "304"), ("h2o", "404"),
+        ("h2o", "64k"), ("h2o", "10m"), ("h2o", "1k-c1024"),
+        ("uvicorn+starlette", "1k"), ("uvicorn+starlette", "1k"),
+    ]  # fmt: skip
+
+
+def _latency_rounds(*p99s: float) -> ScenarioOutcome:
+    return ScenarioOutcome("ok", rounds=[WrkResult(1000.0, 1.0, p, 100, 0, {}) for p in p99s])
+
+
+def test_latency_ratio_target_is_a_ceiling() -> None:
+    outcomes = {
+        "fastserve": ServerOutcome("fastserve", "ok", scenarios={"1k-c1024": _latency_rounds(30.0, 14.0, 20.0)}),
+        "nginx": ServerOutcome("nginx", "ok", scenarios={"1k-c1024": _latency_rounds(10.0, 10.0, 10.0)}),
+        "h2o": ServerOutcome("h2o", "ok", scenarios={"1k-c1024": _latency_rounds(20.0, 20.0, 20.0)}),
+    }
+    rows = {r["denominator"]: r for r in compute_ratios(outcomes) if r["metric"] == "p99_ms" and r["scenario"] == "1k-c1024"}
+    assert rows["nginx"]["value"] == pytest.approx(2.0) and rows["nginx"]["met"] is False  # <= 1.5x
+    assert rows["h2o"]["value"] == pytest.approx(1.0) and rows["h2o"]["met"] is True
+    rendered = run_bench.render_ratios([rows["nginx"], rows["h2o"]])
+    assert "<=1.5x MISSED" in rendered and "<=1.5x met" in rendered
+    assert RatioSummary.of([1.2]).meets(1.15, at_most=True) is False
+    assert RatioSummary.of([1.1]).meets(1.15, at_most=True) is True
+
+
+def test_latency_table_shows_percentiles_and_timeouts() -> None:
+    rounds = [
+        WrkResult(100.0, 1.0, 40.0, 300, 0, {"timeout": 2}, p50_ms=1.0, p90_ms=9.0, p999_ms=1500.0),
+        WrkResult(100.0, 1.0, 60.0, 300, 0, {"timeout": 5}, p50_ms=3.0, p90_ms=11.0, p999_ms=2500.0),
     ]
+    outcome = ServerOutcome("fastserve", "ok", planned=["1k", "404"], scenarios={"1k": ScenarioOutcome("ok", rounds=rounds)})
+    table = render_table([outcome], SCENARIOS[:1] + SCENARIOS[-2:-1], run_bench.fmt_latency_cell, run_bench.LATENCY_COLUMNS)
+    header, _, _, one_k, missing = table.splitlines()
+    assert header.split("|")[1].strip() == "fastserve"
+    assert one_k.split() == ["1k", "|", "2.00ms", "10.0ms", "50.0ms", "2,000ms", "7"]
+    assert "failed" in missing  # planned, never measured
+    assert "p99.9" in table and "timeouts" in table
 
 
 def _plan_names(settings: Settings, tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -348,8 +420,9 @@ def test_plan_runs_both_groups_by_default(tmp_path: Path) -> None:
     settings = _settings()
     settings.groups = settings.servers = settings.scenarios = None
     plans = _plan_names(settings, tmp_path)
-    assert list(plans) == ["static", "asgi"]
+    assert list(plans) == ["static", "asgi", "memory"]
     assert plans["asgi"] == (["fastserve", "uvicorn", "granian"], ["hello"])
+    assert plans["memory"] == (["fastserve", "nginx", "h2o", "uvicorn+starlette"], ["idle"])
     assert plans["static"][1] == [s.name for s in SCENARIOS]
     assert not (tmp_path / "www").exists()  # the document root is written only when static runs
 
@@ -363,6 +436,7 @@ def test_plan_selects_groups_servers_and_scenarios(tmp_path: Path) -> None:
     assert _plan_names(settings, tmp_path) == {
         "static": (["fastserve", "nginx"], [s.name for s in SCENARIOS]),
         "asgi": (["fastserve"], ["hello"]),
+        "memory": (["fastserve", "nginx"], ["idle"]),
     }
     settings.servers, settings.scenarios = None, ["hello"]
     assert list(_plan_names(settings, tmp_path)) == ["asgi"]
@@ -453,7 +527,7 @@ def test_check_response_compares_the_hello_body(body: bytes, problem) -> None:
 
 
 def test_group_report_and_json_keep_groups_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    static, asgi = GROUPS
+    static, asgi, _memory = GROUPS
     fast_static = ServerOutcome("fastserve", "ok", planned=["1k"], scenarios={"1k": _ok(50_000.0, 60)})
     fast_asgi = ServerOutcome("fastserve", "ok", planned=["hello"], scenarios={"hello": _ok(30_000.0, 4)})
     uvicorn = ServerOutcome("uvicorn", "failed", planned=["hello"], error="exited with code 1")
@@ -480,7 +554,7 @@ def test_group_report_and_json_keep_groups_apart(tmp_path: Path, monkeypatch: py
     assert asgi_record["servers"]["fastserve"]["scenarios"]["hello"]["median"]["requests_per_sec"] == 30_000
     assert asgi_record["servers"]["uvicorn"]["status"] == "failed"
     assert asgi_record["scenarios"][0]["expected_body"] == "Hello, world!"
-    assert [r["met"] for r in asgi_record["ratios"]] == [None, None, None, None]
+    assert [r["met"] for r in asgi_record["ratios"]] == [None] * len(ASGI_RATIOS)
 
 
 def test_hello_app_is_measured_under_a_real_asgi_server(tmp_path: Path) -> None:
@@ -512,6 +586,7 @@ class _FakeWrk:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, str, int]] = []
+        self.connections: dict[str, set[int]] = {}  # path -> the connection counts asked for
         self.servers: list[RunningServer] = []
         self.on_call = lambda server, call_number: None
         original_init = RunningServer.__init__
@@ -523,10 +598,12 @@ class _FakeWrk:
         monkeypatch.setattr(RunningServer, "__init__", recording_init)
         monkeypatch.setattr(run_bench, "run_wrk", self)
 
-    def __call__(self, settings: Settings, url: str, headers: dict, duration_s: int) -> str:
+    def __call__(self, settings: Settings, url: str, headers: dict, duration_s: int, connections: int = 64) -> str:
         port = int(url.split(":")[2].split("/")[0])
         server = next(s for s in self.servers if s.port == port)
-        self.calls.append((server.spec.name, "/" + url.split("/", 3)[3], duration_s))
+        path = "/" + url.split("/", 3)[3]
+        self.calls.append((server.spec.name, path, duration_s))
+        self.connections.setdefault(path, set()).add(connections)
         self.on_call(server, len(self.calls))
         return _wrk_text(1000.0 * len(self.calls))
 
@@ -560,6 +637,18 @@ def test_servers_run_together_in_rotating_rounds_with_one_warm_up(tmp_path: Path
     b_one_k = run.servers[1].scenarios["1k"]
     assert len(b_one_k.rounds) == 3 and b_one_k.problems == []
     assert all(s.process.poll() is not None for s in wrk.servers)  # every server stopped
+    assert wrk.connections == {"/small.txt": {64}, "/missing": {64}}
+
+
+def test_each_scenario_gets_its_own_number_of_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrk = _FakeWrk(monkeypatch)
+    settings = _settings()
+    settings.rounds, settings.warmup_s = 1, 1
+    many = next(s for s in SCENARIOS if s.name == "1k-c1024")
+    assert (many.path, many.connections, many.expected_length) == ("/small.txt", 1024, 1024)
+    specs = [ServerSpec("a", spec.build_command, ["1k-c1024", "404"]) for spec in _file_servers(tmp_path, ["a"])]
+    bench_servers(specs, settings, tmp_path, [many, SCENARIOS[-2]])
+    assert wrk.connections == {"/small.txt": {1024}, "/missing": {64}}  # warm-up and measured runs alike
 
 
 def test_server_that_dies_between_rounds_is_failed_and_left_out_of_ratios(
@@ -583,3 +672,144 @@ def test_server_that_dies_between_rounds_is_failed_and_left_out_of_ratios(
     assert run.orders["1k"] == [["fastserve", "nginx"], ["nginx", "fastserve"], ["fastserve"]]
     row = compute_ratios({o.name: o for o in run.servers})[0]
     assert row["value"] is None and row["met"] is None
+
+
+# --------------------------------------------------------------------------- h2o
+
+
+def test_h2o_gets_a_filled_in_config_with_the_same_document_root(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    specs = {spec.name: spec for spec in run_bench.static_group_specs(_settings(), run_dir)}
+    h2o = specs["h2o"]
+    h2o.prepare(8123)
+    config = (run_dir / "h2o.conf").read_text()
+    assert "@" not in config.replace("# ", "")  # every token filled (comments aside)
+    assert "port: 8123" in config and f"file.dir: {run_dir / 'www'}" in config
+    assert "num-threads: 1" in config and "access-log" not in config
+    assert config.startswith("user: root") == (os.geteuid() == 0)
+    assert h2o.build_command(8123)[1:] == ["-c", str(run_dir / "h2o.conf")]
+    assert h2o.scenario_names == specs["nginx"].scenario_names
+
+
+@pytest.mark.skipif(shutil.which("h2o") is None, reason="h2o is installed by bench/run.sh")
+def test_h2o_serves_every_static_scenario(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run_bench.write_document_root(run_dir)
+    spec = next(s for s in run_bench.static_group_specs(_settings(), run_dir) if s.name == "h2o")
+    server = RunningServer(spec, _settings(), run_dir)
+    try:
+        server.wait_until_accepting()
+        for scenario in SCENARIOS:
+            headers = run_bench.scenario_headers(scenario, server.port)
+            assert check_response(scenario, server.port, headers) == [], scenario.name
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- the memory group
+
+KEEP_ALIVE_SERVER = """
+import asyncio, sys
+BODY = b"x" * 1024
+ANSWER = b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(BODY), BODY)
+held = []
+class Hold(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.extra = bytearray(int(sys.argv[2]))  # what each connection costs this server
+        held.append(self)
+    def data_received(self, data):
+        self.transport.write(ANSWER)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Hold, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def _idle_memory_of(tmp_path: Path, command: Callable[[int], list[str]], count: int) -> IdleMemory:
+    server = RunningServer(ServerSpec("server", command, ["idle"]), _settings(), tmp_path)
+    try:
+        server.wait_until_accepting()
+        return measure_idle_memory(server.process.pid, "127.0.0.1", server.port, "/small.txt", count, 30.0)
+    finally:
+        server.stop()
+
+
+def test_idle_memory_counts_what_each_connection_costs(tmp_path: Path) -> None:
+    result = _idle_memory_of(tmp_path, lambda port: [sys.executable, "-c", KEEP_ALIVE_SERVER, str(port), "65536"], 50)
+    assert (result.connections, result.opened, result.still_open, result.error) == (50, 50, 50, None)
+    assert result.rss_before > 0
+    # 64 KiB held per connection (bytearray pages touched when zeroed): the growth shows it.
+    assert result.per_connection is not None and 60 * 1024 <= result.per_connection <= 200 * 1024
+
+
+def test_idle_memory_counts_connections_the_server_closed(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    make_document_root(root)
+    # http.server answers HTTP/1.0 and closes: it holds nothing for idle clients, and must not
+    # look as if it did.
+    result = _idle_memory_of(tmp_path, lambda port: [
+        sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(root),
+    ], 20)  # fmt: skip
+    assert (result.opened, result.still_open) == (20, 0)
+    report = run_bench.render_idle_memory([ServerOutcome("closes", "ok")], {"closes": result})
+    assert "closes: closed 20 idle connections during the step" in report
+
+
+def test_idle_memory_stops_at_the_deadline(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # accepts (in the kernel) but never answers
+    try:
+        sockets, problem = open_idle_connections("127.0.0.1", listener.getsockname()[1], "/", 5, time.monotonic() + 0.3)
+    finally:
+        listener.close()
+    assert sockets == [] and problem is not None and "deadline" in problem
+
+
+def test_memory_group_servers_keep_idle_clients_longer_than_the_step(tmp_path: Path) -> None:
+    specs = {spec.name: spec for spec in run_bench.memory_group_specs(_settings(), tmp_path)}
+    assert list(specs) == ["fastserve", "nginx", "h2o", "uvicorn+starlette"]
+    fastserve = specs["fastserve"].build_command(8123)
+    assert float(fastserve[fastserve.index("--keepalive-timeout") + 1]) > run_bench.IDLE_TIME_LIMIT_S
+    uvicorn = specs["uvicorn+starlette"].build_command(8123)
+    assert float(uvicorn[uvicorn.index("--timeout-keep-alive") + 1]) > run_bench.IDLE_TIME_LIMIT_S
+    for template in ("nginx.conf.template", "h2o.conf.template"):
+        text = (Path(run_bench.BENCH_DIR) / template).read_text()
+        seconds = re.search(r"(?:keepalive_timeout|http1-request-timeout):? (\d+)", text)
+        assert seconds and int(seconds.group(1)) > run_bench.IDLE_TIME_LIMIT_S, template
+    # the static group's own commands are left as they are
+    static = {spec.name: spec for spec in run_bench.static_group_specs(_settings(), tmp_path)}
+    assert "--keepalive-timeout" not in static["fastserve"].build_command(8123)
+
+
+def test_memory_group_report_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = next(g for g in GROUPS if g.name == "memory")
+    outcomes = [ServerOutcome("fastserve", "ok"), ServerOutcome("nginx", "ok"), ServerOutcome("h2o", "failed", error="boom")]
+    idle = {
+        "fastserve": IdleMemory(1000, 1000, 1000, 30 * 1024 * 1024, 30 * 1024 * 1024 + 1000 * 1536, 0.5),
+        "nginx": IdleMemory(1000, 1000, 1000, 10 * 1024 * 1024, 10 * 1024 * 1024 + 1000 * 600, 0.4),
+    }
+    group = GroupOutcome(memory, memory.scenarios, outcomes, [], idle_memory=idle)
+    report = render_group(group)
+    rows = {line.split()[0]: line.split() for line in report.splitlines() if line and line.split()[0] in idle}
+    assert rows["fastserve"][1:3] == ["1000", "1000"] and "1.50" in rows["fastserve"]
+    assert "0.59" in rows["nginx"]
+    assert "at most 2 KiB per idle connection: met" in report and "h2o: FAILED: boom" in report
+
+    monkeypatch.setattr(run_bench, "tool_versions", lambda settings, names=None: {})
+    path = tmp_path / "result.json"
+    write_json(path, _settings(), [group])
+    record = json.loads(path.read_text())["groups"]["memory"]["servers"]
+    assert record["fastserve"]["idle"]["per_connection_bytes"] == 1536
+    assert record["nginx"]["idle"]["still_open"] == 1000 and record["h2o"]["idle"] is None
+
+
+def test_open_file_limit_is_raised_for_the_largest_scenario() -> None:
+    soft, hard = run_bench.resource.getrlimit(run_bench.resource.RLIMIT_NOFILE)
+    assert run_bench.raise_open_file_limit(min(soft, 64)) == soft  # enough already: unchanged
+    if hard != run_bench.resource.RLIM_INFINITY and soft < hard:
+        assert run_bench.raise_open_file_limit(soft + 1) >= soft + 1
