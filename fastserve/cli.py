@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="worker processes (default: $WEB_CONCURRENCY or 1)")
     process.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
                          help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
+    process.add_argument("--shutdown-delay", type=float, default=DEFAULTS.shutdown_delay, metavar="S",
+                         help="after SIGTERM, answer health with 503 and keep accepting for S seconds "
+                              "before closing the listener (default: %(default)s)")
     process.add_argument("--limit-max-requests", type=int, default=None, metavar="N",
                          help="a worker that has answered N requests retires and is replaced")
     process.add_argument("--pid-file", default=None, metavar="PATH",
@@ -118,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--log-config", default=None, metavar="FILE",
                       help="logging configuration: dictConfig .json/.yaml, or an INI file")
     logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    admin = parser.add_argument_group("health and metrics")
+    admin.add_argument("--admin-prefix", default=DEFAULTS.admin_prefix, metavar="PATH",
+                       help="health at PATH/health, metrics at PATH/metrics; '' turns them off (default: %(default)s)")
+    admin.add_argument("--metrics", action="store_true",
+                       help="Prometheus metrics at PATH/metrics, summed over all workers")
     app = parser.add_argument_group("apps")
     app.add_argument("--factory", action="store_true",
                      help="module:name is a function that returns the app")

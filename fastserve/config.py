@@ -23,9 +23,12 @@ class Config:
     workers: int = 1
     backlog: int = 2048
     graceful_timeout: float = 10.0
+    shutdown_delay: float = 0.0  # after SIGTERM: seconds of health 503 with the listener still open
     limit_max_requests: Optional[int] = None  # a worker retires (and is replaced) after this many
     pid_file: Optional[str] = None
     access_log: bool = False
+    admin_prefix: str = "/_fastserve"  # health (and metrics) below it; "" turns them off
+    metrics: bool = False  # Prometheus text at {admin_prefix}/metrics
     log_level: Optional[str] = None  # None: "info", unless a log_config file says otherwise
     log_config: Optional[str] = None  # logging.config file: .json, .yaml/.yml, or INI
     root_path: str = ""

@@ -100,11 +100,12 @@ cdef class HttpCycle(Job):
     cdef object sending
     cdef object task
 
-    def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers):
+    def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers, object app=None):
+        """``app``: the ASGI app that answers (default: the bridge's)."""
         self.bridge = bridge
         self.conn = conn
         self.loop = bridge.loop
-        self.app = bridge.app
+        self.app = bridge.app if app is None else app
         self.head_request = method == b"HEAD"
         self.keep_alive = conn.keep_alive
         self.http10 = conn.http10

@@ -26,6 +26,9 @@ cdef class ServerState:
     cdef public set connections
     cdef public double now
     cdef public bint shutting_down
+    cdef public bint draining              # SIGTERM came: health answers 503 (the listener may still be open)
+    cdef public object admin               # fastserve.server.admin.Admin, or None
+    cdef public bytes admin_prefix         # its prefix + "/", checked before static lookups
 
 
 cdef class HttpProtocol:
@@ -85,6 +88,7 @@ cdef class HttpProtocol:
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
+    cdef bint _serve_admin(self)
     cdef void _emit(self, bytes data)
     cdef void _enqueue_job(self, object job)
     cdef void _flush(self)

@@ -16,6 +16,7 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 from collections import deque
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcmp
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
@@ -46,7 +47,7 @@ from fastserve._speedups.requesthead cimport (
     span_bytes,
 )
 from fastserve._speedups.staticanswer cimport WireAnswer, answer_static
-from fastserve._speedups.wire cimport plain_answer, status_line
+from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
 cdef bytes HEAD = b"HEAD"
@@ -86,6 +87,13 @@ cdef class ServerState:
         self.connections = set()
         self.now = 0.0
         self.shutting_down = False
+        self.draining = False
+
+    def set_admin(self, admin) -> None:
+        """Answer the admin paths of ``admin`` (``fastserve.server.admin.Admin``) on the static path."""
+        self.admin = admin
+        self.admin_prefix = admin.prefix + b"/"
+        admin.state = self
 
     def tick(self, double now) -> None:
         """Advance the clock and close connections that overstayed a timeout."""
@@ -439,8 +447,31 @@ cdef class HttpProtocol:
         self._enqueue_job(job)
         job.body_complete()
 
+    cdef bint _serve_admin(self):
+        """Answer an admin path (health, metrics) unless a file is there; False: not answered."""
+        result = self.state.admin.static_answer(self.method, self.url)
+        if result is None:
+            return False
+        status, content_type, body = result
+        data = response_head(
+            status, b"Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n" % (content_type, len(body)),
+            self.keep_alive, self.http10,
+        )
+        self.response_status = status
+        self._emit(data if self.method == HEAD else data + body)
+        return True
+
     cdef void _serve_static(self):
         cdef WireAnswer answer = self.answer
+        cdef bytes prefix = self.state.admin_prefix
+        if (
+            prefix is not None and self.url is not None and len(self.url) >= len(prefix)
+            and memcmp(<const char*>self.url, <const char*>prefix, len(prefix)) == 0
+            and self._serve_admin()
+        ):
+            if self.state.access_logger is not None:
+                self.state.access_logger(self.client, self.method, self.url, self.response_status)
+            return
         answer_static(
             answer, self.state.cache, self.state.max_ranges, self.method, self.url, self.keep_alive, self.http10,
             self.if_match, self.if_none_match, self.if_modified_since, self.if_unmodified_since,

@@ -34,6 +34,8 @@ class AsgiBridge:
         self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.state: Dict[str, Any] = {}
         self.server_headers = ServerHeaders.from_config(config)
+        self.admin_prefix: Optional[bytes] = None
+        self.admin_app: Any = None
         self._lifespan: Optional[_Lifespan] = None
 
     async def startup(self) -> None:
@@ -52,7 +54,14 @@ class AsgiBridge:
         return build_scope(kind, conn, raw_url, headers, self.root_path, self.state, self.proxy)
 
     def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> HttpCycle:
+        if self.admin_prefix is not None and raw_url.startswith(self.admin_prefix):
+            return HttpCycle(self, conn, method, raw_url, headers, self.admin_app)
         return HttpCycle(self, conn, method, raw_url, headers)
+
+    def set_admin(self, admin: Any) -> None:
+        """Answer ``admin``'s paths (a ``fastserve.server.admin.Admin``) before the app sees them."""
+        self.admin_prefix = admin.prefix + b"/"
+        self.admin_app = admin.asgi_app(self.app)
 
     def websocket(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> Any:
         """The session that takes over ``conn`` after a WebSocket handshake request."""

@@ -105,7 +105,7 @@ class Supervisor:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + self.config.graceful_timeout + 2.0
+        deadline = time.monotonic() + self.config.shutdown_delay + self.config.graceful_timeout + 2.0
         while self.workers and time.monotonic() < deadline:
             self._reap(restart=False)
             time.sleep(0.05)

@@ -12,6 +12,7 @@ from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
 from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
+from fastserve.server.admin import make_admin
 from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE
 from fastserve.server.response_headers import ServerHeaders
@@ -56,13 +57,19 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
         from fastserve.server.asgi import AsgiBridge
 
         bridge = AsgiBridge(app, config, loop)
-    return ServerState(
+    state = ServerState(
         config,
         app=app,
         cache=cache,
         asgi_bridge=bridge,
         access_logger=_log_access if config.access_log else None,
     )
+    admin = make_admin(config)
+    if admin is not None:
+        state.set_admin(admin)
+        if bridge is not None:
+            bridge.set_admin(admin)
+    return state
 
 
 class EarlySignals:
@@ -114,6 +121,11 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if config.ready_callback is not None:
         config.ready_callback()
     await stop.wait()
+    state.draining = True  # health answers 503 from now on
+    if config.shutdown_delay > 0:
+        logger.info("worker %d draining: health 503 for %g s before the listener closes",
+                    os.getpid(), config.shutdown_delay)
+        await asyncio.sleep(config.shutdown_delay)
 
     server.close()  # stop accepting; connections stay open
     logger.info(

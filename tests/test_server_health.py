@@ -1,0 +1,91 @@
+"""/_fastserve/health: 200 while serving, 503 from SIGTERM on; --admin-prefix; files win."""
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from server_helpers import CliProcess, DocRoot, RawConnection, fetch, port_from_url
+
+
+def test_health_on_the_static_face(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--port", "0"], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port) as conn:
+            # pipelined, around ordinary answers, keep-alive throughout
+            conn.send(b"GET /_fastserve/health HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"HEAD /_fastserve/health?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            health = conn.read_response()
+            assert (health.status, health.body) == (200, b"ok\n")
+            assert health.header("cache-control") == "no-store"
+            assert conn.read_response().body == docroot.small
+            head = conn.read_response(head=True)
+            assert (head.status, head.header("content-length")) == (200, "3")
+        assert fetch(port, "/_fastserve/health", method="POST").status == 405
+        assert fetch(port, "/_fastserve/healthz").status == 404
+        assert fetch(port, "/_fastserve/metrics").status == 404  # no --metrics
+
+
+def test_a_file_at_the_health_path_is_served(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "_fastserve").mkdir(parents=True)
+    (root / "_fastserve" / "health").write_bytes(b"the site's own file\n")
+    with CliProcess([str(root), "--port", "0"], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/_fastserve/health").body == b"the site's own file\n"
+
+
+@pytest.mark.parametrize("prefix, health, other", [
+    ("/ops/", "/ops/health", "/_fastserve/health"),
+    ("", "/none", "/_fastserve/health"),
+])
+def test_admin_prefix(docroot: DocRoot, tmp_path: Path, prefix: str, health: str, other: str) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", "--admin-prefix", prefix], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, health).status == (200 if prefix else 404)
+        assert fetch(port, other).status == 404
+
+
+APP = textwrap.dedent('''
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = ("app saw " + scope["path"]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+''')
+
+
+def test_health_for_apps_and_other_paths_reach_the_app(tmp_path: Path) -> None:
+    (tmp_path / "healthapp.py").write_text(APP)
+    with CliProcess(["healthapp:app", "--port", "0"], log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/_fastserve/health").body == b"ok\n"
+        assert fetch(port, "/_fastserve/health", method="HEAD").status == 200
+        assert fetch(port, "/_fastserve/other").body == b"app saw /_fastserve/other"
+        assert fetch(port, "/_fastserve/health", method="POST").body == b"app saw /_fastserve/health"
+        assert fetch(port, "/").body == b"app saw /"
+
+
+@pytest.mark.parametrize("target, workers", [("static", "1"), ("static", "2"), ("app", "1")])
+def test_sigterm_turns_health_to_503_before_the_listener_closes(docroot: DocRoot, tmp_path: Path,
+                                                                target: str, workers: str) -> None:
+    (tmp_path / "healthapp.py").write_text(APP)
+    what = str(docroot.root) if target == "static" else "healthapp:app"
+    args = [what, "--port", "0", "--workers", workers, "--shutdown-delay", "1.5"]
+    with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/_fastserve/health").status == 200
+        srv.terminate()
+        deadline = time.monotonic() + 1.0
+        while fetch(port, "/_fastserve/health").status == 200:  # every worker turns, new connections too
+            assert time.monotonic() < deadline
+        sigterm_seen = time.monotonic()
+        for _ in range(4):
+            assert fetch(port, "/_fastserve/health").status == 503
+            assert fetch(port, "/small.txt" if target == "static" else "/x").status == 200
+        assert srv.wait_exit(6) == 0
+        assert time.monotonic() - sigterm_seen >= 1.0, "the listener closed before --shutdown-delay"
