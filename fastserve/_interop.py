@@ -7,7 +7,7 @@ exception handlers are looked up by class, and an endpoint parameter annotated `
 app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep working:
 
 - classes apps *return, raise or annotate with* (``Response``, ``HTTPException``,
-  ``WebSocketException``, ``UploadFile``) derive from Starlette's class of the same name
+  ``WebSocketException``, ``UploadFile``, ``BackgroundTasks``) derive from Starlette's class of the same name
   (``framework_base``), or, where Starlette's class is an ABC (``HTTPConnection``, ``Request``,
   ``WebSocket``), are registered as its virtual subclass (``counts_as``), so no Starlette method
   ever runs on a fastserve object;

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fastserve._interop import framework_base
 from fastserve.concurrency import is_async_callable, run_in_threadpool
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
@@ -26,10 +27,14 @@ class BackgroundTask:
             await run_in_threadpool(self.func, *self.args, **self.kwargs)
 
 
-class BackgroundTasks(BackgroundTask):
+class BackgroundTasks(
+    BackgroundTask, framework_base("starlette.background", "BackgroundTasks", object)  # type: ignore[misc]
+):
     """Several tasks run one after another, in the order they were added.
 
-    An exception in one task stops the ones after it.
+    An exception in one task stops the ones after it. Where Starlette is installed it also
+    derives from Starlette's class (every method is fastserve's), so a FastAPI endpoint can take
+    ``background_tasks: BackgroundTasks`` from fastserve (see ``fastserve._interop``).
     """
 
     def __init__(self, tasks: Sequence[BackgroundTask] | None = None) -> None:

@@ -32,11 +32,13 @@ def fastapi_classes() -> types.SimpleNamespace:
         WebSocketDisconnect=fastapi.WebSocketDisconnect,
         HTTPException=fastapi.HTTPException,
         WebSocketException=fastapi.WebSocketException,
+        BackgroundTasks=fastapi.BackgroundTasks,
     )
 
 
 def fastserve_classes() -> types.SimpleNamespace:
     from fastserve import status
+    from fastserve.background import BackgroundTasks
     from fastserve.datastructures import UploadFile
     from fastserve.exceptions import HTTPException, WebSocketException
     from fastserve.requests import Request
@@ -56,6 +58,7 @@ def fastserve_classes() -> types.SimpleNamespace:
         WebSocketDisconnect=WebSocketDisconnect,
         HTTPException=HTTPException,
         WebSocketException=WebSocketException,
+        BackgroundTasks=BackgroundTasks,
     )
 
 
@@ -125,6 +128,17 @@ def make_app(api: types.SimpleNamespace, directory) -> FastAPI:
         if id not in request.app.state.items:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Item not found")
         return templates.TemplateResponse(request=request, name="item.html", context={"id": id})
+
+    # --- Background Tasks
+    app.state.notifications = []
+
+    def write_notification(email: str, message=""):
+        app.state.notifications.append(f"notification for {email}: {message}")
+
+    @app.post("/send-notification/{email}")
+    async def send_notification(email: str, background_tasks: api.BackgroundTasks):
+        background_tasks.add_task(write_notification, email, message="some notification")
+        return {"message": "Notification sent in the background"}
 
     # --- Using the Request Directly
     @app.get("/client/{item_id}")
@@ -250,6 +264,12 @@ def test_templates_and_static_files(client):
     assert client.post("/static/styles.css").status_code == 405
 
 
+def test_background_tasks(client):
+    response = client.post("/send-notification/ada@example.com")
+    assert response.json() == {"message": "Notification sent in the background"}
+    assert client.app.state.notifications == ["notification for ada@example.com: some notification"]
+
+
 def test_request_directly(client):
     assert client.get("/client/7").json() == {"client_host": "testclient", "item_id": "7"}
 
@@ -306,11 +326,15 @@ def test_annotation_classes_are_recognised_by_starlettes_checks():
     import starlette.requests
     import starlette.websockets
 
+    import starlette.background
+
+    from fastserve.background import BackgroundTasks
     from fastserve.datastructures import UploadFile
     from fastserve.requests import HTTPConnection, Request
     from fastserve.websockets import WebSocket
 
     assert issubclass(UploadFile, starlette.datastructures.UploadFile)
+    assert issubclass(BackgroundTasks, starlette.background.BackgroundTasks)
     assert issubclass(Request, starlette.requests.Request)
     assert issubclass(WebSocket, starlette.websockets.WebSocket)
     assert issubclass(HTTPConnection, starlette.requests.HTTPConnection)
