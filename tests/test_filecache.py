@@ -126,7 +126,7 @@ def test_permission_denied_is_forbidden(root):
     os.chmod(root / "small.txt", 0)
     try:
         entry = FileCache([root]).lookup("/small.txt")
-        assert entry.kind == FORBIDDEN and entry.status == 401
+        assert entry.kind == FORBIDDEN and entry.status == 403
     finally:
         os.chmod(root / "small.txt", 0o644)
 
@@ -138,8 +138,8 @@ def test_permission_error_while_opening_is_forbidden(root, monkeypatch):
 
     monkeypatch.setattr(os, "open", refusing_open)
     entry = FileCache([root]).lookup("/small.txt")
-    assert entry.kind == FORBIDDEN and entry.status == 401
-    assert entry.body == b"Unauthorized"
+    assert entry.kind == FORBIDDEN and entry.status == 403
+    assert entry.body == b"Forbidden"
     os.fstat(0)  # the failed open must not have closed some other descriptor (fd 0)
 
 

@@ -14,14 +14,20 @@ from fastserve._speedups.pathlookup import is_within, origin_form, percent_decod
         (b"/%2e%2e/x", "/../x"),
         (b"/%252e%252e/x", "/%2e%2e/x"),  # decoded once only
         (b"/caf%C3%A9", "/café"),
-        (b"/100%", "/100%"),  # a lone % stays
-        (b"/%zz%4", "/%zz%4"),  # invalid escapes stay
+        (b"/100%25", "/100%"),
         (b"/%41%62", "/Ab"),
         (b"", ""),
     ],
 )
 def test_percent_decode(raw, expected):
     assert percent_decode(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", [b"/50%.txt", b"/100%", b"/%zz", b"/%4", b"/a%2", b"/%g0", b"/%0g", b"/ok%41%", b"/%%41", b"/%\xc3%a9"]
+)
+def test_percent_decode_rejects_a_percent_that_is_not_an_escape(raw):
+    assert percent_decode(raw) is None
 
 
 def test_percent_decode_rejects_invalid_utf8():

@@ -2,7 +2,7 @@ cdef enum EntryKind:
     ENTRY_FILE = 1        # a regular file (or a directory's index.html)
     ENTRY_MISSING = 2     # 404, with the 404.html body in html mode
     ENTRY_REDIRECT = 3    # a directory asked for without its trailing slash (html mode)
-    ENTRY_FORBIDDEN = 4   # the filesystem refused (PermissionError) -> 401
+    ENTRY_FORBIDDEN = 4   # the filesystem refused (PermissionError) -> 403 (StaticFiles: 401)
 
 
 cdef class OpenFile:

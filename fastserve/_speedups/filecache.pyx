@@ -1,11 +1,12 @@
 """The open-file cache: what the filesystem told us about a URL path, ready to answer.
 
 Keyed by the decoded URL path, an entry holds the outcome of the lookup (file, 404,
-redirect, 401), the file's validators, its content type, the pre-built header lines and,
+redirect, 403), the file's validators, its content type, the pre-built header lines and,
 for small files, the body itself; large files keep one shared open descriptor for
 ``sendfile``. Misses are cached too. An entry older than ``valid_for`` seconds (0: every
 time) is revalidated by looking its path up again (a ``stat`` per root tried, no read); a change
-rebuilds it. The cache is bounded in entries and in
+of content or of who may read it (mode, owner, inode change time) rebuilds it. The cache is
+bounded in entries and in
 body bytes, evicting the oldest insertions first.
 """
 import os
@@ -29,7 +30,13 @@ cdef bytes NOT_FOUND_BODY = b"Not Found"
 cdef bytes VARY = b"Vary: Accept-Encoding\r\n"
 # Precompressed siblings looked for beside each file, in the order they are preferred.
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
-cdef bytes FORBIDDEN_BODY = b"Unauthorized"
+# A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
+cdef bytes FORBIDDEN_BODY = b"Forbidden"
+
+
+cdef inline tuple _identity(st):
+    """What a stat says about a file's content and its readability, for revalidation."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -230,12 +237,7 @@ cdef class FileCache:
                 st = found[1] if found is not None and found[0] == entry.path else None
         except OSError:
             return False
-        if st is None or not (
-            st.st_ino == entry.ino
-            and st.st_dev == entry.stat.st_dev
-            and st.st_mtime_ns == entry.mtime_ns
-            and st.st_size == entry.size
-        ):
+        if st is None or _identity(st) != _identity(entry.stat):
             return False
         return not self.precompressed or self._sibling_signature(entry.path) == entry.variant_signature
 
@@ -257,8 +259,7 @@ cdef class FileCache:
         cdef list signature = []
         for suffix, coding in SIBLINGS:
             try:
-                st = os.stat(full_path + suffix)
-                signature.append((st.st_ino, st.st_mtime_ns, st.st_size))
+                signature.append(_identity(os.stat(full_path + suffix)))
             except OSError:
                 signature.append(None)
         return tuple(signature)
@@ -334,7 +335,7 @@ cdef class FileCache:
                 return self._file_with_variants(found[0])
             return _file_entry(found[0], 200, self.max_body)
         except PermissionError:
-            return _plain_entry(ENTRY_FORBIDDEN, 401, FORBIDDEN_BODY, b"text/plain; charset=utf-8")
+            return _plain_entry(ENTRY_FORBIDDEN, 403, FORBIDDEN_BODY, b"text/plain; charset=utf-8")
         except OSError:
             # ENAMETOOLONG, ELOOP, a file vanishing between stat and open: all are "not here".
             return self._missing()

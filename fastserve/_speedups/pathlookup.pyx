@@ -3,7 +3,8 @@
 Three steps, each usable on its own:
 
 * ``percent_decode``  raw request-target bytes -> text, decoding ``%XX`` exactly once
-  (so ``%252e`` becomes the literal ``%2e``, never ``.``).
+  (so ``%252e`` becomes the literal ``%2e``, never ``.``); a ``%`` that does not start an
+  escape makes the target invalid.
 * ``split_url_path``  text path -> tuple of safe segments, or None when the path tries to
   leave the root (``..``), smuggles a NUL or a backslash, or names a drive.
 * ``resolve_path``    segments -> ``(full_path, stat_result)`` under the first root holding
@@ -30,9 +31,11 @@ cdef inline int _hex_value(unsigned char c) noexcept nogil:
 
 
 cpdef object percent_decode(bytes raw):
-    """Decode ``%XX`` escapes once and the result as UTF-8; None when it is not UTF-8.
+    """Decode ``%XX`` escapes once and the result as UTF-8.
 
-    A ``%`` not followed by two hex digits is kept as it is.
+    None when the result is not UTF-8, or when a ``%`` is not followed by two hex digits
+    (``/50%.txt``, ``/%zz``): RFC 3986 §2.1 allows ``%`` only as the start of an escape,
+    so such a target is malformed and the caller answers ``400``, as nginx does.
     """
     cdef Py_ssize_t n = len(raw)
     cdef const char* src = raw
@@ -52,14 +55,17 @@ cpdef object percent_decode(bytes raw):
                 raise MemoryError()
         try:
             while i < n:
-                if usrc[i] == 37 and i + 2 < n:
+                if usrc[i] == 37:
+                    if i + 2 >= n:
+                        return None
                     hi = _hex_value(usrc[i + 1])
                     lo = _hex_value(usrc[i + 2])
-                    if hi >= 0 and lo >= 0:
-                        dst[j] = <char>(hi * 16 + lo)
-                        j += 1
-                        i += 3
-                        continue
+                    if hi < 0 or lo < 0:
+                        return None
+                    dst[j] = <char>(hi * 16 + lo)
+                    j += 1
+                    i += 3
+                    continue
                 dst[j] = src[i]
                 j += 1
                 i += 1

@@ -1,0 +1,159 @@
+"""A file the server may not read, and request-targets whose ``%`` is not an escape.
+
+* An unreadable file: ``403`` from the server (what nginx sends; no ``WWW-Authenticate``, so
+  not a ``401``), Starlette's ``401`` from the library ``StaticFiles``; a cached file that
+  becomes unreadable (``chmod``) is noticed at the next revalidation.
+* ``/50%.txt``, ``/%zz``: ``400`` (RFC 3986 §2.1), from the static path and for ASGI apps.
+
+Tests may run as root, whom the filesystem never refuses, so opening is made to refuse a
+file without read bits, as it would for any other user.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+
+import pytest
+
+from fastserve._speedups.filecache import KIND_FILE, KIND_FORBIDDEN, FileCache
+from fastserve._speedups.protocol import HttpProtocol
+from fastserve.config import Config
+from fastserve.exceptions import HTTPException
+from fastserve.server.worker import build_state
+from fastserve.staticfiles import StaticFiles
+from fastserve.testclient import TestClient
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "small.txt").write_bytes(b"small file\n")
+    (tmp_path / "50%.txt").write_bytes(b"fifty percent\n")
+    return tmp_path
+
+
+@pytest.fixture
+def refuse_unreadable(monkeypatch):
+    """``os.open`` refuses files without any read bit, as the kernel does for a non-root user."""
+    real_open = os.open
+
+    def open_as_user(path, flags, *args):
+        if not os.stat(path).st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_as_user)
+
+
+class Transport:
+    """What a connection writes, without a socket."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def get_extra_info(self, name: str):
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def exchange(app, request: bytes, **config) -> bytes:
+    """Bytes in, bytes out: one connection of a server running ``app``."""
+
+    async def run() -> bytes:
+        loop = asyncio.get_running_loop()
+        state = build_state(Config(target=app, **config), app, loop)
+        transport = Transport()
+        conn = HttpProtocol(state, loop)
+        conn.connection_made(transport)
+        conn.data_received(request)
+        for _ in range(20):  # let an ASGI app's task run to its end
+            await asyncio.sleep(0)
+        return bytes(transport.data)
+
+    return asyncio.run(run())
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def test_cached_file_made_unreadable_is_noticed(root, refuse_unreadable):
+    cache = FileCache([root], valid_for=0.0)
+    assert cache.lookup("/small.txt").kind == KIND_FILE
+    os.chmod(root / "small.txt", 0)  # neither content nor mtime changes: only the mode
+    entry = cache.lookup("/small.txt")
+    assert entry.kind == KIND_FORBIDDEN and entry.status == 403
+    os.chmod(root / "small.txt", 0o644)
+    assert cache.lookup("/small.txt").kind == KIND_FILE
+
+
+def test_cached_large_file_made_unreadable_is_noticed(root, refuse_unreadable):
+    (root / "large.bin").write_bytes(b"x" * 1024)
+    cache = FileCache([root], valid_for=0.0, max_body=16)
+    assert cache.lookup("/large.bin").file is not None
+    os.chmod(root / "large.bin", 0o200)
+    assert cache.lookup("/large.bin").kind == KIND_FORBIDDEN
+
+
+def test_server_answers_an_unreadable_file_with_403(root, refuse_unreadable):
+    os.chmod(root / "small.txt", 0)
+    response = exchange(StaticFiles(directory=root), b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert status_of(response) == 403
+    assert b"www-authenticate" not in head.lower()
+    assert body == b"Forbidden"
+
+
+def test_library_keeps_starlettes_401(root, refuse_unreadable):
+    os.chmod(root / "small.txt", 0)
+    with pytest.raises(HTTPException) as raised:  # standalone, Starlette's StaticFiles raises it too
+        TestClient(StaticFiles(directory=root)).get("/small.txt")
+    assert raised.value.status_code == 401
+
+
+@pytest.mark.parametrize("target", [b"/50%.txt", b"/50%25.txt%", b"/%zz", b"/%4", b"/small.txt%", b"/%g1/small.txt"])
+def test_static_path_refuses_a_percent_that_is_not_an_escape(root, target):
+    response = exchange(StaticFiles(directory=root), b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    assert status_of(response) == 400
+
+
+def test_an_escaped_percent_is_served(root):
+    response = exchange(StaticFiles(directory=root), b"GET /50%25.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 200 and response.endswith(b"fifty percent\n")
+
+
+@pytest.mark.parametrize("target", [b"/50%.txt", b"/%zz?q=1", b"/a%2"])
+def test_asgi_apps_never_see_a_percent_that_is_not_an_escape(target):
+    called = []
+
+    async def app(scope, receive, send):
+        called.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    response = exchange(app, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    assert status_of(response) == 400 and not called
