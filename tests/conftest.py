@@ -1,6 +1,7 @@
 """Shared fixtures: document roots and real ``python -m fastserve`` processes serving them."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -10,6 +11,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from server_helpers import DocRoot, ServerProcess, build_docroot, running_server  # noqa: E402
+
+try:
+    from hypothesis import settings
+except ImportError:  # the fuzz tests need the test extra; everything else runs without it
+    pass
+else:
+    # ci: fast and reproducible (the default); long: a deeper search for local runs.
+    settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, database=None)
+    settings.register_profile("long", max_examples=20_000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
