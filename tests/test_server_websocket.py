@@ -813,6 +813,34 @@ def test_send_waits_while_the_client_is_not_reading(server: ServerProcess) -> No
     assert json.loads(fetch(server.port, "/events?key=firehose").body) == count
 
 
+def push_until_stalled(raw: RawWebSocket, frame: bytes, limit: int, stall: float = 0.5) -> Tuple[int, int, bytes]:
+    """Send ``frame`` over and over until the server stops taking bytes for ``stall`` seconds,
+    drops the connection, or ``limit`` bytes went out: (bytes sent, frames begun, the unsent
+    rest of the last one)."""
+    raw.sock.setblocking(False)
+    pending = memoryview(b"")
+    pushed = frames = 0
+    last_progress = time.monotonic()
+    while pushed < limit and time.monotonic() - last_progress < stall:
+        if not pending:
+            pending = memoryview(frame)
+            frames += 1
+        _, writable, _ = select.select([], [raw.sock], [], 0.1)
+        if writable:
+            try:
+                sent = raw.sock.send(pending)
+            except BlockingIOError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                break
+            pending = pending[sent:]
+            pushed += sent
+            last_progress = time.monotonic()
+    raw.sock.setblocking(True)
+    raw.sock.settimeout(TIMEOUT)
+    return pushed, frames, bytes(pending)
+
+
 def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) -> None:
     size = 32 * 1024
     frame = frame_bytes(BINARY, b"z" * size, mask_key=b"\x00\x00\x00\x00")
@@ -820,27 +848,9 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
     raw = RawWebSocket(server.port, "/slow-reader?key=slow", sndbuf=64 * 1024)
     try:
         assert raw.status == 101
-        raw.sock.setblocking(False)
-        pending = memoryview(b"")
-        pushed = frames = 0
-        last_progress = time.monotonic()
-        while pushed < limit and time.monotonic() - last_progress < 0.5:
-            if not pending:
-                pending = memoryview(frame)
-                frames += 1
-            _, writable, _ = select.select([], [raw.sock], [], 0.1)
-            if writable:
-                try:
-                    sent = raw.sock.send(pending)
-                except BlockingIOError:
-                    continue
-                pending = pending[sent:]
-                pushed += sent
-                last_progress = time.monotonic()
+        pushed, frames, pending = push_until_stalled(raw, frame, limit)
         assert pushed < limit // 2, f"the server kept reading {pushed} bytes for an app that was not receiving"
         assert fetch(server.port, "/release?key=slow").body == b"released"
-        raw.sock.setblocking(True)
-        raw.sock.settimeout(TIMEOUT)
         raw.sock.sendall(pending)
         raw.send(TEXT, b"done")
         _, opcode, payload = raw.read_frame()
@@ -848,6 +858,36 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
         assert json.loads(payload) == {"count": frames, "total": frames * size}
     finally:
         raw.close()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -> None:
+    """Pongs count toward the write bound: reading stops while the client does not read, so
+    the server's memory stays flat, and past --send-timeout the connection is dropped."""
+    with running_server(
+        Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "1"],
+        log_path=app_dir / "ping-flood-server.log", cwd=app_dir,
+    ) as srv:
+        raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
+        try:
+            assert raw.status == 101
+            before = _rss_kib(srv.pid)
+            limit = 128 * 1024 * 1024
+            pushed, _, _ = push_until_stalled(raw, frame_bytes(PING, b"p" * 125) * 64, limit)
+            grown = _rss_kib(srv.pid) - before
+            assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
+            assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
+            time.sleep(2.0)  # still not reading, past the send timeout (and a tick): then read what is left
+            assert raw.wait_eof(timeout=TIMEOUT), "a client that never reads was never dropped"
+        finally:
+            raw.close()
+        assert_http_still_served(srv)
 
 
 # ---------------------------------------------------------------------------------------------

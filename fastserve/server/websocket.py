@@ -7,7 +7,11 @@ sans-I/O ``websockets`` protocol: bytes from the transport go in, frames come ou
 for the app, and whatever the protocol has to say goes back to the transport.
 
 Flow control runs both ways: ``websocket.send`` waits while the transport is paused, and
-reading pauses while more than a few messages wait for the app. Keepalive pings, the
+reading pauses while more than a few messages wait for the app. What the session says on
+its own (pongs, close replies) counts toward the same write bound: while the client is not
+reading what we wrote, we stop reading what it sends, so a ping flood from a client that
+never reads holds a transport buffer's worth of pongs, not more; past ``--send-timeout``
+seconds without progress the connection is dropped. Keepalive pings, the
 closing handshake and its timeout are the session's own: the server's ticker skips
 upgraded connections.
 """
@@ -123,6 +127,13 @@ class WebSocketSession:
         self.disconnect_delivered = False
         self.early_input = bytearray()
         self.reading_paused = False
+        # why reading is paused: messages wait for the app, the client is not reading our
+        # writes (pongs included), early frames wait for the handshake; closing_read: our
+        # close frame is out and the reply is read whatever the app does
+        self.inbox_full = False
+        self.write_blocked = False
+        self.early_full = False
+        self.closing_read = False
         # a message arriving in fragments
         self.message_text = False
         self.message_parts: List[Any] = []
@@ -135,6 +146,7 @@ class WebSocketSession:
         self.ping_timer: Optional[asyncio.TimerHandle] = None
         self.pong_timer: Optional[asyncio.TimerHandle] = None
         self.abort_timer: Optional[asyncio.TimerHandle] = None
+        self.send_timer: Optional[asyncio.TimerHandle] = None
 
     # -- called by the connection ------------------------------------------------------
 
@@ -144,10 +156,10 @@ class WebSocketSession:
         if transport is None:
             return
         self.transport = transport
-        if self.conn.writing_paused:
-            self.writable.clear()
         if not transport.is_reading():
             transport.resume_reading()  # the HTTP side may have paused it; the flow is ours now
+        if self.conn.writing_paused:
+            self.pause_writing()
         if self.scope["path"] is None:
             self._answer_http(400, [(b"content-type", b"text/plain; charset=utf-8")], b"Bad Request")
             return
@@ -176,7 +188,8 @@ class WebSocketSession:
                 # A client may send frames right behind its request: keep them for after the 101.
                 self.early_input += data
                 if len(self.early_input) > EARLY_INPUT_LIMIT:
-                    self._set_reading(False)
+                    self.early_full = True
+                    self._update_reading()
             return  # after a refusal nothing the client sends matters
         self.protocol.receive_data(data)
         self._process_events()
@@ -207,10 +220,26 @@ class WebSocketSession:
             self.task.cancel()
 
     def pause_writing(self) -> None:
+        """The client is not reading: stop reading it too, and drop it if it never resumes."""
         self.writable.clear()
+        self.write_blocked = True
+        self._update_reading()
+        timeout = self.config.send_timeout
+        if self.send_timer is None and timeout and timeout > 0:
+            self.send_timer = self.loop.call_later(timeout, self._send_timed_out)
 
     def resume_writing(self) -> None:
         self.writable.set()
+        self.write_blocked = False
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+        self._update_reading()
+
+    def _send_timed_out(self) -> None:
+        self.send_timer = None
+        if self.write_blocked:
+            self._abort()
 
     def shutdown(self) -> None:
         """The server is stopping: close with 1012, let the app finish, then close the transport."""
@@ -271,8 +300,9 @@ class WebSocketSession:
         kind = message["type"]
         if kind == "websocket.receive":
             self.inbox_messages -= 1
-            if self.reading_paused and self.inbox_messages <= INBOX_LOW_WATER:
-                self._set_reading(True)
+            if self.inbox_full and self.inbox_messages <= INBOX_LOW_WATER:
+                self.inbox_full = False
+                self._update_reading()
         elif kind == "websocket.disconnect":
             self.disconnect_delivered = True
         return message
@@ -330,7 +360,8 @@ class WebSocketSession:
         self.handshake = _ACCEPTED
         self.upgrade_response = None
         self._log_access(101)
-        self._set_reading(True)
+        self.early_full = False
+        self._update_reading()
         if self.early_input:
             early = bytes(self.early_input)
             self.early_input.clear()
@@ -433,7 +464,8 @@ class WebSocketSession:
         self.inbox.append(message)
         self.inbox_messages += 1
         if self.inbox_messages >= INBOX_HIGH_WATER:
-            self._set_reading(False)
+            self.inbox_full = True
+            self._update_reading()
         self._wake()
 
     def _note_closed(self) -> None:
@@ -462,7 +494,10 @@ class WebSocketSession:
         if self.receiver is not None and not self.receiver.done():
             self.receiver.set_result(None)
 
-    def _set_reading(self, on: bool) -> None:
+    def _update_reading(self) -> None:
+        """Read unless the client is not reading us, or (before our close) the app is behind."""
+        waiting = (self.inbox_full or self.early_full) and not self.closing_read
+        on = not (self.write_blocked or waiting)
         if self.transport is None or on != self.reading_paused:
             return
         self.reading_paused = not on
@@ -490,7 +525,8 @@ class WebSocketSession:
 
     def _expect_close(self) -> None:
         """Our close frame is out: read the reply even if the app stopped reading, but not forever."""
-        self._set_reading(True)
+        self.closing_read = True
+        self._update_reading()
         if self.abort_timer is None and self.transport is not None:
             self.abort_timer = self.loop.call_later(CLOSE_TIMEOUT, self._abort)
 
@@ -578,9 +614,10 @@ class WebSocketSession:
 
     def _cancel_timers(self) -> None:
         self._stop_keepalive()
-        if self.abort_timer is not None:
-            self.abort_timer.cancel()
-            self.abort_timer = None
+        for timer in (self.abort_timer, self.send_timer):
+            if timer is not None:
+                timer.cancel()
+        self.abort_timer = self.send_timer = None
 
     # -- helpers -------------------------------------------------------------------------
 
