@@ -101,9 +101,11 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if bridge is not None:
         await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
     tls = make_context(config)
-    server = await loop.create_server(
-        lambda: HttpProtocol(state, loop), sock=sock, backlog=config.backlog, ssl=tls
-    )
+
+    def new_connection() -> HttpProtocol:
+        return HttpProtocol(state, loop)
+
+    server = await loop.create_server(new_connection, sock=sock, backlog=config.backlog, ssl=tls)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -127,7 +129,12 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
                     os.getpid(), config.shutdown_delay)
         await asyncio.sleep(config.shutdown_delay)
 
-    server.close()  # stop accepting; connections stay open
+    # Stop accepting, but first keep the listening socket open (a duplicate descriptor): the
+    # connections the kernel already completed wait in its queue, and are answered too.
+    queue_fd = _duplicate(sock)
+    server.close()  # connections stay open
+    if queue_fd >= 0:
+        await take_accept_queue(queue_fd, loop, new_connection, tls)
     logger.info(
         "worker %d shutting down: %d connection%s to finish within %g s",
         os.getpid(), len(state.connections), "" if len(state.connections) == 1 else "s", config.graceful_timeout,
@@ -146,6 +153,49 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await _cancel_app_tasks()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
+
+
+def _duplicate(sock: socket.socket) -> int:
+    try:
+        return os.dup(sock.fileno())
+    except OSError:  # no descriptor left: what waits in the queue is reset, as before
+        return -1
+
+
+async def take_accept_queue(fd: int, loop: asyncio.AbstractEventLoop, protocol_factory: Any, tls: Any = None) -> int:
+    """Accept what waits in the kernel's accept queue of listening socket ``fd``, then close it.
+
+    Each connection gets a protocol (and TLS when ``tls``, an ``ssl.SSLContext``, is given) as
+    the server would have given it, and a turn of the loop to read what the client already
+    sent, so its request is answered (with ``Connection: close``) before the worker stops.
+    Returns how many were taken.
+    """
+    listener = socket.socket(fileno=fd)
+    handovers = []
+    try:
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:  # out of descriptors: the rest cannot be taken
+                logger.warning("could not accept a queued connection while stopping: %s", exc)
+                break
+            conn.setblocking(False)
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            options = {"ssl": tls, "ssl_handshake_timeout": 5.0} if tls is not None else {}
+            handovers.append(loop.connect_accepted_socket(protocol_factory, conn, **options))
+    finally:
+        listener.close()
+    if handovers:  # TLS handshakes run side by side; a failed one is that client's loss only
+        await asyncio.gather(*handovers, return_exceptions=True)
+        await asyncio.sleep(0)  # start reading them
+        await asyncio.sleep(0)  # and read what is already there
+    return len(handovers)
 
 
 async def _cancel_app_tasks() -> None:
