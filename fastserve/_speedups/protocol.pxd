@@ -29,16 +29,18 @@ cdef class ServerState:
     cdef public bint draining              # SIGTERM came: health answers 503 (the listener may still be open)
     cdef public object admin               # fastserve.server.admin.Admin, or None
     cdef public bytes admin_prefix         # its prefix + "/", checked before static lookups
+    cdef WireAnswer answer   # refilled for each static request of any connection of this worker
 
 
 cdef class HttpProtocol:
     cdef readonly ServerState state
     cdef public object loop
     cdef public object transport
-    cdef object parser
+    cdef object parser                      # httptools', made for the first head the scanner leaves
     cdef public int sock_fd
-    cdef public object client
-    cdef public object server
+    cdef object _client                     # the peer's and our address, read on first use
+    cdef object _server
+    cdef bint addresses_read
     cdef readonly bint tls                  # TLS transport: the socket is never written directly
     cdef public bint writing_paused
     cdef WritableWatch watch                # made on the first sendfile that finds the socket full
@@ -77,18 +79,19 @@ cdef class HttpProtocol:
 
     # output, in request order
     cdef list out
-    cdef object queue
+    cdef list queue          # bytes and Jobs waiting behind the current job; None when none wait
     cdef object current_job
     cdef bint closing
     cdef double idle_since
     cdef int response_status
-    cdef WireAnswer answer   # refilled for each static request
 
+    cdef void _read_addresses(self)
     cdef void _begin_websocket(self, bytes rest)
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
     cdef bint _serve_admin(self)
+    cdef void _queue_append(self, object item)
     cdef void _emit(self, bytes data)
     cdef void _enqueue_job(self, object job)
     cdef void _flush(self)

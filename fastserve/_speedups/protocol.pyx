@@ -13,8 +13,6 @@ request produces exactly one response, in request order:
 Ready responses are gathered and written once per ``data_received``; a response that
 cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in a queue.
 """
-from collections import deque
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcmp
 cdef extern from "<sys/socket.h>" nogil:
@@ -88,6 +86,7 @@ cdef class ServerState:
         self.now = 0.0
         self.shutting_down = False
         self.draining = False
+        self.answer = WireAnswer()
 
     def set_admin(self, admin) -> None:
         """Answer the admin paths of ``admin`` (``fastserve.server.admin.Admin``) on the static path."""
@@ -128,17 +127,17 @@ cdef class HttpProtocol:
         self.state = state
         self.loop = loop
         self.transport = None
-        self.parser = HttpRequestParser(self)
         self.sock_fd = -1
-        self.answer = WireAnswer()
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
         self.url = None
-        self.headers = []
+        # An idle connection holds as little as it can: no header list, no queue, no httptools
+        # parser and no addresses until a request needs them.
+        self.headers = None
         self.keep_headers = not state.static_only
         self.out = []
-        self.queue = deque()
+        self.queue = None
         self.current_job = None
         self.closing = False
         self.body_job = None
@@ -160,13 +159,31 @@ cdef class HttpProtocol:
         # Under TLS every byte must go through the transport: no send(), no sendfile.
         self.tls = transport.get_extra_info("sslcontext") is not None
         self.sock_fd = sock.fileno() if sock is not None and not self.tls else -1
-        client = transport.get_extra_info("peername")
-        server = transport.get_extra_info("sockname")
-        # ASGI: a unix socket's client is None and its server is (path, None).
-        self.client = client if type(client) is tuple else None
-        self.server = (server, None) if type(server) is str else server
         # Resume only when the buffer is empty, so file transfers can go back to sendfile.
         transport.set_write_buffer_limits(high=64 * 1024, low=0)
+
+    @property
+    def client(self):
+        """The peer's ``(host, port)``; None for a unix socket (the ASGI scope's ``client``)."""
+        self._read_addresses()
+        return self._client
+
+    @property
+    def server(self):
+        """Our ``(host, port)``, or ``(path, None)`` for a unix socket (the ASGI scope's ``server``)."""
+        self._read_addresses()
+        return self._server
+
+    cdef void _read_addresses(self):
+        # Asked of the transport when first needed (an ASGI scope, an access log line), not for
+        # every connection: a static origin's idle connections then hold no address objects.
+        if self.addresses_read or self.transport is None:
+            return
+        self.addresses_read = True
+        client = self.transport.get_extra_info("peername")
+        server = self.transport.get_extra_info("sockname")
+        self._client = client if type(client) is tuple else None
+        self._server = (server, None) if type(server) is str else server
 
     def connection_lost(self, exc):
         self.state.connections.discard(self)
@@ -177,7 +194,7 @@ cdef class HttpProtocol:
             return
         job = self.current_job
         self.current_job = None
-        self.queue.clear()
+        self.queue = None
         if job is not None:
             (<Job>job).connection_lost()
         if self.body_job is not None and self.body_job is not job:
@@ -234,6 +251,8 @@ cdef class HttpProtocol:
                 data = data[done:]
         if self.in_head:
             self.raw_head_bytes += len(data)
+        if self.parser is None:  # most connections only ever send heads the scanner reads
+            self.parser = HttpRequestParser(self)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
@@ -462,7 +481,7 @@ cdef class HttpProtocol:
         return True
 
     cdef void _serve_static(self):
-        cdef WireAnswer answer = self.answer
+        cdef WireAnswer answer = self.state.answer
         cdef bytes prefix = self.state.admin_prefix
         if (
             prefix is not None and self.url is not None and len(self.url) >= len(prefix)
@@ -482,7 +501,7 @@ cdef class HttpProtocol:
             if self.current_job is None and not self.queue:
                 self.out.append(answer.data)
             else:
-                self.queue.append(answer.data)
+                self._queue_append(answer.data)
         else:
             self._enqueue_job(FileSender(self, answer.file, answer.file.fd, answer.segments))
         if self.state.access_logger is not None:
@@ -490,14 +509,19 @@ cdef class HttpProtocol:
 
     # -- ordered output -----------------------------------------------------------------
 
+    cdef void _queue_append(self, object item):
+        if self.queue is None:
+            self.queue = []
+        self.queue.append(item)
+
     cdef inline void _emit(self, bytes data):
         if self.current_job is None and not self.queue:
             self.out.append(data)
         else:
-            self.queue.append(data)
+            self._queue_append(data)
 
     cdef void _enqueue_job(self, job):
-        self.queue.append(job)
+        self._queue_append(job)
         self._update_reading()
         if self.current_job is None:
             self._flush()
@@ -509,7 +533,7 @@ cdef class HttpProtocol:
             self.out.clear()
             return
         while self.current_job is None and self.queue:
-            item = self.queue.popleft()
+            item = self.queue.pop(0)
             if type(item) is bytes:
                 self.out.append(item)
                 continue
@@ -520,6 +544,7 @@ cdef class HttpProtocol:
                 return
         self._write_out()
         if self.current_job is None and not self.queue:
+            self.queue = None
             self.idle_since = self.state.now
             if self.pending_upgrade is not None:
                 session, rest = self.pending_upgrade
@@ -596,7 +621,7 @@ cdef class HttpProtocol:
         self.current_job = None
         if close:
             self.closing = True
-            self.queue.clear()
+            self.queue = None
         self._flush()
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
@@ -650,7 +675,8 @@ cdef class HttpProtocol:
     cdef void _update_reading(self):
         """Read only while the client is reading us, the queue is short and bodies are consumed."""
         cdef bint pause = (
-            self.writing_paused or self.body_backpressure or len(self.queue) >= self.state.max_pipeline
+            self.writing_paused or self.body_backpressure
+            or (self.queue is not None and len(self.queue) >= self.state.max_pipeline)
         )
         if self.transport is None or pause == self.reading_paused:
             return
