@@ -24,44 +24,18 @@ from pathlib import Path
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from apps.hello import app as hello_app  # noqa: E402
 from fastserve.config import Config  # noqa: E402
 from fastserve.server.worker import build_state  # noqa: E402
 from fastserve.staticfiles import StaticFiles  # noqa: E402
 from fastserve._speedups.protocol import HttpProtocol  # noqa: E402
+from inprocess import CountingTransport  # noqa: E402  (tests/inprocess.py: the in-process test layer)
 
 BATCHES = 30
 STATIC_BATCH = 5000
 ASGI_BATCH = 2000
-
-
-class CountingTransport:
-    """The transport calls a connection makes, answered without a socket."""
-
-    def __init__(self) -> None:
-        self.writes = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes += 1
-
-    def get_extra_info(self, name: str):
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def request(target: str, *headers: str) -> bytes:

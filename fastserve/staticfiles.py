@@ -19,14 +19,16 @@ import anyio
 
 from fastserve._speedups.conditional import evaluate_preconditions
 from fastserve._speedups.filecache import (
-    KIND_FILE,
     KIND_FORBIDDEN,
+    KIND_MISSING,
     KIND_REDIRECT,
+    NOT_MODIFIED_FIELDS,
     FileCache,
-    choose_representation,
 )
 from fastserve._speedups.headers import parse_http_date
 from fastserve._speedups.pathlookup import resolve_path, split_url_path
+from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
+from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
 from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
@@ -39,9 +41,9 @@ Send = Any
 
 
 class NotModifiedResponse(Response):
-    """A 304 that keeps only the headers a 304 may carry."""
+    """A 304 that keeps only the headers a 304 may carry (``filecache.NOT_MODIFIED_FIELDS``)."""
 
-    NOT_MODIFIED_HEADERS = ("cache-control", "content-location", "date", "etag", "expires", "vary")
+    NOT_MODIFIED_HEADERS = tuple(sorted(name.decode("latin-1") for name in NOT_MODIFIED_FIELDS))
 
     def __init__(self, headers: Headers):
         super().__init__(
@@ -50,19 +52,39 @@ class NotModifiedResponse(Response):
         )
 
 
-class _CachedFileResponse(Response):
-    """A small file straight from the cache: one start message, one body message."""
+class _StaticAnswerResponse(Response):
+    """A ``staticanswer.decide`` answer as ASGI messages: the same status, fields and bytes
+    the server's fast path writes. File slices are read in a worker thread."""
 
-    def __init__(self, raw_headers: List[Tuple[bytes, bytes]], body: bytes, status_code: int):
-        self.status_code = status_code
+    chunk_size = 256 * 1024
+
+    def __init__(self, answer: StaticAnswer):
+        self.answer = answer
+        self.status_code = answer.status
         self.background = None
-        self.body = body
-        self.raw_headers = raw_headers
+        self.body = answer.body or b""
+        self.raw_headers = list(answer.fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self.answer
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        body = b"" if scope["method"] == "HEAD" else self.body
-        await send({"type": "http.response.body", "body": body})
+        if answer.segments is None:
+            await send({"type": "http.response.body", "body": answer.body})
+            return
+        fd = answer.file.fileno()  # the OpenFile the answer holds keeps it open
+        for segment in answer.segments:
+            if isinstance(segment, bytes):
+                await send({"type": "http.response.body", "body": segment, "more_body": True})
+                continue
+            offset, count = segment
+            while count > 0:
+                chunk = await anyio.to_thread.run_sync(os.pread, fd, min(self.chunk_size, count), offset)
+                if not chunk:
+                    raise RuntimeError(f"File at path {answer.entry.path} is shorter than expected.")
+                offset += len(chunk)
+                count -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _route_path(scope: Scope) -> str:
@@ -86,12 +108,8 @@ def _cache_key(path: str, scope: Scope) -> Optional[str]:
     return key
 
 
-_NOT_MODIFIED_FIELDS = (b"etag", b"last-modified", b"vary")
-
 # The request headers static answers depend on, read in one pass over the scope.
-_WANTED = frozenset(
-    (b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"range", b"accept-encoding")
-)
+_WANTED = frozenset(STATIC_FIELDS)
 
 
 def _request_headers(scope: Scope) -> Dict[bytes, bytes]:
@@ -248,37 +266,16 @@ class StaticFiles:
         if key is None:
             raise HTTPException(status_code=404)
         entry = self.current_file_cache().lookup(key)
-        request = _request_headers(scope)
-        if entry.variants is not None:
-            entry = choose_representation(entry, request.get(b"accept-encoding"))
-        if entry.kind == KIND_FILE:
-            status = evaluate_preconditions(
-                scope["method"].encode(),
-                request.get(b"if-match"),
-                request.get(b"if-unmodified-since"),
-                request.get(b"if-none-match"),
-                request.get(b"if-modified-since"),
-                entry.etag,
-                entry.mtime,
-            )
-            if status == 304:  # the validators, and Vary where siblings exist: what the fast path's 304 carries
-                return _CachedFileResponse(
-                    [header for header in entry.asgi_headers if header[0] in _NOT_MODIFIED_FIELDS], b"", 304
-                )
-            if status == 412:
-                return PlainTextResponse("Precondition Failed", status_code=412)
-            if entry.body is not None and b"range" not in request:
-                return _CachedFileResponse(entry.asgi_headers, entry.body, 200)
-            return FileResponse(entry.path, stat_result=entry.stat)
         if entry.kind == KIND_REDIRECT:
             return self._slash_redirect(scope)
         if entry.kind == KIND_FORBIDDEN:
             raise HTTPException(status_code=401)
-        if entry.path is not None:  # html mode's 404.html
-            if entry.body is not None:
-                return _CachedFileResponse(entry.asgi_headers, entry.body, 404)
-            return FileResponse(entry.path, stat_result=entry.stat, status_code=404)
-        raise HTTPException(status_code=404)
+        if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
+            raise HTTPException(status_code=404)
+        request = RequestHead(scope["method"].encode("latin-1"))
+        for name, value in scope.get("headers", ()):
+            request.set(name.lower(), value)
+        return _StaticAnswerResponse(decide(entry, request))
 
     @staticmethod
     def _slash_redirect(scope: Scope) -> Response:

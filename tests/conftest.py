@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from inprocess import READERS, InProcessServer  # noqa: E402
 from server_helpers import DocRoot, ServerProcess, build_docroot, running_server  # noqa: E402
 
 try:
@@ -79,3 +80,24 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             errors.append(str(exc))
     assert not errors, "\n".join(errors)
 
+
+
+@pytest.fixture(params=READERS)
+def reader(request: pytest.FixtureRequest) -> str:
+    """Who reads request heads: the scanner (plain GET/HEAD) or httptools (every head)."""
+    return request.param
+
+
+@pytest.fixture
+def serve(reader: str) -> Iterator[Callable[..., InProcessServer]]:
+    """``serve(target, **config)``: an in-process server (see tests/inprocess.py), run with each reader."""
+    servers: List[InProcessServer] = []
+
+    def start(target: object, **options: object) -> InProcessServer:
+        server = InProcessServer(target, reader, dict(options))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -40,9 +40,13 @@ def test_small_file_entry_holds_body_and_validators(root):
     assert entry.last_modified == format_http_date(st.st_mtime)
     assert entry.mtime == int(st.st_mtime)
     assert entry.content_type == b"text/plain; charset=utf-8"
-    assert b"Content-Length: 5\r\n" in entry.fields
-    assert b"ETag: " + entry.etag + b"\r\n" in entry.fields
-    assert (b"etag", entry.etag) in entry.asgi_headers
+    assert (b"content-length", b"5") in entry.fields
+    assert (b"etag", entry.etag) in entry.fields
+    # one list of fields, two renderings: the wire bytes are the list's
+    assert b"Content-Length: 5\r\n" in entry.wire_fields
+    assert b"ETag: " + entry.etag + b"\r\n" in entry.wire_fields
+    assert entry.not_modified_fields == [(b"last-modified", entry.last_modified), (b"etag", entry.etag)]
+    assert entry.wire_not_modified == b"Last-Modified: %s\r\nETag: %s\r\n" % (entry.last_modified, entry.etag)
 
 
 def test_large_file_entry_keeps_an_open_descriptor(root):
@@ -192,18 +196,21 @@ def test_siblings_are_variants_only_when_asked(compressed_root):
     assert FileCache([compressed_root]).lookup("/app.js").variants is None
     entry = FileCache([compressed_root], precompressed=True).lookup("/app.js")
     assert [coding for coding, _ in entry.variants] == ["br", "gzip"]
-    assert b"Vary: Accept-Encoding\r\n" in entry.fields
-    assert (b"vary", b"Accept-Encoding") in entry.asgi_headers
+    assert b"Vary: Accept-Encoding\r\n" in entry.wire_fields
+    assert (b"vary", b"Accept-Encoding") in entry.fields
+    assert (b"vary", b"Accept-Encoding") in entry.not_modified_fields
 
 
 def test_choose_representation_by_accept_encoding(compressed_root):
     entry = FileCache([compressed_root], precompressed=True).lookup("/app.js")
     br = choose_representation(entry, b"gzip, br")
     assert br.body == b"pretend-brotli"
-    assert b"Content-Encoding: br\r\n" in br.fields
+    assert (b"content-encoding", b"br") in br.fields and br.coding == b"br"
+    assert b"Content-Encoding: br\r\n" in br.wire_fields
+    assert not any(name == b"accept-ranges" for name, _ in br.fields)  # sent whole, never in ranges
     assert br.content_type == entry.content_type
     gz = choose_representation(entry, b"gzip;q=0.5, br;q=0")
-    assert b"Content-Encoding: gzip\r\n" in gz.fields
+    assert b"Content-Encoding: gzip\r\n" in gz.wire_fields
     assert len({entry.etag, br.etag, gz.etag}) == 3
     assert choose_representation(entry, b"identity") is entry
     assert choose_representation(entry, None) is entry

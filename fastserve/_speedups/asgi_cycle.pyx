@@ -8,10 +8,11 @@ import logging
 import os
 from collections import deque
 
-from fastserve._speedups.headers cimport current_http_date, serialize_headers
+from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.job cimport Job
+from fastserve._speedups.wire cimport connection_pair
 
 logger = logging.getLogger("fastserve")
 
@@ -138,7 +139,7 @@ cdef class HttpCycle(Job):
             self.conn.set_body_backpressure(True)
             if not self.started:
                 self.started = self.refused = True
-                text = b"Content Too Large"
+                text = reason_phrase(413)
                 self.conn.write(self._build_head(413, [
                     (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
                 ]) + text)
@@ -180,14 +181,14 @@ cdef class HttpCycle(Job):
     async def run(self):
         try:
             if self.bad_request:
-                await self._send_plain(400, b"Bad Request")
+                await self._send_plain(400)
             elif self.too_large:
-                await self._send_plain(413, b"Content Too Large")
+                await self._send_plain(413)
             else:
                 await self.app(self.scope, self.receive, self.send)
                 if not self.started and not self.disconnected:
                     logger.error("ASGI app returned without starting a response")
-                    await self._send_plain(500, b"Internal Server Error")
+                    await self._send_plain(500)
                 elif not self.complete and not self.disconnected:
                     logger.error("ASGI app returned without completing its response")
                     self.conn.abort()
@@ -196,7 +197,7 @@ cdef class HttpCycle(Job):
                 raise
             logger.error("exception in ASGI app", exc_info=exc)
             if not self.started and not self.disconnected:
-                await self._send_plain(500, b"Internal Server Error")
+                await self._send_plain(500)
             elif not self.complete:
                 self.conn.abort()  # the client must not take a cut-short body for a whole one
         finally:
@@ -205,7 +206,9 @@ cdef class HttpCycle(Job):
                 self.keep_alive = False
             self.conn.job_finished(not self.keep_alive)
 
-    async def _send_plain(self, int status, bytes text):
+    async def _send_plain(self, int status):
+        """A text/plain answer the server gives on the app's behalf: the reason phrase as its body."""
+        cdef bytes text = reason_phrase(status)
         self.keep_alive = self.keep_alive and status < 500 and status != 413
         await self.send({
             "type": "http.response.start",
@@ -347,8 +350,7 @@ cdef class HttpCycle(Job):
             else:
                 self.chunked = True
                 headers.append((b"transfer-encoding", b"chunked"))
-        if not self.keep_alive:
-            headers.append((b"connection", b"close"))
-        elif self.http10:
-            headers.append((b"connection", b"keep-alive"))
+        connection = connection_pair(self.keep_alive, self.http10)
+        if connection is not None:
+            headers.append(connection)
         return serialize_headers(status, self.bridge.server_headers.for_response(names, current_http_date()) + headers)

@@ -19,9 +19,14 @@ cdef class CacheEntry:
     cdef readonly bytes etag
     cdef readonly bytes last_modified
     cdef readonly bytes content_type
-    cdef readonly bytes fields
-    cdef readonly bytes validator_fields
-    cdef readonly list asgi_headers
+    cdef readonly bytes coding              # Content-Encoding of a precompressed sibling, else None
+    # The one list of fields every answer about this representation draws on, as
+    # (lowercase name, value) pairs (their ASGI rendering), and the subset a 304 or a 416
+    # repeats; wire_* are their wire renderings, made once.
+    cdef readonly list fields
+    cdef readonly list not_modified_fields
+    cdef readonly bytes wire_fields
+    cdef readonly bytes wire_not_modified
     cdef readonly bytes body
     cdef readonly OpenFile file
     cdef double checked_at

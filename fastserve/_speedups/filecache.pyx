@@ -17,6 +17,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
 from fastserve._speedups.headers cimport accepts_encoding
 from fastserve._speedups.pathlookup cimport is_within, resolve_path, split_url_path
+from fastserve._speedups.wire cimport render_fields
 
 # The entry kinds, for Python callers (``CacheEntry.kind``).
 KIND_FILE = ENTRY_FILE
@@ -27,7 +28,12 @@ KIND_FORBIDDEN = ENTRY_FORBIDDEN
 cdef object S_ISREG = stat_module.S_ISREG
 cdef object S_ISDIR = stat_module.S_ISDIR
 cdef bytes NOT_FOUND_BODY = b"Not Found"
-cdef bytes VARY = b"Vary: Accept-Encoding\r\n"
+# The fields a 304 repeats from the 200 it stands for (RFC 9110 section 15.4.5: ETag, Vary and
+# the caching fields; Last-Modified too, as nginx sends it). A 416 repeats them as well, so the
+# client can tell which version its range missed.
+NOT_MODIFIED_FIELDS = frozenset(
+    (b"cache-control", b"content-location", b"date", b"etag", b"expires", b"last-modified", b"vary")
+)
 # Precompressed siblings looked for beside each file, in the order they are preferred.
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 # A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
@@ -80,14 +86,16 @@ cdef CacheEntry _plain_entry(int kind, int status, bytes body, bytes content_typ
     entry.body = body
     entry.size = len(body)
     entry.content_type = content_type
-    entry.fields = b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type, entry.size)
-    entry.validator_fields = b""
-    entry.asgi_headers = [
-        (b"content-type", content_type),
-        (b"content-length", b"%d" % entry.size),
-    ]
+    _set_fields(entry, [(b"content-type", content_type), (b"content-length", b"%d" % entry.size)])
     entry.held = len(body)
     return entry
+
+
+cdef void _set_fields(CacheEntry entry, list fields):
+    entry.fields = fields
+    entry.not_modified_fields = [pair for pair in fields if pair[0] in NOT_MODIFIED_FIELDS]
+    entry.wire_fields = render_fields(fields)
+    entry.wire_not_modified = render_fields(entry.not_modified_fields)
 
 
 cdef CacheEntry _file_entry(
@@ -124,26 +132,18 @@ cdef CacheEntry _file_entry(
         entry.body = None
         entry.file = handle
         entry.held = 0
-    entry.validator_fields = b"Last-Modified: %s\r\nETag: %s\r\n%s" % (
-        entry.last_modified, entry.etag, VARY if vary else b""
-    )
-    entry.fields = b"Content-Type: %s\r\nContent-Length: %d\r\n%s%sAccept-Ranges: bytes\r\n" % (
-        entry.content_type,
-        entry.size,
-        b"Content-Encoding: %s\r\n" % coding if coding is not None else b"",
-        entry.validator_fields,
-    )
-    entry.asgi_headers = [
-        (b"content-type", entry.content_type),
-        (b"content-length", b"%d" % entry.size),
-        (b"last-modified", entry.last_modified),
-        (b"etag", entry.etag),
-        (b"accept-ranges", b"bytes"),
-    ]
+    entry.coding = coding
+    fields = [(b"content-type", entry.content_type), (b"content-length", b"%d" % entry.size)]
     if coding is not None:
-        entry.asgi_headers.append((b"content-encoding", coding))
+        fields.append((b"content-encoding", coding))
+    fields.append((b"last-modified", entry.last_modified))
+    fields.append((b"etag", entry.etag))
     if vary:
-        entry.asgi_headers.append((b"vary", b"Accept-Encoding"))
+        fields.append((b"vary", b"Accept-Encoding"))
+    if coding is None:
+        # An encoded representation is only ever sent whole (see staticanswer.decide).
+        fields.append((b"accept-ranges", b"bytes"))
+    _set_fields(entry, fields)
     entry.variants = None
     return entry
 
@@ -325,9 +325,7 @@ cdef class FileCache:
                 entry.status = 307
                 entry.path = found[0]
                 entry.body = b""
-                entry.asgi_headers = []
-                entry.fields = b""
-                entry.validator_fields = b""
+                _set_fields(entry, [])
                 return entry
             if found is None or not S_ISREG(found[1].st_mode):
                 return self._missing()

@@ -3,7 +3,7 @@
 # through filesender, ASGI exchanges are asgi_cycle's; all three are Jobs when queued.
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.filesender cimport WritableWatch
-from fastserve._speedups.requesthead cimport FieldSpan
+from fastserve._speedups.requesthead cimport FieldSpan, RequestHead
 from fastserve._speedups.staticanswer cimport WireAnswer
 
 
@@ -30,6 +30,7 @@ cdef class ServerState:
     cdef public object admin               # fastserve.server.admin.Admin, or None
     cdef public bytes admin_prefix         # its prefix + "/", checked before static lookups
     cdef WireAnswer answer   # refilled for each static request of any connection of this worker
+    cdef public bint scan_heads   # plain GET/HEAD heads are read by the scanner (False: httptools reads all)
 
 
 cdef class HttpProtocol:
@@ -56,22 +57,11 @@ cdef class HttpProtocol:
     cdef Py_ssize_t raw_head_bytes
     cdef Py_ssize_t header_count
     cdef double head_started
-    cdef bytes url
     cdef bint saw_connection
-    cdef readonly long long declared_length   # Content-Length of the request, -1 when absent or invalid
     cdef long long static_body_bytes
-    cdef list headers
     cdef bint keep_headers
-    cdef bytes method
-    cdef bytes if_match
-    cdef bytes if_none_match
-    cdef bytes if_modified_since
-    cdef bytes if_unmodified_since
-    cdef bytes range_value
-    cdef bytes if_range
-    cdef bytes accept_encoding
-    cdef readonly bint keep_alive
-    cdef readonly bint http10
+    cdef RequestHead head      # the request being read (refilled for each)
+    cdef int connection        # the Connection option httptools' request carried
     cdef object body_job   # the ASGI job receiving this request's body, if any
     cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
     cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses

@@ -23,14 +23,16 @@ cdef extern from "<sys/socket.h>" nogil:
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
 
-from fastserve._speedups.headers cimport reason_phrase
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.charclass cimport is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
 from fastserve._speedups.job cimport Job
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
-    CONNECTION_KEEP_ALIVE as HEAD_CONNECTION_KEEP_ALIVE,
+    CONNECTION_DEFAULT as HEAD_CONNECTION_DEFAULT,
+    RequestHead,
+    connection_option,
+    keeps_alive,
     FIELD_ACCEPT_ENCODING,
     FIELD_IF_MATCH,
     FIELD_IF_MODIFIED_SINCE,
@@ -85,6 +87,7 @@ cdef class ServerState:
         self.connections = set()
         self.now = 0.0
         self.shutting_down = False
+        self.scan_heads = True
         self.draining = False
         self.answer = WireAnswer()
 
@@ -131,16 +134,30 @@ cdef class HttpProtocol:
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
-        self.url = None
+        self.head = RequestHead()
         # An idle connection holds as little as it can: no header list, no queue, no httptools
         # parser and no addresses until a request needs them.
-        self.headers = None
+        self.head.headers = None
         self.keep_headers = not state.static_only
         self.out = []
         self.queue = None
         self.current_job = None
         self.closing = False
         self.body_job = None
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection stays open after the request being answered."""
+        return self.head.keep_alive
+
+    @property
+    def http10(self) -> bool:
+        return self.head.http10
+
+    @property
+    def declared_length(self) -> int:
+        """The request's Content-Length; -1 when absent or invalid."""
+        return self.head.declared_length
 
     # -- asyncio protocol -------------------------------------------------------------
 
@@ -206,7 +223,7 @@ cdef class HttpProtocol:
         if self.upgraded is not None:
             return self.upgraded.eof_received()
         self.closing = True
-        self.keep_alive = False
+        self.head.keep_alive = False
         if self.current_job is None and not self.queue:
             return False  # nothing owed: let the transport close
         return True  # keep our side open until the queued responses are out
@@ -242,7 +259,7 @@ cdef class HttpProtocol:
         if self.closing:
             return
         cdef Py_ssize_t done
-        if not self.in_message:
+        if not self.in_message and self.state.scan_heads:
             done = self._read_simple_heads(data)
             if done == len(data) or self.closing or self.transport is None:
                 self._flush()
@@ -260,7 +277,7 @@ cdef class HttpProtocol:
                 self._begin_websocket(data[upgrade.args[0]:])
                 return
             # Any other upgrade: answer the request as plain HTTP, then close.
-            self.keep_alive = False
+            self.head.keep_alive = False
             self.closing = True
         except HttpParserError:
             if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
@@ -283,24 +300,18 @@ cdef class HttpProtocol:
         self.raw_head_bytes = 0
         self.header_count = 0
         self.head_started = self.state.now
-        self.url = None
-        self.saw_connection = False
-        self.declared_length = -1
+        self.head.target = None
+        self.connection = HEAD_CONNECTION_DEFAULT
+        self.head.declared_length = -1
         self.static_body_bytes = 0
         if self.keep_headers:
-            self.headers = []
-        self.if_match = None
-        self.if_none_match = None
-        self.if_modified_since = None
-        self.if_unmodified_since = None
-        self.range_value = None
-        self.if_range = None
-        self.accept_encoding = None
+            self.head.headers = []
+        self.head.clear_fields()
 
     def on_url(self, bytes url):
-        self.url = url if self.url is None else self.url + url
+        self.head.target = url if self.head.target is None else self.head.target + url
         self.head_bytes += len(url)
-        if len(self.url) > self.state.max_url_length:
+        if len(self.head.target) > self.state.max_url_length:
             self._fail(414)
             raise _Abort()
 
@@ -317,54 +328,54 @@ cdef class HttpProtocol:
         lower = None
         if self.keep_headers:
             lower = name.lower()
-            self.headers.append((lower, value))
+            self.head.headers.append((lower, value))
         if n == 5 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             if lower is None:
                 lower = name.lower()
             if lower == b"if-none-match":
-                self.if_none_match = value
+                self.head.if_none_match = value
             elif lower == b"if-modified-since":
-                self.if_modified_since = value
+                self.head.if_modified_since = value
             elif lower == b"range":
-                self.range_value = value
+                self.head.range_value = value
             elif lower == b"if-range":
-                self.if_range = value
+                self.head.if_range = value
             elif lower == b"if-match":
-                self.if_match = value
+                self.head.if_match = value
             elif lower == b"if-unmodified-since":
-                self.if_unmodified_since = value
+                self.head.if_unmodified_since = value
             elif lower == b"connection":
-                self.saw_connection = True
+                option = connection_option(value)
+                if option == HEAD_CONNECTION_CLOSE or self.connection == HEAD_CONNECTION_DEFAULT:
+                    self.connection = option
             elif lower == b"accept-encoding":
-                self.accept_encoding = value
+                self.head.accept_encoding = value
             elif lower == b"content-length" and value.isdigit() and len(value) < 19:
-                self.declared_length = int(value)
+                self.head.declared_length = int(value)
 
     def on_headers_complete(self):
         self.in_head = False
         parser = self.parser
-        self.method = parser.get_method()
-        self.keep_alive = parser.should_keep_alive() and not self.state.shutting_down
-        # The static path needs the version only to tell an HTTP/1.0 client "Connection: keep-alive",
-        # and such a client sends a Connection header: read the version only then. ASGI apps need it always.
-        self.http10 = (
-            (self.saw_connection and self.keep_alive) or not self.state.static_only
-        ) and parser.get_http_version() == "1.0"
+        method = self.head.method = parser.get_method()
+        self.head.is_get = method == GET
+        self.head.is_head = method == HEAD
+        self.head.http10 = parser.get_http_version() == "1.0"
+        self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
         if self.state.static_only:
-            if self.declared_length > self.state.max_body_size:
+            if self.head.declared_length > self.state.max_body_size:
                 self._fail(413)
                 raise _Abort()
-            if self.declared_length > DISCARD_LIMIT and self.method != GET and self.method != HEAD:
+            if self.head.declared_length > DISCARD_LIMIT and self.head.method != GET and self.head.method != HEAD:
                 # No static file takes a body: a large one is refused unread, and the connection closed.
                 self._fail(405, ALLOW)
                 raise _Abort()
         elif parser.should_upgrade() and (b"upgrade", b"websocket") in [
-            (name, value.lower()) for name, value in self.headers if name == b"upgrade"
+            (name, value.lower()) for name, value in self.head.headers if name == b"upgrade"
         ]:
             # A WebSocket handshake: the session takes the connection once the head is parsed.
-            self.upgrade_request = (self.method, self.url, self.headers)
+            self.upgrade_request = (self.head.method, self.head.target, self.head.headers)
         else:
-            job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
+            job = self.state.asgi_bridge.begin(self, self.head.method, self.head.target, self.head.headers)
             if job.too_large and self.current_job is None and not self.queue:
                 # A declared length over the limit: answer now, never read the body.
                 self._fail(413)
@@ -392,7 +403,7 @@ cdef class HttpProtocol:
             self.body_job = None
         elif not self.closing:
             self._serve_static()
-        if not self.keep_alive:
+        if not self.head.keep_alive:
             self.closing = True
 
     cdef void _begin_websocket(self, bytes rest):
@@ -430,27 +441,24 @@ cdef class HttpProtocol:
             )
             if end <= 0:
                 break
-            self.method = HEAD if head.is_head else GET
-            self.url = span_bytes(chars, head.target)
-            self.http10 = head.http10
-            if head.http10:
-                self.keep_alive = head.connection == HEAD_CONNECTION_KEEP_ALIVE
-            else:
-                self.keep_alive = head.connection != HEAD_CONNECTION_CLOSE
-            if state.shutting_down:
-                self.keep_alive = False
+            self.head.method = HEAD if head.is_head else GET
+            self.head.is_head = head.is_head
+            self.head.is_get = not head.is_head
+            self.head.target = span_bytes(chars, head.target)
+            self.head.http10 = head.http10
+            self.head.keep_alive = keeps_alive(head.http10, head.connection, state.shutting_down)
             if static_only:
-                self.if_match = span_bytes(chars, head.fields[FIELD_IF_MATCH])
-                self.if_none_match = span_bytes(chars, head.fields[FIELD_IF_NONE_MATCH])
-                self.if_modified_since = span_bytes(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
-                self.if_unmodified_since = span_bytes(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
-                self.range_value = span_bytes(chars, head.fields[FIELD_RANGE])
-                self.if_range = span_bytes(chars, head.fields[FIELD_IF_RANGE])
-                self.accept_encoding = span_bytes(chars, head.fields[FIELD_ACCEPT_ENCODING])
+                self.head.if_match = span_bytes(chars, head.fields[FIELD_IF_MATCH])
+                self.head.if_none_match = span_bytes(chars, head.fields[FIELD_IF_NONE_MATCH])
+                self.head.if_modified_since = span_bytes(chars, head.fields[FIELD_IF_MODIFIED_SINCE])
+                self.head.if_unmodified_since = span_bytes(chars, head.fields[FIELD_IF_UNMODIFIED_SINCE])
+                self.head.range_value = span_bytes(chars, head.fields[FIELD_RANGE])
+                self.head.if_range = span_bytes(chars, head.fields[FIELD_IF_RANGE])
+                self.head.accept_encoding = span_bytes(chars, head.fields[FIELD_ACCEPT_ENCODING])
                 self._serve_static()
             else:
                 self._start_simple_job(chars, lines, head.line_count)
-            if not self.keep_alive:
+            if not self.head.keep_alive:
                 self.closing = True
             start = end
         return start
@@ -458,44 +466,41 @@ cdef class HttpProtocol:
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count):
         """What on_headers_complete and on_message_complete do for a request without a body."""
         cdef Py_ssize_t i
-        self.headers = [
+        self.head.headers = [
             (_lowercase(chars, lines[i].name), span_bytes(chars, lines[i].value)) for i in range(count)
         ]
-        self.declared_length = -1
-        job = self.state.asgi_bridge.begin(self, self.method, self.url, self.headers)
+        self.head.declared_length = -1
+        job = self.state.asgi_bridge.begin(self, self.head.method, self.head.target, self.head.headers)
         self._enqueue_job(job)
         job.body_complete()
 
     cdef bint _serve_admin(self):
         """Answer an admin path (health, metrics) unless a file is there; False: not answered."""
-        result = self.state.admin.static_answer(self.method, self.url)
+        result = self.state.admin.static_answer(self.head.method, self.head.target)
         if result is None:
             return False
         status, content_type, body = result
         data = response_head(
             status, b"Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n" % (content_type, len(body)),
-            self.keep_alive, self.http10,
+            self.head.keep_alive, self.head.http10,
         )
         self.response_status = status
-        self._emit(data if self.method == HEAD else data + body)
+        self._emit(data if self.head.method == HEAD else data + body)
         return True
 
     cdef void _serve_static(self):
         cdef WireAnswer answer = self.state.answer
         cdef bytes prefix = self.state.admin_prefix
+        cdef bytes target = self.head.target
         if (
-            prefix is not None and self.url is not None and len(self.url) >= len(prefix)
-            and memcmp(<const char*>self.url, <const char*>prefix, len(prefix)) == 0
+            prefix is not None and target is not None and len(target) >= len(prefix)
+            and memcmp(<const char*>target, <const char*>prefix, len(prefix)) == 0
             and self._serve_admin()
         ):
             if self.state.access_logger is not None:
-                self.state.access_logger(self.client, self.method, self.url, self.response_status)
+                self.state.access_logger(self.client, self.head.method, target, self.response_status)
             return
-        answer_static(
-            answer, self.state.cache, self.state.max_ranges, self.method, self.url, self.keep_alive, self.http10,
-            self.if_match, self.if_none_match, self.if_modified_since, self.if_unmodified_since,
-            self.range_value, self.if_range, self.accept_encoding,
-        )
+        answer_static(answer, self.state.cache, self.state.max_ranges, self.head)
         self.response_status = answer.status
         if answer.segments is None:
             if self.current_job is None and not self.queue:
@@ -505,7 +510,7 @@ cdef class HttpProtocol:
         else:
             self._enqueue_job(FileSender(self, answer.file, answer.file.fd, answer.segments))
         if self.state.access_logger is not None:
-            self.state.access_logger(self.client, self.method, self.url, self.response_status)
+            self.state.access_logger(self.client, self.head.method, self.head.target, self.response_status)
 
     # -- ordered output -----------------------------------------------------------------
 
@@ -631,10 +636,12 @@ cdef class HttpProtocol:
         if self.closing:
             return
         self.closing = True
-        self.keep_alive = False
-        self.method = GET
+        self.head.keep_alive = False
+        self.head.method = GET
+        self.head.is_get = True
+        self.head.is_head = False
         self.response_status = status
-        self._emit(plain_answer(status, reason_phrase(status), extra, False, self.http10, False))
+        self._emit(plain_answer(status, extra, False, self.head.http10, False))
         self._flush()
 
     def check_timeouts(self, double now):
@@ -653,7 +660,7 @@ cdef class HttpProtocol:
 
     def close_when_idle(self):
         """Close now if idle; otherwise after the responses already owed."""
-        self.keep_alive = False
+        self.head.keep_alive = False
         if self.transport is None:
             return
         if self.upgraded is not None:

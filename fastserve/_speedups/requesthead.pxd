@@ -43,6 +43,42 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
                                  SimpleHead* head, FieldSpan* lines=*, Py_ssize_t max_lines=*) noexcept nogil
 
 
+cdef class RequestHead:
+    # What one request's head says, filled by the scanner or by httptools' callbacks alike.
+    cdef public bytes method
+    cdef public bint is_get                # method is GET ...
+    cdef public bint is_head               # ... or HEAD (the methods a static file answers)
+    cdef public bytes target
+    cdef public bint http10
+    cdef public bint keep_alive
+    cdef public list headers               # (lowercase name, value) pairs, for ASGI requests
+    cdef public long long declared_length  # Content-Length, -1 when absent or invalid
+    # the fields the static path reads (STATIC_FIELDS), None when absent
+    cdef public bytes if_match
+    cdef public bytes if_none_match
+    cdef public bytes if_modified_since
+    cdef public bytes if_unmodified_since
+    cdef public bytes range_value
+    cdef public bytes if_range
+    cdef public bytes accept_encoding
+    cdef void clear_fields(self)
+    cdef void set_field(self, int index, bytes value)
+
+
+cpdef int connection_option(bytes value)
+
+
+cdef inline bint keeps_alive(bint http10, int connection, bint shutting_down) noexcept:
+    """Whether the connection stays open after this request (RFC 9112 section 9.3): HTTP/1.1
+    unless the client said close, HTTP/1.0 only if it asked for keep-alive; never while the
+    server is shutting down."""
+    if shutting_down:
+        return False
+    if http10:
+        return connection == CONNECTION_KEEP_ALIVE
+    return connection != CONNECTION_CLOSE
+
+
 cdef inline bytes span_bytes(const char* data, Span span):
     """The bytes a span of ``data`` covers; None for an absent field."""
     if span.start < 0:

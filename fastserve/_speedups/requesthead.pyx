@@ -192,10 +192,71 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             head.connection = option
 
 
-_FIELD_NAMES = (
-    "if_match", "if_none_match", "if_modified_since", "if_unmodified_since",
-    "range", "if_range", "accept_encoding",
+# The request fields the static path reads, indexed by FIELD_* (requesthead.pxd): the one list
+# the scanner, the httptools callbacks and StaticFiles take them from.
+STATIC_FIELDS = (
+    b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
+    b"range", b"if-range", b"accept-encoding",
 )
+cdef dict _STATIC_FIELD_INDEX = {name: index for index, name in enumerate(STATIC_FIELDS)}
+
+
+cdef class RequestHead:
+    """One request's head, as both request readers fill it (and ``StaticFiles`` from a scope).
+
+    ``RequestHead(method, fields)``: ``fields`` maps lowercase names of ``STATIC_FIELDS`` to values.
+    """
+
+    def __init__(self, bytes method=b"GET", fields=None):
+        self.method = method
+        self.is_get = method == b"GET"
+        self.is_head = method == b"HEAD"
+        self.declared_length = -1
+        if fields:
+            for name, value in fields.items():
+                index = _STATIC_FIELD_INDEX.get(name)
+                if index is not None:
+                    self.set_field(index, value)
+
+    cdef void clear_fields(self):
+        self.if_match = self.if_none_match = self.if_modified_since = self.if_unmodified_since = None
+        self.range_value = self.if_range = self.accept_encoding = None
+
+    cdef void set_field(self, int index, bytes value):
+        if index == FIELD_IF_MATCH:
+            self.if_match = value
+        elif index == FIELD_IF_NONE_MATCH:
+            self.if_none_match = value
+        elif index == FIELD_IF_MODIFIED_SINCE:
+            self.if_modified_since = value
+        elif index == FIELD_IF_UNMODIFIED_SINCE:
+            self.if_unmodified_since = value
+        elif index == FIELD_RANGE:
+            self.range_value = value
+        elif index == FIELD_IF_RANGE:
+            self.if_range = value
+        elif index == FIELD_ACCEPT_ENCODING:
+            self.accept_encoding = value
+
+    def set(self, bytes name, bytes value):
+        """Record a header line (lowercase ``name``) if it is one of ``STATIC_FIELDS``; as with
+        both request readers, a later line of the same name replaces an earlier one."""
+        index = _STATIC_FIELD_INDEX.get(name)
+        if index is not None:
+            self.set_field(index, value)
+
+
+cpdef int connection_option(bytes value):
+    """The Connection option a value carries (RFC 9110 section 7.6.1): CONNECTION_CLOSE if any
+    token is ``close``, else CONNECTION_KEEP_ALIVE if one is ``keep-alive``, else CONNECTION_DEFAULT."""
+    cdef int found = CONNECTION_DEFAULT
+    for token in value.split(b","):
+        token = token.strip(b" \t").lower()
+        if token == b"close":
+            return CONNECTION_CLOSE
+        if token == b"keep-alive":
+            found = CONNECTION_KEEP_ALIVE
+    return found
 
 
 def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
@@ -224,7 +285,7 @@ def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
     }
     for index in range(FIELD_COUNT):
         if head.fields[index].start >= 0:
-            fields[_FIELD_NAMES[index]] = span_bytes(chars, head.fields[index])
+            fields[STATIC_FIELDS[index].decode().replace("-", "_")] = span_bytes(chars, head.fields[index])
     fields["lines"] = [
         (span_bytes(chars, lines[index].name), span_bytes(chars, lines[index].value))
         for index in range(head.line_count)

@@ -1,5 +1,19 @@
-# The static answer: which response a GET/HEAD for a cached file gets, as wire bytes.
-from fastserve._speedups.filecache cimport FileCache
+# The static answer: which response a GET/HEAD for a cached file gets (decide), and its
+# wire rendering for the fast path (answer_static).
+from fastserve._speedups.filecache cimport CacheEntry, FileCache
+from fastserve._speedups.requesthead cimport RequestHead
+
+
+cdef class StaticAnswer:
+    cdef readonly int status
+    cdef readonly list fields        # (lowercase name, value) pairs: the ASGI rendering
+    cdef readonly bytes body         # the content, when it is in memory (b"" for none, HEAD) ...
+    cdef readonly list segments      # ... or: bytes and (offset, count) slices of file
+    cdef readonly object file        # the OpenFile the slices are read from
+    cdef readonly CacheEntry entry   # the representation answered (a precompressed sibling, maybe)
+
+
+cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=*)
 
 
 cdef class WireAnswer:
@@ -7,10 +21,7 @@ cdef class WireAnswer:
     cdef bytes data      # the whole answer (head, and body when there is one to send) ...
     cdef object file     # ... or a transfer: the OpenFile and the segments to send from it
     cdef list segments   # bytes, or (offset, count) slices of file
+    cdef StaticAnswer decision   # reused for each request
 
 
-cdef void answer_static(
-    WireAnswer out, FileCache cache, int max_ranges, bytes method, bytes url, bint keep_alive, bint http10,
-    bytes if_match, bytes if_none_match, bytes if_modified_since, bytes if_unmodified_since,
-    bytes range_value, bytes if_range, bytes accept_encoding,
-)
+cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, RequestHead request)

@@ -1,39 +1,229 @@
-"""The static fast path's answers: from a cache entry and a request's fields to wire bytes.
+"""Which answer a GET/HEAD for a cached file gets, decided once for every face of fastserve.
 
-``answer_static`` looks the target up in the ``FileCache``, picks the representation
-(precompressed siblings), evaluates the preconditions and the Range, and fills a
-``WireAnswer``: either the whole answer as one bytes object, or a head and the file slices
-a ``FileSender`` moves with ``os.sendfile``. The connection decides when to write it.
+``decide`` takes a cache entry, the method and the request's conditional, Range and
+Accept-Encoding fields and returns a ``StaticAnswer``: the status, one list of header fields,
+and the body (bytes in memory) or the file slices to send. The server's fast path renders it
+as wire bytes (``answer_static``), ``StaticFiles`` as ASGI messages; both therefore answer
+every request the same way.
+
+Order (RFC 9110): the representation is chosen first (a precompressed sibling the client
+accepts), then the preconditions (section 13.2.2: 412, 304), then Range (section 14: 206,
+416, or 200 when If-Range does not match). An encoded representation is always sent whole:
+a Range on it is ignored, as nginx's gzip_static does, because a slice of a gzip stream
+cannot be decoded on its own and clients that resume downloads stitch decoded bytes, so
+the encoded representations do not advertise ``Accept-Ranges`` either.
 """
 import os
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memchr, memcmp
+from libc.string cimport memchr
 
 from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
 from fastserve._speedups.filecache cimport (
-    CacheEntry,
     choose_representation,
     ENTRY_FILE,
-    ENTRY_MISSING,
     ENTRY_REDIRECT,
 )
-from fastserve._speedups.headers cimport byteranges_layout, current_http_date
+from fastserve._speedups.headers cimport byteranges_layout, current_http_date, reason_phrase
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
-from fastserve._speedups.wire cimport head_start, plain_answer, response_head
+from fastserve._speedups.requesthead cimport RequestHead
+from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head
 
 cdef bytes GET = b"GET"
-cdef bytes HEAD = b"HEAD"
 cdef bytes CRLF = b"\r\n"
 cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
+cdef bytes CONTENT_TYPE = b"content-type"
+cdef bytes CONTENT_LENGTH = b"content-length"
+cdef bytes CONTENT_RANGE = b"content-range"
+cdef bytes PLAIN_TEXT = b"text/plain; charset=utf-8"
+cdef bytes METHOD_NOT_ALLOWED = reason_phrase(405)
+cdef list METHOD_NOT_ALLOWED_FIELDS = [
+    (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(METHOD_NOT_ALLOWED)), (b"allow", b"GET, HEAD"),
+]
+cdef bytes PRECONDITION_FAILED = reason_phrase(412)
+cdef list PRECONDITION_FAILED_FIELDS = [
+    (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(PRECONDITION_FAILED)),
+]
+cdef bytes NOTHING = b""
 
 
-cdef inline bint _is_method(bytes method, const char* name, Py_ssize_t size):
-    return PyBytes_GET_SIZE(method) == size and memcmp(PyBytes_AS_STRING(method), name, size) == 0
+cdef class StaticAnswer:
+    """The whole answer to one static request; see ``decide``.
+
+    ``fields`` is what an ASGI ``http.response.start`` carries; ``body`` is the content when
+    it is in memory (``b""`` when there is none to send, as for HEAD), otherwise ``segments``
+    lists bytes and ``(offset, count)`` slices of ``file`` (an ``OpenFile``), in order.
+    """
+
+    def __repr__(self):
+        return f"<StaticAnswer {self.status} {self.fields!r}>"
+
+
+cdef inline void _set(StaticAnswer out, int status, list fields, bytes body):
+    out.status = status
+    out.fields = fields
+    out.body = body
+    if out.segments is not None:
+        out.segments = None
+        out.file = None
+
+
+cdef inline void _set_slices(StaticAnswer out, int status, list fields, list segments):
+    out.status = status
+    out.fields = fields
+    out.body = None
+    out.segments = segments
+    out.file = out.entry.file
+
+
+# What _choose found; _fill turns it into a StaticAnswer, the fast path may use a memo instead.
+cdef enum:
+    ANSWER_WHOLE = 0                # the entry's own status, fields and content
+    ANSWER_NOT_MODIFIED = 1         # 304
+    ANSWER_PRECONDITION_FAILED = 2  # 412
+    ANSWER_RANGE = 3                # a Range to evaluate: 206, 416, or 200 when If-Range does not match
+    ANSWER_REDIRECT = 4             # 307 to the directory's slash form
+    ANSWER_METHOD_NOT_ALLOWED = 5   # 405
+
+
+cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=16):
+    """The answer to ``request`` (its method and ``STATIC_FIELDS``) on ``entry`` (a ``FileCache.lookup`` result).
+
+    405 for a method other than GET/HEAD; for a file 412/304 (RFC 9110 section 13.2.2), then
+    206/416 for a Range on a GET (section 14, at most ``max_ranges`` ranges), else 200; for
+    the other entries their own status (404, 401; 307 with no fields: the caller knows the
+    target to redirect to).
+    """
+    cdef int kind
+    cdef StaticAnswer out = StaticAnswer()
+    entry = _choose(entry, request, &kind)
+    _fill(out, entry, kind, request, max_ranges)
+    return out
+
+
+cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
+    """The representation that answers ``request``, and (in ``kind``) which answer it gets."""
+    cdef int status
+    if not request.is_get and not request.is_head:
+        kind[0] = ANSWER_METHOD_NOT_ALLOWED
+        return entry
+    if entry.variants is not None and request.accept_encoding is not None:
+        entry = choose_representation(entry, request.accept_encoding)
+    if entry.kind == ENTRY_FILE:
+        status = evaluate_preconditions(
+            request.method, request.if_match, request.if_unmodified_since, request.if_none_match,
+            request.if_modified_since, entry.etag, entry.mtime,
+        )
+        if status == 304:
+            kind[0] = ANSWER_NOT_MODIFIED
+        elif status == 412:
+            kind[0] = ANSWER_PRECONDITION_FAILED
+        elif request.range_value is not None and request.is_get and entry.coding is None:
+            kind[0] = ANSWER_RANGE
+        else:
+            kind[0] = ANSWER_WHOLE
+    elif entry.kind == ENTRY_REDIRECT:
+        kind[0] = ANSWER_REDIRECT
+    else:
+        kind[0] = ANSWER_WHOLE
+    return entry
+
+
+cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead request, int max_ranges):
+    out.entry = entry
+    if kind == ANSWER_WHOLE:
+        _whole(out, entry, request.is_head)
+    elif kind == ANSWER_NOT_MODIFIED:
+        _set(out, 304, entry.not_modified_fields, NOTHING)
+    elif kind == ANSWER_PRECONDITION_FAILED:
+        _set(out, 412, PRECONDITION_FAILED_FIELDS, NOTHING if request.is_head else PRECONDITION_FAILED)
+    elif kind == ANSWER_RANGE:
+        _range(out, entry, request.range_value, request.if_range, max_ranges)
+    elif kind == ANSWER_REDIRECT:
+        _set(out, 307, [], NOTHING)
+    else:
+        _set(out, 405, METHOD_NOT_ALLOWED_FIELDS, METHOD_NOT_ALLOWED)
+
+
+cdef inline void _whole(StaticAnswer out, CacheEntry entry, bint head):
+    if head:
+        _set(out, entry.status, entry.fields, NOTHING)
+    elif entry.body is not None:
+        _set(out, entry.status, entry.fields, entry.body)
+    else:
+        _set_slices(out, entry.status, entry.fields, [(0, entry.size)])
+
+
+cdef list _with_fields(list fields, bytes content_type, long long length, bytes content_range):
+    """``fields`` with Content-Length (and Content-Type, when given) replaced, Content-Range added."""
+    cdef list out = []
+    for pair in fields:
+        name = pair[0]
+        if name == CONTENT_LENGTH:
+            out.append((CONTENT_LENGTH, b"%d" % length))
+            if content_range is not None:
+                out.append((CONTENT_RANGE, content_range))
+        elif name == CONTENT_TYPE and content_type is not None:
+            out.append((CONTENT_TYPE, content_type))
+        else:
+            out.append(pair)
+    return out
+
+
+cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if_range, int max_ranges):
+    cdef int status
+    cdef list segments
+    cdef long long first, last
+    status, ranges = evaluate_range(GET, range_value, if_range, entry.etag, entry.mtime, entry.size, max_ranges)
+    if status == 200:
+        _whole(out, entry, False)
+        return
+    if status == 416:
+        _set(out, 416, [
+            (CONTENT_RANGE, b"bytes */%d" % entry.size), (CONTENT_LENGTH, b"0"),
+        ] + entry.not_modified_fields, NOTHING)
+        return
+    if len(ranges) == 1:
+        first, last = ranges[0]
+        fields = _with_fields(entry.fields, None, last - first + 1, b"bytes %d-%d/%d" % (first, last, entry.size))
+        if entry.body is not None:
+            _set(out, 206, fields, entry.body[first:last + 1])
+        else:
+            _set_slices(out, 206, fields, [(first, last - first + 1)])
+        return
+    boundary = os.urandom(12).hex().encode()
+    heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
+    fields = _with_fields(entry.fields, b"multipart/byteranges; boundary=" + boundary, length, None)
+    segments = []
+    for i in range(len(ranges)):
+        first, last = ranges[i]
+        segments.append(heads[i])
+        if entry.body is not None:
+            segments.append(entry.body[first:last + 1])
+        else:
+            segments.append((first, last - first + 1))
+    segments.append(tail)
+    if entry.body is not None:
+        _set(out, 206, fields, b"".join(segments))
+    else:
+        _set_slices(out, 206, fields, segments)
+
+
+# -- the wire rendering (the server's fast path) ---------------------------------------------
 
 
 cdef class WireAnswer:
     """One static answer on its way to the wire; refilled by ``answer_static`` for each request."""
+
+    def __cinit__(self):
+        self.decision = StaticAnswer()
+
+
+cdef inline void _ready(WireAnswer out, int status, bytes data):
+    out.status = status
+    out.data = data
+    if out.segments is not None:
+        out.file = None
+        out.segments = None
 
 
 cdef inline void _refresh_memo(CacheEntry entry, bytes date):
@@ -44,43 +234,28 @@ cdef inline void _refresh_memo(CacheEntry entry, bytes date):
         entry.memo_not_modified = None
 
 
-cdef inline void _ready(WireAnswer out, int status, bytes data):
-    out.status = status
-    out.data = data
-    out.file = None
-    out.segments = None
+cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, RequestHead request):
+    """Fill ``out`` with the wire answer to ``request``.
 
-
-cdef inline void _transfer(WireAnswer out, int status, CacheEntry entry, list segments):
-    out.status = status
-    out.data = None
-    out.file = entry.file
-    out.segments = segments
-
-
-cdef void answer_static(
-    WireAnswer out, FileCache cache, int max_ranges, bytes method, bytes url, bint keep_alive, bint http10,
-    bytes if_match, bytes if_none_match, bytes if_modified_since, bytes if_unmodified_since,
-    bytes range_value, bytes if_range, bytes accept_encoding,
-):
-    """Fill ``out`` with the answer to ``method`` (bytes) on the request-target ``url``.
-
-    Other methods get 405 with ``Allow``; an unusable target 400; then 304/412 (RFC 9110
-    section 13.2.2), 206/416 for a Range on a GET (section 14), 200, 307 to a directory's
-    slash form, 404.
+    An unusable target gets 400, a directory asked for without its slash 307 to the slash
+    form; everything else is ``decide``'s answer for the cache entry.
     """
     cdef CacheEntry entry
-    cdef int status
-    cdef bytes raw = url
+    cdef StaticAnswer answer = out.decision
+    cdef bytes raw = request.target
     cdef Py_ssize_t q
-    cdef bint head = _is_method(method, b"HEAD", 4)
-    if not head and not _is_method(method, b"GET", 3):
-        _ready(out, 405, plain_answer(405, b"Method Not Allowed", ALLOW, keep_alive, http10, head))
+    cdef bint head = request.is_head
+    cdef int kind
+    cdef bint keep_alive = request.keep_alive
+    cdef bint http10 = request.http10
+    cdef bytes date
+    if not head and not request.is_get:
+        _ready(out, 405, plain_answer(405, ALLOW, keep_alive, http10, False))
         return
     if raw is None or len(raw) == 0 or (<const char*>raw)[0] != b"/":
         raw = origin_form(raw or b"")
         if raw is None:
-            _ready(out, 400, plain_answer(400, b"Bad Request", b"", keep_alive, http10, head))
+            _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
             return
     cdef const char* start = raw
     cdef const char* mark = <const char*>memchr(start, b"?", len(raw))
@@ -88,116 +263,52 @@ cdef void answer_static(
     cdef bytes raw_path = raw if q < 0 else raw[:q]
     path = percent_decode(raw_path)  # starts with "/", as raw does
     if path is None:
-        _ready(out, 400, plain_answer(400, b"Bad Request", b"", keep_alive, http10, head))
+        _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
         return
     entry = cache.lookup(path)
-    if entry.variants is not None and accept_encoding is not None:
-        entry = choose_representation(entry, accept_encoding)
-    if entry.kind == ENTRY_FILE:
-        status = evaluate_preconditions(
-            method, if_match, if_unmodified_since, if_none_match, if_modified_since, entry.etag, entry.mtime,
-        )
-        if status == 304:
-            _not_modified(out, entry, keep_alive, http10)
-        elif status == 412:
-            _ready(out, 412, plain_answer(412, b"Precondition Failed", b"", keep_alive, http10, head))
-        elif range_value is not None and not head:
-            _range(out, entry, range_value, if_range, max_ranges, keep_alive, http10)
-        else:
-            _file(out, entry, 200, head, keep_alive, http10)
-    elif entry.kind == ENTRY_REDIRECT:
+    if entry.kind == ENTRY_REDIRECT:
         _redirect(out, raw_path, raw[q:] if q >= 0 else b"", head, keep_alive, http10)
-    elif entry.kind == ENTRY_MISSING and entry.file is not None:
-        _file(out, entry, 404, head, keep_alive, http10)   # a large 404.html
-    else:
-        _head_body(out, entry.status, entry.fields, entry.body, head, keep_alive, http10)
-
-
-cdef void _head_body(WireAnswer out, int status, bytes fields, bytes body, bint head, bint keep_alive, bint http10):
-    cdef bytes start = response_head(status, fields, keep_alive, http10)
-    _ready(out, status, start if head or not body else start + body)
-
-
-cdef void _file(WireAnswer out, CacheEntry entry, int status, bint head, bint keep_alive, bint http10):
-    cdef bytes date
-    if entry.body is not None:
-        if status == 200 and not head and keep_alive and not http10:
+        return
+    entry = _choose(entry, request, &kind)
+    if keep_alive and not http10:
+        # The two answers most requests get are kept whole on the entry, for as long as their Date holds.
+        if kind == ANSWER_WHOLE and entry.status == 200 and entry.body is not None and not head:
             date = current_http_date()
             _refresh_memo(entry, date)
             if entry.memo_ok is None:
-                entry.memo_ok = b"".join((head_start(200, date), entry.fields, CRLF, entry.body))
+                entry.memo_ok = b"".join((head_start(200, date), entry.wire_fields, CRLF, entry.body))
             _ready(out, 200, entry.memo_ok)
-        else:
-            _head_body(out, status, entry.fields, entry.body, head, keep_alive, http10)
-        return
-    start = response_head(status, entry.fields, keep_alive, http10)
-    if head:
-        _ready(out, status, start)
+            return
+        if kind == ANSWER_NOT_MODIFIED:
+            date = current_http_date()
+            _refresh_memo(entry, date)
+            if entry.memo_not_modified is None:
+                entry.memo_not_modified = b"".join((head_start(304, date), entry.wire_not_modified, CRLF))
+            _ready(out, 304, entry.memo_not_modified)
+            return
+    _fill(answer, entry, kind, request, max_ranges)
+    render_wire(out, answer, keep_alive, http10)
+
+
+cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint http10):
+    """``answer`` as wire bytes: the head (with the connection's fields) and the body or slices."""
+    cdef CacheEntry entry = answer.entry
+    cdef list fields = answer.fields
+    cdef bytes wire_fields
+    if entry is not None and fields is entry.fields:
+        wire_fields = entry.wire_fields
+    elif entry is not None and fields is entry.not_modified_fields:
+        wire_fields = entry.wire_not_modified
     else:
-        _transfer(out, status, entry, [start, (0, entry.size)])
-
-
-cdef void _not_modified(WireAnswer out, CacheEntry entry, bint keep_alive, bint http10):
-    cdef bytes date
-    if keep_alive and not http10:
-        date = current_http_date()
-        _refresh_memo(entry, date)
-        if entry.memo_not_modified is None:
-            entry.memo_not_modified = b"".join((head_start(304, date), entry.validator_fields, CRLF))
-        _ready(out, 304, entry.memo_not_modified)
+        wire_fields = render_fields(fields)
+    cdef bytes start = response_head(answer.status, wire_fields, keep_alive, http10)
+    if answer.segments is not None:
+        out.status = answer.status
+        out.data = None
+        out.file = answer.file
+        out.segments = [start] + answer.segments
     else:
-        _ready(out, 304, response_head(304, entry.validator_fields, keep_alive, http10))
-
-
-cdef void _range(
-    WireAnswer out, CacheEntry entry, bytes range_value, bytes if_range, int max_ranges, bint keep_alive, bint http10
-):
-    cdef int status
-    cdef list parts
-    cdef long long first, last
-    status, ranges = evaluate_range(
-        GET, range_value, if_range, entry.etag, entry.mtime, entry.size, max_ranges,
-    )
-    if status == 200:
-        _file(out, entry, 200, False, keep_alive, http10)
-        return
-    if status == 416:
-        _head_body(
-            out, 416, b"Content-Range: bytes */%d\r\nContent-Length: 0\r\n" % entry.size, b"", False,
-            keep_alive, http10,
-        )
-        return
-    if len(ranges) == 1:
-        first, last = ranges[0]
-        fields = b"Content-Type: %s\r\nContent-Length: %d\r\nContent-Range: bytes %d-%d/%d\r\n%sAccept-Ranges: bytes\r\n" % (
-            entry.content_type, last - first + 1, first, last, entry.size, entry.validator_fields
-        )
-        if entry.body is not None:
-            _ready(out, 206, response_head(206, fields, keep_alive, http10) + entry.body[first:last + 1])
-        else:
-            _transfer(out, 206, entry, [response_head(206, fields, keep_alive, http10), (first, last - first + 1)])
-        return
-    boundary = os.urandom(12).hex().encode()
-    heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
-    fields = b"Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n" % (
-        boundary, length, entry.validator_fields
-    )
-    if entry.body is not None:
-        pieces = [response_head(206, fields, keep_alive, http10)]
-        for i in range(len(ranges)):
-            first, last = ranges[i]
-            pieces.append(heads[i])
-            pieces.append(entry.body[first:last + 1])
-        pieces.append(tail)
-        _ready(out, 206, b"".join(pieces))
-        return
-    parts = [response_head(206, fields, keep_alive, http10)]
-    for i in range(len(ranges)):
-        first, last = ranges[i]
-        parts.append(heads[i])
-        parts.append((first, last - first + 1))
-    parts.append(tail)
-    _transfer(out, 206, entry, parts)
+        _ready(out, answer.status, start + answer.body if answer.body else start)
 
 
 cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint keep_alive, bint http10):
@@ -205,6 +316,6 @@ cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint
     location = b"/" + raw_path.lstrip(b"/") + b"/" + query
     for c in b"\r\n\x00":
         if c in location:
-            _ready(out, 400, plain_answer(400, b"Bad Request", b"", keep_alive, http10, head))
+            _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
             return
-    _head_body(out, 307, b"Location: %s\r\nContent-Length: 0\r\n" % location, b"", head, keep_alive, http10)
+    _ready(out, 307, response_head(307, b"Location: %s\r\nContent-Length: 0\r\n" % location, keep_alive, http10))

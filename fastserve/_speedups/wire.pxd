@@ -1,7 +1,9 @@
 # HTTP/1.1 response heads as bytes: status lines, the Server/Date block, the Connection field.
 
 cdef bytes status_line(int status)
+cpdef bytes render_fields(list fields)
+cdef tuple connection_pair(bint keep_alive, bint http10)
 cdef bytes connection_field(bint keep_alive, bint http10)
 cdef bytes head_start(int status, bytes date)
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
-cdef bytes plain_answer(int status, bytes text, bytes extra, bint keep_alive, bint http10, bint head)
+cdef bytes plain_answer(int status, bytes extra, bint keep_alive, bint http10, bint head)

@@ -13,6 +13,20 @@ cdef bint SEND_DATE = True
 cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef dict _STATUS_LINES = {}
+# How the fields fastserve writes itself are spelled on the wire (names are case-insensitive,
+# RFC 9110 section 5.1; these are the spellings clients and logs are used to).
+cdef dict _WIRE_NAMES = {
+    b"content-type": b"Content-Type",
+    b"content-length": b"Content-Length",
+    b"content-range": b"Content-Range",
+    b"content-encoding": b"Content-Encoding",
+    b"last-modified": b"Last-Modified",
+    b"etag": b"ETag",
+    b"vary": b"Vary",
+    b"accept-ranges": b"Accept-Ranges",
+    b"allow": b"Allow",
+    b"location": b"Location",
+}
 
 
 cdef bytes status_line(int status):
@@ -23,14 +37,41 @@ cdef bytes status_line(int status):
     return line
 
 
-cdef bytes connection_field(bint keep_alive, bint http10):
-    """The Connection field an answer needs: ``close`` when the connection ends after it,
-    ``keep-alive`` for an HTTP/1.0 client that asked to keep it, nothing otherwise."""
+cpdef bytes render_fields(list fields):
+    """``[(lowercase name, value), ...]`` as header lines (``Name: value\\r\\n`` each).
+
+    The wire rendering of a field list whose ASGI rendering is the list itself.
+    """
+    cdef list lines = []
+    for name, value in fields:
+        lines.append(_WIRE_NAMES.get(name, name))
+        lines.append(b": ")
+        lines.append(value)
+        lines.append(CRLF)
+    return b"".join(lines)
+
+
+cdef tuple CLOSE_PAIR = (b"connection", b"close")
+cdef tuple KEEP_ALIVE_PAIR = (b"connection", b"keep-alive")
+
+
+cdef tuple connection_pair(bint keep_alive, bint http10):
+    """The Connection field an answer needs (RFC 9112 section 9.6), for every answer fastserve
+    writes (static or from an app): ``close`` when the connection ends after it, ``keep-alive``
+    for an HTTP/1.0 client that asked to keep it, None otherwise."""
     if not keep_alive:
-        return CONNECTION_CLOSE
+        return CLOSE_PAIR
     if http10:
-        return CONNECTION_KEEP_ALIVE
-    return b""
+        return KEEP_ALIVE_PAIR
+    return None
+
+
+cdef bytes connection_field(bint keep_alive, bint http10):
+    """``connection_pair`` as a header line (b"" for none)."""
+    pair = connection_pair(keep_alive, http10)
+    if pair is None:
+        return b""
+    return CONNECTION_CLOSE if pair is CLOSE_PAIR else CONNECTION_KEEP_ALIVE
 
 
 def set_server_fields(bytes fields, bint date) -> None:
@@ -57,8 +98,9 @@ cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
     ))
 
 
-cdef bytes plain_answer(int status, bytes text, bytes extra, bint keep_alive, bint http10, bint head):
-    """A ``text/plain`` answer with ``text`` as its body (none for HEAD); ``extra``: more fields."""
+cdef bytes plain_answer(int status, bytes extra, bint keep_alive, bint http10, bint head):
+    """A ``text/plain`` answer whose body is the reason phrase (none for HEAD); ``extra``: more fields."""
+    cdef bytes text = reason_phrase(status)
     cdef bytes start = response_head(
         status,
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s" % (len(text), extra),
