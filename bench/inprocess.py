@@ -2,6 +2,7 @@
 """fastserve's own per-request CPU, without sockets: a connection driven by hand.
 
     python bench/inprocess.py            # with fastserve installed (e.g. pip install -e .)
+    python bench/inprocess.py --access-log common --metrics >/dev/null   # what observing costs
 
 One ``HttpProtocol`` gets each request's bytes through ``data_received`` and writes its
 answer to a stand-in transport that only counts. What is left is fastserve's user-space
@@ -15,6 +16,7 @@ script with each, alternately, on the same machine.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from apps.hello import app as hello_app  # noqa: E402
 from fastserve.config import Config  # noqa: E402
+from fastserve.server.logs import configure_logging  # noqa: E402
 from fastserve.server.worker import build_state  # noqa: E402
 from fastserve.staticfiles import StaticFiles  # noqa: E402
 from fastserve._speedups.protocol import HttpProtocol  # noqa: E402
@@ -75,23 +78,37 @@ async def fastest_asgi(state, data: bytes) -> float:
     return best
 
 
+def observing() -> dict:
+    """Config fields from ``--access-log FORMAT`` (lines go to stdout) and ``--metrics``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--access-log", choices=["common", "combined", "json"])
+    parser.add_argument("--metrics", action="store_true")
+    args = parser.parse_args()
+    configure_logging("info")
+    fields = {"metrics": args.metrics}
+    if args.access_log:
+        fields.update(access_log=True, access_log_format=args.access_log)
+    return fields
+
+
 async def main() -> None:
     loop = asyncio.get_running_loop()
+    options = observing()
     with tempfile.TemporaryDirectory() as root:
         (Path(root) / "small.txt").write_bytes(b"x" * 1024)
         static_app = StaticFiles(directory=root)
-        static = build_state(Config(target=static_app), static_app, loop)
+        static = build_state(Config(target=static_app, **options), static_app, loop)
         etag = static_app.file_cache.lookup("/small.txt").etag.decode()
         results = {
             "1k": await fastest_static(static, request("/small.txt")),
             "304": await fastest_static(static, request("/small.txt", f"If-None-Match: {etag}")),
             "404": await fastest_static(static, request("/missing.txt")),
         }
-    asgi = build_state(Config(target=hello_app), hello_app, loop)
+    asgi = build_state(Config(target=hello_app, **options), hello_app, loop)
     await asgi.asgi_bridge.startup()
     results["hello (ASGI)"] = await fastest_asgi(asgi, request("/"))
     for name, seconds in results.items():
-        print(f"{name:<13} {seconds * 1e6:7.2f} us/request  (fastest of {BATCHES} batches)")
+        print(f"{name:<13} {seconds * 1e6:7.2f} us/request  (fastest of {BATCHES} batches)", file=sys.stderr)
 
 
 if __name__ == "__main__":

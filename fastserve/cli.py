@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--log-config", default=None, metavar="FILE",
                       help="logging configuration: dictConfig .json/.yaml, or an INI file")
     logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    logs.add_argument("--access-log-format", default=DEFAULTS.access_log_format, choices=["common", "combined", "json"],
+                      help="access log lines: NCSA common or combined, or one JSON object (default: %(default)s)")
     admin = parser.add_argument_group("health and metrics")
     admin.add_argument("--admin-prefix", default=DEFAULTS.admin_prefix, metavar="PATH",
                        help="health at PATH/health, metrics at PATH/metrics; '' turns them off (default: %(default)s)")
@@ -280,6 +282,7 @@ def serve_reporting_errors(config: Config) -> int:
     from fastserve.server.app_loader import AppLoadError
     from fastserve.server.asgi import LifespanFailure
     from fastserve.server.listen import ListenError
+    from fastserve.server.metrics import MetricsUnavailable
     from fastserve.server.serve import PidFileError, serve
     from fastserve.server.supervisor import STARTUP_FAILED
     from fastserve.server.tls import TlsConfigError
@@ -292,7 +295,7 @@ def serve_reporting_errors(config: Config) -> int:
     except LifespanFailure as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return STARTUP_FAILED
-    except TlsConfigError as exc:
+    except (TlsConfigError, MetricsUnavailable) as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return 2
     except (ListenError, PidFileError) as exc:

@@ -27,6 +27,7 @@ class Config:
     limit_max_requests: Optional[int] = None  # a worker retires (and is replaced) after this many
     pid_file: Optional[str] = None
     access_log: bool = False
+    access_log_format: str = "common"  # common, combined or json
     admin_prefix: str = "/_fastserve"  # health (and metrics) below it; "" turns them off
     metrics: bool = False  # Prometheus text at {admin_prefix}/metrics
     log_level: Optional[str] = None  # None: "info", unless a log_config file says otherwise

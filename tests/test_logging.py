@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, fetch, port_from_url, run_cli
+from server_helpers import CliProcess, DocRoot, fetch, listening_port, port_from_url, run_cli
 
 
 def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> None:
@@ -25,33 +25,10 @@ def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> 
 def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
     with CliProcess([str(docroot.root), "--port", "0", "--log-level", level, "--access-log"],
                     log_path=tmp_path / "log") as srv:
-        port = _wait_port_by_probe(srv)
+        port = listening_port(srv.pid)
         assert fetch(port, "/small.txt").status == 200
         assert srv.stop() == 0
     assert "fastserve serving" not in srv.output()
-
-
-def _wait_port_by_probe(srv: CliProcess) -> int:
-    """Without a banner, find the port from /proc (the server's only listening socket)."""
-    import time
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        inodes = set()
-        fd_dir = Path(f"/proc/{srv.proc.pid}/fd")
-        for fd in fd_dir.iterdir():
-            try:
-                target = fd.readlink().name
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                return int(fields[1].split(":")[1], 16)
-        time.sleep(0.05)
-    raise AssertionError(srv.output())
 
 
 CONFIGS = {
@@ -99,7 +76,7 @@ def test_log_config_file(docroot: DocRoot, tmp_path: Path, kind: str) -> None:
     config = tmp_path / f"logging.{kind}"
     config.write_text(CONFIGS[kind](written))
     with CliProcess([str(docroot.root), "--port", "0", "--log-config", str(config)], log_path=tmp_path / "out") as srv:
-        port = _wait_port_by_probe(srv)
+        port = listening_port(srv.pid)
         assert fetch(port, "/small.txt").status == 200
         assert srv.stop() == 0
     lines = written.read_text().splitlines()
@@ -114,7 +91,7 @@ def test_log_level_still_applies_over_a_log_config(docroot: DocRoot, tmp_path: P
     config.write_text(CONFIGS["json"](written))
     args = [str(docroot.root), "--port", "0", "--log-config", str(config), "--log-level", "warning"]
     with CliProcess(args, log_path=tmp_path / "out") as srv:
-        _wait_port_by_probe(srv)
+        listening_port(srv.pid)
         assert srv.stop() == 0
     assert "fastserve serving" not in written.read_text()
 

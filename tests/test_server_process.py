@@ -194,26 +194,6 @@ def test_signal_right_after_the_port_opens_is_a_clean_stop(docroot: DocRoot, tmp
 # -- logging, binding, defaults ----------------------------------------------------------------
 
 
-def test_access_log_has_a_line_per_request(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root, "--access-log")
-    with RawConnection(srv.port) as conn:
-        conn.exchange("GET", "/small.txt")
-        conn.exchange("GET", "/missing-page")
-        conn.exchange("HEAD", "/medium.bin")
-        conn.exchange("GET", "/small.txt", [("If-None-Match", "*")])
-    expected = ['"GET /small.txt" 200', '"GET /missing-page" 404', '"HEAD /medium.bin" 200', '"GET /small.txt" 304']
-
-    def logged() -> List[str]:
-        return [line for line in srv.output().splitlines() if line.startswith("127.0.0.1 - ")]
-
-    assert wait_for(lambda: len(logged()) >= 4, 3.0), srv.output()
-    lines = logged()
-    assert len(lines) == 4, lines
-    for line, fragment in zip(lines, expected):
-        assert fragment in line, (fragment, line)
-        assert "127.0.0.1" in line
-
-
 def test_no_access_log_by_default(start_server, docroot: DocRoot) -> None:
     srv = start_server(docroot.root)
     assert_serves(srv, docroot, 3)

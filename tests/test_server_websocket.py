@@ -739,11 +739,11 @@ def test_handshakes_are_access_logged(pinging_server: ServerProcess) -> None:
     with pytest.raises(InvalidStatus):
         connect(ws_url(pinging_server, "/refuse?logged=2"), open_timeout=OPEN_TIMEOUT)
     deadline = time.monotonic() + 3
-    while '"WebSocket /refuse?logged=2" 403' not in pinging_server.output() and time.monotonic() < deadline:
+    while '"GET /refuse?logged=2 HTTP/1.1" 403' not in pinging_server.output() and time.monotonic() < deadline:
         time.sleep(0.05)
     output = pinging_server.output()
-    assert '"WebSocket /echo?logged=1" 101' in output
-    assert '"WebSocket /refuse?logged=2" 403' in output
+    assert '"GET /echo?logged=1 HTTP/1.1" 101' in output
+    assert '"GET /refuse?logged=2 HTTP/1.1" 403' in output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 """
 import logging
 import os
+import time
 from collections import deque
 
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
@@ -16,6 +17,7 @@ from fastserve._speedups.wire cimport connection_pair
 
 logger = logging.getLogger("fastserve")
 
+cdef object _monotonic = time.monotonic  # the clock the connection measures durations with
 cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
@@ -100,6 +102,10 @@ cdef class HttpCycle(Job):
     cdef FileSender sender
     cdef object sending
     cdef object task
+    cdef bytes method
+    cdef bytes raw_url
+    cdef long long sent      # response bytes written, for metrics and the access log
+    cdef double head_read_at
 
     def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers, object app=None):
         """``app``: the ASGI app that answers (default: the bridge's)."""
@@ -107,6 +113,9 @@ cdef class HttpCycle(Job):
         self.conn = conn
         self.loop = bridge.loop
         self.app = bridge.app if app is None else app
+        self.method = method
+        self.raw_url = raw_url
+        self.head_read_at = _monotonic()
         self.head_request = method == b"HEAD"
         self.keep_alive = conn.keep_alive
         self.http10 = conn.http10
@@ -140,7 +149,7 @@ cdef class HttpCycle(Job):
             if not self.started:
                 self.started = self.refused = True
                 text = reason_phrase(413)
-                self.conn.write(self._build_head(413, [
+                self._write(self._build_head(413, [
                     (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
                 ]) + text)
                 self.complete = True
@@ -204,6 +213,7 @@ cdef class HttpCycle(Job):
             if self.more_body and (self.expect_continue or self.too_large):
                 # The client may still be holding back a body nobody asked for: end here.
                 self.keep_alive = False
+            self._account()
             self.conn.job_finished(not self.keep_alive)
 
     async def _send_plain(self, int status):
@@ -220,7 +230,7 @@ cdef class HttpCycle(Job):
     async def receive(self):
         if self.expect_continue and self.more_body and not self.started and not self.disconnected:
             self.expect_continue = False  # the app wants the body: tell the client to send it
-            self.conn.write(CONTINUE)
+            self._write(CONTINUE)
         while not self.body and self.more_body and not self.disconnected and not self.too_large:
             self.waiter = self.loop.create_future()
             await self.waiter
@@ -267,7 +277,7 @@ cdef class HttpCycle(Job):
                 body = b""
             data = head + body + tail if tail else (head + body if head else body)
             if data:
-                self.conn.write(data)
+                self._write(data)
             if not more:
                 self.complete = True
                 self._wake()
@@ -324,6 +334,7 @@ cdef class HttpCycle(Job):
         head, tail = self._framing(count, more)
         if not self._sends_body():
             count = 0
+        self.sent += len(head) + count + len(tail)
         done = self.sending = self.loop.create_future()
         self.sender = FileSender(
             self.conn, file, file.fileno(), [head, (offset, count), tail], lambda: done.done() or done.set_result(None)
@@ -334,6 +345,22 @@ cdef class HttpCycle(Job):
         self.sender = None
         if not self.disconnected:
             await self._after_write(more)
+
+    cdef void _write(self, bytes data):
+        self.sent += len(data)
+        self.conn.write(data)
+
+    cdef void _account(self):
+        """Tell the connection this exchange is over: its status, bytes and the time it took."""
+        cdef bytes agent = None
+        cdef bytes referer = None
+        if self.conn.state.log_agents:
+            for name, value in self.scope["headers"]:
+                if name == b"user-agent":
+                    agent = value
+                elif name == b"referer":
+                    referer = value
+        self.conn.account(self.method, self.raw_url, self.status, self.sent, self.head_read_at, agent, referer)
 
     cdef bytes _build_head(self, int status, list headers):
         cdef bint has_length = False

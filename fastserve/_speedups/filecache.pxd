@@ -56,6 +56,10 @@ cdef class FileCache:
     cdef readonly Py_ssize_t held_bytes
     cdef readonly bint precompressed
     cdef dict entries
+    # lookups answered from the cache, lookups that (re)built an entry, entries pushed out by the bounds
+    cdef readonly long long hits
+    cdef readonly long long misses
+    cdef readonly long long evictions
     cpdef CacheEntry lookup(self, str path)
     cdef CacheEntry _build(self, str path)
     cdef bint _unchanged(self, str path, CacheEntry entry)

@@ -201,11 +201,14 @@ cdef class FileCache:
         cdef double now = _monotonic()
         if entry is not None:
             if now - entry.checked_at < self.valid_for:
+                self.hits += 1
                 return entry
             if self._unchanged(path, entry):
                 entry.checked_at = now
+                self.hits += 1
                 return entry
             self._forget(path, entry)
+        self.misses += 1
         entry = self._build(path)
         entry.checked_at = now
         self._store(path, entry)
@@ -305,6 +308,7 @@ cdef class FileCache:
         ):
             oldest_path = next(iter(self.entries))
             self._forget(oldest_path, self.entries[oldest_path])
+            self.evictions += 1
         self.entries[path] = entry
         self.held_bytes += entry.held
 

@@ -1,6 +1,7 @@
 # The HTTP/1.1 connection: reading requests (scanner or httptools), the order answers go out
 # in, flow control and timeouts. Static answers come from staticanswer, file bodies go out
 # through filesender, ASGI exchanges are asgi_cycle's; all three are Jobs when queued.
+from fastserve._speedups.counters cimport Counters
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.filesender cimport WritableWatch
 from fastserve._speedups.requesthead cimport FieldSpan, RequestHead
@@ -31,6 +32,11 @@ cdef class ServerState:
     cdef public bytes admin_prefix         # its prefix + "/", checked before static lookups
     cdef WireAnswer answer   # refilled for each static request of any connection of this worker
     cdef public bint scan_heads   # plain GET/HEAD heads are read by the scanner (False: httptools reads all)
+    cdef public Counters counters          # --metrics: this worker's slot, or None
+    cdef public long long requests         # requests answered by this worker
+    cdef public long long request_limit    # --limit-max-requests (0: none); on_limit() is called at it
+    cdef public object on_limit
+    cdef public bint log_agents            # the access log wants User-Agent and Referer
 
 
 cdef class HttpProtocol:
@@ -82,6 +88,8 @@ cdef class HttpProtocol:
     cdef void _serve_static(self)
     cdef bint _serve_admin(self)
     cdef void _queue_append(self, object item)
+    cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
+                       bytes user_agent, bytes referer)
     cdef void _emit(self, bytes data)
     cdef void _enqueue_job(self, object job)
     cdef void _flush(self)

@@ -15,6 +15,7 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcmp
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
@@ -40,6 +41,8 @@ from fastserve._speedups.requesthead cimport (
     FIELD_IF_RANGE,
     FIELD_IF_UNMODIFIED_SINCE,
     FIELD_RANGE,
+    FIELD_REFERER,
+    FIELD_USER_AGENT,
     FieldSpan,
     SimpleHead,
     Span,
@@ -58,6 +61,17 @@ cdef enum:
     MAX_LISTED_LINES = 64
 # A body sent to a static file is read and dropped (keeping the connection) up to this size.
 cdef long long DISCARD_LIMIT = 64 * 1024
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic_time() -> float:
+    """The clock request durations are measured with (seconds, CLOCK_MONOTONIC)."""
+    return monotonic()
 
 
 cdef class ServerState:
@@ -90,6 +104,9 @@ cdef class ServerState:
         self.scan_heads = True
         self.draining = False
         self.answer = WireAnswer()
+        self.requests = 0
+        self.request_limit = 0
+        self.log_agents = False
 
     def set_admin(self, admin) -> None:
         """Answer the admin paths of ``admin`` (``fastserve.server.admin.Admin``) on the static path."""
@@ -329,7 +346,7 @@ cdef class HttpProtocol:
         if self.keep_headers:
             lower = name.lower()
             self.head.headers.append((lower, value))
-        if n == 5 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
+        if n == 5 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             if lower is None:
                 lower = name.lower()
             if lower == b"if-none-match":
@@ -350,6 +367,10 @@ cdef class HttpProtocol:
                     self.connection = option
             elif lower == b"accept-encoding":
                 self.head.accept_encoding = value
+            elif lower == b"user-agent":
+                self.head.user_agent = value
+            elif lower == b"referer":
+                self.head.referer = value
             elif lower == b"content-length" and value.isdigit() and len(value) < 19:
                 self.head.declared_length = int(value)
 
@@ -455,6 +476,9 @@ cdef class HttpProtocol:
                 self.head.range_value = span_bytes(chars, head.fields[FIELD_RANGE])
                 self.head.if_range = span_bytes(chars, head.fields[FIELD_IF_RANGE])
                 self.head.accept_encoding = span_bytes(chars, head.fields[FIELD_ACCEPT_ENCODING])
+                if state.log_agents:
+                    self.head.user_agent = span_bytes(chars, head.fields[FIELD_USER_AGENT])
+                    self.head.referer = span_bytes(chars, head.fields[FIELD_REFERER])
                 self._serve_static()
             else:
                 self._start_simple_job(chars, lines, head.line_count)
@@ -485,7 +509,10 @@ cdef class HttpProtocol:
             self.head.keep_alive, self.head.http10,
         )
         self.response_status = status
-        self._emit(data if self.head.method == HEAD else data + body)
+        data = data if self.head.is_head else data + body
+        self._emit(data)
+        self._account(self.head.method, self.head.target, status, len(data), monotonic(),
+                      self.head.user_agent, self.head.referer)
         return True
 
     cdef void _serve_static(self):
@@ -497,20 +524,44 @@ cdef class HttpProtocol:
             and memcmp(<const char*>target, <const char*>prefix, len(prefix)) == 0
             and self._serve_admin()
         ):
-            if self.state.access_logger is not None:
-                self.state.access_logger(self.client, self.head.method, target, self.response_status)
             return
+        cdef double started = monotonic() if self.state.counters is not None or self.state.access_logger is not None else 0
+        cdef long long sent = 0
         answer_static(answer, self.state.cache, self.state.max_ranges, self.head)
         self.response_status = answer.status
         if answer.segments is None:
+            sent = len(answer.data)
             if self.current_job is None and not self.queue:
                 self.out.append(answer.data)
             else:
                 self._queue_append(answer.data)
         else:
+            for segment in answer.segments:
+                sent += len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]
             self._enqueue_job(FileSender(self, answer.file, answer.file.fd, answer.segments))
-        if self.state.access_logger is not None:
-            self.state.access_logger(self.client, self.head.method, self.head.target, self.response_status)
+        self._account(self.head.method, self.head.target, answer.status, sent, started,
+                      self.head.user_agent, self.head.referer)
+
+    cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
+                       bytes user_agent, bytes referer):
+        """One request answered: count it, and give it to the metrics and the access log."""
+        cdef ServerState state = self.state
+        cdef double seconds
+        state.requests += 1
+        if status > 0 and (state.counters is not None or state.access_logger is not None):
+            seconds = monotonic() - started
+            if state.counters is not None:
+                state.counters.record(method, status, sent, seconds)
+            if state.access_logger is not None:
+                state.access_logger(self, method, url, status, sent, seconds, user_agent, referer)
+        if state.requests == state.request_limit:
+            state.on_limit()
+
+    def account(self, bytes method, bytes url, int status, long long sent, double started,
+                bytes user_agent=None, bytes referer=None) -> None:
+        """For responses made outside the connection (ASGI, WebSocket handshakes): ``started``
+        is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response."""
+        self._account(method, url, status, sent, started, user_agent, referer)
 
     # -- ordered output -----------------------------------------------------------------
 
@@ -637,11 +688,15 @@ cdef class HttpProtocol:
             return
         self.closing = True
         self.head.keep_alive = False
+        method = None if self.in_head else self.head.method  # a head cut short has no method yet
         self.head.method = GET
         self.head.is_get = True
         self.head.is_head = False
         self.response_status = status
-        self._emit(plain_answer(status, extra, False, self.head.http10, False))
+        data = plain_answer(status, extra, False, self.head.http10, False)
+        self._emit(data)
+        self._account(method, self.head.target, status, len(data), monotonic(),
+                      self.head.user_agent, self.head.referer)
         self._flush()
 
     def check_timeouts(self, double now):

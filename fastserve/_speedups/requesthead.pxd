@@ -11,7 +11,9 @@ cdef enum:
     FIELD_RANGE = 4
     FIELD_IF_RANGE = 5
     FIELD_ACCEPT_ENCODING = 6
-    FIELD_COUNT = 7
+    FIELD_USER_AGENT = 7    # for access logs
+    FIELD_REFERER = 8
+    FIELD_COUNT = 9
 
 cdef enum:
     CONNECTION_DEFAULT = 0
@@ -35,7 +37,7 @@ cdef struct SimpleHead:
     bint http10
     int connection
     Span target
-    Span fields[7]        # indexed by FIELD_*
+    Span fields[9]        # indexed by FIELD_*
     Py_ssize_t line_count # header lines read
 
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
@@ -61,6 +63,8 @@ cdef class RequestHead:
     cdef public bytes range_value
     cdef public bytes if_range
     cdef public bytes accept_encoding
+    cdef public bytes user_agent           # read by the scanner only for access logs that write them
+    cdef public bytes referer
     cdef void clear_fields(self)
     cdef void set_field(self, int index, bytes value)
 

@@ -54,8 +54,12 @@ cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogi
     if n == 5:
         return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
     if n == 7:
+        if _name_is(s, b"referer", 7):
+            return FIELD_REFERER
         return NOT_SIMPLE if _name_is(s, b"upgrade", 7) else IGNORED
     if n == 10:
+        if _name_is(s, b"user-agent", 10):
+            return FIELD_USER_AGENT
         return IS_CONNECTION if _name_is(s, b"connection", 10) else IGNORED
     if n == 8:
         if _name_is(s, b"if-match", 8):
@@ -196,7 +200,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
 # the scanner, the httptools callbacks and StaticFiles take them from.
 STATIC_FIELDS = (
     b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
-    b"range", b"if-range", b"accept-encoding",
+    b"range", b"if-range", b"accept-encoding", b"user-agent", b"referer",
 )
 cdef dict _STATIC_FIELD_INDEX = {name: index for index, name in enumerate(STATIC_FIELDS)}
 
@@ -221,6 +225,7 @@ cdef class RequestHead:
     cdef void clear_fields(self):
         self.if_match = self.if_none_match = self.if_modified_since = self.if_unmodified_since = None
         self.range_value = self.if_range = self.accept_encoding = None
+        self.user_agent = self.referer = None
 
     cdef void set_field(self, int index, bytes value):
         if index == FIELD_IF_MATCH:
@@ -237,6 +242,10 @@ cdef class RequestHead:
             self.if_range = value
         elif index == FIELD_ACCEPT_ENCODING:
             self.accept_encoding = value
+        elif index == FIELD_USER_AGENT:
+            self.user_agent = value
+        elif index == FIELD_REFERER:
+            self.referer = value
 
     def set(self, bytes name, bytes value):
         """Record a header line (lowercase ``name``) if it is one of ``STATIC_FIELDS``; as with

@@ -38,6 +38,7 @@ class Admin:
         if path == self.health_path:
             return DRAINING if self.state is not None and self.state.draining else HEALTHY
         if path == self.metrics_path:
+            self.metrics.update(len(self.state.connections), self.state.cache)  # this worker's, up to now
             return 200, self.metrics.content_type, self.metrics.exposition()
         return None
 

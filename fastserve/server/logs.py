@@ -41,7 +41,9 @@ def default_config(level: str) -> Dict[str, Any]:
         },
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
-            "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+            "access": {
+                "class": "fastserve.server.access_log.AccessHandler", "formatter": "access", "stream": "ext://sys.stdout",
+            },
         },
         "loggers": {
             "fastserve": {"handlers": ["default"], "level": level.upper(), "propagate": False},

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from fastserve.config import Config
+from fastserve.server import metrics
 from fastserve.server.app_loader import load_app, load_env_file
 from fastserve.server.listen import (
     describe,
@@ -35,6 +36,7 @@ def serve(config: Config) -> int:
     opened) or ``LifespanFailure`` (the app's startup failed, single process only).
     """
     make_context(config)  # a bad certificate stops the start here, before any worker
+    metrics.prepare(config)  # the counters every worker writes, mapped before they fork
     load_env_file(config)
     app = load_app(config)
     EarlySignals.install()

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
+from fastserve.server import metrics
 from fastserve.server.listen import open_listener
 from fastserve.server.tls import tls_enabled
-from fastserve.server.worker import EarlySignals, run_worker
+from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Handoff, run_worker
 
 logger = logging.getLogger("fastserve")
 
@@ -33,6 +35,11 @@ class Supervisor:
         self.workers: Dict[int, int] = {}  # pid -> slot
         self.stopping = False
         self.exit_code = 0
+        # Workers tell the supervisor "retiring" and "ready" through this pipe (see Handoff).
+        self.control_r, self.control_w = os.pipe()
+        os.set_blocking(self.control_r, False)
+        self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
+        self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -48,27 +55,51 @@ class Supervisor:
                 self._spawn(slot)
             while not self.stopping:
                 self._reap(restart=True)
-                time.sleep(0.1)
+                self._read_control(0.1)
             return self._stop_workers()
         finally:
             guard.close()
+            os.close(self.control_r)
+            os.close(self.control_w)
+
+    def _read_control(self, timeout: float) -> None:
+        """Handle the workers' messages: a retiring worker gets a replacement, and is stopped
+        once the replacement accepts, so the port is never without a listener."""
+        try:
+            readable, _, _ = select.select([self.control_r], [], [], timeout)
+        except InterruptedError:
+            return
+        if not readable:
+            return
+        try:
+            data = os.read(self.control_r, 4096)
+        except BlockingIOError:
+            return
+        for i in range(0, len(data) - len(data) % MESSAGE.size, MESSAGE.size):
+            kind, pid = MESSAGE.unpack_from(data, i)
+            if kind == RETIRING and pid in self.workers and not self.stopping:
+                slot = self.workers.pop(pid)  # its exit is expected now: no restart for it
+                self.retiring.add(pid)
+                self.handoffs[self._spawn(slot)] = pid
+            elif kind == READY and pid in self.handoffs:
+                _signal(self.handoffs.pop(pid), signal.SIGTERM)
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
 
     def _forward(self, signum: int, frame: Any) -> None:
-        for pid in self.workers:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        for pid in [*self.workers, *self.retiring]:
+            _signal(pid, signum)
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int) -> int:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 EarlySignals.install()
+                metrics.SLOT = slot
+                os.close(self.control_r)
+                Handoff.install(self.control_w)
                 sock = self.shared or open_listener(self.config, reuse_port=True)
                 run_worker(self.config, self.app, sock)
             except LifespanFailure as exc:
@@ -80,15 +111,20 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.workers[pid] = slot
+        return pid
 
     def _reap(self, restart: bool) -> None:
-        while self.workers:
+        while self.workers or self.retiring:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                logger.info("worker %d retired (--limit-max-requests)", pid)
+                continue
             slot = self.workers.pop(pid, None)
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED:
                 # The app cannot start: replacing the worker would only fail again.
@@ -100,16 +136,20 @@ class Supervisor:
                 self._spawn(slot)
 
     def _stop_workers(self) -> int:
-        for pid in self.workers:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        for pid in [*self.workers, *self.retiring]:
+            _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.shutdown_delay + self.config.graceful_timeout + 2.0
-        while self.workers and time.monotonic() < deadline:
+        while (self.workers or self.retiring) and time.monotonic() < deadline:
             self._reap(restart=False)
             time.sleep(0.05)
-        for pid in list(self.workers):
-            os.kill(pid, signal.SIGKILL)
+        for pid in [*self.workers, *self.retiring]:
+            _signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         return self.exit_code
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

@@ -21,6 +21,7 @@ import asyncio
 import codecs
 import logging
 import os
+import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
@@ -38,7 +39,6 @@ from fastserve._speedups.headers import current_http_date, serialize_headers
 __all__ = ["ClientDisconnected", "WebSocketSession"]
 
 logger = logging.getLogger("fastserve")
-access_logger = logging.getLogger("fastserve.access")
 
 Headers = List[Tuple[bytes, bytes]]
 Message = Dict[str, Any]
@@ -93,6 +93,8 @@ class WebSocketSession:
         self.config = bridge.config
         self.method = method
         self.raw_url = raw_url
+        self.request_headers = headers
+        self.started = time.monotonic()
         self.headers = headers
         self.scope: Dict[str, Any] = bridge.scope_for("websocket", conn, raw_url, headers)
         self.scope["asgi"]["spec_version"] = "2.4"
@@ -359,7 +361,7 @@ class WebSocketSession:
         self.transport.write(head)
         self.handshake = _ACCEPTED
         self.upgrade_response = None
-        self._log_access(101)
+        self._log_access(101, len(head))
         self.early_full = False
         self._update_reading()
         if self.early_input:
@@ -540,7 +542,7 @@ class WebSocketSession:
         self.early_input.clear()
         if self.transport is not None:
             self.transport.write(head + body)
-            self._log_access(status)
+            self._log_access(status, len(head) + len(body))
         self._end_transport()
 
     def _end_transport(self) -> None:
@@ -631,9 +633,8 @@ class WebSocketSession:
             protocol="HTTP/1.0" if self.conn.http10 else "HTTP/1.1",
         )
 
-    def _log_access(self, status: int) -> None:
-        if self.config.access_log:
-            client = self.conn.client
-            access_logger.info(
-                '%s - "WebSocket %s" %d', client[0] if client else "-", self.raw_url.decode("latin-1"), status,
-            )
+    def _log_access(self, status: int, sent: int) -> None:
+        """The handshake is answered (101, or an HTTP response): count it and log it."""
+        fields = dict(self.request_headers)
+        self.conn.account(self.method, self.raw_url, status, sent, self.started,
+                          fields.get(b"user-agent"), fields.get(b"referer"))

@@ -6,25 +6,22 @@ import logging
 import os
 import signal
 import socket
+import struct
 from typing import Any, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
 from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
+from fastserve.server.access_log import AccessLog
 from fastserve.server.admin import make_admin
+from fastserve.server.metrics import for_worker
 from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE
 from fastserve.server.response_headers import ServerHeaders
 from fastserve.server.tls import make_context, reload_certificate
 
 logger = logging.getLogger("fastserve")
-access_logger = logging.getLogger("fastserve.access")
-
-
-def _log_access(client: Any, method: bytes, url: bytes, status: int) -> None:
-    host = client[0] if client else "-"
-    access_logger.info('%s - "%s %s" %d', host, method.decode("latin-1"), url.decode("latin-1"), status)
 
 
 def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
@@ -57,14 +54,14 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
         from fastserve.server.asgi import AsgiBridge
 
         bridge = AsgiBridge(app, config, loop)
-    state = ServerState(
-        config,
-        app=app,
-        cache=cache,
-        asgi_bridge=bridge,
-        access_logger=_log_access if config.access_log else None,
-    )
-    admin = make_admin(config)
+    access_log = AccessLog(config.access_log_format) if config.access_log else None
+    state = ServerState(config, app=app, cache=cache, asgi_bridge=bridge, access_logger=access_log)
+    state.log_agents = access_log is not None and access_log.wants_agents
+    state.request_limit = config.limit_max_requests or 0
+    metrics = for_worker(config)
+    if metrics is not None:
+        state.counters = metrics.counters
+    admin = make_admin(config, metrics)
     if admin is not None:
         state.set_admin(admin)
         if bridge is not None:
@@ -92,6 +89,43 @@ class EarlySignals:
         cls.received = signum
 
 
+def observe(state: ServerState) -> None:
+    """On each tick: write the buffered access log, refresh the gauges the metrics show."""
+    if state.access_logger is not None:
+        state.access_logger.flush()
+    if state.admin is not None and state.admin.metrics is not None:
+        state.admin.metrics.update(len(state.connections), state.cache)
+
+
+MESSAGE = struct.Struct("=ci")  # (kind, worker pid), written by a worker to its supervisor
+RETIRING = b"R"  # the worker reached --limit-max-requests: start its replacement
+READY = b"U"  # the worker accepts connections: the one it replaces may stop now
+
+
+class Handoff:
+    """A worker's side of the supervisor's control pipe (None: a lone process, no supervisor).
+
+    A worker at ``--limit-max-requests`` keeps serving until its replacement accepts, then
+    gets SIGTERM like any stop: the port always has a listener.
+    """
+
+    fd: Optional[int] = None
+
+    @classmethod
+    def install(cls, fd: int) -> None:
+        cls.fd = fd
+
+    @classmethod
+    def tell(cls, kind: bytes) -> bool:
+        if cls.fd is None:
+            return False
+        try:
+            os.write(cls.fd, MESSAGE.pack(kind, os.getpid()))
+        except OSError:
+            return False
+        return True
+
+
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``."""
     loop = asyncio.get_running_loop()
@@ -114,12 +148,21 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if EarlySignals.received is not None:
         stop.set()
 
+    def retire() -> None:
+        logger.info("worker %d answered %d requests (--limit-max-requests): retiring", os.getpid(), state.requests)
+        if not Handoff.tell(RETIRING):
+            stop.set()  # nobody to hand over to: stop now
+
+    state.on_limit = retire
+
     def tick() -> None:
         state.tick(loop.time())
+        observe(state)
         ticker[0] = loop.call_later(config.tick_interval, tick)
 
     ticker = [loop.call_later(config.tick_interval, tick)]
     logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
+    Handoff.tell(READY)
     if config.ready_callback is not None:
         config.ready_callback()
     await stop.wait()
@@ -148,6 +191,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     for conn in list(state.connections):
         conn.abort()
     ticker[0].cancel()
+    observe(state)
     if bridge is not None:
         await bridge.shutdown()
     await _cancel_app_tasks()

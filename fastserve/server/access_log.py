@@ -1,0 +1,122 @@
+"""``--access-log``: one line per request (static, app, WebSocket handshake), written through a buffer.
+
+``--access-log-format``:
+
+* ``common``: ``client - - [time] "METHOD target HTTP/x" status bytes`` (NCSA Common Log Format);
+* ``combined``: ``common`` and ``"referer" "user-agent"``;
+* ``json``: one object per line with ``time`` (RFC 3339, UTC), ``client``, ``method``, ``path``,
+  ``query``, ``version``, ``status``, ``bytes`` (response bytes, head included), ``duration_us``
+  (from the request head to the response handed to the connection), ``user_agent``, ``referer``
+  and ``worker`` (the process id).
+
+Lines go to the ``fastserve.access`` logger. They are kept in a buffer and written every tick
+of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
+handler the buffer goes out in one write, with a user's ``--log-config`` every line is a log
+record as usual.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, List, Optional
+
+FORMATS = ("common", "combined", "json")
+_now = time.time
+BUFFER_LINES = 256
+
+logger = logging.getLogger("fastserve.access")
+
+
+class AccessHandler(logging.StreamHandler):
+    """fastserve's default handler for ``fastserve.access``; ``AccessLog`` writes around it in batches."""
+
+
+class AccessLog:
+    """The per-worker access log; called by the connection for each answered request."""
+
+    def __init__(self, fmt: str = "common") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"access log format {fmt!r} is not one of {', '.join(FORMATS)}")
+        self.format = fmt
+        self.wants_agents = fmt != "common"
+        self.pending: List[tuple] = []
+        self.worker = os.getpid()
+        self._second = -1
+        self._clf_time = ""
+        self._iso_time = ""
+
+    def __call__(self, conn: Any, method: Optional[bytes], url: Optional[bytes], status: int, sent: int,
+                 seconds: float, user_agent: Optional[bytes], referer: Optional[bytes]) -> None:
+        # Only the facts now; lines are formatted when the buffer is written.
+        self.pending.append((conn.client, method, url, conn.http10, status, sent, seconds, user_agent, referer,
+                             _now()))
+        if len(self.pending) >= BUFFER_LINES:
+            self.flush()
+
+    def format_line(self, client: Any, method: Optional[bytes], url: Optional[bytes], http10: bool, status: int,
+                    sent: int, seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
+                    when: float) -> str:
+        """One line in the configured format (no newline); ``when`` is the time.time() of the answer."""
+        self._refresh_time(when)
+        version = "1.0" if http10 else "1.1"
+        host = client[0] if client else "-"
+        verb = method.decode("latin-1") if method else "-"
+        target = url.decode("latin-1") if url else "-"
+        if self.format == "json":
+            path, _, query = target.partition("?")
+            return json.dumps({
+                "time": self._iso_time, "client": host, "method": verb, "path": path, "query": query,
+                "version": version, "status": status, "bytes": sent, "duration_us": int(seconds * 1e6),
+                "user_agent": _text(user_agent), "referer": _text(referer), "worker": self.worker,
+            }, separators=(",", ":"))
+        line = f'{host} - - [{self._clf_time}] "{_quote(verb)} {_quote(target)} HTTP/{version}" {status} {sent}'
+        if self.format == "combined":
+            line += f' "{_quote(_text(referer) or "-")}" "{_quote(_text(user_agent) or "-")}"'
+        return line
+
+    def _refresh_time(self, when: float) -> None:
+        second = int(when)
+        if second != self._second:
+            self._second = second
+            stamp = time.gmtime(second)
+            self._clf_time = time.strftime("%d/%b/%Y:%H:%M:%S +0000", stamp)
+            self._iso_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
+
+    def flush(self) -> None:
+        """Write the buffered lines (on each tick, when the buffer is full, and at shutdown)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        lines = [self.format_line(*facts) for facts in pending]
+        handlers = logger.handlers
+        if len(handlers) == 1 and type(handlers[0]) is AccessHandler and not logger.filters:
+            handler = handlers[0]
+            with handler.lock:  # type: ignore[union-attr]
+                handler.stream.write("\n".join(lines) + "\n")
+                handler.flush()
+            return
+        for line in lines:
+            logger.info(line)
+
+
+def _text(value: Optional[bytes]) -> Optional[str]:
+    return None if value is None else value.decode("latin-1")
+
+
+def _quote(text: str) -> str:
+    """Escape what would break a quoted log field: quotes, backslashes, control characters."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif not char.isprintable():
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)

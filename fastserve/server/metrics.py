@@ -1,0 +1,153 @@
+"""``--metrics``: Prometheus text at ``{admin prefix}/metrics``, summed over every worker.
+
+Each worker counts into its slot of one shared memory block (``fastserve._speedups.counters``),
+mapped before the workers are forked; a replacement worker takes over its predecessor's slot
+and keeps adding, so counters never go backwards. A scrape, whichever worker answers it, reads
+all slots and renders them with ``prometheus_client``'s metric families and exposition format
+(``pip install 'fastserve[metrics]'``).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any, Iterator, List, Optional
+
+from fastserve._speedups import counters as layout
+from fastserve._speedups.counters import Counters
+
+
+class MetricsUnavailable(Exception):
+    """``--metrics`` without prometheus-client installed; the message says what to install."""
+
+
+class SharedCounters:
+    """The shared block: ``slots`` slots of ``layout.SLOT_BYTES`` bytes, inherited by forked workers."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.block = mmap.mmap(-1, slots * layout.SLOT_BYTES)  # anonymous and shared across fork
+        self.view = memoryview(self.block)
+
+    def slot(self, index: int) -> Counters:
+        """The counters of slot ``index``, claimed by the calling process."""
+        start = index * layout.SLOT_BYTES
+        counters = Counters(self.view[start:start + layout.SLOT_BYTES])
+        counters.set(layout.OWNER_PID, os.getpid())
+        return counters
+
+    def totals(self) -> List[int]:
+        """Every value summed over the slots; gauges only over slots whose worker is alive."""
+        total = [0] * layout.SLOT_VALUES
+        gauges = (layout.CONNECTIONS,)
+        for index in range(self.slots):
+            start = index * layout.SLOT_BYTES
+            values = self.view[start:start + layout.SLOT_BYTES].cast("q")
+            alive = _alive(values[layout.OWNER_PID])
+            for i in range(layout.SLOT_VALUES):
+                if i in gauges and not alive:
+                    continue
+                total[i] += values[i]
+        return total
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Metrics:
+    """One worker's metrics: its own ``counters`` and the exposition of all of them."""
+
+    def __init__(self, shared: SharedCounters, slot: int) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, generate_latest
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST
+        except ImportError:
+            raise MetricsUnavailable("--metrics needs prometheus-client: pip install 'fastserve[metrics]'") from None
+        self.shared = shared
+        self.counters = shared.slot(slot)
+        self.content_type = CONTENT_TYPE_LATEST.encode("latin-1")
+        self._generate = generate_latest
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(shared))
+
+    def update(self, connections: int, cache: Any) -> None:
+        """On each tick: the gauges and the open-file cache figures of this worker."""
+        self.counters.set(layout.CONNECTIONS, connections)
+        if cache is not None:
+            self.counters.set(layout.CACHE_HITS, cache.hits)
+            self.counters.set(layout.CACHE_MISSES, cache.misses)
+            self.counters.set(layout.CACHE_EVICTIONS, cache.evictions)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every worker's figures."""
+        return self._generate(self.registry)
+
+
+class _Collector:
+    def __init__(self, shared: SharedCounters) -> None:
+        self.shared = shared
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        total = self.shared.totals()
+        requests = CounterMetricFamily(
+            "fastserve_requests", "Requests answered, by status class and method.", labels=["status", "method"]
+        )
+        for k, klass in enumerate(layout.STATUS_CLASSES):
+            for m, method in enumerate(layout.METHODS):
+                value = total[layout.REQUESTS + k * len(layout.METHODS) + m]
+                if value:
+                    requests.add_metric([klass, method], value)
+        yield requests
+        yield CounterMetricFamily("fastserve_response_bytes", "Response bytes sent, heads included.",
+                                  value=total[layout.BYTES_SENT])
+        buckets, running = [], 0
+        for i, bound in enumerate(layout.LATENCY_BOUNDS + (float("inf"),)):
+            running += total[layout.LATENCY + i]
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        yield HistogramMetricFamily(
+            "fastserve_request_duration_seconds",
+            "From a request's head to its response handed to the connection.",
+            buckets=buckets, sum_value=total[layout.LATENCY_SUM_NS] / 1e9,
+        )
+        yield GaugeMetricFamily("fastserve_open_connections", "Open client connections.",
+                                value=total[layout.CONNECTIONS])
+        cache = CounterMetricFamily("fastserve_open_file_cache", "Open-file cache lookups and evictions.",
+                                    labels=["result"])
+        cache.add_metric(["hit"], total[layout.CACHE_HITS])
+        cache.add_metric(["miss"], total[layout.CACHE_MISSES])
+        cache.add_metric(["eviction"], total[layout.CACHE_EVICTIONS])
+        yield cache
+
+
+SHARED: Optional[SharedCounters] = None  # mapped by the main process before workers fork
+SLOT = 0  # this process's slot (set in each forked worker)
+
+
+def prepare(config: Any) -> None:
+    """In the main process: check prometheus-client is there and map the block (``--metrics`` only)."""
+    global SHARED
+    if not config.metrics:
+        return
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise MetricsUnavailable("--metrics needs prometheus-client: pip install 'fastserve[metrics]'") from None
+    SHARED = SharedCounters(max(1, config.workers))
+
+
+def for_worker(config: Any) -> Optional[Metrics]:
+    """This worker's ``Metrics`` (None without ``--metrics``)."""
+    if not config.metrics:
+        return None
+    shared = SHARED if SHARED is not None else SharedCounters(1)  # fastserve.run() without prepare()
+    return Metrics(shared, SLOT)

@@ -1,0 +1,146 @@
+"""--access-log for every request: static, apps, WebSocket handshakes, refused requests;
+--access-log-format common|combined|json; lines through the buffer to fastserve.access."""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from server_helpers import CliProcess, DocRoot, RawConnection, listening_port, port_from_url
+
+CLF = re.compile(
+    r'^(?P<client>\S+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
+    r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+)(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?$'
+)
+
+APP = textwrap.dedent('''
+    import asyncio
+
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close"})
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.05)
+        body = b"app body"
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+''')
+
+
+def access_lines(srv: CliProcess, count: int, pattern: str = "") -> List[str]:
+    """The first ``count`` access-log lines (waiting for the buffer to be written)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in srv.output().splitlines()
+                 if (line.startswith("127.0.0.1 - - [") or line.startswith('{"time"')) and pattern in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+
+
+def test_common_format_for_static_requests(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", "--access-log"], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        sizes = []
+        with RawConnection(port) as conn:
+            for method, target, headers in [("GET", "/small.txt?x=1", []), ("GET", "/missing-page", []),
+                                            ("HEAD", "/medium.bin", []), ("GET", "/small.txt", [("If-None-Match", "*")]),
+                                            ("GET", "/large.bin", [])]:
+                response = conn.exchange(method, target, headers)
+                sizes.append(len(response.raw_head) + len(response.body))
+            conn.send(b"GET /bad\x01target HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.read_response().status == 400
+        lines = access_lines(srv, 6)
+    assert len(lines) == 6, srv.output()
+    parsed = [CLF.match(line) for line in lines]
+    assert all(parsed), lines
+    assert [m["request"] for m in parsed] == [
+        "GET /small.txt?x=1 HTTP/1.1", "GET /missing-page HTTP/1.1", "HEAD /medium.bin HTTP/1.1",
+        "GET /small.txt HTTP/1.1", "GET /large.bin HTTP/1.1", "- - HTTP/1.1",
+    ]
+    assert [m["status"] for m in parsed] == ["200", "404", "200", "304", "200", "400"]
+    assert [int(m["bytes"]) for m in parsed[:5]] == sizes
+    assert all(m["client"] == "127.0.0.1" and m["referer"] is None for m in parsed)
+
+
+def test_combined_format_has_referer_and_user_agent(docroot: DocRoot, tmp_path: Path) -> None:
+    args = [str(docroot.root), "--port", "0", "--access-log", "--access-log-format", "combined"]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port) as conn:
+            conn.exchange("GET", "/small.txt", [("User-Agent", 'curl/8 "quoted"'), ("Referer", "https://a.example/")])
+            conn.exchange("GET", "/page.html")
+            # a body takes the request past the head scanner, to httptools
+            conn.send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: poster\r\nContent-Length: 2\r\n\r\nhi")
+            assert conn.read_response().status == 405
+        lines = access_lines(srv, 3)
+    parsed = [CLF.match(line) for line in lines]
+    assert all(parsed) and len(parsed) == 3, lines
+    assert (parsed[0]["referer"], parsed[0]["agent"]) == ("https://a.example/", 'curl/8 \\"quoted\\"')
+    assert (parsed[1]["referer"], parsed[1]["agent"]) == ("-", "-")
+    assert (parsed[2]["request"], parsed[2]["agent"]) == ("POST /small.txt HTTP/1.1", "poster")
+
+
+def test_json_format_for_apps_and_websocket_handshakes(tmp_path: Path) -> None:
+    (tmp_path / "logapp.py").write_text(APP)
+    args = ["logapp:app", "--port", "0", "--access-log", "--access-log-format", "json"]
+    with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port) as conn:
+            response = conn.exchange("GET", "/slow?q=1", [("User-Agent", "tester"), ("Referer", "/from")])
+            assert response.status == 201
+            conn.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert conn.read_head().status == 101
+        records = [json.loads(line) for line in access_lines(srv, 2)]
+    assert len(records) == 2, srv.output()
+    http, ws = records
+    assert {k: http[k] for k in ("client", "method", "path", "query", "version", "status", "user_agent",
+                                 "referer", "worker")} == {
+        "client": "127.0.0.1", "method": "GET", "path": "/slow", "query": "q=1", "version": "1.1",
+        "status": 201, "user_agent": "tester", "referer": "/from", "worker": srv.pid,
+    }
+    assert http["bytes"] == len(response.raw_head) + len(response.body)
+    assert 50_000 <= http["duration_us"] < 5_000_000
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", http["time"])
+    assert (ws["method"], ws["path"], ws["status"]) == ("GET", "/ws", 101)
+
+
+def test_access_log_through_a_log_config(docroot: DocRoot, tmp_path: Path) -> None:
+    written = tmp_path / "access.log"
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1,
+        "formatters": {"plain": {"format": "ACCESS %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(written), "formatter": "plain"}},
+        "loggers": {"fastserve.access": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+    }))
+    args = [str(docroot.root), "--port", "0", "--access-log", "--log-config", str(config)]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = listening_port(srv.pid)
+        with RawConnection(port) as conn:
+            for _ in range(3):
+                assert conn.exchange("GET", "/small.txt").status == 200
+        assert srv.stop() == 0  # the buffer is written at shutdown at the latest
+    lines = written.read_text().splitlines()
+    assert len(lines) == 3 and all(line.startswith("ACCESS 127.0.0.1 - - [") for line in lines), lines
+
+
+@pytest.mark.parametrize("flags", [[], ["--access-log-format", "json"]])
+def test_no_access_log_without_the_flag(docroot: DocRoot, tmp_path: Path, flags) -> None:
+    with CliProcess([str(docroot.root), "--port", "0", *flags], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port) as conn:
+            assert conn.exchange("GET", "/small.txt").status == 200
+        assert srv.stop() == 0
+    assert "/small.txt" not in srv.output()

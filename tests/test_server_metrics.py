@@ -1,0 +1,122 @@
+"""--metrics: Prometheus text at /_fastserve/metrics, summed over workers; --limit-max-requests."""
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from server_helpers import (  # noqa: E402
+    CliProcess,
+    DocRoot,
+    RawConnection,
+    child_pids,
+    fetch,
+    port_from_url,
+)
+
+Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    response = fetch(port, "/_fastserve/metrics")
+    assert response.status == 200
+    assert response.header("content-type").startswith("text/plain; version=")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def requests(samples: Samples, status: str, method: str) -> float:
+    return samples.get(("fastserve_requests_total", (("method", method), ("status", status))), 0.0)
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_static_metrics_summed_over_workers(docroot: DocRoot, tmp_path: Path, workers: str) -> None:
+    args = [str(docroot.root), "--port", "0", "--metrics", "--workers", workers]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        before = scrape(port)
+        sent = 0
+        for _ in range(10):  # fresh connections: the kernel spreads them over the workers
+            for target, headers in [("/small.txt", []), ("/missing", []), ("/small.txt", [("If-None-Match", "*")])]:
+                response = fetch(port, target, headers=headers)
+                sent += len(response.raw_head) + len(response.body)
+        with RawConnection(port) as conn:
+            conn.send(b"DELETE /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            deleted = conn.read_response()
+            sent += len(deleted.raw_head) + len(deleted.body)
+        time.sleep(0.7)  # the gauges and cache figures are refreshed on each tick
+        after = scrape(port)
+    diff = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    assert requests(diff, "2xx", "GET") == 11  # the first scrape is a GET 200 too
+    assert requests(diff, "4xx", "GET") == 10
+    assert requests(diff, "3xx", "GET") == 10
+    assert requests(diff, "4xx", "DELETE") == 1
+    assert diff[("fastserve_response_bytes_total", ())] >= sent
+    assert diff[("fastserve_request_duration_seconds_count", ())] == 32
+    assert after[("fastserve_request_duration_seconds_bucket", (("le", "+Inf"),))] == \
+        after[("fastserve_request_duration_seconds_count", ())]
+    assert after[("fastserve_open_file_cache_total", (("result", "hit"),))] >= 20
+    assert after[("fastserve_open_file_cache_total", (("result", "miss"),))] >= 2
+    assert after[("fastserve_open_connections", ())] >= 1  # the scraping connection
+
+
+def test_app_metrics_and_the_latency_histogram(tmp_path: Path) -> None:
+    (tmp_path / "metricsapp.py").write_text(textwrap.dedent('''
+        import asyncio
+
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            await asyncio.sleep(0.03)
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"busy"})
+    '''))
+    with CliProcess(["metricsapp:app", "--port", "0", "--metrics"], log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        for _ in range(3):
+            assert fetch(port, "/x", method="POST").status == 503
+        samples = scrape(port)
+    assert requests(samples, "5xx", "POST") == 3
+    assert samples[("fastserve_request_duration_seconds_bucket", (("le", "0.025"),))] <= 1  # only scrapes
+    assert samples[("fastserve_request_duration_seconds_bucket", (("le", "0.05"),))] >= 3
+    assert samples[("fastserve_request_duration_seconds_sum", ())] >= 0.09
+
+
+def test_no_metrics_without_the_flag(docroot: DocRoot, tmp_path: Path) -> None:
+    with CliProcess([str(docroot.root), "--port", "0"], log_path=tmp_path / "log") as srv:
+        assert fetch(port_from_url(srv.wait_listening()), "/_fastserve/metrics").status == 404
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_limit_max_requests_retires_and_replaces_workers(docroot: DocRoot, tmp_path: Path, workers: str) -> None:
+    args = [str(docroot.root), "--port", "0", "--workers", workers, "--limit-max-requests", "5", "--metrics"]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        first = set(child_pids(srv.pid))
+        assert len(first) == int(workers)
+        served = 0
+        deadline = time.monotonic() + 15
+        while served < 5 * int(workers) + 3:
+            assert time.monotonic() < deadline, srv.output()
+            response = fetch(port, "/small.txt", timeout=2)  # a retiring worker's replacement listens first
+            assert response.status == 200
+            served += 1
+        assert srv.output().count("(--limit-max-requests): retiring") >= 1
+        now = set(child_pids(srv.pid))
+        assert now - first, "no worker was replaced"
+        deadline = time.monotonic() + 5
+        while len(set(child_pids(srv.pid))) != int(workers):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        total = scrape(port)
+        assert requests(total, "2xx", "GET") >= served  # the counters of retired workers are kept
+        assert srv.stop() == 0
