@@ -446,6 +446,9 @@ class WrkResult:
     p50_ms: Optional[float] = None
     p90_ms: Optional[float] = None
     p999_ms: Optional[float] = None
+    # handshakes the kernel dropped because a listen queue was full during the run (machine-wide
+    # counter: on a quiet machine, the server's); None when not read
+    listen_overflows: Optional[int] = None
 
     @property
     def socket_error_total(self) -> int:
@@ -506,6 +509,23 @@ def session_cpu_seconds(session_id: int) -> float:
     # after "pid (comm)": state ppid pgrp session ... utime(14th) stime(15th)
     ticks = sum(int(fields[11]) + int(fields[12]) for _, fields in session_processes(session_id))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def listen_overflows() -> Optional[int]:
+    """The kernel's count of handshakes dropped because an accept queue was full (TcpExt
+    ListenOverflows in /proc/net/netstat: this network namespace, every listener); None if absent.
+
+    A client whose handshake is dropped that way believes it is connected and sends its request,
+    which waits until the kernel retries the handshake (about a second): a tail no server code
+    shows.
+    """
+    try:
+        with open("/proc/net/netstat") as netstat:
+            lines = [line.split() for line in netstat if line.startswith("TcpExt:")]
+        names, values = lines[0], lines[1]
+        return int(values[names.index("ListenOverflows")])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def children_cpu_seconds() -> float:
@@ -584,6 +604,10 @@ class ScenarioOutcome:
             i + 1 for i, r in enumerate(self.rounds)
             if r is not None and r.client_cpu_share is not None and r.client_cpu_share >= CLIENT_BOUND_SHARE
         ]
+
+    def overflow_rounds(self) -> dict[int, int]:
+        """Round (from 1) -> handshakes dropped on a full listen queue during it, where any were."""
+        return {i + 1: r.listen_overflows for i, r in enumerate(self.rounds) if r is not None and r.listen_overflows}
 
     def by_round(self, metric: str) -> list[Optional[float]]:
         """`metric` ("requests_per_sec", "mib_per_sec", ...) of each round, None where not measured."""
@@ -689,9 +713,13 @@ def measure(target: Target, settings: Settings, round_index: int) -> None:
         session_id = target.server.process.pid
         cpu_before = session_cpu_seconds(session_id)
         client_before = children_cpu_seconds()
+        overflows_before = listen_overflows()
         result = parse_wrk_output(
             run_wrk(settings, target.url, target.headers, settings.duration_s, target.scenario.connections)
         )
+        overflows_after = listen_overflows()
+        if overflows_before is not None and overflows_after is not None:
+            result.listen_overflows = overflows_after - overflows_before
         result.client_cpu_share = (children_cpu_seconds() - client_before) / settings.duration_s
         cpu_used = session_cpu_seconds(session_id) - cpu_before
         if cpu_used > 0:
@@ -1139,15 +1167,18 @@ def render_notes(outcomes: list[ServerOutcome]) -> str:
                 notes.append(f"{outcome.name} {name}: FAILED: {scenario_outcome.error}")
             for problem in scenario_outcome.problems:
                 notes.append(f"{outcome.name} {name}: {problem}")
-        client_bound = [
-            f"{name} {rounds}" for name, scenario_outcome in outcome.scenarios.items()
-            if (rounds := scenario_outcome.client_bound_rounds())
-        ]
-        if client_bound:
-            notes.append(
-                f"{outcome.name}: wrk used >= {CLIENT_BOUND_SHARE:.0%} of its CPU in rounds of "
-                f"{', '.join(client_bound)}; req/s there is the client's limit as much as the server's"
-            )
+        # (which rounds of a scenario, how a note about them reads)
+        for rounds_of, text in (
+            (ScenarioOutcome.client_bound_rounds,
+             f"wrk used >= {CLIENT_BOUND_SHARE:.0%} of its CPU in rounds of {{}}; "
+             "req/s there is the client's limit as much as the server's"),
+            (ScenarioOutcome.overflow_rounds,
+             "a listen queue overflowed during {} (round: dropped handshakes); those clients "
+             "waited for the kernel to retry (about 1 s), which shows in p99.9"),
+        ):  # fmt: skip
+            marked = [f"{name} {rounds}" for name, so in outcome.scenarios.items() if (rounds := rounds_of(so))]
+            if marked:
+                notes.append(f"{outcome.name}: " + text.format(", ".join(marked)))
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 
@@ -1248,6 +1279,8 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
             "wrk_connections": WRK_CONNECTIONS,  # unless groups.*.scenarios[].connections says otherwise
             "wrk_timeout_s": WRK_TIMEOUT_S,
             "idle_connections": settings.idle_connections,
+            "open_file_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            "somaxconn": read_int("/proc/sys/net/core/somaxconn"),
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
         },
@@ -1303,6 +1336,14 @@ def wrk_legend(settings: Settings, scenarios: list[Scenario]) -> str:
         "ratio = median of the ratios taken within each round (min-max of those in brackets);",
         "a target is met when the median meets it (<=: for latency, when it does not exceed it)",
     ])  # fmt: skip
+
+
+def read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as file:
+            return int(file.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def raise_open_file_limit(wanted: int) -> int:

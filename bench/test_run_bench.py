@@ -813,3 +813,41 @@ def test_open_file_limit_is_raised_for_the_largest_scenario() -> None:
     assert run_bench.raise_open_file_limit(min(soft, 64)) == soft  # enough already: unchanged
     if hard != run_bench.resource.RLIM_INFINITY and soft < hard:
         assert run_bench.raise_open_file_limit(soft + 1) >= soft + 1
+
+
+# --------------------------------------------------------------------------- the listen queue
+
+
+def test_a_full_listen_queue_is_counted() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # never accepts: the second or third handshake finds the queue full
+    clients = []
+    before = run_bench.listen_overflows()
+    try:
+        for _ in range(8):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(listener.getsockname())
+            clients.append(client)
+        deadline = time.monotonic() + 5
+        while run_bench.listen_overflows() == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        after = run_bench.listen_overflows()
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+    assert before is not None and after is not None and after > before
+
+
+def test_rounds_with_listen_queue_overflows_are_noted() -> None:
+    rounds = [
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}, listen_overflows=0),
+        WrkResult(100.0, 1.0, 1.0, 100, 0, {}, listen_overflows=37),
+        None,
+    ]
+    outcome = ServerOutcome("fastserve", "ok", scenarios={"1k-c1024": ScenarioOutcome("ok", rounds=rounds)})
+    notes = run_bench.render_notes([outcome])
+    assert notes.startswith("fastserve: a listen queue overflowed during 1k-c1024 {2: 37}")
+    assert outcome.scenarios["1k-c1024"].problems == []  # a note, not an error
