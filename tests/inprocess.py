@@ -29,6 +29,9 @@ class CountingTransport:
     """The transport calls a connection makes, answered without a socket; writes are only counted
     (``bench/inprocess.py`` measures the connection's own cost with it)."""
 
+    protocol: Any = None  # told connection_lost on close, on loop's next turn
+    loop: Any = None
+
     def __init__(self) -> None:
         self.closed = False
         self.aborted = False
@@ -57,10 +60,17 @@ class CountingTransport:
         return self.closed
 
     def close(self) -> None:
-        self.closed = True
+        self._lost()
 
     def abort(self) -> None:
-        self.closed = self.aborted = True
+        self.aborted = True
+        self._lost()
+
+    def _lost(self) -> None:
+        # As asyncio does: the protocol hears of the close on the loop's next turn.
+        if not self.closed and self.protocol is not None:
+            self.loop.call_soon(self.protocol.connection_lost, None)
+        self.closed = True
 
 
 class RecordingTransport(CountingTransport):
@@ -146,6 +156,7 @@ class Client:
         self.server = server
         self.transport = RecordingTransport()
         self.conn = HttpProtocol(server.state, server.loop)
+        self.transport.protocol, self.transport.loop = self.conn, server.loop
         self.conn.connection_made(self.transport)
         self.heads: List[bool] = []
         self.done: List[RawResponse] = []

@@ -1,0 +1,207 @@
+"""Every limit answers clearly, in-process and with each request reader: 431, 414, 400, 413,
+408, idle and busy keep-alive, 503 over the connection limit, --max-ranges. The clock is moved
+by hand (``server.tick``), so the timeouts cost no waiting.
+
+(Moved from the real-socket tests; what the kernel decides stays in test_server_limits.py.)
+"""
+from __future__ import annotations
+
+import pytest
+
+from inprocess import Client, parse_responses
+from server_helpers import DocRoot, build_request
+
+LIMITS = dict(
+    max_header_bytes=2048, max_header_count=20, max_url_length=512, max_body_size=1024, max_ranges=4,
+    header_timeout=1.0, keepalive_timeout=1.0,
+)
+
+
+@pytest.fixture
+def limited(serve, docroot: DocRoot):
+    return serve(docroot.root, **LIMITS)
+
+
+def assert_refused_and_closed(client: Client, status: int) -> None:
+    responses = client.parsed()
+    assert responses, "the connection was dropped without an answer"
+    assert responses[-1].status == status, responses[-1]
+    assert responses[-1].header("connection") == "close"
+    assert client.closed, "connection left open after the refusal"
+
+
+def assert_healthy(server, docroot: DocRoot) -> None:
+    """A good request on a new connection succeeds."""
+    response = server.open().request("GET", "/small.txt")
+    assert (response.status, response.body) == (200, docroot.small)
+
+
+# -- header size, count, URL length -----------------------------------------------------------
+
+
+def test_one_huge_header_gives_431_and_close(limited, docroot):
+    client = limited.open().send(build_request("GET", "/small.txt", [("X-Big", "a" * 3000)]))
+    assert_refused_and_closed(client, 431)
+    assert_healthy(limited, docroot)
+
+
+def test_many_header_bytes_in_small_writes_give_431(limited, docroot):
+    request = build_request("GET", "/small.txt", [(f"X-H{i}", "b" * 200) for i in range(15)])
+    client = limited.open()
+    for offset in range(0, len(request), 100):
+        client.send(request[offset:offset + 100])
+    assert_refused_and_closed(client, 431)
+    assert_healthy(limited, docroot)
+
+
+def test_too_many_headers_give_431(limited, docroot):
+    client = limited.open().send(build_request("GET", "/small.txt", [(f"X-N{i}", "1") for i in range(30)]))
+    assert_refused_and_closed(client, 431)
+
+
+def test_headers_at_the_limit_are_accepted(limited, docroot):
+    response = limited.open().request("GET", "/small.txt", [(f"X-N{i}", "1") for i in range(15)])
+    assert (response.status, response.body) == (200, docroot.small)
+
+
+@pytest.mark.parametrize("target", ["/" + "a" * 600, "/small.txt?" + "q" * 600])
+def test_long_url_or_query_gives_414_and_close(limited, docroot, target):
+    client = limited.open().send(build_request("GET", target))
+    assert_refused_and_closed(client, 414)
+    assert_healthy(limited, docroot)
+
+
+# -- syntax errors -----------------------------------------------------------------------------
+
+
+MALFORMED = {
+    "garbage request line": b"GARBAGE\r\n\r\n",
+    "extra token in request line": b"GET /small.txt HTTP/1.1 extra\r\n\r\n",
+    "control bytes as method": b"\x00\x01 / HTTP/1.1\r\n\r\n",
+    "bad protocol name": b"GET /small.txt HTTX/1.1\r\n\r\n",
+    "unknown HTTP version": b"GET /small.txt HTTP/9.9\r\n\r\n",
+    "header without colon": b"GET /small.txt HTTP/1.1\r\nHost localhost\r\n\r\n",
+    "space inside header name": b"GET /small.txt HTTP/1.1\r\nBad Header: x\r\n\r\n",
+    "space before colon": b"GET /small.txt HTTP/1.1\r\nHost : x\r\n\r\n",
+    "obsolete line folding": b"GET /small.txt HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n",
+    "NUL in header value": b"GET /small.txt HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
+    "bare LF line endings": b"GET /small.txt HTTP/1.1\nHost: x\n\n",
+    "non-numeric Content-Length": b"GET /small.txt HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    "negative Content-Length": b"GET /small.txt HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    "Content-Length with a space": b"GET /small.txt HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+    "conflicting Content-Lengths": b"GET /small.txt HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    "Content-Length with chunked": (b"GET /small.txt HTTP/1.1\r\nContent-Length: 5\r\n"
+                                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    "unknown Transfer-Encoding": b"GET /small.txt HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_request_gives_400_and_close(limited, docroot, request_bytes):
+    client = limited.open().send(request_bytes)
+    assert_refused_and_closed(client, 400)
+    assert_healthy(limited, docroot)
+
+
+def test_malformed_request_after_a_good_one_on_the_same_connection(limited, docroot):
+    client = limited.open().send(build_request("GET", "/small.txt") + b"NOT HTTP AT ALL\r\n\r\n")
+    first, refused = client.parsed()
+    assert (first.status, first.body) == (200, docroot.small)
+    assert refused.status == 400 and client.closed
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+def test_declared_body_over_max_body_size_gives_413_without_waiting(limited, docroot):
+    client = limited.open().send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+    assert_refused_and_closed(client, 413)
+    assert_healthy(limited, docroot)
+
+
+def test_chunked_body_over_max_body_size_gives_413(limited, docroot):
+    client = limited.open().send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(8):  # 4 KiB, four times the limit
+        if client.closed:
+            break
+        client.send(b"%x\r\n%s\r\n" % (512, b"z" * 512))
+    assert_refused_and_closed(client, 413)
+    assert_healthy(limited, docroot)
+
+
+def test_small_body_trickling_in_is_still_answered(limited, docroot):
+    # each byte arrives well inside the keep-alive timeout, so the connection is not idle
+    client = limited.open().send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+    for byte in b"abcd":
+        limited.tick(0.35)
+        client.send(bytes([byte]))
+    assert client.parsed()[-1].status == 405
+    assert client.request("GET", "/small.txt").body == docroot.small
+
+
+# -- slow and idle clients ---------------------------------------------------------------------
+
+
+def test_headers_sent_one_byte_at_a_time_time_out(limited, docroot):
+    request = build_request("GET", "/small.txt", [("X-Slow", "s" * 100)])
+    client = limited.open()
+    for byte in request[:40]:
+        client.send(bytes([byte]))
+        limited.tick(0.1)  # 4 s of trickling: the head must be whole within 1 s
+        if client.closed:
+            break
+    assert_refused_and_closed(client, 408)
+    assert_healthy(limited, docroot)
+
+
+def test_connection_that_sends_nothing_is_closed(limited):
+    client = limited.open()
+    limited.tick(0.9)
+    assert not client.closed
+    limited.tick(0.2)
+    assert client.closed and not client.transport.data
+
+
+def test_idle_keep_alive_connection_is_closed(limited):
+    client = limited.open()
+    assert client.request("GET", "/small.txt").status == 200
+    limited.tick(0.9)
+    assert not client.closed
+    limited.tick(0.2)
+    assert client.closed
+
+
+def test_busy_keep_alive_connection_is_not_closed(limited, docroot):
+    client = limited.open()
+    for _ in range(6):  # a request every 0.3 s: never idle for the whole second
+        assert client.request("GET", "/small.txt").body == docroot.small
+        limited.tick(0.3)
+    assert not client.closed
+
+
+# -- connection limit --------------------------------------------------------------------------
+
+
+def test_connection_over_max_connections_gets_503_and_close(serve, docroot):
+    server = serve(docroot.root, max_connections=2)
+    first, second = server.open(), server.open()
+    third = server.open()
+    (refused,) = parse_responses(bytes(third.transport.data))[0]
+    assert refused.status == 503 and refused.header("connection") == "close" and third.closed
+    assert first.request("GET", "/small.txt").status == 200
+    first.eof()  # the client leaves: its place is free
+    assert server.open().request("GET", "/small.txt").status == 200  # room again
+    assert second.request("GET", "/small.txt").status == 200
+
+
+# -- ranges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, attr", [("/small.txt", "small"), ("/large.bin", "large")])
+def test_more_ranges_than_max_ranges_send_the_whole_file(limited, docroot, name, attr):
+    client = limited.open()
+    response = client.request("GET", name, [("Range", "bytes=0-0,2-2,4-4,6-6,8-8")])
+    assert response.status == 200 and response.header("content-range") is None
+    assert response.body == getattr(docroot, attr)
+    allowed = client.request("GET", name, [("Range", "bytes=0-0,2-2,4-4,6-6")])
+    assert allowed.status == 206 and allowed.header("content-type").startswith("multipart/byteranges")
