@@ -7,16 +7,14 @@ and ``TestClient`` accept both: ``as_asgi3`` tells them apart once, when the app
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastserve.concurrency import is_async_callable
+from fastserve.types import Receive, Scope, Send
 
 __all__ = ["ASGI2Adapter", "ASGI2App", "ASGI3App", "ASGIInstance", "as_asgi3", "is_asgi3"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIInstance = Callable[[Receive, Send], Awaitable[None]]
 ASGI2App = Callable[[Scope], ASGIInstance]
 ASGI3App = Callable[[Scope, Receive, Send], Awaitable[None]]

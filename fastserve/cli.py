@@ -13,7 +13,7 @@ import difflib
 import os
 import platform
 import sys
-from typing import Any, Dict, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, List, Mapping, NoReturn, Optional, Tuple
 
 import fastserve
 from fastserve.config import Config
@@ -209,7 +209,7 @@ def env_name(dest: str) -> str:
     return ENV_PREFIX + dest.upper()
 
 
-def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Dict[str, str]) -> None:
+def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
     """Turn each ``FASTSERVE_<SETTING>`` variable into its flag's default; a bad value is a usage error."""
     for action in parser._actions:
         if action.dest in ("help", "version"):
@@ -232,7 +232,7 @@ def _env_value(action: argparse.Action, raw: str) -> Any:
         if word in FALSE_WORDS:
             return False
         raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
-    convert = action.type or str
+    convert: Callable[[str], Any] = action.type if callable(action.type) else str
     if isinstance(action, argparse._AppendAction):
         separator = ENV_SEPARATORS.get(action.dest, ",")
         return [convert(part) for part in raw.split(separator) if part.strip()]

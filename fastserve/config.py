@@ -4,9 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple, Union
 
-ASGIApp = Callable[..., Any]
-
-
 @dataclass
 class Config:
     """Settings for one ``serve()`` run; the CLI flags map one-to-one onto these fields.
@@ -15,7 +12,7 @@ class Config:
     a ``"module:attribute"`` string naming an ASGI app, or an ASGI app object.
     """
 
-    target: Union[str, ASGIApp] = "."
+    target: Union[str, Callable[..., Any]] = "."  # an ASGI 3 (or 2, wrapped at load) app
     host: str = "127.0.0.1"
     port: int = 8000
     uds: Optional[str] = None  # listen on this unix socket path instead of host:port

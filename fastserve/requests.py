@@ -7,7 +7,7 @@ and each parsed value is cached on the instance.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from http import cookies as http_cookies
 from typing import Any, Generic, NoReturn, TypeVar
@@ -18,13 +18,10 @@ from fastserve._interop import counts_as
 from fastserve.datastructures import URL, Address, FormData, Headers, QueryParams, State
 from fastserve.exceptions import ClientDisconnect, HTTPException
 from fastserve.formparsers import FormParser, MultiPartException, MultiPartParser, parse_content_type
+from fastserve.types import Message, Receive, Scope, Send
 
 __all__ = ["ClientDisconnect", "HTTPConnection", "Request", "RequestJSONDecodeError", "cookie_parser"]
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 T = TypeVar("T")
 

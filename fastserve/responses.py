@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import format_datetime
 from secrets import token_hex
@@ -27,6 +27,7 @@ from fastserve.background import BackgroundTask
 from fastserve.concurrency import iterate_in_threadpool
 from fastserve.datastructures import URL, Headers, MutableHeaders
 from fastserve.exceptions import ClientDisconnect
+from fastserve.types import Message, Receive, Scope, Send
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -41,10 +42,6 @@ __all__ = [
     "StreamingResponse",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 Content = Union[str, bytes, memoryview]
 ContentStream = Union[AsyncIterable[Content], Iterable[Content]]

@@ -44,6 +44,7 @@ from fastserve.datastructures import URL, URLPath
 from fastserve.exceptions import HTTPException, WebSocketException
 from fastserve.requests import Request, RequestJSONDecodeError
 from fastserve.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastserve.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "BaseRoute",
@@ -61,11 +62,6 @@ __all__ = [
     "websocket_session",
 ]
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 T = TypeVar("T")

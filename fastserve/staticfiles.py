@@ -32,11 +32,9 @@ from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
 from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
-Scope = Any
-Receive = Any
-Send = Any
 
 
 
@@ -71,6 +69,7 @@ class _StaticAnswerResponse(Response):
         if answer.segments is None:
             await send({"type": "http.response.body", "body": answer.body})
             return
+        assert answer.file is not None
         fd = answer.file.fileno()  # the OpenFile the answer holds keeps it open
         for segment in answer.segments:
             if isinstance(segment, bytes):

@@ -23,10 +23,10 @@ from fastserve.datastructures import URL
 from fastserve.exceptions import FastServeDeprecationWarning
 from fastserve.requests import Request
 from fastserve.responses import HTMLResponse
+from fastserve.types import Scope
 
 __all__ = ["Jinja2Templates"]
 
-Scope = dict[str, Any]
 ContextProcessor = Callable[[Request], dict[str, Any]]
 
 
@@ -123,7 +123,7 @@ class Jinja2Templates:
         """Sort both call styles into (request, name, context, response options)."""
         if args and isinstance(args[0], str):
             warnings.warn(_NAME_FIRST_DEPRECATED, FastServeDeprecationWarning, stacklevel=3)
-            names = ("name", "context", *_RESPONSE_OPTIONS)
+            names: tuple[str, ...] = ("name", "context", *_RESPONSE_OPTIONS)
             given = {**dict(zip(names, args)), **kwargs}
             context = given.get("context") or {}
             if "request" not in context:

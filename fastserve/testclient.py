@@ -16,7 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -27,6 +27,7 @@ import anyio.from_thread
 from fastserve.asgi2 import ASGI2App, ASGI3App, ASGIInstance, as_asgi3
 from fastserve.exceptions import FastServeDeprecationWarning
 from fastserve.websockets import WebSocketDisconnect  # Starlette's class where Starlette is installed
+from fastserve.types import ASGIApp, Message, Receive, Scope, Send
 
 try:
     import httpx2 as httpx
@@ -58,11 +59,6 @@ __all__ = [
 # Starlette is installed, and a DeprecationWarning).
 StarletteDeprecationWarning = FastServeDeprecationWarning
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PortalFactory = Callable[[], AbstractContextManager[anyio.from_thread.BlockingPortal]]
 
 # The ASGI spec versions the scopes claim. HTTP is 2.4 like fastserve's server (an app is never
@@ -134,8 +130,8 @@ class WebSocketTestSession:
     # -- on the event loop
 
     async def _open_channels(self) -> None:
-        self._to_app_tx, self._to_app_rx = anyio.create_memory_object_stream(float("inf"))
-        self._from_app_tx, self._from_app_rx = anyio.create_memory_object_stream(float("inf"))
+        self._to_app_tx, self._to_app_rx = anyio.create_memory_object_stream[Message](float("inf"))
+        self._from_app_tx, self._from_app_rx = anyio.create_memory_object_stream[Message](float("inf"))
         self._cancel_scope = anyio.CancelScope()
 
     async def _run_app(self) -> None:
@@ -290,7 +286,7 @@ class _HTTPExchange:
     async def _open(self) -> None:
         self._started = anyio.Event()
         self._response_complete = anyio.Event()
-        self._body_tx, self._body_rx = anyio.create_memory_object_stream(0)
+        self._body_tx, self._body_rx = anyio.create_memory_object_stream[tuple[bytes, bool]](0)
         self._cancel_scope = anyio.CancelScope()
 
     async def _run_app(self) -> None:
@@ -538,8 +534,8 @@ class _Lifespan:
         self.app = app
         self.state = state
         self.error: Exception | None = None
-        self._to_app_tx, self._to_app_rx = anyio.create_memory_object_stream(float("inf"))
-        self._from_app_tx, self._from_app_rx = anyio.create_memory_object_stream(float("inf"))
+        self._to_app_tx, self._to_app_rx = anyio.create_memory_object_stream[Message](float("inf"))
+        self._from_app_tx, self._from_app_rx = anyio.create_memory_object_stream[Message](float("inf"))
 
     async def run(self) -> None:
         asgi = {"version": "3.0", "spec_version": _ASGI_SPEC["lifespan"]}
@@ -616,7 +612,7 @@ class TestClient(httpx.Client):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
     ) -> None:
-        self.async_backend = {"backend": backend, "backend_options": backend_options or {}}
+        self.async_backend: dict[str, Any] = {"backend": backend, "backend_options": backend_options or {}}
         self.app: ASGIApp = as_asgi3(app)
         self.app_state: dict[str, Any] = {}
         transport = _TestClientTransport(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from fastserve._interop import counts_as, framework_base
 from fastserve.requests import HTTPConnection
 from fastserve.responses import Response
+from fastserve.types import Message, Receive, Scope, Send
 
 __all__ = [
     "WebSocket",
@@ -25,10 +26,6 @@ __all__ = [
     "WebSocketState",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class WebSocketState(enum.Enum):

@@ -1,6 +1,5 @@
 """ASGI 2 (double-callable) apps are wrapped, and what cannot be called is refused at startup."""
 import functools
-import subprocess
 import sys
 import textwrap
 

@@ -34,6 +34,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from fastserve._speedups.asgi_cycle import ClientDisconnected  # one class for HTTP and WebSocket sends
+from fastserve.types import Message
 from fastserve._speedups.headers import current_http_date, serialize_headers
 
 __all__ = ["ClientDisconnected", "WebSocketSession"]
@@ -41,7 +42,6 @@ __all__ = ["ClientDisconnected", "WebSocketSession"]
 logger = logging.getLogger("fastserve")
 
 Headers = List[Tuple[bytes, bytes]]
-Message = Dict[str, Any]
 
 # Data messages waiting for the app before the connection stops reading, and the level
 # at which it reads again.
@@ -175,7 +175,7 @@ class WebSocketSession:
                 for name, value in response.headers.raw_items()
                 if name.lower().encode("latin-1") not in _OWN_FIELDS
             ]
-            self._answer_http(response.status_code, fields, response.body)
+            self._answer_http(response.status_code, fields, bytes(response.body))
             return
         self.upgrade_response = response
         self.inbox.append({"type": "websocket.connect"})
@@ -428,6 +428,7 @@ class WebSocketSession:
 
     def _process_events(self) -> None:
         for event in self.protocol.events_received():
+            assert isinstance(event, Frame)  # a server-side protocol receives frames only
             opcode = event.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
                 if not self._collect(event):

@@ -1,0 +1,20 @@
+from typing import Any, Dict, List, Optional, Tuple
+
+from fastserve._speedups.job import Job
+
+class ClientDisconnected(OSError): ...
+
+def build_scope(
+    kind: str, conn: Any, raw_url: bytes, headers: List[Tuple[bytes, bytes]], root_path: str,
+    state: Dict[str, Any], proxy: Any,
+) -> Dict[str, Any]: ...
+
+class HttpCycle(Job):
+    scope: Dict[str, Any]
+    too_large: bool
+    def __init__(
+        self, bridge: Any, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]],
+        app: Optional[Any] = ...,
+    ) -> None: ...
+    def receive_body(self, chunk: bytes) -> None: ...
+    def body_complete(self) -> None: ...

@@ -1,0 +1,66 @@
+import os
+from typing import FrozenSet, Iterable, List, Optional, Tuple, Union
+
+KIND_FILE: int
+KIND_MISSING: int
+KIND_REDIRECT: int
+KIND_FORBIDDEN: int
+NOT_MODIFIED_FIELDS: FrozenSet[bytes]
+
+class OpenFile:
+    fd: int
+    def __init__(self, path: str) -> None: ...
+    def fileno(self) -> int: ...
+
+class CacheEntry:
+    kind: int
+    status: int
+    path: Optional[str]
+    stat: Optional[os.stat_result]
+    size: int
+    mtime: int
+    etag: Optional[bytes]
+    last_modified: Optional[bytes]
+    content_type: Optional[bytes]
+    coding: Optional[bytes]
+    fields: List[Tuple[bytes, bytes]]
+    not_modified_fields: List[Tuple[bytes, bytes]]
+    wire_fields: bytes
+    wire_not_modified: bytes
+    body: Optional[bytes]
+    file: Optional[OpenFile]
+    variants: Optional[Tuple[Tuple[str, "CacheEntry"], ...]]
+    memo_date: Optional[bytes]
+    memo_ok: Optional[bytes]
+    memo_not_modified: Optional[bytes]
+
+def choose_representation(entry: CacheEntry, accept_encoding: Optional[bytes]) -> CacheEntry: ...
+
+class FileCache:
+    roots: Tuple[str, ...]
+    html: bool
+    follow_symlink: bool
+    valid_for: float
+    max_entries: int
+    max_bytes: int
+    max_body: int
+    held_bytes: int
+    precompressed: bool
+    hits: int
+    misses: int
+    evictions: int
+    def __init__(
+        self,
+        roots: Iterable[Union[str, "os.PathLike[str]"]],
+        *,
+        html: bool = ...,
+        follow_symlink: bool = ...,
+        valid_for: float = ...,
+        max_entries: int = ...,
+        max_bytes: int = ...,
+        max_body: int = ...,
+        precompressed: bool = ...,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def clear(self) -> None: ...
+    def lookup(self, path: str) -> CacheEntry: ...

@@ -1,0 +1,70 @@
+import asyncio
+from typing import Any, Optional, Set, Tuple
+
+from fastserve._speedups.counters import Counters
+from fastserve._speedups.filecache import FileCache
+
+class ServerState:
+    app: Any
+    cache: Optional[FileCache]
+    static_only: bool
+    asgi_bridge: Any
+    max_header_bytes: int
+    max_header_count: int
+    max_url_length: int
+    max_body_size: int
+    max_pipeline: int
+    max_connections: int
+    header_timeout: float
+    keepalive_timeout: float
+    send_timeout: float
+    max_ranges: int
+    access_logger: Any
+    connections: Set["HttpProtocol"]
+    now: float
+    shutting_down: bool
+    scan_heads: bool
+    draining: bool
+    admin: Any
+    admin_prefix: Optional[bytes]
+    counters: Optional[Counters]
+    requests: int
+    request_limit: int
+    on_limit: Any
+    log_agents: bool
+    def __init__(
+        self, config: Any, *, app: Any = ..., cache: Optional[FileCache] = ..., asgi_bridge: Any = ...,
+        access_logger: Any = ...,
+    ) -> None: ...
+    def set_admin(self, admin: Any) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+
+class HttpProtocol(asyncio.Protocol):
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+    sock_fd: int
+    tls: bool
+    writing_paused: bool
+    transport_holds_data: bool
+    upgraded: Any
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None: ...
+    @property
+    def keep_alive(self) -> bool: ...
+    @property
+    def http10(self) -> bool: ...
+    @property
+    def declared_length(self) -> int: ...
+    @property
+    def client(self) -> Optional[Tuple[str, int]]: ...
+    @property
+    def server(self) -> Any: ...
+    def data_received(self, data: bytes) -> None: ...  # type: ignore[override]
+    def write(self, data: bytes) -> None: ...
+    def watch_writable(self) -> bool: ...
+    def job_finished(self, close: bool = ...) -> None: ...
+    def set_body_backpressure(self, on: bool) -> None: ...
+    def check_timeouts(self, now: float) -> None: ...
+    def close_when_idle(self) -> None: ...
+    def abort(self) -> None: ...

@@ -1,0 +1,14 @@
+from typing import List, Optional, Tuple, Union
+
+from fastserve._speedups.filecache import CacheEntry, OpenFile
+from fastserve._speedups.requesthead import RequestHead
+
+class StaticAnswer:
+    status: int
+    fields: List[Tuple[bytes, bytes]]
+    body: Optional[bytes]
+    segments: Optional[List[Union[bytes, Tuple[int, int]]]]
+    file: Optional[OpenFile]
+    entry: CacheEntry
+
+def decide(entry: CacheEntry, request: RequestHead, max_ranges: int = ...) -> StaticAnswer: ...
