@@ -355,7 +355,10 @@ def test_asgi_ratios_compare_fastserve_with_uvicorn_and_granian() -> None:
         "uvicorn": ServerOutcome("uvicorn", "ok", scenarios={"hello": _ok(15_000.0, 2)}),
         "granian": ServerOutcome("granian", "ok", scenarios={"hello": _ok(28_000.0, 4)}),
     }
-    ratios = {r["denominator"]: r for r in compute_ratios(outcomes, ASGI_RATIOS) if r["metric"] == "requests_per_sec"}
+    ratios = {
+        r["denominator"]: r for r in compute_ratios(outcomes, ASGI_RATIOS)
+        if r["metric"] == "requests_per_sec" and r["scenario"] == "hello"
+    }
     assert set(ratios) == {"uvicorn", "granian"}
     assert ratios["uvicorn"]["value"] == pytest.approx(2.0) and ratios["uvicorn"]["met"] is True
     assert ratios["granian"]["value"] == pytest.approx(30 / 28) and ratios["granian"]["met"] is False
@@ -395,6 +398,14 @@ def test_latency_ratio_target_is_a_ceiling() -> None:
     assert RatioSummary.of([1.1]).meets(1.15, at_most=True) is True
 
 
+def test_asgi_p99_target_is_judged_at_256_connections() -> None:
+    rows = {(r.scenario, r.metric): r for r in ASGI_RATIOS if r.denominator == "granian"}
+    assert rows[("hello-c256", "p99_ms")].target == 1.5 and rows[("hello-c256", "p99_ms")].at_most
+    assert rows[("hello", "p99_ms")].target is None  # reported at 64
+    many = next(s for s in ASGI_SCENARIOS if s.name == "hello-c256")
+    assert many.connections == 256 and many.expected_body == "Hello, world!"
+
+
 def test_latency_table_shows_percentiles_and_timeouts() -> None:
     rounds = [
         WrkResult(100.0, 1.0, 40.0, 300, 0, {"timeout": 2}, p50_ms=1.0, p90_ms=9.0, p999_ms=1500.0),
@@ -421,7 +432,7 @@ def test_plan_runs_both_groups_by_default(tmp_path: Path) -> None:
     settings.groups = settings.servers = settings.scenarios = None
     plans = _plan_names(settings, tmp_path)
     assert list(plans) == ["static", "asgi", "memory"]
-    assert plans["asgi"] == (["fastserve", "uvicorn", "granian"], ["hello"])
+    assert plans["asgi"] == (["fastserve", "uvicorn", "granian"], ["hello", "hello-c256"])
     assert plans["memory"] == (["fastserve", "nginx", "h2o", "uvicorn+starlette"], ["idle"])
     assert plans["static"][1] == [s.name for s in SCENARIOS]
     assert not (tmp_path / "www").exists()  # the document root is written only when static runs
@@ -435,7 +446,7 @@ def test_plan_selects_groups_servers_and_scenarios(tmp_path: Path) -> None:
     settings.groups, settings.servers = None, ["nginx", "fastserve"]
     assert _plan_names(settings, tmp_path) == {
         "static": (["fastserve", "nginx"], [s.name for s in SCENARIOS]),
-        "asgi": (["fastserve"], ["hello"]),
+        "asgi": (["fastserve"], ["hello", "hello-c256"]),
         "memory": (["fastserve", "nginx"], ["idle"]),
     }
     settings.servers, settings.scenarios = None, ["hello"]
@@ -462,7 +473,7 @@ def test_asgi_servers_run_the_hello_app_with_one_worker() -> None:
     settings = _settings()
     for spec in asgi_server_specs(settings):
         command = spec.build_command(8123)
-        assert HELLO_APP in command and spec.scenario_names == ["hello"]
+        assert HELLO_APP in command and spec.scenario_names == ["hello", "hello-c256"]
         assert command[command.index("--workers") + 1] == "1"
         assert command[command.index("--port") + 1] == "8123"
     granian = asgi_server_specs(settings)[2].build_command(8123)
