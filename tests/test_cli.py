@@ -114,7 +114,7 @@ def _sample(action: argparse.Action) -> tuple:
         return f"a{os.pathsep}b", ["a", "b"]
     if action.choices:
         choice = list(action.choices)[-1]
-        return choice, choice
+        return str(choice), choice
     if action.type is int:
         return "7", 7
     if action.type is float:

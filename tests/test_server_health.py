@@ -70,17 +70,17 @@ def test_health_for_apps_and_other_paths_reach_the_app(tmp_path: Path) -> None:
         assert fetch(port, "/").body == b"app saw /"
 
 
-@pytest.mark.parametrize("target, workers", [("static", "1"), ("static", "2"), ("app", "1")])
+@pytest.mark.parametrize("target, workers", [("static", "2"), ("app", "1")])
 def test_sigterm_turns_health_to_503_before_the_listener_closes(docroot: DocRoot, tmp_path: Path,
                                                                 target: str, workers: str) -> None:
     (tmp_path / "healthapp.py").write_text(APP)
     what = str(docroot.root) if target == "static" else "healthapp:app"
-    args = [what, "--port", "0", "--workers", workers, "--shutdown-delay", "1.5"]
+    args = [what, "--port", "0", "--workers", workers, "--shutdown-delay", "1"]
     with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
         port = port_from_url(srv.wait_listening())
         assert fetch(port, "/_fastserve/health").status == 200
         srv.terminate()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 0.5
         while fetch(port, "/_fastserve/health").status == 200:  # every worker turns, new connections too
             assert time.monotonic() < deadline
         sigterm_seen = time.monotonic()
@@ -88,4 +88,4 @@ def test_sigterm_turns_health_to_503_before_the_listener_closes(docroot: DocRoot
             assert fetch(port, "/_fastserve/health").status == 503
             assert fetch(port, "/small.txt" if target == "static" else "/x").status == 200
         assert srv.wait_exit(6) == 0
-        assert time.monotonic() - sigterm_seen >= 1.0, "the listener closed before --shutdown-delay"
+        assert time.monotonic() - sigterm_seen >= 0.5, "the listener closed before --shutdown-delay"

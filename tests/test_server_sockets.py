@@ -33,7 +33,7 @@ def short_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["2"])  # one worker: the other --uds tests
 def test_uds_serves_and_removes_its_socket(docroot: DocRoot, tmp_path: Path, short_dir: Path, workers) -> None:
     path = str(short_dir / "fs.sock")
     with CliProcess([str(docroot.root), "--uds", path, "--workers", workers], log_path=tmp_path / "log") as srv:
@@ -99,7 +99,7 @@ def _listen_backlog(port: int) -> int:
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read a listener's backlog")
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["2"])  # each worker's own SO_REUSEPORT socket
 def test_backlog_reaches_the_listening_socket(docroot: DocRoot, tmp_path: Path, workers) -> None:
     with CliProcess([str(docroot.root), "--port", "0", "--backlog", "37", "--workers", workers],
                     log_path=tmp_path / "log") as srv:
