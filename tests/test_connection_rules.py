@@ -1,5 +1,6 @@
 """Connection rules in-process, with each request reader: keep-alive, the Connection field,
-pipelined order, timeouts by moving the clock. Bytes in, bytes out; no sockets."""
+pipelined order, timeouts by moving the clock, bodies sent to static files, precompressed
+siblings. Bytes in, bytes out; no sockets."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -105,3 +106,67 @@ def test_eof_after_pipelined_requests_answers_them_then_closes(site, serve):
     client.eof()
     assert [r.status for r in client.parsed()] == [200, 200]
     assert client.closed
+
+
+# -- request bodies sent to static files (from test_server_static_body.py) -------------------
+
+
+def test_post_with_a_large_body_is_answered_before_the_body_is_sent(serve, docroot):
+    """A static file takes no body: a large announced one gets 405 at once, unread, and the close."""
+    client = serve(docroot.root).open()
+    client.send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")  # no body follows
+    (response,) = client.parsed()
+    assert response.status == 405 and response.header("allow") == "GET, HEAD"
+    assert response.header("connection") == "close" and client.closed
+
+
+def test_post_without_a_body_keeps_the_connection(serve, docroot):
+    client = serve(docroot.root).open()
+    client.send(request("POST", "/small.txt") + request("GET", "/small.txt"), [False, False])
+    refused, served = client.parsed()
+    assert refused.status == 405 and (served.status, served.body) == (200, docroot.small)
+    assert not client.closed
+
+
+# -- precompressed siblings (from test_server_precompressed.py) --------------------------------
+
+
+@pytest.fixture
+def compressed_site(tmp_path: Path):
+    import gzip
+
+    site = tmp_path / "compressed"
+    site.mkdir()
+    text = b"body { color: red; }\n" * 200
+    (site / "style.css").write_bytes(text)
+    (site / "style.css.gz").write_bytes(gzip.compress(text))
+    (site / "plain.txt").write_text("no siblings")
+    return site, text
+
+
+def test_gzip_sibling_served_to_clients_that_accept_it(serve, compressed_site):
+    import gzip
+
+    site, text = compressed_site
+    client = serve(site).open()
+    compressed = client.request("GET", "/style.css", [("Accept-Encoding", "gzip")])
+    assert compressed.header("content-encoding") == "gzip" and compressed.header("vary") == "Accept-Encoding"
+    assert compressed.header("content-type") == "text/css; charset=utf-8"
+    assert gzip.decompress(compressed.body) == text
+    identity = client.request("GET", "/style.css", [("Accept-Encoding", "identity")])
+    assert identity.header("content-encoding") is None and identity.header("vary") == "Accept-Encoding"
+    assert identity.body == text
+    refused = client.request("GET", "/style.css", [("Accept-Encoding", "gzip;q=0")])
+    assert refused.header("content-encoding") is None
+    assert refused.header("etag") != compressed.header("etag")
+    etag = compressed.header("etag")
+    not_modified = client.request("GET", "/style.css", [("Accept-Encoding", "gzip"), ("If-None-Match", etag)])
+    assert not_modified.status == 304 and not_modified.header("vary") == "Accept-Encoding"
+    plain = client.request("GET", "/plain.txt", [("Accept-Encoding", "gzip")])
+    assert plain.header("vary") is None and plain.body == b"no siblings"
+
+
+def test_no_precompressed_setting(serve, compressed_site):
+    site, text = compressed_site
+    response = serve(site, precompressed=False).open().request("GET", "/style.css", [("Accept-Encoding", "gzip")])
+    assert response.header("content-encoding") is None and response.body == text
