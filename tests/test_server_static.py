@@ -4,7 +4,7 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 from urllib.parse import quote
 
 import pytest
@@ -15,7 +15,6 @@ from server_helpers import (
     UNICODE_NAME,
     DocRoot,
     RawConnection,
-    RawResponse,
     ServerProcess,
     build_docroot,
     build_request,
@@ -536,24 +535,7 @@ def test_created_and_deleted_files_are_noticed(start_server, fresh_docroot: DocR
     assert fetch(srv.port, "/small.txt").status == 404
 
 
-# -- HTTP/1.1 connection semantics ------------------------------------------------------------
-
-
-def test_keep_alive_is_the_default(server: ServerProcess, docroot: DocRoot) -> None:
-    with RawConnection(server.port) as conn:
-        for target in ["/small.txt", "/medium.bin", "/missing", "/small.txt", "/dir/"]:
-            response = conn.exchange("GET", target)
-            assert response.header("connection") is None
-        assert conn.is_open_after(0.2)
-        assert conn.exchange("GET", "/small.txt").body == docroot.small
-
-
-def test_connection_close_is_answered_and_honoured(server: ServerProcess, docroot: DocRoot) -> None:
-    with RawConnection(server.port) as conn:
-        response = conn.exchange("GET", "/small.txt", [("Connection", "close")])
-        assert response.body == docroot.small
-        assert response.header("connection") == "close"
-        assert conn.wait_closed(2.0)
+# -- HTTP/1.1 connection semantics over sendfile (the protocol rules: test_connection_semantics.py)
 
 
 def test_connection_close_after_a_large_file(server: ServerProcess, docroot: DocRoot) -> None:
@@ -562,91 +544,6 @@ def test_connection_close_after_a_large_file(server: ServerProcess, docroot: Doc
         assert response.header("connection") == "close"
         assert response.body == docroot.large
         assert conn.wait_closed(2.0)
-
-
-def test_http10_closes_by_default(server: ServerProcess, docroot: DocRoot) -> None:
-    with RawConnection(server.port) as conn:
-        response = conn.exchange("GET", "/small.txt", version="HTTP/1.0")
-        assert response.body == docroot.small
-        assert (response.header("connection") or "close").lower() == "close"
-        assert conn.wait_closed(2.0)
-
-
-def test_http10_keep_alive_stays_open(server: ServerProcess, docroot: DocRoot) -> None:
-    with RawConnection(server.port) as conn:
-        for _ in range(3):
-            response = conn.exchange("GET", "/small.txt", [("Connection", "keep-alive")], version="HTTP/1.0")
-            assert response.body == docroot.small
-            assert response.header("connection") == "keep-alive"
-        assert conn.is_open_after(0.2)
-        big = conn.exchange("GET", "/large.bin", [("Connection", "keep-alive")], version="HTTP/1.0")
-        assert big.header("connection") == "keep-alive"
-        assert big.body == docroot.large
-        not_modified = conn.exchange("GET", "/small.txt", [("Connection", "keep-alive"),
-                                                           ("If-None-Match", response.header("etag"))],
-                                     version="HTTP/1.0")
-        assert not_modified.status == 304
-        assert not_modified.header("connection") == "keep-alive"
-
-
-Expected = Tuple[str, str, List[Tuple[str, str]], int, Optional[bytes]]
-
-
-def pipeline_plan(docroot: DocRoot, etags: dict) -> List[Expected]:
-    """(method, target, headers, status, body or None when the body is checked separately)."""
-    large = docroot.large
-    return [
-        ("GET", "/small.txt", [], 200, docroot.small),
-        ("GET", "/missing-1", [], 404, NOT_FOUND_HTML),
-        ("GET", "/large.bin", [], 200, large),
-        ("HEAD", "/small.txt", [], 200, b""),
-        ("GET", "/small.txt", [("If-None-Match", etags["/small.txt"])], 304, b""),
-        ("GET", "/medium.bin", [], 200, docroot.medium),
-        ("HEAD", "/large.bin", [], 200, b""),
-        ("GET", "/dir/", [], 200, INDEX_HTML),
-        ("GET", "/dir", [], 307, b""),
-        ("GET", "/large.bin", [("Range", "bytes=100-199")], 206, large[100:200]),
-        ("POST", "/small.txt", [("Content-Length", "0")], 405, None),
-        ("GET", "/nope/nope", [], 404, NOT_FOUND_HTML),
-        ("GET", "/" + quote(UNICODE_NAME), [], 200, docroot.unicode_body),
-        ("GET", "/medium.bin", [("Range", "bytes=0-9,100-109")], 206, None),
-        ("GET", "/large.bin", [], 200, large),
-        ("HEAD", "/missing-2", [], 404, b""),
-        ("GET", "/small.txt?x=1", [], 200, docroot.small),
-        ("GET", "/large.bin", [("If-None-Match", etags["/large.bin"])], 304, b""),
-        ("GET", "/page.html", [], 200, b"<!doctype html><p>a page</p>\n"),
-        ("GET", "/small.txt", [], 200, docroot.small),
-    ]
-
-
-def read_plan(conn: RawConnection, plan: List[Expected]) -> List[RawResponse]:
-    responses = []
-    for index, (method, target, _, status, body) in enumerate(plan):
-        response = conn.read_response(head=method == "HEAD")
-        assert response.status == status, f"response {index} ({method} {target}): {response.status}"
-        if body is not None:
-            assert response.body == body, f"response {index} ({method} {target}): wrong body"
-        responses.append(response)
-    return responses
-
-
-def test_pipelined_requests_are_answered_in_order(server: ServerProcess, docroot: DocRoot, etags: dict) -> None:
-    plan = pipeline_plan(docroot, etags)
-    assert len(plan) == 20
-    batch = b"".join(build_request(method, target, headers) for method, target, headers, _, _ in plan)
-    with RawConnection(server.port, timeout=10.0) as conn:
-        conn.send(batch)
-        responses = read_plan(conn, plan)
-        assert responses[8].header("location") == "/dir/"
-        assert responses[10].header("allow") == "GET, HEAD"
-        assert responses[3].header("content-length") == str(len(docroot.small))
-        assert responses[6].header("content-length") == str(len(docroot.large))
-        assert responses[9].header("content-range") == f"bytes 100-199/{len(docroot.large)}"
-        parts = parse_byteranges(responses[13].body, responses[13].content_type_boundary())
-        assert [part.data for part in parts] == [docroot.medium[0:10], docroot.medium[100:110]]
-        # nothing extra was sent, and the connection is still usable
-        assert conn.buffer == b""
-        assert conn.exchange("GET", "/small.txt").body == docroot.small
 
 
 def test_pipeline_ending_with_connection_close(server: ServerProcess, docroot: DocRoot) -> None:
@@ -660,24 +557,4 @@ def test_pipeline_ending_with_connection_close(server: ServerProcess, docroot: D
         last = conn.read_response()
         assert last.header("connection") == "close"
         assert last.body == docroot.small
-        assert conn.read_to_eof() == b""
-
-
-def test_request_sent_after_connection_close_in_the_same_write(server: ServerProcess, docroot: DocRoot) -> None:
-    # The second request must be ignored; the first must still be answered and the connection closed.
-    batch = build_request("GET", "/small.txt", [("Connection", "close")]) + build_request("GET", "/medium.bin")
-    with RawConnection(server.port, timeout=3.0) as conn:
-        conn.send(batch)
-        response = conn.read_response()
-        assert (response.status, response.body) == (200, docroot.small)
-        assert response.header("connection") == "close"
-        assert conn.read_to_eof() == b""
-
-
-def test_second_http10_request_in_the_same_write(server: ServerProcess, docroot: DocRoot) -> None:
-    batch = build_request("GET", "/small.txt", version="HTTP/1.0") * 2
-    with RawConnection(server.port, timeout=3.0) as conn:
-        conn.send(batch)
-        response = conn.read_response()
-        assert (response.status, response.body) == (200, docroot.small)
         assert conn.read_to_eof() == b""
