@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("max_url_length", "request-target length, bytes (414)"),
         ("max_body_size", "request body, bytes (413)"),
         ("max_pipeline", "responses queued per connection before reading pauses"),
+        ("max_response_buffer", "response bytes one connection holds for a client that is not reading; "
+                                "past it reading pauses until the client drains"),
         ("max_connections", "open connections per worker (503 beyond)"),
         ("max_ranges", "ranges honoured in one Range header (more: the whole file)"),
         ("cache_entries", "open-file cache entries"),
@@ -183,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         limits.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DEFAULTS, name),
                             help=f"{help_text} (default: %(default)s)")
     for name, help_text in [
-        ("header_timeout", "seconds to receive a request's headers (408, then close)"),
+        ("header_timeout", "seconds to receive a request's headers, from its first byte (408, then close)"),
+        ("body_timeout", "seconds a request body may stall between two reads (408, then close)"),
         ("keepalive_timeout", "seconds an idle keep-alive connection stays open"),
         ("send_timeout", "seconds a client may stop reading a response before it is dropped"),
         ("cache_valid", "seconds before a cached file is checked again with stat"),

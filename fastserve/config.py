@@ -63,9 +63,11 @@ class Config:
     max_url_length: int = 8 * 1024
     max_body_size: int = 100 * 1024 * 1024  # streamed to the app, never held whole
     max_pipeline: int = 64
+    max_response_buffer: int = 4 * 1024 * 1024  # response bytes held for a client that is not reading
     max_connections: int = 10_000
     max_ranges: int = 16
     header_timeout: float = 10.0
+    body_timeout: float = 10.0  # longest wait between two pieces of a request body
     keepalive_timeout: float = 5.0
     send_timeout: float = 60.0
 

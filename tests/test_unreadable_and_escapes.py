@@ -10,17 +10,14 @@ file without read bits, as it would for any other user.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 
 import pytest
 
 from fastserve._speedups.filecache import KIND_FILE, KIND_FORBIDDEN, FileCache
-from fastserve._speedups.protocol import HttpProtocol
-from fastserve.config import Config
+from connection_driver import Driven, run
 from fastserve.exceptions import HTTPException
-from fastserve.server.worker import build_state
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
 
@@ -45,56 +42,16 @@ def refuse_unreadable(monkeypatch):
     monkeypatch.setattr(os, "open", open_as_user)
 
 
-class Transport:
-    """What a connection writes, without a socket."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def get_extra_info(self, name: str):
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_reading(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-
-def exchange(app, request: bytes, **config) -> bytes:
+def exchange(app, request: bytes) -> bytes:
     """Bytes in, bytes out: one connection of a server running ``app``."""
 
-    async def run() -> bytes:
-        loop = asyncio.get_running_loop()
-        state = build_state(Config(target=app, **config), app, loop)
-        transport = Transport()
-        conn = HttpProtocol(state, loop)
-        conn.connection_made(transport)
-        conn.data_received(request)
-        for _ in range(20):  # let an ASGI app's task run to its end
-            await asyncio.sleep(0)
-        return bytes(transport.data)
+    async def main() -> bytes:
+        driven = Driven(app)
+        driven.send(request)
+        await driven.settle()
+        return driven.output
 
-    return asyncio.run(run())
+    return run(main)
 
 
 def status_of(response: bytes) -> int:

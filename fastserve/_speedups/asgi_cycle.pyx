@@ -92,6 +92,10 @@ cdef class HttpCycle(Job):
     cdef bint complete
     cdef bint chunked
     cdef int status
+    cdef int failed_status        # the request body broke off: the status the client gets
+    cdef long long declared       # the response's Content-Length, -1 when it has none
+    cdef long long body_sent      # body bytes sent against it
+    cdef bint overran             # the app sent more than it declared (logged once)
     cdef Py_ssize_t body_size
     cdef Py_ssize_t buffered
     cdef Py_ssize_t max_body_size
@@ -147,12 +151,7 @@ cdef class HttpCycle(Job):
             self.body.clear()
             self.conn.set_body_backpressure(True)
             if not self.started:
-                self.started = self.refused = True
-                text = reason_phrase(413)
-                self._write(self._build_head(413, [
-                    (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
-                ]) + text)
-                self.complete = True
+                self._refuse(413)
         else:
             self.body.append(chunk)
             self.buffered += len(chunk)
@@ -163,6 +162,31 @@ cdef class HttpCycle(Job):
     def body_complete(self):
         self.more_body = False
         self._wake()
+
+    def body_failed(self, int status):
+        """The request body broke off after the head (a framing error, a half-close: 400; a
+        stall: 408). The app sees ``http.disconnect``; the client gets ``status`` unless the
+        response had begun; the connection closes after this exchange."""
+        self.failed_status = status
+        self.more_body = False
+        self.keep_alive = False
+        self.body.clear()
+        if self.buffered > BODY_HIGH_WATER:
+            self.conn.set_body_backpressure(False)
+        self.buffered = 0
+        if self.task is not None and not self.started:
+            self._refuse(status)  # the app is running: answer now, drop what it sends
+        self._wake()
+
+    cdef void _refuse(self, int status):
+        """Answer ``status`` on the app's behalf; whatever the app sends afterwards is dropped."""
+        self.started = self.refused = True
+        self.keep_alive = False
+        text = reason_phrase(status)
+        self._write(self._build_head(status, [
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
+        ]) + text)
+        self.complete = True
 
     cpdef start(self):
         self.task = self.loop.create_task(self.run())
@@ -193,6 +217,8 @@ cdef class HttpCycle(Job):
                 await self._send_plain(400)
             elif self.too_large:
                 await self._send_plain(413)
+            elif self.failed_status:
+                await self._send_plain(self.failed_status)
             else:
                 await self.app(self.scope, self.receive, self.send)
                 if not self.started and not self.disconnected:
@@ -234,7 +260,7 @@ cdef class HttpCycle(Job):
         while not self.body and self.more_body and not self.disconnected and not self.too_large:
             self.waiter = self.loop.create_future()
             await self.waiter
-        if self.disconnected or self.too_large or (self.complete and not self.body):
+        if self.disconnected or self.too_large or self.failed_status or (self.complete and not self.body):
             return {"type": "http.disconnect"}
         if self.body:
             chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
@@ -272,17 +298,15 @@ cdef class HttpCycle(Job):
         if kind == "http.response.body":
             more = message.get("more_body", False)
             body = message.get("body", b"")
-            head, tail = self._framing(len(body), more)
             if not self._sends_body():
                 body = b""
+            elif self.declared >= 0:
+                body = body[:self._within_declared(len(body))]
+            head, tail = self._framing(len(body), more)
             data = head + body + tail if tail else (head + body if head else body)
             if data:
                 self._write(data)
-            if not more:
-                self.complete = True
-                self._wake()
-            elif self.conn.writing_paused:
-                await self._wait_drain()
+            await self._after_write(more)
         elif kind == "http.response.pathsend":
             with open(message["path"], "rb") as file:
                 size = os.fstat(file.fileno()).st_size
@@ -318,8 +342,31 @@ cdef class HttpCycle(Job):
                 tail += b"0\r\n\r\n"
         return head, tail
 
+    cdef long long _within_declared(self, long long length):
+        """How much of ``length`` more body bytes fit in the declared Content-Length; an app
+        that sends more is cut there, logged, and its connection closed afterwards."""
+        cdef long long room = self.declared - self.body_sent
+        if length > room:
+            if not self.overran:
+                self.overran = True
+                logger.error(
+                    "ASGI app sent more body than its content-length (%d): cut at the declared length",
+                    self.declared,
+                )
+            self.keep_alive = False
+            length = room
+        self.body_sent += length
+        return length
+
     async def _after_write(self, bint more):
         if not more:
+            if self.declared >= 0 and self.body_sent < self.declared and self._sends_body():
+                # The client would wait for bytes that never come, or read the next response as them.
+                logger.error(
+                    "ASGI app sent %d body bytes for a content-length of %d: closing the connection",
+                    self.body_sent, self.declared,
+                )
+                self.keep_alive = False
             self.complete = True
             self._wake()
         elif self.conn.writing_paused:
@@ -331,9 +378,11 @@ cdef class HttpCycle(Job):
 
     async def _send_file(self, file, long long offset, long long count, bint more):
         """Send ``count`` bytes of ``file`` from ``offset`` with ``os.sendfile``, framed."""
-        head, tail = self._framing(count, more)
         if not self._sends_body():
             count = 0
+        elif self.declared >= 0:
+            count = self._within_declared(count)
+        head, tail = self._framing(count, more)
         self.sent += len(head) + count + len(tail)
         done = self.sending = self.loop.create_future()
         self.sender = FileSender(
@@ -364,13 +413,24 @@ cdef class HttpCycle(Job):
 
     cdef bytes _build_head(self, int status, list headers):
         cdef bint has_length = False
+        cdef bint no_body = status in NO_BODY_STATUSES
         cdef list names = []
+        cdef list kept = []
         self.status = status
+        self.declared = -1
         for pair in headers:
             name = (<bytes>pair[0]).lower()
-            names.append(name)
             if len(name) == 14 and name == b"content-length":
+                if no_body:
+                    continue  # a 204/304 has no body, so no length of one on the wire
                 has_length = True
+                value = bytes(pair[1]).strip()
+                self.declared = int(value) if value.isdigit() else -1
+            elif no_body and len(name) == 17 and name == b"transfer-encoding":
+                continue
+            names.append(name)
+            kept.append(pair)
+        headers = kept
         if not has_length and status not in NO_BODY_STATUSES and status >= 200:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection

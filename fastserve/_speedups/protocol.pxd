@@ -18,8 +18,10 @@ cdef class ServerState:
     cdef public Py_ssize_t max_url_length
     cdef public Py_ssize_t max_body_size
     cdef public Py_ssize_t max_pipeline
+    cdef public Py_ssize_t max_response_buffer
     cdef public Py_ssize_t max_connections
     cdef public double header_timeout
+    cdef public double body_timeout
     cdef public double keepalive_timeout
     cdef public double send_timeout
     cdef public int max_ranges
@@ -59,6 +61,9 @@ cdef class HttpProtocol:
     # the request being parsed
     cdef bint in_message    # httptools has begun a request it has not finished
     cdef bint in_head
+    cdef bint awaiting_head  # bytes came after the last complete head: the header timeout runs
+    cdef double body_read_at # when the body being read last made progress
+    cdef int host_count
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t raw_head_bytes
     cdef Py_ssize_t header_count
@@ -75,7 +80,10 @@ cdef class HttpProtocol:
 
     # output, in request order
     cdef list out
-    cdef list queue          # bytes and Jobs waiting behind the current job; None when none wait
+    cdef list queue          # bytes, Jobs and deferred RequestHeads behind the current job; None when none wait
+    cdef Py_ssize_t out_bytes      # bytes in out
+    cdef Py_ssize_t queued_bytes   # bytes items in queue (answers behind a job)
+    cdef Py_ssize_t deferred       # requests in queue kept as their heads, not yet answered
     cdef object current_job
     cdef bint closing
     cdef double idle_since
@@ -86,6 +94,9 @@ cdef class HttpProtocol:
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
+    cdef object _answer_deferred(self, RequestHead request)
+    cdef bint _over_buffer(self)
+    cdef void _fail_body(self, int status)
     cdef bint _serve_admin(self)
     cdef void _queue_append(self, object item)
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,

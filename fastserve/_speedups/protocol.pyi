@@ -14,8 +14,10 @@ class ServerState:
     max_url_length: int
     max_body_size: int
     max_pipeline: int
+    max_response_buffer: int
     max_connections: int
     header_timeout: float
+    body_timeout: float
     keepalive_timeout: float
     send_timeout: float
     max_ranges: int

@@ -92,8 +92,10 @@ cdef class ServerState:
         self.max_url_length = config.max_url_length
         self.max_body_size = config.max_body_size
         self.max_pipeline = config.max_pipeline
+        self.max_response_buffer = config.max_response_buffer
         self.max_connections = config.max_connections
         self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
         self.keepalive_timeout = config.keepalive_timeout
         self.send_timeout = config.send_timeout
         self.max_ranges = config.max_ranges
@@ -229,6 +231,7 @@ cdef class HttpProtocol:
         job = self.current_job
         self.current_job = None
         self.queue = None
+        self.queued_bytes = self.deferred = 0
         if job is not None:
             (<Job>job).connection_lost()
         if self.body_job is not None and self.body_job is not job:
@@ -239,6 +242,10 @@ cdef class HttpProtocol:
         """The peer finished sending: answer what it asked, then close."""
         if self.upgraded is not None:
             return self.upgraded.eof_received()
+        if self.body_job is not None:
+            # Half-closed in the middle of a body: it will never be whole. The app sees
+            # http.disconnect, the client (which may still read) a 400.
+            self._fail_body(400)
         self.closing = True
         self.head.keep_alive = False
         if self.current_job is None and not self.queue:
@@ -260,6 +267,8 @@ cdef class HttpProtocol:
             return
         if self.current_job is not None:
             (<Job>self.current_job).resume_writing()
+        elif self.queue:
+            self._flush()  # answers held back while the client was not reading
         self._update_reading()
 
     def data_received(self, bytes data):
@@ -276,6 +285,11 @@ cdef class HttpProtocol:
         if self.closing:
             return
         cdef Py_ssize_t done
+        if not self.in_message and not self.awaiting_head:
+            # The first byte after the previous head, whatever it is (an empty line too),
+            # starts the header timeout.
+            self.awaiting_head = True
+            self.head_started = self.state.now
         if not self.in_message and self.state.scan_heads:
             done = self._read_simple_heads(data)
             if done == len(data) or self.closing or self.transport is None:
@@ -298,7 +312,8 @@ cdef class HttpProtocol:
             self.closing = True
         except HttpParserError:
             if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
-                self._fail(400)
+                # A framing error in a body an app is reading ends that request too.
+                self._fail_body(400)
                 return
         if self.in_head and not self.closing and (
             self.raw_head_bytes > self.state.max_header_bytes
@@ -316,7 +331,10 @@ cdef class HttpProtocol:
         self.head_bytes = 0
         self.raw_head_bytes = 0
         self.header_count = 0
-        self.head_started = self.state.now
+        self.host_count = 0
+        if not self.awaiting_head:
+            self.awaiting_head = True
+            self.head_started = self.state.now
         self.head.target = None
         self.connection = HEAD_CONNECTION_DEFAULT
         self.head.declared_length = -1
@@ -346,6 +364,8 @@ cdef class HttpProtocol:
         if self.keep_headers:
             lower = name.lower()
             self.head.headers.append((lower, value))
+        if n == 4 and (lower or name.lower()) == b"host":
+            self.host_count += 1
         if n == 5 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             if lower is None:
                 lower = name.lower()
@@ -376,11 +396,16 @@ cdef class HttpProtocol:
 
     def on_headers_complete(self):
         self.in_head = False
+        self.awaiting_head = False
+        self.body_read_at = self.state.now
         parser = self.parser
         method = self.head.method = parser.get_method()
         self.head.is_get = method == GET
         self.head.is_head = method == HEAD
         self.head.http10 = parser.get_http_version() == "1.0"
+        if self.host_count > 1 or (self.host_count == 0 and not self.head.http10):
+            self._fail(400)  # RFC 9112 §3.2: exactly one Host (none is allowed in HTTP/1.0)
+            raise _Abort()
         self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
         if self.state.static_only:
             if self.head.declared_length > self.state.max_body_size:
@@ -406,6 +431,7 @@ cdef class HttpProtocol:
             self._enqueue_job(job)
 
     def on_body(self, bytes body):
+        self.body_read_at = self.state.now
         if self.body_job is not None:
             self.body_job.receive_body(body)
         elif self.state.static_only:
@@ -468,6 +494,10 @@ cdef class HttpProtocol:
             self.head.target = span_bytes(chars, head.target)
             self.head.http10 = head.http10
             self.head.keep_alive = keeps_alive(head.http10, head.connection, state.shutting_down)
+            self.awaiting_head = False
+            if head.host_count > 1 or (head.host_count == 0 and not head.http10):
+                self._fail(400)  # RFC 9112 §3.2: exactly one Host (none is allowed in HTTP/1.0)
+                return end
             if static_only:
                 self.head.if_match = span_bytes(chars, head.fields[FIELD_IF_MATCH])
                 self.head.if_none_match = span_bytes(chars, head.fields[FIELD_IF_NONE_MATCH])
@@ -485,6 +515,9 @@ cdef class HttpProtocol:
             if not self.head.keep_alive:
                 self.closing = True
             start = end
+        if start < size and not self.awaiting_head:  # the next head has begun
+            self.awaiting_head = True
+            self.head_started = state.now
         return start
 
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count):
@@ -525,22 +558,48 @@ cdef class HttpProtocol:
             and self._serve_admin()
         ):
             return
+        if self._over_buffer():
+            # The client is not reading what it asked for already: keep this request as its
+            # head (a few hundred bytes), answered once the client drains; stop reading.
+            deferred = self.head
+            self._queue_append(deferred)
+            self.head = RequestHead()
+            self.head.keep_alive = deferred.keep_alive  # read again after this call
+            self.head.http10 = deferred.http10
+            self.deferred += 1
+            self._update_reading()
+            return
+        item = self._answer_deferred(self.head)
+        if type(item) is bytes:
+            self._emit(<bytes>item)
+        else:
+            self._enqueue_job(item)
+
+    cdef object _answer_deferred(self, RequestHead request):
+        """The answer to a static request: bytes, or a FileSender to run."""
+        cdef WireAnswer answer = self.state.answer
         cdef double started = monotonic() if self.state.counters is not None or self.state.access_logger is not None else 0
         cdef long long sent = 0
-        answer_static(answer, self.state.cache, self.state.max_ranges, self.head)
+        answer_static(answer, self.state.cache, self.state.max_ranges, request)
         self.response_status = answer.status
         if answer.segments is None:
+            item = answer.data
             sent = len(answer.data)
-            if self.current_job is None and not self.queue:
-                self.out.append(answer.data)
-            else:
-                self._queue_append(answer.data)
         else:
             for segment in answer.segments:
                 sent += len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]
-            self._enqueue_job(FileSender(self, answer.file, answer.file.fd, answer.segments))
-        self._account(self.head.method, self.head.target, answer.status, sent, started,
-                      self.head.user_agent, self.head.referer)
+            item = FileSender(self, answer.file, answer.file.fd, answer.segments)
+        self._account(request.method, request.target, answer.status, sent, started,
+                      request.user_agent, request.referer)
+        return item
+
+    cdef bint _over_buffer(self):
+        """Whether the response bytes held for this client (ready, queued, and in the
+        transport's buffer) are past ``max_response_buffer``."""
+        cdef Py_ssize_t held = self.out_bytes + self.queued_bytes
+        if self.transport_holds_data and self.transport is not None:
+            held += self.transport.get_write_buffer_size()
+        return held > self.state.max_response_buffer
 
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent, bytes referer):
@@ -573,8 +632,10 @@ cdef class HttpProtocol:
     cdef inline void _emit(self, bytes data):
         if self.current_job is None and not self.queue:
             self.out.append(data)
+            self.out_bytes += len(data)
         else:
             self._queue_append(data)
+            self.queued_bytes += len(data)
 
     cdef void _enqueue_job(self, job):
         self._queue_append(job)
@@ -587,11 +648,27 @@ cdef class HttpProtocol:
         cdef object transport = self.transport
         if transport is None:
             self.out.clear()
+            self.out_bytes = 0
             return
         while self.current_job is None and self.queue:
-            item = self.queue.pop(0)
+            item = self.queue[0]
+            if type(item) is RequestHead:
+                # A deferred request is answered only while the client keeps up: at most
+                # about one buffer's worth waits for it at a time.
+                if self.out_bytes > self.state.max_response_buffer:
+                    self._write_out()
+                if self.writing_paused or self.transport is None:
+                    break  # resume_writing comes back here
+                self.queue.pop(0)
+                self.deferred -= 1
+                item = self._answer_deferred(<RequestHead>item)
+            else:
+                self.queue.pop(0)
+                if type(item) is bytes:
+                    self.queued_bytes -= len(<bytes>item)
             if type(item) is bytes:
                 self.out.append(item)
+                self.out_bytes += len(<bytes>item)
                 continue
             self._write_out()
             self.current_job = item
@@ -623,6 +700,7 @@ cdef class HttpProtocol:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+            self.out_bytes = 0
             self._write(data)
 
     def write(self, bytes data) -> None:
@@ -678,6 +756,7 @@ cdef class HttpProtocol:
         if close:
             self.closing = True
             self.queue = None
+            self.queued_bytes = self.deferred = 0
         self._flush()
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
@@ -699,16 +778,42 @@ cdef class HttpProtocol:
                       self.head.user_agent, self.head.referer)
         self._flush()
 
+    cdef void _fail_body(self, int status):
+        """A request's body broke off after its head (bad framing, a half-close, a stall).
+
+        An app reading it gets ``http.disconnect`` and the client ``status`` unless the app
+        had already begun its response; either way the connection closes after it.
+        """
+        job = self.body_job
+        if job is None:
+            self._fail(status)
+            return
+        self.body_job = None
+        self.in_message = False
+        self.closing = True
+        self.head.keep_alive = False
+        job.body_failed(status)
+        self._flush()
+
     def check_timeouts(self, double now):
         if self.transport is None or self.upgraded is not None:
             return  # a WebSocket session keeps its own time (pings)
         if self.writing_paused and now - self.writing_paused_since > self.state.send_timeout:
             self.abort()  # the client stopped reading what it asked for
             return
-        if self.in_head:
+        if self.reading_paused:
+            pass  # we stopped reading: the client is not late
+        elif self.in_head or self.awaiting_head:
             if now - self.head_started > self.state.header_timeout:
                 self._fail(408)
-        elif self.current_job is None and not self.queue and not self.out:
+                return
+        elif self.in_message and self.upgrade_request is None and self.pending_upgrade is None:
+            if now - self.body_read_at > self.state.body_timeout:
+                self._fail_body(408)
+                return
+        if self.in_head or self.awaiting_head or self.in_message:
+            return
+        if self.current_job is None and not self.queue and not self.out:
             if now - self.idle_since > self.state.keepalive_timeout:
                 self.transport.close()
                 self.transport = None
@@ -721,7 +826,7 @@ cdef class HttpProtocol:
         if self.upgraded is not None:
             self.upgraded.shutdown()  # a close frame: 1012 "service restart"
             return
-        if self.in_head:
+        if self.in_head or self.in_message:
             return  # a request is arriving: answer it (with Connection: close), then close
         self.closing = True
         if self.current_job is None and not self.queue:
@@ -737,7 +842,7 @@ cdef class HttpProtocol:
     cdef void _update_reading(self):
         """Read only while the client is reading us, the queue is short and bodies are consumed."""
         cdef bint pause = (
-            self.writing_paused or self.body_backpressure
+            self.writing_paused or self.body_backpressure or self.deferred > 0
             or (self.queue is not None and len(self.queue) >= self.state.max_pipeline)
         )
         if self.transport is None or pause == self.reading_paused:
@@ -746,6 +851,8 @@ cdef class HttpProtocol:
         if pause:
             self.transport.pause_reading()
         else:
+            # The clocks of a head or body in progress restart: we were the ones not reading.
+            self.head_started = self.body_read_at = self.state.now
             self.transport.resume_reading()
 
 

@@ -39,6 +39,7 @@ cdef struct SimpleHead:
     Span target
     Span fields[9]        # indexed by FIELD_*
     Py_ssize_t line_count # header lines read
+    int host_count        # Host fields seen (the connection wants exactly one in HTTP/1.1)
 
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                                  Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,

@@ -45,12 +45,13 @@ cdef enum:
     IGNORED = -1        # a header the static path does not read
     NOT_SIMPLE = -2     # a header that takes the request outside the subset (a body, an upgrade)
     IS_CONNECTION = -3
+    IS_HOST = -4
 
 
 cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     """Which header a name of ``n`` bytes is, as FIELD_* or one of the codes above."""
     if n == 4:
-        return IGNORED  # Host, the commonest header
+        return IS_HOST if _name_is(s, b"host", 4) else IGNORED
     if n == 5:
         return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
     if n == 7:
@@ -104,6 +105,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         head.fields[index].length = 0
     head.connection = CONNECTION_DEFAULT
     head.line_count = 0
+    head.host_count = 0
 
     # request line: method SP origin-form SP HTTP/1.x CRLF
     if end - p < 5:
@@ -187,6 +189,8 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         if index >= 0:
             head.fields[index].start = value_start
             head.fields[index].length = value_end - value_start
+        elif index == IS_HOST:
+            head.host_count += 1
         elif index == IS_CONNECTION:
             if head.connection != CONNECTION_DEFAULT:
                 return SCAN_OTHER

@@ -1,0 +1,116 @@
+"""One server connection driven by hand: bytes in, bytes out, time moved by the test.
+
+``Driven`` runs an ``HttpProtocol`` of a server serving ``app`` (a ``StaticFiles`` takes the
+static fast path, anything else the ASGI bridge) on a ``ClientTransport`` instead of a
+socket, inside the test's own running loop (``inprocess.InProcessServer`` keeps a private
+one); ASGI apps run between ``settle()`` calls. The transport keeps what the server wrote and can play a client that stops reading:
+then it counts the bytes as unread and pauses the server's writing past a high-water mark,
+as uvloop's transport does, until ``drain()``. Timeouts are tested by moving the server's
+clock with ``tick``, never by sleeping.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List
+
+from fastserve._speedups.protocol import HttpProtocol
+from fastserve.config import Config
+from fastserve.server.worker import build_state
+from inprocess import RecordingTransport
+
+HIGH_WATER = 64 * 1024  # what the connection sets on real transports
+
+
+class ClientTransport(RecordingTransport):
+    """A ``RecordingTransport`` whose client can stop reading (``reading_client=False``): what
+    is written then stays unread, and past a high-water mark the connection's writing pauses,
+    as uvloop's transport does, until ``drain()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading_client = True
+        self.keep = True      # False: count what is written instead of keeping it
+        self.written = 0
+        self.heads = 0        # response heads among the writes (each write holds whole answers)
+        self.unread = 0
+        self.writing_paused = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes += 1
+        self.written += len(data)
+        self.heads += data.count(b"HTTP/1.1 ")
+        if self.keep:
+            self.data += data
+        if not self.reading_client:
+            self.unread += len(data)
+            if self.unread > HIGH_WATER and not self.writing_paused:
+                self.writing_paused = True
+                self.protocol.pause_writing()
+
+    def drain(self) -> None:
+        """The client reads everything: the buffer empties and writing resumes."""
+        self.unread = 0
+        if self.writing_paused:
+            self.writing_paused = False
+            self.protocol.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.unread
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+
+class Driven:
+    """A connection of a server running ``app`` with ``Config(**config)``; use inside a running loop."""
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.state = build_state(Config(target=app, **config), app, self.loop)
+        self.transport = ClientTransport()
+        self.conn = HttpProtocol(self.state, self.loop)
+        self.transport.protocol = self.conn
+        self.transport.loop = self.loop
+        self.conn.connection_made(self.transport)
+
+    @property
+    def output(self) -> bytes:
+        return bytes(self.transport.data)
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.closed
+
+    def send(self, data: bytes) -> None:
+        if not self.transport.closed:
+            self.conn.data_received(data)
+
+    def half_close(self) -> None:
+        """The client sends FIN; like uvloop, close the transport if the protocol says so."""
+        if not self.conn.eof_received():
+            self.transport.close()
+
+    def tick(self, seconds: float) -> None:
+        """Move the server's clock forward and run its timeout checks."""
+        self.state.tick(self.state.now + seconds)
+
+    async def settle(self, turns: int = 30) -> None:
+        """Let the app's tasks run until they wait on something outside."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+
+def statuses(output: bytes) -> List[int]:
+    """The status of every response head in ``output`` (bodies must not look like heads)."""
+    found = []
+    at = output.find(b"HTTP/1.1 ")
+    while at >= 0:
+        found.append(int(output[at + 9:at + 12]))
+        at = output.find(b"HTTP/1.1 ", at + 12)
+    return found
+
+
+def run(coroutine_function: Any) -> Any:
+    """Run a test's ``async def`` body on a fresh event loop."""
+    return asyncio.run(coroutine_function())

@@ -1,0 +1,361 @@
+"""Whatever a client sends, a connection answers or closes: never a hang, a desync or
+unbounded memory. In-process, bytes in and bytes out (``connection_driver``):
+
+* a framing error after the head (bad chunk size, bad chunk terminator, bare LF, ...) is
+  ``400`` + close, and an app reading the body gets ``http.disconnect``;
+* a client that half-closes mid-body: the app gets ``http.disconnect``; a body that stalls
+  past ``--body-timeout``: ``408`` + close;
+* an app whose body disagrees with its own Content-Length: cut or closed, never glued to
+  the next response; ``204``/``304`` carry no Content-Length or body on the wire;
+* pipelined requests for a client that is not reading: the bytes the connection holds stay
+  under ``--max-response-buffer``, and every answer still comes, in order, once it reads;
+* empty lines before a request count toward ``--header-timeout``;
+* HTTP/1.1 without ``Host`` or with two: ``400`` (RFC 9112 §3.2).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+from connection_driver import Driven, run, statuses
+from fastserve.responses import FileResponse
+from fastserve.staticfiles import StaticFiles
+
+POST_CHUNKED = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class BodyReader:
+    """An ASGI app that reads the whole body, records every message, then answers 200."""
+
+    def __init__(self) -> None:
+        self.messages: List[dict] = []
+        self.returned = False
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                self.messages.append(message)
+                if message["type"] == "http.disconnect" or not message.get("more_body"):
+                    break
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+        finally:
+            self.returned = True
+
+    @property
+    def types(self) -> List[str]:
+        return [message["type"] for message in self.messages]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. framing errors after the head
+
+
+@pytest.mark.parametrize("body", [
+    b"zz\r\n",                                 # a chunk size that is not hex
+    b"5\r\nabcdeXX0\r\n\r\n",                  # no CRLF after the chunk data
+    b"5\r\nabcde\n0\r\n\r\n",                  # a bare LF after the chunk data
+    b"5\nabcde\r\n0\r\n\r\n",                  # a bare LF after the size
+    b"-5\r\nabcde\r\n",                        # a negative size
+    b"ffffffffffffffffffff\r\n",               # a size past 64 bits
+    b"5 5\r\nabcde\r\n",                       # a space inside the size
+    b"3\r\nabc\r\n0\r\nbad trailer\r\n\r\n",   # a trailer line that is no field
+])
+def test_a_framing_error_in_a_chunked_body_is_400_and_the_app_sees_a_disconnect(body: bytes) -> None:
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app)
+        driven.send(POST_CHUNKED)
+        await driven.settle()
+        driven.send(body + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        await driven.settle()
+        assert statuses(driven.output) == [400], driven.output
+        assert b"connection: close" in driven.output.lower()
+        assert driven.closed
+        assert app.returned and app.types[-1] == "http.disconnect"
+
+    run(main)
+
+
+@pytest.mark.parametrize("fields", [
+    b"Transfer-Encoding: gzip\r\n",                          # not ending in chunked
+    b"Transfer-Encoding: chunked, gzip\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",  # both framings
+    b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length: 5x\r\n",
+])
+def test_request_framing_fields_that_cannot_be_trusted_are_400(fields: bytes) -> None:
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app)
+        driven.send(b"POST /upload HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\nabcde")
+        await driven.settle()
+        assert statuses(driven.output) == [400] and driven.closed
+        assert not app.messages  # the app never saw a request whose body it could not be given
+
+    run(main)
+
+
+def test_a_framing_error_reaches_a_request_queued_behind_another() -> None:
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app)
+        driven.send(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n" + POST_CHUNKED + b"zz\r\n")
+        await driven.settle()
+        assert statuses(driven.output) == [200, 400] and driven.closed
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. a body cut short: half-close, stall
+
+
+def test_half_close_mid_body_is_a_disconnect_for_the_app() -> None:
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app)
+        driven.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        await driven.settle()
+        assert app.messages == [{"type": "http.request", "body": b"abc", "more_body": True}]
+        driven.half_close()
+        await driven.settle()
+        assert app.returned and app.types[-1] == "http.disconnect"
+        assert statuses(driven.output) == [400]
+        assert driven.closed  # no CLOSE-WAIT
+
+    run(main)
+
+
+def test_a_stalled_body_is_408_after_the_body_timeout() -> None:
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app, body_timeout=5.0, header_timeout=60.0)
+        driven.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        await driven.settle()
+        for _ in range(4):  # a slow body that keeps coming is not timed out
+            driven.tick(4.0)
+            driven.send(b"d")
+            await driven.settle()
+        assert not driven.output and not driven.closed
+        driven.tick(5.5)
+        await driven.settle()
+        assert statuses(driven.output) == [408] and driven.closed
+        assert app.types[-1] == "http.disconnect"
+
+    run(main)
+
+
+def test_a_stalled_body_to_a_static_root_is_408(tmp_path: Path) -> None:
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path), body_timeout=2.0)
+        driven.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        driven.tick(2.5)
+        assert statuses(driven.output) == [408] and driven.closed
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. an app's body against its own Content-Length
+
+
+def answering(status: int, headers: list, *bodies: bytes) -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/next":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+            await send({"type": "http.response.body", "body": b"next"})
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for i, body in enumerate(bodies):
+            await send({"type": "http.response.body", "body": body, "more_body": i < len(bodies) - 1})
+    return app
+
+
+PIPELINED = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("declared, bodies, wire_body", [
+    (b"5", [b"ok"], b"ok"),                   # short: the connection closes after it
+    (b"1", [b"ok"], b"o"),                    # long: cut at the declared length
+    (b"4", [b"ab", b"cd", b"ef"], b"abcd"),   # long over several messages
+    (b"6", [b"ab", b"cd"], b"abcd"),
+])
+def test_a_body_that_disagrees_with_its_content_length_never_desynchronises(
+    declared: bytes, bodies: list, wire_body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        driven = Driven(answering(200, [(b"content-length", declared)], *bodies))
+        driven.send(PIPELINED)
+        await driven.settle()
+        head, _, body = driven.output.partition(b"\r\n\r\n")
+        assert body == wire_body  # and nothing after it: the next response is not glued on
+        assert driven.closed
+        assert "content-length" in caplog.text
+
+    run(main)
+
+
+def test_a_body_that_matches_keeps_the_connection() -> None:
+    async def main() -> None:
+        driven = Driven(answering(200, [(b"content-length", b"4")], b"ab", b"cd"))
+        driven.send(PIPELINED)
+        await driven.settle()
+        assert statuses(driven.output) == [200, 200] and driven.output.endswith(b"next")
+        assert not driven.closed
+
+    run(main)
+
+
+def test_file_response_with_a_stat_result_larger_than_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"1234")
+    larger = os.stat_result((*os.stat(path)[:6], 10, *os.stat(path)[7:]))
+
+    async def main() -> None:
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            await FileResponse(path, stat_result=larger)(scope, receive, send)
+
+        driven = Driven(app)
+        driven.send(PIPELINED)
+        await driven.settle()
+        head, _, body = driven.output.partition(b"\r\n\r\n")
+        assert b"content-length: 10" in head.lower() and body == b"1234"
+        assert driven.closed and statuses(driven.output) == [200]
+
+    run(main)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_204_and_304_carry_no_length_or_body(status: int) -> None:
+    async def main() -> None:
+        driven = Driven(answering(status, [(b"content-length", b"5"), (b"etag", b'"e"')], b"hello"))
+        driven.send(PIPELINED)
+        await driven.settle()
+        first = driven.output[:driven.output.index(b"HTTP/1.1 200")]
+        assert first.startswith(b"HTTP/1.1 %d" % status) and first.endswith(b"\r\n\r\n")
+        assert b"content-length" not in first.lower() and b"transfer-encoding" not in first.lower()
+        assert b"hello" not in driven.output
+        assert statuses(driven.output) == [status, 200] and not driven.closed
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. pipelined answers for a client that is not reading
+
+
+@pytest.fixture
+def big_file_root(tmp_path: Path) -> Path:
+    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 1024)  # 256 KiB: cached in memory
+    return tmp_path
+
+
+@pytest.mark.parametrize("count", [1000, 4000])
+def test_pipelined_answers_are_bounded_for_a_client_that_is_not_reading(big_file_root: Path, count: int) -> None:
+    limit = 1024 * 1024
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=limit)
+        transport = driven.transport
+        transport.reading_client = transport.keep = False
+        driven.send(request * count)
+        # Held: what the transport was given and not read, plus one answer past the bound.
+        assert transport.unread <= limit + 2 * 256 * 1024 + 64 * 1024
+        assert not transport.reading  # and reading stopped until the client drains
+        for _ in range(count + 10):
+            transport.drain()
+            if transport.heads == count:
+                break
+            assert transport.unread <= limit + 2 * 256 * 1024 + 64 * 1024
+        assert transport.heads == count
+        transport.drain()  # the last of them read: the connection reads again
+        assert transport.written % count == 0 and transport.written // count > 256 * 1024  # every answer whole
+        assert transport.reading and not driven.closed
+
+    run(main)
+
+
+def test_max_pipeline_counts_held_answers_too(big_file_root: Path) -> None:
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=64 * 1024, max_pipeline=1)
+        driven.transport.reading_client = False
+        driven.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
+        assert driven.transport.unread < 4 * 256 * 1024
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. empty lines before a request
+
+
+def test_empty_lines_count_toward_the_header_timeout(tmp_path: Path) -> None:
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path), header_timeout=10.0, keepalive_timeout=60.0)
+        for _ in range(5):
+            driven.send(b"\r\n")
+            driven.tick(2.0)
+        assert not driven.closed
+        driven.send(b"\r\n")
+        driven.tick(2.5)
+        assert statuses(driven.output) == [408] and driven.closed
+
+    run(main)
+
+
+def test_the_header_timeout_starts_after_the_previous_answer(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"a")
+
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path), header_timeout=10.0, keepalive_timeout=60.0)
+        driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        driven.tick(30.0)  # idle: the keep-alive timeout applies, not the header one
+        assert not driven.closed
+        driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")
+        driven.tick(6.0)
+        driven.send(b"X-Slow: 1\r\n")  # a byte now and then does not restart the clock
+        driven.tick(5.0)
+        assert statuses(driven.output) == [200, 408] and driven.closed
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Host
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /a.txt HTTP/1.1\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nhost: x\r\nHOST: x\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nX-Odd: \x80\r\n\r\n", 400),        # read by httptools, not the scanner
+    (b"get /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.0\r\n\r\n", 200),
+    (b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+])
+@pytest.mark.parametrize("server", ["static", "asgi"])
+def test_http11_needs_exactly_one_host(tmp_path: Path, head: bytes, status: int, server: str) -> None:
+    (tmp_path / "a.txt").write_bytes(b"a")
+    app = StaticFiles(directory=tmp_path) if server == "static" else answering(200, [(b"content-length", b"1")], b"a")
+
+    async def main() -> None:
+        driven = Driven(app)
+        driven.send(head)
+        await driven.settle()
+        got = statuses(driven.output)
+        if head.startswith(b"get ") and server == "static":
+            assert got == [400]  # a lowercase method is no method a file server knows, either way
+        else:
+            assert got == [status], driven.output
+        if status == 400:
+            assert driven.closed
+
+    run(main)
