@@ -144,3 +144,17 @@ def test_no_access_log_without_the_flag(docroot: DocRoot, tmp_path: Path, flags)
             assert conn.exchange("GET", "/small.txt").status == 200
         assert srv.stop() == 0
     assert "/small.txt" not in srv.output()
+
+
+def test_lines_escape_what_would_break_them() -> None:
+    from fastserve.server.access_log import AccessLog
+
+    facts = (("10.0.0.1", 5), b"GET", b'/a"b\\c?x=\x01', False, 200, 10, 0.0012345, b'ua "q"\n', None, 1.7e9)
+    record = json.loads(AccessLog("json").format_line(*facts))
+    assert (record["path"], record["query"], record["user_agent"], record["referer"]) == ('/a"b\\c', "x=\x01",
+                                                                                         'ua "q"\n', None)
+    assert (record["duration_us"], record["time"]) == (1234, "2023-11-14T22:13:20Z")
+    line = AccessLog("combined").format_line(*facts)
+    assert line == ('10.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "GET /a\\"b\\\\c?x=\\x01 HTTP/1.1" 200 10 '
+                    '"-" "ua \\"q\\"\\x0a"')
+    assert "\n" not in line

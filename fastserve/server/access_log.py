@@ -66,11 +66,13 @@ class AccessLog:
         target = url.decode("latin-1") if url else "-"
         if self.format == "json":
             path, _, query = target.partition("?")
-            return json.dumps({
-                "time": self._iso_time, "client": host, "method": verb, "path": path, "query": query,
-                "version": version, "status": status, "bytes": sent, "duration_us": int(seconds * 1e6),
-                "user_agent": _text(user_agent), "referer": _text(referer), "worker": self.worker,
-            }, separators=(",", ":"))
+            # The object json.dumps would write, with the strings escaped by its C encoder.
+            return (
+                f'{{"time":"{self._iso_time}","client":{_json(host)},"method":{_json(verb)},'
+                f'"path":{_json(path)},"query":{_json(query)},"version":"{version}","status":{status},'
+                f'"bytes":{sent},"duration_us":{int(seconds * 1e6)},"user_agent":{_json_or_null(user_agent)},'
+                f'"referer":{_json_or_null(referer)},"worker":{self.worker}}}'
+            )
         line = f'{host} - - [{self._clf_time}] "{_quote(verb)} {_quote(target)} HTTP/{version}" {status} {sent}'
         if self.format == "combined":
             line += f' "{_quote(_text(referer) or "-")}" "{_quote(_text(user_agent) or "-")}"'
@@ -101,6 +103,13 @@ class AccessLog:
             return
         for line in lines:
             logger.info(line)
+
+
+_json = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a quoted, escaped JSON string
+
+
+def _json_or_null(value: Optional[bytes]) -> str:
+    return "null" if value is None else _json(value.decode("latin-1"))
 
 
 def _text(value: Optional[bytes]) -> Optional[str]:
