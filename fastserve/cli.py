@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not serve index.html / 404.html")
     static.add_argument("--no-precompressed", dest="precompressed", action="store_false",
                         help="do not serve file.br / file.zst / file.gz to clients that accept them")
+    static.add_argument("--dotfiles", default=DEFAULTS.dotfiles, choices=["allow", "deny"],
+                        help="serve paths with a segment starting with '.' (allow), or answer them 404 "
+                             "except below /.well-known/ (deny) (default: %(default)s)")
     static.add_argument("--follow-symlink", action="store_true", help="serve symlinks that point outside the root")
     websockets = parser.add_argument_group("websockets")
     websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,

@@ -56,6 +56,7 @@ class Config:
     html: bool = True
     follow_symlink: bool = False
     precompressed: bool = True
+    dotfiles: str = "deny"  # "deny": a path segment starting with "." is 404 (not /.well-known/); "allow"
 
     # request limits
     max_header_bytes: int = 16 * 1024

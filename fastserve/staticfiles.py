@@ -26,7 +26,7 @@ from fastserve._speedups.filecache import (
     FileCache,
 )
 from fastserve._speedups.headers import parse_http_date
-from fastserve._speedups.pathlookup import resolve_path, split_url_path
+from fastserve._speedups.pathlookup import is_hidden, resolve_path, split_url_path
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.datastructures import URL, Headers
@@ -133,8 +133,9 @@ class StaticFiles:
         follow_symlink: bool = False,
         precompressed: bool = False,
         cache_valid: float = 0.0,
+        dotfiles: bool = True,
     ) -> None:
-        """Starlette's keywords, and two of fastserve's own.
+        """Starlette's keywords, and fastserve's own.
 
         ``precompressed``: send ``file.br``/``file.zst``/``file.gz`` beside ``file`` to
         clients whose ``Accept-Encoding`` allows it, with ``Content-Encoding``,
@@ -142,6 +143,10 @@ class StaticFiles:
         ``cache_valid``: seconds a looked-up answer is trusted before the path is looked up
         again; 0 (the default) looks it up on every request, as Starlette does, so a file
         written or deleted now is answered accordingly on the next request.
+        ``dotfiles``: whether paths with a segment starting with ``.`` (``/.env``,
+        ``/.git/config``) are served; ``False`` answers them 404, except below
+        ``/.well-known/`` (RFC 8615). ``True`` by default, as Starlette serves them; the
+        fastserve server's ``--dotfiles`` defaults to ``deny``.
         """
         self.directory = directory
         self.packages = packages
@@ -151,6 +156,7 @@ class StaticFiles:
         self.follow_symlink = follow_symlink
         self.precompressed = precompressed
         self.cache_valid = cache_valid
+        self.dotfiles = dotfiles
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
@@ -169,8 +175,11 @@ class StaticFiles:
 
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
-        ``follow_symlink``, ``precompressed``, ``cache_valid``), made anew when one changed."""
-        settings = (tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid)
+        ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``), made anew when one changed."""
+        settings = (
+            tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
+            self.dotfiles,
+        )
         if self.file_cache is None or settings != self._file_cache_settings:
             self.file_cache = FileCache(
                 self.all_directories,
@@ -178,6 +187,7 @@ class StaticFiles:
                 follow_symlink=self.follow_symlink,
                 precompressed=self.precompressed,
                 valid_for=self.cache_valid,
+                dotfiles=self.dotfiles,
             )
             self._file_cache_settings = settings
         return self.file_cache
@@ -282,9 +292,10 @@ class StaticFiles:
         return RedirectResponse(url=url.replace(path=url.path + "/"))
 
     def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
-        """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``."""
+        """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``
+        (also for a hidden path when ``dotfiles`` is false)."""
         parts = split_url_path(path.replace(os.sep, "/"))
-        if parts is None or path.startswith(("/", "\\")):
+        if parts is None or path.startswith(("/", "\\")) or (not self.dotfiles and is_hidden(parts)):
             return "", None
         if not self.follow_symlink:
             roots = tuple(os.path.realpath(d) for d in self.all_directories)

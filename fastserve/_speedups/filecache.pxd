@@ -55,6 +55,7 @@ cdef class FileCache:
     cdef readonly Py_ssize_t max_body
     cdef readonly Py_ssize_t held_bytes
     cdef readonly bint precompressed
+    cdef readonly bint dotfiles
     cdef dict entries
     # lookups answered from the cache, lookups that (re)built an entry, entries pushed out by the bounds
     cdef readonly long long hits

@@ -16,7 +16,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
 from fastserve._speedups.headers cimport accepts_encoding
-from fastserve._speedups.pathlookup cimport is_within, resolve_path, split_url_path
+from fastserve._speedups.pathlookup cimport is_hidden, is_within, resolve_path, split_url_path
 from fastserve._speedups.wire cimport render_fields
 
 # The entry kinds, for Python callers (``CacheEntry.kind``).
@@ -161,7 +161,8 @@ cdef class FileCache:
     """Bounded cache of URL path -> ``CacheEntry`` over one or several roots.
 
     ``roots`` are made absolute here (real paths unless ``follow_symlink``), so the
-    containment check in ``resolve_path`` compares like with like.
+    containment check in ``resolve_path`` compares like with like. ``dotfiles=False``
+    answers every path with a hidden segment (``pathlookup.is_hidden``) as missing.
     """
 
     def __init__(
@@ -175,6 +176,7 @@ cdef class FileCache:
         Py_ssize_t max_bytes=64 * 1024 * 1024,
         Py_ssize_t max_body=256 * 1024,
         bint precompressed=False,
+        bint dotfiles=True,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -185,6 +187,7 @@ cdef class FileCache:
         self.max_bytes = max_bytes
         self.max_body = max_body
         self.precompressed = precompressed
+        self.dotfiles = dotfiles
         self.held_bytes = 0
         self.entries = {}
 
@@ -319,7 +322,7 @@ cdef class FileCache:
     cdef CacheEntry _build(self, str path):
         cdef CacheEntry entry
         parts = split_url_path(path)
-        if parts is None:
+        if parts is None or (not self.dotfiles and is_hidden(parts)):
             return self._missing()
         try:
             found = self._locate(parts)

@@ -1,5 +1,6 @@
 cpdef object percent_decode(bytes raw)
 cpdef object origin_form(bytes target)
 cpdef object split_url_path(str path)
+cpdef bint is_hidden(tuple parts)
 cpdef bint is_within(str path, str root)
 cpdef object resolve_path(tuple roots, tuple parts, bint follow_symlink)

@@ -7,6 +7,8 @@ Three steps, each usable on its own:
   escape makes the target invalid.
 * ``split_url_path``  text path -> tuple of safe segments, or None when the path tries to
   leave the root (``..``), smuggles a NUL or a backslash, or names a drive.
+* ``is_hidden``       segments -> whether one of them names a hidden file (``.env``,
+  ``.git``), which a server denying dotfiles answers as missing.
 * ``resolve_path``    segments -> ``(full_path, stat_result)`` under the first root holding
   them; unless symlinks may be followed, the real path must stay inside the real root.
 """
@@ -18,6 +20,7 @@ from libc.string cimport memchr
 
 cdef object _stat = os.stat
 cdef object _realpath = os.path.realpath
+cdef str WELL_KNOWN = ".well-known"
 
 
 cdef inline int _hex_value(unsigned char c) noexcept nogil:
@@ -122,6 +125,21 @@ cpdef object split_url_path(str path):
         if len(segment) >= 2 and segment[1] == ":" and segment[0].isalpha():
             return None
     return tuple(parts)
+
+
+cpdef bint is_hidden(tuple parts):
+    """Whether a segment of ``parts`` (``split_url_path``'s answer) starts with ``.``.
+
+    A first segment ``.well-known`` is not hidden (RFC 8615 well-known URIs: ACME challenges,
+    ``security.txt``), but a dot-segment below it is.
+    """
+    cdef str segment
+    cdef Py_ssize_t i
+    for i in range(len(parts)):
+        segment = parts[i]
+        if segment.startswith(".") and not (i == 0 and segment == WELL_KNOWN):
+            return True
+    return False
 
 
 cpdef bint is_within(str path, str root):

@@ -80,6 +80,7 @@ def _directory(config: Config, target: str) -> Any:
         html=config.html,
         follow_symlink=config.follow_symlink,
         precompressed=config.precompressed,
+        dotfiles=config.dotfiles == "allow",
     )
 
 

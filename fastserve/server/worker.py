@@ -42,6 +42,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         max_bytes=config.cache_bytes,
         max_body=config.cache_max_file,
         precompressed=app.precompressed,
+        dotfiles=app.dotfiles,
     )
     return app.file_cache
 
