@@ -32,7 +32,7 @@ from apps.hello import app as hello_app  # noqa: E402
 from fastserve.config import Config  # noqa: E402
 from fastserve.server.logs import configure_logging  # noqa: E402
 from fastserve.server.worker import build_state  # noqa: E402
-from fastserve.staticfiles import StaticFiles  # noqa: E402
+from fastserve.server.app_loader import load_app  # noqa: E402
 from fastserve._speedups.protocol import HttpProtocol  # noqa: E402
 from inprocess import CountingTransport  # noqa: E402  (tests/inprocess.py: the in-process test layer)
 
@@ -96,8 +96,10 @@ async def main() -> None:
     options = observing()
     with tempfile.TemporaryDirectory() as root:
         (Path(root) / "small.txt").write_bytes(b"x" * 1024)
-        static_app = StaticFiles(directory=root)
-        static = build_state(Config(target=static_app, **options), static_app, loop)
+        # What `fastserve DIR` serves: the server's defaults (html, precompressed, cache policy, dotfiles).
+        config = Config(target=root, **options)
+        static_app = load_app(config)
+        static = build_state(config, static_app, loop)
         etag = static_app.file_cache.lookup("/small.txt").etag.decode()
         results = {
             "1k": await fastest_static(static, request("/small.txt")),

@@ -24,7 +24,7 @@ ENV_PREFIX = "FASTSERVE_"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 # Repeatable flags take several values from one variable, split on this separator.
-ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep}
+ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"}
 
 EXAMPLES = """\
 examples:
@@ -69,6 +69,28 @@ def _header(text: str) -> Tuple[str, str]:
     except (ValueError, UnicodeEncodeError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return name.strip(), value.strip()
+
+
+def _cache_rule(text: str) -> Tuple[str, str]:
+    """``"GLOB=VALUE"`` -> ``("GLOB", "VALUE")`` for ``--cache-rule``."""
+    from fastserve.cachepolicy import CachePolicy
+
+    glob, sep, value = text.partition("=")
+    if not sep or not glob.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not GLOB=VALUE")
+    try:
+        CachePolicy(rules=[(glob.strip(), value)])
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return glob.strip(), value.strip()
+
+
+def _error_page(text: str) -> Tuple[int, str]:
+    """``"CODE=PATH"`` -> ``(CODE, "PATH")`` for ``--error-page``; CODE is 404 or 403."""
+    code, sep, page = text.partition("=")
+    if not sep or code.strip() not in ("403", "404") or not page.strip().strip("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 404=PATH or 403=PATH")
+    return int(code), page.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not serve index.html / 404.html")
     static.add_argument("--no-precompressed", dest="precompressed", action="store_false",
                         help="do not serve file.br / file.zst / file.gz to clients that accept them")
+    static.add_argument("--max-age", type=int, default=DEFAULTS.max_age, metavar="S",
+                        help="Cache-Control max-age of files that are neither HTML (no-cache) nor "
+                             "fingerprinted (immutable, a year) (default: %(default)s)")
+    static.add_argument("--cache-rule", dest="cache_rules", action="append", type=_cache_rule, default=None,
+                        metavar="GLOB=VALUE",
+                        help="Cache-Control VALUE for files matching GLOB (a path with '/', else the name); "
+                             "first match wins; an empty VALUE sends none (repeatable)")
+    static.add_argument("--etag", default=DEFAULTS.etag, choices=["on", "off"],
+                        help="send a strong ETag with files (default: %(default)s)")
+    static.add_argument("--if-modified-since", default=DEFAULTS.if_modified_since, choices=["exact", "before"],
+                        help="304 when the file's Last-Modified is the date given (exact) or at or before it "
+                             "(before); a future date never gives 304 (default: %(default)s)")
+    static.add_argument("--spa", action="store_true",
+                        help="single-page app: a GET/HEAD of a missing path without an extension gets /index.html (200)")
+    static.add_argument("--error-page", dest="error_pages", action="append", type=_error_page, default=None,
+                        metavar="CODE=PATH",
+                        help="answer 404 or 403 with this page from the root (repeatable)")
     static.add_argument("--dotfiles", default=DEFAULTS.dotfiles, choices=["allow", "deny"],
                         help="serve paths with a segment starting with '.' (allow), or answer them 404 "
                              "except below /.well-known/ (deny) (default: %(default)s)")
@@ -251,6 +290,8 @@ def _env_value(action: argparse.Action, raw: str) -> Any:
 def config_from_args(argv: Optional[List[str]] = None) -> Config:
     args = vars(build_parser().parse_args(argv))
     args["headers"] = args["headers"] or []
+    args["cache_rules"] = args["cache_rules"] or []
+    args["error_pages"] = args["error_pages"] or []
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{key: value for key, value in args.items() if key in fields})
 
@@ -279,6 +320,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = config_from_args(argv)
     if config.workers < 1:
         print("fastserve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if config.max_age < 0:
+        print("fastserve: --max-age must not be negative", file=sys.stderr)
         return 2
     return serve_reporting_errors(config)
 

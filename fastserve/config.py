@@ -56,6 +56,12 @@ class Config:
     html: bool = True
     follow_symlink: bool = False
     precompressed: bool = True
+    max_age: int = 60  # Cache-Control max-age of files neither HTML nor fingerprinted (fastserve.cachepolicy)
+    cache_rules: List[Tuple[str, str]] = field(default_factory=list)  # (glob, Cache-Control value), first match wins
+    etag: str = "on"  # "off": files are sent without an ETag
+    if_modified_since: str = "exact"  # "exact": 304 only for the file's Last-Modified; "before": at or before it
+    spa: bool = False  # unknown extension-less paths answered with /index.html (200)
+    error_pages: List[Tuple[int, str]] = field(default_factory=list)  # (403 or 404, page below the root)
     dotfiles: str = "deny"  # "deny": a path segment starting with "." is 404 (not /.well-known/); "allow"
 
     # request limits

@@ -13,7 +13,7 @@ import errno
 import importlib.util
 import os
 import stat
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import anyio
 
@@ -134,6 +134,11 @@ class StaticFiles:
         precompressed: bool = False,
         cache_valid: float = 0.0,
         dotfiles: bool = True,
+        cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]] = None,
+        etag: bool = True,
+        if_modified_since: str = "before",
+        spa: bool = False,
+        error_pages: Optional[Dict[int, str]] = None,
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -147,6 +152,17 @@ class StaticFiles:
         ``/.git/config``) are served; ``False`` answers them 404, except below
         ``/.well-known/`` (RFC 8615). ``True`` by default, as Starlette serves them; the
         fastserve server's ``--dotfiles`` defaults to ``deny``.
+        ``cache_policy``: a ``fastserve.cachepolicy.CachePolicy`` (or any callable of the URL
+        path and the content type returning a ``Cache-Control`` value or None) whose answer is
+        sent with each file; None (the default) sends no ``Cache-Control``, as Starlette does.
+        ``etag=False`` sends files without an ``ETag`` (If-None-Match then matches only ``*``).
+        ``if_modified_since``: ``"before"`` (the default, as Starlette) answers 304 when the file
+        was last modified at or before the date, ``"exact"`` only at that date (nginx's default);
+        a date later than now never gives 304. ``ValueError`` for another value.
+        ``spa``: a GET/HEAD of a missing path whose last segment has no extension is answered
+        with the root's ``index.html`` (200). ``error_pages``: ``{404: "errors/404.html",
+        403: ...}``, pages below the directory the server answers those statuses with (the
+        library raises ``HTTPException(401)`` for a refused file, as Starlette does).
         """
         self.directory = directory
         self.packages = packages
@@ -157,6 +173,13 @@ class StaticFiles:
         self.precompressed = precompressed
         self.cache_valid = cache_valid
         self.dotfiles = dotfiles
+        self.cache_policy = cache_policy
+        self.etag = etag
+        if if_modified_since not in ("before", "exact"):
+            raise ValueError(f"if_modified_since must be 'before' or 'exact', not {if_modified_since!r}")
+        self.if_modified_since = if_modified_since
+        self.spa = spa
+        self.error_pages = dict(error_pages or {})
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
@@ -175,10 +198,12 @@ class StaticFiles:
 
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
-        ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``), made anew when one changed."""
+        ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``, ``etag``, ``if_modified_since``, ``spa``, ``error_pages``), made anew
+        when one changed."""
         settings = (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
-            self.dotfiles,
+            self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
+            tuple(sorted(self.error_pages.items())),
         )
         if self.file_cache is None or settings != self._file_cache_settings:
             self.file_cache = FileCache(
@@ -188,6 +213,11 @@ class StaticFiles:
                 precompressed=self.precompressed,
                 valid_for=self.cache_valid,
                 dotfiles=self.dotfiles,
+                cache_policy=self.cache_policy,
+                etag=self.etag,
+                modified_since_exact=self.if_modified_since == "exact",
+                spa=self.spa,
+                error_pages=self.error_pages,
             )
             self._file_cache_settings = settings
         return self.file_cache

@@ -19,6 +19,7 @@ cdef class CacheEntry:
     cdef readonly bytes etag
     cdef readonly bytes last_modified
     cdef readonly bytes content_type
+    cdef readonly bint modified_since_exact  # how If-Modified-Since is compared (the cache's setting)
     cdef readonly bytes coding              # Content-Encoding of a precompressed sibling, else None
     # The one list of fields every answer about this representation draws on, as
     # (lowercase name, value) pairs (their ASGI rendering), and the subset a 304 or a 416
@@ -56,6 +57,11 @@ cdef class FileCache:
     cdef readonly Py_ssize_t held_bytes
     cdef readonly bint precompressed
     cdef readonly bint dotfiles
+    cdef readonly bint etag                  # files get an ETag
+    cdef readonly bint modified_since_exact  # If-Modified-Since: 304 only for the exact date
+    cdef readonly bint spa                   # unknown extension-less paths -> /index.html
+    cdef readonly dict error_pages           # status -> page path below the roots
+    cdef readonly object cache_policy   # URL path, content type -> Cache-Control value or None
     cdef dict entries
     # lookups answered from the cache, lookups that (re)built an entry, entries pushed out by the bounds
     cdef readonly long long hits
@@ -69,6 +75,8 @@ cdef class FileCache:
     cdef void _forget(self, str path, CacheEntry entry)
     cdef object _directory_index(self, tuple parts)
     cdef CacheEntry _missing(self)
+    cdef CacheEntry _error_page(self, int status)
     cdef tuple _sibling_signature(self, str full_path)
-    cdef CacheEntry _file_with_variants(self, str full_path)
+    cdef CacheEntry _file(self, str full_path, tuple url_parts)
+    cdef CacheEntry _file_with_variants(self, str full_path, bytes content_type, bytes cache_control)
     cdef bint _contained(self, str real_path)

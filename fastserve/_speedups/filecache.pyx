@@ -99,12 +99,15 @@ cdef void _set_fields(CacheEntry entry, list fields):
 
 
 cdef CacheEntry _file_entry(
-    str full_path, int status, Py_ssize_t max_body, bytes content_type=None, bytes coding=None, bint vary=False
+    str full_path, int status, Py_ssize_t max_body, bytes content_type=None, bytes coding=None, bint vary=False,
+    bytes cache_control=None, bint with_etag=True,
 ):
     """Stat (through the open descriptor) and, when small, read the file.
 
     For a precompressed sibling, ``content_type`` is the original file's and ``coding``
-    its Content-Encoding; ``vary`` marks every representation of a file that has siblings.
+    its Content-Encoding; ``vary`` marks every representation of a file that has siblings;
+    ``cache_control`` (the cache policy's value for the file, or None) is sent as is;
+    without ``with_etag`` the entry has no ETag (``etag`` None, no field).
     """
     cdef CacheEntry entry = CacheEntry()
     cdef OpenFile handle = OpenFile(full_path)
@@ -117,8 +120,8 @@ cdef CacheEntry _file_entry(
     entry.mtime = <long long>st.st_mtime
     entry.mtime_ns = st.st_mtime_ns
     entry.ino = st.st_ino
-    entry.etag = make_etag(st.st_mtime_ns, st.st_size)
-    if coding is not None:  # each representation has its own validator
+    entry.etag = make_etag(st.st_mtime_ns, st.st_size) if with_etag else None
+    if coding is not None and with_etag:  # each representation has its own validator
         entry.etag = entry.etag[:len(entry.etag) - 1] + b"-" + coding + b'"'
     entry.last_modified = format_http_date(st.st_mtime)
     entry.content_type = content_type or content_type_for(full_path).encode("latin-1")
@@ -137,7 +140,10 @@ cdef CacheEntry _file_entry(
     if coding is not None:
         fields.append((b"content-encoding", coding))
     fields.append((b"last-modified", entry.last_modified))
-    fields.append((b"etag", entry.etag))
+    if with_etag:
+        fields.append((b"etag", entry.etag))
+    if cache_control is not None:
+        fields.append((b"cache-control", cache_control))
     if vary:
         fields.append((b"vary", b"Accept-Encoding"))
     if coding is None:
@@ -163,6 +169,15 @@ cdef class FileCache:
     ``roots`` are made absolute here (real paths unless ``follow_symlink``), so the
     containment check in ``resolve_path`` compares like with like. ``dotfiles=False``
     answers every path with a hidden segment (``pathlookup.is_hidden``) as missing.
+    ``cache_policy`` (a ``fastserve.cachepolicy.CachePolicy``, or any callable of the URL path
+    and the content type returning the ``Cache-Control`` value or None) adds that field to
+    each file's answers; None (the default) sends none, as Starlette does. ``etag=False``
+    sends files without an ETag; ``modified_since_exact`` answers If-Modified-Since with 304
+    only for the file's exact Last-Modified (``conditional.evaluate_preconditions``).
+    ``spa``: a missing path whose last segment has no extension (``/users/42``) is answered
+    with the root's ``index.html`` (200), for single-page apps that route in the browser.
+    ``error_pages``: ``{status: page}`` (404 and 403; a URL path below the roots) answered
+    with that status instead of the plain text; html mode's ``404.html`` is the 404 default.
     """
 
     def __init__(
@@ -177,6 +192,11 @@ cdef class FileCache:
         Py_ssize_t max_body=256 * 1024,
         bint precompressed=False,
         bint dotfiles=True,
+        object cache_policy=None,
+        bint etag=True,
+        bint modified_since_exact=False,
+        bint spa=False,
+        object error_pages=None,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -188,6 +208,11 @@ cdef class FileCache:
         self.max_body = max_body
         self.precompressed = precompressed
         self.dotfiles = dotfiles
+        self.cache_policy = cache_policy
+        self.etag = etag
+        self.modified_since_exact = modified_since_exact
+        self.spa = spa
+        self.error_pages = {int(code): str(page) for code, page in dict(error_pages or {}).items()}
         self.held_bytes = 0
         self.entries = {}
 
@@ -270,11 +295,10 @@ cdef class FileCache:
                 signature.append(None)
         return tuple(signature)
 
-    cdef CacheEntry _file_with_variants(self, str full_path):
+    cdef CacheEntry _file_with_variants(self, str full_path, bytes content_type, bytes cache_control):
         """A file entry and its precompressed siblings, each a representation of its own."""
         cdef list variants = []
         cdef CacheEntry entry, variant
-        content_type = content_type_for(full_path).encode("latin-1")
         signature = self._sibling_signature(full_path)
         for (suffix, coding), seen in zip(SIBLINGS, signature):
             if seen is None:
@@ -283,12 +307,14 @@ cdef class FileCache:
             if not self.follow_symlink and not self._contained(os.path.realpath(sibling)):
                 continue  # a sibling that links outside the roots is not served
             try:
-                variant = _file_entry(sibling, 200, self.max_body, content_type, coding.encode(), True)
+                variant = _file_entry(
+                    sibling, 200, self.max_body, content_type, coding.encode(), True, cache_control, self.etag
+                )
             except OSError:
                 continue
             if S_ISREG(variant.stat.st_mode):
                 variants.append((coding, variant))
-        entry = _file_entry(full_path, 200, self.max_body, content_type, None, bool(variants))
+        entry = _file_entry(full_path, 200, self.max_body, content_type, None, bool(variants), cache_control, self.etag)
         entry.variant_signature = signature
         if variants:
             entry.variants = tuple(variants)
@@ -335,15 +361,37 @@ cdef class FileCache:
                 _set_fields(entry, [])
                 return entry
             if found is None or not S_ISREG(found[1].st_mode):
+                if self.spa and (not parts or "." not in parts[len(parts) - 1]):
+                    found = resolve_path(self.roots, ("index.html",), self.follow_symlink)
+                    if found is not None and S_ISREG(found[1].st_mode):
+                        return self._file(found[0], ("index.html",))
                 return self._missing()
-            if self.precompressed:
-                return self._file_with_variants(found[0])
-            return _file_entry(found[0], 200, self.max_body)
+            return self._file(found[0], parts + ("index.html",) if found[2] else parts)
         except PermissionError:
+            entry = self._error_page(403)
+            if entry is not None:
+                return entry
             return _plain_entry(ENTRY_FORBIDDEN, 403, FORBIDDEN_BODY, b"text/plain; charset=utf-8")
         except OSError:
             # ENAMETOOLONG, ELOOP, a file vanishing between stat and open: all are "not here".
             return self._missing()
+
+    cdef CacheEntry _file(self, str full_path, tuple url_parts):
+        """The 200 entry for ``full_path``, served at ``url_parts``: its fields carry the cache
+        policy's ``Cache-Control`` for that URL path, decided here once for the entry's life."""
+        content_type = content_type_for(full_path).encode("latin-1")
+        cache_control = None
+        if self.cache_policy is not None:
+            cache_control = self.cache_policy("/" + "/".join(url_parts), content_type)
+        cdef CacheEntry entry
+        if self.precompressed:
+            entry = self._file_with_variants(full_path, content_type, cache_control)
+        else:
+            entry = _file_entry(full_path, 200, self.max_body, content_type, None, False, cache_control, self.etag)
+        entry.modified_since_exact = self.modified_since_exact
+        for coding, variant in entry.variants or ():
+            (<CacheEntry>variant).modified_since_exact = self.modified_since_exact
+        return entry
 
     cdef object _directory_index(self, tuple parts):
         found = resolve_path(self.roots, parts + ("index.html",), self.follow_symlink)
@@ -352,11 +400,30 @@ cdef class FileCache:
         return None
 
     cdef CacheEntry _missing(self):
-        if self.html:
-            try:
-                found = resolve_path(self.roots, ("404.html",), self.follow_symlink)
-                if found is not None and S_ISREG(found[1].st_mode) and found[1].st_size <= self.max_body:
-                    return _file_entry(found[0], 404, self.max_body)
-            except OSError:
-                pass
+        cdef CacheEntry entry = self._error_page(404)
+        if entry is not None:
+            return entry
         return _plain_entry(ENTRY_MISSING, 404, NOT_FOUND_BODY, b"text/plain; charset=utf-8")
+
+    cdef CacheEntry _error_page(self, int status):
+        """The page answering ``status`` (404 or 403) from the roots: ``error_pages``' own, else
+        ``404.html`` for a 404 in html mode; None when there is none (or it is not a readable
+        regular file of at most ``max_body`` bytes)."""
+        page = self.error_pages.get(status) if self.error_pages else None
+        if page is None and status == 404 and self.html:
+            page = "404.html"
+        if page is None:
+            return None
+        parts = split_url_path(page)
+        if not parts:
+            return None
+        cdef CacheEntry entry
+        try:
+            found = resolve_path(self.roots, parts, self.follow_symlink)
+            if found is None or not S_ISREG(found[1].st_mode) or found[1].st_size > self.max_body:
+                return None
+            entry = _file_entry(found[0], status, self.max_body)
+        except OSError:
+            return None
+        entry.kind = ENTRY_MISSING if status == 404 else ENTRY_FORBIDDEN
+        return entry

@@ -111,7 +111,7 @@ cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
     if entry.kind == ENTRY_FILE:
         status = evaluate_preconditions(
             request.method, request.if_match, request.if_unmodified_since, request.if_none_match,
-            request.if_modified_since, entry.etag, entry.mtime,
+            request.if_modified_since, entry.etag, entry.mtime, entry.modified_since_exact,
         )
         if status == 304:
             kind[0] = ANSWER_NOT_MODIFIED

@@ -73,6 +73,7 @@ def _directory(config: Config, target: str) -> Any:
         raise AppLoadError(f"Directory {target!r} does not exist.")
     if not os.path.isdir(target):
         raise AppLoadError(f"{target!r} is not a directory (an app is named 'module:attribute').")
+    from fastserve.cachepolicy import CachePolicy
     from fastserve.staticfiles import StaticFiles
 
     return StaticFiles(
@@ -81,6 +82,11 @@ def _directory(config: Config, target: str) -> Any:
         follow_symlink=config.follow_symlink,
         precompressed=config.precompressed,
         dotfiles=config.dotfiles == "allow",
+        cache_policy=CachePolicy.from_config(config),
+        etag=config.etag == "on",
+        if_modified_since=config.if_modified_since,
+        spa=config.spa,
+        error_pages=dict(config.error_pages),
     )
 
 

@@ -43,6 +43,11 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         max_body=config.cache_max_file,
         precompressed=app.precompressed,
         dotfiles=app.dotfiles,
+        cache_policy=app.cache_policy,
+        etag=app.etag,
+        modified_since_exact=app.if_modified_since == "exact",
+        spa=app.spa,
+        error_pages=app.error_pages,
     )
     return app.file_cache
 

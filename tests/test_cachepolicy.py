@@ -1,0 +1,154 @@
+"""Cache-Control for static files: fastserve.cachepolicy, carried by the open-file cache's entries."""
+import gzip
+
+import httpx2
+import pytest
+
+from fastserve._speedups.filecache import FileCache
+from fastserve.cachepolicy import IMMUTABLE, NO_CACHE, CachePolicy, is_fingerprinted
+from fastserve.staticfiles import StaticFiles
+from fastserve.testclient import TestClient
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "app.3f9a1c2b.js", "main-4KX7QZ2B.css", "chunk.3f9a1c2b4d5e6f70.js", "vendor~0a1b2c3d.js",
+        "3f9a1c2b.js", "logo.8f14e45fceea167a.svg", "index-B4xR9kQ2.js", "font_5d41402abc4b2a76.woff2",
+    ],
+)
+def test_fingerprinted_names(name):
+    assert is_fingerprinted(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "app.js", "bootstrap5.css", "ubuntu2204.iso", "jquery-3.7.1.min.js", "components.js",
+        "deadbeef.txt", "20240115.log", "README", "favicon.ico", "index.html", "report-2024-final.pdf",
+        "abcdefgh.js", "BoRmjWcu.js", "win32api.dll", "es2015.js", "utf8.txt", "x86_64.tar.gz",
+    ],
+)
+def test_ordinary_names_are_not_fingerprinted(name):
+    assert not is_fingerprinted(name)
+
+
+def test_policy_order():
+    policy = CachePolicy(
+        max_age=120,
+        rules=[("/api/*", "no-store"), ("*.map", ""), ("*.js", "public, max-age=5")],
+    )
+    assert policy("/index.html", b"text/html; charset=utf-8") == NO_CACHE
+    assert policy("/docs/app.3f9a1c2b.css", b"text/css") == IMMUTABLE
+    assert policy("/robots.txt", b"text/plain") == b"public, max-age=120"
+    assert policy("/api/data.json", b"application/json") == b"no-store"  # a glob with "/": the whole path
+    assert policy("/x/app.js.map", b"application/json") is None  # empty value: no field
+    assert policy("/a/b/app.3f9a1c2b.js", b"text/javascript") == b"public, max-age=5"  # first match wins
+    assert CachePolicy()("/a.txt", b"text/plain") == b"public, max-age=60"
+
+
+def test_policy_refuses_bad_values():
+    with pytest.raises(ValueError):
+        CachePolicy(rules=[("*", "a\r\nSet-Cookie: x")])
+    with pytest.raises(ValueError):
+        CachePolicy(max_age=-1)
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "index.html").write_text("<p>home</p>")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("<p>docs</p>")
+    (tmp_path / "app.3f9a1c2b.js").write_text("console.log(1)")
+    (tmp_path / "style.css").write_text("body{}" * 100)
+    (tmp_path / "style.css.gz").write_bytes(gzip.compress(b"body{}" * 100))
+    (tmp_path / "big.bin").write_bytes(b"x" * (300 * 1024))
+    return tmp_path
+
+
+def test_file_cache_entry_carries_the_policy(site):
+    seen = []
+
+    def policy(url_path, content_type):
+        seen.append(url_path)
+        return CachePolicy()(url_path, content_type)
+
+    cache = FileCache([site], html=True, precompressed=True, cache_policy=policy)
+    assert dict(cache.lookup("/app.3f9a1c2b.js").fields)[b"cache-control"] == IMMUTABLE
+    assert dict(cache.lookup("/app.3f9a1c2b.js").fields)[b"cache-control"] == IMMUTABLE
+    assert seen == ["/app.3f9a1c2b.js"]  # once per entry, not per request
+    docs = cache.lookup("/docs/")
+    assert dict(docs.fields)[b"cache-control"] == NO_CACHE and seen[-1] == "/docs/index.html"
+    css = cache.lookup("/style.css")
+    assert (b"cache-control", b"public, max-age=60") in css.fields
+    assert (b"cache-control", b"public, max-age=60") in css.not_modified_fields  # a 304 repeats it
+    gz = dict(css.variants)["gzip"]
+    assert (b"cache-control", b"public, max-age=60") in gz.fields
+    assert b"cache-control" not in dict(cache.lookup("/missing").fields)
+    assert b"cache-control" not in dict(FileCache([site]).lookup("/style.css").fields)
+
+
+def test_staticfiles_sends_none_unless_asked(site):
+    plain = TestClient(StaticFiles(directory=site, html=True))
+    assert "cache-control" not in plain.get("/app.3f9a1c2b.js").headers  # as Starlette
+    client = TestClient(StaticFiles(directory=site, html=True, cache_policy=CachePolicy(max_age=30)))
+    assert client.get("/app.3f9a1c2b.js").headers["cache-control"] == IMMUTABLE.decode()
+    assert client.get("/").headers["cache-control"] == "no-cache"
+    response = client.get("/style.css")
+    assert response.headers["cache-control"] == "public, max-age=30"
+    again = client.get("/style.css", headers={"if-none-match": response.headers["etag"]})
+    assert again.status_code == 304 and again.headers["cache-control"] == "public, max-age=30"
+
+
+def test_server_cache_policy(site, start_server):
+    server = start_server(site)
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        fingerprinted = client.get("/app.3f9a1c2b.js")
+        assert fingerprinted.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert fingerprinted.text == "console.log(1)"
+        for path in ("/", "/index.html", "/docs/"):
+            assert client.get(path).headers["cache-control"] == "no-cache", path
+        css = client.get("/style.css", headers={"accept-encoding": "identity"})
+        assert css.headers["cache-control"] == "public, max-age=60"
+        gz = client.get("/style.css", headers={"accept-encoding": "gzip"})
+        assert gz.headers["content-encoding"] == "gzip" and gz.headers["cache-control"] == "public, max-age=60"
+        revalidated = client.get("/style.css", headers={"if-none-match": gz.headers["etag"]})
+        assert revalidated.status_code == 304 and revalidated.headers["cache-control"] == "public, max-age=60"
+        ranged = client.get("/big.bin", headers={"range": "bytes=0-9"})  # sent with sendfile
+        assert ranged.status_code == 206 and ranged.headers["cache-control"] == "public, max-age=60"
+        assert client.head("/big.bin").headers["cache-control"] == "public, max-age=60"
+        missing = client.get("/nope.txt")
+        assert missing.status_code == 404 and "cache-control" not in missing.headers
+
+
+def test_server_cache_rules_max_age_and_extra_headers(site, start_server):
+    server = start_server(
+        site, "--max-age", "300", "--cache-rule", "*.html=no-store", "--cache-rule", "/big.*=",
+        "--cache-rule", "*.js=public, max-age=10", "--header", "X-Frame-Options: DENY",
+        "--header", "Strict-Transport-Security: max-age=63072000",
+    )
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        assert client.get("/").headers["cache-control"] == "no-store"
+        assert client.get("/app.3f9a1c2b.js").headers["cache-control"] == "public, max-age=10"
+        assert "cache-control" not in client.get("/big.bin").headers
+        css = client.get("/style.css")  # the gzip sibling: httpx asks for gzip
+        assert css.headers["cache-control"] == "public, max-age=300"
+        # --header reaches every static answer: 200, 304, 206, 404
+        not_modified = client.get("/style.css", headers={"if-none-match": css.headers["etag"]})
+        ranged = client.get("/big.bin", headers={"range": "bytes=0-1"})
+        missing = client.get("/nope")
+        for response in (css, not_modified, ranged, missing):
+            assert response.headers["x-frame-options"] == "DENY", response
+            assert response.headers["strict-transport-security"] == "max-age=63072000"
+        assert (css.status_code, not_modified.status_code, ranged.status_code, missing.status_code) == (
+            200, 304, 206, 404)
+
+
+def test_cli_cache_flags():
+    from fastserve.cli import config_from_args
+
+    config = config_from_args(["--max-age", "5", "--cache-rule", "*.js=public, max-age=1", "--cache-rule", "*.map="])
+    assert config.max_age == 5
+    assert config.cache_rules == [("*.js", "public, max-age=1"), ("*.map", "")]
+    with pytest.raises(SystemExit):
+        config_from_args(["--cache-rule", "no-equals-sign"])

@@ -1,0 +1,112 @@
+"""--spa and --error-page: branches of the open-file cache's lookup, so the fast path and StaticFiles agree."""
+import os
+import stat
+
+import httpx2
+import pytest
+
+from fastserve._speedups.filecache import KIND_FILE, KIND_FORBIDDEN, KIND_MISSING, FileCache
+from fastserve.staticfiles import StaticFiles
+from fastserve.testclient import TestClient
+from inprocess import InProcessServer
+
+
+@pytest.fixture
+def refuse_unreadable(monkeypatch):
+    """``os.open`` refuses files without read bits, as the kernel does for a user other than root."""
+    real_open = os.open
+
+    def open_as_user(path, flags, *args):
+        if not os.stat(path).st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_as_user)
+
+
+@pytest.fixture
+def site(tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<p>app shell</p>")
+    (root / "app.js").write_text("boot()")
+    (root / "errors").mkdir()
+    (root / "errors" / "missing.html").write_text("<p>no such page</p>")
+    (root / "errors" / "denied.html").write_text("<p>not yours</p>")
+    (root / "404.html").write_text("<p>html mode 404</p>")
+    (root / "secret.txt").write_text("s")
+    os.chmod(root / "secret.txt", 0)
+    yield root
+    os.chmod(root / "secret.txt", 0o644)
+
+
+def test_file_cache_spa(site):
+    cache = FileCache([site], spa=True)
+    for path in ("/users/42", "/about", "/deep/link/", "/v1.2/settings"):
+        entry = cache.lookup(path)
+        assert (entry.kind, entry.status, entry.body) == (KIND_FILE, 200, b"<p>app shell</p>"), path
+    assert cache.lookup("/missing.js").kind == KIND_MISSING  # an asset that is not there stays a 404
+    assert cache.lookup("/app.js").body == b"boot()"
+    assert FileCache([site]).lookup("/about").kind == KIND_MISSING
+    assert FileCache([site], spa=True, dotfiles=False).lookup("/.git").status == 404
+
+
+def test_file_cache_error_pages(site, refuse_unreadable):
+    cache = FileCache([site], html=True, error_pages={404: "/errors/missing.html", 403: "errors/denied.html"})
+    missing = cache.lookup("/nope")
+    assert (missing.kind, missing.status, missing.body) == (KIND_MISSING, 404, b"<p>no such page</p>")
+    assert dict(missing.fields)[b"content-type"].startswith(b"text/html")
+    denied = cache.lookup("/secret.txt")
+    assert (denied.kind, denied.status, denied.body) == (KIND_FORBIDDEN, 403, b"<p>not yours</p>")
+    assert FileCache([site], html=True).lookup("/nope").body == b"<p>html mode 404</p>"
+    assert FileCache([site], error_pages={404: "/gone.html"}).lookup("/nope").body == b"Not Found"
+
+
+def test_staticfiles_spa(site):
+    client = TestClient(StaticFiles(directory=site, spa=True))
+    response = client.get("/users/42")
+    assert response.status_code == 200 and response.text == "<p>app shell</p>"
+
+
+def test_server_spa_and_error_pages(site, start_server):
+    server = start_server(site, "--spa", "--error-page", "404=/errors/missing.html",
+                          "--error-page", "403=errors/denied.html", "--header", "X-Test: 1")
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        for path in ("/users/42", "/about", "/deep/link/"):
+            response = client.get(path)
+            assert response.status_code == 200 and response.text == "<p>app shell</p>", path
+            assert response.headers["cache-control"] == "no-cache"
+        head = client.head("/about")
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == len("<p>app shell</p>")
+        missing = client.get("/missing.js")
+        assert missing.status_code == 404 and missing.text == "<p>no such page</p>"
+        assert missing.headers["x-test"] == "1"
+        assert client.post("/about").status_code == 405
+
+
+def test_in_process_403_page(site, refuse_unreadable):
+    server = InProcessServer(site, options={"error_pages": [(403, "/errors/denied.html")]})
+    try:
+        response = server.open().request("GET", "/secret.txt")
+        assert response.status == 403 and response.body == b"<p>not yours</p>"
+        assert response.header("content-type").startswith("text/html")
+    finally:
+        server.close()
+
+
+def test_server_without_spa_keeps_404(site, start_server):
+    server = start_server(site)
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        response = client.get("/about")
+        assert response.status_code == 404 and response.text == "<p>html mode 404</p>"
+
+
+def test_cli_error_page_values():
+    from fastserve.cli import config_from_args
+
+    config = config_from_args(["--spa", "--error-page", "404=/e/404.html", "--error-page", "403=e/403.html"])
+    assert config.spa and config.error_pages == [(404, "/e/404.html"), (403, "e/403.html")]
+    for bad in ("500=/x.html", "404", "404=", "abc=/x"):
+        with pytest.raises(SystemExit):
+            config_from_args(["--error-page", bad])

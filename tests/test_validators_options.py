@@ -1,0 +1,109 @@
+"""--etag off and --if-modified-since exact|before: conditional.evaluate_preconditions and the server."""
+import os
+import time
+
+import httpx2
+import pytest
+
+from fastserve._speedups.conditional import evaluate_preconditions
+from fastserve._speedups.filecache import FileCache
+from fastserve._speedups.headers import format_http_date
+from fastserve.staticfiles import StaticFiles
+from fastserve.testclient import TestClient
+
+MTIME = 1_700_000_000
+AT = format_http_date(MTIME)
+LATER = format_http_date(MTIME + 3600)
+EARLIER = format_http_date(MTIME - 1)
+FUTURE = format_http_date(time.time() + 86400)
+TAG = b'"abc"'
+
+
+def ims(date, exact, last_modified=MTIME):
+    return evaluate_preconditions(b"GET", None, None, None, date, TAG, last_modified, exact)
+
+
+def test_if_modified_since_modes():
+    assert ims(AT, True) == 304 and ims(AT, False) == 304
+    assert ims(LATER, True) == 0  # nginx's exact: only the very date
+    assert ims(LATER, False) == 304  # before: Starlette's and RFC 9110's comparison
+    assert ims(EARLIER, True) == 0 and ims(EARLIER, False) == 0
+    assert ims(b"garbage", False) == 0
+
+
+def test_a_future_date_never_gives_304():
+    future_mtime = int(time.time()) + 86400
+    assert ims(FUTURE, False) == 0
+    assert ims(format_http_date(future_mtime), True, future_mtime) == 0
+
+
+def test_no_etag_matches_only_star():
+    assert evaluate_preconditions(b"GET", None, None, b"*", None, None, MTIME) == 304
+    assert evaluate_preconditions(b"GET", None, None, TAG, None, None, MTIME) == 0
+    assert evaluate_preconditions(b"GET", b"*", None, None, None, None, MTIME) == 0
+    assert evaluate_preconditions(b"GET", TAG, None, None, None, None, MTIME) == 412
+    # If-None-Match present: If-Modified-Since is not looked at (RFC 9110 13.2.2)
+    assert evaluate_preconditions(b"GET", None, None, TAG, AT, None, MTIME) == 0
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    os.utime(tmp_path / "a.txt", (MTIME, MTIME))
+    (tmp_path / "big.bin").write_bytes(b"y" * (300 * 1024))
+    os.utime(tmp_path / "big.bin", (MTIME, MTIME))
+    return tmp_path
+
+
+def test_file_cache_without_etag(site):
+    entry = FileCache([site], etag=False).lookup("/a.txt")
+    assert entry.etag is None
+    assert b"etag" not in dict(entry.fields) and b"etag" not in dict(entry.not_modified_fields)
+    assert dict(entry.fields)[b"last-modified"] == AT
+
+
+def test_staticfiles_keywords(site):
+    client = TestClient(StaticFiles(directory=site))  # Starlette's comparison by default
+    assert client.get("/a.txt", headers={"if-modified-since": LATER.decode()}).status_code == 304
+    exact = TestClient(StaticFiles(directory=site, if_modified_since="exact", etag=False))
+    response = exact.get("/a.txt", headers={"if-modified-since": LATER.decode()})
+    assert response.status_code == 200 and "etag" not in response.headers
+    assert exact.get("/a.txt", headers={"if-modified-since": AT.decode()}).status_code == 304
+    with pytest.raises(ValueError):
+        StaticFiles(directory=site, if_modified_since="after")
+
+
+@pytest.mark.parametrize("path", ["/a.txt", "/big.bin"])
+def test_server_if_modified_since_exact_by_default(site, start_server, path):
+    server = start_server(site)
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        assert client.get(path, headers={"if-modified-since": AT.decode()}).status_code == 304
+        later = client.get(path, headers={"if-modified-since": LATER.decode()})
+        assert later.status_code == 200 and len(later.content) == int(later.headers["content-length"])
+        assert client.get(path, headers={"if-modified-since": FUTURE.decode()}).status_code == 200
+
+
+def test_server_if_modified_since_before(site, start_server):
+    server = start_server(site, "--if-modified-since", "before")
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        assert client.get("/a.txt", headers={"if-modified-since": LATER.decode()}).status_code == 304
+        assert client.head("/a.txt", headers={"if-modified-since": AT.decode()}).status_code == 304
+        assert client.get("/a.txt", headers={"if-modified-since": EARLIER.decode()}).text == "hello"
+        future = client.get("/a.txt", headers={"if-modified-since": FUTURE.decode()})
+        assert future.status_code == 200 and future.text == "hello"
+
+
+def test_server_etag_off(site, start_server):
+    server = start_server(site, "--etag", "off")
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
+        response = client.get("/a.txt")
+        assert response.status_code == 200 and "etag" not in response.headers
+        assert response.headers["last-modified"] == AT.decode()
+        assert client.get("/a.txt", headers={"if-none-match": '"x"'}).status_code == 200
+        assert client.get("/a.txt", headers={"if-none-match": "*"}).status_code == 304
+        not_modified = client.get("/a.txt", headers={"if-modified-since": AT.decode()})
+        assert not_modified.status_code == 304 and "etag" not in not_modified.headers
+        ranged = client.get("/big.bin", headers={"range": "bytes=0-3", "if-range": AT.decode()})
+        assert ranged.status_code == 206 and ranged.content == b"yyyy" and "etag" not in ranged.headers
+        tagged = client.get("/big.bin", headers={"range": "bytes=0-3", "if-range": '"x"'})
+        assert tagged.status_code == 200 and len(tagged.content) == 300 * 1024
