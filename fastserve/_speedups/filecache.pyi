@@ -1,5 +1,5 @@
 import os
-from typing import FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 KIND_FILE: int
 KIND_MISSING: int
@@ -23,6 +23,7 @@ class CacheEntry:
     last_modified: Optional[bytes]
     content_type: Optional[bytes]
     coding: Optional[bytes]
+    modified_since_exact: bool
     fields: List[Tuple[bytes, bytes]]
     not_modified_fields: List[Tuple[bytes, bytes]]
     wire_fields: bytes
@@ -46,6 +47,12 @@ class FileCache:
     max_body: int
     held_bytes: int
     precompressed: bool
+    dotfiles: bool
+    etag: bool
+    modified_since_exact: bool
+    spa: bool
+    error_pages: Dict[int, str]
+    cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]]
     hits: int
     misses: int
     evictions: int
@@ -60,6 +67,12 @@ class FileCache:
         max_bytes: int = ...,
         max_body: int = ...,
         precompressed: bool = ...,
+        dotfiles: bool = ...,
+        cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]] = ...,
+        etag: bool = ...,
+        modified_since_exact: bool = ...,
+        spa: bool = ...,
+        error_pages: Optional[Mapping[int, str]] = ...,
     ) -> None: ...
     def __len__(self) -> int: ...
     def clear(self) -> None: ...
