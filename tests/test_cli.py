@@ -112,6 +112,10 @@ def _sample(action: argparse.Action) -> tuple:
         return "X-One: 1\nX-Two: a, b", [("X-One", "1"), ("X-Two", "a, b")]
     if action.dest == "reload_dir":
         return f"a{os.pathsep}b", ["a", "b"]
+    if action.dest == "cache_rules":
+        return "*.js=public, max-age=1\n/api/*=no-store", [("*.js", "public, max-age=1"), ("/api/*", "no-store")]
+    if action.dest == "error_pages":
+        return "404=/e/404.html,403=/e/403.html", [(404, "/e/404.html"), (403, "/e/403.html")]
     if action.choices:
         choice = list(action.choices)[-1]
         return str(choice), choice

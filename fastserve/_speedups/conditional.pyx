@@ -17,35 +17,28 @@ cdef inline bint _is_get_or_head(bytes method):
     return method is not None and (method == b"GET" or method == b"HEAD")
 
 
-cdef inline bint _matches(bytes value, bytes etag, bint weak):
-    """``etag_matches``, where an ``etag`` of None is a representation sent without one
-    (``--etag off``): only ``*`` matches it, since it exists."""
-    if etag is None:
-        return value is not None and value.strip() == b"*"
-    return etag_matches(value, etag, weak)
-
-
 cpdef int evaluate_preconditions(bytes method, bytes if_match, bytes if_unmodified_since,
                                  bytes if_none_match, bytes if_modified_since, bytes etag,
                                  long long last_modified, bint modified_since_exact=False):
     """0 to proceed, 304 (Not Modified) or 412 (Precondition Failed), in RFC 9110 13.2.2 order.
 
     ``last_modified`` is the file's mtime in whole seconds; absent headers are None; ``etag``
-    None means the representation has no entity-tag (only ``*`` matches it). If-Modified-Since
+    None means there is no current representation, ``b""`` one sent without an entity-tag
+    (``--etag off``: only ``*`` matches it, as in nginx). If-Modified-Since
     (section 13.1.3) gives 304 when ``last_modified`` is at or before its date, or, with
     ``modified_since_exact``, only when it is that date (nginx's ``if_modified_since exact``);
     a date later than now is ignored in both cases (a client's clock is no validator).
     """
     cdef long long date
     if if_match is not None:
-        if not _matches(if_match, etag, False):
+        if not etag_matches(if_match, etag, False):
             return 412
     elif if_unmodified_since is not None:
         date = parse_http_date(if_unmodified_since)
         if date != -1 and last_modified > date:
             return 412
     if if_none_match is not None:
-        if _matches(if_none_match, etag, True):
+        if etag_matches(if_none_match, etag, True):
             return 304 if _is_get_or_head(method) else 412
     elif if_modified_since is not None and _is_get_or_head(method):
         date = parse_http_date(if_modified_since)

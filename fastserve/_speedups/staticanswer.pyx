@@ -44,6 +44,7 @@ cdef list PRECONDITION_FAILED_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(PRECONDITION_FAILED)),
 ]
 cdef bytes NOTHING = b""
+cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" matches it
 
 
 cdef class StaticAnswer:
@@ -111,7 +112,7 @@ cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
     if entry.kind == ENTRY_FILE:
         status = evaluate_preconditions(
             request.method, request.if_match, request.if_unmodified_since, request.if_none_match,
-            request.if_modified_since, entry.etag, entry.mtime, entry.modified_since_exact,
+            request.if_modified_since, entry.etag or NO_ETAG, entry.mtime, entry.modified_since_exact,
         )
         if status == 304:
             kind[0] = ANSWER_NOT_MODIFIED
