@@ -234,6 +234,14 @@ class ServerProcess(CliProcess):
         return self
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid``, in KiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def child_pids(pid: int) -> List[int]:
     """Direct children of ``pid``, from /proc."""
     children: List[int] = []

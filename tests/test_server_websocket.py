@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from server_helpers import ServerProcess, fetch, running_server
+from server_helpers import ServerProcess, fetch, rss_kib, running_server
 
 APP = '''
 import asyncio
@@ -860,13 +860,6 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
         raw.close()
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -> None:
     """Pongs count toward the write bound: reading stops while the client does not read, so
     the server's memory stays flat, and past --send-timeout the connection is dropped."""
@@ -877,10 +870,10 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
         raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
         try:
             assert raw.status == 101
-            before = _rss_kib(srv.pid)
+            before = rss_kib(srv.pid)
             limit = 128 * 1024 * 1024
             pushed, _, _ = push_until_stalled(raw, frame_bytes(PING, b"p" * 125) * 64, limit)
-            grown = _rss_kib(srv.pid) - before
+            grown = rss_kib(srv.pid) - before
             assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
             assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
             time.sleep(2.0)  # still not reading, past the send timeout (and a tick): then read what is left

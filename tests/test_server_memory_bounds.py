@@ -1,0 +1,35 @@
+"""What one client that never reads can make the server hold, over a real socket.
+
+1,000 pipelined GETs of a cached 256 KiB file in one send (about 35 KB of requests), then
+the client stops reading: the server's RSS must stay near ``--max-response-buffer`` (it grew
+by 260-310 MB before the bound), and every answer still arrives, in order, once it reads.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from server_helpers import RawConnection, fetch, rss_kib, running_server
+
+COUNT = 1000
+SIZE = 256 * 1024
+
+
+def test_pipelined_gets_from_a_client_that_never_reads_hold_bounded_memory(tmp_path: Path) -> None:
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "big.bin").write_bytes(bytes(range(256)) * (SIZE // 256))
+    with running_server(root, ["--max-pipeline", "1"], log_path=tmp_path / "server.log") as srv:
+        assert fetch(srv.port, "/big.bin").status == 200  # the file is in the cache now
+        before = rss_kib(srv.pid)
+        with RawConnection(srv.port, timeout=10, rcvbuf=64 * 1024) as conn:
+            conn.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * COUNT)
+            peak = before
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:  # the client does not read; watch the server
+                peak = max(peak, rss_kib(srv.pid))
+                time.sleep(0.05)
+            assert peak - before < 32 * 1024, f"RSS grew by {(peak - before) // 1024} MiB"
+            for _ in range(COUNT):
+                response = conn.read_response()
+                assert response.status == 200 and len(response.body) == SIZE
