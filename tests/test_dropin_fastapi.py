@@ -33,6 +33,7 @@ def fastapi_classes() -> types.SimpleNamespace:
         HTTPException=fastapi.HTTPException,
         WebSocketException=fastapi.WebSocketException,
         BackgroundTasks=fastapi.BackgroundTasks,
+        Response=fastapi.Response,
     )
 
 
@@ -42,6 +43,7 @@ def fastserve_classes() -> types.SimpleNamespace:
     from fastserve.datastructures import UploadFile
     from fastserve.exceptions import HTTPException, WebSocketException
     from fastserve.requests import Request
+    from fastserve.responses import Response
     from fastserve.staticfiles import StaticFiles
     from fastserve.templating import Jinja2Templates
     from fastserve.testclient import TestClient
@@ -59,6 +61,7 @@ def fastserve_classes() -> types.SimpleNamespace:
         HTTPException=HTTPException,
         WebSocketException=WebSocketException,
         BackgroundTasks=BackgroundTasks,
+        Response=Response,
     )
 
 
@@ -139,6 +142,17 @@ def make_app(api: types.SimpleNamespace, directory) -> FastAPI:
     async def send_notification(email: str, background_tasks: api.BackgroundTasks):
         background_tasks.add_task(write_notification, email, message="some notification")
         return {"message": "Notification sent in the background"}
+
+    # --- Response - Change Status Code, Response Headers
+    tasks = {"foo": "Listen to the Bar Fighters"}
+
+    @app.put("/get-or-create-task/{task_id}", status_code=200)
+    def get_or_create_task(task_id: str, response: api.Response):
+        response.headers["X-Cat-Dog"] = "alone in the world"
+        if task_id not in tasks:
+            tasks[task_id] = "This didn't exist before"
+            response.status_code = status.HTTP_201_CREATED
+        return tasks[task_id]
 
     # --- Using the Request Directly
     @app.get("/client/{item_id}")
@@ -268,6 +282,13 @@ def test_background_tasks(client):
     response = client.post("/send-notification/ada@example.com")
     assert response.json() == {"message": "Notification sent in the background"}
     assert client.app.state.notifications == ["notification for ada@example.com: some notification"]
+
+
+def test_response_parameter(client):
+    existing = client.put("/get-or-create-task/foo")
+    assert existing.status_code == 200 and existing.json() == "Listen to the Bar Fighters"
+    assert existing.headers["x-cat-dog"] == "alone in the world"
+    assert client.put("/get-or-create-task/bar").status_code == 201
 
 
 def test_request_directly(client):

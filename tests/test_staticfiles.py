@@ -445,6 +445,19 @@ def test_standalone_raises_http_exception(root):
     assert client.get("/example.txt").text == "<file content>"
 
 
+def test_mounted_in_a_fastserve_router_its_errors_are_answered(root):
+    from fastserve.routing import Mount as FastserveMount
+    from fastserve.routing import Router
+    from fastserve.testclient import TestClient as FastserveTestClient
+
+    client = FastserveTestClient(Router([FastserveMount("/static", StaticFiles(directory=root))]))
+    assert client.get("/static/example.txt").text == "<file content>"
+    missing = client.get("/static/missing.txt")
+    assert (missing.status_code, missing.text) == (404, "Not Found")
+    method = client.post("/static/example.txt")
+    assert (method.status_code, method.headers["allow"]) == (405, "GET, HEAD")
+
+
 def test_standalone_raises_under_fastserve_test_client(root):
     from fastserve.exceptions import HTTPException
     from fastserve.testclient import TestClient as FastserveTestClient
