@@ -170,3 +170,25 @@ def test_no_precompressed_setting(serve, compressed_site):
     site, text = compressed_site
     response = serve(site, precompressed=False).open().request("GET", "/style.css", [("Accept-Encoding", "gzip")])
     assert response.header("content-encoding") is None and response.body == text
+
+
+# -- file bodies from an app ----------------------------------------------------------------------
+
+
+def test_pathsend_larger_than_one_turns_budget_is_sent_whole(serve, tmp_path):
+    """A file the app sends with http.response.pathsend goes on past the sender's per-turn budget
+    (8 MiB): the sender schedules its own continuation, whoever the connection's current job is."""
+    path = tmp_path / "big.bin"
+    body = bytes(range(256)) * (9 * 4096)  # 9 MiB
+    path.write_bytes(body)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    client = serve(app).open()
+    response = client.request("GET", "/big")
+    assert response.status == 200 and len(response.body) == len(body) and response.body == body
+    assert client.request("GET", "/again").status == 200  # and the connection goes on
