@@ -585,6 +585,19 @@ class _Lifespan:
 # --------------------------------------------------------------------------- the client
 
 
+def _warn_if_timeout(timeout: Any) -> None:
+    """A ``timeout`` given to the client or a request has no effect: the app runs in-process.
+
+    Warned about with ``StarletteDeprecationWarning``, as Starlette's client does.
+    """
+    if timeout is not httpx.USE_CLIENT_DEFAULT:
+        warnings.warn(
+            "TestClient runs the app in-process: a 'timeout' has no effect; leave it out.",
+            StarletteDeprecationWarning,
+            stacklevel=3,
+        )
+
+
 class TestClient(httpx.Client):
     """An httpx ``Client`` that sends every request to ``app`` in-process.
 
@@ -611,7 +624,9 @@ class TestClient(httpx.Client):
         headers: Mapping[str, str] | None = None,
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
     ) -> None:
+        _warn_if_timeout(timeout)
         self.async_backend: dict[str, Any] = {"backend": backend, "backend_options": backend_options or {}}
         self.app: ASGIApp = as_asgi3(app)
         self.app_state: dict[str, Any] = {}
@@ -706,12 +721,7 @@ class TestClient(httpx.Client):
     def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
         """httpx's ``Client.request``; a ``timeout`` is warned about (the app runs in-process,
         so no timeout applies), as Starlette's client does."""
-        if kwargs.get("timeout", httpx.USE_CLIENT_DEFAULT) is not httpx.USE_CLIENT_DEFAULT:
-            warnings.warn(
-                "TestClient runs the app in-process: a request 'timeout' has no effect; leave it out.",
-                StarletteDeprecationWarning,
-                stacklevel=2,
-            )
+        _warn_if_timeout(kwargs.get("timeout", httpx.USE_CLIENT_DEFAULT))
         return super().request(method, url, **kwargs)
 
     def __exit__(self, *exc_info: Any) -> None:
