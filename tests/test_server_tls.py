@@ -4,6 +4,7 @@ Certificates are made here, by ``trustme``, for 127.0.0.1.
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
@@ -224,3 +225,23 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(ca, docroot
         assert kept.serial() == old_serial
         kept.close()
         assert srv.proc.poll() is None
+
+
+def test_sighup_before_the_loop_runs_is_kept_for_the_reload_not_fatal() -> None:
+    # Between fork and the event loop's own handler, a SIGHUP (a certificate rotation sent to
+    # every worker) must neither kill the worker nor be lost: it is replayed once the loop runs.
+    from fastserve.server.worker import EarlySignals
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        EarlySignals.install(tls=True)
+        assert not EarlySignals.reload_pending
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(100):
+            if EarlySignals.reload_pending:
+                break
+            time.sleep(0.001)
+        assert EarlySignals.reload_pending and EarlySignals.received is None
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

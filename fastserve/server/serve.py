@@ -39,7 +39,7 @@ def serve(config: Config) -> int:
     metrics.prepare(config)  # the counters every worker writes, mapped before they fork
     load_env_file(config)
     app = load_app(config)
-    EarlySignals.install()
+    EarlySignals.install(tls=tls_enabled(config))
     with _pid_file(config.pid_file):
         return _run(config, app)
 

@@ -96,7 +96,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 0
             try:
-                EarlySignals.install()
+                EarlySignals.install(tls=tls_enabled(self.config))
                 metrics.SLOT = slot
                 os.close(self.control_r)
                 Handoff.install(self.control_w)

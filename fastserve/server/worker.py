@@ -76,23 +76,32 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 
 
 class EarlySignals:
-    """Remembers SIGTERM/SIGINT that arrive before the event loop can handle them.
+    """Remembers SIGTERM/SIGINT (and, under TLS, SIGHUP) that arrive before the event loop
+    can handle them.
 
-    Installed before the port opens, so a signal at any moment means a clean stop,
-    never death by the default handler.
+    Installed before the port opens, so a signal at any moment means a clean stop (or a
+    certificate reload once the loop runs), never death by the default handler.
     """
 
     received: Optional[int] = None
+    reload_pending: bool = False
 
     @classmethod
-    def install(cls) -> None:
+    def install(cls, *, tls: bool = False) -> None:
         cls.received = None
+        cls.reload_pending = False
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, cls._remember)
+        if tls:
+            signal.signal(signal.SIGHUP, cls._remember_reload)
 
     @classmethod
     def _remember(cls, signum: int, frame: Any) -> None:
         cls.received = signum
+
+    @classmethod
+    def _remember_reload(cls, signum: int, frame: Any) -> None:
+        cls.reload_pending = True
 
 
 def observe(state: ServerState) -> None:
@@ -151,6 +160,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         loop.add_signal_handler(signum, stop.set)
     if tls is not None:
         loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
+        if EarlySignals.reload_pending:  # a SIGHUP came while the worker was starting
+            reload_certificate(tls, config)
     if EarlySignals.received is not None:
         stop.set()
 
