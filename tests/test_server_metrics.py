@@ -111,8 +111,12 @@ def test_limit_max_requests_retires_and_replaces_workers(docroot: DocRoot, tmp_p
             assert response.status == 200
             served += 1
         assert srv.output().count("(--limit-max-requests): retiring") >= 1
-        now = set(child_pids(srv.pid))
-        assert now - first, "no worker was replaced"
+        # The retiring worker tells the supervisor through a pipe: its replacement is forked
+        # a moment after the request that reached the limit was answered.
+        deadline = time.monotonic() + 10
+        while not set(child_pids(srv.pid)) - first:
+            assert time.monotonic() < deadline, "no worker was replaced\n" + srv.output()
+            time.sleep(0.05)
         deadline = time.monotonic() + 5
         while len(set(child_pids(srv.pid))) != int(workers):
             assert time.monotonic() < deadline

@@ -247,3 +247,30 @@ def test_missing_directory_is_a_clear_error(docroot: DocRoot, tmp_path: Path) ->
     assert code is not None and code != 0, output
     assert "does-not-exist" in output
     assert "Traceback" not in output
+
+
+def test_sigterm_while_workers_start_stops_them_promptly(docroot: DocRoot) -> None:
+    # SIGTERM right after the banner reaches workers that are still starting: each must take
+    # it as a stop, not lose it in the supervisor's handlers it inherited at fork and serve on
+    # until the graceful timeout runs out.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", str(docroot.root), "--port", "0", "--workers", "2",
+         "--graceful-timeout", "20"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in iter(proc.stderr.readline, b""):
+            if b"serving" in line:
+                break
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

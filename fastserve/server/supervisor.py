@@ -17,6 +17,7 @@ from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Handoff, run_worker
 
 logger = logging.getLogger("fastserve")
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
 
@@ -92,11 +93,16 @@ class Supervisor:
             _signal(pid, signum)
 
     def _spawn(self, slot: int) -> int:
+        # Signals wait while the worker is forked: the child must not run the supervisor's
+        # handlers (a SIGTERM there would be lost and the worker would serve on until killed),
+        # and the parent must know the new pid before it forwards a stop to its workers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 EarlySignals.install(tls=tls_enabled(self.config))
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
                 metrics.SLOT = slot
                 os.close(self.control_r)
                 Handoff.install(self.control_w)
@@ -111,6 +117,7 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.workers[pid] = slot
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
         return pid
 
     def _reap(self, restart: bool) -> None:
