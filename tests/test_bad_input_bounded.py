@@ -14,6 +14,7 @@ unbounded memory. In-process, bytes in and bytes out (``connection_driver``):
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any, List
@@ -357,5 +358,32 @@ def test_http11_needs_exactly_one_host(tmp_path: Path, head: bytes, status: int,
             assert got == [status], driven.output
         if status == 400:
             assert driven.closed
+
+    run(main)
+
+
+def test_a_body_too_large_for_a_pipelined_request_is_refused_after_the_answers_before_it() -> None:
+    # The 413 for a request still queued behind another response waits its turn: written at
+    # once, it would land inside (or before) the earlier response and desynchronise the client.
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            if scope["path"] == "/slow":
+                await release.wait()
+            else:
+                while (await receive()).get("more_body"):
+                    pass
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        driven = Driven(app, max_body_size=10)
+        driven.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + POST_CHUNKED + b"14\r\n" + b"x" * 20 + b"\r\n")
+        await driven.settle()
+        assert driven.output == b"", driven.output
+        release.set()
+        await driven.settle()
+        assert statuses(driven.output) == [200, 413], driven.output
+        assert driven.closed
 
     run(main)

@@ -146,11 +146,12 @@ cdef class HttpCycle(Job):
         if self.body_size > self.max_body_size:
             # Stop reading and answer 413 ourselves if the app has not answered yet; the app
             # sees a disconnect, whatever it sends next is dropped, and the connection closes.
+            # A cycle still queued behind earlier responses answers when its turn comes (run()).
             self.too_large = True
             self.keep_alive = False
             self.body.clear()
             self.conn.set_body_backpressure(True)
-            if not self.started:
+            if self.task is not None and not self.started:
                 self._refuse(413)
         else:
             self.body.append(chunk)
