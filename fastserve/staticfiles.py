@@ -198,29 +198,36 @@ class StaticFiles:
 
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
-        ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``, ``etag``, ``if_modified_since``, ``spa``, ``error_pages``), made anew
-        when one changed."""
+        ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``,
+        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``), made anew when one changed."""
         settings = (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
             self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
             tuple(sorted(self.error_pages.items())),
         )
         if self.file_cache is None or settings != self._file_cache_settings:
-            self.file_cache = FileCache(
-                self.all_directories,
-                html=self.html,
-                follow_symlink=self.follow_symlink,
-                precompressed=self.precompressed,
-                valid_for=self.cache_valid,
-                dotfiles=self.dotfiles,
-                cache_policy=self.cache_policy,
-                etag=self.etag,
-                modified_since_exact=self.if_modified_since == "exact",
-                spa=self.spa,
-                error_pages=self.error_pages,
-            )
+            self.file_cache = self.build_file_cache(self.cache_valid)
             self._file_cache_settings = settings
         return self.file_cache
+
+    def build_file_cache(self, valid_for: float, **limits: int) -> FileCache:
+        """A new open-file cache for this app's settings, trusting a ``stat`` for ``valid_for``
+        seconds; ``limits`` are ``FileCache``'s ``max_entries``, ``max_bytes`` and ``max_body``
+        (the server passes its ``--cache-*`` flags)."""
+        return FileCache(
+            self.all_directories,
+            html=self.html,
+            follow_symlink=self.follow_symlink,
+            precompressed=self.precompressed,
+            valid_for=valid_for,
+            dotfiles=self.dotfiles,
+            cache_policy=self.cache_policy,
+            etag=self.etag,
+            modified_since_exact=self.if_modified_since == "exact",
+            spa=self.spa,
+            error_pages=self.error_pages,
+            **limits,
+        )
 
     def get_directories(
         self,

@@ -33,21 +33,11 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         return None
     if app.directory is not None and not os.path.isdir(app.directory):
         raise RuntimeError(f"StaticFiles directory '{app.directory}' does not exist.")
-    app.file_cache = FileCache(
-        app.all_directories,
-        html=app.html,
-        follow_symlink=app.follow_symlink,
-        valid_for=config.cache_valid,
+    app.file_cache = app.build_file_cache(
+        config.cache_valid,
         max_entries=config.cache_entries,
         max_bytes=config.cache_bytes,
         max_body=config.cache_max_file,
-        precompressed=app.precompressed,
-        dotfiles=app.dotfiles,
-        cache_policy=app.cache_policy,
-        etag=app.etag,
-        modified_since_exact=app.if_modified_since == "exact",
-        spa=app.spa,
-        error_pages=app.error_pages,
     )
     return app.file_cache
 
