@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -101,3 +102,17 @@ def serve(reader: str) -> Iterator[Callable[..., InProcessServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def refuse_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.open`` refuses files without any read bit, as the kernel does for a user other than
+    root (the tests run as root, which may open anything)."""
+    real_open = os.open
+
+    def open_as_user(path, flags, *args):
+        if not os.stat(path).st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_as_user)

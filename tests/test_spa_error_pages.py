@@ -1,6 +1,5 @@
 """--spa and --error-page: branches of the open-file cache's lookup, so the fast path and StaticFiles agree."""
 import os
-import stat
 
 import httpx2
 import pytest
@@ -10,18 +9,6 @@ from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
 from inprocess import InProcessServer
 
-
-@pytest.fixture
-def refuse_unreadable(monkeypatch):
-    """``os.open`` refuses files without read bits, as the kernel does for a user other than root."""
-    real_open = os.open
-
-    def open_as_user(path, flags, *args):
-        if not os.stat(path).st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
-            raise PermissionError(13, "Permission denied", path)
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", open_as_user)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ file without read bits, as it would for any other user.
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 
@@ -28,18 +27,6 @@ def root(tmp_path):
     (tmp_path / "50%.txt").write_bytes(b"fifty percent\n")
     return tmp_path
 
-
-@pytest.fixture
-def refuse_unreadable(monkeypatch):
-    """``os.open`` refuses files without any read bit, as the kernel does for a non-root user."""
-    real_open = os.open
-
-    def open_as_user(path, flags, *args):
-        if not os.stat(path).st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
-            raise PermissionError(13, "Permission denied", path)
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", open_as_user)
 
 
 def exchange(app, request: bytes) -> bytes:
