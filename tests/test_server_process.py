@@ -259,7 +259,7 @@ def test_sigterm_while_workers_start_stops_them_promptly(docroot: DocRoot) -> No
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastserve", str(docroot.root), "--port", "0", "--workers", "2",
          "--graceful-timeout", "20"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
         assert proc.stderr is not None
@@ -272,5 +272,5 @@ def test_sigterm_while_workers_start_stops_them_promptly(docroot: DocRoot) -> No
         assert time.monotonic() - started < 5
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too, should the stop have failed
             proc.wait()
