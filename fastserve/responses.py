@@ -13,19 +13,20 @@ import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import format_datetime
-from secrets import token_hex
-from typing import IO, Any, Union
+from typing import Any, Union
 from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
 
-from fastserve._speedups.conditional import evaluate_range
-from fastserve._speedups.headers import byteranges_layout, content_type_for, format_http_date, make_etag
+from fastserve._speedups.filecache import described_file
+from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
+from fastserve._speedups.requesthead import RequestHead
+from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve._interop import framework_base
 from fastserve.background import BackgroundTask
 from fastserve.concurrency import iterate_in_threadpool
-from fastserve.datastructures import URL, Headers, MutableHeaders
+from fastserve.datastructures import URL, MutableHeaders
 from fastserve.exceptions import ClientDisconnect
 from fastserve.types import Message, Receive, Scope, Send
 
@@ -329,10 +330,30 @@ class StreamingResponse(Response):
             await self.background()
 
 
-def _read_at(file: IO[bytes], offset: int, size: int) -> bytes:
-    """One positioned read; runs in a worker thread."""
-    file.seek(offset)
-    return file.read(size)
+async def send_slices(
+    send: Send, segments: list[bytes | tuple[int, int]], fd: int, chunk_size: int, name: object
+) -> None:
+    """Send ``segments`` (a ``StaticAnswer``'s: bytes, and ``(offset, count)`` slices of the file
+    open as ``fd``, read in ``chunk_size`` pieces in a worker thread) as ``http.response.body``
+    messages, the last one with ``more_body`` false. ``RuntimeError`` when the file ends
+    before a slice does (``name`` says which file)."""
+    last = len(segments) - 1
+    if last < 0:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    for index, segment in enumerate(segments):
+        if isinstance(segment, bytes):
+            await send({"type": "http.response.body", "body": segment, "more_body": index < last})
+            continue
+        offset, count = segment
+        if count <= 0 and index == last:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        while count > 0:
+            chunk = await anyio.to_thread.run_sync(os.pread, fd, min(chunk_size, count), offset)
+            if not chunk:
+                raise RuntimeError(f"File at path {name} is shorter than expected.")
+            offset += len(chunk)
+            count -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": count > 0 or index < last})
 
 
 def _content_disposition(disposition_type: str, filename: str) -> str:
@@ -346,8 +367,9 @@ def _content_disposition(disposition_type: str, filename: str) -> str:
 class FileResponse(Response):
     """Send a file from disk: validators, ``Range`` requests (206/416), ``HEAD`` and ``pathsend``.
 
-    The content type, ``ETag``, ``Last-Modified`` and the range decision come from the same
-    rules the static file server uses, so both answer a request identically. The file is read
+    The content type, ``ETag`` and ``Last-Modified`` come from the same rules the static file
+    server uses, and the answer (200, 206 single or multipart, 416 with the validators) from
+    the same decision, ``staticanswer.decide``, over this response's headers. The file is read
     in ``chunk_size`` pieces in a worker thread.
     """
 
@@ -404,6 +426,11 @@ class FileResponse(Response):
             raise RuntimeError(f"File at path {self.path} is not a file.")
         return stat_result
 
+    def _answer(self, stat_result: os.stat_result, request: RequestHead) -> StaticAnswer:
+        """``staticanswer.decide``'s answer to ``request`` for this file, sent with these headers."""
+        entry = described_file(os.fsdecode(self.path), stat_result, self.raw_headers, self.status_code)
+        return decide(entry, request)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_http = scope["type"] == "http"
         if scope["type"] == "websocket":
@@ -415,130 +442,47 @@ class FileResponse(Response):
         if stat_result is None:
             stat_result = await self._stat()
             self.set_stat_headers(stat_result)
-        size = stat_result.st_size
 
-        status, ranges = 200, None
-        if self.status_code == 200:
-            request_headers = Headers(scope=scope)
-            range_value = request_headers.get("range")
-            if range_value is not None:
-                if_range = request_headers.get("if-range")
-                etag = self.headers.get("etag")
-                status, ranges = evaluate_range(
-                    b"HEAD" if header_only else method.encode("latin-1"),
-                    range_value.encode("latin-1"),
-                    None if if_range is None else if_range.encode("latin-1"),
-                    None if etag is None else etag.encode("latin-1"),
-                    int(stat_result.st_mtime),
-                    size,
-                )
+        # Whatever the method, the file is the answer; only a GET for a 200 honours Range
+        # (RFC 9110 section 14.2), as the static file server does. Preconditions are not
+        # evaluated here (as in Starlette): StaticFiles does that before choosing this response.
+        request = RequestHead(b"HEAD" if header_only else b"GET")
+        if self.status_code == 200 and method == "GET" and not header_only:
+            for name, value in scope.get("headers", ()):
+                name = name.lower()
+                if name == b"range" or name == b"if-range":
+                    request.set(name, value)
+        answer = self._answer(stat_result, request)
 
-        if status == 416:
-            await self._send_unsatisfiable(send, size)
-        elif status == 206 and ranges and len(ranges) == 1:
-            await self._send_single_range(scope, receive, send, ranges[0], size, header_only)
-        elif status == 206 and ranges:
-            await self._send_multiple_ranges(scope, receive, send, ranges, size, header_only)
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.fields})
+        if answer.segments is None:
+            await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+        elif (
+            is_http
+            and answer.status == self.status_code
+            and answer.segments == [(0, stat_result.st_size)]
+            and "http.response.pathsend" in scope.get("extensions", {})
+        ):
+            await send({"type": "http.response.pathsend", "path": os.path.abspath(os.fsdecode(self.path))})
         else:
-            await self._send_full(scope, receive, send, size, header_only)
+            segments = answer.segments
+
+            async def send_body() -> None:
+                await self._send_file_slices(send, segments)
+
+            if is_http and _spec_version(scope) < (2, 4):
+                await _run_until_disconnect(send_body, receive)
+            else:
+                await send_body()
 
         if self.background is not None:
             await self.background()
 
-    async def _send_full(self, scope: Scope, receive: Receive, send: Send, size: int, header_only: bool) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        if header_only:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        elif scope["type"] == "http" and "http.response.pathsend" in scope.get("extensions", {}):
-            await send({"type": "http.response.pathsend", "path": os.path.abspath(os.fsdecode(self.path))})
-        elif size == 0:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            await self._stream(scope, receive, send, [(0, size - 1)], [], b"")
-
-    async def _send_single_range(
-        self, scope: Scope, receive: Receive, send: Send, byte_range: tuple[int, int], size: int, header_only: bool
-    ) -> None:
-        first, last = byte_range
-        headers = MutableHeaders(raw=list(self.raw_headers))
-        headers["content-range"] = f"bytes {first}-{last}/{size}"
-        headers["content-length"] = str(last - first + 1)
-        await send({"type": "http.response.start", "status": 206, "headers": headers.raw})
-        if header_only:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            await self._stream(scope, receive, send, [byte_range], [], b"")
-
-    async def _send_multiple_ranges(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ranges: list[tuple[int, int]],
-        size: int,
-        header_only: bool,
-    ) -> None:
-        boundary = token_hex(13)
-        part_type = self.headers.get("content-type", "application/octet-stream").encode("latin-1")
-        part_heads, tail, content_length = byteranges_layout(list(ranges), part_type, size, boundary.encode("ascii"))
-        headers = MutableHeaders(raw=list(self.raw_headers))
-        headers["content-type"] = f"multipart/byteranges; boundary={boundary}"
-        headers["content-length"] = str(content_length)
-        await send({"type": "http.response.start", "status": 206, "headers": headers.raw})
-        if header_only:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            await self._stream(scope, receive, send, ranges, part_heads, tail)
-
-    async def _send_unsatisfiable(self, send: Send, size: int) -> None:
-        # No representation goes out, so its type and disposition do not either; the
-        # validators stay so the client can tell which version it asked about.
-        headers = MutableHeaders(raw=list(self.raw_headers))
-        del headers["content-type"]
-        del headers["content-disposition"]
-        headers["content-range"] = f"bytes */{size}"
-        headers["content-length"] = "0"
-        await send({"type": "http.response.start", "status": 416, "headers": headers.raw})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _stream(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ranges: list[tuple[int, int]],
-        part_heads: list[bytes],
-        tail: bytes,
-    ) -> None:
-        """Send the bytes of ``ranges`` (inclusive), each after its part head, then ``tail``."""
-
-        async def send_body() -> None:
-            await self._send_file_bytes(send, ranges, part_heads, tail)
-
-        if scope["type"] == "http" and _spec_version(scope) < (2, 4):
-            await _run_until_disconnect(send_body, receive)
-        else:
-            await send_body()
-
-    async def _send_file_bytes(
-        self, send: Send, ranges: list[tuple[int, int]], part_heads: list[bytes], tail: bytes
-    ) -> None:
+    async def _send_file_slices(self, send: Send, segments: list[bytes | tuple[int, int]]) -> None:
         with anyio.CancelScope(shield=True):  # a cancelled open must not leave the file open
             file = await anyio.to_thread.run_sync(open, self.path, "rb")
         try:
-            for index, (first, last) in enumerate(ranges):
-                if part_heads:
-                    await send({"type": "http.response.body", "body": part_heads[index], "more_body": True})
-                offset, end = first, last + 1
-                while offset < end:
-                    chunk = await anyio.to_thread.run_sync(_read_at, file, offset, min(self.chunk_size, end - offset))
-                    if not chunk:
-                        raise RuntimeError(f"File at path {self.path} is shorter than expected.")
-                    offset += len(chunk)
-                    final = offset >= end and not tail and index == len(ranges) - 1
-                    await send({"type": "http.response.body", "body": chunk, "more_body": not final})
-            if tail:
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
+            await send_slices(send, segments, file.fileno(), self.chunk_size, self.path)
         finally:
             # Close even when the transfer is cancelled by a disconnect.
             with anyio.CancelScope(shield=True):

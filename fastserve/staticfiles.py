@@ -31,7 +31,7 @@ from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
-from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from fastserve.responses import FileResponse, RedirectResponse, Response, send_slices
 from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -69,21 +69,8 @@ class _StaticAnswerResponse(Response):
         if answer.segments is None:
             await send({"type": "http.response.body", "body": answer.body})
             return
-        assert answer.file is not None
-        fd = answer.file.fileno()  # the OpenFile the answer holds keeps it open
-        for segment in answer.segments:
-            if isinstance(segment, bytes):
-                await send({"type": "http.response.body", "body": segment, "more_body": True})
-                continue
-            offset, count = segment
-            while count > 0:
-                chunk = await anyio.to_thread.run_sync(os.pread, fd, min(self.chunk_size, count), offset)
-                if not chunk:
-                    raise RuntimeError(f"File at path {answer.entry.path} is shorter than expected.")
-                offset += len(chunk)
-                count -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        assert answer.file is not None  # the OpenFile the answer holds keeps it open
+        await send_slices(send, answer.segments, answer.file.fileno(), self.chunk_size, answer.entry.path)
 
 
 def _route_path(scope: Scope) -> str:
@@ -107,17 +94,15 @@ def _cache_key(path: str, scope: Scope) -> Optional[str]:
     return key
 
 
-# The request headers static answers depend on, read in one pass over the scope.
-_WANTED = frozenset(STATIC_FIELDS)
-
-
-def _request_headers(scope: Scope) -> Dict[bytes, bytes]:
-    found: Dict[bytes, bytes] = {}
-    for key, value in scope.get("headers", ()):
-        key = key.lower()
-        if key in _WANTED and key not in found:
-            found[key] = value
-    return found
+def _request_head(scope: Scope, names: Tuple[bytes, ...] = STATIC_FIELDS) -> RequestHead:
+    """The request's method and its ``names`` fields (``STATIC_FIELDS`` by default), read as
+    the server's request readers read them (a later line of a name replaces an earlier one)."""
+    request = RequestHead(scope["method"].encode("latin-1"))
+    for name, value in scope.get("headers", ()):
+        name = name.lower()
+        if name in names:
+            request.set(name, value)
+    return request
 
 
 class StaticFiles:
@@ -318,10 +303,7 @@ class StaticFiles:
             raise HTTPException(status_code=401)
         if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
             raise HTTPException(status_code=404)
-        request = RequestHead(scope["method"].encode("latin-1"))
-        for name, value in scope.get("headers", ()):
-            request.set(name.lower(), value)
-        return _StaticAnswerResponse(decide(entry, request))
+        return _StaticAnswerResponse(decide(entry, _request_head(scope)))
 
     @staticmethod
     def _slash_redirect(scope: Scope) -> Response:
@@ -350,22 +332,14 @@ class StaticFiles:
         scope: Scope,
         status_code: int = 200,
     ) -> Response:
-        """A ``FileResponse``, or the 304/412 its validators call for."""
-        request_headers = Headers(raw=scope.get("headers", []))
+        """A ``FileResponse``, or the 412 (``staticanswer.decide``'s, from If-Match and
+        If-Unmodified-Since) or 304 (``is_not_modified``) its validators call for."""
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result)
-        request = _request_headers(scope)
-        precondition = evaluate_preconditions(
-            scope["method"].encode(),
-            request.get(b"if-match"),
-            request.get(b"if-unmodified-since"),
-            None,
-            None,
-            response.headers["etag"].encode(),
-            int(stat_result.st_mtime),
-        )
-        if precondition == 412:
-            return PlainTextResponse("Precondition Failed", status_code=412)
-        if self.is_not_modified(response.headers, request_headers):
+        preconditions = _request_head(scope, _PRECONDITION_FIELDS)
+        answer = response._answer(stat_result, preconditions)
+        if answer.status == 412:
+            return _StaticAnswerResponse(answer)
+        if self.is_not_modified(response.headers, Headers(raw=scope.get("headers", []))):
             return NotModifiedResponse(response.headers)
         return response
 
@@ -399,5 +373,7 @@ class StaticFiles:
         )
 
 
+# What file_response asks decide about; If-None-Match and If-Modified-Since go to is_not_modified.
+_PRECONDITION_FIELDS = (b"if-match", b"if-unmodified-since")
 # The methods that decide how a path becomes a file; replacing any of them turns the cache off.
 _LOOKUP_METHODS = tuple((name, getattr(StaticFiles, name)) for name in ("lookup_path", "file_response", "is_not_modified"))

@@ -15,7 +15,10 @@ import pytest
 import starlette.responses
 from starlette.testclient import TestClient
 
+from fastserve._speedups.filecache import described_file
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
+from fastserve._speedups.requesthead import RequestHead
+from fastserve._speedups.staticanswer import decide
 from fastserve.background import BackgroundTask, BackgroundTasks
 from fastserve.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastserve.datastructures import URL, MutableHeaders
@@ -614,6 +617,42 @@ async def test_file_unsatisfiable_range(data_file: Path, value: str) -> None:
     assert "content-type" not in sent.headers
     assert "content-disposition" not in sent.headers
     assert sent.body == b""
+
+
+async def test_file_unsatisfiable_range_keeps_the_validators(data_file: Path) -> None:
+    # The same 416 the static server sends: the client can tell which version its range missed.
+    response = FileResponse(data_file, headers={"Cache-Control": "no-cache", "X-Trace": "1"})
+    sent = await call(response, scope=range_scope("bytes=20000-"))
+    assert sent.status == 416
+    assert sent.headers["etag"] == response.headers["etag"]
+    assert sent.headers["last-modified"] == response.headers["last-modified"]
+    assert sent.headers["cache-control"] == "no-cache"
+    assert "x-trace" not in sent.headers
+
+
+async def test_file_range_answers_keep_the_apps_headers(data_file: Path) -> None:
+    headers = {"Cache-Control": "no-cache", "X-Trace": "1"}
+    single = await call(FileResponse(data_file, headers=headers), scope=range_scope("bytes=0-9"))
+    multiple = await call(FileResponse(data_file, headers=headers), scope=range_scope("bytes=0-1,4-5"))
+    for sent in (single, multiple):
+        assert sent.status == 206
+        assert sent.headers["cache-control"] == "no-cache"
+        assert sent.headers["x-trace"] == "1"
+        assert sent.headers["accept-ranges"] == "bytes"
+    assert single.body == PAYLOAD[:10]
+
+
+async def test_file_response_answers_as_the_static_decision_does(data_file: Path) -> None:
+    # FileResponse is answered by staticanswer.decide over its own headers: same status,
+    # fields and bytes as decide gives for that entry.
+    response = FileResponse(data_file, stat_result=os.stat(data_file))
+    for value in ("bytes=0-9", "bytes=-5", "bytes=20000-", "bytes=0-1,4-5"):
+        request = RequestHead(b"GET", {b"range": value.encode()})
+        answer = decide(described_file(str(data_file), os.stat(data_file), list(response.raw_headers)), request)
+        sent = await call(response, scope=range_scope(value))
+        assert sent.status == answer.status
+        if answer.status == 206 and b"multipart" not in dict(answer.fields)[b"content-type"]:
+            assert sent.start["headers"] == answer.fields
 
 
 @pytest.mark.parametrize("value", ["items=0-1", "bytes=5-1", "bytes=abc", "bytes="])

@@ -120,6 +120,25 @@ def test_416_carries_the_validators(site, serve, name):
         assert response.header("content-type") is None
 
 
+def test_every_405_is_decides(site, serve):
+    """The fast path's 405 (written before any lookup, and for a large body refused unread) is
+    ``decide``'s: the same status, fields and body."""
+    from fastserve._speedups.filecache import FileCache
+    from fastserve._speedups.requesthead import RequestHead
+    from fastserve._speedups.staticanswer import decide
+
+    decided = decide(FileCache([site]).lookup("/small.bin"), RequestHead(b"DELETE"))
+    expected = (decided.status, [(name.decode(), value.decode()) for name, value in decided.fields], decided.body)
+    client = serve(site).open()
+    for target in ("/small.bin", "/missing"):
+        refused = client.request("DELETE", target)
+        assert (refused.status, refused.headers[2:], refused.body) == expected  # after Server and Date
+    client.send(b"PUT /small.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+    refused = client.parsed()[-1]
+    assert (refused.status, refused.headers[2:-1], refused.body) == expected
+    assert refused.headers[-1] == ("connection", "close") and client.closed
+
+
 def test_reason_phrases_come_from_one_table(site, serve):
     """Status lines and the server's own plain-text bodies use the RFC 9110 names of headers.reason_phrase.
 

@@ -44,6 +44,7 @@ cdef class CacheEntry:
 
 
 cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding)
+cpdef CacheEntry described_file(str path, object stat_result, list fields, int status=*)
 
 
 cdef class FileCache:

@@ -36,6 +36,9 @@ class CacheEntry:
     memo_not_modified: Optional[bytes]
 
 def choose_representation(entry: CacheEntry, accept_encoding: Optional[bytes]) -> CacheEntry: ...
+def described_file(
+    path: str, stat_result: os.stat_result, fields: List[Tuple[bytes, bytes]], status: int = ...
+) -> CacheEntry: ...
 
 class FileCache:
     roots: Tuple[str, ...]

@@ -427,3 +427,33 @@ cdef class FileCache:
             return None
         entry.kind = ENTRY_MISSING if status == 404 else ENTRY_FORBIDDEN
         return entry
+
+
+cpdef CacheEntry described_file(str path, object stat_result, list fields, int status=200):
+    """An entry for one file sent with fields its caller chose (``FileResponse``: Starlette's
+    header set and the app's own headers), for ``staticanswer.decide`` to answer on.
+
+    ``fields``: ``(lowercase name, value)`` pairs, sent as they are (the list itself is kept);
+    the ETag (the If-Range validator) and the Content-Type (the type of each part of a
+    multipart/byteranges answer) are read from them, the size and modification time from
+    ``stat_result`` (an ``os.stat_result``). Nothing is opened or read: the answer's slices
+    are read by the caller. ``status`` is what a whole answer is sent with.
+    """
+    cdef CacheEntry entry = CacheEntry()
+    entry.kind = ENTRY_FILE
+    entry.status = status
+    entry.path = path
+    entry.stat = stat_result
+    entry.size = stat_result.st_size
+    entry.mtime = <long long>stat_result.st_mtime
+    for name, value in fields:
+        if name == b"etag":
+            entry.etag = value
+        elif name == b"last-modified":
+            entry.last_modified = value
+        elif name == b"content-type":
+            entry.content_type = value
+    if entry.content_type is None:
+        entry.content_type = b"application/octet-stream"
+    _set_fields(entry, fields)
+    return entry

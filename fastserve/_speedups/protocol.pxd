@@ -107,5 +107,5 @@ cdef class HttpProtocol:
     cdef void _write_out(self)
     cdef void _write(self, bytes data)
     cdef void _close_watch(self)
-    cdef void _fail(self, int status, bytes extra=*)
+    cdef void _fail(self, int status, bytes data=*)
     cdef void _update_reading(self)

@@ -49,12 +49,11 @@ from fastserve._speedups.requesthead cimport (
     scan_simple_head,
     span_bytes,
 )
-from fastserve._speedups.staticanswer cimport WireAnswer, answer_static
+from fastserve._speedups.staticanswer cimport WireAnswer, answer_static, method_not_allowed
 from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
 cdef bytes HEAD = b"HEAD"
-cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
 
 # Header lines the scanner lists for an ASGI request; a head with more goes to httptools.
 cdef enum:
@@ -413,7 +412,7 @@ cdef class HttpProtocol:
                 raise _Abort()
             if self.head.declared_length > DISCARD_LIMIT and self.head.method != GET and self.head.method != HEAD:
                 # No static file takes a body: a large one is refused unread, and the connection closed.
-                self._fail(405, ALLOW)
+                self._fail(405, method_not_allowed(False, self.head.http10))
                 raise _Abort()
         elif parser.should_upgrade() and (b"upgrade", b"websocket") in [
             (name, value.lower()) for name, value in self.head.headers if name == b"upgrade"
@@ -761,8 +760,9 @@ cdef class HttpProtocol:
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
 
-    cdef void _fail(self, int status, bytes extra=b""):
-        """Answer a request we refuse to parse further, then close."""
+    cdef void _fail(self, int status, bytes data=None):
+        """Answer a request we refuse to parse further (``data``: the whole answer, else the
+        plain one for ``status``), then close."""
         if self.closing:
             return
         self.closing = True
@@ -772,7 +772,8 @@ cdef class HttpProtocol:
         self.head.is_get = True
         self.head.is_head = False
         self.response_status = status
-        data = plain_answer(status, extra, False, self.head.http10, False)
+        if data is None:
+            data = plain_answer(status, b"", False, self.head.http10, False)
         self._emit(data)
         self._account(method, self.head.target, status, len(data), monotonic(),
                       self.head.user_agent, self.head.referer)

@@ -25,3 +25,4 @@ cdef class WireAnswer:
 
 
 cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, RequestHead request)
+cdef bytes method_not_allowed(bint keep_alive, bint http10)

@@ -30,7 +30,6 @@ from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, r
 
 cdef bytes GET = b"GET"
 cdef bytes CRLF = b"\r\n"
-cdef bytes ALLOW = b"Allow: GET, HEAD\r\n"
 cdef bytes CONTENT_TYPE = b"content-type"
 cdef bytes CONTENT_LENGTH = b"content-length"
 cdef bytes CONTENT_RANGE = b"content-range"
@@ -39,6 +38,7 @@ cdef bytes METHOD_NOT_ALLOWED = reason_phrase(405)
 cdef list METHOD_NOT_ALLOWED_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(METHOD_NOT_ALLOWED)), (b"allow", b"GET, HEAD"),
 ]
+cdef bytes WIRE_METHOD_NOT_ALLOWED = render_fields(METHOD_NOT_ALLOWED_FIELDS)
 cdef bytes PRECONDITION_FAILED = reason_phrase(412)
 cdef list PRECONDITION_FAILED_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(PRECONDITION_FAILED)),
@@ -251,7 +251,7 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
     cdef bint http10 = request.http10
     cdef bytes date
     if not head and not request.is_get:
-        _ready(out, 405, plain_answer(405, ALLOW, keep_alive, http10, False))
+        _ready(out, 405, method_not_allowed(keep_alive, http10))
         return
     if raw is None or len(raw) == 0 or (<const char*>raw)[0] != b"/":
         raw = origin_form(raw or b"")
@@ -291,6 +291,11 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
     render_wire(out, answer, keep_alive, http10)
 
 
+cdef bytes method_not_allowed(bint keep_alive, bint http10):
+    """``decide``'s 405 on the wire, answered before any lookup (no file takes another method)."""
+    return response_head(405, WIRE_METHOD_NOT_ALLOWED, keep_alive, http10) + METHOD_NOT_ALLOWED
+
+
 cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint http10):
     """``answer`` as wire bytes: the head (with the connection's fields) and the body or slices."""
     cdef CacheEntry entry = answer.entry
@@ -300,6 +305,8 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
         wire_fields = entry.wire_fields
     elif entry is not None and fields is entry.not_modified_fields:
         wire_fields = entry.wire_not_modified
+    elif fields is METHOD_NOT_ALLOWED_FIELDS:
+        wire_fields = WIRE_METHOD_NOT_ALLOWED
     else:
         wire_fields = render_fields(fields)
     cdef bytes start = response_head(answer.status, wire_fields, keep_alive, http10)
