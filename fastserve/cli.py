@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("max_pipeline", "responses queued per connection before reading pauses"),
         ("max_response_buffer", "response bytes one connection holds for a client that is not reading; "
                                 "past it reading pauses until the client drains"),
-        ("max_connections", "open connections per worker (503 beyond)"),
+        ("max_connections", "open connections per worker (503 beyond; the open-file limit is raised to fit)"),
         ("max_ranges", "ranges honoured in one Range header (more: the whole file)"),
         ("cache_entries", "open-file cache entries"),
         ("cache_bytes", "open-file cache body bytes"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
 import select
 import signal
 import socket
@@ -124,11 +125,13 @@ class CliProcess:
     Output (stdout and stderr together) goes to ``log_path``. ``wait_listening()`` waits for
     the banner and returns where it says the server listens (``http://127.0.0.1:PORT``,
     ``http://[::1]:PORT``, ``unix:/path``), once 127.0.0.1 accepts. Used as a context manager, it is stopped with
-    SIGTERM (and killed if it would not stop) on exit.
+    SIGTERM (and killed if it would not stop) on exit. ``open_files`` is the ``(soft, hard)``
+    open-file limit the process starts with (default: this one's).
     """
 
     def __init__(self, args: Sequence[str], *, log_path: Path, cwd: Optional[Path] = None,
-                 env: Optional[Dict[str, str]] = None, pass_fds: Sequence[int] = ()) -> None:
+                 env: Optional[Dict[str, str]] = None, pass_fds: Sequence[int] = (),
+                 open_files: Optional[Tuple[int, int]] = None) -> None:
         self.log_path = log_path
         self.argv = [PYTHON, "-m", "fastserve", *args]
         self.terminated = False
@@ -138,6 +141,7 @@ class CliProcess:
         self.proc = subprocess.Popen(
             self.argv, cwd=str(cwd or REPO_ROOT), env=full_env,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=tuple(pass_fds),
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
         )
 
     def __enter__(self) -> "CliProcess":
@@ -216,11 +220,13 @@ class ServerProcess(CliProcess):
     """
 
     def __init__(self, target: Optional[Path], flags: Sequence[str] = (), *, log_path: Path,
-                 cwd: Optional[Path] = None, port: Optional[int] = None) -> None:
+                 cwd: Optional[Path] = None, port: Optional[int] = None,
+                 open_files: Optional[Tuple[int, int]] = None) -> None:
         self.port = port or free_port()
         self.target = target
         args = [] if target is None else [str(target)]
-        super().__init__([*args, "--host", "127.0.0.1", "--port", str(self.port), *flags], log_path=log_path, cwd=cwd)
+        super().__init__([*args, "--host", "127.0.0.1", "--port", str(self.port), *flags], log_path=log_path, cwd=cwd,
+                         open_files=open_files)
 
     @property
     def url(self) -> str:

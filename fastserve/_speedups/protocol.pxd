@@ -39,6 +39,9 @@ cdef class ServerState:
     cdef public long long request_limit    # --limit-max-requests (0: none); on_limit() is called at it
     cdef public object on_limit
     cdef public bint log_agents            # the access log wants User-Agent and Referer
+    cdef public int accept_ceiling         # a new connection's descriptor at or above it pauses accepting (0: never)
+    cdef public object acceptor            # the worker's listener: pause() -> bool, resume(); None: not watched
+    cdef public bint accept_paused         # paused at the ceiling: the next closed connection resumes it
 
 
 cdef class HttpProtocol:

@@ -34,12 +34,16 @@ class ServerState:
     request_limit: int
     on_limit: Any
     log_agents: bool
+    accept_ceiling: int
+    acceptor: Any
+    accept_paused: bool
     def __init__(
         self, config: Any, *, app: Any = ..., cache: Optional[FileCache] = ..., asgi_bridge: Any = ...,
         access_logger: Any = ...,
     ) -> None: ...
     def set_admin(self, admin: Any) -> None: ...
     def tick(self, now: float) -> None: ...
+    def descriptors_short(self) -> None: ...
     def shutdown(self) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):

@@ -122,6 +122,11 @@ cdef class ServerState:
         for conn in list(self.connections):
             conn.check_timeouts(now)
 
+    def descriptors_short(self) -> None:
+        """A connection got a descriptor at ``accept_ceiling``: stop accepting until one closes."""
+        if self.acceptor is not None and not self.accept_paused and not self.shutting_down:
+            self.accept_paused = self.acceptor.pause()
+
     def shutdown(self) -> None:
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
         cdef HttpProtocol conn
@@ -191,6 +196,8 @@ cdef class HttpProtocol:
             return
         self.state.connections.add(self)
         sock = transport.get_extra_info("socket")
+        if sock is not None and self.state.accept_ceiling and sock.fileno() >= self.state.accept_ceiling:
+            self.state.descriptors_short()
         # Under TLS every byte must go through the transport: no send(), no sendfile.
         self.tls = transport.get_extra_info("sslcontext") is not None
         self.sock_fd = sock.fileno() if sock is not None and not self.tls else -1
@@ -222,6 +229,9 @@ cdef class HttpProtocol:
 
     def connection_lost(self, exc):
         self.state.connections.discard(self)
+        if self.state.accept_paused:  # a descriptor is free again
+            self.state.accept_paused = False
+            self.state.acceptor.resume()
         self.transport = None
         self._close_watch()
         if self.upgraded is not None:

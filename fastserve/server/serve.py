@@ -10,6 +10,7 @@ from typing import Iterator, Optional
 from fastserve.config import Config
 from fastserve.server import metrics
 from fastserve.server.app_loader import load_app, load_env_file
+from fastserve.server.limits import raise_open_file_limit, somaxconn
 from fastserve.server.listen import (
     describe,
     host_port,
@@ -39,6 +40,8 @@ def serve(config: Config) -> int:
     metrics.prepare(config)  # the counters every worker writes, mapped before they fork
     load_env_file(config)
     app = load_app(config)
+    raise_open_file_limit(config.max_connections)  # before the workers fork: they inherit it
+    _check_backlog(config.backlog)
     EarlySignals.install(tls=tls_enabled(config))
     with _pid_file(config.pid_file):
         return _run(config, app)
@@ -61,6 +64,12 @@ def _run(config: Config, app: object) -> int:
     with _running(config):
         _announce(config, describe(shared, _scheme(config)))
         return Supervisor(config, app, shared).run()
+
+
+def _check_backlog(backlog: int) -> None:
+    cap = somaxconn()
+    if 0 < cap < backlog:
+        logger.info("the listen queue holds %d connections, not --backlog %d (net.core.somaxconn)", cap, backlog)
 
 
 def _scheme(config: Config) -> str:

@@ -16,6 +16,7 @@ from fastserve.config import Config
 from fastserve.server.access_log import AccessLog
 from fastserve.server.admin import make_admin
 from fastserve.server.metrics import for_worker
+from fastserve.server.limits import current_accept_ceiling
 from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE
 from fastserve.server.response_headers import ServerHeaders
@@ -131,6 +132,66 @@ class Handoff:
         return True
 
 
+class Acceptor:
+    """The worker's listener: takes connections through uvloop, and stops taking them while
+    descriptors run short.
+
+    Pausing keeps a duplicate of the listening descriptor and closes uvloop's server, so the
+    kernel goes on queueing connections (up to the backlog) instead of libuv accepting and
+    closing them at once; resuming serves the same socket again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket, config: Config,
+                 tls: Any, connections: Any) -> None:
+        self.loop = loop
+        self.connections = connections
+        self.factory = factory
+        self.sock = sock
+        self.backlog = config.backlog
+        self.tls = tls
+        self.server: Any = None
+        self.paused = False  # paused, or about to serve again (uvloop does not hold the socket)
+        self.closed = False
+        self.warned = False
+
+    async def start(self) -> None:
+        if self.closed:
+            return
+        self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, ssl=self.tls)
+        self.paused = False
+
+    def pause(self) -> bool:
+        """Stop accepting (connections wait in the listen queue); False when it cannot."""
+        if self.paused or self.closed:
+            return self.paused
+        fd = _duplicate(self.sock)
+        if fd < 0:
+            return False
+        self.server.close()  # uvloop closes its descriptor; the duplicate keeps the queue
+        self.sock = socket.socket(fileno=fd)
+        self.paused = True
+        if not self.warned:
+            self.warned = True
+            logger.warning("worker %d: near the open-file limit with %d connections: new ones wait in the "
+                           "listen queue until one closes", os.getpid(), len(self.connections))
+        return True
+
+    def resume(self) -> None:
+        """Accept again (the server is made on the loop's next turn)."""
+        if self.paused and not self.closed:
+            self.loop.create_task(self.start())
+
+    def close_keeping_queue(self) -> int:
+        """Stop accepting for good; returns a duplicate of the listening descriptor (-1: none),
+        whose queue the caller still takes."""
+        self.closed = True
+        if self.paused:
+            return self.sock.detach()  # the duplicate made by pause()
+        fd = _duplicate(self.sock)
+        self.server.close()  # connections stay open
+        return fd
+
+
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``."""
     loop = asyncio.get_running_loop()
@@ -144,7 +205,10 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     def new_connection() -> HttpProtocol:
         return HttpProtocol(state, loop)
 
-    server = await loop.create_server(new_connection, sock=sock, backlog=config.backlog, ssl=tls)
+    acceptor = Acceptor(loop, new_connection, sock, config, tls, state.connections)
+    await acceptor.start()
+    state.acceptor = acceptor
+    state.accept_ceiling = current_accept_ceiling()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -181,8 +245,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
 
     # Stop accepting, but first keep the listening socket open (a duplicate descriptor): the
     # connections the kernel already completed wait in its queue, and are answered too.
-    queue_fd = _duplicate(sock)
-    server.close()  # connections stay open
+    queue_fd = acceptor.close_keeping_queue()
     if queue_fd >= 0:
         await take_accept_queue(queue_fd, loop, new_connection, tls)
     logger.info(
