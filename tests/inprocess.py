@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -186,6 +187,11 @@ class Client:
             self.taken = len(self.transport.data) - len(rest)
         return self.done
 
+    def wait_for(self, count: int) -> List[RawResponse]:
+        """Every response written, once there are at least ``count`` (see ``run_until``)."""
+        self.server.run_until(lambda: len(self.parsed()) >= count)
+        return self.parsed()
+
     def eof(self) -> None:
         if not self.conn.eof_received():
             self.transport.close()
@@ -232,9 +238,26 @@ class InProcessServer:
             if not self.loop._ready:  # type: ignore[attr-defined]
                 break
 
+    def run_until(self, done: Any, timeout: float = 5.0) -> None:
+        """Run the loop until ``done()`` is true, for apps that hand work to threads (whose
+        results come back through the loop on their own time); fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        self.settle()
+        while not done():
+            assert time.monotonic() < deadline, f"not done after {timeout} s"
+            self.loop.run_until_complete(asyncio.sleep(0.001))
+            self.settle()
+
     def close(self) -> None:
         if self.state.asgi_bridge is not None:
             self.loop.run_until_complete(self.state.asgi_bridge.shutdown())
+        # Apps still running (one that never answers) are cancelled while the loop can run them.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.settle()
         self.loop.close()
 
 

@@ -501,6 +501,27 @@ def parse_byteranges(body: bytes, boundary: bytes) -> List[BytePart]:
     return parts
 
 
+def assert_partial(response: RawResponse, data: bytes, first: int, last: int) -> None:
+    """``response`` is a 206 of ``data[first:last + 1]``."""
+    assert response.status == 206, response.headers
+    assert response.header("content-range") == f"bytes {first}-{last}/{len(data)}"
+    assert response.header("content-length") == str(last - first + 1)
+    assert response.body == data[first:last + 1]
+
+
+def check_byteranges(response: RawResponse, data: bytes, expected: List[Tuple[int, int]]) -> None:
+    """``response`` is a multipart/byteranges 206 of the ``expected`` (first, last) ranges of ``data``."""
+    assert response.status == 206, response.headers
+    assert (response.header("content-type") or "").startswith("multipart/byteranges; boundary=")
+    assert response.header("content-length") == str(len(response.body))
+    parts = parse_byteranges(response.body, response.content_type_boundary())
+    assert [part.headers["content-range"] for part in parts] == [
+        f"bytes {first}-{last}/{len(data)}" for first, last in expected
+    ]
+    for part, (first, last) in zip(parts, expected):
+        assert part.data == data[first:last + 1]
+
+
 @contextlib.contextmanager
 def running_server(target: Optional[Path], flags: Sequence[str] = (), *, log_path: Path,
                    cwd: Optional[Path] = None, stop_timeout: float = 5.0) -> Iterator[ServerProcess]:

@@ -38,11 +38,14 @@ KEEP_ALIVE_CASES = [
     # version, Connection request field, stays open, Connection response field
     ("HTTP/1.1", None, True, None),
     ("HTTP/1.1", "close", False, "close"),
+    ("HTTP/1.1", "Close", False, "close"),
     ("HTTP/1.1", "keep-alive", True, None),
+    ("HTTP/1.1", "close, x-other", False, "close"),   # a list: left to httptools
     ("HTTP/1.1", "Upgrade, close", False, "close"),
     ("HTTP/1.0", None, False, "close"),
     ("HTTP/1.0", "keep-alive", True, "keep-alive"),
     ("HTTP/1.0", "Keep-Alive, foo", True, "keep-alive"),
+    ("HTTP/1.0", "close", False, "close"),
 ]
 
 
@@ -105,6 +108,57 @@ def test_eof_after_pipelined_requests_answers_them_then_closes(site, serve):
     client.send(request("GET", "/a.txt") + request("GET", "/b.txt"), [False, False])
     client.eof()
     assert [r.status for r in client.parsed()] == [200, 200]
+    assert client.closed
+
+
+# -- heads read by either reader, handed from one to the other mid-stream (from
+# test_server_request_heads.py) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4, 5, 12, 25, 30, -3, -2, -1])
+def test_a_head_split_anywhere_is_answered_and_the_next_one_too(serve, docroot, cut):
+    client = serve(docroot.root).open()
+    etag = client.request("HEAD", "/small.txt").header("etag")
+    first = request("GET", "/small.txt", [("If-None-Match", etag)])
+    client.send(first[:cut])
+    assert len(client.parsed()) == 1  # the HEAD's answer only: the rest of the head is awaited
+    client.send(first[cut:] + request("GET", "/small.txt"), [False, False])
+    assert [r.status for r in client.parsed()[1:]] == [304, 200]
+    assert client.parsed()[-1].body == docroot.small
+    assert client.request("GET", "/medium.bin").body == docroot.medium
+
+
+def test_plain_and_unusual_heads_pipelined_are_answered_in_order(serve, docroot):
+    client = serve(docroot.root).open()
+    etag = client.request("HEAD", "/small.txt").header("etag")
+    batch = b"".join([
+        request("GET", "/small.txt"),
+        request("GET", "/small.txt", [("X-Note", "caf\u00e9"), ("If-None-Match", etag)]),
+        request("HEAD", "/medium.bin"),
+        request("GET", "/small.txt", body=b"hello"),
+        request("GET", "/small.txt", [("iF-nOnE-mAtCh", f" {etag} \t")]),
+        request("DELETE", "/small.txt"),
+        request("GET", "/medium.bin", [("RANGE", "bytes=10-19")]),
+    ])
+    client.send(batch, [False, False, True, False, False, False, False])
+    plain, tagged, head, with_body, spaced, refused, ranged = client.parsed()[1:]
+    assert (plain.status, plain.body) == (200, docroot.small)
+    assert tagged.status == 304
+    assert head.header("content-length") == str(len(docroot.medium)) and head.body == b""
+    assert (with_body.status, with_body.body) == (200, docroot.small)
+    assert spaced.status == 304
+    assert (refused.status, refused.header("allow")) == (405, "GET, HEAD")
+    assert (ranged.status, ranged.body) == (206, docroot.medium[10:20])
+    assert bytes(client.transport.data).endswith(docroot.medium[10:20])  # nothing written after
+    assert not client.closed
+
+
+def test_a_malformed_head_after_plain_ones_gets_400_after_their_answers(serve, docroot):
+    client = serve(docroot.root).open()
+    client.send(request("GET", "/small.txt") * 2 + b"GET /small.txt HTTP/1.1\r\nHost : x\r\n\r\n")
+    answers = client.parsed()
+    assert [(r.status, r.body) for r in answers[:2]] == [(200, docroot.small)] * 2
+    assert answers[2].status == 400 and answers[2].header("connection") == "close"
     assert client.closed
 
 
