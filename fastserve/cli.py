@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     static.add_argument("--dotfiles", default=DEFAULTS.dotfiles, choices=["allow", "deny"],
                         help="serve paths with a segment starting with '.' (allow), or answer them 404 "
                              "except below /.well-known/ (deny) (default: %(default)s)")
+    static.add_argument("--compress", default=DEFAULTS.compress, choices=["on", "off"],
+                        help="compress text, JavaScript, JSON, XML, SVG, wasm and fonts of more than 1 KiB "
+                             "on the fly (br, zstd or gzip, as Accept-Encoding prefers), once per file "
+                             "version (default: %(default)s)")
     static.add_argument("--follow-symlink", action="store_true", help="serve symlinks that point outside the root")
     websockets = parser.add_argument_group("websockets")
     websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,
@@ -223,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("cache_entries", "open-file cache entries"),
         ("cache_bytes", "open-file cache body bytes"),
         ("cache_max_file", "largest file whose body is cached in memory"),
+        ("compress_bytes", "bytes of on-the-fly encodings kept in memory"),
+        ("compress_max_file", "largest file compressed on the fly"),
     ]:
         limits.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DEFAULTS, name),
                             help=f"{help_text} (default: %(default)s)")

@@ -63,6 +63,7 @@ class Config:
     spa: bool = False  # unknown extension-less paths answered with /index.html (200)
     error_pages: List[Tuple[int, str]] = field(default_factory=list)  # (403 or 404, page below the root)
     dotfiles: str = "deny"  # "deny": a path segment starting with "." is 404 (not /.well-known/); "allow"
+    compress: str = "on"  # "on": compressible files get br/zstd/gzip on the fly (fastserve.compression); "off"
 
     # request limits
     max_header_bytes: int = 16 * 1024
@@ -89,6 +90,8 @@ class Config:
     cache_entries: int = 10_000
     cache_bytes: int = 64 * 1024 * 1024
     cache_max_file: int = 256 * 1024
+    compress_bytes: int = 32 * 1024 * 1024  # encodings kept (fastserve.compression.EncodedCache)
+    compress_max_file: int = 8 * 1024 * 1024  # largest file compressed on the fly
 
     # how often timeouts are checked (the coarse clock's tick)
     tick_interval: float = 0.5

@@ -29,6 +29,7 @@ from fastserve._speedups.headers import parse_http_date
 from fastserve._speedups.pathlookup import is_hidden, resolve_path, split_url_path
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
+from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
 from fastserve.responses import FileResponse, RedirectResponse, Response, send_slices
@@ -56,8 +57,9 @@ class _StaticAnswerResponse(Response):
 
     chunk_size = 256 * 1024
 
-    def __init__(self, answer: StaticAnswer):
+    def __init__(self, answer: StaticAnswer, entry: Any = None, request: Optional[RequestHead] = None):
         self.answer = answer
+        self._decide_again = (entry, request)  # when the answer waits for an encoding
         self.status_code = answer.status
         self.background = None
         self.body = answer.body or b""
@@ -65,6 +67,14 @@ class _StaticAnswerResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = self.answer
+        while answer.waiting is not None:  # the client accepts only an encoding being made
+            await answer.waiting
+            entry, request = self._decide_again
+            assert request is not None
+            answer = self.answer = decide(entry, request)
+            self.status_code = answer.status
+            self.body = answer.body or b""
+            self.raw_headers = list(answer.fields)
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if answer.segments is None:
             await send({"type": "http.response.body", "body": answer.body})
@@ -124,6 +134,7 @@ class StaticFiles:
         if_modified_since: str = "before",
         spa: bool = False,
         error_pages: Optional[Dict[int, str]] = None,
+        compress: bool = False,
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -148,6 +159,10 @@ class StaticFiles:
         with the root's ``index.html`` (200). ``error_pages``: ``{404: "errors/404.html",
         403: ...}``, pages below the directory the server answers those statuses with (the
         library raises ``HTTPException(401)`` for a refused file, as Starlette does).
+        ``compress``: compress text, JavaScript, JSON, XML, SVG, wasm and uncompressed fonts
+        of more than 1 KiB on the fly, in br, zstd or gzip as ``Accept-Encoding`` prefers, once
+        per file version (``fastserve.compression``; off by default, as in Starlette; the
+        server's ``--compress`` is on by default).
         """
         self.directory = directory
         self.packages = packages
@@ -165,6 +180,7 @@ class StaticFiles:
         self.if_modified_since = if_modified_since
         self.spa = spa
         self.error_pages = dict(error_pages or {})
+        self.compress = compress
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
@@ -184,21 +200,29 @@ class StaticFiles:
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
         ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``,
-        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``), made anew when one changed."""
+        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``), made anew when one changed."""
         settings = (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
             self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
-            tuple(sorted(self.error_pages.items())),
+            tuple(sorted(self.error_pages.items())), self.compress,
         )
         if self.file_cache is None or settings != self._file_cache_settings:
             self.file_cache = self.build_file_cache(self.cache_valid)
             self._file_cache_settings = settings
         return self.file_cache
 
-    def build_file_cache(self, valid_for: float, **limits: int) -> FileCache:
+    def build_file_cache(
+        self, valid_for: float, *, compress_bytes: int = DEFAULT_MAX_BYTES,
+        compress_max_file: int = DEFAULT_MAX_FILE, **limits: int,
+    ) -> FileCache:
         """A new open-file cache for this app's settings, trusting a ``stat`` for ``valid_for``
         seconds; ``limits`` are ``FileCache``'s ``max_entries``, ``max_bytes`` and ``max_body``
-        (the server passes its ``--cache-*`` flags)."""
+        (the server passes its ``--cache-*`` flags); with ``compress``, its ``EncodedCache``
+        holds ``compress_bytes`` of encodings of files up to ``compress_max_file`` bytes."""
+        encoder = None
+        if self.compress:
+            encoder = EncodedCache(max_bytes=compress_bytes, max_file=compress_max_file)
+            report_missing(encoder.missing)
         return FileCache(
             self.all_directories,
             html=self.html,
@@ -211,6 +235,7 @@ class StaticFiles:
             modified_since_exact=self.if_modified_since == "exact",
             spa=self.spa,
             error_pages=self.error_pages,
+            encoder=encoder,
             **limits,
         )
 
@@ -303,7 +328,8 @@ class StaticFiles:
             raise HTTPException(status_code=401)
         if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
             raise HTTPException(status_code=404)
-        return _StaticAnswerResponse(decide(entry, _request_head(scope)))
+        request = _request_head(scope)
+        return _StaticAnswerResponse(decide(entry, request), entry, request)
 
     @staticmethod
     def _slash_redirect(scope: Scope) -> Response:

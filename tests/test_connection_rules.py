@@ -221,9 +221,16 @@ def test_gzip_sibling_served_to_clients_that_accept_it(serve, compressed_site):
 
 
 def test_no_precompressed_setting(serve, compressed_site):
+    import gzip
+
     site, text = compressed_site
-    response = serve(site, precompressed=False).open().request("GET", "/style.css", [("Accept-Encoding", "gzip")])
+    response = serve(site, precompressed=False, compress="off").open().request(
+        "GET", "/style.css", [("Accept-Encoding", "gzip")])
     assert response.header("content-encoding") is None and response.body == text
+    # compressed on the fly instead of sent from the sibling
+    response = serve(site, precompressed=False).open().request("GET", "/style.css", [("Accept-Encoding", "gzip")])
+    assert response.header("content-encoding") == "gzip" and gzip.decompress(response.body) == text
+    assert response.body != (site / "style.css.gz").read_bytes()
 
 
 # -- file bodies from an app ----------------------------------------------------------------------

@@ -20,7 +20,8 @@ cdef class CacheEntry:
     cdef readonly bytes last_modified
     cdef readonly bytes content_type
     cdef readonly bint modified_since_exact  # how If-Modified-Since is compared (the cache's setting)
-    cdef readonly bytes coding              # Content-Encoding of a precompressed sibling, else None
+    cdef readonly bytes coding              # Content-Encoding of an encoded representation, else None
+    cdef readonly bytes cache_control       # the cache policy's Cache-Control value, or None
     # The one list of fields every answer about this representation draws on, as
     # (lowercase name, value) pairs (their ASGI rendering), and the subset a 304 or a 416
     # repeats; wire_* are their wire renderings, made once.
@@ -37,6 +38,15 @@ cdef class CacheEntry:
     # precompressed siblings: ((coding, CacheEntry), ...) best first, or None
     cdef readonly tuple variants
     cdef tuple variant_signature
+    # The encoded representations by coding index (0 br, 1 zstd, 2 gzip; headers.negotiate_coding),
+    # None for a file that has none: a slot holds the representation, None while it is not made
+    # (yet), or this entry itself when that coding is not worth it. ``offered`` is the mask of
+    # codings the file can be given; ``encoder`` (a compression.EncodedCache) makes the missing
+    # ones for a file compressed on the fly, and None for precompressed siblings.
+    cdef public list representations
+    cdef readonly int offered
+    cdef readonly object encoder
+    cdef public bint used                   # answered since the encoder last looked (its eviction clock)
     # the protocol's memo of whole responses for the common case, rebuilt when Date changes
     cdef public bytes memo_date
     cdef public bytes memo_ok
@@ -45,6 +55,7 @@ cdef class CacheEntry:
 
 cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding)
 cpdef CacheEntry described_file(str path, object stat_result, list fields, int status=*)
+cpdef CacheEntry encoded_entry(CacheEntry entry, int index, bytes body)
 
 
 cdef class FileCache:
@@ -63,6 +74,7 @@ cdef class FileCache:
     cdef readonly bint spa                   # unknown extension-less paths -> /index.html
     cdef readonly dict error_pages           # status -> page path below the roots
     cdef readonly object cache_policy   # URL path, content type -> Cache-Control value or None
+    cdef readonly object encoder        # compression.EncodedCache: on-the-fly compression, or None
     cdef dict entries
     # lookups answered from the cache, lookups that (re)built an entry, entries pushed out by the bounds
     cdef readonly long long hits

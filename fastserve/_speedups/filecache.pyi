@@ -1,5 +1,5 @@
 import os
-from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 KIND_FILE: int
 KIND_MISSING: int
@@ -23,6 +23,11 @@ class CacheEntry:
     last_modified: Optional[bytes]
     content_type: Optional[bytes]
     coding: Optional[bytes]
+    cache_control: Optional[bytes]
+    representations: Optional[List[Optional["CacheEntry"]]]
+    offered: int
+    encoder: Optional[Any]
+    used: bool
     modified_since_exact: bool
     fields: List[Tuple[bytes, bytes]]
     not_modified_fields: List[Tuple[bytes, bytes]]
@@ -39,6 +44,7 @@ def choose_representation(entry: CacheEntry, accept_encoding: Optional[bytes]) -
 def described_file(
     path: str, stat_result: os.stat_result, fields: List[Tuple[bytes, bytes]], status: int = ...
 ) -> CacheEntry: ...
+def encoded_entry(entry: CacheEntry, index: int, body: bytes) -> CacheEntry: ...
 
 class FileCache:
     roots: Tuple[str, ...]
@@ -56,6 +62,7 @@ class FileCache:
     spa: bool
     error_pages: Dict[int, str]
     cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]]
+    encoder: Optional[Any]
     hits: int
     misses: int
     evictions: int
@@ -76,6 +83,7 @@ class FileCache:
         modified_since_exact: bool = ...,
         spa: bool = ...,
         error_pages: Optional[Mapping[int, str]] = ...,
+        encoder: Optional[Any] = ...,
     ) -> None: ...
     def __len__(self) -> int: ...
     def clear(self) -> None: ...

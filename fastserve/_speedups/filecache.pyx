@@ -14,8 +14,8 @@ import stat as stat_module
 
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
-from fastserve._speedups.headers cimport accepts_encoding
+from fastserve._speedups.headers import CODINGS, content_type_for, format_http_date, make_etag
+from fastserve._speedups.headers cimport CODING_IDENTITY, negotiate_coding
 from fastserve._speedups.pathlookup cimport is_hidden, is_within, resolve_path, split_url_path
 from fastserve._speedups.wire cimport render_fields
 
@@ -35,6 +35,7 @@ NOT_MODIFIED_FIELDS = frozenset(
     (b"cache-control", b"content-location", b"date", b"etag", b"expires", b"last-modified", b"vary")
 )
 # Precompressed siblings looked for beside each file, in the order they are preferred.
+# The index of each is its coding's in headers.CODINGS.
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 # A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
 cdef bytes FORBIDDEN_BODY = b"Forbidden"
@@ -122,7 +123,7 @@ cdef CacheEntry _file_entry(
     entry.ino = st.st_ino
     entry.etag = make_etag(st.st_mtime_ns, st.st_size) if with_etag else None
     if coding is not None and with_etag:  # each representation has its own validator
-        entry.etag = entry.etag[:len(entry.etag) - 1] + b"-" + coding + b'"'
+        entry.etag = _coded_etag(entry.etag, coding)
     entry.last_modified = format_http_date(st.st_mtime)
     entry.content_type = content_type or content_type_for(full_path).encode("latin-1")
     if entry.size <= max_body:
@@ -136,31 +137,74 @@ cdef CacheEntry _file_entry(
         entry.file = handle
         entry.held = 0
     entry.coding = coding
-    fields = [(b"content-type", entry.content_type), (b"content-length", b"%d" % entry.size)]
-    if coding is not None:
-        fields.append((b"content-encoding", coding))
-    fields.append((b"last-modified", entry.last_modified))
-    if with_etag:
-        fields.append((b"etag", entry.etag))
-    if cache_control is not None:
-        fields.append((b"cache-control", cache_control))
-    if vary:
-        fields.append((b"vary", b"Accept-Encoding"))
-    if coding is None:
-        # An encoded representation is only ever sent whole (see staticanswer.decide).
-        fields.append((b"accept-ranges", b"bytes"))
-    _set_fields(entry, fields)
+    entry.cache_control = cache_control
+    _set_file_fields(entry, vary)
     entry.variants = None
     return entry
 
 
+cdef inline bytes _coded_etag(bytes etag, bytes coding):
+    return etag[:len(etag) - 1] + b"-" + coding + b'"'
+
+
+cdef void _set_file_fields(CacheEntry entry, bint vary):
+    """A file representation's fields, from what the entry holds; ``vary`` for a file that has
+    encoded representations (every one of them, the unencoded one included, says so)."""
+    fields = [(b"content-type", entry.content_type), (b"content-length", b"%d" % entry.size)]
+    if entry.coding is not None:
+        fields.append((b"content-encoding", entry.coding))
+    fields.append((b"last-modified", entry.last_modified))
+    if entry.etag is not None:
+        fields.append((b"etag", entry.etag))
+    if entry.cache_control is not None:
+        fields.append((b"cache-control", entry.cache_control))
+    if vary:
+        fields.append((b"vary", b"Accept-Encoding"))
+    if entry.coding is None:
+        # An encoded representation is only ever sent whole (see staticanswer.decide).
+        fields.append((b"accept-ranges", b"bytes"))
+    _set_fields(entry, fields)
+
+
+cpdef CacheEntry encoded_entry(CacheEntry entry, int index, bytes body):
+    """The representation of file ``entry`` in content coding ``CODINGS[index]`` whose bytes
+    are ``body`` (made by ``compression.EncodedCache``): the file's validators, with an ETag of
+    its own (the file's, suffixed with the coding, as a precompressed sibling's is), its type
+    and Cache-Control, sent whole from memory."""
+    cdef CacheEntry encoded = CacheEntry()
+    cdef bytes coding = CODINGS[index].encode()
+    encoded.kind = entry.kind
+    encoded.status = entry.status
+    encoded.path = entry.path
+    encoded.stat = entry.stat
+    encoded.size = len(body)
+    encoded.mtime = entry.mtime
+    encoded.mtime_ns = entry.mtime_ns
+    encoded.ino = entry.ino
+    encoded.etag = _coded_etag(entry.etag, coding) if entry.etag is not None else None
+    encoded.last_modified = entry.last_modified
+    encoded.content_type = entry.content_type
+    encoded.modified_since_exact = entry.modified_since_exact
+    encoded.body = body
+    encoded.file = None
+    encoded.held = len(body)
+    encoded.coding = coding
+    encoded.cache_control = entry.cache_control
+    _set_file_fields(encoded, True)
+    return encoded
+
+
 cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding):
-    """The first precompressed sibling the client accepts, else the file itself."""
-    if entry.variants is not None and accept_encoding is not None:
-        for coding, variant in entry.variants:
-            if accepts_encoding(accept_encoding, coding):
-                return variant
-    return entry
+    """The representation ``headers.negotiate_coding`` picks among those ready (precompressed
+    siblings, or encodings already made), else the file itself."""
+    cdef int index
+    if entry.representations is None:
+        return entry
+    index = negotiate_coding(accept_encoding, entry.offered)
+    if index < 0 or index == CODING_IDENTITY:
+        return entry
+    chosen = entry.representations[index]
+    return entry if chosen is None else <CacheEntry>chosen
 
 
 cdef class FileCache:
@@ -178,6 +222,9 @@ cdef class FileCache:
     with the root's ``index.html`` (200), for single-page apps that route in the browser.
     ``error_pages``: ``{status: page}`` (404 and 403; a URL path below the roots) answered
     with that status instead of the plain text; html mode's ``404.html`` is the 404 default.
+    ``encoder``: a ``fastserve.compression.EncodedCache`` that compresses the files it finds
+    compressible on the fly (once per file version, kept within its own byte budget); a file
+    with precompressed siblings is given those instead.
     """
 
     def __init__(
@@ -197,6 +244,7 @@ cdef class FileCache:
         bint modified_since_exact=False,
         bint spa=False,
         object error_pages=None,
+        object encoder=None,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -213,6 +261,7 @@ cdef class FileCache:
         self.modified_since_exact = modified_since_exact
         self.spa = spa
         self.error_pages = {int(code): str(page) for code, page in dict(error_pages or {}).items()}
+        self.encoder = encoder
         self.held_bytes = 0
         self.entries = {}
 
@@ -318,8 +367,12 @@ cdef class FileCache:
         entry.variant_signature = signature
         if variants:
             entry.variants = tuple(variants)
+            entry.representations = [None, None, None]
             for coding, variant in variants:
                 entry.held += variant.held
+                index = CODINGS.index(coding)
+                entry.representations[index] = variant
+                entry.offered |= 1 << index
         return entry
 
     cdef bint _contained(self, str real_path):
@@ -389,6 +442,12 @@ cdef class FileCache:
         else:
             entry = _file_entry(full_path, 200, self.max_body, content_type, None, False, cache_control, self.etag)
         entry.modified_since_exact = self.modified_since_exact
+        if entry.variants is None and self.encoder is not None and self.encoder.encodable(entry.content_type, entry.size):
+            entry.encoder = self.encoder
+            entry.offered = self.encoder.offered
+            entry.representations = [None, None, None]
+            _set_file_fields(entry, True)
+            self.encoder.adopt(entry)
         for coding, variant in entry.variants or ():
             (<CacheEntry>variant).modified_since_exact = self.modified_since_exact
         return entry

@@ -11,6 +11,11 @@ cpdef bytes make_etag(long long mtime_ns, long long size)
 cpdef str content_type_for(str path)
 cpdef dict parse_accept_encoding(bytes value)
 cpdef bint accepts_encoding(bytes value, str coding)
+# negotiate_coding's answers besides a coding's index (0 br, 1 zstd, 2 gzip)
+cdef enum:
+    CODING_IDENTITY = 3
+    CODING_NONE = -1
+cpdef int negotiate_coding(bytes value, int offered)
 cpdef bytes reason_phrase(int status)
 cpdef bytes serialize_headers(int status, list headers)
 cpdef tuple byteranges_layout(list ranges, bytes content_type, long long size, bytes boundary)

@@ -768,6 +768,73 @@ cpdef bint accepts_encoding(bytes value, str coding):
     return identity
 
 
+cdef inline bint _token_is(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name) noexcept nogil:
+    """Whether s[start:end] is ``name`` (lowercase ASCII), compared case-insensitively."""
+    cdef Py_ssize_t k = 0
+    while start + k < end:
+        if name[k] == 0 or lower_ascii(s[start + k]) != <unsigned char>name[k]:
+            return False
+        k += 1
+    return name[k] == 0
+
+
+# The content codings fastserve offers, by the index negotiate_coding answers with, in the
+# server's order of preference; and its other answers, for Python callers.
+CODINGS = ("br", "zstd", "gzip")
+IDENTITY = CODING_IDENTITY
+NONE_ACCEPTABLE = CODING_NONE
+
+
+cpdef int negotiate_coding(bytes value, int offered):
+    """The content coding to answer with under this Accept-Encoding (RFC 9110 section 12.5.3).
+
+    ``offered``: a mask of the encoded representations available (``CODING_BR``,
+    ``CODING_ZSTD``, ``CODING_GZIP`` bits, ``1 << index``). Returns the index of the chosen one
+    (0 br, 1 zstd, 2 gzip), ``CODING_IDENTITY`` for the unencoded representation, or
+    ``CODING_NONE`` when nothing is acceptable (identity refused by ``identity;q=0``, or by
+    ``*;q=0`` without ``identity`` listed, and no offered coding allowed). A coding is
+    acceptable when listed with a non-zero weight, or (unlisted) when ``*`` has one; the
+    highest weight wins, equal weights go to the server's order (br, zstd, gzip); ``x-gzip``
+    is ``gzip``. Identity competes only when weighted explicitly (itself or ``*``); unlisted it
+    is the acceptable last resort. An absent header (None) gets identity.
+    """
+    if value is None:
+        return CODING_IDENTITY
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = len(value)
+    cdef Py_ssize_t i = 0, start = 0, end = 0
+    cdef int q = 0, k
+    cdef int weights[3]
+    cdef int identity_q = -1, star_q = -1, best = -1, best_q = 0
+    weights[0] = weights[1] = weights[2] = -1
+    while True:
+        i = _next_coding(s, n, i, &start, &end, &q)
+        if start < 0:
+            break
+        if _token_is(s, start, end, b"br"):
+            weights[0] = q
+        elif _token_is(s, start, end, b"zstd"):
+            weights[1] = q
+        elif _token_is(s, start, end, b"gzip") or _token_is(s, start, end, b"x-gzip"):
+            weights[2] = q
+        elif _token_is(s, start, end, b"identity"):
+            identity_q = q
+        elif end - start == 1 and s[start] == 42:
+            star_q = q
+    for k in range(3):
+        if not (offered >> k) & 1:
+            continue
+        q = weights[k] if weights[k] >= 0 else star_q
+        if q > best_q:
+            best = k
+            best_q = q
+    if identity_q < 0:
+        identity_q = star_q
+    if best >= 0:
+        return CODING_IDENTITY if identity_q > best_q else best
+    return CODING_NONE if identity_q == 0 else CODING_IDENTITY
+
+
 # --------------------------------------------------------------------------------------------
 # Status line and header block
 # --------------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ cdef class HttpProtocol:
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
     cdef object _answer_deferred(self, RequestHead request)
+    cdef void _answer_again(self, RequestHead request)
     cdef bint _over_buffer(self)
     cdef void _fail_body(self, int status)
     cdef bint _serve_admin(self)

@@ -582,6 +582,11 @@ cdef class HttpProtocol:
         if type(item) is bytes:
             self._emit(<bytes>item)
         else:
+            if type(item) is EncodingWait:  # it keeps this head: read the next into a new one
+                deferred = self.head
+                self.head = RequestHead()
+                self.head.keep_alive = deferred.keep_alive
+                self.head.http10 = deferred.http10
             self._enqueue_job(item)
 
     cdef object _answer_deferred(self, RequestHead request):
@@ -590,6 +595,10 @@ cdef class HttpProtocol:
         cdef double started = monotonic() if self.state.counters is not None or self.state.access_logger is not None else 0
         cdef long long sent = 0
         answer_static(answer, self.state.cache, self.state.max_ranges, request)
+        if answer.status == 0:
+            waiting = answer.waiting
+            answer.waiting = None
+            return EncodingWait(self, request, waiting)
         self.response_status = answer.status
         if answer.segments is None:
             item = answer.data
@@ -759,6 +768,14 @@ cdef class HttpProtocol:
         if self.watch is not None:
             self.watch.close()
 
+    cdef void _answer_again(self, RequestHead request):
+        """Answer ``request`` next, as a deferred request (its ``EncodingWait`` is over)."""
+        if self.queue is None:
+            self.queue = []
+        self.queue.insert(0, request)
+        self.deferred += 1
+        self.job_finished()
+
     def job_finished(self, bint close=False):
         """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
         self.current_job = None
@@ -869,3 +886,30 @@ cdef class HttpProtocol:
 
 class _Abort(Exception):
     """Raised from a parser callback to stop parsing a request we already refused."""
+
+
+cdef class EncodingWait(Job):
+    """A static request whose client accepts only an encoding of the file that is still being
+    made (``identity;q=0``): it holds its place in the connection's order until the encoding is
+    ready, then is answered like any deferred request."""
+
+    cdef HttpProtocol conn
+    cdef RequestHead request
+    cdef object waiting
+
+    def __cinit__(self, HttpProtocol conn, RequestHead request, object waiting):
+        self.conn = conn
+        self.request = request
+        self.waiting = waiting
+
+    cpdef start(self):
+        self.waiting.add_done_callback(self._ready)
+
+    def _ready(self, future):
+        cdef HttpProtocol conn = self.conn
+        if conn is None or conn.transport is None or conn.current_job is not self:
+            return
+        conn._answer_again(self.request)
+
+    cpdef connection_lost(self):
+        self.conn = None

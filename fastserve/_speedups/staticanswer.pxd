@@ -11,6 +11,7 @@ cdef class StaticAnswer:
     cdef readonly list segments      # ... or: bytes and (offset, count) slices of file
     cdef readonly object file        # the OpenFile the slices are read from
     cdef readonly CacheEntry entry   # the representation answered (a precompressed sibling, maybe)
+    cdef readonly object waiting     # status 0: an asyncio future to await, then decide again
 
 
 cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=*)
@@ -21,6 +22,7 @@ cdef class WireAnswer:
     cdef bytes data      # the whole answer (head, and body when there is one to send) ...
     cdef object file     # ... or a transfer: the OpenFile and the segments to send from it
     cdef list segments   # bytes, or (offset, count) slices of file
+    cdef public object waiting  # status 0: an asyncio future to wait for, then answer again (taken by the connection)
     cdef StaticAnswer decision   # reused for each request
 
 

@@ -1,4 +1,4 @@
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from fastserve._speedups.filecache import CacheEntry, OpenFile
 from fastserve._speedups.requesthead import RequestHead
@@ -10,5 +10,6 @@ class StaticAnswer:
     segments: Optional[List[Union[bytes, Tuple[int, int]]]]
     file: Optional[OpenFile]
     entry: CacheEntry
+    waiting: Optional[Any]  # status 0: an asyncio future to await, then decide again
 
 def decide(entry: CacheEntry, request: RequestHead, max_ranges: int = ...) -> StaticAnswer: ...

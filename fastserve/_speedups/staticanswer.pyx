@@ -6,24 +6,33 @@ and the body (bytes in memory) or the file slices to send. The server's fast pat
 as wire bytes (``answer_static``), ``StaticFiles`` as ASGI messages; both therefore answer
 every request the same way.
 
-Order (RFC 9110): the representation is chosen first (a precompressed sibling the client
-accepts), then the preconditions (section 13.2.2: 412, 304), then Range (section 14: 206,
+Order (RFC 9110): the representation is chosen first (``headers.negotiate_coding`` over the
+precompressed siblings, or over the codings a compressible file is compressed into on the fly:
+an encoding not made yet is asked for, off the event loop, and the file is sent unencoded
+meanwhile), then the preconditions (section 13.2.2: 412, 304), then Range (section 14: 206,
 416, or 200 when If-Range does not match). An encoded representation is always sent whole:
 a Range on it is ignored, as nginx's gzip_static does, because a slice of a gzip stream
 cannot be decoded on its own and clients that resume downloads stitch decoded bytes, so
-the encoded representations do not advertise ``Accept-Ranges`` either.
+the encoded representations do not advertise ``Accept-Ranges`` either. A client that refuses
+the unencoded representation (``identity;q=0``, or ``*;q=0`` without ``identity``) and accepts
+none of the file's codings gets 406 (RFC 9110 sections 12.5.3 and 15.5.7); one that refuses it
+while its coding is still being made waits for it (``StaticAnswer.waiting``). A file with only
+one representation (not compressible, too small) is sent as it is, whatever the client says.
 """
 import os
 
 from libc.string cimport memchr
 
 from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
-from fastserve._speedups.filecache cimport (
-    choose_representation,
-    ENTRY_FILE,
-    ENTRY_REDIRECT,
+from fastserve._speedups.filecache cimport ENTRY_FILE, ENTRY_REDIRECT
+from fastserve._speedups.headers cimport (
+    byteranges_layout,
+    CODING_IDENTITY,
+    CODING_NONE,
+    current_http_date,
+    negotiate_coding,
+    reason_phrase,
 )
-from fastserve._speedups.headers cimport byteranges_layout, current_http_date, reason_phrase
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head
@@ -42,6 +51,10 @@ cdef bytes WIRE_METHOD_NOT_ALLOWED = render_fields(METHOD_NOT_ALLOWED_FIELDS)
 cdef bytes PRECONDITION_FAILED = reason_phrase(412)
 cdef list PRECONDITION_FAILED_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(PRECONDITION_FAILED)),
+]
+cdef bytes NOT_ACCEPTABLE = reason_phrase(406)
+cdef list NOT_ACCEPTABLE_FIELDS = [
+    (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(NOT_ACCEPTABLE)), (b"vary", b"Accept-Encoding"),
 ]
 cdef bytes NOTHING = b""
 cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" matches it
@@ -84,6 +97,8 @@ cdef enum:
     ANSWER_RANGE = 3                # a Range to evaluate: 206, 416, or 200 when If-Range does not match
     ANSWER_REDIRECT = 4             # 307 to the directory's slash form
     ANSWER_METHOD_NOT_ALLOWED = 5   # 405
+    ANSWER_NOT_ACCEPTABLE = 6       # 406: no representation the client accepts
+    ANSWER_WAIT = 7                 # the one the client accepts is being encoded: wait for it
 
 
 cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=16):
@@ -101,14 +116,42 @@ cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=
     return out
 
 
+cdef CacheEntry _representation(CacheEntry entry, bytes accept_encoding, int* kind):
+    """The representation of file ``entry`` the client's Accept-Encoding picks; sets ``kind`` to
+    ANSWER_NOT_ACCEPTABLE or ANSWER_WAIT when it cannot be sent now (see the module's notes)."""
+    cdef int index = negotiate_coding(accept_encoding, entry.offered)
+    if index == CODING_IDENTITY:
+        return entry
+    if index == CODING_NONE:
+        kind[0] = ANSWER_NOT_ACCEPTABLE
+        return entry
+    chosen = entry.representations[index]
+    if chosen is None and entry.encoder is not None:
+        entry.encoder.want(entry, index)  # may finish at once (no event loop: made here)
+        chosen = entry.representations[index]
+        if chosen is None:
+            if negotiate_coding(accept_encoding, 0) == CODING_NONE:
+                kind[0] = ANSWER_WAIT
+            return entry
+    if chosen is entry or chosen is None:  # not worth encoding
+        if negotiate_coding(accept_encoding, 0) == CODING_NONE:
+            kind[0] = ANSWER_NOT_ACCEPTABLE
+        return entry
+    (<CacheEntry>chosen).used = True
+    return <CacheEntry>chosen
+
+
 cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
     """The representation that answers ``request``, and (in ``kind``) which answer it gets."""
     cdef int status
     if not request.is_get and not request.is_head:
         kind[0] = ANSWER_METHOD_NOT_ALLOWED
         return entry
-    if entry.variants is not None and request.accept_encoding is not None:
-        entry = choose_representation(entry, request.accept_encoding)
+    if entry.representations is not None and request.accept_encoding is not None:
+        kind[0] = ANSWER_WHOLE
+        entry = _representation(entry, request.accept_encoding, kind)
+        if kind[0] != ANSWER_WHOLE:
+            return entry
     if entry.kind == ENTRY_FILE:
         status = evaluate_preconditions(
             request.method, request.if_match, request.if_unmodified_since, request.if_none_match,
@@ -141,6 +184,12 @@ cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead reques
         _range(out, entry, request.range_value, request.if_range, max_ranges)
     elif kind == ANSWER_REDIRECT:
         _set(out, 307, [], NOTHING)
+    elif kind == ANSWER_NOT_ACCEPTABLE:
+        _set(out, 406, NOT_ACCEPTABLE_FIELDS, NOTHING if request.is_head else NOT_ACCEPTABLE)
+    elif kind == ANSWER_WAIT:
+        _set(out, 0, [], NOTHING)
+        out.waiting = entry.encoder.want(entry, negotiate_coding(request.accept_encoding, entry.offered))
+        return
     else:
         _set(out, 405, METHOD_NOT_ALLOWED_FIELDS, METHOD_NOT_ALLOWED)
 
@@ -301,6 +350,12 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
     cdef CacheEntry entry = answer.entry
     cdef list fields = answer.fields
     cdef bytes wire_fields
+    if answer.status == 0:  # the connection waits for ``waiting``, then answers again
+        out.status = 0
+        out.data = None
+        out.waiting = answer.waiting
+        answer.waiting = None
+        return
     if entry is not None and fields is entry.fields:
         wire_fields = entry.wire_fields
     elif entry is not None and fields is entry.not_modified_fields:

@@ -87,6 +87,7 @@ def _directory(config: Config, target: str) -> Any:
         if_modified_since=config.if_modified_since,
         spa=config.spa,
         error_pages=dict(config.error_pages),
+        compress=config.compress == "on",
     )
 
 

@@ -63,6 +63,7 @@ def _run(config: Config, app: object) -> int:
     shared = open_listener(config)
     with _running(config):
         _announce(config, describe(shared, _scheme(config)))
+        _report_compression(app)
         return Supervisor(config, app, shared).run()
 
 
@@ -93,6 +94,14 @@ def _announce(config: Config, where: str) -> None:
         what, where, os.getpid(), config.workers, "" if config.workers == 1 else "s",
     )
     sys.stderr.flush()
+
+
+def _report_compression(app: object) -> None:
+    """Say once, before any worker starts, which codings --compress cannot offer and why."""
+    if getattr(app, "compress", False) is True:
+        from fastserve.compression import available_encoders, report_missing
+
+        report_missing(available_encoders()[1])
 
 
 @contextmanager

@@ -39,6 +39,8 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         max_entries=config.cache_entries,
         max_bytes=config.cache_bytes,
         max_body=config.cache_max_file,
+        compress_bytes=config.compress_bytes,
+        compress_max_file=config.compress_max_file,
     )
     return app.file_cache
 
