@@ -60,6 +60,8 @@ cdef enum:
     MAX_LISTED_LINES = 64
 # A body sent to a static file is read and dropped (keeping the connection) up to this size.
 cdef long long DISCARD_LIMIT = 64 * 1024
+# The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
+cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -202,7 +204,7 @@ cdef class HttpProtocol:
         self.tls = transport.get_extra_info("sslcontext") is not None
         self.sock_fd = sock.fileno() if sock is not None and not self.tls else -1
         # Resume only when the buffer is empty, so file transfers can go back to sendfile.
-        transport.set_write_buffer_limits(high=64 * 1024, low=0)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
 
     @property
     def client(self):
@@ -615,6 +617,8 @@ cdef class HttpProtocol:
         """Whether the response bytes held for this client (ready, queued, and in the
         transport's buffer) are past ``max_response_buffer``."""
         cdef Py_ssize_t held = self.out_bytes + self.queued_bytes
+        if not self.writing_paused and held + WRITE_HIGH_WATER <= self.state.max_response_buffer:
+            return False  # a transport that has not paused us holds at most its high-water mark
         if self.transport_holds_data and self.transport is not None:
             held += self.transport.get_write_buffer_size()
         return held > self.state.max_response_buffer

@@ -35,7 +35,7 @@ from fastserve._speedups.headers cimport (
 )
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.requesthead cimport RequestHead
-from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head
+from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head, whole_response
 
 cdef bytes GET = b"GET"
 cdef bytes CRLF = b"\r\n"
@@ -342,7 +342,7 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
 
 cdef bytes method_not_allowed(bint keep_alive, bint http10):
     """``decide``'s 405 on the wire, answered before any lookup (no file takes another method)."""
-    return response_head(405, WIRE_METHOD_NOT_ALLOWED, keep_alive, http10) + METHOD_NOT_ALLOWED
+    return whole_response(405, WIRE_METHOD_NOT_ALLOWED, keep_alive, http10, METHOD_NOT_ALLOWED)
 
 
 cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint http10):
@@ -364,14 +364,13 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
         wire_fields = WIRE_METHOD_NOT_ALLOWED
     else:
         wire_fields = render_fields(fields)
-    cdef bytes start = response_head(answer.status, wire_fields, keep_alive, http10)
     if answer.segments is not None:
         out.status = answer.status
         out.data = None
         out.file = answer.file
-        out.segments = [start] + answer.segments
+        out.segments = [response_head(answer.status, wire_fields, keep_alive, http10)] + answer.segments
     else:
-        _ready(out, answer.status, start + answer.body if answer.body else start)
+        _ready(out, answer.status, whole_response(answer.status, wire_fields, keep_alive, http10, answer.body or b""))
 
 
 cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint keep_alive, bint http10):

@@ -80,32 +80,50 @@ def set_server_fields(bytes fields, bint date) -> None:
     ``fields``: serialised lines (``fastserve.server.response_headers.ServerHeaders.static_block``);
     ``date``: whether a ``Date`` field follows them (RFC 9110 section 6.6.1).
     """
-    global SERVER_FIELDS, SEND_DATE
+    global SERVER_FIELDS, SEND_DATE, _block_date
     SERVER_FIELDS = fields
     SEND_DATE = date
+    _block_date = None
+
+
+# SERVER_FIELDS and the Date line together, rebuilt when the date (a new object each second) changes.
+cdef bytes _date_block = None
+cdef object _block_date = None
+
+
+cdef inline bytes _server_block(bytes date):
+    """The server's fields and ``Date: <date>`` (when dates are sent), built once per date."""
+    global _date_block, _block_date
+    if not SEND_DATE:
+        return SERVER_FIELDS
+    if date is not _block_date:
+        _date_block = b"".join((SERVER_FIELDS, DATE, date, CRLF))
+        _block_date = date
+    return _date_block
 
 
 cdef bytes head_start(int status, bytes date):
     """The status line, the server's fields and ``Date: <date>`` (when dates are sent)."""
-    if SEND_DATE:
-        return b"".join((status_line(status), SERVER_FIELDS, DATE, date, CRLF))
-    return status_line(status) + SERVER_FIELDS
+    return status_line(status) + _server_block(date)
 
 
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10):
+    return whole_response(status, fields, keep_alive, http10, b"")
+
+
+cdef bytes whole_response(int status, bytes fields, bint keep_alive, bint http10, bytes body):
+    """The head (``fields`` are serialised lines) and ``body`` in one bytes object, copied once."""
     return b"".join((
-        head_start(status, current_http_date()), fields, connection_field(keep_alive, http10), CRLF,
+        status_line(status), _server_block(current_http_date()), fields, connection_field(keep_alive, http10),
+        CRLF, body,
     ))
 
 
 cdef bytes plain_answer(int status, bytes extra, bint keep_alive, bint http10, bint head):
     """A ``text/plain`` answer whose body is the reason phrase (none for HEAD); ``extra``: more fields."""
     cdef bytes text = reason_phrase(status)
-    cdef bytes start = response_head(
+    return whole_response(
         status,
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s" % (len(text), extra),
-        keep_alive, http10,
+        keep_alive, http10, b"" if head else text,
     )
-    if head or not text:
-        return start
-    return start + text
