@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "on the fly (br, zstd or gzip, as Accept-Encoding prefers), once per file "
                              "version (default: %(default)s)")
     static.add_argument("--follow-symlink", action="store_true", help="serve symlinks that point outside the root")
+    static.add_argument("--listing", action="store_true",
+                        help="a directory without index.html answers a listing of its files (HTML, or JSON "
+                             "for Accept: application/json) instead of 404")
+    static.add_argument("--templates", default=None, metavar="DIR",
+                        help="a directory whose listing.html replaces the packaged listing template")
+    static.add_argument("--listing-max-entries", type=int, default=DEFAULTS.listing_max_entries, metavar="N",
+                        help="entries read per listed directory; a listing of more says it is truncated "
+                             "(default: %(default)s)")
     websockets = parser.add_argument_group("websockets")
     websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,
                             help="largest message accepted, bytes (close 1009) (default: %(default)s)")
@@ -329,6 +337,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if config.max_age < 0:
         print("fastserve: --max-age must not be negative", file=sys.stderr)
+        return 2
+    if config.listing_max_entries < 1:
+        print("fastserve: --listing-max-entries must be at least 1", file=sys.stderr)
         return 2
     return serve_reporting_errors(config)
 

@@ -64,6 +64,9 @@ class Config:
     error_pages: List[Tuple[int, str]] = field(default_factory=list)  # (403 or 404, page below the root)
     dotfiles: str = "deny"  # "deny": a path segment starting with "." is 404 (not /.well-known/); "allow"
     compress: str = "on"  # "on": compressible files get br/zstd/gzip on the fly (fastserve.compression); "off"
+    listing: bool = False  # a directory without index answers a listing (HTML, or JSON on request)
+    templates: Optional[str] = None  # a directory whose listing.html replaces the packaged one
+    listing_max_entries: int = 10_000  # entries read per listed directory; more: the listing says truncated
 
     # request limits
     max_header_bytes: int = 16 * 1024

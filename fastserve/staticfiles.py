@@ -10,6 +10,7 @@ the requests itself and the app is not even called.
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.util
 import os
 import stat
@@ -20,19 +21,22 @@ import anyio
 from fastserve._speedups.conditional import evaluate_preconditions
 from fastserve._speedups.filecache import (
     KIND_FORBIDDEN,
+    KIND_LISTING,
     KIND_MISSING,
     KIND_REDIRECT,
     NOT_MODIFIED_FIELDS,
+    CacheEntry,
     FileCache,
 )
 from fastserve._speedups.headers import parse_http_date
-from fastserve._speedups.pathlookup import is_hidden, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import is_hidden, is_within, resolve_path, split_url_path
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
-from fastserve.responses import FileResponse, RedirectResponse, Response, send_slices
+from fastserve.listing import MAX_ENTRIES, DirectoryListing, listed_directories
+from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, send_slices
 from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -135,6 +139,9 @@ class StaticFiles:
         spa: bool = False,
         error_pages: Optional[Dict[int, str]] = None,
         compress: bool = False,
+        listing: bool = False,
+        templates: Optional[PathLike] = None,
+        listing_max_entries: int = MAX_ENTRIES,
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -163,6 +170,12 @@ class StaticFiles:
         of more than 1 KiB on the fly, in br, zstd or gzip as ``Accept-Encoding`` prefers, once
         per file version (``fastserve.compression``; off by default, as in Starlette; the
         server's ``--compress`` is on by default).
+        ``listing``: a directory without ``index.html`` (any directory, unless ``html``) is
+        answered with a listing of what it holds (``fastserve.listing``: HTML, or JSON for
+        ``Accept: application/json``) instead of 404; asked for without its trailing slash, it
+        is redirected to the slash form. ``templates``: a directory whose ``listing.html``
+        replaces the packaged template. ``listing_max_entries``: entries read per directory
+        (in the file system's order, then sorted); a listing of more says it is truncated.
         """
         self.directory = directory
         self.packages = packages
@@ -181,6 +194,10 @@ class StaticFiles:
         self.spa = spa
         self.error_pages = dict(error_pages or {})
         self.compress = compress
+        self.listing = listing
+        self.templates = templates
+        self.listing_max_entries = listing_max_entries
+        self._listing_renderer: Optional[DirectoryListing] = None
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
@@ -200,11 +217,12 @@ class StaticFiles:
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
         ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``,
-        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``), made anew when one changed."""
+        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``, ``listing``), made anew when
+        one changed."""
         settings = (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
             self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
-            tuple(sorted(self.error_pages.items())), self.compress,
+            tuple(sorted(self.error_pages.items())), self.compress, self.listing,
         )
         if self.file_cache is None or settings != self._file_cache_settings:
             self.file_cache = self.build_file_cache(self.cache_valid)
@@ -236,6 +254,7 @@ class StaticFiles:
             spa=self.spa,
             error_pages=self.error_pages,
             encoder=encoder,
+            listing=self.listing,
             **limits,
         )
 
@@ -292,7 +311,14 @@ class StaticFiles:
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
         if self.uses_own_lookup():
-            return self._cached_response(_cache_key(path, scope), scope)
+            key = _cache_key(path, scope)
+            cache = self.current_file_cache()
+            entry = cache.lookup(key) if key is not None else None
+            if key is not None and entry is not None and entry.kind == KIND_LISTING:
+                parts = split_url_path(key) or ()
+                directories = listed_directories(cache.roots, parts, self.follow_symlink)
+                return await self.listing_response(directories, parts, scope)
+            return self._cached_response(entry, scope)
         try:
             full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, path)
         except PermissionError:
@@ -305,23 +331,30 @@ class StaticFiles:
             raise HTTPException(status_code=404)
         if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
             return self.file_response(full_path, stat_result, scope)
-        if stat_result is not None and stat.S_ISDIR(stat_result.st_mode) and self.html:
+        directory = full_path if stat_result is not None and stat.S_ISDIR(stat_result.st_mode) else None
+        if directory is not None and self.html:
             index_path = os.path.join(path, "index.html")
             full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, index_path)
             if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
                 if not scope["path"].endswith("/"):
                     return self._slash_redirect(scope)
                 return self.file_response(full_path, stat_result, scope)
+        if directory is not None and self.listing:
+            if not scope["path"].endswith("/"):
+                return self._slash_redirect(scope)
+            parts = split_url_path(path.replace(os.sep, "/")) or ()
+            real = os.path.realpath(directory)
+            root = next((r for r in map(os.path.realpath, self.all_directories) if is_within(real, r)), real)
+            return await self.listing_response([(directory, root)], parts, scope)
         if self.html:
             full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, "404.html")
             if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
                 return FileResponse(full_path, stat_result=stat_result, status_code=404)
         raise HTTPException(status_code=404)
 
-    def _cached_response(self, key: Optional[str], scope: Scope) -> Response:
-        if key is None:
+    def _cached_response(self, entry: Optional[CacheEntry], scope: Scope) -> Response:
+        if entry is None:
             raise HTTPException(status_code=404)
-        entry = self.current_file_cache().lookup(key)
         if entry.kind == KIND_REDIRECT:
             return self._slash_redirect(scope)
         if entry.kind == KIND_FORBIDDEN:
@@ -330,6 +363,35 @@ class StaticFiles:
             raise HTTPException(status_code=404)
         request = _request_head(scope)
         return _StaticAnswerResponse(decide(entry, request), entry, request)
+
+    async def listing_response(self, directories: List[Tuple[str, str]], parts: Tuple[str, ...], scope: Scope) -> Response:
+        """The listing of the URL directory ``parts`` (held in ``directories``, ``(directory,
+        root)`` pairs, first root first) for this request: HTML or JSON by its ``Accept``, sorted
+        by its query (``?sort=name|size|mtime&order=asc|desc``), read and rendered in a worker
+        thread. ``Cache-Control: no-cache``, ``Vary: Accept``, a strong ETag of the body (so
+        ``If-None-Match`` gives 304 and ``If-Match`` 412, RFC 9110 section 13.1)."""
+        renderer = self._listing_renderer
+        if renderer is None or (renderer.templates_dir, renderer.max_entries) != (
+            self.templates, self.listing_max_entries
+        ):
+            renderer = self._listing_renderer = DirectoryListing(self.templates, self.listing_max_entries)
+        request = Headers(raw=scope.get("headers", []))
+        rendered = await anyio.to_thread.run_sync(functools.partial(
+            renderer.render, directories, parts,
+            root_path=scope.get("root_path", ""), query_string=scope.get("query_string", b""),
+            accept=request.get("accept"), dotfiles=self.dotfiles, follow_symlink=self.follow_symlink,
+        ))
+        headers = {"etag": rendered.etag, "cache-control": "no-cache", "vary": "Accept"}
+        precondition = evaluate_preconditions(
+            scope["method"].encode("latin-1"),
+            _latin1(request.get("if-match")), None, _latin1(request.get("if-none-match")), None,
+            rendered.etag.encode("latin-1"), 0,
+        )
+        if precondition == 412:
+            return PlainTextResponse("Precondition Failed", status_code=412)
+        if precondition == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(rendered.body, headers=headers, media_type=rendered.content_type)
 
     @staticmethod
     def _slash_redirect(scope: Scope) -> Response:
@@ -401,5 +463,11 @@ class StaticFiles:
 
 # What file_response asks decide about; If-None-Match and If-Modified-Since go to is_not_modified.
 _PRECONDITION_FIELDS = (b"if-match", b"if-unmodified-since")
+
+
+def _latin1(value: Optional[str]) -> Optional[bytes]:
+    return None if value is None else value.encode("latin-1")
+
+
 # The methods that decide how a path becomes a file; replacing any of them turns the cache off.
 _LOOKUP_METHODS = tuple((name, getattr(StaticFiles, name)) for name in ("lookup_path", "file_response", "is_not_modified"))

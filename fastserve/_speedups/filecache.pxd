@@ -1,8 +1,9 @@
 cdef enum EntryKind:
     ENTRY_FILE = 1        # a regular file (or a directory's index.html)
     ENTRY_MISSING = 2     # 404, with the 404.html body in html mode
-    ENTRY_REDIRECT = 3    # a directory asked for without its trailing slash (html mode)
+    ENTRY_REDIRECT = 3    # a directory asked for without its trailing slash (it has an index or a listing)
     ENTRY_FORBIDDEN = 4   # the filesystem refused (PermissionError) -> 403 (StaticFiles: 401)
+    ENTRY_LISTING = 5     # a directory without index, with listings on: answered by fastserve.listing
 
 
 cdef class OpenFile:
@@ -73,6 +74,7 @@ cdef class FileCache:
     cdef readonly bint modified_since_exact  # If-Modified-Since: 304 only for the exact date
     cdef readonly bint spa                   # unknown extension-less paths -> /index.html
     cdef readonly dict error_pages           # status -> page path below the roots
+    cdef readonly bint listing               # a directory without index is an ENTRY_LISTING (not 404)
     cdef readonly object cache_policy   # URL path, content type -> Cache-Control value or None
     cdef readonly object encoder        # compression.EncodedCache: on-the-fly compression, or None
     cdef dict entries
@@ -88,6 +90,7 @@ cdef class FileCache:
     cdef void _forget(self, str path, CacheEntry entry)
     cdef object _directory_index(self, tuple parts)
     cdef CacheEntry _missing(self)
+    cdef CacheEntry _listing(self, str full_path, object st)
     cdef CacheEntry _error_page(self, int status)
     cdef tuple _sibling_signature(self, str full_path)
     cdef CacheEntry _file(self, str full_path, tuple url_parts)

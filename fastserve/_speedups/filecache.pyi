@@ -5,6 +5,7 @@ KIND_FILE: int
 KIND_MISSING: int
 KIND_REDIRECT: int
 KIND_FORBIDDEN: int
+KIND_LISTING: int
 NOT_MODIFIED_FIELDS: FrozenSet[bytes]
 
 class OpenFile:
@@ -61,6 +62,7 @@ class FileCache:
     modified_since_exact: bool
     spa: bool
     error_pages: Dict[int, str]
+    listing: bool
     cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]]
     encoder: Optional[Any]
     hits: int
@@ -84,6 +86,7 @@ class FileCache:
         spa: bool = ...,
         error_pages: Optional[Mapping[int, str]] = ...,
         encoder: Optional[Any] = ...,
+        listing: bool = ...,
     ) -> None: ...
     def __len__(self) -> int: ...
     def clear(self) -> None: ...

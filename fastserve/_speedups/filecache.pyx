@@ -24,6 +24,7 @@ KIND_FILE = ENTRY_FILE
 KIND_MISSING = ENTRY_MISSING
 KIND_REDIRECT = ENTRY_REDIRECT
 KIND_FORBIDDEN = ENTRY_FORBIDDEN
+KIND_LISTING = ENTRY_LISTING
 
 cdef object S_ISREG = stat_module.S_ISREG
 cdef object S_ISDIR = stat_module.S_ISDIR
@@ -225,6 +226,9 @@ cdef class FileCache:
     ``encoder``: a ``fastserve.compression.EncodedCache`` that compresses the files it finds
     compressible on the fly (once per file version, kept within its own byte budget); a file
     with precompressed siblings is given those instead.
+    ``listing``: a directory without index (any directory, when not ``html``) is an
+    ``ENTRY_LISTING`` whose ``path`` is the directory (asked for without its slash: a redirect
+    to the slash form); the entry carries no answer, ``fastserve.listing`` renders it.
     """
 
     def __init__(
@@ -245,6 +249,7 @@ cdef class FileCache:
         bint spa=False,
         object error_pages=None,
         object encoder=None,
+        bint listing=False,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -262,6 +267,7 @@ cdef class FileCache:
         self.spa = spa
         self.error_pages = {int(code): str(page) for code, page in dict(error_pages or {}).items()}
         self.encoder = encoder
+        self.listing = listing
         self.held_bytes = 0
         self.entries = {}
 
@@ -331,7 +337,9 @@ cdef class FileCache:
             return None
         if S_ISDIR(found[1].st_mode):
             index = self._directory_index(parts) if self.html else None
-            return None if index is None else (index[0], index[1], True)
+            if index is None:
+                return (found[0], found[1], True) if self.listing else None
+            return (index[0], index[1], True)
         return (found[0], found[1], False)
 
     cdef tuple _sibling_signature(self, str full_path):
@@ -413,6 +421,8 @@ cdef class FileCache:
                 entry.body = b""
                 _set_fields(entry, [])
                 return entry
+            if found is not None and S_ISDIR(found[1].st_mode):
+                return self._listing(found[0], found[1])
             if found is None or not S_ISREG(found[1].st_mode):
                 if self.spa and (not parts or "." not in parts[len(parts) - 1]):
                     found = resolve_path(self.roots, ("index.html",), self.follow_symlink)
@@ -457,6 +467,18 @@ cdef class FileCache:
         if found is not None and S_ISREG(found[1].st_mode):
             return found
         return None
+
+    cdef CacheEntry _listing(self, str full_path, object st):
+        """The entry for a directory to list: its path and stat, no answer of its own."""
+        cdef CacheEntry entry = CacheEntry()
+        entry.kind = ENTRY_LISTING
+        entry.status = 200
+        entry.path = full_path
+        entry.stat = st
+        entry.mtime = <long long>st.st_mtime
+        entry.body = b""
+        _set_fields(entry, [])
+        return entry
 
     cdef CacheEntry _missing(self):
         cdef CacheEntry entry = self._error_page(404)

@@ -99,6 +99,7 @@ cdef class HttpProtocol:
     cdef void _serve_static(self)
     cdef object _answer_deferred(self, RequestHead request)
     cdef void _answer_again(self, RequestHead request)
+    cdef object _listing_job(self, RequestHead request)
     cdef bint _over_buffer(self)
     cdef void _fail_body(self, int status)
     cdef bint _serve_admin(self)

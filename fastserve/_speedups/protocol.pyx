@@ -34,6 +34,7 @@ from fastserve._speedups.requesthead cimport (
     RequestHead,
     connection_option,
     keeps_alive,
+    FIELD_ACCEPT,
     FIELD_ACCEPT_ENCODING,
     FIELD_IF_MATCH,
     FIELD_IF_MODIFIED_SINCE,
@@ -49,7 +50,7 @@ from fastserve._speedups.requesthead cimport (
     scan_simple_head,
     span_bytes,
 )
-from fastserve._speedups.staticanswer cimport WireAnswer, answer_static, method_not_allowed
+from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer_static, method_not_allowed
 from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
@@ -377,7 +378,7 @@ cdef class HttpProtocol:
             self.head.headers.append((lower, value))
         if n == 4 and (lower or name.lower()) == b"host":
             self.host_count += 1
-        if n == 5 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
+        if n == 5 or n == 6 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             if lower is None:
                 lower = name.lower()
             if lower == b"if-none-match":
@@ -402,6 +403,8 @@ cdef class HttpProtocol:
                 self.head.user_agent = value
             elif lower == b"referer":
                 self.head.referer = value
+            elif lower == b"accept":
+                self.head.accept = value
             elif lower == b"content-length" and value.isdigit() and len(value) < 19:
                 self.head.declared_length = int(value)
 
@@ -520,6 +523,8 @@ cdef class HttpProtocol:
                 if state.log_agents:
                     self.head.user_agent = span_bytes(chars, head.fields[FIELD_USER_AGENT])
                     self.head.referer = span_bytes(chars, head.fields[FIELD_REFERER])
+                if state.asgi_bridge is not None:  # directories are listed: HTML or JSON
+                    self.head.accept = span_bytes(chars, head.fields[FIELD_ACCEPT])
                 self._serve_static()
             else:
                 self._start_simple_job(chars, lines, head.line_count)
@@ -601,6 +606,8 @@ cdef class HttpProtocol:
             waiting = answer.waiting
             answer.waiting = None
             return EncodingWait(self, request, waiting)
+        if answer.status == STATUS_LISTING:
+            return self._listing_job(request)
         self.response_status = answer.status
         if answer.segments is None:
             item = answer.data
@@ -612,6 +619,22 @@ cdef class HttpProtocol:
         self._account(request.method, request.target, answer.status, sent, started,
                       request.user_agent, request.referer)
         return item
+
+    cdef object _listing_job(self, RequestHead request):
+        """A directory listing: the ``StaticFiles`` app renders it through the ASGI bridge (the
+        file-system work runs in a thread), seeing the fields it reads; it logs its own access."""
+        headers = [(name, value) for name, value in (
+            (b"accept", request.accept), (b"if-none-match", request.if_none_match), (b"if-match", request.if_match),
+            (b"user-agent", request.user_agent), (b"referer", request.referer),
+        ) if value is not None]
+        current = self.head
+        self.head = request  # the exchange keeps this request's keep-alive and version
+        try:
+            job = self.state.asgi_bridge.begin(self, request.method, request.target, headers)
+        finally:
+            self.head = current
+        job.body_complete()
+        return job
 
     cdef bint _over_buffer(self):
         """Whether the response bytes held for this client (ready, queued, and in the

@@ -13,7 +13,8 @@ cdef enum:
     FIELD_ACCEPT_ENCODING = 6
     FIELD_USER_AGENT = 7    # for access logs
     FIELD_REFERER = 8
-    FIELD_COUNT = 9
+    FIELD_ACCEPT = 9        # for directory listings (HTML or JSON)
+    FIELD_COUNT = 10
 
 cdef enum:
     CONNECTION_DEFAULT = 0
@@ -37,7 +38,7 @@ cdef struct SimpleHead:
     bint http10
     int connection
     Span target
-    Span fields[9]        # indexed by FIELD_*
+    Span fields[10]       # indexed by FIELD_*
     Py_ssize_t line_count # header lines read
     int host_count        # Host fields seen (the connection wants exactly one in HTTP/1.1)
 
@@ -66,6 +67,7 @@ cdef class RequestHead:
     cdef public bytes accept_encoding
     cdef public bytes user_agent           # read by the scanner only for access logs that write them
     cdef public bytes referer
+    cdef public bytes accept               # read by the scanner only when directories are listed
     cdef void clear_fields(self)
     cdef void set_field(self, int index, bytes value)
 

@@ -52,6 +52,8 @@ cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogi
     """Which header a name of ``n`` bytes is, as FIELD_* or one of the codes above."""
     if n == 4:
         return IS_HOST if _name_is(s, b"host", 4) else IGNORED
+    if n == 6:
+        return FIELD_ACCEPT if _name_is(s, b"accept", 6) else IGNORED
     if n == 5:
         return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
     if n == 7:
@@ -204,7 +206,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
 # the scanner, the httptools callbacks and StaticFiles take them from.
 STATIC_FIELDS = (
     b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
-    b"range", b"if-range", b"accept-encoding", b"user-agent", b"referer",
+    b"range", b"if-range", b"accept-encoding", b"user-agent", b"referer", b"accept",
 )
 cdef dict _STATIC_FIELD_INDEX = {name: index for index, name in enumerate(STATIC_FIELDS)}
 
@@ -229,7 +231,7 @@ cdef class RequestHead:
     cdef void clear_fields(self):
         self.if_match = self.if_none_match = self.if_modified_since = self.if_unmodified_since = None
         self.range_value = self.if_range = self.accept_encoding = None
-        self.user_agent = self.referer = None
+        self.user_agent = self.referer = self.accept = None
 
     cdef void set_field(self, int index, bytes value):
         if index == FIELD_IF_MATCH:
@@ -250,6 +252,8 @@ cdef class RequestHead:
             self.user_agent = value
         elif index == FIELD_REFERER:
             self.referer = value
+        elif index == FIELD_ACCEPT:
+            self.accept = value
 
     def set(self, bytes name, bytes value):
         """Record a header line (lowercase ``name``) if it is one of ``STATIC_FIELDS``; as with

@@ -17,8 +17,12 @@ cdef class StaticAnswer:
 cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=*)
 
 
+cdef enum:
+    STATUS_LISTING = -1   # WireAnswer.status of a directory to list: the ASGI bridge answers it
+
+
 cdef class WireAnswer:
-    cdef readonly int status
+    cdef readonly int status   # 0: see waiting; STATUS_LISTING: not answered here
     cdef bytes data      # the whole answer (head, and body when there is one to send) ...
     cdef object file     # ... or a transfer: the OpenFile and the segments to send from it
     cdef list segments   # bytes, or (offset, count) slices of file

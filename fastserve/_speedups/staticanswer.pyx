@@ -24,7 +24,7 @@ import os
 from libc.string cimport memchr
 
 from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
-from fastserve._speedups.filecache cimport ENTRY_FILE, ENTRY_REDIRECT
+from fastserve._speedups.filecache cimport ENTRY_FILE, ENTRY_LISTING, ENTRY_REDIRECT
 from fastserve._speedups.headers cimport (
     byteranges_layout,
     CODING_IDENTITY,
@@ -288,7 +288,9 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
     """Fill ``out`` with the wire answer to ``request``.
 
     An unusable target gets 400, a directory asked for without its slash 307 to the slash
-    form; everything else is ``decide``'s answer for the cache entry.
+    form; a directory to list is left to the caller (``out.status`` ``STATUS_LISTING``: rendered
+    off the event loop, by ``fastserve.listing``); everything else is ``decide``'s answer for
+    the cache entry.
     """
     cdef CacheEntry entry
     cdef StaticAnswer answer = out.decision
@@ -318,6 +320,9 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
     entry = cache.lookup(path)
     if entry.kind == ENTRY_REDIRECT:
         _redirect(out, raw_path, raw[q:] if q >= 0 else b"", head, keep_alive, http10)
+        return
+    if entry.kind == ENTRY_LISTING:
+        _ready(out, STATUS_LISTING, None)
         return
     entry = _choose(entry, request, &kind)
     if keep_alive and not http10:

@@ -73,6 +73,8 @@ def _directory(config: Config, target: str) -> Any:
         raise AppLoadError(f"Directory {target!r} does not exist.")
     if not os.path.isdir(target):
         raise AppLoadError(f"{target!r} is not a directory (an app is named 'module:attribute').")
+    if config.templates is not None and not os.path.isfile(os.path.join(config.templates, "listing.html")):
+        raise AppLoadError(f"--templates {config.templates!r} holds no listing.html.")
     from fastserve.cachepolicy import CachePolicy
     from fastserve.staticfiles import StaticFiles
 
@@ -88,6 +90,9 @@ def _directory(config: Config, target: str) -> Any:
         spa=config.spa,
         error_pages=dict(config.error_pages),
         compress=config.compress == "on",
+        listing=config.listing,
+        templates=config.templates,
+        listing_max_entries=config.listing_max_entries,
     )
 
 

@@ -49,7 +49,8 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     set_server_fields(ServerHeaders.from_config(config).static_block(), config.date_header)
     cache = static_cache_for(app, config)
     bridge = None
-    if cache is None:
+    if cache is None or getattr(app, "listing", False):
+        # An app, or a StaticFiles whose directory listings the fast path hands to it.
         from fastserve.server.asgi import AsgiBridge
 
         bridge = AsgiBridge(app, config, loop)
@@ -63,7 +64,7 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     admin = make_admin(config, metrics)
     if admin is not None:
         state.set_admin(admin)
-        if bridge is not None:
+        if bridge is not None and cache is None:
             bridge.set_admin(admin)
     return state
 
@@ -200,7 +201,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     state = build_state(config, app, loop)
     state.now = loop.time()
     bridge = state.asgi_bridge
-    if bridge is not None:
+    if bridge is not None and not state.static_only:
         await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
     tls = make_context(config)
 
