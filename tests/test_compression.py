@@ -373,3 +373,29 @@ def test_missing_libraries_are_not_offered_and_said_once(site):
     lines = [line for line in done.stderr.splitlines() if "not installed" in line]
     assert lines == ["compression: br (brotli), zstd (zstandard) not installed, not offered; "
                      "pip install 'fastserve[compress]'"]
+
+
+def test_metrics_count_encoded_answers_and_bytes_saved(site):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fastserve._speedups.staticanswer import compression_totals
+    from fastserve.server.metrics import Metrics, SharedCounters
+
+    cache = FileCache([site], encoder=EncodedCache())
+    entry = cache.lookup("/app.js")
+    encoded = ask(entry, b"br")[2]
+    answers, saved = compression_totals()
+    ask(entry, b"br")
+    ask(entry, b"br", range=b"bytes=0-9")
+    ask(entry, b"br", method=b"HEAD")  # no body: nothing saved
+    ask(entry, b"br", if_none_match=b"*")  # 304
+    ask(entry, b"identity")
+    assert compression_totals() == (answers + 2, saved + 2 * (len(APP) - len(encoded)))
+    metrics = Metrics(SharedCounters(1), 0)
+    metrics.update(0, cache)
+    samples = {sample.name: sample.value
+               for family in text_string_to_metric_families(metrics.exposition().decode())
+               for sample in family.samples}
+    assert samples["fastserve_compressed_responses_total"] == answers + 2
+    assert samples["fastserve_compression_saved_bytes_total"] == saved + 2 * (len(APP) - len(encoded))

@@ -29,7 +29,9 @@ CONNECTIONS = LATENCY_SUM_NS + 1               # open connections (set on each t
 CACHE_HITS = CONNECTIONS + 1                   # open-file cache figures (set on each tick)
 CACHE_MISSES = CACHE_HITS + 1
 CACHE_EVICTIONS = CACHE_MISSES + 1
-OWNER_PID = CACHE_EVICTIONS + 1                # the worker now writing the slot
+COMPRESSED_ANSWERS = CACHE_EVICTIONS + 1       # on-the-fly compression (set on each tick)
+COMPRESSION_SAVED_BYTES = COMPRESSED_ANSWERS + 1
+OWNER_PID = COMPRESSION_SAVED_BYTES + 1        # the worker now writing the slot
 SLOT_VALUES = OWNER_PID + 1
 SLOT_BYTES = SLOT_VALUES * 8
 

@@ -29,6 +29,7 @@ class CacheEntry:
     offered: int
     encoder: Optional[Any]
     used: bool
+    saved: int
     modified_since_exact: bool
     fields: List[Tuple[bytes, bytes]]
     not_modified_fields: List[Tuple[bytes, bytes]]

@@ -191,6 +191,7 @@ cpdef CacheEntry encoded_entry(CacheEntry entry, int index, bytes body):
     encoded.held = len(body)
     encoded.coding = coding
     encoded.cache_control = entry.cache_control
+    encoded.saved = entry.size - encoded.size
     _set_file_fields(encoded, True)
     return encoded
 

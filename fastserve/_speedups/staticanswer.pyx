@@ -59,6 +59,16 @@ cdef list NOT_ACCEPTABLE_FIELDS = [
 cdef bytes NOTHING = b""
 cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" matches it
 
+# GET answers whose body was encoded on the fly, and the bytes that saved (this process's).
+cdef long long encoded_answers = 0
+cdef long long encoded_saved_bytes = 0
+
+
+def compression_totals() -> tuple:
+    """``(answers, bytes saved)``: GET answers (200) sent in an encoding made on the fly by this
+    process, and the bytes those encodings saved over the files (``--metrics``)."""
+    return encoded_answers, encoded_saved_bytes
+
 
 cdef class StaticAnswer:
     """The whole answer to one static request; see ``decide``.
@@ -165,6 +175,10 @@ cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
             kind[0] = ANSWER_RANGE
         else:
             kind[0] = ANSWER_WHOLE
+            if entry.saved != 0 and request.is_get:
+                global encoded_answers, encoded_saved_bytes
+                encoded_answers += 1
+                encoded_saved_bytes += entry.saved
     elif entry.kind == ENTRY_REDIRECT:
         kind[0] = ANSWER_REDIRECT
     else:

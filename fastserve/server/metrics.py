@@ -14,6 +14,7 @@ from typing import Any, Iterator, List, Optional
 
 from fastserve._speedups import counters as layout
 from fastserve._speedups.counters import Counters
+from fastserve._speedups.staticanswer import compression_totals
 
 
 class MetricsUnavailable(Exception):
@@ -85,6 +86,9 @@ class Metrics:
             self.counters.set(layout.CACHE_HITS, cache.hits)
             self.counters.set(layout.CACHE_MISSES, cache.misses)
             self.counters.set(layout.CACHE_EVICTIONS, cache.evictions)
+            answers, saved = compression_totals()
+            self.counters.set(layout.COMPRESSED_ANSWERS, answers)
+            self.counters.set(layout.COMPRESSION_SAVED_BYTES, saved)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every worker's figures."""
@@ -127,6 +131,11 @@ class _Collector:
         cache.add_metric(["miss"], total[layout.CACHE_MISSES])
         cache.add_metric(["eviction"], total[layout.CACHE_EVICTIONS])
         yield cache
+        yield CounterMetricFamily("fastserve_compressed_responses", "GET answers sent in an encoding made on the fly.",
+                                  value=total[layout.COMPRESSED_ANSWERS])
+        yield CounterMetricFamily("fastserve_compression_saved_bytes",
+                                  "Bytes the on-the-fly encodings saved over sending the files unencoded.",
+                                  value=total[layout.COMPRESSION_SAVED_BYTES])
 
 
 SHARED: Optional[SharedCounters] = None  # mapped by the main process before workers fork
