@@ -3,6 +3,12 @@
 
     python bench/inprocess.py            # with fastserve installed (e.g. pip install -e .)
     python bench/inprocess.py --access-log common --metrics >/dev/null   # what observing costs
+    python bench/inprocess.py --origin off --browser --static-only    # the origin features' cost
+
+``--origin off`` turns off what a static origin adds per file (cache policy: no Cache-Control,
+``--dotfiles allow``, ``--compress off``) to compare with the defaults; ``--browser`` sends the
+``Accept-Encoding`` a browser sends. ``--batches``/``--batch`` size the run (``valgrind --tool=callgrind``
+counts instructions: run it with two sizes and divide the difference by the extra requests).
 
 One ``HttpProtocol`` gets each request's bytes through ``data_received`` and writes its
 answer to a stand-in transport that only counts. What is left is fastserve's user-space
@@ -39,6 +45,7 @@ from inprocess import CountingTransport  # noqa: E402  (tests/inprocess.py: the 
 BATCHES = 30
 STATIC_BATCH = 5000
 ASGI_BATCH = 2000
+BROWSER_ACCEPT_ENCODING = "Accept-Encoding: gzip, deflate, br, zstd"
 
 
 def request(target: str, *headers: str) -> bytes:
@@ -78,22 +85,37 @@ async def fastest_asgi(state, data: bytes) -> float:
     return best
 
 
-def observing() -> dict:
-    """Config fields from ``--access-log FORMAT`` (lines go to stdout) and ``--metrics``."""
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--access-log", choices=["common", "combined", "json"])
     parser.add_argument("--metrics", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--origin", choices=["on", "off"], default="on")
+    parser.add_argument("--browser", action="store_true")
+    parser.add_argument("--static-only", action="store_true")
+    parser.add_argument("--batches", type=int, default=BATCHES)
+    parser.add_argument("--batch", type=int, default=STATIC_BATCH)
+    parser.add_argument("--only", choices=["1k", "304", "404"], help="run this static scenario alone")
+    return parser.parse_args()
+
+
+def observing(args: argparse.Namespace) -> dict:
+    """Config fields from ``--access-log FORMAT`` (lines go to stdout), ``--metrics`` and ``--origin``."""
     configure_logging("info")
     fields = {"metrics": args.metrics}
     if args.access_log:
         fields.update(access_log=True, access_log_format=args.access_log)
+    if args.origin == "off":
+        fields.update(cache_rules=[("*", "")], dotfiles="allow", compress="off")
     return fields
 
 
 async def main() -> None:
+    global BATCHES, STATIC_BATCH
     loop = asyncio.get_running_loop()
-    options = observing()
+    args = arguments()
+    BATCHES, STATIC_BATCH = args.batches, args.batch
+    options = observing(args)
+    extra = [BROWSER_ACCEPT_ENCODING] if args.browser else []
     with tempfile.TemporaryDirectory() as root:
         (Path(root) / "small.txt").write_bytes(b"x" * 1024)
         # What `fastserve DIR` serves: the server's defaults (html, precompressed, cache policy, dotfiles).
@@ -101,14 +123,19 @@ async def main() -> None:
         static_app = load_app(config)
         static = build_state(config, static_app, loop)
         etag = static_app.file_cache.lookup("/small.txt").etag.decode()
-        results = {
-            "1k": await fastest_static(static, request("/small.txt")),
-            "304": await fastest_static(static, request("/small.txt", f"If-None-Match: {etag}")),
-            "404": await fastest_static(static, request("/missing.txt")),
+        requests = {
+            "1k": request("/small.txt", *extra),
+            "304": request("/small.txt", f"If-None-Match: {etag}", *extra),
+            "404": request("/missing.txt", *extra),
         }
-    asgi = build_state(Config(target=hello_app, **options), hello_app, loop)
-    await asgi.asgi_bridge.startup()
-    results["hello (ASGI)"] = await fastest_asgi(asgi, request("/"))
+        results = {}
+        for name, data in requests.items():
+            if args.only in (None, name):
+                results[name] = await fastest_static(static, data)
+    if not args.static_only:
+        asgi = build_state(Config(target=hello_app, **options), hello_app, loop)
+        await asgi.asgi_bridge.startup()
+        results["hello (ASGI)"] = await fastest_asgi(asgi, request("/"))
     for name, seconds in results.items():
         print(f"{name:<13} {seconds * 1e6:7.2f} us/request  (fastest of {BATCHES} batches)", file=sys.stderr)
 

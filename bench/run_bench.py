@@ -42,6 +42,7 @@ Environment:
 from __future__ import annotations
 
 import datetime
+import gzip
 import http.client
 import json
 import os
@@ -147,6 +148,9 @@ class Scenario:
     conditional: bool = False  # send If-None-Match with the server's own ETag
     expected_body: Optional[str] = None  # the exact body (UTF-8) when it is checked too
     connections: int = WRK_CONNECTIONS  # keep-alive connections wrk holds open
+    request_headers: tuple[tuple[str, str], ...] = ()  # sent with every request
+    # Content-Encoding the answer must have (any of these); () leaves it unchecked
+    expected_encodings: tuple[str, ...] = ()
 
 
 SMALL_SIZE = 1024
@@ -161,7 +165,30 @@ SCENARIOS = [
     Scenario("304", "/small.txt", 304, 0, conditional=True),
     Scenario("404", "/missing", 404, None),
     Scenario("index", "/dir/", 200, len(INDEX_HTML)),
+    # A 64 KiB script to a browser: fastserve compresses it on the fly (once; br, the client's
+    # best), nginx sends its gzip_static sibling (made with gzip -9), Caddy encodes per request.
+    Scenario("js-br", "/app.js", 200, None, request_headers=(("Accept-Encoding", "br, gzip"),),
+             expected_encodings=("br", "gzip")),
 ]
+PLAIN = "fastserve-plain"  # fastserve with the origin features off (cache policy, dotfile checks, compression)
+# Only the servers configured to compress run js-br (h2o and uvicorn would send it unencoded).
+COMPRESSION_SCENARIOS = {"js-br"}
+JS_SIZE = 64 * 1024
+
+
+def script_text(size: int) -> bytes:
+    """A deterministic script of ``size`` bytes that compresses about as well as real bundles (4-5x)."""
+    import random
+
+    rng = random.Random(64)
+    names = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12))) for _ in range(400)]
+    out, total = [], 0
+    while total < size:
+        line = f"function {rng.choice(names)}({rng.choice(names)}, {rng.choice(names)}) {{ return " \
+               f"{rng.choice(names)}.{rng.choice(names)}({rng.randint(0, 99999)}); }}\n"
+        out.append(line)
+        total += len(line)
+    return "".join(out).encode()[:size]
 
 
 def make_document_root(root: Path) -> None:
@@ -173,6 +200,13 @@ def make_document_root(root: Path) -> None:
     (root / "10m.bin").write_bytes(os.urandom(10 * MIB))
     (root / "dir").mkdir()
     (root / "dir" / "index.html").write_bytes(INDEX_HTML)
+    # js-br: fastserve and Caddy compress app.js themselves; nginx serves gzip_static/app.js.gz
+    # (a sibling in a folder of its own, so fastserve does not send it as its own sibling).
+    script = script_text(JS_SIZE)
+    (root / "app.js").write_bytes(script)
+    (root / "gzip_static").mkdir()
+    (root / "gzip_static" / "app.js").write_bytes(script)
+    (root / "gzip_static" / "app.js.gz").write_bytes(gzip.compress(script, compresslevel=9, mtime=0))
     # nginx workers and any unprivileged server must be able to read everything.
     for path in [root.parent, root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -192,6 +226,7 @@ class ServerSpec:
 
 def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[ServerSpec]:
     all_names = [s.name for s in SCENARIOS]
+    plain_names = [name for name in all_names if name not in COMPRESSION_SCENARIOS]
     uvicorn_env = {"BENCH_ROOT": str(doc_root)}
 
     def uvicorn_command(app: str) -> Callable[[int], list[str]]:
@@ -203,6 +238,7 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
 
     nginx_conf = run_dir / "nginx.conf"
     h2o_conf = run_dir / "h2o.conf"
+    caddy_conf = run_dir / "Caddyfile"
 
     def write_nginx_conf(port: int) -> None:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -216,7 +252,11 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
             # too. (As anyone else, h2o must not be given a user: it could not switch.)
             h2o_conf.write_text("user: root\n" + h2o_conf.read_text())
 
+    def write_caddy_conf(port: int) -> None:
+        fill_template("Caddyfile.template", caddy_conf, run_dir, doc_root, port)
+
     nginx_binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    caddy_binary = shutil.which("caddy") or "/usr/bin/caddy"
     h2o_binary = shutil.which("h2o") or "/usr/bin/h2o"
     return [
         ServerSpec(
@@ -226,6 +266,17 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
                 "--host", HOST, "--port", str(port), "--workers", "1",
             ],  # fmt: skip
             all_names,
+        ),
+        # The same build without what a static origin adds per file (no Cache-Control, dotfiles
+        # served, no compression): what those features cost, measured side by side.
+        ServerSpec(
+            PLAIN,
+            lambda port: [
+                settings.fastserve_python, "-m", "fastserve", str(doc_root),
+                "--host", HOST, "--port", str(port), "--workers", "1",
+                "--cache-rule", "*=", "--dotfiles", "allow", "--compress", "off",
+            ],  # fmt: skip
+            ["1k", "304", "404"],
         ),
         ServerSpec(
             "nginx",
@@ -239,20 +290,28 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
         ServerSpec(
             "h2o",
             lambda port: [h2o_binary, "-c", str(h2o_conf)],
-            all_names,
+            plain_names,
             prepare=write_h2o_conf,
         ),
         ServerSpec(
             "uvicorn+starlette",
             uvicorn_command("bench.apps.starlette_static:app"),
-            all_names,
+            plain_names,
             env=uvicorn_env,
         ),
         ServerSpec(
             "uvicorn+fastserve.StaticFiles",
             uvicorn_command("bench.apps.fastserve_static:app"),
-            all_names if settings.run_all_dropin else ["1k"],
+            plain_names if settings.run_all_dropin else ["1k"],
             env=uvicorn_env,
+        ),
+        ServerSpec(
+            "caddy",
+            lambda port: [caddy_binary, "run", "--config", str(caddy_conf), "--adapter", "caddyfile"],
+            sorted(COMPRESSION_SCENARIOS),
+            env={"HOME": str(run_dir), "XDG_DATA_HOME": str(run_dir / "caddy-data"),
+                 "XDG_CONFIG_HOME": str(run_dir / "caddy-config"), "GOMAXPROCS": "1"},
+            prepare=write_caddy_conf,
         ),
     ]
 
@@ -395,6 +454,7 @@ class Probe:
     body_length: int
     etag: Optional[str]
     body: bytes = b""
+    encoding: Optional[str] = None
 
 
 def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Probe:
@@ -403,7 +463,7 @@ def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Pro
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         body = response.read()
-        return Probe(response.status, len(body), response.getheader("ETag"), body)
+        return Probe(response.status, len(body), response.getheader("ETag"), body, response.getheader("Content-Encoding"))
     finally:
         conn.close()
 
@@ -411,7 +471,7 @@ def probe(port: int, path: str, headers: Optional[dict[str, str]] = None) -> Pro
 def scenario_headers(scenario: Scenario, port: int) -> dict[str, str]:
     """Extra request headers; for the conditional scenario, the ETag this server hands out."""
     if not scenario.conditional:
-        return {}
+        return dict(scenario.request_headers)
     etag = probe(port, scenario.path).etag
     if not etag:
         raise ValueError(f"GET {scenario.path} returned no ETag, cannot build a conditional request")
@@ -421,7 +481,13 @@ def scenario_headers(scenario: Scenario, port: int) -> dict[str, str]:
 def check_response(scenario: Scenario, port: int, headers: dict[str, str]) -> list[str]:
     """One request before the load: problems that would make the numbers meaningless."""
     result = probe(port, scenario.path, headers)
+    deadline = time.monotonic() + 10
+    while scenario.expected_encodings and result.encoding is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # a server compressing on the fly may answer unencoded while it does
+        result = probe(port, scenario.path, headers)
     problems = []
+    if scenario.expected_encodings and result.encoding not in scenario.expected_encodings:
+        problems.append(f"Content-Encoding was {result.encoding!r}, expected one of {scenario.expected_encodings}")
     if result.status != scenario.expected_status:
         problems.append(f"answered {result.status}, expected {scenario.expected_status}")
     elif scenario.expected_length is not None and result.body_length != scenario.expected_length:
@@ -810,7 +876,7 @@ class RatioSpec:
     at_most: bool = False  # the target is a ceiling (latency), not a floor
 
 
-FASTSERVE, NGINX, H2O = "fastserve", "nginx", "h2o"
+FASTSERVE, NGINX, H2O, CADDY = "fastserve", "nginx", "h2o", "caddy"
 UVICORN, DROPIN = "uvicorn+starlette", "uvicorn+fastserve.StaticFiles"
 RPS, MIBS, RPCPU, P99 = "requests_per_sec", "mib_per_sec", "requests_per_cpu_second", "p99_ms"
 
@@ -823,6 +889,12 @@ RATIOS = [
     RatioSpec(FASTSERVE, NGINX, "404", RPCPU, None),
     RatioSpec(FASTSERVE, NGINX, "index", RPS, None),
     RatioSpec(FASTSERVE, NGINX, "64k", MIBS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "js-br", RPS, 1.0),
+    RatioSpec(FASTSERVE, NGINX, "js-br", RPCPU, None),
+    RatioSpec(FASTSERVE, CADDY, "js-br", RPS, None),
+    RatioSpec(FASTSERVE, PLAIN, "1k", RPCPU, 0.95),
+    RatioSpec(FASTSERVE, PLAIN, "304", RPCPU, 0.95),
+    RatioSpec(FASTSERVE, PLAIN, "404", RPCPU, 0.95),
     RatioSpec(FASTSERVE, NGINX, "10m", MIBS, 0.8),
     RatioSpec(FASTSERVE, NGINX, "1k-c1024", P99, 1.5, at_most=True),
     RatioSpec(FASTSERVE, NGINX, "1k", P99, None),
