@@ -399,3 +399,23 @@ def test_metrics_count_encoded_answers_and_bytes_saved(site):
                for sample in family.samples}
     assert samples["fastserve_compressed_responses_total"] == answers + 2
     assert samples["fastserve_compression_saved_bytes_total"] == saved + 2 * (len(APP) - len(encoded))
+
+
+def test_a_304_for_an_encoding_does_not_wait_for_it(site):
+    """After a restart (or an eviction) the encoding is made again, but a client revalidating the
+    one it holds gets its 304 at once: the encoding's validators are known before its bytes."""
+    br_etag = ask(FileCache([site], encoder=EncodedCache()).lookup("/app.js"), b"br")[1][b"etag"]
+
+    async def revalidate():
+        entry = FileCache([site], encoder=EncodedCache()).lookup("/app.js")  # a fresh process's cache
+        first = ask(entry, b"br", if_none_match=br_etag)
+        second = ask(entry, b"br", if_none_match=b'"other"')
+        refused = ask(entry, b"br, identity;q=0", if_none_match=br_etag)
+        return entry, first, second, refused
+
+    entry, first, second, refused = asyncio.run(revalidate())
+    status, fields, body = first
+    assert status == 304 and fields[b"etag"] == br_etag and fields[b"vary"] == b"Accept-Encoding" and body == b""
+    assert second[0] == 200 and b"content-encoding" not in second[1]  # unencoded while it is made
+    assert refused[0] == 304
+    assert entry.representations[BR] is None or entry.representations[BR].etag == br_etag

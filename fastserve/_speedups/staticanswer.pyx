@@ -24,12 +24,13 @@ import os
 from libc.string cimport memchr
 
 from fastserve._speedups.conditional cimport evaluate_preconditions, evaluate_range
-from fastserve._speedups.filecache cimport ENTRY_FILE, ENTRY_LISTING, ENTRY_REDIRECT
+from fastserve._speedups.filecache cimport encoded_entry, ENTRY_FILE, ENTRY_LISTING, ENTRY_REDIRECT
 from fastserve._speedups.headers cimport (
     byteranges_layout,
     CODING_IDENTITY,
     CODING_NONE,
     current_http_date,
+    etag_matches,
     negotiate_coding,
     reason_phrase,
 )
@@ -126,9 +127,15 @@ cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=
     return out
 
 
-cdef CacheEntry _representation(CacheEntry entry, bytes accept_encoding, int* kind):
+cdef CacheEntry _representation(CacheEntry entry, RequestHead request, int* kind):
     """The representation of file ``entry`` the client's Accept-Encoding picks; sets ``kind`` to
-    ANSWER_NOT_ACCEPTABLE or ANSWER_WAIT when it cannot be sent now (see the module's notes)."""
+    ANSWER_NOT_ACCEPTABLE or ANSWER_WAIT when it cannot be sent now (see the module's notes).
+
+    An encoding not made yet still has its validators (the file's, with the coding's suffix):
+    a request whose If-None-Match names it gets them, for its 304, without waiting.
+    """
+    cdef bytes accept_encoding = request.accept_encoding
+    cdef CacheEntry validators
     cdef int index = negotiate_coding(accept_encoding, entry.offered)
     if index == CODING_IDENTITY:
         return entry
@@ -140,6 +147,10 @@ cdef CacheEntry _representation(CacheEntry entry, bytes accept_encoding, int* ki
         entry.encoder.want(entry, index)  # may finish at once (no event loop: made here)
         chosen = entry.representations[index]
         if chosen is None:
+            if request.if_none_match is not None and entry.etag is not None:
+                validators = encoded_entry(entry, index, NOTHING)
+                if etag_matches(request.if_none_match, validators.etag, True):
+                    return validators  # its preconditions answer: 304 (or 412), never its body
             if negotiate_coding(accept_encoding, 0) == CODING_NONE:
                 kind[0] = ANSWER_WAIT
             return entry
@@ -159,7 +170,7 @@ cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
         return entry
     if entry.representations is not None and request.accept_encoding is not None:
         kind[0] = ANSWER_WHOLE
-        entry = _representation(entry, request.accept_encoding, kind)
+        entry = _representation(entry, request, kind)
         if kind[0] != ANSWER_WHOLE:
             return entry
     if entry.kind == ENTRY_FILE:
