@@ -27,6 +27,7 @@ percent-encoded absolute path that serves the entry. Directories come first, wha
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 TEMPLATE_NAME = "listing.html"
 PACKAGED_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 MAX_ENTRIES = 10_000
+MIN_ENCODED = 1024  # listings of at most this many bytes are sent unencoded, as compressed files are
 SORT_KEYS = ("name", "size", "mtime")
 ORDERS = ("asc", "desc")
 HTML_TYPE = "text/html; charset=utf-8"
@@ -61,11 +63,22 @@ class Entry:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered listing: the body, its content type and its strong entity-tag (quoted)."""
+    """A rendered listing: the body, its content type, its strong entity-tag (quoted) and its
+    content coding (None: identity)."""
 
     body: bytes
     content_type: str
     etag: str
+    coding: Optional[str] = None
+
+
+def gzip_encoded(rendered: Rendered) -> Rendered:
+    """``rendered`` as ``gzip`` (RFC 9110 section 8.4.1.3), with an entity-tag of its own, when
+    its body is over ``MIN_ENCODED`` bytes; else ``rendered`` itself."""
+    if len(rendered.body) <= MIN_ENCODED:
+        return rendered
+    body = gzip.compress(rendered.body, compresslevel=6, mtime=0)
+    return Rendered(body, rendered.content_type, rendered.etag[:-1] + '-gzip"', "gzip")
 
 
 def listed_directories(roots: Sequence[str], url_parts: Tuple[str, ...], follow_symlink: bool) -> List[Tuple[str, str]]:

@@ -28,14 +28,14 @@ from fastserve._speedups.filecache import (
     CacheEntry,
     FileCache,
 )
-from fastserve._speedups.headers import parse_http_date
+from fastserve._speedups.headers import accepts_encoding, parse_http_date
 from fastserve._speedups.pathlookup import is_hidden, is_within, resolve_path, split_url_path
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
-from fastserve.listing import MAX_ENTRIES, DirectoryListing, listed_directories
+from fastserve.listing import MAX_ENTRIES, DirectoryListing, gzip_encoded, listed_directories
 from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, send_slices
 from fastserve.types import Receive, Scope, Send
 
@@ -219,15 +219,24 @@ class StaticFiles:
         ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``,
         ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``, ``listing``), made anew when
         one changed."""
-        settings = (
+        if self.file_cache is None or self._settings() != self._file_cache_settings:
+            self.use_file_cache(self.build_file_cache(self.cache_valid))
+        assert self.file_cache is not None
+        return self.file_cache
+
+    def use_file_cache(self, cache: FileCache) -> None:
+        """Answer from ``cache`` (``build_file_cache``'s, for the current settings) until a
+        setting changes: the server hands its own cache (``--cache-*`` limits) to the app that
+        renders its directory listings, so both look paths up alike."""
+        self.file_cache = cache
+        self._file_cache_settings = self._settings()
+
+    def _settings(self) -> Tuple[Any, ...]:
+        return (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
             self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
             tuple(sorted(self.error_pages.items())), self.compress, self.listing,
         )
-        if self.file_cache is None or settings != self._file_cache_settings:
-            self.file_cache = self.build_file_cache(self.cache_valid)
-            self._file_cache_settings = settings
-        return self.file_cache
 
     def build_file_cache(
         self, valid_for: float, *, compress_bytes: int = DEFAULT_MAX_BYTES,
@@ -369,19 +378,28 @@ class StaticFiles:
         root)`` pairs, first root first) for this request: HTML or JSON by its ``Accept``, sorted
         by its query (``?sort=name|size|mtime&order=asc|desc``), read and rendered in a worker
         thread. ``Cache-Control: no-cache``, ``Vary: Accept``, a strong ETag of the body (so
-        ``If-None-Match`` gives 304 and ``If-Match`` 412, RFC 9110 section 13.1)."""
+        ``If-None-Match`` gives 304 and ``If-Match`` 412, RFC 9110 section 13.1). With ``compress``,
+        gzip for clients that accept it (``Vary: Accept, Accept-Encoding``), made in that thread."""
         renderer = self._listing_renderer
         if renderer is None or (renderer.templates_dir, renderer.max_entries) != (
             self.templates, self.listing_max_entries
         ):
             renderer = self._listing_renderer = DirectoryListing(self.templates, self.listing_max_entries)
         request = Headers(raw=scope.get("headers", []))
-        rendered = await anyio.to_thread.run_sync(functools.partial(
+        render = functools.partial(
             renderer.render, directories, parts,
             root_path=scope.get("root_path", ""), query_string=scope.get("query_string", b""),
             accept=request.get("accept"), dotfiles=self.dotfiles, follow_symlink=self.follow_symlink,
-        ))
+        )
+        if self.compress and accepts_encoding(_latin1(request.get("accept-encoding")), "gzip"):
+            rendered = await anyio.to_thread.run_sync(lambda: gzip_encoded(render()))
+        else:
+            rendered = await anyio.to_thread.run_sync(render)
         headers = {"etag": rendered.etag, "cache-control": "no-cache", "vary": "Accept"}
+        if self.compress:
+            headers["vary"] = "Accept, Accept-Encoding"
+        if rendered.coding is not None:
+            headers["content-encoding"] = rendered.coding
         precondition = evaluate_preconditions(
             scope["method"].encode("latin-1"),
             _latin1(request.get("if-match")), None, _latin1(request.get("if-none-match")), None,

@@ -2,6 +2,7 @@
 their bytes, sorting, breadcrumbs, hidden files, HEAD and validators; the library face in-process."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from fastserve.listing import prefers_json, sort_from_query
 from fastserve.server.app_loader import AppLoadError, load_app
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
+from inprocess import InProcessServer
 from server_helpers import RawConnection, ServerProcess, running_server
 
 # Names a listing must survive: markup, quotes, ampersands, spaces, percent signs, URL
@@ -140,7 +142,7 @@ def test_html_listing_escapes_names_and_links_serve_the_exact_files(client: http
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert response.headers["cache-control"] == "no-cache"
-    assert response.headers["vary"] == "Accept"
+    assert response.headers["vary"] == "Accept, Accept-Encoding"
     html = response.text
     # No name reaches the page as markup: every "<" in it belongs to the template's own tags.
     assert "<img" not in html and "<b>" not in html
@@ -235,11 +237,11 @@ def test_redirect_index_head_and_validators(client: httpx2.Client) -> None:
     for name in ("content-type", "content-length", "etag", "cache-control", "vary"):
         assert head.headers[name] == get.headers[name], name
     etag = get.headers["etag"]
-    assert re.fullmatch(r'"[0-9a-f]+"', etag)
+    assert re.fullmatch(r'"[0-9a-f]+(-gzip)?"', etag)  # httpx asks for gzip
     assert _json(client, "/sub/") and client.get("/sub/", headers={"Accept": "application/json"}).headers["etag"] != etag
     not_modified = client.get("/sub/", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.content == b""
-    assert not_modified.headers["etag"] == etag and not_modified.headers["vary"] == "Accept"
+    assert not_modified.headers["etag"] == etag and not_modified.headers["vary"] == "Accept, Accept-Encoding"
     assert client.get("/sub/", headers={"If-Match": '"other"'}).status_code == 412
     assert client.post("/sub/").status_code == 405
 
@@ -259,6 +261,37 @@ def test_accept_read_by_both_request_readers(listing_server: ServerProcess) -> N
         types = [conn.read_response().header("content-type") for _ in range(3)]
         assert types == ["application/json", "text/html; charset=utf-8", "application/json"]
         assert conn.read_response().body == b"in sub\n"  # answers stay in request order
+
+
+def test_listings_are_gzipped_for_clients_that_accept_it(listing_server: ServerProcess) -> None:
+    """--compress (on by default) covers listings: gzip, made with the listing, an ETag of its own."""
+    with RawConnection(listing_server.port) as conn:
+        plain = conn.exchange("GET", "/sub/")
+        assert plain.header("content-encoding") is None and len(plain.body) > 1024
+        assert plain.header("vary") == "Accept, Accept-Encoding"
+        encoded = conn.exchange("GET", "/sub/", [("Accept-Encoding", "br;q=0, gzip")])
+        assert encoded.header("content-encoding") == "gzip" and gzip.decompress(encoded.body) == plain.body
+        assert encoded.header("etag") == plain.header("etag")[:-1] + '-gzip"'
+        assert encoded.header("vary") == "Accept, Accept-Encoding"
+        head = conn.exchange("HEAD", "/sub/", [("Accept-Encoding", "gzip")])
+        assert head.body == b"" and head.header("content-length") == str(len(encoded.body))
+        again = conn.exchange("GET", "/sub/", [("Accept-Encoding", "gzip"), ("If-None-Match", encoded.header("etag"))])
+        assert again.status == 304
+        assert conn.exchange("GET", "/sub/", [("If-None-Match", encoded.header("etag"))]).status == 200
+        small = conn.exchange("GET", "/.well-known/", [("Accept-Encoding", "gzip"), ("Accept", "application/json")])
+        assert small.header("content-encoding") is None and len(small.body) <= 1024  # not worth encoding
+
+
+def test_server_app_lists_from_the_servers_cache(tree: Path) -> None:
+    """The StaticFiles app that renders the fast path's listings looks paths up in the server's
+    own open-file cache (its --cache-* limits), not a second one."""
+    server = InProcessServer(tree, options={"listing": True})
+    try:
+        assert server.app.current_file_cache() is server.state.cache
+        assert server.state.asgi_bridge is not None  # the listings' way to the app
+        assert InProcessServer(tree).state.asgi_bridge is None  # no listing: no bridge
+    finally:
+        server.close()
 
 
 def test_without_listing_a_directory_without_index_is_404(server: ServerProcess) -> None:

@@ -624,7 +624,8 @@ cdef class HttpProtocol:
         """A directory listing: the ``StaticFiles`` app renders it through the ASGI bridge (the
         file-system work runs in a thread), seeing the fields it reads; it logs its own access."""
         headers = [(name, value) for name, value in (
-            (b"accept", request.accept), (b"if-none-match", request.if_none_match), (b"if-match", request.if_match),
+            (b"accept", request.accept), (b"accept-encoding", request.accept_encoding),
+            (b"if-none-match", request.if_none_match), (b"if-match", request.if_match),
             (b"user-agent", request.user_agent), (b"referer", request.referer),
         ) if value is not None]
         current = self.head

@@ -34,7 +34,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         return None
     if app.directory is not None and not os.path.isdir(app.directory):
         raise RuntimeError(f"StaticFiles directory '{app.directory}' does not exist.")
-    app.file_cache = app.build_file_cache(
+    cache = app.build_file_cache(
         config.cache_valid,
         max_entries=config.cache_entries,
         max_bytes=config.cache_bytes,
@@ -42,7 +42,8 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         compress_bytes=config.compress_bytes,
         compress_max_file=config.compress_max_file,
     )
-    return app.file_cache
+    app.use_file_cache(cache)
+    return cache
 
 
 def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
