@@ -6,8 +6,8 @@ start processes with a soft limit of 1,024 and a far higher hard limit; the serv
 soft limit toward what ``--max-connections`` needs (never above the hard limit) before the
 workers start, so they inherit it.
 
-A worker stops accepting while the descriptor a new connection got lies within ``headroom``
-of the limit (the kernel hands out the lowest free number, so every lower one is in use), and
+A worker stops accepting (``fastserve.server.acceptor``) while the descriptor a new connection
+got lies within ``headroom`` of the limit (the kernel hands out the lowest free number, so every lower one is in use), and
 takes connections again when one closes: clients past the limit wait in the listen queue
 instead of being accepted and closed at once.
 """

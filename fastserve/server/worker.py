@@ -14,6 +14,7 @@ from fastserve._speedups.protocol import HttpProtocol, ServerState
 from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
 from fastserve.server.access_log import AccessLog
+from fastserve.server.acceptor import Acceptor, take_accept_queue
 from fastserve.server.admin import make_admin
 from fastserve.server.metrics import for_worker
 from fastserve.server.limits import current_accept_ceiling
@@ -136,66 +137,6 @@ class Handoff:
         return True
 
 
-class Acceptor:
-    """The worker's listener: takes connections through uvloop, and stops taking them while
-    descriptors run short.
-
-    Pausing keeps a duplicate of the listening descriptor and closes uvloop's server, so the
-    kernel goes on queueing connections (up to the backlog) instead of libuv accepting and
-    closing them at once; resuming serves the same socket again.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket, config: Config,
-                 tls: Any, connections: Any) -> None:
-        self.loop = loop
-        self.connections = connections
-        self.factory = factory
-        self.sock = sock
-        self.backlog = config.backlog
-        self.tls = tls
-        self.server: Any = None
-        self.paused = False  # paused, or about to serve again (uvloop does not hold the socket)
-        self.closed = False
-        self.warned = False
-
-    async def start(self) -> None:
-        if self.closed:
-            return
-        self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, ssl=self.tls)
-        self.paused = False
-
-    def pause(self) -> bool:
-        """Stop accepting (connections wait in the listen queue); False when it cannot."""
-        if self.paused or self.closed:
-            return self.paused
-        fd = _duplicate(self.sock)
-        if fd < 0:
-            return False
-        self.server.close()  # uvloop closes its descriptor; the duplicate keeps the queue
-        self.sock = socket.socket(fileno=fd)
-        self.paused = True
-        if not self.warned:
-            self.warned = True
-            logger.warning("worker %d: near the open-file limit with %d connections: new ones wait in the "
-                           "listen queue until one closes", os.getpid(), len(self.connections))
-        return True
-
-    def resume(self) -> None:
-        """Accept again (the server is made on the loop's next turn)."""
-        if self.paused and not self.closed:
-            self.loop.create_task(self.start())
-
-    def close_keeping_queue(self) -> int:
-        """Stop accepting for good; returns a duplicate of the listening descriptor (-1: none),
-        whose queue the caller still takes."""
-        self.closed = True
-        if self.paused:
-            return self.sock.detach()  # the duplicate made by pause()
-        fd = _duplicate(self.sock)
-        self.server.close()  # connections stay open
-        return fd
-
-
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``."""
     loop = asyncio.get_running_loop()
@@ -209,7 +150,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     def new_connection() -> HttpProtocol:
         return HttpProtocol(state, loop)
 
-    acceptor = Acceptor(loop, new_connection, sock, config, tls, state.connections)
+    acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections)
     await acceptor.start()
     state.acceptor = acceptor
     state.accept_ceiling = current_accept_ceiling()
@@ -271,49 +212,6 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await _cancel_app_tasks()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
-
-
-def _duplicate(sock: socket.socket) -> int:
-    try:
-        return os.dup(sock.fileno())
-    except OSError:  # no descriptor left: what waits in the queue is reset, as before
-        return -1
-
-
-async def take_accept_queue(fd: int, loop: asyncio.AbstractEventLoop, protocol_factory: Any, tls: Any = None) -> int:
-    """Accept what waits in the kernel's accept queue of listening socket ``fd``, then close it.
-
-    Each connection gets a protocol (and TLS when ``tls``, an ``ssl.SSLContext``, is given) as
-    the server would have given it, and a turn of the loop to read what the client already
-    sent, so its request is answered (with ``Connection: close``) before the worker stops.
-    Returns how many were taken.
-    """
-    listener = socket.socket(fileno=fd)
-    handovers = []
-    try:
-        listener.setblocking(False)
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except ConnectionAbortedError:
-                continue  # the client gave up while queued
-            except OSError as exc:  # out of descriptors: the rest cannot be taken
-                logger.warning("could not accept a queued connection while stopping: %s", exc)
-                break
-            conn.setblocking(False)
-            if conn.family != socket.AF_UNIX:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            options = {"ssl": tls, "ssl_handshake_timeout": 5.0} if tls is not None else {}
-            handovers.append(loop.connect_accepted_socket(protocol_factory, conn, **options))
-    finally:
-        listener.close()
-    if handovers:  # TLS handshakes run side by side; a failed one is that client's loss only
-        await asyncio.gather(*handovers, return_exceptions=True)
-        await asyncio.sleep(0)  # start reading them
-        await asyncio.sleep(0)  # and read what is already there
-    return len(handovers)
 
 
 async def _cancel_app_tasks() -> None:

@@ -1,0 +1,172 @@
+"""Taking connections from the listening socket: fairly under load, and never past the open-file limit.
+
+uvloop's server (libuv) accepts one connection per turn of the event loop. On a worker whose
+turns are long (a saturated core serving hundreds of connections) that leaves clients in the
+kernel's queue for seconds while the connections already accepted are served many times over.
+The ``Acceptor`` watches a duplicate of the listening descriptor as well and, while the worker
+holds ``BATCH_ABOVE`` connections and its turns are long (the queue was last seen non-empty
+between ``LONG_TURN`` and a second ago), takes up to ``BATCH`` queued ones per turn itself.
+Short turns leave accepting to uvloop, whose own path costs less per connection.
+
+Near the open-file limit (``fastserve.server.limits``) it stops accepting altogether, keeping
+the listening socket open, so clients wait in the queue instead of being accepted and closed
+by libuv; it takes them again when a connection closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any, Collection, Optional
+
+logger = logging.getLogger("fastserve")
+
+BATCH_ABOVE = 64  # connections held before queued ones are also taken in batches
+BATCH = 512  # connections taken per loop turn by the batch path (uvloop takes one more)
+LONG_TURN = 0.005  # seconds: a loop turn this long takes connections in batches
+
+
+class Acceptor:
+    """The worker's listener. ``factory`` makes a protocol per connection; ``connections`` is
+    the worker's set of open ones; ``tls`` an ``ssl.SSLContext`` or None."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket, backlog: int,
+                 tls: Any, connections: Collection[Any]) -> None:
+        self.loop = loop
+        self.factory = factory
+        self.sock = sock
+        self.backlog = backlog
+        self.tls = tls
+        self.connections = connections
+        self.server: Any = None
+        self.watch: Optional[socket.socket] = None  # the duplicate the batch path reads
+        self.seen = 0.0  # when the queue was last seen non-empty
+        self.paused = False  # paused, or about to serve again (uvloop does not hold the socket)
+        self.closed = False
+        self.warned = False
+
+    async def start(self) -> None:
+        """Serve the socket through uvloop, and watch it for batches."""
+        if self.closed:
+            return
+        self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, ssl=self.tls)
+        self.paused = False
+        self._watch()
+
+    def _watch(self) -> None:
+        fd = duplicate(self.sock)
+        if fd < 0:
+            return  # no descriptor to spare: uvloop's one per turn it is
+        self.watch = socket.socket(fileno=fd)
+        self.watch.setblocking(False)
+        self.loop.add_reader(fd, self._take_batch)
+
+    def _unwatch(self) -> None:
+        if self.watch is not None:
+            self.loop.remove_reader(self.watch.fileno())
+            self.watch.close()
+            self.watch = None
+
+    def _take_batch(self) -> None:
+        """Queued connections are waiting: take up to ``BATCH`` when the worker is busy."""
+        now = time.monotonic()
+        since, self.seen = now - self.seen, now
+        if self.watch is None or len(self.connections) < BATCH_ABOVE or not LONG_TURN < since < 1.0:
+            return  # uvloop takes one per turn, which keeps up while turns are short
+        for _ in range(BATCH):
+            try:
+                conn, _ = self.watch.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError:  # out of descriptors (or memory): leave the rest queued
+                return
+            self.loop.create_task(hand_over(self.loop, self.factory, conn, self.tls))
+
+    def pause(self) -> bool:
+        """Stop accepting (connections wait in the listen queue); False when it cannot."""
+        if self.paused or self.closed:
+            return self.paused
+        fd = duplicate(self.sock)
+        if fd < 0:
+            return False
+        self._unwatch()
+        self.server.close()  # uvloop closes its descriptor; the duplicate keeps the queue
+        self.sock = socket.socket(fileno=fd)
+        self.paused = True
+        if not self.warned:
+            self.warned = True
+            logger.warning("worker %d: near the open-file limit with %d connections: new ones wait in the "
+                           "listen queue until one closes", os.getpid(), len(self.connections))
+        return True
+
+    def resume(self) -> None:
+        """Accept again (the server is made on the loop's next turn)."""
+        if self.paused and not self.closed:
+            self.loop.create_task(self.start())
+
+    def close_keeping_queue(self) -> int:
+        """Stop accepting for good; returns a duplicate of the listening descriptor (-1: none),
+        whose queue the caller still takes (``take_accept_queue``)."""
+        self.closed = True
+        self._unwatch()
+        if self.paused:
+            return self.sock.detach()  # the duplicate made by pause()
+        fd = duplicate(self.sock)
+        self.server.close()  # connections stay open
+        return fd
+
+
+def duplicate(sock: socket.socket) -> int:
+    """A duplicate of ``sock``'s descriptor; -1 when no descriptor is left."""
+    try:
+        return os.dup(sock.fileno())
+    except OSError:
+        return -1
+
+
+async def hand_over(loop: asyncio.AbstractEventLoop, factory: Any, conn: socket.socket, tls: Any) -> None:
+    """Serve ``conn``, accepted by us rather than by uvloop, as the server would have served it."""
+    conn.setblocking(False)
+    if conn.family != socket.AF_UNIX:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    options = {"ssl": tls, "ssl_handshake_timeout": 5.0} if tls is not None else {}
+    try:
+        await loop.connect_accepted_socket(factory, conn, **options)
+    except (OSError, asyncio.TimeoutError):
+        pass  # a failed TLS handshake or a client gone: that client's loss only
+
+
+async def take_accept_queue(fd: int, loop: asyncio.AbstractEventLoop, protocol_factory: Any, tls: Any = None) -> int:
+    """Accept what waits in the kernel's accept queue of listening socket ``fd``, then close it.
+
+    Each connection gets a protocol (and TLS when ``tls``, an ``ssl.SSLContext``, is given) as
+    the server would have given it, and a turn of the loop to read what the client already
+    sent, so its request is answered (with ``Connection: close``) before the worker stops.
+    Returns how many were taken.
+    """
+    listener = socket.socket(fileno=fd)
+    handovers = []
+    try:
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:  # out of descriptors: the rest cannot be taken
+                logger.warning("could not accept a queued connection while stopping: %s", exc)
+                break
+            handovers.append(hand_over(loop, protocol_factory, conn, tls))
+    finally:
+        listener.close()
+    if handovers:  # TLS handshakes run side by side; a failed one is that client's loss only
+        await asyncio.gather(*handovers, return_exceptions=True)
+        await asyncio.sleep(0)  # start reading them
+        await asyncio.sleep(0)  # and read what is already there
+    return len(handovers)
