@@ -19,6 +19,7 @@ import asyncio
 import importlib
 import logging
 import os
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -131,13 +132,20 @@ def _read_content(entry: CacheEntry) -> Optional[bytes]:
 
 class _Encoding:
     """One encoding of one file version: its bytes (None: not worth it), and the cache entries
-    (one per URL path serving that version) whose slot holds it."""
+    (one per URL path serving that version) whose slot holds it, referred to weakly: an entry
+    the open-file cache let go is not kept alive (with its body) by its encoding."""
 
     __slots__ = ("body", "owners")
 
     def __init__(self, body: Optional[bytes]) -> None:
         self.body = body
-        self.owners: List[CacheEntry] = []
+        self.owners: List["weakref.ref[CacheEntry]"] = []
+
+    def live_owners(self) -> List[CacheEntry]:
+        owners = [owner for owner in (ref() for ref in self.owners) if owner is not None]
+        if len(owners) != len(self.owners):
+            self.owners = [weakref.ref(owner) for owner in owners]
+        return owners
 
     @property
     def cost(self) -> int:
@@ -211,9 +219,8 @@ class EncodedCache:
     def _attach(self, found: _Encoding, entry: CacheEntry, index: int) -> None:
         assert entry.representations is not None
         entry.representations[index] = entry if found.body is None else encoded_entry(entry, index, found.body)
-        if entry not in found.owners:
-            found.owners.append(entry)
-            del found.owners[:-4]  # older owners are entries the file cache let go
+        if entry not in found.live_owners():
+            found.owners.append(weakref.ref(entry))
 
     def want(self, entry: CacheEntry, index: int) -> "Optional[asyncio.Future[Optional[bytes]]]":
         """Have ``entry``'s encoding ``index`` made: in the worker thread, when an asyncio event
@@ -284,7 +291,7 @@ class EncodedCache:
             key, found = next(iter(store.items()))
             index = key[-1]
             used = False
-            for owner in found.owners:
+            for owner in found.live_owners():
                 slot = owner.representations[index] if owner.representations is not None else None
                 if slot is not None and slot is not owner and slot.used:
                     slot.used = False
@@ -295,6 +302,6 @@ class EncodedCache:
             del store[key]
             self.held_bytes -= found.cost
             self.evictions += 1
-            for owner in found.owners:
+            for owner in found.live_owners():
                 if owner.representations is not None:
                     owner.representations[index] = None

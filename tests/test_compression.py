@@ -419,3 +419,22 @@ def test_a_304_for_an_encoding_does_not_wait_for_it(site):
     assert second[0] == 200 and b"content-encoding" not in second[1]  # unencoded while it is made
     assert refused[0] == 304
     assert entry.representations[BR] is None or entry.representations[BR].etag == br_etag
+
+
+def test_an_encoding_does_not_keep_the_entries_it_filled_alive(site):
+    """The open-file cache's bounds hold: an entry it let go is not kept (with its body) by the
+    encoding made for it, which the next entry for the same file version takes over."""
+    import gc
+    import weakref
+
+    encoder = EncodedCache()
+    cache = FileCache([site], encoder=encoder, max_entries=1)
+    first = cache.lookup("/app.js")
+    ask(first, b"br")
+    gone = weakref.ref(first)
+    cache.lookup("/index.html")  # pushes /app.js out of the file cache
+    del first
+    gc.collect()
+    assert gone() is None
+    again = cache.lookup("/app.js")
+    assert again.representations[BR] is not None and encoder.encoded == 1

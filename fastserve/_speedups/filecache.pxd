@@ -48,6 +48,7 @@ cdef class CacheEntry:
     cdef readonly int offered
     cdef readonly object encoder
     cdef public bint used                   # answered since the encoder last looked (its eviction clock)
+    cdef object __weakref__                 # the encoder refers to the entries it fills weakly
     cdef readonly long long saved           # an on-the-fly encoding: bytes it saves over the file
     # the protocol's memo of whole responses for the common case, rebuilt when Date changes
     cdef public bytes memo_date
