@@ -465,6 +465,33 @@ class RawConnection:
         return not readable
 
 
+def open_descriptors(pid: int) -> int:
+    """How many descriptors process ``pid`` holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_descriptors(pid: int, done, timeout: float = 10.0) -> bool:
+    """Whether ``done(open_descriptors(pid))`` comes true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not done(open_descriptors(pid)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def wait_peer_closed(sock: socket.socket, timeout: float) -> bool:
+    """True once the server has closed or reset ``sock`` (within ``timeout`` seconds), told by
+    the kernel's TCP state: nothing is read, so a client that stopped reading stays stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        if state != 1:  # no longer TCP_ESTABLISHED: CLOSE_WAIT after a FIN, CLOSE after a reset
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def fetch(port: int, target: str | bytes, method: str = "GET",
           headers: Iterable[Tuple[str, str]] = (), timeout: float = 5.0) -> RawResponse:
     """One request on a fresh connection."""

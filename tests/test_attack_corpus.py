@@ -279,7 +279,8 @@ def close_code(raw: RawWebSocket) -> Optional[int]:
     (frame_bytes(0x8, struct.pack("!H", 999)), (1002,)),                     # a close code no one may send
     (frame_bytes(0x8, b"\x03"), (1002,)),                                    # a one-byte close payload
     (frame_bytes(0x2, b"x" * 17_000_000)[:14], (1009, None)),                # a 17 MB frame announced
-])
+], ids=["unmasked", "reserved-bit", "opcode-3", "long-control", "fragmented-control", "continuation-first",
+        "bad-utf8", "close-999", "one-byte-close", "17mb-frame"])  # the frames carry random masks
 def test_websocket_violations(app_server: ServerProcess, frame: bytes, codes: Tuple[Optional[int], ...]) -> None:
     with RawWebSocket(app_server.port, "/ws") as raw:
         assert raw.status == 101

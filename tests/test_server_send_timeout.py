@@ -1,7 +1,7 @@
 """A client that asks for a large file and stops reading is dropped after --send-timeout."""
-import os
 import socket
-import time
+
+from server_helpers import open_descriptors, wait_descriptors, wait_peer_closed
 
 
 def test_client_that_stops_reading_is_dropped(start_server, tmp_path):
@@ -11,10 +11,14 @@ def test_client_that_stops_reading_is_dropped(start_server, tmp_path):
     with open(site / "huge.bin", "wb") as f:
         f.truncate(size)  # sparse: costs no disk
     (site / "small.txt").write_text("small")
-    server = start_server(site, "--send-timeout", "1")
+    server = start_server(site, "--send-timeout", "0.5")
+    baseline = _warm_descriptors(server)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(3.0)  # past the timeout (1 s) and a tick or two of the server's clock
+    assert wait_descriptors(server.pid, lambda count: count > baseline)  # the transfer holds the connection
+    # The server lets it go after the timeout (0.5 s) and a tick or two of its clock; the client
+    # cannot tell yet (its window is full, so the FIN waits behind the data).
+    assert wait_descriptors(server.pid, lambda count: count <= baseline)
     received = 0
     try:
         while chunk := sock.recv(1 << 20):
@@ -28,8 +32,13 @@ def test_client_that_stops_reading_is_dropped(start_server, tmp_path):
         assert fresh.recv(100).startswith(b"HTTP/1.1 200 ")
 
 
-def _open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def _warm_descriptors(server) -> int:
+    """Open the huge file's cache entry with a HEAD; the server's descriptors once that connection is gone."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as warm:
+        warm.sendall(b"HEAD /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        warm.recv(1000)
+        assert wait_peer_closed(warm, 5.0)
+    return open_descriptors(server.pid)
 
 
 def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server, tmp_path):
@@ -40,12 +49,8 @@ def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server
     site.mkdir()
     with open(site / "huge.bin", "wb") as f:
         f.truncate(256 * 1024 * 1024)
-    server = start_server(site, "--send-timeout", "1")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as warm:
-        warm.sendall(b"HEAD /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        warm.recv(1000)
-    time.sleep(0.3)
-    baseline = _open_fds(server.pid)
+    server = start_server(site, "--send-timeout", "0.5")
+    baseline = _warm_descriptors(server)
 
     stalled = []
     for _ in range(5):  # ask, read a little, then stop reading: dropped by the send timeout
@@ -57,10 +62,10 @@ def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
             sock.recv(65536)
-    time.sleep(0.5)
-    assert _open_fds(server.pid) > baseline  # the stalled ones are still held
+    assert open_descriptors(server.pid) > baseline  # the stalled ones are still held
 
-    time.sleep(3.0)  # past the send timeout and a tick or two of the server's clock
+    # past the send timeout and a tick or two of the server's clock, every descriptor is released
+    assert wait_descriptors(server.pid, lambda count: count <= baseline)
     for sock in stalled:  # the server closed them: reading now ends instead of waiting forever
         sock.settimeout(5)
         try:
@@ -69,7 +74,4 @@ def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server
         except ConnectionResetError:
             pass
         sock.close()
-    deadline = time.monotonic() + 5
-    while _open_fds(server.pid) > baseline and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _open_fds(server.pid) <= baseline
+    assert open_descriptors(server.pid) <= baseline

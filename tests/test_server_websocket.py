@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from server_helpers import ServerProcess, fetch, rss_kib, running_server
+from server_helpers import ServerProcess, fetch, open_descriptors, rss_kib, running_server, wait_descriptors
 
 APP = '''
 import asyncio
@@ -867,6 +867,7 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
         Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "1"],
         log_path=app_dir / "ping-flood-server.log", cwd=app_dir,
     ) as srv:
+        descriptors = open_descriptors(srv.pid)
         raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
         try:
             assert raw.status == 101
@@ -876,7 +877,8 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
             grown = rss_kib(srv.pid) - before
             assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
             assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
-            time.sleep(2.0)  # still not reading, past the send timeout (and a tick): then read what is left
+            # Still not reading: past the send timeout (and a tick) the server lets the connection go.
+            assert wait_descriptors(srv.pid, lambda count: count <= descriptors), "never dropped"
             assert raw.wait_eof(timeout=TIMEOUT), "a client that never reads was never dropped"
         finally:
             raw.close()
