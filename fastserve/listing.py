@@ -324,5 +324,19 @@ class DirectoryListing:
         return crumbs
 
 
+def templates_problem(directory: PathLike) -> Optional[str]:
+    """Why ``directory`` cannot replace the packaged template (no ``listing.html`` in it, or one
+    Jinja2 cannot compile), or None when it can."""
+    import jinja2
+
+    if not os.path.isfile(os.path.join(directory, TEMPLATE_NAME)):
+        return f"no {TEMPLATE_NAME} in it"
+    try:
+        DirectoryListing(directory).templates.get_template(TEMPLATE_NAME)
+    except jinja2.TemplateError as exc:
+        return f"{TEMPLATE_NAME} line {getattr(exc, 'lineno', '?')}: {exc}"
+    return None
+
+
 def _etag(body: bytes) -> str:
     return '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()

@@ -317,8 +317,11 @@ def test_templates_override_and_dotfiles_allow(tree: Path, tmp_path: Path, start
         assert http.get("/.hidden/", headers={"Accept": "application/json"}).json()["entries"][0]["name"] == "inner.txt"
 
 
-def test_templates_dir_without_listing_html_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(AppLoadError, match="listing.html"):
+def test_templates_dir_without_a_usable_listing_html_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AppLoadError, match="no listing.html in it"):
+        load_app(Config(target=str(tmp_path), listing=True, templates=str(tmp_path)))
+    (tmp_path / "listing.html").write_text("<ul>\n{% for e in entries %}<li>{{ e.name }</li>{% endfor %}</ul>")
+    with pytest.raises(AppLoadError, match="listing.html line 2: "):
         load_app(Config(target=str(tmp_path), listing=True, templates=str(tmp_path)))
 
 

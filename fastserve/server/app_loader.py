@@ -73,8 +73,12 @@ def _directory(config: Config, target: str) -> Any:
         raise AppLoadError(f"Directory {target!r} does not exist.")
     if not os.path.isdir(target):
         raise AppLoadError(f"{target!r} is not a directory (an app is named 'module:attribute').")
-    if config.templates is not None and not os.path.isfile(os.path.join(config.templates, "listing.html")):
-        raise AppLoadError(f"--templates {config.templates!r} holds no listing.html.")
+    if config.templates is not None:
+        from fastserve.listing import templates_problem
+
+        problem = templates_problem(config.templates)
+        if problem is not None:
+            raise AppLoadError(f"--templates {config.templates!r}: {problem}")
     from fastserve.cachepolicy import CachePolicy
     from fastserve.staticfiles import StaticFiles
 
