@@ -64,6 +64,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(root / "small.bin", b"x", OLD)
     _write(root / "large.bin", b"y" * 5000, NEW)
     _write(root / "Middle.bin", b"z" * 300, (OLD + NEW) // 2)
+    _write(root / "sub" / "deeper" / "chunk.bin", b"c" * 100_000)
     _write(root / "sub" / "x.txt", b"in sub\n")
     _write(root / "sub" / "deeper" / "deep.txt", b"deep\n")
     _write(root / "withindex" / "index.html", b"<p>the index</p>")
@@ -261,6 +262,25 @@ def test_accept_read_by_both_request_readers(listing_server: ServerProcess) -> N
         types = [conn.read_response().header("content-type") for _ in range(3)]
         assert types == ["application/json", "text/html; charset=utf-8", "application/json"]
         assert conn.read_response().body == b"in sub\n"  # answers stay in request order
+
+
+def test_listing_answered_after_the_client_catches_up(listing_server: ServerProcess) -> None:
+    """A listing asked for behind more answers than --max-response-buffer holds waits as a bare
+    head; answered later, it keeps its own request's keep-alive, not the last one read's."""
+    count = 120  # 12 MB of answers: far past the 4 MiB the connection holds for a slow reader
+    with RawConnection(listing_server.port, rcvbuf=16384) as conn:
+        conn.send(b"GET /sub/deeper/chunk.bin HTTP/1.1\r\nHost: x\r\n\r\n" * count + (
+            b"GET /sub/ HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n"
+            b"GET /sub/x.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ))
+        for _ in range(count):
+            assert len(conn.read_response().body) == 100_000
+        listing = conn.read_response()
+        assert listing.header("content-type") == "application/json" and listing.header("connection") is None
+        assert [e["name"] for e in json.loads(listing.body)["entries"]] == ["deeper", "x.txt"]
+        last = conn.read_response()
+        assert last.body == b"in sub\n" and last.header("connection") == "close"
+        assert conn.read_to_eof() == b""
 
 
 def test_listings_are_gzipped_for_clients_that_accept_it(listing_server: ServerProcess) -> None:
