@@ -45,37 +45,38 @@ cdef class ServerState:
 
 
 cdef class HttpProtocol:
+    # (4-byte fields sit in pairs or more between 8-byte ones: no padding in the object)
     cdef readonly ServerState state
     cdef public object loop
     cdef public object transport
     cdef object parser                      # httptools', made for the first head the scanner leaves
-    cdef public int sock_fd
     cdef object _client                     # the peer's and our address, read on first use
     cdef object _server
     cdef bint addresses_read
     cdef readonly bint tls                  # TLS transport: the socket is never written directly
     cdef public bint writing_paused
+    cdef public int sock_fd
     cdef WritableWatch watch                # made on the first sendfile that finds the socket full
-    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
     cdef double writing_paused_since
     cdef bint reading_paused
     cdef bint body_backpressure
+    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
 
     # the request being parsed
     cdef bint in_message    # httptools has begun a request it has not finished
     cdef bint in_head
     cdef bint awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef double body_read_at # when the body being read last made progress
-    cdef int host_count
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t raw_head_bytes
     cdef Py_ssize_t header_count
     cdef double head_started
     cdef bint saw_connection
+    cdef int host_count
     cdef long long static_body_bytes
     cdef bint keep_headers
-    cdef RequestHead head      # the request being read (refilled for each)
     cdef int connection        # the Connection option httptools' request carried
+    cdef RequestHead head      # the request being read (refilled for each)
     cdef object body_job   # the ASGI job receiving this request's body, if any
     cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
     cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses
@@ -88,8 +89,8 @@ cdef class HttpProtocol:
     cdef Py_ssize_t queued_bytes   # bytes items in queue (answers behind a job)
     cdef Py_ssize_t deferred       # requests in queue kept as their heads, not yet answered
     cdef object current_job
-    cdef bint closing
     cdef double idle_since
+    cdef bint closing
     cdef int response_status
 
     cdef void _read_addresses(self)
