@@ -16,9 +16,11 @@ encodings not answered since the last sweep go first (a clock, nearly LRU).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import logging
 import os
+import threading
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -163,7 +165,9 @@ class EncodedCache:
     codings offered (names from ``headers.CODINGS``; default: every one whose library is
     installed; ``ValueError`` for an unknown name). The open-file cache (``FileCache(encoder=)``)
     calls ``encodable`` and ``adopt`` when it builds an entry, ``staticanswer.decide`` calls
-    ``want`` for an encoding a request picks that is not made yet.
+    ``want`` for an encoding a request picks that is not made yet (and ``waiter`` when the
+    request accepts nothing else). Encodings are made in one worker thread when an asyncio
+    event loop runs, else at once (a synchronous caller, or trio).
     """
 
     def __init__(
@@ -190,8 +194,12 @@ class EncodedCache:
         self.held_bytes = 0
         self.encoded = 0  # encodings made (declined ones too)
         self.evictions = 0
+        # The store, the pending encodings and the entries' slots change in the worker thread
+        # as well as on the event loop: under this lock (a slot is read without it, a list
+        # item being read or written whole).
+        self._lock = threading.Lock()
         self._store: "OrderedDict[Key, _Encoding]" = OrderedDict()
-        self._pending: Dict[Key, "asyncio.Future[Optional[bytes]]"] = {}
+        self._pending: Dict[Key, "concurrent.futures.Future[None]"] = {}
         self._pending_owners: Dict[Key, List[CacheEntry]] = {}
         self._executor: Optional[ThreadPoolExecutor] = None
         self._executor_pid = 0
@@ -211,10 +219,11 @@ class EncodedCache:
 
     def adopt(self, entry: CacheEntry) -> None:
         """Fill a new entry's slots with the encodings already made for its file version."""
-        for index in self.encoders:
-            found = self._store.get(self._key(entry, index))
-            if found is not None:
-                self._attach(found, entry, index)
+        with self._lock:
+            for index in self.encoders:
+                found = self._store.get(self._key(entry, index))
+                if found is not None:
+                    self._attach(found, entry, index)
 
     def _attach(self, found: _Encoding, entry: CacheEntry, index: int) -> None:
         assert entry.representations is not None
@@ -222,30 +231,40 @@ class EncodedCache:
         if entry not in found.live_owners():
             found.owners.append(weakref.ref(entry))
 
-    def want(self, entry: CacheEntry, index: int) -> "Optional[asyncio.Future[Optional[bytes]]]":
-        """Have ``entry``'s encoding ``index`` made: in the worker thread, when an asyncio event
-        loop runs (the future that finishes once it is in ``entry``'s slot), else at once (None)."""
+    def want(self, entry: CacheEntry, index: int) -> None:
+        """Have ``entry``'s encoding ``index`` made and put in its slot: in the worker thread when
+        an asyncio event loop runs (the slot stays empty meanwhile), else at once, here."""
         key = self._key(entry, index)
-        found = self._store.get(key)
-        if found is not None:
-            self._attach(found, entry, index)
-            return None
-        pending = self._pending.get(key)
-        if pending is not None:
-            owners = self._pending_owners[key]
-            if entry not in owners:
-                owners.append(entry)
-            return pending
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._install(key, self._encode(entry, index), [entry], index)
-            return None
-        future = loop.run_in_executor(self._worker(), self._encode, entry, index)
-        self._pending[key] = future
-        self._pending_owners[key] = [entry]
-        future.add_done_callback(lambda done: self._finished(key, done, index))
-        return future
+        with self._lock:
+            found = self._store.get(key)
+            if found is not None:
+                self._attach(found, entry, index)
+                return
+            if key in self._pending:
+                if entry not in self._pending_owners[key]:
+                    self._pending_owners[key].append(entry)
+                return
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                self._pending[key] = self._worker().submit(self._make, key, entry, index)
+                self._pending_owners[key] = [entry]
+                return
+        self._make(key, entry, index)
+
+    def waiter(self, entry: CacheEntry, index: int) -> "asyncio.Future[None]":
+        """An asyncio future of the running loop that finishes once ``entry``'s encoding
+        ``index`` is in its slot (or declined); ``want`` first."""
+        self.want(entry, index)
+        with self._lock:
+            pending = self._pending.get(self._key(entry, index))
+        if pending is None:  # made meanwhile
+            done: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.wrap_future(pending)
 
     def _worker(self) -> ThreadPoolExecutor:
         # One thread per process, made after any fork (a thread does not survive one).
@@ -254,6 +273,18 @@ class EncodedCache:
             self._executor_pid = os.getpid()
         return self._executor
 
+    def _make(self, key: Key, entry: CacheEntry, index: int) -> None:
+        """Encode and keep the result (in the worker thread, or at once without an event loop)."""
+        try:
+            body = self._encode(entry, index)
+        except Exception as exc:  # a failed encoding is a declined one: the file goes unencoded
+            logger.error("compression: %s of %s failed: %r", CODINGS[index], key[0], exc)
+            body = None
+        with self._lock:
+            self._pending.pop(key, None)
+            owners = self._pending_owners.pop(key, [entry])
+            self._install(key, body, owners, index)
+
     def _encode(self, entry: CacheEntry, index: int) -> Optional[bytes]:
         """The encoded bytes, or None when they would not save at least 1/16 of the file."""
         content = _read_content(entry)
@@ -261,19 +292,6 @@ class EncodedCache:
             return None
         body = self.encoders[index](content, len(content) <= STRONG_LEVEL_UP_TO)
         return body if len(body) <= len(content) - len(content) // 16 else None
-
-    def _finished(self, key: Key, done: "asyncio.Future[Optional[bytes]]", index: int) -> None:
-        self._pending.pop(key, None)
-        owners = self._pending_owners.pop(key, [])
-        if done.cancelled():
-            return
-        error = done.exception()
-        if error is not None:
-            logger.error("compression: %s of %s failed: %r", CODINGS[index], key[0], error)
-            body = None
-        else:
-            body = done.result()
-        self._install(key, body, owners, index)
 
     def _install(self, key: Key, body: Optional[bytes], owners: List[CacheEntry], index: int) -> None:
         found = _Encoding(body if body is None or len(body) <= self.max_bytes else None)

@@ -213,7 +213,7 @@ cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead reques
         _set(out, 406, NOT_ACCEPTABLE_FIELDS, NOTHING if request.is_head else NOT_ACCEPTABLE)
     elif kind == ANSWER_WAIT:
         _set(out, 0, [], NOTHING)
-        out.waiting = entry.encoder.want(entry, negotiate_coding(request.accept_encoding, entry.offered))
+        out.waiting = entry.encoder.waiter(entry, negotiate_coding(request.accept_encoding, entry.offered))
         return
     else:
         _set(out, 405, METHOD_NOT_ALLOWED_FIELDS, METHOD_NOT_ALLOWED)
