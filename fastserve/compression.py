@@ -52,8 +52,9 @@ _COMPRESSIBLE_TYPES = frozenset((
 
 def is_compressible(content_type: bytes) -> bool:
     """Whether a file of this ``Content-Type`` (``b"text/css; charset=utf-8"``) is worth
-    compressing: text, JavaScript, JSON, XML, SVG, wasm and uncompressed fonts are; images,
-    video, archives and ``woff``/``woff2`` fonts (compressed already) are not."""
+    compressing: text, JavaScript, JSON, XML, SVG, wasm, uncompressed fonts and the images
+    stored uncompressed (``ico``, ``bmp``) are; other images, audio, video, archives and
+    ``woff``/``woff2`` fonts (compressed already) are not."""
     media = content_type.split(b";", 1)[0].strip().lower()
     return (
         media.startswith(b"text/") or media in _COMPRESSIBLE_TYPES

@@ -101,10 +101,10 @@ def test_negotiate_coding(value, offered, expected):
 def test_compressible_types():
     for kind in (b"text/css; charset=utf-8", b"text/javascript", b"application/json", b"application/xml",
                  b"image/svg+xml", b"application/wasm", b"font/ttf", b"font/otf", b"application/manifest+json",
-                 b"application/vnd.api+json"):
+                 b"application/vnd.api+json", b"image/vnd.microsoft.icon", b"image/bmp"):
         assert is_compressible(kind), kind
     for kind in (b"image/png", b"image/jpeg", b"font/woff", b"font/woff2", b"application/zip",
-                 b"application/gzip", b"video/mp4", b"application/octet-stream"):
+                 b"application/gzip", b"video/mp4", b"application/octet-stream", b"image/webp", b"audio/mpeg"):
         assert not is_compressible(kind), kind
 
 
@@ -451,3 +451,18 @@ def test_an_encoding_outlives_the_event_loop_that_asked_for_it(site):
     waited = call_asgi(app, "GET", "/app.js", [("Accept-Encoding", "br, identity;q=0")])
     assert waited.header("content-encoding") == "br" and brotli.decompress(waited.body) == APP
     assert call_asgi(app, "GET", "/app.js", [("Accept-Encoding", "br")]).header("content-encoding") == "br"
+
+
+def test_the_flags(monkeypatch, site):
+    from fastserve.cli import config_from_args
+    from fastserve.server.app_loader import load_app
+    from fastserve.server.worker import static_cache_for
+
+    config = config_from_args([str(site), "--compress-max-file", "5000", "--compress-bytes", "100000"])
+    assert (config.compress, config.compress_max_file, config.compress_bytes) == ("on", 5000, 100000)
+    encoder = static_cache_for(load_app(config), config).encoder
+    assert (encoder.max_file, encoder.max_bytes) == (5000, 100000)
+    off = config_from_args([str(site), "--compress", "off"])
+    assert static_cache_for(load_app(off), off).encoder is None
+    monkeypatch.setenv("FASTSERVE_COMPRESS", "off")
+    assert config_from_args([str(site)]).compress == "off"
