@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -224,10 +225,24 @@ async def _cancel_app_tasks() -> None:
         await asyncio.wait(pending, timeout=1.0)
 
 
+# Container allocations between two young-generation collections. Python's default (700) runs
+# one every few requests when hundreds are in flight, each walking every request's live objects;
+# measured at 256 connections on a saturated core: p99 -20 to -37%, +4 to +11% requests.
+YOUNG_COLLECTION_EVERY = 20_000
+
+
+def space_out_young_collections() -> None:
+    """Raise the cyclic collector's first threshold to ``YOUNG_COLLECTION_EVERY`` (never lower it)."""
+    young, middle, old = gc.get_threshold()
+    if 0 < young < YOUNG_COLLECTION_EVERY:
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
+
+
 def run_worker(config: Config, app: Any, sock: socket.socket) -> None:
     """Run one worker to completion on a fresh uvloop event loop."""
     import uvloop
 
+    space_out_young_collections()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
