@@ -43,6 +43,8 @@ def test_file_cache_error_pages(site, refuse_unreadable):
     missing = cache.lookup("/nope")
     assert (missing.kind, missing.status, missing.body) == (KIND_MISSING, 404, b"<p>no such page</p>")
     assert dict(missing.fields)[b"content-type"].startswith(b"text/html")
+    # It stands in for what is not there: no validators to revalidate, no ranges to resume.
+    assert {name for name, _ in missing.fields} == {b"content-type", b"content-length"}
     denied = cache.lookup("/secret.txt")
     assert (denied.kind, denied.status, denied.body) == (KIND_FORBIDDEN, 403, b"<p>not yours</p>")
     assert FileCache([site], html=True).lookup("/nope").body == b"<p>html mode 404</p>"
@@ -68,6 +70,7 @@ def test_server_spa_and_error_pages(site, start_server):
         assert int(head.headers["content-length"]) == len("<p>app shell</p>")
         missing = client.get("/missing.js")
         assert missing.status_code == 404 and missing.text == "<p>no such page</p>"
+        assert not {"etag", "last-modified", "accept-ranges"} & set(missing.headers)
         assert missing.headers["x-test"] == "1"
         assert client.post("/about").status_code == 405
 

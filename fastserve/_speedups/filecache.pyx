@@ -40,6 +40,8 @@ NOT_MODIFIED_FIELDS = frozenset(
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 # A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
 cdef bytes FORBIDDEN_BODY = b"Forbidden"
+# What an error page (404.html, --error-page) is sent with.
+cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
 
 
 cdef inline tuple _identity(st):
@@ -504,10 +506,15 @@ cdef class FileCache:
             found = resolve_path(self.roots, parts, self.follow_symlink)
             if found is None or not S_ISREG(found[1].st_mode) or found[1].st_size > self.max_body:
                 return None
-            entry = _file_entry(found[0], status, self.max_body)
+            entry = _file_entry(found[0], status, self.max_body, None, None, False, None, False)
         except OSError:
             return None
         entry.kind = ENTRY_MISSING if status == 404 else ENTRY_FORBIDDEN
+        # The page stands in for a missing or refused resource: no validators (RFC 9110 section
+        # 13.2.1 has preconditions ignored for such answers) and no Accept-Ranges (ranges are
+        # only ever honoured on a 200), so no client revalidates or resumes it.
+        entry.last_modified = None
+        _set_fields(entry, [pair for pair in entry.fields if pair[0] in ERROR_PAGE_FIELDS])
         return entry
 
 
