@@ -151,7 +151,9 @@ def test_conditional_head_and_range_follow_the_chosen_representation(site):
     assert status == 200 and fields[b"etag"] == gzip_etag
     assert ask(entry, b"gzip", if_none_match=gzip_etag)[0] == 304
     assert ask(entry, None, if_none_match=br_etag)[0] == 200  # the unencoded one has its own
-    assert ask(entry, b"br", if_match=gzip_etag)[0] == 412
+    status, fields, _ = ask(entry, b"br", if_match=gzip_etag)
+    assert status == 412 and fields[b"vary"] == b"Accept-Encoding"
+    assert ask(entry, None, if_match=gzip_etag)[1][b"vary"] == b"Accept-Encoding"
     # HEAD: the encoded representation's fields, no body
     status, fields, body = ask(entry, b"br", method=b"HEAD")
     assert status == 200 and body == b"" and fields[b"content-encoding"] == b"br"

@@ -53,6 +53,7 @@ cdef bytes PRECONDITION_FAILED = reason_phrase(412)
 cdef list PRECONDITION_FAILED_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(PRECONDITION_FAILED)),
 ]
+cdef list PRECONDITION_FAILED_VARY_FIELDS = PRECONDITION_FAILED_FIELDS + [(b"vary", b"Accept-Encoding")]
 cdef bytes NOT_ACCEPTABLE = reason_phrase(406)
 cdef list NOT_ACCEPTABLE_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(NOT_ACCEPTABLE)), (b"vary", b"Accept-Encoding"),
@@ -204,7 +205,11 @@ cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead reques
     elif kind == ANSWER_NOT_MODIFIED:
         _set(out, 304, entry.not_modified_fields, NOTHING)
     elif kind == ANSWER_PRECONDITION_FAILED:
-        _set(out, 412, PRECONDITION_FAILED_FIELDS, NOTHING if request.is_head else PRECONDITION_FAILED)
+        # A file with encoded representations says on every answer that the choice depends on Accept-Encoding.
+        fields = PRECONDITION_FAILED_FIELDS
+        if entry.coding is not None or entry.representations is not None:
+            fields = PRECONDITION_FAILED_VARY_FIELDS
+        _set(out, 412, fields, NOTHING if request.is_head else PRECONDITION_FAILED)
     elif kind == ANSWER_RANGE:
         _range(out, entry, request.range_value, request.if_range, max_ranges)
     elif kind == ANSWER_REDIRECT:
