@@ -102,7 +102,11 @@ def test_no_metrics_without_the_flag(docroot: DocRoot, tmp_path: Path) -> None:
 def test_limit_max_requests_retires_and_replaces_workers(docroot: DocRoot, tmp_path: Path, workers: str) -> None:
     args = [str(docroot.root), "--port", "0", "--workers", workers, "--limit-max-requests", "5", "--metrics"]
     with CliProcess(args, log_path=tmp_path / "log") as srv:
-        port = port_from_url(srv.wait_listening())
+        port = port_from_url(srv.wait_listening())  # once one worker accepts; the others may still be forking
+        deadline = time.monotonic() + 10
+        while len(set(child_pids(srv.pid))) < int(workers):
+            assert time.monotonic() < deadline, "the workers did not all start\n" + srv.output()
+            time.sleep(0.02)
         first = set(child_pids(srv.pid))
         assert len(first) == int(workers)
         served = 0
