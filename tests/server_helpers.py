@@ -480,6 +480,53 @@ def wait_descriptors(pid: int, done, timeout: float = 10.0) -> bool:
     return True
 
 
+def _held_sockets(pid: int) -> set[str]:
+    """The ``socket:[inode]`` names of the sockets process ``pid`` holds open."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed while we looked
+        if target.startswith("socket:"):
+            held.add(target)
+    return held
+
+
+def server_side_of(pid: int, sock: socket.socket, timeout: float = 10.0) -> str:
+    """The ``socket:[inode]`` that process ``pid`` holds for the server side of the connected
+    TCP ``sock`` (found in /proc/net/tcp by the connection's two ports), once it has accepted it.
+    ``AssertionError`` when it does not within ``timeout`` seconds."""
+    server_port = sock.getpeername()[1]
+    client_port = sock.getsockname()[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    local, remote, inode = fields[1], fields[2], fields[9]
+                    if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+                        name = f"socket:[{inode}]"
+                        if inode != "0" and name in _held_sockets(pid):
+                            return name
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never held the server side of {sock!r}")
+
+
+def wait_released(pid: int, name: str, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` closes its socket ``name`` (from ``server_side_of``) within
+    ``timeout`` seconds (polled). Unlike counting descriptors, this is not fooled by what the
+    server opens or closes meanwhile for other reasons."""
+    deadline = time.monotonic() + timeout
+    while name in _held_sockets(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def wait_peer_closed(sock: socket.socket, timeout: float) -> bool:
     """True once the server has closed or reset ``sock`` (within ``timeout`` seconds), told by
     the kernel's TCP state: nothing is read, so a client that stopped reading stays stopped."""

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from server_helpers import ServerProcess, fetch, open_descriptors, rss_kib, running_server, wait_descriptors
+from server_helpers import ServerProcess, fetch, rss_kib, running_server, server_side_of, wait_released
 
 APP = '''
 import asyncio
@@ -867,10 +867,10 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
         Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "1"],
         log_path=app_dir / "ping-flood-server.log", cwd=app_dir,
     ) as srv:
-        descriptors = open_descriptors(srv.pid)
         raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
         try:
             assert raw.status == 101
+            held = server_side_of(srv.pid, raw.sock)
             before = rss_kib(srv.pid)
             limit = 128 * 1024 * 1024
             pushed, _, _ = push_until_stalled(raw, frame_bytes(PING, b"p" * 125) * 64, limit)
@@ -878,7 +878,7 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
             assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
             assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
             # Still not reading: past the send timeout (and a tick) the server lets the connection go.
-            assert wait_descriptors(srv.pid, lambda count: count <= descriptors), "never dropped"
+            assert wait_released(srv.pid, held), "never dropped"
             assert raw.wait_eof(timeout=TIMEOUT), "a client that never reads was never dropped"
         finally:
             raw.close()
