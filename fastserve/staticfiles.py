@@ -28,7 +28,7 @@ from fastserve._speedups.filecache import (
     CacheEntry,
     FileCache,
 )
-from fastserve._speedups.headers import accepts_encoding, parse_http_date
+from fastserve._speedups.headers import CODINGS, IDENTITY, negotiate_coding, parse_http_date
 from fastserve._speedups.pathlookup import is_hidden, is_within, resolve_path, split_url_path
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
@@ -117,6 +117,11 @@ def _request_head(scope: Scope, names: Tuple[bytes, ...] = STATIC_FIELDS) -> Req
         if name in names:
             request.set(name, value)
     return request
+
+
+# A listing is offered in gzip only (made per request, so the cheap coding); whether a request
+# gets it is the same negotiation as for files (RFC 9110 section 12.5.3).
+LISTING_CODINGS = 1 << CODINGS.index("gzip")
 
 
 class StaticFiles:
@@ -391,7 +396,7 @@ class StaticFiles:
             root_path=scope.get("root_path", ""), query_string=scope.get("query_string", b""),
             accept=request.get("accept"), dotfiles=self.dotfiles, follow_symlink=self.follow_symlink,
         )
-        if self.compress and accepts_encoding(_latin1(request.get("accept-encoding")), "gzip"):
+        if self.compress and negotiate_coding(_latin1(request.get("accept-encoding")), LISTING_CODINGS) != IDENTITY:
             rendered = await anyio.to_thread.run_sync(lambda: gzip_encoded(render()))
         else:
             rendered = await anyio.to_thread.run_sync(render)

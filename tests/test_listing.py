@@ -298,6 +298,11 @@ def test_listings_are_gzipped_for_clients_that_accept_it(listing_server: ServerP
         again = conn.exchange("GET", "/sub/", [("Accept-Encoding", "gzip"), ("If-None-Match", encoded.header("etag"))])
         assert again.status == 304
         assert conn.exchange("GET", "/sub/", [("If-None-Match", encoded.header("etag"))]).status == 200
+        # The same negotiation as for files: a higher weight for identity keeps the listing unencoded.
+        for preferred in ("gzip;q=0.5, identity", "gzip;q=0, *", "br, zstd"):
+            unencoded = conn.exchange("GET", "/sub/", [("Accept-Encoding", preferred)])
+            assert unencoded.header("content-encoding") is None and unencoded.body == plain.body, preferred
+        assert conn.exchange("GET", "/sub/", [("Accept-Encoding", "x-gzip")]).header("content-encoding") == "gzip"
         small = conn.exchange("GET", "/.well-known/", [("Accept-Encoding", "gzip"), ("Accept", "application/json")])
         assert small.header("content-encoding") is None and len(small.body) <= 1024  # not worth encoding
 

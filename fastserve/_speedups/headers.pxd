@@ -10,7 +10,6 @@ cpdef bytes current_http_date()
 cpdef bytes make_etag(long long mtime_ns, long long size)
 cpdef str content_type_for(str path)
 cpdef dict parse_accept_encoding(bytes value)
-cpdef bint accepts_encoding(bytes value, str coding)
 # negotiate_coding's answers besides a coding's index (0 br, 1 zstd, 2 gzip)
 cdef enum:
     CODING_IDENTITY = 3

@@ -726,48 +726,6 @@ cpdef dict parse_accept_encoding(bytes value):
         weights[value[start:end].decode("ascii").lower()] = q / 1000.0
 
 
-cpdef bint accepts_encoding(bytes value, str coding):
-    """Whether a response in content-coding ``coding`` is acceptable under this Accept-Encoding.
-
-    An explicit weight decides, else ``*`` does; with neither, only ``identity`` is acceptable.
-    An absent header (None) accepts only ``identity``.
-    """
-    cdef bytes wanted = coding.lower().encode("ascii", "replace")
-    cdef bint identity = wanted == b"identity"
-    if value is None:
-        return identity
-    cdef const unsigned char* w = <const unsigned char*>PyBytes_AS_STRING(wanted)
-    cdef Py_ssize_t w_len = len(wanted)
-    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
-    cdef Py_ssize_t n = len(value)
-    cdef Py_ssize_t i = 0
-    cdef Py_ssize_t start = 0, end = 0, k
-    cdef int q = 0
-    cdef int coding_q = -1
-    cdef int star_q = -1
-    cdef bint same
-    while True:
-        i = _next_coding(s, n, i, &start, &end, &q)
-        if start < 0:
-            break
-        if end - start == w_len:
-            same = True
-            for k in range(w_len):
-                if lower_ascii(s[start + k]) != w[k]:
-                    same = False
-                    break
-            if same:
-                coding_q = q
-                continue
-        if end - start == 1 and s[start] == 42:
-            star_q = q
-    if coding_q >= 0:
-        return coding_q > 0
-    if star_q >= 0:
-        return star_q > 0
-    return identity
-
-
 cdef inline bint _token_is(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name) noexcept nogil:
     """Whether s[start:end] is ``name`` (lowercase ASCII), compared case-insensitively."""
     cdef Py_ssize_t k = 0
