@@ -51,9 +51,9 @@ class Acceptor:
         """Serve the socket through uvloop, and watch it for batches."""
         if self.closed:
             return
+        self._watch()  # before the first connection is served: the worker's descriptors are all open then
         self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, ssl=self.tls)
         self.paused = False
-        self._watch()
 
     def _watch(self) -> None:
         fd = duplicate(self.sock)
