@@ -355,6 +355,20 @@ def test_miss_serves_404_html_when_present(client) -> None:
     assert response.body == NOT_FOUND_HTML
 
 
+def test_a_404_answered_again_is_the_one_built_fresh(client) -> None:
+    """Keep-alive 404s come from the entry's kept answer (as 200s do); it must carry what an
+    answer built for the request carries (a Connection: close one is never kept)."""
+    def comparable(response: RawResponse) -> tuple:
+        fields = [(name, value) for name, value in response.headers if name not in ("date", "connection")]
+        return response.status, fields, response.body
+
+    first, again = (client.request("GET", "/no/such/page.txt") for _ in range(2))
+    fresh = client.request("GET", "/no/such/page.txt", [("Connection", "close")])
+    assert first.status == 404 and first.body == NOT_FOUND_HTML
+    assert comparable(first) == comparable(again) == comparable(fresh)
+    assert fresh.header("connection") == "close" and first.header("connection") is None
+
+
 def test_if_none_match_star_on_a_missing_file_is_still_404(client) -> None:
     response = client.request("GET", "/no-such-file.txt", [("If-None-Match", "*")])
     assert response.status == 404

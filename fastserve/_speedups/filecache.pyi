@@ -39,7 +39,7 @@ class CacheEntry:
     file: Optional[OpenFile]
     variants: Optional[Tuple[Tuple[str, "CacheEntry"], ...]]
     memo_date: Optional[bytes]
-    memo_ok: Optional[bytes]
+    memo_whole: Optional[bytes]
     memo_not_modified: Optional[bytes]
 
 def choose_representation(entry: CacheEntry, accept_encoding: Optional[bytes]) -> CacheEntry: ...

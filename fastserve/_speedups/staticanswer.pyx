@@ -310,7 +310,7 @@ cdef inline void _refresh_memo(CacheEntry entry, bytes date):
     """Forget an entry's pre-built responses once the Date they carry has passed."""
     if entry.memo_date is not date:
         entry.memo_date = date
-        entry.memo_ok = None
+        entry.memo_whole = None
         entry.memo_not_modified = None
 
 
@@ -356,13 +356,14 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
         return
     entry = _choose(entry, request, &kind)
     if keep_alive and not http10:
-        # The two answers most requests get are kept whole on the entry, for as long as their Date holds.
-        if kind == ANSWER_WHOLE and entry.status == 200 and entry.body is not None and not head:
+        # The answers most requests get (an entry's whole answer from memory: a file's 200, a 404
+        # or 403 page; and a 304) are kept whole on the entry, for as long as their Date holds.
+        if kind == ANSWER_WHOLE and entry.body is not None and not head:
             date = current_http_date()
             _refresh_memo(entry, date)
-            if entry.memo_ok is None:
-                entry.memo_ok = b"".join((head_start(200, date), entry.wire_fields, CRLF, entry.body))
-            _ready(out, 200, entry.memo_ok)
+            if entry.memo_whole is None:
+                entry.memo_whole = b"".join((head_start(entry.status, date), entry.wire_fields, CRLF, entry.body))
+            _ready(out, entry.status, entry.memo_whole)
             return
         if kind == ANSWER_NOT_MODIFIED:
             date = current_http_date()
