@@ -23,6 +23,7 @@ cdef dict _WIRE_NAMES = {
     b"last-modified": b"Last-Modified",
     b"etag": b"ETag",
     b"vary": b"Vary",
+    b"cache-control": b"Cache-Control",
     b"accept-ranges": b"Accept-Ranges",
     b"allow": b"Allow",
     b"location": b"Location",
