@@ -151,7 +151,7 @@ def test_sigterm_with_idle_keep_alive_connections_exits_promptly(start_server, d
 
 
 def test_graceful_timeout_bounds_a_client_that_never_reads(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root, "--graceful-timeout", "1")
+    srv = start_server(docroot.root, "--graceful-timeout", "0.5")
     stuck = RawConnection(srv.port, rcvbuf=4096)
     try:
         stuck.request("GET", "/large.bin")
@@ -162,7 +162,7 @@ def test_graceful_timeout_bounds_a_client_that_never_reads(start_server, docroot
         elapsed = time.monotonic() - started
         assert code is not None, "server still running 5 s after SIGTERM"
         assert code == 0
-        assert elapsed < 3.0, f"exit took {elapsed:.1f} s with --graceful-timeout 1"
+        assert elapsed < 3.0, f"exit took {elapsed:.1f} s with --graceful-timeout 0.5"
     finally:
         stuck.close()
 

@@ -20,7 +20,7 @@ import time
 async def app(scope, receive, send):
     assert scope["type"] in ("http", "websocket")  # no lifespan: the server's "auto" runs without it
     if scope["path"] == "/block":
-        time.sleep(0.6)  # holds the worker's loop: new connections wait in the accept queue
+        time.sleep(0.4)  # holds the worker's loop: new connections wait in the accept queue
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 '''

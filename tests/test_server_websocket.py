@@ -957,7 +957,7 @@ def test_sigterm_closes_open_websockets_with_1012_and_exits_0(start_server, app_
 
 
 def test_sigterm_with_an_app_that_ignores_the_close(start_server, app_dir: Path) -> None:
-    srv = start_server(Path("tests_ws_app:app"), "--graceful-timeout", "1", cwd=app_dir)
+    srv = start_server(Path("tests_ws_app:app"), "--graceful-timeout", "0.5", cwd=app_dir)
     with connect(ws_url(srv, "/sleepy"), open_timeout=OPEN_TIMEOUT) as ws:
         started = time.monotonic()
         srv.terminate()
