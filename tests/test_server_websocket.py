@@ -864,7 +864,7 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -
     """Pongs count toward the write bound: reading stops while the client does not read, so
     the server's memory stays flat, and past --send-timeout the connection is dropped."""
     with running_server(
-        Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "1"],
+        Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "0.5"],
         log_path=app_dir / "ping-flood-server.log", cwd=app_dir,
     ) as srv:
         raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
