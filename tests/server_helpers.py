@@ -602,6 +602,8 @@ def running_server(target: Optional[Path], flags: Sequence[str] = (), *, log_pat
     """A ready server for the ``with`` block; afterwards SIGTERM must make it exit 0 in time.
 
     A test may stop the server itself; then only that it is no longer running is checked here.
+    When the block raises, the server is stopped (killed if it will not stop) and the block's
+    error is what the test reports.
     """
     server = ServerProcess(target, flags, log_path=log_path, cwd=cwd)
     try:
@@ -609,7 +611,11 @@ def running_server(target: Optional[Path], flags: Sequence[str] = (), *, log_pat
     except BaseException:
         server.kill_all()
         raise
-    yield server
+    try:
+        yield server
+    except BaseException:
+        server.stop(stop_timeout)  # the block failed: stop (or kill) the server, report the failure
+        raise
     if not server.alive():
         return
     code = server.stop(stop_timeout)
