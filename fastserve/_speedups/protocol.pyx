@@ -33,6 +33,7 @@ from fastserve._speedups.requesthead cimport (
     CONNECTION_DEFAULT as HEAD_CONNECTION_DEFAULT,
     RequestHead,
     connection_option,
+    host_fields_valid,
     keeps_alive,
     FIELD_ACCEPT,
     FIELD_ACCEPT_ENCODING,
@@ -417,8 +418,8 @@ cdef class HttpProtocol:
         self.head.is_get = method == GET
         self.head.is_head = method == HEAD
         self.head.http10 = parser.get_http_version() == "1.0"
-        if self.host_count > 1 or (self.host_count == 0 and not self.head.http10):
-            self._fail(400)  # RFC 9112 §3.2: exactly one Host (none is allowed in HTTP/1.0)
+        if not host_fields_valid(self.host_count, self.head.http10):
+            self._fail(400)
             raise _Abort()
         self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
         if self.state.static_only:
@@ -509,8 +510,8 @@ cdef class HttpProtocol:
             self.head.http10 = head.http10
             self.head.keep_alive = keeps_alive(head.http10, head.connection, state.shutting_down)
             self.awaiting_head = False
-            if head.host_count > 1 or (head.host_count == 0 and not head.http10):
-                self._fail(400)  # RFC 9112 §3.2: exactly one Host (none is allowed in HTTP/1.0)
+            if not host_fields_valid(head.host_count, head.http10):
+                self._fail(400)
                 return end
             if static_only:
                 self.head.if_match = span_bytes(chars, head.fields[FIELD_IF_MATCH])

@@ -86,6 +86,12 @@ cdef inline bint keeps_alive(bint http10, int connection, bint shutting_down) no
     return connection != CONNECTION_CLOSE
 
 
+cdef inline bint host_fields_valid(int host_count, bint http10) noexcept:
+    """Whether a request's Host fields are as RFC 9112 section 3.2 requires: exactly one in
+    HTTP/1.1, at most one in HTTP/1.0. Both request readers ask this; 400 when not."""
+    return host_count == 1 or (host_count == 0 and http10)
+
+
 cdef inline bytes span_bytes(const char* data, Span span):
     """The bytes a span of ``data`` covers; None for an absent field."""
     if span.start < 0:
