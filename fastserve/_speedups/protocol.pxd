@@ -98,6 +98,7 @@ cdef class HttpProtocol:
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
+    cdef RequestHead _hand_off_head(self)
     cdef object _answer_deferred(self, RequestHead request)
     cdef void _answer_again(self, RequestHead request)
     cdef object _listing_job(self, RequestHead request)

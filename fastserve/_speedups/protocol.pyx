@@ -578,11 +578,7 @@ cdef class HttpProtocol:
         if self._over_buffer():
             # The client is not reading what it asked for already: keep this request as its
             # head (a few hundred bytes), answered once the client drains; stop reading.
-            deferred = self.head
-            self._queue_append(deferred)
-            self.head = RequestHead()
-            self.head.keep_alive = deferred.keep_alive  # read again after this call
-            self.head.http10 = deferred.http10
+            self._queue_append(self._hand_off_head())
             self.deferred += 1
             self._update_reading()
             return
@@ -591,11 +587,18 @@ cdef class HttpProtocol:
             self._emit(<bytes>item)
         else:
             if type(item) is EncodingWait:  # it keeps this head: read the next into a new one
-                deferred = self.head
-                self.head = RequestHead()
-                self.head.keep_alive = deferred.keep_alive
-                self.head.http10 = deferred.http10
+                self._hand_off_head()
             self._enqueue_job(item)
+
+    cdef RequestHead _hand_off_head(self):
+        """The request head just read, now kept by what answers it later; the next request is
+        read into a new head, which carries this one's keep-alive and version until then (the
+        caller of ``_serve_static`` reads them after it returns)."""
+        cdef RequestHead kept = self.head
+        self.head = RequestHead()
+        self.head.keep_alive = kept.keep_alive
+        self.head.http10 = kept.http10
+        return kept
 
     cdef object _answer_deferred(self, RequestHead request):
         """The answer to a static request: bytes, or a FileSender to run."""
