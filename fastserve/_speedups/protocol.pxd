@@ -29,6 +29,7 @@ cdef class ServerState:
     cdef public set connections
     cdef public double now
     cdef public bint shutting_down
+    cdef public object on_drained          # called once the last connection closes after shutdown()
     cdef public bint draining              # SIGTERM came: health answers 503 (the listener may still be open)
     cdef public object admin               # fastserve.server.admin.Admin, or None
     cdef public bytes admin_prefix         # its prefix + "/", checked before static lookups

@@ -1,5 +1,5 @@
 import asyncio
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Callable, Optional, Set, Tuple
 
 from fastserve._speedups.counters import Counters
 from fastserve._speedups.filecache import FileCache
@@ -27,6 +27,7 @@ class ServerState:
     shutting_down: bool
     scan_heads: bool
     draining: bool
+    on_drained: Optional[Callable[[], None]]
     admin: Any
     admin_prefix: Optional[bytes]
     counters: Optional[Counters]

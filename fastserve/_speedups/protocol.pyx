@@ -108,6 +108,7 @@ cdef class ServerState:
         self.shutting_down = False
         self.scan_heads = True
         self.draining = False
+        self.on_drained = None
         self.answer = WireAnswer()
         self.requests = 0
         self.request_limit = 0
@@ -233,6 +234,8 @@ cdef class HttpProtocol:
 
     def connection_lost(self, exc):
         self.state.connections.discard(self)
+        if self.state.shutting_down and not self.state.connections and self.state.on_drained is not None:
+            self.state.on_drained()
         if self.state.accept_paused:  # a descriptor is free again
             self.state.accept_paused = False
             self.state.acceptor.resume()

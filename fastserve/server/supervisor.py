@@ -19,6 +19,7 @@ from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Hand
 logger = logging.getLogger("fastserve")
 _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
+IDLE_WAIT = 1.0  # s: the longest the supervisor sleeps without a signal or message (a safety net)
 STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
 
 
@@ -39,6 +40,9 @@ class Supervisor:
         # Workers tell the supervisor "retiring" and "ready" through this pipe (see Handoff).
         self.control_r, self.control_w = os.pipe()
         os.set_blocking(self.control_r, False)
+        self.wake_r, self.wake_w = os.pipe()  # signal.set_wakeup_fd's pipe (see run)
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
         self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
 
@@ -47,6 +51,10 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         if tls_enabled(self.config):
             signal.signal(signal.SIGHUP, self._forward)  # each worker reloads its certificate
+        # Every signal (a stop, a worker's exit) also writes a byte to this pipe, so the
+        # supervisor sleeps in select() until something happens instead of polling.
+        signal.signal(signal.SIGCHLD, _wake)
+        previous_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         if EarlySignals.received is not None:
             self.stopping = True
         # Hold the port for our lifetime (bound, never listening, so it takes no connections).
@@ -56,22 +64,32 @@ class Supervisor:
                 self._spawn(slot)
             while not self.stopping:
                 self._reap(restart=True)
-                self._read_control(0.1)
+                self._wait(IDLE_WAIT)
             return self._stop_workers()
         finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             guard.close()
-            os.close(self.control_r)
-            os.close(self.control_w)
+            for fd in (self.control_r, self.control_w, self.wake_r, self.wake_w):
+                os.close(fd)
 
-    def _read_control(self, timeout: float) -> None:
-        """Handle the workers' messages: a retiring worker gets a replacement, and is stopped
-        once the replacement accepts, so the port is never without a listener."""
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a signal arrives, a worker writes to the control pipe, or ``timeout`` s."""
         try:
-            readable, _, _ = select.select([self.control_r], [], [], timeout)
+            readable, _, _ = select.select([self.control_r, self.wake_r], [], [], timeout)
         except InterruptedError:
             return
-        if not readable:
-            return
+        if self.wake_r in readable:
+            try:
+                os.read(self.wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if self.control_r in readable:
+            self._read_control()
+
+    def _read_control(self) -> None:
+        """Handle the workers' messages: a retiring worker gets a replacement, and is stopped
+        once the replacement accepts, so the port is never without a listener."""
         try:
             data = os.read(self.control_r, 4096)
         except BlockingIOError:
@@ -101,10 +119,13 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 0
             try:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 EarlySignals.install(tls=tls_enabled(self.config))
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
                 metrics.SLOT = slot
-                os.close(self.control_r)
+                for fd in (self.control_r, self.wake_r, self.wake_w):
+                    os.close(fd)
                 Handoff.install(self.control_w)
                 sock = self.shared or open_listener(self.config, reuse_port=True)
                 run_worker(self.config, self.app, sock)
@@ -146,13 +167,20 @@ class Supervisor:
         for pid in [*self.workers, *self.retiring]:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.shutdown_delay + self.config.graceful_timeout + 2.0
-        while (self.workers or self.retiring) and time.monotonic() < deadline:
+        while True:
             self._reap(restart=False)
-            time.sleep(0.05)
+            left = deadline - time.monotonic()
+            if not (self.workers or self.retiring) or left <= 0:
+                break
+            self._wait(min(left, IDLE_WAIT))  # a worker's exit (SIGCHLD) wakes it
         for pid in [*self.workers, *self.retiring]:
             _signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         return self.exit_code
+
+
+def _wake(signum: int, frame: Any) -> None:
+    """SIGCHLD's handler: nothing to do here; its byte on the wakeup pipe ends the wait."""
 
 
 def _signal(pid: int, signum: int) -> None:

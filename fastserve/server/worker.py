@@ -198,10 +198,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         "worker %d shutting down: %d connection%s to finish within %g s",
         os.getpid(), len(state.connections), "" if len(state.connections) == 1 else "s", config.graceful_timeout,
     )
+    drained = asyncio.Event()
+    state.on_drained = drained.set
     state.shutdown()
-    deadline = loop.time() + config.graceful_timeout
-    while state.connections and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    if state.connections:
+        try:
+            await asyncio.wait_for(drained.wait(), config.graceful_timeout)
+        except asyncio.TimeoutError:
+            pass
     if state.connections:
         logger.warning("worker %d: graceful timeout; closing %d connections", os.getpid(), len(state.connections))
     for conn in list(state.connections):
