@@ -503,12 +503,14 @@ def test_current_http_date() -> None:
 
 
 def test_current_http_date_moves_on() -> None:
-    first = current_http_date()
-    deadline = time.monotonic() + 2.5
-    while current_http_date() == first and time.monotonic() < deadline:
-        time.sleep(0.05)
-    later = current_http_date()
-    assert parse_http_date(later) > parse_http_date(first)
+    second = float(int(time.time()))
+    first = current_http_date(second)
+    assert parse_http_date(first) == second
+    assert current_http_date(second + 0.9) is first  # still that second: kept
+    later = current_http_date(second + 1.0)
+    assert parse_http_date(later) == second + 1
+    assert current_http_date(second + 61.5) == format_http_date(second + 61)
+    assert second <= parse_http_date(current_http_date()) <= time.time()  # the system clock again, not the kept second
 
 
 # ---------------------------------------------------------------------------------------------

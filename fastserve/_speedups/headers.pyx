@@ -572,10 +572,13 @@ cdef time_t _date_second = -1
 cdef bytes _date_value = None
 
 
-cpdef bytes current_http_date():
-    """IMF-fixdate for now; rebuilt at most once per second."""
+cpdef bytes current_http_date(double clock=-1.0):
+    """IMF-fixdate for now; rebuilt at most once per second (the same object within one).
+
+    ``clock`` is the Unix time to take as now (tests move it); the default reads the system clock.
+    """
     global _date_second, _date_value
-    cdef time_t now = time(NULL)
+    cdef time_t now = time(NULL) if clock < 0 else <time_t>floor(clock)
     if now != _date_second:
         _date_value = _format_seconds(now)
         _date_second = now
