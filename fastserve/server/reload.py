@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -62,6 +62,7 @@ class Reloader:
         self.interval = interval
         self.child: Optional[subprocess.Popen] = None
         self.stopping = False
+        self.stop_requested = threading.Event()  # ends the wait between polls at once
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -69,7 +70,9 @@ class Reloader:
         files = snapshot(self.directories)
         self._start()
         while not self.stopping:
-            time.sleep(self.interval)
+            self.stop_requested.wait(self.interval)
+            if self.stopping:
+                break
             current = snapshot(self.directories)
             if current != files:
                 changed = sorted(set(current.items()) ^ set(files.items()))
@@ -81,6 +84,7 @@ class Reloader:
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+        self.stop_requested.set()
 
     def _start(self) -> None:
         self.child = subprocess.Popen(self.command)
