@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inprocess import READERS, InProcessServer  # noqa: E402
+from inprocess import READERS, InProcessServer, cli_options  # noqa: E402
 from server_helpers import DocRoot, ServerProcess, build_docroot, running_server  # noqa: E402
 
 # pytest rewrites each test module's asserts on import (3 s of CPU for this suite) and keeps
@@ -114,6 +114,17 @@ def serve(reader: str) -> Iterator[Callable[..., InProcessServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def serve_cli(serve: Callable[..., InProcessServer]) -> Callable[..., InProcessServer]:
+    """``serve_cli(*argv)``: ``serve`` with the settings ``python -m fastserve *argv`` runs with."""
+
+    def start(*argv: str) -> InProcessServer:
+        target, options = cli_options(*argv)
+        return serve(target, **options)
+
+    return start
 
 
 @pytest.fixture

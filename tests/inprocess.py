@@ -10,6 +10,7 @@ GET/HEAD heads by ``requesthead``, as the server does) or ``"httptools"`` (every
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -259,6 +260,17 @@ class InProcessServer:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.settle()
         self.loop.close()
+
+
+def cli_options(*argv: str) -> Tuple[Any, Dict[str, Any]]:
+    """``(target, options)`` for an ``InProcessServer`` as ``python -m fastserve *argv`` would
+    run: the flags are read by the CLI's own parser, so a rule tested in-process through its
+    flag covers the flag's spelling too."""
+    from fastserve.cli import config_from_args
+
+    config = config_from_args(list(argv))
+    options = {each.name: getattr(config, each.name) for each in dataclasses.fields(config)}
+    return options.pop("target"), options
 
 
 def call_asgi(app: Any, method: str, target: str, headers: Iterable[Tuple[str, str]] = (),

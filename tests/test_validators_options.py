@@ -2,7 +2,6 @@
 import os
 import time
 
-import httpx2
 import pytest
 
 from fastserve._speedups.conditional import evaluate_preconditions
@@ -74,37 +73,37 @@ def test_staticfiles_keywords(site):
         StaticFiles(directory=site, if_modified_since="after")
 
 
-@pytest.mark.parametrize("path", ["/a.txt", "/big.bin"])
-def test_server_if_modified_since_exact_by_default(site, start_server, path):
-    server = start_server(site)
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        assert client.get(path, headers={"if-modified-since": AT.decode()}).status_code == 304
-        later = client.get(path, headers={"if-modified-since": LATER.decode()})
-        assert later.status_code == 200 and len(later.content) == int(later.headers["content-length"])
-        assert client.get(path, headers={"if-modified-since": FUTURE.decode()}).status_code == 200
+# The server's rules, in-process, with the settings the CLI flags give.
 
 
-def test_server_if_modified_since_before(site, start_server):
-    server = start_server(site, "--if-modified-since", "before")
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        assert client.get("/a.txt", headers={"if-modified-since": LATER.decode()}).status_code == 304
-        assert client.head("/a.txt", headers={"if-modified-since": AT.decode()}).status_code == 304
-        assert client.get("/a.txt", headers={"if-modified-since": EARLIER.decode()}).text == "hello"
-        future = client.get("/a.txt", headers={"if-modified-since": FUTURE.decode()})
-        assert future.status_code == 200 and future.text == "hello"
+@pytest.mark.parametrize("path", ["/a.txt", "/big.bin"])  # held in memory; above --cache-max-file
+def test_server_if_modified_since_exact_by_default(site, serve_cli, path):
+    client = serve_cli(str(site)).open()
+    assert client.request("GET", path, [("If-Modified-Since", AT.decode())]).status == 304
+    later = client.request("GET", path, [("If-Modified-Since", LATER.decode())])
+    assert later.status == 200 and len(later.body) == int(later.header("content-length")) == (site / path[1:]).stat().st_size
+    assert client.request("GET", path, [("If-Modified-Since", FUTURE.decode())]).status == 200
 
 
-def test_server_etag_off(site, start_server):
-    server = start_server(site, "--etag", "off")
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        response = client.get("/a.txt")
-        assert response.status_code == 200 and "etag" not in response.headers
-        assert response.headers["last-modified"] == AT.decode()
-        assert client.get("/a.txt", headers={"if-none-match": '"x"'}).status_code == 200
-        assert client.get("/a.txt", headers={"if-none-match": "*"}).status_code == 304
-        not_modified = client.get("/a.txt", headers={"if-modified-since": AT.decode()})
-        assert not_modified.status_code == 304 and "etag" not in not_modified.headers
-        ranged = client.get("/big.bin", headers={"range": "bytes=0-3", "if-range": AT.decode()})
-        assert ranged.status_code == 206 and ranged.content == b"yyyy" and "etag" not in ranged.headers
-        tagged = client.get("/big.bin", headers={"range": "bytes=0-3", "if-range": '"x"'})
-        assert tagged.status_code == 200 and len(tagged.content) == 300 * 1024
+def test_server_if_modified_since_before(site, serve_cli):
+    client = serve_cli(str(site), "--if-modified-since", "before").open()
+    assert client.request("GET", "/a.txt", [("If-Modified-Since", LATER.decode())]).status == 304
+    assert client.request("HEAD", "/a.txt", [("If-Modified-Since", AT.decode())]).status == 304
+    assert client.request("GET", "/a.txt", [("If-Modified-Since", EARLIER.decode())]).body == b"hello"
+    future = client.request("GET", "/a.txt", [("If-Modified-Since", FUTURE.decode())])
+    assert future.status == 200 and future.body == b"hello"
+
+
+def test_server_etag_off(site, serve_cli):
+    client = serve_cli(str(site), "--etag", "off").open()
+    response = client.request("GET", "/a.txt")
+    assert response.status == 200 and response.header("etag") is None
+    assert response.header("last-modified") == AT.decode()
+    assert client.request("GET", "/a.txt", [("If-None-Match", '"x"')]).status == 200
+    assert client.request("GET", "/a.txt", [("If-None-Match", "*")]).status == 304
+    not_modified = client.request("GET", "/a.txt", [("If-Modified-Since", AT.decode())])
+    assert not_modified.status == 304 and not_modified.header("etag") is None
+    ranged = client.request("GET", "/big.bin", [("Range", "bytes=0-3"), ("If-Range", AT.decode())])
+    assert ranged.status == 206 and ranged.body == b"yyyy" and ranged.header("etag") is None
+    tagged = client.request("GET", "/big.bin", [("Range", "bytes=0-3"), ("If-Range", '"x"')])
+    assert tagged.status == 200 and len(tagged.body) == 300 * 1024
