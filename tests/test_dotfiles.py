@@ -1,5 +1,4 @@
 """Hidden files: one rule (pathlookup.is_hidden) for the open-file cache, StaticFiles and the server."""
-import httpx2
 import pytest
 
 from fastserve._speedups.filecache import KIND_FILE, KIND_MISSING, FileCache
@@ -7,6 +6,7 @@ from fastserve._speedups.pathlookup import is_hidden, split_url_path
 from fastserve.exceptions import HTTPException
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
+from inprocess import cli_options
 
 
 @pytest.mark.parametrize(
@@ -82,31 +82,29 @@ def test_staticfiles_dotfiles_false(site, replaced):
     assert client.get("/.env").text == "SECRET=1"
 
 
-def test_server_denies_dotfiles_by_default(site, start_server):
-    server = start_server(site)
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        for path in ("/.env", "/.git/config", "/.git/", "/%2Eenv", "/.well-known/.private", "/a/../.env"):
-            response = client.get(path)
-            assert response.status_code == 404, path
-            assert response.text == "<p>missing</p>"
-            assert "SECRET" not in response.text
-        assert client.head("/.env").status_code == 404
-        well_known = client.get("/.well-known/security.txt")
-        assert well_known.status_code == 200 and well_known.text.startswith("Contact:")
-        assert client.get("/public.txt").text == "public"
+# The server's rule, in-process, with the settings the CLI flags give.
 
 
-def test_server_dotfiles_allow(site, start_server):
-    server = start_server(site, "--dotfiles", "allow")
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        assert client.get("/.env").text == "SECRET=1"
-        assert client.get("/.git/config").text == "[core]"
+def test_server_denies_dotfiles_by_default(site, serve_cli):
+    client = serve_cli(str(site)).open()
+    for path in ("/.env", "/.git/config", "/.git/", "/%2Eenv", "/.well-known/.private", "/a/../.env", "/.env/../.env"):
+        response = client.request("GET", path)
+        assert response.status == 404, path
+        assert response.body == b"<p>missing</p>"
+        assert b"SECRET" not in response.body
+    assert client.request("HEAD", "/.env").status == 404
+    well_known = client.request("GET", "/.well-known/security.txt")
+    assert well_known.status == 200 and well_known.body.startswith(b"Contact:")
+    assert client.request("GET", "/public.txt").body == b"public"
 
 
-def test_server_keeps_a_staticfiles_apps_own_setting(site, start_server, tmp_path):
-    (tmp_path / "staticapp.py").write_text(
-        f"from fastserve.staticfiles import StaticFiles\napp = StaticFiles(directory={str(site)!r})\n"
-    )
-    server = start_server(None, "staticapp:app", "--app-dir", str(tmp_path))
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        assert client.get("/.env").text == "SECRET=1"  # the library's default is Starlette's
+def test_server_dotfiles_allow(site, serve_cli):
+    client = serve_cli(str(site), "--dotfiles", "allow").open()
+    assert client.request("GET", "/.env").body == b"SECRET=1"
+    assert client.request("GET", "/.git/config").body == b"[core]"
+
+
+def test_server_keeps_a_staticfiles_apps_own_setting(site, serve):
+    _, options = cli_options(str(site))  # the CLI's defaults: --dotfiles deny
+    client = serve(StaticFiles(directory=site), **options).open()
+    assert client.request("GET", "/.env").body == b"SECRET=1"  # the library's default is Starlette's
