@@ -1,7 +1,6 @@
 """Cache-Control for static files: fastserve.cachepolicy, carried by the open-file cache's entries."""
 import gzip
 
-import httpx2
 import pytest
 
 from fastserve._speedups.filecache import FileCache
@@ -100,48 +99,49 @@ def test_staticfiles_sends_none_unless_asked(site):
     assert again.status_code == 304 and again.headers["cache-control"] == "public, max-age=30"
 
 
-def test_server_cache_policy(site, start_server):
-    server = start_server(site)
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        fingerprinted = client.get("/app.3f9a1c2b.js")
-        assert fingerprinted.headers["cache-control"] == "public, max-age=31536000, immutable"
-        assert fingerprinted.text == "console.log(1)"
-        for path in ("/", "/index.html", "/docs/"):
-            assert client.get(path).headers["cache-control"] == "no-cache", path
-        css = client.get("/style.css", headers={"accept-encoding": "identity"})
-        assert css.headers["cache-control"] == "public, max-age=60"
-        gz = client.get("/style.css", headers={"accept-encoding": "gzip"})
-        assert gz.headers["content-encoding"] == "gzip" and gz.headers["cache-control"] == "public, max-age=60"
-        revalidated = client.get("/style.css", headers={"if-none-match": gz.headers["etag"]})
-        assert revalidated.status_code == 304 and revalidated.headers["cache-control"] == "public, max-age=60"
-        ranged = client.get("/big.bin", headers={"range": "bytes=0-9"})  # sent with sendfile
-        assert ranged.status_code == 206 and ranged.headers["cache-control"] == "public, max-age=60"
-        assert client.head("/big.bin").headers["cache-control"] == "public, max-age=60"
-        missing = client.get("/nope.txt")
-        assert missing.status_code == 404 and "cache-control" not in missing.headers
+# The server's rules, in-process, with the settings the CLI flags give.
+HTTPX = [("Accept-Encoding", "gzip, deflate, br, zstd")]  # what an httpx client sends
 
 
-def test_server_cache_rules_max_age_and_extra_headers(site, start_server):
-    server = start_server(
-        site, "--max-age", "300", "--cache-rule", "*.html=no-store", "--cache-rule", "/big.*=",
+def test_server_cache_policy(site, serve_cli):
+    client = serve_cli(str(site)).open()
+    fingerprinted = client.request("GET", "/app.3f9a1c2b.js", HTTPX)
+    assert fingerprinted.header("cache-control") == "public, max-age=31536000, immutable"
+    assert fingerprinted.body == b"console.log(1)"
+    for path in ("/", "/index.html", "/docs/"):
+        assert client.request("GET", path, HTTPX).header("cache-control") == "no-cache", path
+    css = client.request("GET", "/style.css", [("Accept-Encoding", "identity")])
+    assert css.header("cache-control") == "public, max-age=60"
+    gz = client.request("GET", "/style.css", [("Accept-Encoding", "gzip")])
+    assert gz.header("content-encoding") == "gzip" and gz.header("cache-control") == "public, max-age=60"
+    revalidated = client.request("GET", "/style.css", [*HTTPX, ("If-None-Match", gz.header("etag"))])
+    assert revalidated.status == 304 and revalidated.header("cache-control") == "public, max-age=60"
+    ranged = client.request("GET", "/big.bin", [*HTTPX, ("Range", "bytes=0-9")])  # above --cache-max-file
+    assert ranged.status == 206 and ranged.header("cache-control") == "public, max-age=60"
+    assert client.request("HEAD", "/big.bin", HTTPX).header("cache-control") == "public, max-age=60"
+    missing = client.request("GET", "/nope.txt", HTTPX)
+    assert missing.status == 404 and missing.header("cache-control") is None
+
+
+def test_server_cache_rules_max_age_and_extra_headers(site, serve_cli):
+    client = serve_cli(
+        str(site), "--max-age", "300", "--cache-rule", "*.html=no-store", "--cache-rule", "/big.*=",
         "--cache-rule", "*.js=public, max-age=10", "--header", "X-Frame-Options: DENY",
         "--header", "Strict-Transport-Security: max-age=63072000",
-    )
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        assert client.get("/").headers["cache-control"] == "no-store"
-        assert client.get("/app.3f9a1c2b.js").headers["cache-control"] == "public, max-age=10"
-        assert "cache-control" not in client.get("/big.bin").headers
-        css = client.get("/style.css")  # the gzip sibling: httpx asks for gzip
-        assert css.headers["cache-control"] == "public, max-age=300"
-        # --header reaches every static answer: 200, 304, 206, 404
-        not_modified = client.get("/style.css", headers={"if-none-match": css.headers["etag"]})
-        ranged = client.get("/big.bin", headers={"range": "bytes=0-1"})
-        missing = client.get("/nope")
-        for response in (css, not_modified, ranged, missing):
-            assert response.headers["x-frame-options"] == "DENY", response
-            assert response.headers["strict-transport-security"] == "max-age=63072000"
-        assert (css.status_code, not_modified.status_code, ranged.status_code, missing.status_code) == (
-            200, 304, 206, 404)
+    ).open()
+    assert client.request("GET", "/", HTTPX).header("cache-control") == "no-store"
+    assert client.request("GET", "/app.3f9a1c2b.js", HTTPX).header("cache-control") == "public, max-age=10"
+    assert client.request("GET", "/big.bin", HTTPX).header("cache-control") is None
+    css = client.request("GET", "/style.css", HTTPX)  # the gzip sibling
+    assert css.header("content-encoding") == "gzip" and css.header("cache-control") == "public, max-age=300"
+    # --header reaches every static answer: 200, 304, 206, 404
+    not_modified = client.request("GET", "/style.css", [*HTTPX, ("If-None-Match", css.header("etag"))])
+    ranged = client.request("GET", "/big.bin", [*HTTPX, ("Range", "bytes=0-1")])
+    missing = client.request("GET", "/nope", HTTPX)
+    for response in (css, not_modified, ranged, missing):
+        assert response.header("x-frame-options") == "DENY", response
+        assert response.header("strict-transport-security") == "max-age=63072000"
+    assert (css.status, not_modified.status, ranged.status, missing.status) == (200, 304, 206, 404)
 
 
 def test_cli_cache_flags():
