@@ -1,7 +1,6 @@
 """--spa and --error-page: branches of the open-file cache's lookup, so the fast path and StaticFiles agree."""
 import os
 
-import httpx2
 import pytest
 
 from fastserve._speedups.filecache import KIND_FILE, KIND_FORBIDDEN, KIND_MISSING, FileCache
@@ -57,22 +56,21 @@ def test_staticfiles_spa(site):
     assert response.status_code == 200 and response.text == "<p>app shell</p>"
 
 
-def test_server_spa_and_error_pages(site, start_server):
-    server = start_server(site, "--spa", "--error-page", "404=/errors/missing.html",
-                          "--error-page", "403=errors/denied.html", "--header", "X-Test: 1")
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        for path in ("/users/42", "/about", "/deep/link/"):
-            response = client.get(path)
-            assert response.status_code == 200 and response.text == "<p>app shell</p>", path
-            assert response.headers["cache-control"] == "no-cache"
-        head = client.head("/about")
-        assert head.status_code == 200 and head.content == b""
-        assert int(head.headers["content-length"]) == len("<p>app shell</p>")
-        missing = client.get("/missing.js")
-        assert missing.status_code == 404 and missing.text == "<p>no such page</p>"
-        assert not {"etag", "last-modified", "accept-ranges"} & set(missing.headers)
-        assert missing.headers["x-test"] == "1"
-        assert client.post("/about").status_code == 405
+def test_server_spa_and_error_pages(site, serve_cli):
+    client = serve_cli(str(site), "--spa", "--error-page", "404=/errors/missing.html",
+                       "--error-page", "403=errors/denied.html", "--header", "X-Test: 1").open()
+    for path in ("/users/42", "/about", "/deep/link/"):
+        response = client.request("GET", path)
+        assert response.status == 200 and response.body == b"<p>app shell</p>", path
+        assert response.header("cache-control") == "no-cache"
+    head = client.request("HEAD", "/about")
+    assert head.status == 200 and head.body == b""
+    assert int(head.header("content-length")) == len("<p>app shell</p>")
+    missing = client.request("GET", "/missing.js")
+    assert missing.status == 404 and missing.body == b"<p>no such page</p>"
+    assert not {"etag", "last-modified", "accept-ranges"} & {name for name, _ in missing.headers}
+    assert missing.header("x-test") == "1"
+    assert client.request("POST", "/about", [("Content-Length", "0")]).status == 405
 
 
 def test_in_process_403_page(site, refuse_unreadable):
@@ -85,11 +83,9 @@ def test_in_process_403_page(site, refuse_unreadable):
         server.close()
 
 
-def test_server_without_spa_keeps_404(site, start_server):
-    server = start_server(site)
-    with httpx2.Client(base_url=server.url, timeout=5) as client:
-        response = client.get("/about")
-        assert response.status_code == 404 and response.text == "<p>html mode 404</p>"
+def test_server_without_spa_keeps_404(site, serve_cli):
+    response = serve_cli(str(site)).open().request("GET", "/about")
+    assert response.status == 404 and response.body == b"<p>html mode 404</p>"
 
 
 def test_cli_error_page_values():
