@@ -22,7 +22,7 @@ from fastserve.listing import prefers_json, sort_from_query
 from fastserve.server.app_loader import AppLoadError, load_app
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
-from inprocess import InProcessServer
+from inprocess import InProcessServer, request
 from server_helpers import RawConnection, ServerProcess, running_server
 
 # Names a listing must survive: markup, quotes, ampersands, spaces, percent signs, URL
@@ -326,20 +326,22 @@ def test_without_listing_a_directory_without_index_is_404(server: ServerProcess)
         assert http.get("/dir").status_code == 307  # a directory with an index still redirects
 
 
-def test_templates_override_and_dotfiles_allow(tree: Path, tmp_path: Path, start_server) -> None:
+def test_templates_override_and_dotfiles_allow(tree: Path, tmp_path: Path, serve_cli) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "listing.html").write_text(
         "<ul>{% for e in entries %}<li data-size='{{ e.size }}'>{{ e.name }}|{{ e.href }}</li>{% endfor %}</ul>"
     )
-    server = start_server(tree, "--listing", "--templates", str(templates), "--dotfiles", "allow")
-    with httpx2.Client(base_url=server.url, timeout=5) as http:
-        page = http.get("/").text
-        assert page.startswith("<ul><li")
-        assert "<li data-size='None'>.env" not in page and "<li data-size='9'>.env|/.env</li>" in page
-        assert "&lt;img src=x" in page and "<img" not in page  # the override is autoescaped too
-        assert ".hidden|/.hidden/</li>" in page
-        assert http.get("/.hidden/", headers={"Accept": "application/json"}).json()["entries"][0]["name"] == "inner.txt"
+    client = serve_cli(str(tree), "--listing", "--templates", str(templates), "--dotfiles", "allow").open()
+    client.send(request("GET", "/"))
+    client.send(request("GET", "/.hidden/", [("Accept", "application/json")]))
+    listed, hidden = client.wait_for(2)  # listings are read and rendered in a worker thread
+    page = listed.body.decode()
+    assert listed.status == 200 and page.startswith("<ul><li")
+    assert "<li data-size='None'>.env" not in page and "<li data-size='9'>.env|/.env</li>" in page
+    assert "&lt;img src=x" in page and "<img" not in page  # the override is autoescaped too
+    assert ".hidden|/.hidden/</li>" in page
+    assert json.loads(hidden.body)["entries"][0]["name"] == "inner.txt"
 
 
 def test_templates_dir_without_a_usable_listing_html_is_refused(tmp_path: Path) -> None:
