@@ -14,18 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inprocess import READERS, InProcessServer, cli_options  # noqa: E402
 from server_helpers import DocRoot, ServerProcess, build_docroot, running_server  # noqa: E402
 
-# pytest rewrites each test module's asserts on import (3 s of CPU for this suite) and keeps
-# the result in tests/__pycache__ unless bytecode writing is off (PYTHONDONTWRITEBYTECODE).
-# Keep it for the collection, whatever that setting, and restore the setting afterwards, so
-# the tests themselves import as the environment asks.
-_dont_write_bytecode = sys.dont_write_bytecode
-sys.dont_write_bytecode = False
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    sys.dont_write_bytecode = _dont_write_bytecode
-
-
 try:
     from hypothesis import settings
 except ImportError:  # the fuzz tests need the test extra; everything else runs without it
