@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import select
 import socket
 import struct
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -32,6 +32,7 @@ APP = '''
 import asyncio
 import gc
 import json
+import os
 
 from fastapi import FastAPI, WebSocket as ApiWebSocket, WebSocketDisconnect as ApiDisconnect
 from starlette.applications import Starlette
@@ -144,7 +145,10 @@ async def firehose(ws):
 
 
 async def slow_accept(ws):
-    await asyncio.sleep(float(ws.query_params["delay"]))
+    # Accepts once the file named by ?release= exists (the test makes it after SIGTERM).
+    print("slow-accept waiting", flush=True)
+    while not os.path.exists(ws.query_params["release"]):
+        await asyncio.sleep(0.01)
     await ws.accept()
 
 
@@ -279,10 +283,11 @@ def server(app_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def pinging_server(app_dir: Path) -> Iterator[ServerProcess]:
-    """Quick keepalive pings, permessage-deflate turned off, and an access log."""
+    """Quick keepalive pings (every 0.1 s, 0.3 s for the pong), permessage-deflate turned
+    off, and an access log."""
     with running_server(
         Path("tests_ws_app:app"),
-        ["--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.3", "--no-ws-per-message-deflate", "--access-log"],
+        ["--ws-ping-interval", "0.1", "--ws-ping-timeout", "0.3", "--no-ws-per-message-deflate", "--access-log"],
         log_path=app_dir / "pinging-server.log", cwd=app_dir,
     ) as srv:
         yield srv
@@ -752,7 +757,7 @@ def test_handshakes_are_access_logged(pinging_server: ServerProcess) -> None:
 
 def test_server_pings_are_answered_and_the_connection_stays(pinging_server: ServerProcess) -> None:
     with connect(ws_url(pinging_server, "/echo"), open_timeout=OPEN_TIMEOUT) as ws:
-        time.sleep(1.0)  # about three ping intervals, each answered by the client
+        time.sleep(0.35)  # about three ping intervals, each answered by the client
         ws.send("still here")
         assert ws.recv(timeout=TIMEOUT) == "still here"
     with RawWebSocket(pinging_server.port, "/echo") as raw:
@@ -800,8 +805,7 @@ def test_send_waits_while_the_client_is_not_reading(server: ServerProcess) -> No
     raw = RawWebSocket(server.port, f"/firehose?key=firehose&count={count}&size={size}", rcvbuf=64 * 1024)
     try:
         assert raw.status == 101
-        time.sleep(0.8)
-        sent_while_stalled = json.loads(fetch(server.port, "/events?key=firehose").body)
+        sent_while_stalled = settled(lambda: json.loads(fetch(server.port, "/events?key=firehose").body))
         assert sent_while_stalled < count // 2, "the app kept sending into an unread socket"
         for i in range(count):
             fin, opcode, payload = raw.read_frame()
@@ -811,6 +815,17 @@ def test_send_waits_while_the_client_is_not_reading(server: ServerProcess) -> No
     finally:
         raw.close()
     assert json.loads(fetch(server.port, "/events?key=firehose").body) == count
+
+
+def settled(read, quiet: float = 0.3, timeout: float = TIMEOUT):
+    """``read()`` once it has returned the same value for ``quiet`` seconds (polled)."""
+    value, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.03)
+        latest = read()
+        if latest != value:
+            value, since = latest, time.monotonic()
+    return value
 
 
 def push_until_stalled(raw: RawWebSocket, frame: bytes, limit: int, stall: float = 0.5) -> Tuple[int, int, bytes]:
@@ -848,7 +863,7 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
     raw = RawWebSocket(server.port, "/slow-reader?key=slow", sndbuf=64 * 1024)
     try:
         assert raw.status == 101
-        pushed, frames, pending = push_until_stalled(raw, frame, limit)
+        pushed, frames, pending = push_until_stalled(raw, frame, limit, stall=0.25)
         assert pushed < limit // 2, f"the server kept reading {pushed} bytes for an app that was not receiving"
         assert fetch(server.port, "/release?key=slow").body == b"released"
         raw.sock.sendall(pending)
@@ -957,7 +972,7 @@ def test_sigterm_closes_open_websockets_with_1012_and_exits_0(start_server, app_
 
 
 def test_sigterm_with_an_app_that_ignores_the_close(start_server, app_dir: Path) -> None:
-    srv = start_server(Path("tests_ws_app:app"), "--graceful-timeout", "0.5", cwd=app_dir)
+    srv = start_server(Path("tests_ws_app:app"), "--graceful-timeout", "0.2", cwd=app_dir)
     with connect(ws_url(srv, "/sleepy"), open_timeout=OPEN_TIMEOUT) as ws:
         started = time.monotonic()
         srv.terminate()
@@ -968,15 +983,25 @@ def test_sigterm_with_an_app_that_ignores_the_close(start_server, app_dir: Path)
     assert time.monotonic() - started < 3.0  # the app is cut off at --graceful-timeout
 
 
-def test_sigterm_while_the_app_has_not_accepted_yet_is_503(start_server, app_dir: Path) -> None:
+def wait_output(srv: ServerProcess, text: str, timeout: float = TIMEOUT) -> None:
+    """Wait until the server's output holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in srv.output():
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s\n{srv.output()}"
+        time.sleep(0.01)
+
+
+def test_sigterm_while_the_app_has_not_accepted_yet_is_503(start_server, app_dir: Path, tmp_path: Path) -> None:
     srv = start_server(Path("tests_ws_app:app"), cwd=app_dir)
-    timer = threading.Timer(0.4, srv.terminate)
-    timer.start()
-    try:
+    release = tmp_path / "release"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        handshake = pool.submit(connect, ws_url(srv, f"/slow-accept?release={release}"), open_timeout=OPEN_TIMEOUT)
+        wait_output(srv, "slow-accept waiting")  # the app has the handshake and has not answered
+        srv.terminate()
+        wait_output(srv, "shutting down")  # the worker is stopping; now the app accepts
+        release.touch()
         with pytest.raises(InvalidStatus) as info:
-            connect(ws_url(srv, "/slow-accept?delay=1.0"), open_timeout=OPEN_TIMEOUT)
-    finally:
-        timer.join()
+            handshake.result(TIMEOUT)
     assert info.value.response.status_code == 503
     # The app was let finish (its late accept is refused) before the server exited.
     assert srv.wait_exit(TIMEOUT) == 0, srv.output()
