@@ -1,6 +1,7 @@
 """A client that asks for a large file and stops reading is dropped after --send-timeout."""
 import socket
 
+from fastserve.config import MIN_TICK, Config
 from server_helpers import open_descriptors, wait_descriptors, wait_peer_closed
 
 
@@ -16,8 +17,8 @@ def test_client_that_stops_reading_is_dropped(start_server, tmp_path):
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     assert wait_descriptors(server.pid, lambda count: count > baseline)  # the transfer holds the connection
-    # The server lets it go after the timeout (0.5 s) and a tick or two of its clock; the client
-    # cannot tell yet (its window is full, so the FIN waits behind the data).
+    # The server lets it go within a tick (0.125 s: a quarter of the timeout) of 0.5 s; the
+    # client cannot tell yet (its window is full, so the FIN waits behind the data).
     assert wait_descriptors(server.pid, lambda count: count <= baseline)
     received = 0
     try:
@@ -64,7 +65,7 @@ def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server
             sock.recv(65536)
     assert open_descriptors(server.pid) > baseline  # the stalled ones are still held
 
-    # past the send timeout and a tick or two of the server's clock, every descriptor is released
+    # past the send timeout and a tick of the server's clock, every descriptor is released
     assert wait_descriptors(server.pid, lambda count: count <= baseline)
     for sock in stalled:  # the server closed them: reading now ends instead of waiting forever
         sock.settimeout(5)
@@ -75,3 +76,14 @@ def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server
             pass
         sock.close()
     assert open_descriptors(server.pid) <= baseline
+
+
+def test_short_timeouts_tick_the_clock_faster():
+    """Timeouts are checked once a tick: half a second, or a quarter of the shortest
+    connection timeout (so a 0.5 s send timeout is kept within 0.125 s, not 0.5 s)."""
+    assert Config().clock_tick() == 0.5
+    assert Config(send_timeout=0.5).clock_tick() == 0.125
+    assert Config(keepalive_timeout=1.0, header_timeout=30.0).clock_tick() == 0.25
+    assert Config(header_timeout=0.8, body_timeout=0.4).clock_tick() == 0.1
+    assert Config(send_timeout=0.01).clock_tick() == MIN_TICK == 0.05
+    assert Config(tick_interval=0.2).clock_tick() == 0.2

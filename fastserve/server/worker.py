@@ -172,12 +172,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
 
     state.on_limit = retire
 
+    interval = config.clock_tick()
+
     def tick() -> None:
         state.tick(loop.time())
         observe(state)
-        ticker[0] = loop.call_later(config.tick_interval, tick)
+        ticker[0] = loop.call_later(interval, tick)
 
-    ticker = [loop.call_later(config.tick_interval, tick)]
+    ticker = [loop.call_later(interval, tick)]
     logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
     Handoff.tell(READY)
     if config.ready_callback is not None:
