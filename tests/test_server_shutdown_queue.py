@@ -1,6 +1,6 @@
 """SIGTERM with connections already waiting in the kernel's accept queue (``--workers 2``).
 
-Each worker's event loop is held busy by a request whose app blocks it, so the connections
+Each worker's event loop is held busy by a request whose app blocks it (until the test says), so the connections
 that arrive meanwhile are completed by the kernel but not yet accepted; SIGTERM arrives while
 they wait. Every one of them must get a whole response (``Connection: close``), never a reset.
 """
@@ -10,17 +10,24 @@ import socket
 import textwrap
 import time
 from pathlib import Path
+from typing import List
 
 from server_helpers import ConnectionClosed, RawConnection, running_server
 
 APP = '''
+import os
 import time
 
 
 async def app(scope, receive, send):
     assert scope["type"] in ("http", "websocket")  # no lifespan: the server's "auto" runs without it
     if scope["path"] == "/block":
-        time.sleep(0.4)  # holds the worker's loop: new connections wait in the accept queue
+        # Hold the worker's loop until the test has queued connections and sent SIGTERM:
+        # new connections wait in the accept queue meanwhile.
+        print("blocking", os.getpid(), flush=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.environ["RELEASE_FILE"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 '''
@@ -32,16 +39,29 @@ def open_and_ask(port: int, target: str) -> RawConnection:
     return conn
 
 
-def test_connections_in_the_accept_queue_are_answered_on_sigterm(tmp_path: Path) -> None:
+def blocked_workers(srv) -> set:
+    return {line.split()[1] for line in srv.output().splitlines() if line.startswith("blocking ")}
+
+
+def test_connections_in_the_accept_queue_are_answered_on_sigterm(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "queue_app.py").write_text(textwrap.dedent(APP))
+    release = tmp_path / "release"
+    monkeypatch.setenv("RELEASE_FILE", str(release))
     with running_server(Path("queue_app:app"), ["--workers", "2", "--graceful-timeout", "5"],
                         log_path=tmp_path / "server.log", cwd=tmp_path) as srv:
-        # Blocking requests on several connections, so both workers (SO_REUSEPORT spreads
-        # connections by address) are very likely held; the rest queue up behind them.
-        blockers = [open_and_ask(srv.port, "/block") for _ in range(6)]
-        time.sleep(0.2)
+        # Blocking requests until both workers are held (SO_REUSEPORT spreads connections by
+        # address, so more are opened until each worker has taken one); the rest queue up.
+        blockers: List[RawConnection] = []
+        deadline = time.monotonic() + 10
+        while len(blocked_workers(srv)) < 2 and time.monotonic() < deadline:
+            if len(blockers) < 30:
+                blockers += [open_and_ask(srv.port, "/block") for _ in range(3)]
+            time.sleep(0.05)
+        assert len(blocked_workers(srv)) == 2, srv.output()
         queued = [open_and_ask(srv.port, "/fast") for _ in range(40)]
         srv.terminate()
+        time.sleep(0.3)  # room for the stop to reach both workers while they are held
+        release.touch()
         answered = reset = 0
         for conn in blockers + queued:
             try:
