@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inprocess import cli_options
 from server_helpers import CliProcess, fetch, port_from_url
 
 APP_SOURCE = textwrap.dedent('''
@@ -109,53 +110,65 @@ def test_lifespan_on_refuses_an_app_without_lifespan(tmp_path: Path, app_dir: Pa
     assert "--lifespan on: the app does not run the lifespan protocol" in srv.output()
 
 
-# -- the headers the server adds -------------------------------------------------------------------
+# -- the headers the server adds (in-process, with the settings the CLI parses) -----------------------
 
 
-def test_header_flag_adds_fields_and_the_app_wins(tmp_path: Path, app_dir: Path) -> None:
+@pytest.fixture
+def app_object():
+    """``loadme:app``, made from the same source without importing a module."""
+    namespace: dict = {}
+    exec(APP_SOURCE, namespace)
+    return namespace["app"]
+
+
+def serve_app_object(serve, app, *flags: str):
+    _, options = cli_options("loadme:app", *flags)
+    return serve(app, **options).open()
+
+
+def test_header_flag_adds_fields_and_the_app_wins(serve, app_object) -> None:
     flags = ["--header", "X-Frame-Options: DENY", "--header", "Strict-Transport-Security:max-age=60"]
-    with serve_app(tmp_path, app_dir, "loadme:app", *flags) as srv:
-        port = port_from_url(srv.wait_listening())
-        response = fetch(port, "/")
-        assert response.header("x-frame-options") == "DENY"
-        assert response.header("strict-transport-security") == "max-age=60"
-        assert response.header("server") == "fastserve"
-        assert response.header("date") is not None
-        own = fetch(port, "/own-server")  # the app's own Server and X-Frame-Options, each once
-        assert own.header("server") == "app-server"
-        assert own.header("x-frame-options") == "SAMEORIGIN"
+    client = serve_app_object(serve, app_object, *flags)
+    response = client.request("GET", "/")
+    assert response.body == b"greeting=None started=True"
+    assert response.header("x-frame-options") == "DENY"
+    assert response.header("strict-transport-security") == "max-age=60"
+    assert response.header("server") == "fastserve"
+    assert response.header("date") is not None
+    own = client.request("GET", "/own-server")  # the app's own Server and X-Frame-Options, each once
+    assert own.header("server") == "app-server"
+    assert own.header("x-frame-options") == "SAMEORIGIN"
 
 
-def test_header_flag_can_name_the_server(tmp_path: Path, app_dir: Path) -> None:
-    with serve_app(tmp_path, app_dir, "loadme:app", "--header", "server: edge-7") as srv:
-        assert fetch(port_from_url(srv.wait_listening()), "/").header("server") == "edge-7"
+def test_header_flag_can_name_the_server(serve, app_object) -> None:
+    client = serve_app_object(serve, app_object, "--header", "server: edge-7")
+    assert client.request("GET", "/").header("server") == "edge-7"
 
 
-def test_no_server_and_no_date_header(tmp_path: Path, app_dir: Path) -> None:
-    with serve_app(tmp_path, app_dir, "loadme:app", "--no-server-header", "--no-date-header") as srv:
-        response = fetch(port_from_url(srv.wait_listening()), "/")
-        assert response.status == 200
-        assert response.header("server") is None
-        assert response.header("date") is None
+def test_no_server_and_no_date_header(serve, app_object) -> None:
+    response = serve_app_object(serve, app_object, "--no-server-header", "--no-date-header").request("GET", "/")
+    assert response.status == 200
+    assert response.header("server") is None
+    assert response.header("date") is None
 
 
-def test_static_answers_carry_the_same_server_fields(docroot, tmp_path: Path) -> None:
+def test_static_answers_carry_the_same_server_fields(docroot, serve_cli) -> None:
     flags = ["--header", "X-Frame-Options: DENY", "--no-date-header", "--header", "server: edge-7"]
-    with CliProcess([str(docroot.root), "--port", "0", *flags], log_path=tmp_path / "log") as srv:
-        port = port_from_url(srv.wait_listening())
-        answers = [
-            fetch(port, "/small.txt"), fetch(port, "/small.txt"),  # the second one from the memo
-            fetch(port, "/small.txt", headers=[("If-None-Match", "*")]),
-            fetch(port, "/large.bin"), fetch(port, "/missing"), fetch(port, "/dir"),
-            fetch(port, "/small.txt", method="POST"), fetch(port, "/medium.bin", headers=[("Range", "bytes=0-9")]),
-        ]
-        assert [a.status for a in answers] == [200, 200, 304, 200, 404, 307, 405, 206]
-        for answer in answers:
-            assert answer.header("x-frame-options") == "DENY"
-            assert answer.header("server") == "edge-7"
-            assert answer.header("date") is None
-    with CliProcess([str(docroot.root), "--port", "0", "--no-server-header"], log_path=tmp_path / "log2") as srv:
-        port = port_from_url(srv.wait_listening())
-        for answer in [fetch(port, "/small.txt"), fetch(port, "/small.txt", headers=[("If-None-Match", "*")])]:
-            assert answer.header("server") is None
-            assert answer.header("date") is not None
+    client = serve_cli(str(docroot.root), *flags).open()
+    answers = [
+        client.request("GET", "/small.txt"), client.request("GET", "/small.txt"),  # the second one from the memo
+        client.request("GET", "/small.txt", [("If-None-Match", "*")]),
+        client.request("GET", "/large.bin"), client.request("GET", "/missing"), client.request("GET", "/dir"),
+        client.request("POST", "/small.txt"),
+        client.request("GET", "/medium.bin", [("Range", "bytes=0-9")]),
+    ]
+    assert [a.status for a in answers] == [200, 200, 304, 200, 404, 307, 405, 206]
+    assert answers[3].body == docroot.large
+    for answer in answers:
+        assert answer.header("x-frame-options") == "DENY"
+        assert answer.header("server") == "edge-7"
+        assert answer.header("date") is None
+    client = serve_cli(str(docroot.root), "--no-server-header").open()
+    for answer in [client.request("GET", "/small.txt"), client.request("GET", "/small.txt", [("If-None-Match", "*")])]:
+        assert answer.header("server") is None
+        assert answer.header("date") is not None
