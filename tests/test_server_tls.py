@@ -11,7 +11,7 @@ import ssl
 import textwrap
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import pytest
 
@@ -88,10 +88,20 @@ def start(tmp_path: Path, target: str, certfile: Path, keyfile: Path, *flags: st
     return srv, port_from_url(url)
 
 
-def test_static_files_over_tls_with_alpn(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server")
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
-    with srv, TlsConnection(port, client_context(ca)) as conn:
+@pytest.fixture(scope="module")
+def tls_server(ca, docroot: DocRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of one TLS server for the module's tests that only connect to it: the docroot,
+    a key encrypted with a password (--ssl-keyfile-password), no other TLS flag."""
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = write_cert(ca, directory, "server", password=b"s3cret")
+    srv, port = start(directory, str(docroot.root), certfile, keyfile, "--ssl-keyfile-password", "s3cret")
+    with srv:
+        yield port
+        assert srv.stop() == 0, srv.output()
+
+
+def test_static_files_over_tls_with_alpn(ca, docroot: DocRoot, tls_server: int) -> None:
+    with TlsConnection(tls_server, client_context(ca)) as conn:
         assert conn.sock.selected_alpn_protocol() == "http/1.1"
         for name, body in [("/small.txt", docroot.small), ("/large.bin", docroot.large),
                            ("/medium.bin", docroot.medium), ("/small.txt", docroot.small)]:
@@ -101,23 +111,20 @@ def test_static_files_over_tls_with_alpn(ca, docroot: DocRoot, tmp_path: Path) -
         assert (partial.status, partial.body) == (206, docroot.large[1000000:4000000])
 
 
-def test_a_slow_reader_gets_a_large_file_whole_over_tls(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server")
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
-    with srv:
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        raw.settimeout(5)
-        raw.connect(("127.0.0.1", port))
-        conn = TlsConnection.__new__(TlsConnection)
-        conn.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
-        conn.buffer, conn.eof = bytearray(), False
-        with conn:
-            conn.request("GET", "/large.bin")
-            head = conn.read_head()
-            assert head.status == 200
-            time.sleep(0.3)  # let the server hit a full socket and wait for room
-            assert conn.read_exact(len(docroot.large)) == docroot.large
+def test_a_slow_reader_gets_a_large_file_whole_over_tls(ca, docroot: DocRoot, tls_server: int) -> None:
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", tls_server))
+    conn = TlsConnection.__new__(TlsConnection)
+    conn.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+    conn.buffer, conn.eof = bytearray(), False
+    with conn:
+        conn.request("GET", "/large.bin")
+        head = conn.read_head()
+        assert head.status == 200
+        time.sleep(0.3)  # let the server hit a full socket and wait for room
+        assert conn.read_exact(len(docroot.large)) == docroot.large
 
 
 APP = textwrap.dedent('''
@@ -138,18 +145,14 @@ def test_apps_over_tls_see_https(ca, tmp_path: Path) -> None:
         assert conn.exchange("GET", "/x").body == b"https /x"
 
 
-def test_plain_http_to_a_tls_port_gets_no_answer(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server")
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile)
-    with srv, RawConnection(port) as conn:
+def test_plain_http_to_a_tls_port_gets_no_answer(docroot: DocRoot, tls_server: int) -> None:
+    with RawConnection(tls_server) as conn:
         conn.send(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         assert docroot.small not in conn.read_to_eof()
 
 
-def test_encrypted_key_with_password(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--ssl-keyfile-password", "s3cret")
-    with srv, TlsConnection(port, client_context(ca)) as conn:
+def test_encrypted_key_with_password(ca, tls_server: int) -> None:
+    with TlsConnection(tls_server, client_context(ca)) as conn:  # the module's server has one
         assert conn.exchange("GET", "/small.txt").status == 200
 
 
