@@ -9,6 +9,10 @@ def build_scope(
     state: Dict[str, Any], proxy: Any,
 ) -> Dict[str, Any]: ...
 
+class ServerFields:
+    rule: Any  # fastserve.server.response_headers.ServerHeaders
+    def __init__(self, rule: Any) -> None: ...
+
 class HttpCycle(Job):
     scope: Dict[str, Any]
     too_large: bool

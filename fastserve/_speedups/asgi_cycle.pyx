@@ -9,6 +9,9 @@ import os
 import time
 from collections import deque
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+from fastserve._speedups.charclass cimport lower_ascii
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
@@ -40,6 +43,52 @@ cdef inline bint _has_forwarded(list headers):
         if len(name) > 12 and (<const char*>name)[0] == b"x" and name.startswith(b"x-forwarded-"):
             return True
     return False
+
+
+cdef inline bint _named(object name, const char* lowered, Py_ssize_t length):
+    """Whether the header name ``name`` (bytes, any case) is ``lowered`` (``length`` lowercase bytes)."""
+    if type(name) is not bytes or PyBytes_GET_SIZE(name) != length:
+        return False
+    cdef const unsigned char* given = <const unsigned char*>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i
+    for i in range(length):
+        if lower_ascii(given[i]) != <unsigned char>lowered[i]:
+            return False
+    return True
+
+
+cdef class ServerFields:
+    """The server's own fields (``Server``, ``Date``, ``--header``) for HTTP cycles' responses.
+
+    ``ServerFields(rule)``: ``rule`` is the bridge's ``fastserve.server.response_headers.ServerHeaders``,
+    which decides. For an app that sets none of those names, its answer is kept until ``Date``
+    changes, so most responses neither lowercase the app's names nor call into Python for them.
+    """
+
+    cdef readonly object rule
+    cdef frozenset extra_names
+    cdef bytes kept_date
+    cdef list kept
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.extra_names = frozenset(rule.extra_names)
+
+    cdef bint overridden_by(self, object name):
+        """Whether an app field called ``name`` replaces one of the server's (RFC 9110 §5.1: any case)."""
+        if _named(name, "server", 6) or _named(name, "date", 4):
+            return True
+        return len(self.extra_names) > 0 and type(name) is bytes and (<bytes>name).lower() in self.extra_names
+
+    cdef list for_app_fields(self, list app_fields, bint overridden):
+        """The fields to put before ``app_fields`` (``overridden``: some name in it is one of ours)."""
+        cdef bytes date = current_http_date()
+        if overridden:
+            return self.rule.for_response([pair[0].lower() for pair in app_fields], date)
+        if date is not self.kept_date:
+            self.kept = self.rule.for_response((), date)
+            self.kept_date = date
+        return self.kept
 
 
 cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy):
@@ -307,7 +356,8 @@ cdef class HttpCycle(Job):
             data = head + body + tail if tail else (head + body if head else body)
             if data:
                 self._write(data)
-            await self._after_write(more)
+            if self._piece_sent(more):
+                await self._wait_drain()
         elif kind == "http.response.pathsend":
             with open(message["path"], "rb") as file:
                 size = os.fstat(file.fileno()).st_size
@@ -359,19 +409,21 @@ cdef class HttpCycle(Job):
         self.body_sent += length
         return length
 
-    async def _after_write(self, bint more):
-        if not more:
-            if self.declared >= 0 and self.body_sent < self.declared and self._sends_body():
-                # The client would wait for bytes that never come, or read the next response as them.
-                logger.error(
-                    "ASGI app sent %d body bytes for a content-length of %d: closing the connection",
-                    self.body_sent, self.declared,
-                )
-                self.keep_alive = False
-            self.complete = True
-            self._wake()
-        elif self.conn.writing_paused:
-            await self._wait_drain()
+    cdef bint _piece_sent(self, bint more):
+        """After a body piece: the last one completes the response (checked against the declared
+        length). Returns whether the app must wait for the client to read before it goes on."""
+        if more:
+            return self.conn.writing_paused
+        if self.declared >= 0 and self.body_sent < self.declared and self._sends_body():
+            # The client would wait for bytes that never come, or read the next response as them.
+            logger.error(
+                "ASGI app sent %d body bytes for a content-length of %d: closing the connection",
+                self.body_sent, self.declared,
+            )
+            self.keep_alive = False
+        self.complete = True
+        self._wake()
+        return False
 
     async def _wait_drain(self):
         self.drain = self.loop.create_future()
@@ -393,8 +445,8 @@ cdef class HttpCycle(Job):
         if not done.done():
             await done  # set by the sender, or by connection_lost
         self.sender = None
-        if not self.disconnected:
-            await self._after_write(more)
+        if not self.disconnected and self._piece_sent(more):
+            await self._wait_drain()
 
     cdef void _write(self, bytes data):
         self.sent += len(data)
@@ -414,31 +466,33 @@ cdef class HttpCycle(Job):
 
     cdef bytes _build_head(self, int status, list headers):
         cdef bint has_length = False
+        cdef bint overridden = False
         cdef bint no_body = status in NO_BODY_STATUSES
-        cdef list names = []
+        cdef ServerFields server_fields = self.bridge.server_fields
         cdef list kept = []
         self.status = status
         self.declared = -1
         for pair in headers:
-            name = (<bytes>pair[0]).lower()
-            if len(name) == 14 and name == b"content-length":
+            name = pair[0]
+            if _named(name, "content-length", 14):
                 if no_body:
                     continue  # a 204/304 has no body, so no length of one on the wire
                 has_length = True
                 value = bytes(pair[1]).strip()
                 self.declared = int(value) if value.isdigit() else -1
-            elif no_body and len(name) == 17 and name == b"transfer-encoding":
+            elif no_body and _named(name, "transfer-encoding", 17):
                 continue
-            names.append(name)
+            elif not overridden:
+                overridden = server_fields.overridden_by(name)
             kept.append(pair)
-        headers = kept
+        cdef list fields = server_fields.for_app_fields(kept, overridden) + kept
         if not has_length and status not in NO_BODY_STATUSES and status >= 200:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection
             else:
                 self.chunked = True
-                headers.append((b"transfer-encoding", b"chunked"))
+                fields.append((b"transfer-encoding", b"chunked"))
         connection = connection_pair(self.keep_alive, self.http10)
         if connection is not None:
-            headers.append(connection)
-        return serialize_headers(status, self.bridge.server_headers.for_response(names, current_http_date()) + headers)
+            fields.append(connection)
+        return serialize_headers(status, fields)

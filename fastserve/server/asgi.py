@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from fastserve._speedups.asgi_cycle import HttpCycle, build_scope
+from fastserve._speedups.asgi_cycle import HttpCycle, ServerFields, build_scope
 from fastserve.config import Config
 from fastserve.server.proxy import ProxyTrust
 from fastserve.server.response_headers import ServerHeaders
@@ -34,6 +34,7 @@ class AsgiBridge:
         self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         self.state: Dict[str, Any] = {}
         self.server_headers = ServerHeaders.from_config(config)
+        self.server_fields = ServerFields(self.server_headers)  # the same rule, for HTTP cycles
         self.admin_prefix: Optional[bytes] = None
         self.admin_app: Any = None
         self._lifespan: Optional[_Lifespan] = None

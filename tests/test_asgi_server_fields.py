@@ -1,0 +1,63 @@
+"""The fields the server adds to an app's response (``Server``, ``Date``, ``--header``), through
+the HTTP cycle's ``ServerFields``: the app's own field of the same name, in any case, wins and
+each name is sent once (RFC 9110 §5.1, §6.6.1, §10.2.4)."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import pytest
+
+EXTRA = [("X-Frame-Options", "DENY"), ("Strict-Transport-Security", "max-age=60")]
+
+
+def app_sending(fields: List[Tuple[bytes, bytes]], body: bytes = b"hi", length: bool = True):
+    async def app(scope, receive, send):
+        headers = list(fields) + ([(b"content-length", b"%d" % len(body))] if length else [])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def test_an_app_setting_none_of_them_gets_all_of_them_once(serve) -> None:
+    client = serve(app_sending([(b"content-type", b"text/plain")]), headers=EXTRA).open()
+    for _ in range(3):  # later responses reuse the fields kept for this Date
+        response = client.request("GET", "/")
+        assert response.status == 200 and response.body == b"hi"
+        assert response.header("server") == "fastserve"
+        assert response.header("date") is not None
+        assert response.header("x-frame-options") == "DENY"
+        assert response.header("strict-transport-security") == "max-age=60"
+        assert response.header("transfer-encoding") is None
+
+
+@pytest.mark.parametrize("name", [b"Server", b"SERVER", b"server"])
+def test_the_apps_server_field_wins_in_any_case(serve, name: bytes) -> None:
+    response = serve(app_sending([(name, b"app/1")]), headers=EXTRA).open().request("GET", "/")
+    assert response.header("server") == "app/1"
+    assert response.header("date") is not None
+    assert response.header("x-frame-options") == "DENY"
+
+
+def test_the_apps_date_and_header_fields_win(serve) -> None:
+    fields = [(b"DATE", b"Thu, 01 Jan 1970 00:00:00 GMT"), (b"x-Frame-OPTIONS", b"SAMEORIGIN")]
+    response = serve(app_sending(fields), headers=EXTRA).open().request("GET", "/")
+    assert response.header("date") == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert response.header("x-frame-options") == "SAMEORIGIN"
+    assert response.header("strict-transport-security") == "max-age=60"
+    assert response.header("server") == "fastserve"
+
+
+def test_a_chunked_response_does_not_leave_its_framing_to_the_next(serve) -> None:
+    chunked = serve(app_sending([], length=False)).open()
+    first = chunked.request("GET", "/")
+    assert first.header("transfer-encoding") == "chunked" and first.body == b"hi"
+    second = chunked.request("GET", "/")
+    assert second.header("transfer-encoding") == "chunked" and second.header("server") == "fastserve"
+    assert len(second.header_values("date")) == 1
+
+
+def test_no_server_and_no_date(serve) -> None:
+    response = serve(app_sending([]), server_header=False, date_header=False).open().request("GET", "/")
+    assert response.status == 200
+    assert response.header("server") is None and response.header("date") is None
