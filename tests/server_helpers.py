@@ -636,23 +636,3 @@ def run_cli(args: Sequence[str], *, timeout: float = 15.0, env: Optional[Dict[st
     full_env.update(env or {})
     return subprocess.run([PYTHON, "-m", "fastserve", *args], cwd=str(cwd or REPO_ROOT), env=full_env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def listening_port(pid: int, timeout: float = 15.0) -> int:
-    """The TCP port process ``pid`` listens on (for servers whose banner is not logged), from /proc."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        inodes = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                name = fd.readlink().name
-            except OSError:
-                continue
-            if name.startswith("socket:["):
-                inodes.add(name[8:-1])
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                return int(fields[1].split(":")[1], 16)
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} listens on no TCP port")

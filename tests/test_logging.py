@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, fetch, listening_port, port_from_url, run_cli
+from server_helpers import CliProcess, DocRoot, ServerProcess, fetch, port_from_url, run_cli
 
 
 def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> None:
@@ -23,10 +23,9 @@ def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("level", ["critical", "error", "warning"])
 def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
-    with CliProcess([str(docroot.root), "--port", "0", "--log-level", level, "--access-log"],
-                    log_path=tmp_path / "log") as srv:
-        port = listening_port(srv.pid)
-        assert fetch(port, "/small.txt").status == 200
+    with ServerProcess(docroot.root, ["--log-level", level, "--access-log"], log_path=tmp_path / "log") as srv:
+        srv.wait_ready()  # no banner to wait for: the port itself
+        assert fetch(srv.port, "/small.txt").status == 200
         assert srv.stop() == 0
     assert "fastserve serving" not in srv.output()
 
@@ -75,9 +74,9 @@ def test_log_config_file(docroot: DocRoot, tmp_path: Path, kind: str) -> None:
     written = tmp_path / "written.log"
     config = tmp_path / f"logging.{kind}"
     config.write_text(CONFIGS[kind](written))
-    with CliProcess([str(docroot.root), "--port", "0", "--log-config", str(config)], log_path=tmp_path / "out") as srv:
-        port = listening_port(srv.pid)
-        assert fetch(port, "/small.txt").status == 200
+    with ServerProcess(docroot.root, ["--log-config", str(config)], log_path=tmp_path / "out") as srv:
+        srv.wait_ready()
+        assert fetch(srv.port, "/small.txt").status == 200
         assert srv.stop() == 0
     lines = written.read_text().splitlines()
     assert any(line.startswith("MINE INFO fastserve: fastserve serving ") for line in lines), lines
@@ -89,9 +88,9 @@ def test_log_level_still_applies_over_a_log_config(docroot: DocRoot, tmp_path: P
     written = tmp_path / "written.log"
     config = tmp_path / "logging.json"
     config.write_text(CONFIGS["json"](written))
-    args = [str(docroot.root), "--port", "0", "--log-config", str(config), "--log-level", "warning"]
-    with CliProcess(args, log_path=tmp_path / "out") as srv:
-        listening_port(srv.pid)
+    with ServerProcess(docroot.root, ["--log-config", str(config), "--log-level", "warning"],
+                       log_path=tmp_path / "out") as srv:
+        srv.wait_ready()
         assert srv.stop() == 0
     assert "fastserve serving" not in written.read_text()
 

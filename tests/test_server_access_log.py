@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, RawConnection, listening_port, port_from_url
+from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, port_from_url
 
 CLF = re.compile(
     r'^(?P<client>\S+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
@@ -128,10 +128,9 @@ def test_access_log_through_a_log_config(docroot: DocRoot, tmp_path: Path) -> No
         "handlers": {"file": {"class": "logging.FileHandler", "filename": str(written), "formatter": "plain"}},
         "loggers": {"fastserve.access": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }))
-    args = [str(docroot.root), "--port", "0", "--access-log", "--log-config", str(config)]
-    with CliProcess(args, log_path=tmp_path / "log") as srv:
-        port = listening_port(srv.pid)
-        with RawConnection(port) as conn:
+    with ServerProcess(docroot.root, ["--access-log", "--log-config", str(config)], log_path=tmp_path / "log") as srv:
+        srv.wait_ready()  # the config sends no banner to the output: wait for the port itself
+        with RawConnection(srv.port) as conn:
             for _ in range(3):
                 assert conn.exchange("GET", "/small.txt").status == 200
         assert srv.stop() == 0  # the buffer is written at shutdown at the latest
