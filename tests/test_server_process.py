@@ -6,7 +6,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import pytest
 
@@ -15,6 +15,7 @@ from server_helpers import (
     RawConnection,
     ServerProcess,
     fetch,
+    running_server,
 )
 
 
@@ -67,15 +68,23 @@ def wait_refused(port: int, timeout: float) -> bool:
 # -- workers -----------------------------------------------------------------------------------
 
 
-def test_two_workers_serve_requests(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root, "--workers", "2")
+@pytest.fixture(scope="module")
+def two_workers(docroot: DocRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A ``--workers 2`` server for the tests below, which leave it with two serving workers."""
+    log = tmp_path_factory.mktemp("two-workers") / "server.log"
+    with running_server(docroot.root, ["--workers", "2"], log_path=log) as srv:
+        yield srv
+
+
+def test_two_workers_serve_requests(two_workers: ServerProcess, docroot: DocRoot) -> None:
+    srv = two_workers
     assert wait_for(lambda: len(srv.children()) == 2, 5.0), f"children: {srv.children()}"
     assert_serves(srv, docroot, 20)
     assert fetch(srv.port, "/large.bin", timeout=5.0).body == docroot.large
 
 
-def test_killed_worker_is_replaced(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root, "--workers", "2")
+def test_killed_worker_is_replaced(two_workers: ServerProcess, docroot: DocRoot) -> None:
+    srv = two_workers
     assert wait_for(lambda: len(srv.children()) == 2, 5.0)
     before = srv.children()
     victim = before[0]
@@ -93,10 +102,9 @@ def test_killed_worker_is_replaced(start_server, docroot: DocRoot) -> None:
     assert srv.alive()
 
 
-def test_single_worker_runs_in_process(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root)
-    assert srv.children() == []
-    assert_serves(srv, docroot, 3)
+def test_single_worker_runs_in_process(server: ServerProcess, docroot: DocRoot) -> None:
+    assert server.children() == []  # the session's server: CLI defaults, one worker
+    assert_serves(server, docroot, 3)
 
 
 # -- graceful shutdown -------------------------------------------------------------------------
@@ -113,9 +121,8 @@ def test_sigterm_lets_a_slow_download_finish(start_server, docroot: DocRoot, wor
         srv.terminate()
         # new connections are refused while the download goes on
         assert wait_refused(srv.port, 2.0), "new connections still accepted after SIGTERM"
-        while len(received) < len(docroot.large):
+        while len(received) < len(docroot.large):  # the listener is closed: read the rest
             received += conn.read_some()
-            time.sleep(0.01)
         finished = time.monotonic()
         assert bytes(received) == docroot.large
         assert srv.alive() or srv.proc.returncode == 0
@@ -151,7 +158,7 @@ def test_sigterm_with_idle_keep_alive_connections_exits_promptly(start_server, d
 
 
 def test_graceful_timeout_bounds_a_client_that_never_reads(start_server, docroot: DocRoot) -> None:
-    srv = start_server(docroot.root, "--graceful-timeout", "0.5")
+    srv = start_server(docroot.root, "--graceful-timeout", "0.2")
     stuck = RawConnection(srv.port, rcvbuf=4096)
     try:
         stuck.request("GET", "/large.bin")
@@ -162,7 +169,7 @@ def test_graceful_timeout_bounds_a_client_that_never_reads(start_server, docroot
         elapsed = time.monotonic() - started
         assert code is not None, "server still running 5 s after SIGTERM"
         assert code == 0
-        assert elapsed < 3.0, f"exit took {elapsed:.1f} s with --graceful-timeout 0.5"
+        assert elapsed < 3.0, f"exit took {elapsed:.1f} s with --graceful-timeout 0.2"
     finally:
         stuck.close()
 
@@ -197,7 +204,7 @@ def test_signal_right_after_the_port_opens_is_a_clean_stop(docroot: DocRoot, tmp
 def test_no_access_log_by_default(start_server, docroot: DocRoot) -> None:
     srv = start_server(docroot.root)
     assert_serves(srv, docroot, 3)
-    time.sleep(0.2)
+    assert srv.stop() == 0  # a log buffer is written at the latest on the way out
     assert "/small.txt" not in srv.output()
 
 
@@ -218,8 +225,8 @@ def test_port_in_use_exits_non_zero_with_a_message(docroot: DocRoot, tmp_path: P
     assert "Traceback" not in output
 
 
-def test_second_fastserve_on_the_same_port_is_refused(start_server, docroot: DocRoot, tmp_path: Path) -> None:
-    first = start_server(docroot.root)
+def test_second_fastserve_on_the_same_port_is_refused(server: ServerProcess, docroot: DocRoot, tmp_path: Path) -> None:
+    first = server  # the session's server
     second = ServerProcess(docroot.root, [], log_path=tmp_path / "second.log", port=first.port)
     code = second.wait_exit(3.0)
     if code is None:
