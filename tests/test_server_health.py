@@ -7,26 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, RawConnection, fetch, port_from_url
+from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, fetch, port_from_url
 
 
-def test_health_on_the_static_face(docroot: DocRoot, tmp_path: Path) -> None:
-    with CliProcess([str(docroot.root), "--port", "0"], log_path=tmp_path / "log") as srv:
-        port = port_from_url(srv.wait_listening())
-        with RawConnection(port) as conn:
-            # pipelined, around ordinary answers, keep-alive throughout
-            conn.send(b"GET /_fastserve/health HTTP/1.1\r\nHost: x\r\n\r\n"
-                      b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-                      b"HEAD /_fastserve/health?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-            health = conn.read_response()
-            assert (health.status, health.body) == (200, b"ok\n")
-            assert health.header("cache-control") == "no-store"
-            assert conn.read_response().body == docroot.small
-            head = conn.read_response(head=True)
-            assert (head.status, head.header("content-length")) == (200, "3")
-        assert fetch(port, "/_fastserve/health", method="POST").status == 405
-        assert fetch(port, "/_fastserve/healthz").status == 404
-        assert fetch(port, "/_fastserve/metrics").status == 404  # no --metrics
+def test_health_on_the_static_face(server: ServerProcess, docroot: DocRoot) -> None:
+    port = server.port  # the session's server: CLI defaults on docroot
+    with RawConnection(port) as conn:
+        # pipelined, around ordinary answers, keep-alive throughout
+        conn.send(b"GET /_fastserve/health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"HEAD /_fastserve/health?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = conn.read_response()
+        assert (health.status, health.body) == (200, b"ok\n")
+        assert health.header("cache-control") == "no-store"
+        assert conn.read_response().body == docroot.small
+        head = conn.read_response(head=True)
+        assert (head.status, head.header("content-length")) == (200, "3")
+    assert fetch(port, "/_fastserve/health", method="POST").status == 405
+    assert fetch(port, "/_fastserve/healthz").status == 404
+    assert fetch(port, "/_fastserve/metrics").status == 404  # no --metrics
 
 
 def test_a_file_at_the_health_path_is_served(tmp_path: Path) -> None:
@@ -75,7 +74,7 @@ def test_sigterm_turns_health_to_503_before_the_listener_closes(docroot: DocRoot
                                                                 target: str, workers: str) -> None:
     (tmp_path / "healthapp.py").write_text(APP)
     what = str(docroot.root) if target == "static" else "healthapp:app"
-    delay = 1.5  # --shutdown-delay: room for every worker to turn on a loaded machine
+    delay = 1.0  # --shutdown-delay: room for every worker to turn on a loaded machine
     args = [what, "--port", "0", "--workers", workers, "--shutdown-delay", str(delay)]
     with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
         port = port_from_url(srv.wait_listening())
