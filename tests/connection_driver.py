@@ -21,6 +21,21 @@ from inprocess import RecordingTransport
 HIGH_WATER = 64 * 1024  # what the connection sets on real transports
 
 
+def whole_answers(data: bytes) -> int:
+    """How many answers ``data`` holds, walked head to head by each one's Content-Length (so
+    the bodies are not scanned); every answer in it must be whole and carry a Content-Length."""
+    count = pos = 0
+    while pos < len(data):
+        assert data.startswith(b"HTTP/1.1 ", pos), f"no response head at {pos}: {data[pos:pos + 40]!r}"
+        end = data.index(b"\r\n\r\n", pos) + 4
+        head = data[pos:end].lower()
+        at = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
+        pos = end + int(head[at:head.index(b"\r\n", at)])
+        count += 1
+    assert pos == len(data), "a write ended inside an answer"
+    return count
+
+
 class ClientTransport(RecordingTransport):
     """A ``RecordingTransport`` whose client can stop reading (``reading_client=False``): what
     is written then stays unread, and past a high-water mark the connection's writing pauses,
@@ -29,7 +44,7 @@ class ClientTransport(RecordingTransport):
     def __init__(self) -> None:
         super().__init__()
         self.reading_client = True
-        self.keep = True      # False: count what is written instead of keeping it
+        self.keep = True      # False: count what is written (whole answers) instead of keeping it
         self.written = 0
         self.heads = 0        # response heads among the writes (each write holds whole answers)
         self.unread = 0
@@ -39,9 +54,11 @@ class ClientTransport(RecordingTransport):
         assert not self.closed, "write after close"
         self.writes += 1
         self.written += len(data)
-        self.heads += data.count(b"HTTP/1.1 ")
         if self.keep:
+            self.heads += data.count(b"HTTP/1.1 ")
             self.data += data
+        else:
+            self.heads += whole_answers(bytes(data))
         if not self.reading_client:
             self.unread += len(data)
             if self.unread > HIGH_WATER and not self.writing_paused:
