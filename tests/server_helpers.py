@@ -11,14 +11,17 @@ Every socket operation carries a timeout, so a server bug shows up as a failure,
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import resource
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,9 +383,27 @@ class RawConnection:
             self._fill()
 
     def read_exact(self, count: int) -> bytes:
-        while len(self.buffer) < count:
-            self._fill()
-        data = bytes(self.buffer[:count])
+        if len(self.buffer) < count and not self.eof:
+            # Receive the rest straight into place (large bodies are not copied chunk by chunk).
+            have = len(self.buffer)
+            self.buffer.extend(bytes(count - have))
+            view = memoryview(self.buffer)
+            try:
+                while have < count:
+                    try:
+                        got = self.sock.recv_into(view[have:count])
+                    except ConnectionResetError:
+                        got = 0
+                    if not got:
+                        self.eof = True
+                        break
+                    have += got
+            finally:
+                view.release()
+                del self.buffer[have:count]
+        if len(self.buffer) < count:
+            raise ConnectionClosed("connection closed by the server")
+        data = bytes(memoryview(self.buffer)[:count])
         del self.buffer[:count]
         return data
 
@@ -525,6 +546,20 @@ def wait_released(pid: int, name: str, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def unread_bytes(sock: socket.socket) -> int:
+    """Bytes received on ``sock`` and not read yet (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def wait_unread(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Wait until the server has sent something ``sock`` has not read (polled, nothing read);
+    ``AssertionError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not unread_bytes(sock):
+        assert time.monotonic() < deadline, f"nothing arrived on {sock!r} within {timeout} s"
+        time.sleep(0.005)
 
 
 def wait_peer_closed(sock: socket.socket, timeout: float) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from server_helpers import RawConnection, fetch, rss_kib, running_server
+from server_helpers import RawConnection, fetch, rss_kib, running_server, unread_bytes
 
 COUNT = 1000
 SIZE = 256 * 1024
@@ -24,11 +24,18 @@ def test_pipelined_gets_from_a_client_that_never_reads_hold_bounded_memory(tmp_p
         before = rss_kib(srv.pid)
         with RawConnection(srv.port, timeout=10, rcvbuf=64 * 1024) as conn:
             conn.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * COUNT)
+            # The client does not read; watch the server until it has stopped: neither its RSS
+            # nor the bytes waiting in this socket moved for 0.3 s (a server that buffers every
+            # answer grows until it has made them all, so its peak is seen either way).
             peak = before
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:  # the client does not read; watch the server
-                peak = max(peak, rss_kib(srv.pid))
-                time.sleep(0.05)
+            last, quiet_since, deadline = None, time.monotonic(), time.monotonic() + 10.0
+            while time.monotonic() - quiet_since < 0.3 and time.monotonic() < deadline:
+                rss = rss_kib(srv.pid)
+                peak = max(peak, rss)
+                now = (rss, unread_bytes(conn.sock))
+                if now != last:
+                    last, quiet_since = now, time.monotonic()
+                time.sleep(0.03)
             assert peak - before < 32 * 1024, f"RSS grew by {(peak - before) // 1024} MiB"
             for _ in range(COUNT):
                 response = conn.read_response()
