@@ -19,6 +19,9 @@ from server_helpers import (
     build_request,
     fetch,
     running_server,
+    server_side_of,
+    wait_released,
+    wait_unread,
 )
 
 LIMIT_FLAGS = [
@@ -54,7 +57,8 @@ def test_client_that_never_reads_does_not_block_others(limited: ServerProcess, d
     try:
         for conn in stuck:
             conn.request("GET", "/large.bin")
-        time.sleep(0.2)
+        for conn in stuck:  # each transfer has begun and stalled on a full socket
+            wait_unread(conn.sock)
         started = time.monotonic()
         for _ in range(20):
             response = fetch(limited.port, "/small.txt", timeout=2.0)
@@ -77,8 +81,9 @@ def test_client_leaving_mid_download_leaves_the_server_healthy(limited: ServerPr
         head = conn.read_head()
         assert head.header("content-length") == str(len(docroot.large))
         conn.read_exact(200_000)
+        held = server_side_of(limited.pid, conn.sock)
         conn.reset() if how == "reset" else conn.close()
-    time.sleep(0.1)
+        assert wait_released(limited.pid, held), "the server kept the connection of a client that left"
     assert_healthy(limited, docroot)
     assert fetch(limited.port, "/large.bin", timeout=5.0).body == docroot.large
 
@@ -86,9 +91,10 @@ def test_client_leaving_mid_download_leaves_the_server_healthy(limited: ServerPr
 def test_client_leaving_with_pipelined_requests_queued(limited: ServerProcess, docroot: DocRoot) -> None:
     conn = RawConnection(limited.port, rcvbuf=4096)
     conn.send(build_request("GET", "/large.bin") * 5 + build_request("GET", "/small.txt") * 5)
-    time.sleep(0.2)
+    held = server_side_of(limited.pid, conn.sock)
+    wait_unread(conn.sock)  # the first answer is on its way
     conn.reset()
-    time.sleep(0.1)
+    assert wait_released(limited.pid, held), "the server kept the connection of a client that left"
     assert_healthy(limited, docroot)
 
 
