@@ -253,3 +253,79 @@ def test_pathsend_larger_than_one_turns_budget_is_sent_whole(serve, tmp_path):
     response = client.request("GET", "/big")
     assert response.status == 200 and len(response.body) == len(body) and response.body == body
     assert client.request("GET", "/again").status == 200  # and the connection goes on
+
+
+async def echo_headers(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b"\n".join(name + b": " + value for name, value in scope["headers"])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_between_requests_a_connection_holds_no_request_head(site, serve):
+    """An idle keep-alive connection gives its request head back to the worker (thousands of
+    quiet clients then hold none); the next request, on any connection, is read into it."""
+    from fastserve._speedups.requesthead import RequestHead
+    import gc
+
+    server = serve(site)
+    first, second = server.open(), server.open()
+    first.send(request("GET", "/a.txt", [("Accept-Encoding", "gzip")]), [False])
+    second.send(request("GET", "/b.txt") + request("GET", "/a.txt"), [False, False])
+    assert [r.status for r in first.parsed() + second.parsed()] == [200, 200, 200]
+    for client in (first, second):
+        assert not any(isinstance(o, RequestHead) for o in gc.get_referents(client.conn))
+        assert not client.closed
+
+
+def test_a_head_given_back_carries_nothing_into_the_next_request(site, serve):
+    """Validators, ranges and the version of one connection's request never reach the next
+    request read into the same head, on another connection."""
+    server = serve(site)
+    first = server.open()
+    etag = first.request("GET", "/a.txt").header("etag")
+    assert first.request("GET", "/a.txt", [("If-None-Match", etag)]).status == 304
+    assert first.request("GET", "/a.txt", [("Range", "bytes=0-1")]).status == 206
+    assert first.request("GET", "/a.txt", [("If-Match", '"other"')]).status == 412
+    second = server.open()
+    plain = second.request("GET", "/a.txt")
+    assert (plain.status, plain.body) == (200, b"first\n")
+    # A 1.0 client kept alive, then a head that cannot be parsed on a new connection: the
+    # refusal is an HTTP/1.1 one (it says it closes), not shaped by the 1.0 request before it.
+    old = server.open()
+    old.send(request("GET", "/a.txt", [("Connection", "keep-alive")], version="HTTP/1.0"), [False])
+    assert old.parsed()[0].header("connection") == "keep-alive"
+    bad = server.open()
+    bad.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nBad Field: y\r\n\r\n", [False])
+    (refused,) = bad.parsed()
+    assert (refused.status, refused.header("connection")) == (400, "close") and bad.closed
+
+
+def test_a_head_given_back_keeps_no_bytes_of_its_request(site, serve):
+    """The worker's spare head is emptied when given back: a large field of the last request
+    is not kept alive by it."""
+    import tracemalloc
+
+    server = serve(site)
+    client = server.open()
+    assert client.request("GET", "/a.txt").status == 200
+    tag = '"' + "x" * 8000 + '"'
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert client.request("GET", "/a.txt", [("If-None-Match", tag)]).status == 200
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 4000, held  # the answer kept by the test's transport; not the 8 kB field
+
+
+def test_an_asgi_request_sees_only_its_own_fields(serve):
+    server = serve(echo_headers)
+    first, second = server.open(), server.open()
+    first.send(request("GET", "/", [("X-First", "1")]), [False])
+    assert b"x-first: 1" in first.wait_for(1)[0].body
+    second.send(request("GET", "/", [("X-Second", "2")]), [False])
+    body = second.wait_for(1)[0].body
+    assert b"x-second: 2" in body and b"x-first" not in body

@@ -10,6 +10,7 @@ import socket
 import time
 from typing import Any, List
 
+import pytest
 import uvloop
 
 from fastserve.server import acceptor as acceptor_module
@@ -35,7 +36,7 @@ def queued_connections(long_turn: bool, busy: bool, clients: int = 12) -> int:
         listener.setblocking(False)
         made: List[Any] = []
         held = [object()] * (acceptor_module.BATCH_ABOVE if busy else 1)
-        acceptor = Acceptor(loop, lambda: Made(made), listener, 64, None, held)
+        acceptor = Acceptor(loop, lambda sock_fd=-1: Made(made), listener, 64, None, held)
         acceptor._watch()  # only the batch path: uvloop's server would take one per turn as well
         sockets = [socket.create_connection(listener.getsockname()) for _ in range(clients)]
         try:
@@ -62,3 +63,73 @@ def test_a_busy_worker_with_long_turns_takes_the_whole_queue_at_once() -> None:
 def test_short_turns_or_few_connections_leave_accepting_to_uvloop() -> None:
     assert queued_connections(long_turn=False, busy=True) == 0
     assert queued_connections(long_turn=True, busy=False) == 0
+
+
+def test_a_connection_the_batch_path_takes_is_served_and_keeps_no_socket_object(tmp_path) -> None:
+    """The transport gets the bare descriptor and the protocol is told it: neither keeps a
+    socket object for it (about 160 bytes per idle connection), the answer goes out by the
+    protocol's own send, and closing the transport closes the descriptor once."""
+    import gc
+    import os
+
+    from fastserve._speedups.protocol import HttpProtocol
+    from fastserve.config import Config
+    from fastserve.server.worker import build_state
+    from fastserve.staticfiles import StaticFiles
+
+    (tmp_path / "a.txt").write_bytes(b"hello\n")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        app = StaticFiles(directory=tmp_path)
+        state = build_state(Config(target=app), app, loop)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.setblocking(False)
+        held = [object()] * acceptor_module.BATCH_ABOVE
+        acceptor = Acceptor(loop, lambda sock_fd=-1: HttpProtocol(state, loop, sock_fd), listener, 64, None, held)
+        acceptor._watch()
+        client = socket.create_connection(listener.getsockname())
+        try:
+            acceptor.seen = time.monotonic() - 0.05
+            acceptor._take_batch()
+            for _ in range(5):
+                await asyncio.sleep(0)
+            (conn,) = state.connections
+            fd = conn.sock_fd
+            assert fd >= 0 and os.fstat(fd)
+            kept = gc.get_referents(conn.transport)
+            assert [type(o).__name__ for o in kept if isinstance(o, int) and o == fd] == ["AcceptedSocket"]
+            assert not any(isinstance(o, socket.socket) or type(o).__name__ == "PseudoSocket" for o in kept)
+            client.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"hello\n"):
+                await asyncio.sleep(0.001)
+                try:
+                    answer += client.recv(4096, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and not conn.transport_holds_data
+            for _ in range(5):  # the close reaches the transport and connection_lost
+                await asyncio.sleep(0)
+            assert not state.connections
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed by the transport
+            other = socket.socket()
+            if other.fileno() != fd:
+                os.dup2(other.fileno(), fd)  # the number is reused by a new connection
+            try:
+                del conn, kept
+                gc.collect()  # the old transport and its AcceptedSocket go; the new one stays open
+                assert os.fstat(fd)
+            finally:
+                if other.fileno() != fd:
+                    os.close(fd)
+                other.close()
+        finally:
+            acceptor._unwatch()
+            client.close()
+            listener.close()
+
+    uvloop.run(scenario())

@@ -26,7 +26,7 @@ cdef class ServerState:
     cdef public double send_timeout
     cdef public int max_ranges
     cdef public object access_logger
-    cdef public set connections
+    cdef public dict connections           # the open ones, as keys (a dict: about a third of a set's table)
     cdef public double now
     cdef public bint shutting_down
     cdef public object on_drained          # called once the last connection closes after shutdown()
@@ -43,58 +43,63 @@ cdef class ServerState:
     cdef public int accept_ceiling         # a new connection's descriptor at or above it pauses accepting (0: never)
     cdef public object acceptor            # the worker's listener: pause() -> bool, resume(); None: not watched
     cdef public bint accept_paused         # paused at the ceiling: the next closed connection resumes it
+    cdef RequestHead spare_head            # held by no connection: the next request is read into it
+    cdef RequestHead take_head(self)
+    cdef void give_head(self, RequestHead head)
 
 
 cdef class HttpProtocol:
-    # (4-byte fields sit in pairs or more between 8-byte ones: no padding in the object)
+    # Thousands of these are held by idle keep-alive clients: pointers first, then 8-byte
+    # numbers, 4-byte ones, and one-byte flags last, so the object has no padding.
     cdef readonly ServerState state
     cdef public object loop
     cdef public object transport
     cdef object parser                      # httptools', made for the first head the scanner leaves
     cdef object _client                     # the peer's and our address, read on first use
     cdef object _server
-    cdef bint addresses_read
-    cdef readonly bint tls                  # TLS transport: the socket is never written directly
-    cdef public bint writing_paused
-    cdef public int sock_fd
     cdef WritableWatch watch                # made on the first sendfile that finds the socket full
-    cdef double writing_paused_since
-    cdef bint reading_paused
-    cdef bint body_backpressure
-    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
-
-    # the request being parsed
-    cdef bint in_message    # httptools has begun a request it has not finished
-    cdef bint in_head
-    cdef bint awaiting_head  # bytes came after the last complete head: the header timeout runs
-    cdef double body_read_at # when the body being read last made progress
-    cdef Py_ssize_t head_bytes
-    cdef Py_ssize_t raw_head_bytes
-    cdef Py_ssize_t header_count
-    cdef double head_started
-    cdef bint saw_connection
-    cdef int host_count
-    cdef long long static_body_bytes
-    cdef bint keep_headers
-    cdef int connection        # the Connection option httptools' request carried
-    cdef RequestHead head      # the request being read (refilled for each)
+    cdef RequestHead head      # the request being read; None between requests (the worker keeps a spare)
     cdef object body_job   # the ASGI job receiving this request's body, if any
     cdef object upgrade_request   # (method, url, headers) of a WebSocket handshake being parsed
     cdef object pending_upgrade   # (session, bytes after the head) waiting for earlier responses
     cdef public object upgraded   # the WebSocket session that owns this connection now
-
     # output, in request order
-    cdef list out
+    cdef object out          # ready answers: None, one bytes, or a list of them (pipelined)
     cdef list queue          # bytes, Jobs and deferred RequestHeads behind the current job; None when none wait
+    cdef object current_job
+
+    cdef double writing_paused_since
+    cdef double body_read_at # when the body being read last made progress
+    cdef double head_started
+    cdef double idle_since
+    cdef Py_ssize_t head_bytes
+    cdef Py_ssize_t raw_head_bytes
+    cdef Py_ssize_t header_count
+    cdef long long static_body_bytes
     cdef Py_ssize_t out_bytes      # bytes in out
     cdef Py_ssize_t queued_bytes   # bytes items in queue (answers behind a job)
     cdef Py_ssize_t deferred       # requests in queue kept as their heads, not yet answered
-    cdef object current_job
-    cdef double idle_since
-    cdef bint closing
+
+    cdef public int sock_fd
+    cdef int host_count
+    cdef int connection        # the Connection option httptools' request carried
     cdef int response_status
+    cdef readonly bint tls                  # TLS transport: the socket is never written directly
+    cdef public bint writing_paused
+    cdef public bint transport_holds_data   # set whenever bytes went through transport.write
+
+    cdef unsigned char addresses_read
+    cdef unsigned char reading_paused
+    cdef unsigned char body_backpressure
+    cdef unsigned char in_message    # httptools has begun a request it has not finished
+    cdef unsigned char in_head
+    cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
+    cdef unsigned char closing
+    cdef unsigned char receiving     # inside data_received: a job finishing now leaves the head to it
 
     cdef void _read_addresses(self)
+    cdef object _receive(self, bytes data)
+    cdef void _release_head(self)
     cdef void _begin_websocket(self, bytes rest)
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
@@ -110,6 +115,7 @@ cdef class HttpProtocol:
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent, bytes referer)
     cdef void _emit(self, bytes data)
+    cdef void _hold(self, bytes data)
     cdef void _enqueue_job(self, object job)
     cdef void _flush(self)
     cdef void _write_out(self)

@@ -1,5 +1,5 @@
 import asyncio
-from typing import Any, Callable, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from fastserve._speedups.counters import Counters
 from fastserve._speedups.filecache import FileCache
@@ -22,7 +22,7 @@ class ServerState:
     send_timeout: float
     max_ranges: int
     access_logger: Any
-    connections: Set["HttpProtocol"]
+    connections: Dict["HttpProtocol", None]
     now: float
     shutting_down: bool
     scan_heads: bool
@@ -56,7 +56,7 @@ class HttpProtocol(asyncio.Protocol):
     writing_paused: bool
     transport_holds_data: bool
     upgraded: Any
-    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None: ...
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop, sock_fd: int = ...) -> None: ...
     @property
     def keep_alive(self) -> bool: ...
     @property

@@ -103,7 +103,7 @@ cdef class ServerState:
         self.send_timeout = config.send_timeout
         self.max_ranges = config.max_ranges
         self.access_logger = access_logger
-        self.connections = set()
+        self.connections = {}
         self.now = 0.0
         self.shutting_down = False
         self.scan_heads = True
@@ -126,6 +126,21 @@ cdef class ServerState:
         self.now = now
         for conn in list(self.connections):
             conn.check_timeouts(now)
+
+    cdef RequestHead take_head(self):
+        """A head for a connection whose next request begins: the spare, or a new one."""
+        cdef RequestHead head = self.spare_head
+        if head is None:
+            return RequestHead()
+        self.spare_head = None
+        return head
+
+    cdef void give_head(self, RequestHead head):
+        """A connection between requests gives its head back: thousands of idle keep-alive
+        connections then hold no head (and none of the bytes its last request left in it)."""
+        head.reset()
+        if self.spare_head is None:
+            self.spare_head = head
 
     def descriptors_short(self) -> None:
         """A connection got a descriptor at ``accept_ceiling``: stop accepting until one closes."""
@@ -152,22 +167,24 @@ cdef bytes _lowercase(const char* data, Span span):
 
 
 cdef class HttpProtocol:
-    """One HTTP/1.1 connection (an asyncio protocol, for uvloop's ``create_server``)."""
+    """One HTTP/1.1 connection (an asyncio protocol, for uvloop's ``create_server``).
 
-    def __init__(self, ServerState state, loop):
+    ``sock_fd``: the connection's descriptor when the caller accepted it (-1: asked of the
+    transport, which then makes and keeps a socket object for it).
+    """
+
+    def __init__(self, ServerState state, loop, int sock_fd=-1):
         self.state = state
         self.loop = loop
         self.transport = None
-        self.sock_fd = -1
+        self.sock_fd = sock_fd
         self.writing_paused = False
         self.reading_paused = False
         self.in_head = False
-        self.head = RequestHead()
-        # An idle connection holds as little as it can: no header list, no queue, no httptools
+        # An idle connection holds as little as it can: no request head, no queue, no httptools
         # parser and no addresses until a request needs them.
-        self.head.headers = None
-        self.keep_headers = not state.static_only
-        self.out = []
+        self.head = None
+        self.out = None
         self.queue = None
         self.current_job = None
         self.closing = False
@@ -175,17 +192,17 @@ cdef class HttpProtocol:
 
     @property
     def keep_alive(self) -> bool:
-        """Whether the connection stays open after the request being answered."""
-        return self.head.keep_alive
+        """Whether the connection stays open after the request being answered (False between requests)."""
+        return self.head is not None and self.head.keep_alive
 
     @property
     def http10(self) -> bool:
-        return self.head.http10
+        return self.head is not None and self.head.http10
 
     @property
     def declared_length(self) -> int:
         """The request's Content-Length; -1 when absent or invalid."""
-        return self.head.declared_length
+        return -1 if self.head is None else self.head.declared_length
 
     # -- asyncio protocol -------------------------------------------------------------
 
@@ -199,13 +216,16 @@ cdef class HttpProtocol:
             transport.close()
             self.transport = None
             return
-        self.state.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and self.state.accept_ceiling and sock.fileno() >= self.state.accept_ceiling:
+        self.state.connections[self] = None
+        cdef int fd = self.sock_fd
+        if fd < 0:
+            sock = transport.get_extra_info("socket")
+            fd = sock.fileno() if sock is not None else -1
+        if fd >= 0 and self.state.accept_ceiling and fd >= self.state.accept_ceiling:
             self.state.descriptors_short()
         # Under TLS every byte must go through the transport: no send(), no sendfile.
         self.tls = transport.get_extra_info("sslcontext") is not None
-        self.sock_fd = sock.fileno() if sock is not None and not self.tls else -1
+        self.sock_fd = -1 if self.tls else fd
         # Resume only when the buffer is empty, so file transfers can go back to sendfile.
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
 
@@ -233,7 +253,7 @@ cdef class HttpProtocol:
         self._server = (server, None) if type(server) is str else server
 
     def connection_lost(self, exc):
-        self.state.connections.discard(self)
+        self.state.connections.pop(self, None)
         if self.state.shutting_down and not self.state.connections and self.state.on_drained is not None:
             self.state.on_drained()
         if self.state.accept_paused:  # a descriptor is free again
@@ -263,7 +283,8 @@ cdef class HttpProtocol:
             # http.disconnect, the client (which may still read) a 400.
             self._fail_body(400)
         self.closing = True
-        self.head.keep_alive = False
+        if self.head is not None:
+            self.head.keep_alive = False
         if self.current_job is None and not self.queue:
             return False  # nothing owed: let the transport close
         return True  # keep our side open until the queued responses are out
@@ -300,6 +321,16 @@ cdef class HttpProtocol:
             return
         if self.closing:
             return
+        if self.head is None:
+            self.head = self.state.take_head()
+        self.receiving = True
+        try:
+            self._receive(data)
+        finally:
+            self.receiving = False
+        self._release_head()
+
+    cdef object _receive(self, bytes data):
         cdef Py_ssize_t done
         if not self.in_message and not self.awaiting_head:
             # The first byte after the previous head, whatever it is (an empty line too),
@@ -355,7 +386,7 @@ cdef class HttpProtocol:
         self.connection = HEAD_CONNECTION_DEFAULT
         self.head.declared_length = -1
         self.static_body_bytes = 0
-        if self.keep_headers:
+        if not self.state.static_only:
             self.head.headers = []
         self.head.clear_fields()
 
@@ -377,7 +408,7 @@ cdef class HttpProtocol:
             self._fail(431)
             raise _Abort()
         lower = None
-        if self.keep_headers:
+        if not self.state.static_only:
             lower = name.lower()
             self.head.headers.append((lower, value))
         if n == 4 and (lower or name.lower()) == b"host":
@@ -470,6 +501,16 @@ cdef class HttpProtocol:
             self._serve_static()
         if not self.head.keep_alive:
             self.closing = True
+
+    cdef void _release_head(self):
+        """Between requests, give the head back to the worker (see ``ServerState.give_head``)."""
+        if (
+            self.head is not None and not self.in_message and not self.awaiting_head
+            and self.current_job is None and not self.queue
+            and self.upgrade_request is None and self.pending_upgrade is None and self.upgraded is None
+        ):
+            self.state.give_head(self.head)
+            self.head = None
 
     cdef void _begin_websocket(self, bytes rest):
         method, url, headers = self.upgrade_request
@@ -598,7 +639,7 @@ cdef class HttpProtocol:
         read into a new head, which carries this one's keep-alive and version until then (the
         caller of ``_serve_static`` reads them after it returns)."""
         cdef RequestHead kept = self.head
-        self.head = RequestHead()
+        self.head = self.state.take_head()
         self.head.keep_alive = kept.keep_alive
         self.head.http10 = kept.http10
         return kept
@@ -684,8 +725,7 @@ cdef class HttpProtocol:
 
     cdef inline void _emit(self, bytes data):
         if self.current_job is None and not self.queue:
-            self.out.append(data)
-            self.out_bytes += len(data)
+            self._hold(data)
         else:
             self._queue_append(data)
             self.queued_bytes += len(data)
@@ -700,7 +740,7 @@ cdef class HttpProtocol:
         """Write what is ready; start the next job when the one before it is done."""
         cdef object transport = self.transport
         if transport is None:
-            self.out.clear()
+            self.out = None
             self.out_bytes = 0
             return
         while self.current_job is None and self.queue:
@@ -720,8 +760,7 @@ cdef class HttpProtocol:
                 if type(item) is bytes:
                     self.queued_bytes -= len(<bytes>item)
             if type(item) is bytes:
-                self.out.append(item)
-                self.out_bytes += len(<bytes>item)
+                self._hold(<bytes>item)
                 continue
             self._write_out()
             self.current_job = item
@@ -747,14 +786,23 @@ cdef class HttpProtocol:
                 return
         self._update_reading()
 
+    cdef inline void _hold(self, bytes data):
+        """Add ``data`` to the answers ready to be written together."""
+        cdef object out = self.out
+        if out is None:
+            self.out = data  # the usual case: one answer per read, written as it is
+        elif type(out) is bytes:
+            self.out = [out, data]
+        else:
+            (<list>out).append(data)
+        self.out_bytes += len(data)
+
     cdef inline void _write_out(self):
-        cdef list out = self.out
-        cdef bytes data
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
+        cdef object out = self.out
+        if out is not None:
+            self.out = None
             self.out_bytes = 0
-            self._write(data)
+            self._write(<bytes>out if type(out) is bytes else b"".join(<list>out))
 
     def write(self, bytes data) -> None:
         """Write response bytes for the current job (the ASGI bridge writes through here)."""
@@ -819,6 +867,8 @@ cdef class HttpProtocol:
             self.queue = None
             self.queued_bytes = self.deferred = 0
         self._flush()
+        if not self.receiving:  # (data_received gives it back itself when it is done)
+            self._release_head()
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
 
@@ -828,6 +878,8 @@ cdef class HttpProtocol:
         if self.closing:
             return
         self.closing = True
+        if self.head is None:
+            self.head = self.state.take_head()
         self.head.keep_alive = False
         method = None if self.in_head else self.head.method  # a head cut short has no method yet
         self.head.method = GET
@@ -876,14 +928,15 @@ cdef class HttpProtocol:
                 return
         if self.in_head or self.awaiting_head or self.in_message:
             return
-        if self.current_job is None and not self.queue and not self.out:
+        if self.current_job is None and not self.queue and self.out is None:
             if now - self.idle_since > self.state.keepalive_timeout:
                 self.transport.close()
                 self.transport = None
 
     def close_when_idle(self):
         """Close now if idle; otherwise after the responses already owed."""
-        self.head.keep_alive = False
+        if self.head is not None:
+            self.head.keep_alive = False
         if self.transport is None:
             return
         if self.upgraded is not None:

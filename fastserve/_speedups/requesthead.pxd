@@ -69,6 +69,7 @@ cdef class RequestHead:
     cdef public bytes referer
     cdef public bytes accept               # read by the scanner only when directories are listed
     cdef void clear_fields(self)
+    cdef void reset(self)
     cdef void set_field(self, int index, bytes value)
 
 

@@ -233,6 +233,16 @@ cdef class RequestHead:
         self.range_value = self.if_range = self.accept_encoding = None
         self.user_agent = self.referer = self.accept = None
 
+    cdef void reset(self):
+        """Back to what ``RequestHead()`` is: a GET with no target, fields or headers."""
+        self.method = b"GET"
+        self.is_get = True
+        self.is_head = self.http10 = self.keep_alive = False
+        self.target = None
+        self.headers = None
+        self.declared_length = -1
+        self.clear_fields()
+
     cdef void set_field(self, int index, bytes value):
         if index == FIELD_IF_MATCH:
             self.if_match = value

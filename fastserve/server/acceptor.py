@@ -6,7 +6,9 @@ kernel's queue for seconds while the connections already accepted are served man
 The ``Acceptor`` watches a duplicate of the listening descriptor as well and, while the worker
 holds ``BATCH_ABOVE`` connections and its turns are long (the queue was last seen non-empty
 between ``LONG_TURN`` and a second ago), takes up to ``BATCH`` queued ones per turn itself.
-Short turns leave accepting to uvloop, whose own path costs less per connection.
+Short turns leave accepting to uvloop, whose own path costs less per connection. A connection
+the batch path takes keeps no socket object: uvloop's transport is given its descriptor (an
+``AcceptedSocket``), and the protocol is told the descriptor, so it asks for no socket either.
 
 Near the open-file limit (``fastserve.server.limits``) it stops accepting altogether, keeping
 the listening socket open, so clients wait in the queue instead of being accepted and closed
@@ -19,7 +21,8 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Collection, Optional
+from functools import partial
+from typing import Any, Collection, Dict, Optional, Type
 
 logger = logging.getLogger("fastserve")
 
@@ -28,9 +31,42 @@ BATCH = 512  # connections taken per loop turn by the batch path (uvloop takes o
 LONG_TURN = 0.005  # seconds: a loop turn this long takes connections in batches
 
 
+class AcceptedSocket(int):
+    """A descriptor the batch path accepted, in the shape uvloop's ``connect_accepted_socket``
+    takes (``family``, ``type``, ``fileno()``). The transport keeps it for its life and closes
+    the descriptor itself; it then calls ``close()``, which has nothing left to do. About half
+    the memory of the ``socket.socket`` it replaces, per idle connection."""
+
+    __slots__ = ()
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+
+    def fileno(self) -> int:
+        return int(self)
+
+    def close(self) -> None:
+        """The transport closed the descriptor already."""
+
+
+class _AcceptedSocket6(AcceptedSocket):
+    __slots__ = ()
+    family = socket.AF_INET6
+
+
+class _AcceptedUnixSocket(AcceptedSocket):
+    __slots__ = ()
+    family = socket.AF_UNIX
+
+
+ACCEPTED: Dict[int, Type[AcceptedSocket]] = {
+    cls.family: cls for cls in (AcceptedSocket, _AcceptedSocket6, _AcceptedUnixSocket)
+}
+
+
 class Acceptor:
-    """The worker's listener. ``factory`` makes a protocol per connection; ``connections`` is
-    the worker's set of open ones; ``tls`` an ``ssl.SSLContext`` or None."""
+    """The worker's listener. ``factory(sock_fd=-1)`` makes a protocol per connection (given the
+    descriptor when the batch path accepted it); ``connections`` holds the worker's open ones;
+    ``tls`` an ``ssl.SSLContext`` or None."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket, backlog: int,
                  tls: Any, connections: Collection[Any]) -> None:
@@ -75,16 +111,17 @@ class Acceptor:
         since, self.seen = now - self.seen, now
         if self.watch is None or len(self.connections) < BATCH_ABOVE or not LONG_TURN < since < 1.0:
             return  # uvloop takes one per turn, which keeps up while turns are short
+        family = self.watch.family
         for _ in range(BATCH):
             try:
-                conn, _ = self.watch.accept()
+                fd, _ = self.watch._accept()  # type: ignore[attr-defined]  # the descriptor alone: no socket object
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
                 continue
             except OSError:  # out of descriptors (or memory): leave the rest queued
                 return
-            self.loop.create_task(hand_over(self.loop, self.factory, conn, self.tls))
+            self.loop.create_task(hand_over(self.loop, self.factory, fd, family, self.tls))
 
     def pause(self) -> bool:
         """Stop accepting (connections wait in the listen queue); False when it cannot."""
@@ -128,14 +165,22 @@ def duplicate(sock: socket.socket) -> int:
         return -1
 
 
-async def hand_over(loop: asyncio.AbstractEventLoop, factory: Any, conn: socket.socket, tls: Any) -> None:
-    """Serve ``conn``, accepted by us rather than by uvloop, as the server would have served it."""
-    conn.setblocking(False)
-    if conn.family != socket.AF_UNIX:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+async def hand_over(loop: asyncio.AbstractEventLoop, factory: Any, fd: int, family: int, tls: Any) -> None:
+    """Serve descriptor ``fd`` (a connection of address ``family``), accepted by us rather than
+    by uvloop, as the server would have served it; its transport owns the descriptor."""
+    sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    try:
+        sock.setblocking(False)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()  # the client is gone already
+        return
+    sock.detach()
     options = {"ssl": tls, "ssl_handshake_timeout": 5.0} if tls is not None else {}
     try:
-        await loop.connect_accepted_socket(factory, conn, **options)
+        accepted = ACCEPTED[family](fd)
+        await loop.connect_accepted_socket(partial(factory, fd), accepted, **options)  # type: ignore[arg-type]
     except (OSError, asyncio.TimeoutError):
         pass  # a failed TLS handshake or a client gone: that client's loss only
 
@@ -154,7 +199,7 @@ async def take_accept_queue(fd: int, loop: asyncio.AbstractEventLoop, protocol_f
         listener.setblocking(False)
         while True:
             try:
-                conn, _ = listener.accept()
+                accepted, _ = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 break
             except ConnectionAbortedError:
@@ -162,7 +207,7 @@ async def take_accept_queue(fd: int, loop: asyncio.AbstractEventLoop, protocol_f
             except OSError as exc:  # out of descriptors: the rest cannot be taken
                 logger.warning("could not accept a queued connection while stopping: %s", exc)
                 break
-            handovers.append(hand_over(loop, protocol_factory, conn, tls))
+            handovers.append(hand_over(loop, protocol_factory, accepted, listener.family, tls))
     finally:
         listener.close()
     if handovers:  # TLS handshakes run side by side; a failed one is that client's loss only

@@ -148,8 +148,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
     tls = make_context(config)
 
-    def new_connection() -> HttpProtocol:
-        return HttpProtocol(state, loop)
+    def new_connection(sock_fd: int = -1) -> HttpProtocol:
+        return HttpProtocol(state, loop, sock_fd)
 
     acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections)
     await acceptor.start()
