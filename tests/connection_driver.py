@@ -131,3 +131,36 @@ def statuses(output: bytes) -> List[int]:
 def run(coroutine_function: Any) -> Any:
     """Run a test's ``async def`` body on a fresh event loop."""
     return asyncio.run(coroutine_function())
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock moves only when the test says (``advance``): timers the
+    connection sets on the loop itself (a WebSocket session's pings, pong and close
+    timeouts) fire when the test moves past them, never by waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = 0.0
+
+    def time(self) -> float:
+        return self.clock
+
+    async def advance(self, seconds: float, turns: int = 30) -> None:
+        """Move the clock ``seconds`` on, then let what came due run."""
+        self.clock += seconds
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+
+def run_on_virtual_clock(coroutine_function: Any) -> Any:
+    """Run a test's ``async def`` body on a fresh ``VirtualClockLoop`` (as ``run`` does)."""
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(coroutine_function(loop))
+    finally:
+        pending = asyncio.all_tasks(loop)  # apps still running are cancelled, as asyncio.run does
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()

@@ -5,6 +5,8 @@ Starlette ``WebSocketRoute``s, a FastAPI ``@app.websocket``, a raw ASGI app usin
 tests talk to them with the ``websockets`` client and, where a client library would hide
 the protocol (unanswered pings, unmasked frames, invalid UTF-8, flow control), with raw
 sockets. The app records what it saw (close codes, progress) behind plain HTTP routes.
+Keepalive pings are timer rules: tests/test_websocket_keepalive.py checks them in-process
+on a virtual clock.
 """
 from __future__ import annotations
 
@@ -282,15 +284,16 @@ def server(app_dir: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def pinging_server(app_dir: Path) -> Iterator[ServerProcess]:
-    """Quick keepalive pings (every 0.1 s, 0.3 s for the pong), permessage-deflate turned
-    off, and an access log."""
+def lean_server(app_dir: Path) -> Iterator[ServerProcess]:
+    """Pings off, permessage-deflate off, an access log, and --send-timeout 0.5 (a client that
+    stops reading is dropped half a second after the server's writing paused)."""
     with running_server(
         Path("tests_ws_app:app"),
-        ["--ws-ping-interval", "0.1", "--ws-ping-timeout", "0.3", "--no-ws-per-message-deflate", "--access-log"],
-        log_path=app_dir / "pinging-server.log", cwd=app_dir,
+        ["--ws-ping-interval", "0", "--send-timeout", "0.5", "--no-ws-per-message-deflate", "--access-log"],
+        log_path=app_dir / "lean-server.log", cwd=app_dir,
     ) as srv:
         yield srv
+        assert_http_still_served(srv)
 
 
 def ws_url(srv: ServerProcess, path: str) -> str:
@@ -725,8 +728,8 @@ def test_permessage_deflate_is_negotiated(server: ServerProcess) -> None:
         assert ws.recv(timeout=TIMEOUT) == text
 
 
-def test_permessage_deflate_can_be_turned_off(pinging_server: ServerProcess) -> None:
-    with connect(ws_url(pinging_server, "/echo"), open_timeout=OPEN_TIMEOUT) as ws:
+def test_permessage_deflate_can_be_turned_off(lean_server: ServerProcess) -> None:
+    with connect(ws_url(lean_server, "/echo"), open_timeout=OPEN_TIMEOUT) as ws:
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("plain")
         assert ws.recv(timeout=TIMEOUT) == "plain"
@@ -737,63 +740,18 @@ def test_no_compression_when_the_client_does_not_ask(server: ServerProcess) -> N
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
 
 
-def test_handshakes_are_access_logged(pinging_server: ServerProcess) -> None:
-    with connect(ws_url(pinging_server, "/echo?logged=1"), open_timeout=OPEN_TIMEOUT) as ws:
+def test_handshakes_are_access_logged(lean_server: ServerProcess) -> None:
+    with connect(ws_url(lean_server, "/echo?logged=1"), open_timeout=OPEN_TIMEOUT) as ws:
         ws.send("x")
         assert ws.recv(timeout=TIMEOUT) == "x"
     with pytest.raises(InvalidStatus):
-        connect(ws_url(pinging_server, "/refuse?logged=2"), open_timeout=OPEN_TIMEOUT)
+        connect(ws_url(lean_server, "/refuse?logged=2"), open_timeout=OPEN_TIMEOUT)
     deadline = time.monotonic() + 3
-    while '"GET /refuse?logged=2 HTTP/1.1" 403' not in pinging_server.output() and time.monotonic() < deadline:
+    while '"GET /refuse?logged=2 HTTP/1.1" 403' not in lean_server.output() and time.monotonic() < deadline:
         time.sleep(0.05)
-    output = pinging_server.output()
+    output = lean_server.output()
     assert '"GET /echo?logged=1 HTTP/1.1" 101' in output
     assert '"GET /refuse?logged=2 HTTP/1.1" 403' in output
-
-
-# ---------------------------------------------------------------------------------------------
-# keepalive
-
-
-def test_server_pings_are_answered_and_the_connection_stays(pinging_server: ServerProcess) -> None:
-    with connect(ws_url(pinging_server, "/echo"), open_timeout=OPEN_TIMEOUT) as ws:
-        time.sleep(0.35)  # about three ping intervals, each answered by the client
-        ws.send("still here")
-        assert ws.recv(timeout=TIMEOUT) == "still here"
-    with RawWebSocket(pinging_server.port, "/echo") as raw:
-        for _ in range(3):  # a pong with the right payload earns the next ping
-            _, opcode, payload = raw.read_frame()
-            assert opcode == PING and len(payload) == 4
-            raw.send(PONG, payload)
-        raw.send(TEXT, b"alive")
-        while True:
-            _, opcode, payload = raw.read_frame()
-            if opcode == TEXT:
-                assert payload == b"alive"
-                break
-            assert opcode == PING
-            raw.send(PONG, payload)
-
-
-def test_client_that_never_pongs_is_closed_with_1011(pinging_server: ServerProcess) -> None:
-    with RawWebSocket(pinging_server.port, "/echo?key=no-pong") as raw:
-        started = time.monotonic()
-        _, opcode, _ = raw.read_frame()
-        assert opcode == PING
-        code, reason = raw.read_close()
-        assert code == 1011 and "ping" in reason
-        assert raw.wait_eof()
-        assert time.monotonic() - started < 2.0
-    got = json.loads(fetch(pinging_server.port, "/events?key=no-pong").body)
-    assert got[0]["code"] == 1011
-
-
-def test_wrong_pong_payload_does_not_count(pinging_server: ServerProcess) -> None:
-    with RawWebSocket(pinging_server.port, "/echo") as raw:
-        _, opcode, payload = raw.read_frame()
-        assert opcode == PING
-        raw.send(PONG, b"nope")
-        assert raw.read_close()[0] == 1011
 
 
 # ---------------------------------------------------------------------------------------------
@@ -875,29 +833,26 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
         raw.close()
 
 
-def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(app_dir: Path) -> None:
+def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(lean_server: ServerProcess) -> None:
     """Pongs count toward the write bound: reading stops while the client does not read, so
     the server's memory stays flat, and past --send-timeout the connection is dropped."""
-    with running_server(
-        Path("tests_ws_app:app"), ["--ws-ping-interval", "0", "--send-timeout", "0.5"],
-        log_path=app_dir / "ping-flood-server.log", cwd=app_dir,
-    ) as srv:
-        raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
-        try:
-            assert raw.status == 101
-            held = server_side_of(srv.pid, raw.sock)
-            before = rss_kib(srv.pid)
-            limit = 128 * 1024 * 1024
-            pushed, _, _ = push_until_stalled(raw, frame_bytes(PING, b"p" * 125) * 64, limit)
-            grown = rss_kib(srv.pid) - before
-            assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
-            assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
-            # Still not reading: past the send timeout (and a tick) the server lets the connection go.
-            assert wait_released(srv.pid, held), "never dropped"
-            assert raw.wait_eof(timeout=TIMEOUT), "a client that never reads was never dropped"
-        finally:
-            raw.close()
-        assert_http_still_served(srv)
+    srv = lean_server
+    raw = RawWebSocket(srv.port, "/echo", rcvbuf=16 * 1024, sndbuf=64 * 1024)
+    try:
+        assert raw.status == 101
+        held = server_side_of(srv.pid, raw.sock)
+        before = rss_kib(srv.pid)
+        limit = 128 * 1024 * 1024
+        pushed, _, _ = push_until_stalled(raw, frame_bytes(PING, b"p" * 125) * 64, limit)
+        grown = rss_kib(srv.pid) - before
+        assert pushed < 32 * 1024 * 1024, f"the server read {pushed} bytes of pings nobody read the pongs of"
+        assert grown < 24 * 1024, f"RSS grew by {grown} KiB"
+        # Still not reading: past the send timeout the server lets the connection go.
+        assert wait_released(srv.pid, held), "never dropped"
+        assert raw.wait_eof(timeout=TIMEOUT), "a client that never reads was never dropped"
+    finally:
+        raw.close()
+    assert_http_still_served(srv)
 
 
 # ---------------------------------------------------------------------------------------------
