@@ -221,3 +221,31 @@ def test_app_that_raises_after_starting_cuts_the_connection(server):
     assert head.startswith(b"HTTP/1.1 200 ") and body == b"x" * 10  # short of the promised 100: cut
     assert client.closed
     assert server.open().request("GET", "/echo").status == 200
+
+
+def test_the_apps_task_factory_makes_each_exchanges_task(serve):
+    """Without a task factory each exchange's task is made directly, all with one name; an app
+    that installs one (in its lifespan, say) gets every exchange's task from it."""
+    import asyncio
+
+    async def name_of_task(scope, receive, send):
+        name = asyncio.current_task().get_name().encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(name))]})
+        await send({"type": "http.response.body", "body": name})
+
+    server = serve(name_of_task)
+    client = server.open()
+    client.send(request("GET", "/") + request("GET", "/"))
+    assert [r.body for r in client.wait_for(2)] == [b"fastserve-http"] * 2
+    made = []
+
+    def factory(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        if coro.__name__ == "run":  # an exchange's (the test's own loop turns make tasks too)
+            made.append(task.get_name())
+        return task
+
+    server.loop.set_task_factory(factory)
+    client.send(request("GET", "/") + request("GET", "/"))
+    responses = client.wait_for(4)
+    assert len(made) == 2 and [r.body.decode() for r in responses[2:]] == made

@@ -6,7 +6,7 @@ class ClientDisconnected(OSError): ...
 
 def build_scope(
     kind: str, conn: Any, raw_url: bytes, headers: List[Tuple[bytes, bytes]], root_path: str,
-    state: Dict[str, Any], proxy: Any,
+    state: Dict[str, Any], proxy: Any, method: Optional[str] = ..., http10: bool = ...,
 ) -> Dict[str, Any]: ...
 
 class ServerFields:

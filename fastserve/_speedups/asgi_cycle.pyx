@@ -6,12 +6,12 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 """
 import logging
 import os
-import time
-from collections import deque
+from asyncio import Task
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from fastserve._speedups.charclass cimport lower_ascii
+from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
@@ -20,7 +20,8 @@ from fastserve._speedups.wire cimport connection_pair
 
 logger = logging.getLogger("fastserve")
 
-cdef object _monotonic = time.monotonic  # the clock the connection measures durations with
+# Every exchange's task has this name: asyncio would otherwise format a new "Task-N" for each.
+cdef str TASK_NAME = "fastserve-http"
 cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
@@ -91,8 +92,13 @@ cdef class ServerFields:
         return self.kept
 
 
-cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy):
-    """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable."""
+cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy,
+                       str method=None, bint http10=False):
+    """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable.
+
+    With ``method``, an HTTP request's whole scope (ASGI 2.4: ``method``, ``http_version`` from
+    ``http10``, ``extensions``).
+    """
     target = origin_form(raw_url)
     cdef bytes raw_path = b""
     cdef bytes query = b""
@@ -104,10 +110,10 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     scheme = ("https" if conn.tls else "http") if kind == "http" else ("wss" if conn.tls else "ws")
     if proxy is not None and _has_forwarded(headers):
         client, scheme = proxy.resolve(client, headers, scheme)
-    return {
+    scope = {
         "type": kind,
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
+        "asgi": {"version": "3.0", "spec_version": "2.3" if method is None else "2.4"},
+        "http_version": "1.0" if http10 else "1.1",
         "server": conn.server,
         "client": client,
         "scheme": scheme,
@@ -118,6 +124,10 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
         "headers": headers,
         "state": state.copy(),
     }
+    if method is not None:
+        scope["method"] = method
+        scope["extensions"] = HTTP_EXTENSIONS.copy()
+    return scope
 
 
 cdef class HttpCycle(Job):
@@ -148,7 +158,7 @@ cdef class HttpCycle(Job):
     cdef Py_ssize_t body_size
     cdef Py_ssize_t buffered
     cdef Py_ssize_t max_body_size
-    cdef object body
+    cdef list body           # body pieces the app has not received yet; None when there are none
     cdef bytes pending_head
     cdef object waiter
     cdef object drain
@@ -168,21 +178,17 @@ cdef class HttpCycle(Job):
         self.app = bridge.app if app is None else app
         self.method = method
         self.raw_url = raw_url
-        self.head_read_at = _monotonic()
+        self.head_read_at = monotonic()  # the clock the connection measures durations with
         self.head_request = method == b"HEAD"
         self.keep_alive = conn.keep_alive
         self.http10 = conn.http10
         self.max_body_size = bridge.config.max_body_size
-        self.scope = build_scope("http", conn, raw_url, headers, bridge.root_path, bridge.state, bridge.proxy)
+        self.scope = build_scope("http", conn, raw_url, headers, bridge.root_path, bridge.state, bridge.proxy,
+                                 method.decode("ascii"), self.http10)
         self.bad_request = self.scope["path"] is None
-        self.scope["asgi"]["spec_version"] = "2.4"
-        self.scope["method"] = method.decode("ascii")
-        self.scope["http_version"] = "1.0" if self.http10 else "1.1"
-        self.scope["extensions"] = HTTP_EXTENSIONS.copy()
         for name, value in headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self.expect_continue = True
-        self.body = deque()
         self.more_body = True
         self.too_large = conn.declared_length > self.max_body_size  # parsed once, by the connection
 
@@ -198,12 +204,15 @@ cdef class HttpCycle(Job):
             # A cycle still queued behind earlier responses answers when its turn comes (run()).
             self.too_large = True
             self.keep_alive = False
-            self.body.clear()
+            self.body = None
             self.conn.set_body_backpressure(True)
             if self.task is not None and not self.started:
                 self._refuse(413)
         else:
-            self.body.append(chunk)
+            if self.body is None:
+                self.body = [chunk]
+            else:
+                self.body.append(chunk)
             self.buffered += len(chunk)
             if self.buffered > BODY_HIGH_WATER:
                 self.conn.set_body_backpressure(True)
@@ -220,7 +229,7 @@ cdef class HttpCycle(Job):
         self.failed_status = status
         self.more_body = False
         self.keep_alive = False
-        self.body.clear()
+        self.body = None
         if self.buffered > BODY_HIGH_WATER:
             self.conn.set_body_backpressure(False)
         self.buffered = 0
@@ -239,7 +248,10 @@ cdef class HttpCycle(Job):
         self.complete = True
 
     cpdef start(self):
-        self.task = self.loop.create_task(self.run())
+        if self.loop.get_task_factory() is None:
+            self.task = Task(self.run(), loop=self.loop, name=TASK_NAME)  # what create_task makes, named
+        else:
+            self.task = self.loop.create_task(self.run())
 
     cpdef resume_writing(self):
         if self.sender is not None:
@@ -313,8 +325,8 @@ cdef class HttpCycle(Job):
         if self.disconnected or self.too_large or self.failed_status or (self.complete and not self.body):
             return {"type": "http.disconnect"}
         if self.body:
-            chunk = self.body.popleft() if len(self.body) == 1 else b"".join(self.body)
-            self.body.clear()
+            chunk = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            self.body = None
             if self.buffered > BODY_HIGH_WATER:
                 self.conn.set_body_backpressure(False)
             self.buffered = 0

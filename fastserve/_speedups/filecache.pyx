@@ -12,7 +12,7 @@ body bytes, evicting the oldest insertions first.
 import os
 import stat as stat_module
 
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from fastserve._speedups.clock cimport monotonic
 
 from fastserve._speedups.headers import CODINGS, content_type_for, format_http_date, make_etag
 from fastserve._speedups.headers cimport CODING_IDENTITY, negotiate_coding
@@ -47,12 +47,6 @@ cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
 cdef inline tuple _identity(st):
     """What a stat says about a file's content and its readability, for revalidation."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
-
-
-cdef inline double _monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef class OpenFile:
@@ -284,7 +278,7 @@ cdef class FileCache:
     cpdef CacheEntry lookup(self, str path):
         """The entry for a decoded URL path (``/a/b.txt``), from the cache when fresh."""
         cdef CacheEntry entry = self.entries.get(path)
-        cdef double now = _monotonic()
+        cdef double now = monotonic()
         if entry is not None:
             if now - entry.checked_at < self.valid_for:
                 self.hits += 1

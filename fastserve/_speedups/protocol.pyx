@@ -15,7 +15,6 @@ cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcmp
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
@@ -24,6 +23,7 @@ cdef extern from "<sys/socket.h>" nogil:
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
 
+from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.charclass cimport is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
@@ -64,12 +64,6 @@ cdef enum:
 cdef long long DISCARD_LIMIT = 64 * 1024
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
-
-
-cdef inline double monotonic() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 def monotonic_time() -> float:
