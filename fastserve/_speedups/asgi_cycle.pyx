@@ -16,6 +16,8 @@ from fastserve._speedups.headers cimport current_http_date, reason_phrase, seria
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.job cimport Job
+from fastserve._speedups.protocol cimport HttpProtocol
+from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport connection_pair
 
 logger = logging.getLogger("fastserve")
@@ -134,7 +136,7 @@ cdef class HttpCycle(Job):
     """One request/response exchange between a connection and the app (a queued ``Job``)."""
 
     cdef object bridge
-    cdef object conn
+    cdef HttpProtocol conn
     cdef object loop
     cdef object app
     cdef readonly dict scope
@@ -180,8 +182,11 @@ cdef class HttpCycle(Job):
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
         self.head_request = method == b"HEAD"
-        self.keep_alive = conn.keep_alive
-        self.http10 = conn.http10
+        cdef RequestHead head = self.conn.head  # the request being begun
+        if head is None:  # (the connection begins exchanges only while it holds a head)
+            raise RuntimeError("no request is being read on this connection")
+        self.keep_alive = head.keep_alive
+        self.http10 = head.http10
         self.max_body_size = bridge.config.max_body_size
         self.scope = build_scope("http", conn, raw_url, headers, bridge.root_path, bridge.state, bridge.proxy,
                                  method.decode("ascii"), self.http10)
@@ -190,7 +195,7 @@ cdef class HttpCycle(Job):
             if name == b"expect" and value.lower() == b"100-continue":
                 self.expect_continue = True
         self.more_body = True
-        self.too_large = conn.declared_length > self.max_body_size  # parsed once, by the connection
+        self.too_large = head.declared_length > self.max_body_size  # parsed once, by the connection
 
     # -- called by the connection ------------------------------------------------------
 

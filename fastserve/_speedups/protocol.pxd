@@ -114,6 +114,11 @@ cdef class HttpProtocol:
     cdef void _queue_append(self, object item)
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent, bytes referer)
+    # what jobs call (C calls from the ASGI exchange, Python ones from the rest)
+    cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
+                       bytes user_agent=*, bytes referer=*)
+    cpdef void write(self, bytes data)
+    cpdef void job_finished(self, bint close=*)
     cdef void _emit(self, bytes data)
     cdef void _hold(self, bytes data)
     cdef void _enqueue_job(self, object job)

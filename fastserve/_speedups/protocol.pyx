@@ -704,8 +704,8 @@ cdef class HttpProtocol:
         if state.requests == state.request_limit:
             state.on_limit()
 
-    def account(self, bytes method, bytes url, int status, long long sent, double started,
-                bytes user_agent=None, bytes referer=None) -> None:
+    cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
+                       bytes user_agent=None, bytes referer=None):
         """For responses made outside the connection (ASGI, WebSocket handshakes): ``started``
         is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response."""
         self._account(method, url, status, sent, started, user_agent, referer)
@@ -798,7 +798,7 @@ cdef class HttpProtocol:
             self.out_bytes = 0
             self._write(<bytes>out if type(out) is bytes else b"".join(<list>out))
 
-    def write(self, bytes data) -> None:
+    cpdef void write(self, bytes data):
         """Write response bytes for the current job (the ASGI bridge writes through here)."""
         if self.transport is not None:
             self._write(data)
@@ -853,7 +853,7 @@ cdef class HttpProtocol:
         self.deferred += 1
         self.job_finished()
 
-    def job_finished(self, bint close=False):
+    cpdef void job_finished(self, bint close=False):
         """A job (file transfer or ASGI response) wrote its last byte; ``close`` ends the connection."""
         self.current_job = None
         if close:
