@@ -21,7 +21,8 @@ def test_an_idle_supervisor_does_not_poll(start_server, docroot: DocRoot) -> Non
     before = context_switches(srv.pid)
     time.sleep(0.6)
     woke = context_switches(srv.pid) - before
-    # A supervisor polling every 0.1 s wakes 6 times here; one sleeping in select() until
-    # something happens wakes at most once (its 1-s safety net).
-    assert woke <= 2, f"the supervisor woke {woke} times in 0.6 s while nothing happened"
+    # A supervisor polling every 0.1 s wakes 6 times here. One sleeping in select() until
+    # something happens wakes at most for the second worker's "ready" (it may still be starting)
+    # and its 1-s safety net; one more is allowed for a loaded machine.
+    assert woke <= 3, f"the supervisor woke {woke} times in 0.6 s while nothing happened"
     assert srv.stop() == 0
