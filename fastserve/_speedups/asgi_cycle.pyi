@@ -13,11 +13,27 @@ class ServerFields:
     rule: Any  # fastserve.server.response_headers.ServerHeaders
     def __init__(self, rule: Any) -> None: ...
 
+class Exchanges:
+    loop: Any
+    app: Any
+    max_body_size: int
+    root_path: str
+    state: Dict[str, Any]
+    proxy: Any
+    server_fields: ServerFields
+    admin_prefix: Optional[bytes]
+    admin_app: Any
+    def __init__(
+        self, loop: Any, app: Any, max_body_size: int, root_path: str, state: Dict[str, Any], proxy: Any,
+        server_fields: ServerFields,
+    ) -> None: ...
+    def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]]) -> "HttpCycle": ...
+
 class HttpCycle(Job):
     scope: Dict[str, Any]
     too_large: bool
     def __init__(
-        self, bridge: Any, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]],
+        self, shared: Exchanges, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]],
         app: Optional[Any] = ...,
     ) -> None: ...
     def receive_body(self, chunk: bytes) -> None: ...

@@ -132,10 +132,46 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     return scope
 
 
+cdef class Exchanges:
+    """What every HTTP exchange of one worker's ASGI bridge shares, in C fields; ``begin`` makes
+    the exchange for a request (the connection calls it for every request an app answers).
+
+    ``Exchanges(loop, app, max_body_size, root_path, state, proxy, server_fields)``: ``state`` is
+    the lifespan state (each scope gets a copy), ``proxy`` a ``ProxyTrust`` or None.
+    """
+
+    cdef readonly object loop
+    cdef readonly object app
+    cdef readonly Py_ssize_t max_body_size
+    cdef readonly str root_path
+    cdef readonly dict state
+    cdef readonly object proxy
+    cdef readonly ServerFields server_fields
+    cdef public bytes admin_prefix   # requests below it go to admin_app instead (None: no admin paths)
+    cdef public object admin_app
+
+    def __init__(self, loop, app, Py_ssize_t max_body_size, str root_path, dict state, proxy,
+                 ServerFields server_fields):
+        self.loop = loop
+        self.app = app
+        self.max_body_size = max_body_size
+        self.root_path = root_path
+        self.state = state
+        self.proxy = proxy
+        self.server_fields = server_fields
+
+    def begin(self, conn, bytes method, bytes raw_url, list headers) -> HttpCycle:
+        """The exchange for the request whose head ``conn`` (an ``HttpProtocol``) just read."""
+        cdef bytes prefix = self.admin_prefix
+        if prefix is not None and raw_url.startswith(prefix):
+            return HttpCycle(self, conn, method, raw_url, headers, self.admin_app)
+        return HttpCycle(self, conn, method, raw_url, headers)
+
+
 cdef class HttpCycle(Job):
     """One request/response exchange between a connection and the app (a queued ``Job``)."""
 
-    cdef object bridge
+    cdef Exchanges shared
     cdef HttpProtocol conn
     cdef object loop
     cdef object app
@@ -172,12 +208,12 @@ cdef class HttpCycle(Job):
     cdef long long sent      # response bytes written, for metrics and the access log
     cdef double head_read_at
 
-    def __init__(self, bridge, conn, bytes method, bytes raw_url, list headers, object app=None):
+    def __init__(self, Exchanges shared, conn, bytes method, bytes raw_url, list headers, object app=None):
         """``app``: the ASGI app that answers (default: the bridge's)."""
-        self.bridge = bridge
+        self.shared = shared
         self.conn = conn
-        self.loop = bridge.loop
-        self.app = bridge.app if app is None else app
+        self.loop = shared.loop
+        self.app = shared.app if app is None else app
         self.method = method
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
@@ -187,8 +223,8 @@ cdef class HttpCycle(Job):
             raise RuntimeError("no request is being read on this connection")
         self.keep_alive = head.keep_alive
         self.http10 = head.http10
-        self.max_body_size = bridge.config.max_body_size
-        self.scope = build_scope("http", conn, raw_url, headers, bridge.root_path, bridge.state, bridge.proxy,
+        self.max_body_size = shared.max_body_size
+        self.scope = build_scope("http", conn, raw_url, headers, shared.root_path, shared.state, shared.proxy,
                                  method.decode("ascii"), self.http10)
         self.bad_request = self.scope["path"] is None
         for name, value in headers:
@@ -485,7 +521,7 @@ cdef class HttpCycle(Job):
         cdef bint has_length = False
         cdef bint overridden = False
         cdef bint no_body = status in NO_BODY_STATUSES
-        cdef ServerFields server_fields = self.bridge.server_fields
+        cdef ServerFields server_fields = self.shared.server_fields
         cdef list kept = []
         self.status = status
         self.declared = -1

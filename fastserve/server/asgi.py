@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from fastserve._speedups.asgi_cycle import HttpCycle, ServerFields, build_scope
+from fastserve._speedups.asgi_cycle import Exchanges, HttpCycle, ServerFields, build_scope
 from fastserve.config import Config
 from fastserve.server.proxy import ProxyTrust
 from fastserve.server.response_headers import ServerHeaders
@@ -38,6 +38,10 @@ class AsgiBridge:
         self.admin_prefix: Optional[bytes] = None
         self.admin_app: Any = None
         self._lifespan: Optional[_Lifespan] = None
+        self.exchanges = Exchanges(loop, app, config.max_body_size, self.root_path, self.state, self.proxy,
+                                   self.server_fields)
+        # The connection calls this for every request an app answers: compiled, no Python frame.
+        self.begin: Callable[[Any, bytes, bytes, Headers], HttpCycle] = self.exchanges.begin
 
     async def startup(self) -> None:
         """Run the app's lifespan startup (unless ``--lifespan off``); raises ``LifespanFailure``."""
@@ -54,15 +58,10 @@ class AsgiBridge:
         """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable."""
         return build_scope(kind, conn, raw_url, headers, self.root_path, self.state, self.proxy)
 
-    def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> HttpCycle:
-        if self.admin_prefix is not None and raw_url.startswith(self.admin_prefix):
-            return HttpCycle(self, conn, method, raw_url, headers, self.admin_app)
-        return HttpCycle(self, conn, method, raw_url, headers)
-
     def set_admin(self, admin: Any) -> None:
         """Answer ``admin``'s paths (a ``fastserve.server.admin.Admin``) before the app sees them."""
-        self.admin_prefix = admin.prefix + b"/"
-        self.admin_app = admin.asgi_app(self.app)
+        self.admin_prefix = self.exchanges.admin_prefix = admin.prefix + b"/"
+        self.admin_app = self.exchanges.admin_app = admin.asgi_app(self.app)
 
     def websocket(self, conn: Any, method: bytes, raw_url: bytes, headers: Headers) -> Any:
         """The session that takes over ``conn`` after a WebSocket handshake request."""
