@@ -1,18 +1,30 @@
 """A client that asks for a large file and stops reading is dropped after --send-timeout."""
 import socket
 
+import pytest
+
 from fastserve.config import MIN_TICK, Config
-from server_helpers import open_descriptors, wait_descriptors, wait_peer_closed
+from server_helpers import open_descriptors, running_server, wait_descriptors, wait_peer_closed
+
+HUGE = 256 * 1024 * 1024  # far more than the kernel's socket buffers can absorb
 
 
-def test_client_that_stops_reading_is_dropped(start_server, tmp_path):
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def stalling_server(tmp_path_factory):
+    """--send-timeout 0.5 over a site with a huge (sparse) file; each test leaves it with no
+    connection open, as it found it."""
+    site = tmp_path_factory.mktemp("send-timeout") / "site"
     site.mkdir()
-    size = 256 * 1024 * 1024  # far more than the kernel's socket buffers can absorb
     with open(site / "huge.bin", "wb") as f:
-        f.truncate(size)  # sparse: costs no disk
+        f.truncate(HUGE)  # sparse: costs no disk
     (site / "small.txt").write_text("small")
-    server = start_server(site, "--send-timeout", "0.5")
+    with running_server(site, ["--send-timeout", "0.5"], log_path=site.parent / "server.log") as srv:
+        yield srv
+
+
+def test_client_that_stops_reading_is_dropped(stalling_server):
+    server = stalling_server
+    size = HUGE
     baseline = _warm_descriptors(server)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -42,15 +54,11 @@ def _warm_descriptors(server) -> int:
     return open_descriptors(server.pid)
 
 
-def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(start_server, tmp_path):
+def test_stalled_and_abandoned_transfers_leave_no_descriptor_behind(stalling_server):
     """A transfer waiting for room in the socket watches a duplicate of it: aborting the
     connection (send timeout) or losing it (client gone) must release both, or the socket
     would stay open and the worker would leak a descriptor per slow client."""
-    site = tmp_path / "site"
-    site.mkdir()
-    with open(site / "huge.bin", "wb") as f:
-        f.truncate(256 * 1024 * 1024)
-    server = start_server(site, "--send-timeout", "0.5")
+    server = stalling_server
     baseline = _warm_descriptors(server)
 
     stalled = []
