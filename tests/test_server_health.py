@@ -1,6 +1,7 @@
 """/_fastserve/health: 200 while serving, 503 from SIGTERM on; --admin-prefix; files win."""
 from __future__ import annotations
 
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -28,24 +29,22 @@ def test_health_on_the_static_face(server: ServerProcess, docroot: DocRoot) -> N
     assert fetch(port, "/_fastserve/metrics").status == 404  # no --metrics
 
 
-def test_a_file_at_the_health_path_is_served(tmp_path: Path) -> None:
+def test_a_file_at_the_health_path_is_served(tmp_path: Path, serve_cli) -> None:
     root = tmp_path / "site"
     (root / "_fastserve").mkdir(parents=True)
     (root / "_fastserve" / "health").write_bytes(b"the site's own file\n")
-    with CliProcess([str(root), "--port", "0"], log_path=tmp_path / "log") as srv:
-        port = port_from_url(srv.wait_listening())
-        assert fetch(port, "/_fastserve/health").body == b"the site's own file\n"
+    client = serve_cli(str(root)).open()
+    assert client.request("GET", "/_fastserve/health").body == b"the site's own file\n"
 
 
 @pytest.mark.parametrize("prefix, health, other", [
     ("/ops/", "/ops/health", "/_fastserve/health"),
     ("", "/none", "/_fastserve/health"),
 ])
-def test_admin_prefix(docroot: DocRoot, tmp_path: Path, prefix: str, health: str, other: str) -> None:
-    with CliProcess([str(docroot.root), "--port", "0", "--admin-prefix", prefix], log_path=tmp_path / "log") as srv:
-        port = port_from_url(srv.wait_listening())
-        assert fetch(port, health).status == (200 if prefix else 404)
-        assert fetch(port, other).status == 404
+def test_admin_prefix(docroot: DocRoot, serve_cli, prefix: str, health: str, other: str) -> None:
+    client = serve_cli(str(docroot.root), "--admin-prefix", prefix).open()
+    assert client.request("GET", health).status == (200 if prefix else 404)
+    assert client.request("GET", other).status == 404
 
 
 APP = textwrap.dedent('''
@@ -58,15 +57,16 @@ APP = textwrap.dedent('''
 ''')
 
 
-def test_health_for_apps_and_other_paths_reach_the_app(tmp_path: Path) -> None:
+def test_health_for_apps_and_other_paths_reach_the_app(tmp_path: Path, serve_cli, monkeypatch) -> None:
     (tmp_path / "healthapp.py").write_text(APP)
-    with CliProcess(["healthapp:app", "--port", "0"], log_path=tmp_path / "log", cwd=tmp_path) as srv:
-        port = port_from_url(srv.wait_listening())
-        assert fetch(port, "/_fastserve/health").body == b"ok\n"
-        assert fetch(port, "/_fastserve/health", method="HEAD").status == 200
-        assert fetch(port, "/_fastserve/other").body == b"app saw /_fastserve/other"
-        assert fetch(port, "/_fastserve/health", method="POST").body == b"app saw /_fastserve/health"
-        assert fetch(port, "/").body == b"app saw /"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "healthapp", raising=False)
+    client = serve_cli("healthapp:app").open()
+    assert client.request("GET", "/_fastserve/health").body == b"ok\n"
+    assert client.request("HEAD", "/_fastserve/health").status == 200
+    assert client.request("GET", "/_fastserve/other").body == b"app saw /_fastserve/other"
+    assert client.request("POST", "/_fastserve/health").body == b"app saw /_fastserve/health"
+    assert client.request("GET", "/").body == b"app saw /"
 
 
 @pytest.mark.parametrize("target, workers", [("static", "2"), ("app", "1")])
