@@ -2,6 +2,7 @@
 headers the server adds: --header, --no-server-header, --no-date-header."""
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -54,10 +55,18 @@ def serve_app(tmp_path: Path, app_dir: Path, target: str, *flags: str, env=None)
     return CliProcess([target, "--port", "0", *flags], log_path=tmp_path / "server.log", cwd=app_dir, env=env)
 
 
-def test_factory_is_called_to_make_the_app(tmp_path: Path, app_dir: Path) -> None:
-    with serve_app(tmp_path, app_dir, "loadme:create_app", "--factory") as srv:
-        response = fetch(port_from_url(srv.wait_listening()), "/")
-        assert (response.status, response.body) == (200, b"greeting=None started=True")
+@pytest.fixture
+def serve_loadme(app_dir: Path, monkeypatch: pytest.MonkeyPatch, serve_cli):
+    """``serve_cli`` for targets in ``loadme``, imported afresh from ``app_dir`` (sys.path and
+    sys.modules are restored after the test)."""
+    monkeypatch.syspath_prepend(str(app_dir))
+    monkeypatch.delitem(sys.modules, "loadme", raising=False)
+    return serve_cli
+
+
+def test_factory_is_called_to_make_the_app(serve_loadme) -> None:
+    response = serve_loadme("loadme:create_app", "--factory").open().request("GET", "/")
+    assert (response.status, response.body) == (200, b"greeting=None started=True")
 
 
 def test_factory_of_something_not_callable_is_refused(tmp_path: Path, app_dir: Path) -> None:
@@ -66,12 +75,13 @@ def test_factory_of_something_not_callable_is_refused(tmp_path: Path, app_dir: P
     assert "--factory: 'loadme:started' is not callable." in srv.output()
 
 
-def test_app_dir_is_where_the_module_is_found(tmp_path: Path, app_dir: Path) -> None:
+def test_app_dir_is_where_the_module_is_found(tmp_path: Path, app_dir: Path, monkeypatch, serve_cli) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    args = ["loadme:app", "--port", "0", "--app-dir", str(app_dir)]
-    with CliProcess(args, log_path=tmp_path / "log", cwd=elsewhere) as srv:
-        assert fetch(port_from_url(srv.wait_listening()), "/").status == 200
+    monkeypatch.setattr(sys, "path", list(sys.path))  # --app-dir is put on it for the app's imports
+    monkeypatch.delitem(sys.modules, "loadme", raising=False)
+    monkeypatch.chdir(elsewhere)
+    assert serve_cli("loadme:app", "--app-dir", str(app_dir)).open().request("GET", "/").status == 200
     with CliProcess(["loadme:app", "--port", "0"], log_path=tmp_path / "log2", cwd=elsewhere) as srv:
         assert srv.wait_exit(10) == 2
     assert "Could not import module 'loadme'" in srv.output()
@@ -93,14 +103,12 @@ def test_missing_env_file_does_not_exist(tmp_path: Path, app_dir: Path) -> None:
     assert "--env-file 'missing.env' does not exist." in srv.output()
 
 
-def test_lifespan_off_skips_startup(tmp_path: Path, app_dir: Path) -> None:
-    with serve_app(tmp_path, app_dir, "loadme:app", "--lifespan", "off") as srv:
-        assert fetch(port_from_url(srv.wait_listening()), "/").body == b"greeting=None started=False"
+def test_lifespan_off_skips_startup(serve_loadme) -> None:
+    assert serve_loadme("loadme:app", "--lifespan", "off").open().request("GET", "/").body == b"greeting=None started=False"
 
 
-def test_lifespan_auto_serves_an_app_without_lifespan(tmp_path: Path, app_dir: Path) -> None:
-    with serve_app(tmp_path, app_dir, "loadme:no_lifespan") as srv:
-        assert fetch(port_from_url(srv.wait_listening()), "/").status == 204
+def test_lifespan_auto_serves_an_app_without_lifespan(serve_loadme) -> None:
+    assert serve_loadme("loadme:no_lifespan").open().request("GET", "/").status == 204
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
