@@ -95,7 +95,6 @@ cdef class HttpProtocol:
     cdef unsigned char in_head
     cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef unsigned char closing
-    cdef unsigned char receiving     # inside data_received: a job finishing now leaves the head to it
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)

@@ -317,12 +317,7 @@ cdef class HttpProtocol:
             return
         if self.head is None:
             self.head = self.state.take_head()
-        self.receiving = True
-        try:
-            self._receive(data)
-        finally:
-            self.receiving = False
-        self._release_head()
+        self._receive(data)
 
     cdef object _receive(self, bytes data):
         cdef Py_ssize_t done
@@ -497,7 +492,7 @@ cdef class HttpProtocol:
             self.closing = True
 
     cdef void _release_head(self):
-        """Between requests, give the head back to the worker (see ``ServerState.give_head``)."""
+        """An idle connection gives its head back to the worker (see ``ServerState.give_head``)."""
         if (
             self.head is not None and not self.in_message and not self.awaiting_head
             and self.current_job is None and not self.queue
@@ -861,8 +856,6 @@ cdef class HttpProtocol:
             self.queue = None
             self.queued_bytes = self.deferred = 0
         self._flush()
-        if not self.receiving:  # (data_received gives it back itself when it is done)
-            self._release_head()
 
     # -- errors, timeouts, shutdown ------------------------------------------------------
 
@@ -923,6 +916,9 @@ cdef class HttpProtocol:
         if self.in_head or self.awaiting_head or self.in_message:
             return
         if self.current_job is None and not self.queue and self.out is None:
+            # Idle: the head goes back to the worker at the first tick, not after every
+            # request, so a client sending one request per read does not pay for it each time.
+            self._release_head()
             if now - self.idle_since > self.state.keepalive_timeout:
                 self.transport.close()
                 self.transport = None
