@@ -238,11 +238,13 @@ def test_second_fastserve_on_the_same_port_is_refused(server: ServerProcess, doc
     assert_serves(first, docroot, 3)
 
 
-def test_no_target_serves_the_current_directory(start_server, docroot: DocRoot) -> None:
-    srv = start_server(None, cwd=docroot.root)
-    assert_serves(srv, docroot, 3)
-    index = fetch(srv.port, "/dir/")
-    assert index.status == 200
+def test_no_target_serves_the_current_directory(serve_cli, docroot: DocRoot, monkeypatch) -> None:
+    monkeypatch.chdir(docroot.root)
+    client = serve_cli().open()
+    for _ in range(3):
+        response = client.request("GET", "/small.txt")
+        assert (response.status, response.body) == (200, docroot.small)
+    assert client.request("GET", "/dir/").status == 200
 
 
 def test_missing_directory_is_a_clear_error(docroot: DocRoot, tmp_path: Path) -> None:
