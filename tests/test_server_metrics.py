@@ -1,7 +1,7 @@
 """--metrics: Prometheus text at /_fastserve/metrics, summed over workers; --limit-max-requests."""
 from __future__ import annotations
 
-import textwrap
+import asyncio
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -11,10 +11,12 @@ import pytest
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from inprocess import cli_options  # noqa: E402
 from server_helpers import (  # noqa: E402
     CliProcess,
     DocRoot,
     RawConnection,
+    RawResponse,
     ServerProcess,
     child_pids,
     fetch,
@@ -24,8 +26,8 @@ from server_helpers import (  # noqa: E402
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
 
-def scrape(port: int) -> Samples:
-    response = fetch(port, "/_fastserve/metrics")
+def parse_samples(response: RawResponse) -> Samples:
+    """The samples of one /_fastserve/metrics answer, by name and labels."""
     assert response.status == 200
     assert response.header("content-type").startswith("text/plain; version=")
     samples: Samples = {}
@@ -33,6 +35,10 @@ def scrape(port: int) -> Samples:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
+
+
+def scrape(port: int) -> Samples:
+    return parse_samples(fetch(port, "/_fastserve/metrics"))
 
 
 def requests(samples: Samples, status: str, method: str) -> float:
@@ -80,22 +86,22 @@ def test_static_metrics_summed_over_workers(docroot: DocRoot, tmp_path: Path, wo
     assert after[("fastserve_open_connections", ())] >= 1  # the scraping connection
 
 
-def test_app_metrics_and_the_latency_histogram(tmp_path: Path) -> None:
-    (tmp_path / "metricsapp.py").write_text(textwrap.dedent('''
-        import asyncio
+async def busy_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await asyncio.sleep(0.03)
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b"busy"})
 
-        async def app(scope, receive, send):
-            if scope["type"] != "http":
-                return
-            await asyncio.sleep(0.03)
-            await send({"type": "http.response.start", "status": 503, "headers": []})
-            await send({"type": "http.response.body", "body": b"busy"})
-    '''))
-    with CliProcess(["metricsapp:app", "--port", "0", "--metrics"], log_path=tmp_path / "log", cwd=tmp_path) as srv:
-        port = port_from_url(srv.wait_listening())
-        for _ in range(3):
-            assert fetch(port, "/x", method="POST").status == 503
-        samples = scrape(port)
+
+def test_app_metrics_and_the_latency_histogram(serve) -> None:
+    # In-process: one worker's counters and histogram, timed by the real clock as in a worker.
+    _, options = cli_options("metricsapp:app", "--metrics")
+    client = serve(busy_app, **options).open()
+    for count in range(1, 4):
+        client.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert client.wait_for(count)[-1].status == 503
+    samples = parse_samples(client.request("GET", "/_fastserve/metrics"))
     assert requests(samples, "5xx", "POST") == 3
     assert samples[("fastserve_request_duration_seconds_bucket", (("le", "0.025"),))] <= 1  # only scrapes
     # Each answer took at least the app's 30 ms; a loaded machine may add to that, so the
