@@ -175,29 +175,40 @@ def test_missing_certificate_does_not_exist(docroot: DocRoot, tmp_path: Path) ->
     assert "--ssl-certfile 'nope.pem' does not exist" in srv.output()
 
 
-def test_ciphers_are_applied(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server")
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--ssl-ciphers", "ECDHE+CHACHA20")
+@pytest.fixture(scope="module")
+def strict_tls_server(ca, docroot: DocRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of one TLS server for the module's tests of restricting flags: TLS 1.2 suites
+    limited by --ssl-ciphers, and client certificates from the CA required."""
+    directory = tmp_path_factory.mktemp("tls-strict")
+    certfile, keyfile = write_cert(ca, directory, "server")
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    srv, port = start(directory, str(docroot.root), certfile, keyfile, "--ssl-ciphers", "ECDHE+CHACHA20",
+                      "--ssl-ca-certs", str(ca_file), "--ssl-cert-reqs", "2")
+    with srv:
+        yield port
+        assert srv.stop() == 0, srv.output()
+
+
+def client_with_certificate(ca) -> ssl.SSLContext:
     context = client_context(ca)
+    ca.issue_cert("client@example.test").configure_cert(context)
+    return context
+
+
+def test_ciphers_are_applied(ca, strict_tls_server: int) -> None:
+    context = client_with_certificate(ca)
     context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 suites are not set by a cipher list
-    with srv, TlsConnection(port, context) as conn:
+    with TlsConnection(strict_tls_server, context) as conn:
         assert "CHACHA20" in conn.sock.cipher()[0]
 
 
-def test_client_certificates_required(ca, docroot: DocRoot, tmp_path: Path) -> None:
-    certfile, keyfile = write_cert(ca, tmp_path, "server")
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile,
-                      "--ssl-ca-certs", str(ca_file), "--ssl-cert-reqs", "2")
-    with srv:
-        with pytest.raises((ssl.SSLError, ConnectionError, ConnectionClosed)):
-            with TlsConnection(port, client_context(ca)) as conn:
-                conn.exchange("GET", "/small.txt")  # TLS 1.3 reports the refusal on first read
-        context = client_context(ca)
-        ca.issue_cert("client@example.test").configure_cert(context)
-        with TlsConnection(port, context) as conn:
-            assert conn.exchange("GET", "/small.txt").status == 200
+def test_client_certificates_required(ca, strict_tls_server: int) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError, ConnectionClosed)):
+        with TlsConnection(strict_tls_server, client_context(ca)) as conn:
+            conn.exchange("GET", "/small.txt")  # TLS 1.3 reports the refusal on first read
+    with TlsConnection(strict_tls_server, client_with_certificate(ca)) as conn:
+        assert conn.exchange("GET", "/small.txt").status == 200
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
