@@ -102,6 +102,20 @@ def test_killed_worker_is_replaced(two_workers: ServerProcess, docroot: DocRoot)
     assert srv.alive()
 
 
+def test_sighup_without_tls_is_ignored_not_fatal(two_workers: ServerProcess, docroot: DocRoot) -> None:
+    # SIGHUP reloads the TLS certificate; without TLS, its default action would kill the
+    # supervisor and leave its workers serving on, orphaned. The supervisor and each worker log
+    # it and serve on, the same workers.
+    srv = two_workers
+    assert wait_for(lambda: len(srv.children()) == 2, 5.0)
+    before = srv.children()
+    for pid in (srv.pid, *before, srv.pid):
+        os.kill(pid, signal.SIGHUP)
+    assert wait_for(lambda: srv.output().count("SIGHUP ignored") >= 3, 3.0), srv.output()
+    assert srv.alive() and srv.children() == before
+    assert_serves(srv, docroot, 5)
+
+
 def test_single_worker_runs_in_process(server: ServerProcess, docroot: DocRoot) -> None:
     assert server.children() == []  # the session's server: CLI defaults, one worker
     assert_serves(server, docroot, 3)

@@ -14,7 +14,7 @@ from fastserve.server.asgi import LifespanFailure
 from fastserve.server import metrics
 from fastserve.server.listen import open_listener
 from fastserve.server.tls import tls_enabled
-from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Handoff, run_worker
+from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Handoff, nothing_to_reload, run_worker
 
 logger = logging.getLogger("fastserve")
 _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -45,12 +45,14 @@ class Supervisor:
         os.set_blocking(self.wake_w, False)
         self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
         self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
+        self.hangups = 0  # SIGHUPs received without TLS, not yet logged
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        if tls_enabled(self.config):
-            signal.signal(signal.SIGHUP, self._forward)  # each worker reloads its certificate
+        # Each worker reloads its certificate; without TLS the supervisor must not die by
+        # SIGHUP's default action (its workers would serve on, orphaned, never stopped).
+        signal.signal(signal.SIGHUP, self._forward if tls_enabled(self.config) else self._ignore)
         # Every signal (a stop, a worker's exit) also writes a byte to this pipe, so the
         # supervisor sleeps in select() until something happens instead of polling.
         signal.signal(signal.SIGCHLD, _wake)
@@ -65,6 +67,9 @@ class Supervisor:
             while not self.stopping:
                 self._reap(restart=True)
                 self._wait(IDLE_WAIT)
+                if self.hangups:
+                    self.hangups = 0
+                    nothing_to_reload()
             return self._stop_workers()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -105,6 +110,9 @@ class Supervisor:
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def _ignore(self, signum: int, frame: Any) -> None:
+        self.hangups += 1  # logged from the loop, not from the handler
 
     def _forward(self, signum: int, frame: Any) -> None:
         for pid in [*self.workers, *self.retiring]:

@@ -73,11 +73,11 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 
 
 class EarlySignals:
-    """Remembers SIGTERM/SIGINT (and, under TLS, SIGHUP) that arrive before the event loop
-    can handle them.
+    """Remembers SIGTERM/SIGINT and SIGHUP that arrive before the event loop can handle them.
 
-    Installed before the port opens, so a signal at any moment means a clean stop (or a
-    certificate reload once the loop runs), never death by the default handler.
+    Installed before the port opens, so a signal at any moment means a clean stop (or, under
+    TLS, a certificate reload once the loop runs; without TLS SIGHUP has nothing to reload and
+    is ignored), never death by the default handler.
     """
 
     received: Optional[int] = None
@@ -89,8 +89,7 @@ class EarlySignals:
         cls.reload_pending = False
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, cls._remember)
-        if tls:
-            signal.signal(signal.SIGHUP, cls._remember_reload)
+        signal.signal(signal.SIGHUP, cls._remember_reload)
 
     @classmethod
     def _remember(cls, signum: int, frame: Any) -> None:
@@ -99,6 +98,11 @@ class EarlySignals:
     @classmethod
     def _remember_reload(cls, signum: int, frame: Any) -> None:
         cls.reload_pending = True
+
+
+def nothing_to_reload() -> None:
+    """SIGHUP without TLS: there is no certificate to reload; the process serves on."""
+    logger.warning("process %d: SIGHUP ignored (it reloads the TLS certificate; this server has none)", os.getpid())
 
 
 def observe(state: ServerState) -> None:
@@ -162,6 +166,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
         if EarlySignals.reload_pending:  # a SIGHUP came while the worker was starting
             reload_certificate(tls, config)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
     if EarlySignals.received is not None:
         stop.set()
 
