@@ -24,6 +24,8 @@ from server_helpers import (  # noqa: E402
     RawConnection,
     RawResponse,
     port_from_url,
+    unread_bytes,
+    wait_unread,
 )
 
 
@@ -111,6 +113,20 @@ def test_static_files_over_tls_with_alpn(ca, docroot: DocRoot, tls_server: int) 
         assert (partial.status, partial.body) == (206, docroot.large[1000000:4000000])
 
 
+def wait_receive_queue_full(sock: socket.socket, still: float = 0.05, timeout: float = 5.0) -> None:
+    """Wait until bytes wait unread on ``sock`` and their count has not grown for ``still``
+    seconds: the client's window is closed, so the server's writes find no room."""
+    deadline = time.monotonic() + timeout
+    wait_unread(sock, timeout)
+    count, since = unread_bytes(sock), time.monotonic()
+    while time.monotonic() - since < still:
+        assert time.monotonic() < deadline, f"{sock!r} still filling after {timeout} s"
+        time.sleep(0.005)
+        now = unread_bytes(sock)
+        if now != count:
+            count, since = now, time.monotonic()
+
+
 def test_a_slow_reader_gets_a_large_file_whole_over_tls(ca, docroot: DocRoot, tls_server: int) -> None:
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
@@ -123,7 +139,7 @@ def test_a_slow_reader_gets_a_large_file_whole_over_tls(ca, docroot: DocRoot, tl
         conn.request("GET", "/large.bin")
         head = conn.read_head()
         assert head.status == 200
-        time.sleep(0.3)  # let the server hit a full socket and wait for room
+        wait_receive_queue_full(conn.sock)  # the server hits a full socket and waits for room
         assert conn.read_exact(len(docroot.large)) == docroot.large
 
 
