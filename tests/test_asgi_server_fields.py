@@ -61,3 +61,36 @@ def test_no_server_and_no_date(serve) -> None:
     response = serve(app_sending([]), server_header=False, date_header=False).open().request("GET", "/")
     assert response.status == 200
     assert response.header("server") is None and response.header("date") is None
+
+
+@pytest.mark.parametrize("field", [("x-name", "a str"), (b"x-value", "a str"), (b"x bad", b"v"),
+                                   (b"x-a", b"v\r\nInjected: 1"), (b"Content-Length", b"two"),
+                                   (b"Content-Length", b"3")])
+def test_fields_refused_in_the_start_message_are_answered_500(serve, field) -> None:
+    # Nothing was sent when the start message is refused, so the client gets a whole 500
+    # (framed by its own Content-Length), not an empty close; the refused field goes nowhere.
+    client = serve(app_sending([field])).open()  # app_sending adds content-length: 2
+    response = client.request("GET", "/")
+    assert response.status == 500 and response.body == b"Internal Server Error"
+    assert response.header("content-length") == "21" and response.header("transfer-encoding") is None
+    assert b"Injected" not in bytes(client.transport.data) and b"a str" not in bytes(client.transport.data)
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_the_apps_transfer_encoding_is_dropped_the_server_frames_the_body(serve, length: bool) -> None:
+    # With its own Content-Length the body goes out as is: an app's "chunked" beside it would
+    # make the client read those bytes as chunks (RFC 9112 §6.3) and lose the next response.
+    # Without one the server chunks it, naming chunked once.
+    client = serve(app_sending([(b"Transfer-Encoding", b"chunked")], body=b"hello", length=length)).open()
+    for _ in range(2):
+        response = client.request("GET", "/")
+        assert response.status == 200 and response.body == b"hello"
+        assert response.header_values("transfer-encoding") == ([] if length else ["chunked"])
+
+
+def test_the_apps_content_length_given_twice_alike_is_sent_once(serve) -> None:
+    client = serve(app_sending([(b"Content-Length", b"2")])).open()
+    for _ in range(2):
+        response = client.request("GET", "/")
+        assert response.status == 200 and response.body == b"hi"
+        assert response.header_values("content-length") == ["2"]

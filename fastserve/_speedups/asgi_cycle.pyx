@@ -391,8 +391,10 @@ cdef class HttpCycle(Job):
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
-            self.started = True
+            # Started only once the head is built: an app whose fields are refused (not bytes,
+            # a bad name, CR/LF in a value) has sent nothing yet, so it is answered 500.
             self.pending_head = self._build_head(message["status"], list(message.get("headers", ())))
+            self.started = True
             return
         if not self.started:
             raise RuntimeError(f"{kind} sent before http.response.start")
@@ -525,16 +527,21 @@ cdef class HttpCycle(Job):
         cdef list kept = []
         self.status = status
         self.declared = -1
+        self.chunked = False
         for pair in headers:
             name = pair[0]
             if _named(name, "content-length", 14):
                 if no_body:
                     continue  # a 204/304 has no body, so no length of one on the wire
-                has_length = True
                 value = bytes(pair[1]).strip()
-                self.declared = int(value) if value.isdigit() else -1
-            elif no_body and _named(name, "transfer-encoding", 17):
-                continue
+                if not value.isdigit() or (has_length and int(value) != self.declared):
+                    raise ValueError(f"invalid content-length {pair[1]!r} (RFC 9110 §8.6)")
+                if has_length:
+                    continue  # the same length twice: sent once
+                has_length = True
+                self.declared = int(value)
+            elif _named(name, "transfer-encoding", 17):
+                continue  # the server frames the body itself (Content-Length or chunked)
             elif not overridden:
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
