@@ -26,3 +26,17 @@ def test_an_idle_supervisor_does_not_poll(start_server, docroot: DocRoot) -> Non
     # and its 1-s safety net; one more is allowed for a loaded machine.
     assert woke <= 3, f"the supervisor woke {woke} times in 0.6 s while nothing happened"
     assert srv.stop() == 0
+
+
+def test_workers_stop_when_their_supervisor_is_killed(start_server, docroot: DocRoot) -> None:
+    """SIGKILL to the supervisor (an OOM kill, a crash) must not leave its workers serving on,
+    unreachable by a stop to the supervisor's pid: each notices at its next tick and drains."""
+    from test_server_process import has_exited, wait_for
+
+    srv = start_server(docroot.root, "--workers", "2")
+    assert wait_for(lambda: len(srv.children()) == 2, 5.0)
+    workers = srv.children()
+    srv.proc.kill()
+    srv.proc.wait(5)
+    assert wait_for(lambda: all(has_exited(pid) for pid in workers), 5.0), "workers outlived their supervisor"
+    assert "its supervisor (pid %d) is gone; stopping" % srv.pid in srv.output()

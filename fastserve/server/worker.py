@@ -126,10 +126,18 @@ class Handoff:
     """
 
     fd: Optional[int] = None
+    supervisor: Optional[int] = None  # the supervisor's pid, as the worker saw it at start
 
     @classmethod
     def install(cls, fd: int) -> None:
         cls.fd = fd
+        cls.supervisor = os.getppid()
+
+    @classmethod
+    def orphaned(cls) -> bool:
+        """Whether the supervisor is gone (killed with SIGKILL, say): the worker is then
+        another process's child, and nobody would stop or replace it."""
+        return cls.supervisor is not None and os.getppid() != cls.supervisor
 
     @classmethod
     def tell(cls, kind: bytes) -> bool:
@@ -183,6 +191,9 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     def tick() -> None:
         state.tick(loop.time())
         observe(state)
+        if Handoff.orphaned() and not stop.is_set():
+            logger.warning("worker %d: its supervisor (pid %d) is gone; stopping", os.getpid(), Handoff.supervisor)
+            stop.set()
         ticker[0] = loop.call_later(interval, tick)
 
     ticker = [loop.call_later(interval, tick)]
