@@ -264,7 +264,7 @@ def test_sighup_before_the_loop_runs_is_kept_for_the_reload_not_fatal() -> None:
 
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        EarlySignals.install(tls=True)
+        EarlySignals.install()
         assert not EarlySignals.reload_pending
         os.kill(os.getpid(), signal.SIGHUP)
         for _ in range(100):

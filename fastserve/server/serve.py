@@ -42,7 +42,7 @@ def serve(config: Config) -> int:
     app = load_app(config)
     raise_open_file_limit(config.max_connections)  # before the workers fork: they inherit it
     _check_backlog(config.backlog)
-    EarlySignals.install(tls=tls_enabled(config))
+    EarlySignals.install()
     with _pid_file(config.pid_file):
         return _run(config, app)
 

@@ -129,7 +129,7 @@ class Supervisor:
             try:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                EarlySignals.install(tls=tls_enabled(self.config))
+                EarlySignals.install()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
                 metrics.SLOT = slot
                 for fd in (self.control_r, self.wake_r, self.wake_w):

@@ -84,7 +84,7 @@ class EarlySignals:
     reload_pending: bool = False
 
     @classmethod
-    def install(cls, *, tls: bool = False) -> None:
+    def install(cls) -> None:
         cls.received = None
         cls.reload_pending = False
         for signum in (signal.SIGTERM, signal.SIGINT):
