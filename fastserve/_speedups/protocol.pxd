@@ -98,7 +98,6 @@ cdef class HttpProtocol:
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)
-    cdef void _release_head(self)
     cdef void _begin_websocket(self, bytes rest)
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)

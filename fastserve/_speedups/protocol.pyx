@@ -491,16 +491,6 @@ cdef class HttpProtocol:
         if not self.head.keep_alive:
             self.closing = True
 
-    cdef void _release_head(self):
-        """An idle connection gives its head back to the worker (see ``ServerState.give_head``)."""
-        if (
-            self.head is not None and not self.in_message and not self.awaiting_head
-            and self.current_job is None and not self.queue
-            and self.upgrade_request is None and self.pending_upgrade is None and self.upgraded is None
-        ):
-            self.state.give_head(self.head)
-            self.head = None
-
     cdef void _begin_websocket(self, bytes rest):
         method, url, headers = self.upgrade_request
         self.upgrade_request = None
@@ -917,8 +907,11 @@ cdef class HttpProtocol:
             return
         if self.current_job is None and not self.queue and self.out is None:
             # Idle: the head goes back to the worker at the first tick, not after every
-            # request, so a client sending one request per read does not pay for it each time.
-            self._release_head()
+            # request, so a client sending one request per read does not pay for it each time
+            # (see ServerState.give_head). A pending upgrade still needs its head.
+            if self.head is not None and self.upgrade_request is None and self.pending_upgrade is None:
+                self.state.give_head(self.head)
+                self.head = None
             if now - self.idle_since > self.state.keepalive_timeout:
                 self.transport.close()
                 self.transport = None
