@@ -10,7 +10,7 @@ from asyncio import Task
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from fastserve._speedups.charclass cimport lower_ascii
+from fastserve._speedups.charclass cimport equals_lowercase
 from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
@@ -48,16 +48,10 @@ cdef inline bint _has_forwarded(list headers):
     return False
 
 
-cdef inline bint _named(object name, const char* lowered, Py_ssize_t length):
-    """Whether the header name ``name`` (bytes, any case) is ``lowered`` (``length`` lowercase bytes)."""
-    if type(name) is not bytes or PyBytes_GET_SIZE(name) != length:
-        return False
-    cdef const unsigned char* given = <const unsigned char*>PyBytes_AS_STRING(name)
-    cdef Py_ssize_t i
-    for i in range(length):
-        if lower_ascii(given[i]) != <unsigned char>lowered[i]:
-            return False
-    return True
+cdef inline bint _named(object name, const char* lowered):
+    """Whether the header name ``name`` (bytes, any case) is ``lowered`` (lowercase, NUL-terminated)."""
+    return type(name) is bytes and equals_lowercase(
+        <const unsigned char*>PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), lowered)
 
 
 cdef class ServerFields:
@@ -79,7 +73,7 @@ cdef class ServerFields:
 
     cdef bint overridden_by(self, object name):
         """Whether an app field called ``name`` replaces one of the server's (RFC 9110 §5.1: any case)."""
-        if _named(name, "server", 6) or _named(name, "date", 4):
+        if _named(name, "server") or _named(name, "date"):
             return True
         return len(self.extra_names) > 0 and type(name) is bytes and (<bytes>name).lower() in self.extra_names
 
@@ -530,23 +524,24 @@ cdef class HttpCycle(Job):
         self.chunked = False
         for pair in headers:
             name = pair[0]
-            if _named(name, "content-length", 14):
+            if _named(name, "content-length"):
                 if no_body:
                     continue  # a 204/304 has no body, so no length of one on the wire
                 value = bytes(pair[1]).strip()
-                if not value.isdigit() or (has_length and int(value) != self.declared):
+                length = int(value) if value.isdigit() else -1
+                if length < 0 or (has_length and length != self.declared):
                     raise ValueError(f"invalid content-length {pair[1]!r} (RFC 9110 §8.6)")
                 if has_length:
                     continue  # the same length twice: sent once
                 has_length = True
-                self.declared = int(value)
-            elif _named(name, "transfer-encoding", 17):
+                self.declared = length
+            elif _named(name, "transfer-encoding"):
                 continue  # the server frames the body itself (Content-Length or chunked)
             elif not overridden:
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
         cdef list fields = server_fields.for_app_fields(kept, overridden) + kept
-        if not has_length and status not in NO_BODY_STATUSES and status >= 200:
+        if not has_length and not no_body and status >= 200:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection
             else:

@@ -31,3 +31,13 @@ cdef inline unsigned char lower_ascii(unsigned char c) noexcept nogil:
     if 65 <= c <= 90:
         return c + 32
     return c
+
+
+cdef inline bint equals_lowercase(const unsigned char* s, Py_ssize_t n, const char* name) noexcept nogil:
+    """Whether the ``n`` bytes at ``s`` are ``name`` (NUL-terminated, lowercase ASCII) in any case."""
+    cdef Py_ssize_t k = 0
+    while k < n:
+        if name[k] == 0 or lower_ascii(s[k]) != <unsigned char>name[k]:
+            return False
+        k += 1
+    return name[k] == 0

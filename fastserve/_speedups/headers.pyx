@@ -20,7 +20,7 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy
 from libc.time cimport gmtime_r, time, time_t, tm
 
-from fastserve._speedups.charclass cimport is_ows, is_tchar, lower_ascii
+from fastserve._speedups.charclass cimport equals_lowercase, is_ows, is_tchar, lower_ascii
 
 # --------------------------------------------------------------------------------------------
 # Character classes
@@ -729,16 +729,6 @@ cpdef dict parse_accept_encoding(bytes value):
         weights[value[start:end].decode("ascii").lower()] = q / 1000.0
 
 
-cdef inline bint _token_is(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name) noexcept nogil:
-    """Whether s[start:end] is ``name`` (lowercase ASCII), compared case-insensitively."""
-    cdef Py_ssize_t k = 0
-    while start + k < end:
-        if name[k] == 0 or lower_ascii(s[start + k]) != <unsigned char>name[k]:
-            return False
-        k += 1
-    return name[k] == 0
-
-
 # The content codings fastserve offers, by the index negotiate_coding answers with, in the
 # server's order of preference; and its other answers, for Python callers.
 CODINGS = ("br", "zstd", "gzip")
@@ -772,13 +762,14 @@ cpdef int negotiate_coding(bytes value, int offered):
         i = _next_coding(s, n, i, &start, &end, &q)
         if start < 0:
             break
-        if _token_is(s, start, end, b"br"):
+        if equals_lowercase(s + start, end - start, b"br"):
             weights[0] = q
-        elif _token_is(s, start, end, b"zstd"):
+        elif equals_lowercase(s + start, end - start, b"zstd"):
             weights[1] = q
-        elif _token_is(s, start, end, b"gzip") or _token_is(s, start, end, b"x-gzip"):
+        elif (equals_lowercase(s + start, end - start, b"gzip")
+              or equals_lowercase(s + start, end - start, b"x-gzip")):
             weights[2] = q
-        elif _token_is(s, start, end, b"identity"):
+        elif equals_lowercase(s + start, end - start, b"identity"):
             identity_q = q
         elif end - start == 1 and s[start] == 42:
             star_q = q
