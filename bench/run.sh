@@ -4,6 +4,8 @@
 #   bash bench/run.sh                      # everything: 3 rounds, 5 s per wrk run
 #   BENCH_ROUNDS=1 BENCH_DURATION=2 bash bench/run.sh   # quick look
 #   BENCH_GROUPS=asgi bash bench/run.sh    # only the ASGI hello-world group
+#   BENCH_SERVER_CPU_PERCENT=40 bash bench/run.sh   # every server held to 40% of one CPU (root)
+#   BENCH_CONNECTIONS=256 bash bench/run.sh         # 256 connections where a scenario sets none
 #   FASTSERVE_PYTHON=/tmp/dev/bin/python UVICORN_PYTHON=/tmp/dev/bin/python bash bench/run.sh
 #
 # See bench/README.md for the environment variables and how to read the output.

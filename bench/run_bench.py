@@ -38,6 +38,11 @@ Environment:
   BENCH_SERVER_CPU   CPU the server is pinned to (default 0)
   BENCH_CLIENT_CPU   CPU wrk is pinned to (default 1)
   BENCH_IDLE_CONNECTIONS  idle connections the memory group opens per server (default 5000)
+  BENCH_CONNECTIONS  keep-alive connections wrk holds in each scenario that does not set its own
+                     (default 64; 1k-c1024 keeps 1,024 and hello-c256 256)
+  BENCH_SERVER_CPU_PERCENT  cap every server (and its workers) at this share of one CPU, 1-100,
+                     with a cgroup of its own (bench/cpucap.py; needs root); unset: no cap
+  BENCH_SERVER_CPU_PERIOD_US  the period the cap is enforced over (default 2500)
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+import cpucap
 from idle_memory import IdleMemory, measure_idle_memory, session_processes
 from round_stats import RatioSummary, median_of, per_round_ratios, rotated
 
@@ -67,7 +73,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 WRK_THREADS = 1
-WRK_CONNECTIONS = 64  # per scenario unless it says otherwise (Scenario.connections)
+WRK_CONNECTIONS = 64  # BENCH_CONNECTIONS's default: per scenario unless it says otherwise
 WRK_TIMEOUT_S = 10
 LATENCY_SCRIPT = BENCH_DIR / "latency.lua"  # makes wrk print p99.9 too
 START_TIMEOUT_S = 30.0
@@ -75,6 +81,8 @@ STOP_TIMEOUT_S = 5.0
 MIB = 1024 * 1024
 # wrk using this share of its CPU or more means the client, not the server, set the pace
 CLIENT_BOUND_SHARE = 0.9
+# a capped server using less than this share of its cap was not held by it: not the limit
+CAP_BOUND_SHARE = 0.9
 
 
 # --------------------------------------------------------------------------- configuration
@@ -95,6 +103,16 @@ class Settings:
     granian_python: str = str(BENCH_DIR / ".venv-granian" / "bin" / "python")
     rounds: int = 3
     idle_connections: int = 5000  # the memory group's idle connections per server
+    connections: int = WRK_CONNECTIONS  # wrk's connections where a scenario does not set its own
+    server_cpu_percent: Optional[int] = None  # each server capped at this % of one CPU; None: no cap
+    server_cpu_period_us: int = cpucap.PERIOD_US  # ... enforced over periods this long
+
+    @property
+    def cpu_cap(self) -> Optional[cpucap.Cap]:
+        """The servers' CPU cap, None for none."""
+        if self.server_cpu_percent is None:
+            return None
+        return cpucap.Cap(self.server_cpu_percent, self.server_cpu_period_us)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -122,6 +140,9 @@ class Settings:
             ),
             rounds=positive_int("BENCH_ROUNDS", "3"),
             idle_connections=positive_int("BENCH_IDLE_CONNECTIONS", "5000"),
+            connections=positive_int("BENCH_CONNECTIONS", str(WRK_CONNECTIONS)),
+            server_cpu_percent=cpu_percent("BENCH_SERVER_CPU_PERCENT"),
+            server_cpu_period_us=cpu_period("BENCH_SERVER_CPU_PERIOD_US"),
         )
 
 
@@ -136,6 +157,24 @@ def positive_int(name: str, default: str) -> int:
     return value
 
 
+def cpu_percent(name: str) -> Optional[int]:
+    """A share of one CPU in whole percent (1-100) from the environment; unset or empty: None."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise SystemExit(f"{name} must be a whole percentage from 1 to 100 (of one CPU), got {raw!r}")
+    return int(raw)
+
+
+def cpu_period(name: str) -> int:
+    """The CPU cap's period in microseconds (1,000-1,000,000) from the environment."""
+    raw = os.environ.get(name, "").strip() or str(cpucap.PERIOD_US)
+    if not raw.isdigit() or not cpucap.MIN_QUOTA_US <= int(raw) <= cpucap.MAX_PERIOD_US:
+        raise SystemExit(f"{name} must be whole microseconds from 1000 to 1000000, got {raw!r}")
+    return int(raw)
+
+
 # --------------------------------------------------------------------------- document root
 
 
@@ -147,7 +186,8 @@ class Scenario:
     expected_length: Optional[int]  # body bytes a GET returns; None when not checked
     conditional: bool = False  # send If-None-Match with the server's own ETag
     expected_body: Optional[str] = None  # the exact body (UTF-8) when it is checked too
-    connections: int = WRK_CONNECTIONS  # keep-alive connections wrk holds open
+    # keep-alive connections wrk holds open; None: the run's BENCH_CONNECTIONS (see plan_groups)
+    connections: Optional[int] = None
     request_headers: tuple[tuple[str, str], ...] = ()  # sent with every request
     # Content-Encoding the answer must have (any of these); () leaves it unchecked
     expected_encodings: tuple[str, ...] = ()
@@ -394,7 +434,12 @@ def log_tail(path: Path, lines: int = 8) -> str:
 
 
 class RunningServer:
-    """One server process in its own process group, pinned to the server CPU."""
+    """One server process in its own process group, pinned to the server CPU.
+
+    Under BENCH_SERVER_CPU_PERCENT it also runs in a cgroup of its own capped at that share of
+    one CPU (`cgroup`), joined before the server's first instruction, with every process it starts.
+    Raises cpucap.CpuCapError when the cap cannot be put in place.
+    """
 
     def __init__(self, spec: ServerSpec, settings: Settings, run_dir: Path) -> None:
         self.spec = spec
@@ -404,18 +449,31 @@ class RunningServer:
         if spec.prepare:
             spec.prepare(self.port)
         self.command = ["taskset", "-c", settings.server_cpu, *spec.build_command(self.port)]
+        self.cgroup: Optional[cpucap.CapGroup] = None
+        if settings.cpu_cap is not None:
+            self.cgroup = cpucap.CapGroup.create(spec.name, settings.cpu_cap)
         # cwd is the run dir: `bench` there links to this directory, and nothing shadows the
         # installed fastserve the way the repository checkout would.
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=run_dir,
-                env={**os.environ, **spec.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        try:
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    self.command,
+                    cwd=run_dir,
+                    env={**os.environ, **spec.env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=None if self.cgroup is None else self.cgroup.enter,
+                )
+            if self.cgroup is not None and not self.cgroup.holds(self.process.pid):
+                raise cpucap.CpuCapError(f"{spec.name} (pid {self.process.pid}) is not in {self.cgroup.path}")
+        except BaseException:
+            if hasattr(self, "process"):
+                self.stop()
+            elif self.cgroup is not None:
+                self.cgroup.remove()
+            raise
 
     def wait_until_accepting(self, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -431,6 +489,14 @@ class RunningServer:
         raise ServerFailed(f"port {self.port} not accepting after {timeout_s:.0f}s\n{log_tail(self.log_path)}")
 
     def stop(self) -> None:
+        """Stop the server's process group, then remove its cgroup (and what is left in it)."""
+        try:
+            self._stop_processes()
+        finally:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+
+    def _stop_processes(self) -> None:
         if self.process.poll() is not None:
             return
         for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
@@ -519,6 +585,12 @@ class WrkResult:
     # handshakes the kernel dropped because a listen queue was full during the run (machine-wide
     # counter: on a quiet machine, the server's); None when not read
     listen_overflows: Optional[int] = None
+    # share of one CPU the server's processes used during the run; None when not taken
+    server_cpu_share: Optional[float] = None
+    # under a CPU cap: enforcement periods in the run, and how many of them ran out of quota
+    # (the server held back); None without a cap
+    cap_periods: Optional[int] = None
+    throttled_periods: Optional[int] = None
 
     @property
     def socket_error_total(self) -> int:
@@ -675,6 +747,14 @@ class ScenarioOutcome:
             if r is not None and r.client_cpu_share is not None and r.client_cpu_share >= CLIENT_BOUND_SHARE
         ]
 
+    def short_of_cap_rounds(self, percent: int) -> dict[int, WrkResult]:
+        """Round (from 1) -> its result, where a server capped at `percent`% of one CPU used under
+        90% of that: the cap was not all that held it (the client, or other work on its CPU)."""
+        return {
+            i + 1: r for i, r in enumerate(self.rounds)
+            if r is not None and r.server_cpu_share is not None and r.server_cpu_share < CAP_BOUND_SHARE * percent / 100
+        }  # fmt: skip
+
     def overflow_rounds(self) -> dict[int, int]:
         """Round (from 1) -> handshakes dropped on a full listen queue during it, where any were."""
         return {i + 1: r.listen_overflows for i, r in enumerate(self.rounds) if r is not None and r.listen_overflows}
@@ -738,6 +818,8 @@ def start_servers(specs: list[ServerSpec], outcomes: list[ServerOutcome], settin
         try:
             started[spec.name] = RunningServer(spec, settings, run_dir)
             outcome.command = started[spec.name].command
+        except cpucap.CpuCapError:
+            raise  # never measure uncapped servers under a capped run's label
         except Exception as exc:
             outcome.fail(f"{type(exc).__name__}: {exc}")
     for name, server in list(started.items()):
@@ -775,23 +857,29 @@ def check_targets(scenarios: list[Scenario], outcomes: list[ServerOutcome],
 def measure(target: Target, settings: Settings, round_index: int) -> None:
     """One round's wrk run for one target, after the warm-up if this is its first run."""
     scenario_outcome = target.outcome.scenarios[target.scenario.name]
+    connections = target.scenario.connections or settings.connections
     result: Optional[WrkResult] = None
     try:
         if not target.warmed_up and settings.warmup_s > 0:
-            run_wrk(settings, target.url, target.headers, settings.warmup_s, target.scenario.connections)
+            run_wrk(settings, target.url, target.headers, settings.warmup_s, connections)
         target.warmed_up = True
         session_id = target.server.process.pid
+        cgroup = target.server.cgroup
         cpu_before = session_cpu_seconds(session_id)
         client_before = children_cpu_seconds()
         overflows_before = listen_overflows()
-        result = parse_wrk_output(
-            run_wrk(settings, target.url, target.headers, settings.duration_s, target.scenario.connections)
-        )
+        throttling_before = cgroup.throttling() if cgroup else None
+        result = parse_wrk_output(run_wrk(settings, target.url, target.headers, settings.duration_s, connections))
         overflows_after = listen_overflows()
         if overflows_before is not None and overflows_after is not None:
             result.listen_overflows = overflows_after - overflows_before
+        if cgroup and throttling_before:
+            throttling = cgroup.throttling()
+            result.cap_periods = throttling.periods - throttling_before.periods
+            result.throttled_periods = throttling.throttled_periods - throttling_before.throttled_periods
         result.client_cpu_share = (children_cpu_seconds() - client_before) / settings.duration_s
         cpu_used = session_cpu_seconds(session_id) - cpu_before
+        result.server_cpu_share = cpu_used / settings.duration_s
         if cpu_used > 0:
             result.requests_per_cpu_second = result.requests / cpu_used
     except Exception as exc:
@@ -1046,7 +1134,8 @@ def measure_memory_group(plan: "GroupPlan", settings: Settings, run_dir: Path) -
     finally:
         for server in servers.values():
             server.stop()
-    return GroupOutcome(plan.group, plan.scenarios, outcomes, [], idle_memory=idle)
+    return GroupOutcome(plan.group, plan.scenarios, outcomes, [], idle_memory=idle,
+                        cpu_cap=settings.cpu_cap)
 
 
 IDLE_TARGET_BYTES = 2048  # fastserve's target: at most 2 KiB per idle connection
@@ -1109,6 +1198,7 @@ class GroupOutcome:
     ratios: list[dict]
     orders: dict[str, list[list[str]]] = field(default_factory=dict)  # scenario -> order per round
     idle_memory: Optional[dict[str, IdleMemory]] = None  # the memory group's results, by server
+    cpu_cap: Optional[cpucap.Cap] = None  # the servers' CPU cap (BENCH_SERVER_CPU_PERCENT); None: none
 
 
 def check_known(names: Optional[list[str]], known: set[str], what: str) -> None:
@@ -1121,7 +1211,8 @@ def plan_groups(settings: Settings, run_dir: Path, groups: Optional[list[BenchGr
     """The groups to run, each with the servers and scenarios BENCH_SERVERS/BENCH_SCENARIOS keep.
 
     A server or scenario name only has to exist in one of the chosen groups; a group left with
-    no server or no scenario is dropped, and if nothing at all is left that is an error.
+    no server or no scenario is dropped, and if nothing at all is left that is an error. A
+    scenario that does not set its own connections gets BENCH_CONNECTIONS's.
     """
     chosen = select(GROUPS if groups is None else groups, settings.groups, "group")
     built = [(group, group.build_specs(settings, run_dir)) for group in chosen]
@@ -1130,7 +1221,10 @@ def plan_groups(settings: Settings, run_dir: Path, groups: Optional[list[BenchGr
     plans = []
     for group, specs in built:
         kept_specs = [spec for spec in specs if settings.servers is None or spec.name in settings.servers]
-        kept_scenarios = [s for s in group.scenarios if settings.scenarios is None or s.name in settings.scenarios]
+        kept_scenarios = [
+            s if s.connections else replace(s, connections=settings.connections)  # BENCH_CONNECTIONS
+            for s in group.scenarios if settings.scenarios is None or s.name in settings.scenarios
+        ]  # fmt: skip
         if kept_specs and kept_scenarios:
             plans.append(GroupPlan(group, kept_specs, kept_scenarios))
     if not plans:
@@ -1146,7 +1240,8 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
         return plan.group.measure(plan, settings, run_dir)
     run = bench_servers(plan.specs, settings, run_dir, plan.scenarios)
     ratios = compute_ratios({o.name: o for o in run.servers}, plan.group.ratios)
-    return GroupOutcome(plan.group, plan.scenarios, run.servers, ratios, run.orders)
+    return GroupOutcome(plan.group, plan.scenarios, run.servers, ratios, run.orders,
+                        cpu_cap=settings.cpu_cap)
 
 
 # --------------------------------------------------------------------------- report
@@ -1236,7 +1331,24 @@ def render_ratios(ratios: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_notes(outcomes: list[ServerOutcome]) -> str:
+def short_of_cap_note(outcome: ServerOutcome, cap: cpucap.Cap) -> Optional[str]:
+    """The note on a capped server's rounds that got under 90% of its cap, None if none did."""
+    marked = []
+    for name, scenario_outcome in outcome.scenarios.items():
+        rounds = scenario_outcome.short_of_cap_rounds(cap.percent)
+        for number, r in rounds.items():
+            throttled = "" if not r.cap_periods or r.throttled_periods is None else \
+                f", throttled in {r.throttled_periods / r.cap_periods:.0%} of periods"
+            marked.append(f"{name} round {number} ({r.server_cpu_share:.0%} of a CPU{throttled})")
+    if not marked:
+        return None
+    return (f"{outcome.name}: used under {CAP_BOUND_SHARE:.0%} of its {cap.percent}% CPU cap in "
+            f"{', '.join(marked)}; where it was throttled often, other work on its CPU took the rest, "
+            f"where seldom, the client was the limit: either way req/s there is below req/CPU-s x "
+            f"{cap.percent / 100:.2f} and p99 is not the server's own queueing alone")
+
+
+def render_notes(outcomes: list[ServerOutcome], cap: Optional[cpucap.Cap] = None) -> str:
     notes = []
     for outcome in outcomes:
         if outcome.error:
@@ -1258,6 +1370,8 @@ def render_notes(outcomes: list[ServerOutcome]) -> str:
             marked = [f"{name} {rounds}" for name, so in outcome.scenarios.items() if (rounds := rounds_of(so))]
             if marked:
                 notes.append(f"{outcome.name}: " + text.format(", ".join(marked)))
+        if cap is not None and (note := short_of_cap_note(outcome, cap)):
+            notes.append(note)
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 
@@ -1301,6 +1415,18 @@ def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -
     if group_names is None or "asgi" in group_names:
         versions["granian_python"] = package_versions(settings.granian_python, ["granian", "uvloop"])
     return versions
+
+
+def cap_record(cap: Optional[cpucap.Cap]) -> Optional[dict]:
+    """How the servers' CPU cap was enforced, for the JSON record (None: no cap)."""
+    if cap is None:
+        return None
+    quota_us, period_us = cap.quota_and_period
+    try:
+        version: Optional[int] = cpucap.find_hierarchy().version
+    except cpucap.CpuCapError:
+        version = None
+    return {"percent": cap.percent, "quota_us": quota_us, "period_us": period_us, "cgroup_version": version}
 
 
 def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> None:
@@ -1355,13 +1481,15 @@ def write_json(path: Path, settings: Settings, groups: list[GroupOutcome]) -> No
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
             "wrk_threads": WRK_THREADS,
-            "wrk_connections": WRK_CONNECTIONS,  # unless groups.*.scenarios[].connections says otherwise
+            "wrk_connections": settings.connections,  # BENCH_CONNECTIONS; groups.*.scenarios[].connections per scenario
             "wrk_timeout_s": WRK_TIMEOUT_S,
             "idle_connections": settings.idle_connections,
             "open_file_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             "somaxconn": read_int("/proc/sys/net/core/somaxconn"),
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
+            "server_cpu_percent": settings.server_cpu_percent,  # BENCH_SERVER_CPU_PERCENT; null: no cap
+            "cpu_cap": cap_record(settings.cpu_cap),
         },
         "versions": tool_versions(settings, [g.group.name for g in groups]),
         "groups": {g.group.name: group_record(g) for g in groups},
@@ -1384,32 +1512,45 @@ def render_group(group: GroupOutcome) -> str:
     """One group's section of the report: its table, its ratios, and its notes."""
     shown = [o for o in group.servers if o.status != "skipped"]
     title = f"== {group.group.title} (BENCH_GROUPS={group.group.name})"
+    # under each table, when the servers were capped: what req/s and p99 then mean
+    capped = "" if group.cpu_cap is None else "\n" + cap_legend(group.cpu_cap, wrk=group.idle_memory is None)
     if group.idle_memory is not None:
-        parts = [title, render_idle_memory(shown, group.idle_memory)]
+        parts = [title, render_idle_memory(shown, group.idle_memory) + capped]
         notes = render_notes(group.servers)
         return "\n\n".join(parts + (["notes:\n" + notes] if notes else []))
     parts = [
         title,
-        render_table(shown, group.scenarios),
+        render_table(shown, group.scenarios) + capped,
         "latency: percentiles are medians over rounds; timeouts (responses slower than "
         f"{WRK_TIMEOUT_S}s, left out of the percentiles) are totals\n"
-        + render_table(shown, group.scenarios, fmt_latency_cell, LATENCY_COLUMNS),
+        + render_table(shown, group.scenarios, fmt_latency_cell, LATENCY_COLUMNS) + capped,
         render_ratios(group.ratios),
     ]
-    notes = render_notes(group.servers)
+    notes = render_notes(group.servers, group.cpu_cap)
     if notes:
         parts.append("notes:\n" + notes)
     return "\n\n".join(parts)
 
 
+def cap_legend(cap: cpucap.Cap, wrk: bool = True) -> str:
+    """One line on what the servers' CPU cap means for the numbers beside it (`wrk`: a wrk table)."""
+    capped = f"servers capped at {cap.describe()} each, in a cgroup of their own"
+    if not wrk:
+        return capped
+    return (f"{capped}: req/s ~ req/CPU-s x {cap.percent / 100:.2f} for every server, and p99 measures "
+            "the server's own queueing")
+
+
 def wrk_legend(settings: Settings, scenarios: list[Scenario]) -> str:
     """What the wrk groups' tables and ratios show."""
-    others = [f"-c{s.connections} in {s.name}" for s in scenarios if s.connections != WRK_CONNECTIONS]
+    connections = settings.connections
+    others = [f"-c{s.connections} in {s.name}" for s in scenarios if s.connections not in (None, connections)]
     return "\n".join([
-        f"{settings.rounds} rounds of wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS}"
+        f"{settings.rounds} rounds of wrk -t{WRK_THREADS} -c{connections}"
         f"{' (' + ', '.join(others) + ')' if others else ''} -d{settings.duration_s}s --latency "
         f"per server and scenario (warm-up {settings.warmup_s}s before the first); "
         f"servers on CPU {settings.server_cpu}, wrk on CPU {settings.client_cpu}",
+        *([] if settings.cpu_cap is None else [cap_legend(settings.cpu_cap)]),
         "req/s, MiB/s, p50..p99.9 = median over rounds; errors = total over rounds of socket errors "
         "+ non-2xx/3xx answers (404s not counted in the 404 row); '!' = see notes",
         "ratio = median of the ratios taken within each round (min-max of those in brackets);",
@@ -1440,25 +1581,46 @@ def raise_open_file_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def check_cpu_cap(cap: cpucap.Cap) -> None:
+    """Fail the run before anything starts if servers cannot be held to `cap` (a cgroup is made
+    and removed again); also removes empty cgroups that killed runs left behind."""
+    cpucap.remove_leftovers()
+    try:
+        group = cpucap.CapGroup.create("check", cap)
+    except cpucap.CpuCapError as exc:
+        raise SystemExit(f"BENCH_SERVER_CPU_PERCENT={cap.percent}: {exc}") from exc
+    group.remove()
+    print(f"[bench] servers capped at {group.describe()}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     settings = Settings.from_env()
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: run bench/run.sh, which installs it")
     # Descriptors for the busiest scenario's (or the memory group's) connections, plus the rest.
-    wanted = max([s.connections for group in GROUPS for s in group.scenarios] + [settings.idle_connections]) + 1024
+    wanted = max([s.connections or 0 for group in GROUPS for s in group.scenarios]
+                 + [settings.connections, settings.idle_connections]) + 1024
     limit = raise_open_file_limit(wanted)
     if limit < wanted:
         print(f"[bench] open-file limit is {limit}, under the {wanted} the largest scenario needs; "
               "its servers may refuse connections", file=sys.stderr, flush=True)
 
+    if settings.cpu_cap is not None:
+        check_cpu_cap(settings.cpu_cap)
+    # A SIGTERM ends the run as Ctrl-C does: servers stopped, their cgroups removed.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     run_dir = Path(tempfile.mkdtemp(prefix="fastserve-bench-"))
     try:
         (run_dir / "bench").symlink_to(BENCH_DIR)  # so `bench.apps.*` imports from the run dir
         plans = plan_groups(settings, run_dir)
         groups = [run_group(plan, settings, run_dir) for plan in plans]
+    except cpucap.CpuCapError as exc:
+        raise SystemExit(f"BENCH_SERVER_CPU_PERCENT={settings.server_cpu_percent}: {exc}") from exc
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if settings.cpu_cap is not None:
+            cpucap.remove_leftovers(owner=os.getpid())
 
     wrk_plans = [plan for plan in plans if plan.group.measure is None]
     if wrk_plans:

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpucap  # noqa: E402
 import run_bench  # noqa: E402
 from apps.hello import app as hello_app  # noqa: E402
 from idle_memory import IdleMemory, measure_idle_memory, open_idle_connections  # noqa: E402
@@ -309,6 +310,7 @@ def test_document_root_has_every_scenario_file(tmp_path: Path) -> None:
 def _settings() -> Settings:
     settings = Settings.from_env()
     settings.duration_s, settings.warmup_s, settings.rounds = 1, 0, 2
+    settings.connections, settings.server_cpu_percent = run_bench.WRK_CONNECTIONS, None
     return settings
 
 
@@ -833,6 +835,11 @@ def test_memory_group_report_and_json(tmp_path: Path, monkeypatch: pytest.Monkey
     }
     group = GroupOutcome(memory, memory.scenarios, outcomes, [], idle_memory=idle)
     report = render_group(group)
+    assert "capped" not in report
+    capped = render_group(GroupOutcome(memory, memory.scenarios, outcomes, [], idle_memory=idle, cpu_cap=cpucap.Cap(40)))
+    # under the table, the cap alone: no wrk here, so nothing about req/s or p99
+    assert "\nservers capped at 40% of one CPU (1 ms per 2.5 ms) each, in a cgroup of their own\n\nnotes:" in capped
+    assert "req/CPU-s" not in capped
     rows = {line.split()[0]: line.split() for line in report.splitlines() if line and line.split()[0] in idle}
     assert rows["fastserve"][1:3] == ["1000", "1000"] and "1.50" in rows["fastserve"]
     assert "0.59" in rows["nginx"]
@@ -889,3 +896,171 @@ def test_rounds_with_listen_queue_overflows_are_noted() -> None:
     notes = run_bench.render_notes([outcome])
     assert notes.startswith("fastserve: a listen queue overflowed during 1k-c1024 {2: 37}")
     assert outcome.scenarios["1k-c1024"].problems == []  # a note, not an error
+
+
+# --------------------------------------------------------------------------- connections and the CPU cap
+
+
+def test_connections_and_cpu_cap_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BENCH_CONNECTIONS", "BENCH_SERVER_CPU_PERCENT", "BENCH_SERVER_CPU_PERIOD_US"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert (settings.connections, settings.server_cpu_percent, settings.cpu_cap) == (64, None, None)  # no cap unless asked
+    monkeypatch.setenv("BENCH_CONNECTIONS", "256")
+    monkeypatch.setenv("BENCH_SERVER_CPU_PERCENT", "40")
+    settings = Settings.from_env()
+    assert (settings.connections, settings.cpu_cap) == (256, cpucap.Cap(40, 2500))
+    monkeypatch.setenv("BENCH_SERVER_CPU_PERIOD_US", "10000")
+    assert Settings.from_env().cpu_cap == cpucap.Cap(40, 10_000)
+    for bad in ("999", "2000000", "2.5ms"):
+        monkeypatch.setenv("BENCH_SERVER_CPU_PERIOD_US", bad)
+        with pytest.raises(SystemExit, match="BENCH_SERVER_CPU_PERIOD_US must be whole microseconds"):
+            Settings.from_env()
+    monkeypatch.delenv("BENCH_SERVER_CPU_PERIOD_US")
+    monkeypatch.setenv("BENCH_SERVER_CPU_PERCENT", " ")
+    assert Settings.from_env().server_cpu_percent is None
+    for bad in ("0", "101", "40%", "0.5", "-1"):
+        monkeypatch.setenv("BENCH_SERVER_CPU_PERCENT", bad)
+        with pytest.raises(SystemExit, match="BENCH_SERVER_CPU_PERCENT must be a whole percentage from 1 to 100"):
+            Settings.from_env()
+    monkeypatch.delenv("BENCH_SERVER_CPU_PERCENT")
+    monkeypatch.setenv("BENCH_CONNECTIONS", "0")
+    with pytest.raises(SystemExit, match="BENCH_CONNECTIONS"):
+        Settings.from_env()
+
+
+def test_bench_connections_apply_where_a_scenario_sets_none(tmp_path: Path) -> None:
+    settings = _settings()
+    settings.groups, settings.servers, settings.scenarios = ["static", "asgi"], None, None
+
+    def connections() -> dict[str, Optional[int]]:
+        return {s.name: s.connections for plan in plan_groups(settings, tmp_path) for s in plan.scenarios}
+
+    default = connections()
+    assert default["1k"] == default["304"] == default["hello"] == 64
+    assert (default["1k-c1024"], default["hello-c256"]) == (1024, 256)
+    settings.connections = 256
+    wide = connections()
+    assert wide["1k"] == wide["304"] == wide["404"] == wide["64k"] == wide["hello"] == 256
+    assert (wide["1k-c1024"], wide["hello-c256"]) == (1024, 256)  # their own counts stay
+    legend = run_bench.wrk_legend(settings, [s for plan in plan_groups(settings, tmp_path) for s in plan.scenarios])
+    assert "wrk -t1 -c256 (-c1024 in 1k-c1024) -d1s" in legend
+    assert "capped" not in legend
+
+
+def test_bench_connections_reach_wrk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrk = _FakeWrk(monkeypatch)
+    settings = _settings()
+    settings.rounds, settings.warmup_s, settings.connections = 1, 1, 256
+    settings.groups, settings.servers, settings.scenarios = ["static"], None, ["1k-c1024", "404"]
+    plan = plan_groups(settings, tmp_path)[0]
+    specs = [ServerSpec("a", spec.build_command, ["1k-c1024", "404"]) for spec in _file_servers(tmp_path, ["a"])]
+    bench_servers(specs, settings, tmp_path, plan.scenarios)
+    assert wrk.connections == {"/small.txt": {1024}, "/missing": {256}}  # warm-up and measured runs alike
+
+
+def _capped_round(share: float, throttled: int = 100) -> WrkResult:
+    return WrkResult(10_000.0, 1.0, 20.0, 10_000, 0, {}, 25_000.0, server_cpu_share=share,
+                     cap_periods=400, throttled_periods=throttled)
+
+
+def test_capped_report_says_the_cap_in_the_header_and_under_each_table(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    static = GROUPS[0]
+    one_k = next(s for s in SCENARIOS if s.name == "1k")
+    fastserve = ServerOutcome("fastserve", "ok", planned=["1k"], scenarios={
+        "1k": ScenarioOutcome("ok", rounds=[_capped_round(0.40), _capped_round(0.21, 0), _capped_round(0.30, 300)]),
+    })  # fmt: skip
+    group = GroupOutcome(static, [one_k], [fastserve], compute_ratios({"fastserve": fastserve}),
+                         cpu_cap=cpucap.Cap(40))
+    cap_line = ("servers capped at 40% of one CPU (1 ms per 2.5 ms) each, in a cgroup of their own: "
+                "req/s ~ req/CPU-s x 0.40 for every server, and p99 measures the server's own queueing")
+    report = render_group(group)
+    throughput, latency = report.split("\n\nlatency:")
+    assert throughput.splitlines()[-1] == cap_line
+    assert latency.split("\n\n")[0].splitlines()[-1] == cap_line
+    # round 2 the client held back (never throttled), round 3 other work on its CPU (throttled often)
+    assert ("fastserve: used under 90% of its 40% CPU cap in 1k round 2 (21% of a CPU, throttled in 0% "
+            "of periods), 1k round 3 (30% of a CPU, throttled in 75% of periods); where it was throttled "
+            "often, other work on its CPU took the rest, where seldom, the client was the limit: either way "
+            "req/s there is below req/CPU-s x 0.40 and p99 is not the server's own queueing alone") in report
+    settings = _settings()
+    settings.server_cpu_percent, settings.connections = 40, 256
+    assert cap_line in run_bench.wrk_legend(settings, [one_k]).splitlines()
+    assert "capped" not in render_group(replace_cpu_cap(group, None))
+
+    monkeypatch.setattr(run_bench, "tool_versions", lambda settings, names=None: {})
+    path = tmp_path / "result.json"
+    write_json(path, settings, [group])
+    document = json.loads(path.read_text())
+    assert document["settings"]["server_cpu_percent"] == 40 and document["settings"]["wrk_connections"] == 256
+    cap = document["settings"]["cpu_cap"]
+    assert (cap["percent"], cap["quota_us"], cap["period_us"]) == (40, 1000, 2500)
+    rounds = document["groups"]["static"]["servers"]["fastserve"]["scenarios"]["1k"]["rounds"]
+    assert [(r["server_cpu_share"], r["throttled_periods"]) for r in rounds] == [(0.4, 100), (0.21, 0), (0.3, 300)]
+
+
+def replace_cpu_cap(group: GroupOutcome, cap: Optional[cpucap.Cap]) -> GroupOutcome:
+    return GroupOutcome(group.group, group.scenarios, group.servers, group.ratios, group.orders,
+                        group.idle_memory, cpu_cap=cap)
+
+
+def test_a_cap_that_cannot_be_made_stops_the_run_before_any_server_runs_uncapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_mounted = cpucap.Hierarchy(1, tmp_path / "no-cgroup-here")
+    monkeypatch.setattr(cpucap, "find_hierarchy", lambda mounts=None: not_mounted)
+    started: list[int] = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: started.append(1))
+    settings = _settings()
+    settings.server_cpu_percent = 40
+    with pytest.raises(cpucap.CpuCapError, match="could not make the cgroup"):
+        bench_servers(_file_servers(tmp_path, ["a", "b"]), settings, tmp_path, [SCENARIOS[0]])
+    assert started == []
+    with pytest.raises(SystemExit, match="BENCH_SERVER_CPU_PERCENT=40: could not make the cgroup"):
+        run_bench.check_cpu_cap(cpucap.Cap(40))
+
+
+def _capped_hierarchy() -> cpucap.Hierarchy:
+    if os.geteuid() != 0:
+        pytest.skip("capping a server makes a cgroup, which needs root")
+    try:
+        return cpucap.find_hierarchy()
+    except cpucap.CpuCapError as exc:
+        pytest.skip(str(exc))
+
+
+def test_a_capped_server_runs_in_its_cgroup_and_the_cgroup_goes_with_it(tmp_path: Path) -> None:
+    hierarchy = _capped_hierarchy()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    root = run_dir / "www"
+    make_document_root(root)
+    # a server that starts a worker, as fastserve --workers 2 or nginx do: both must be capped
+    serve = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); " \
+            f"sys.argv = ['http.server', sys.argv[1], '--bind', '127.0.0.1', '-d', {str(root)!r}]; " \
+            "import runpy; runpy.run_module('http.server', run_name='__main__')"
+    spec = ServerSpec("capped http.server", lambda port: [sys.executable, "-c", serve, str(port)], ["1k"])
+    settings = _settings()
+    settings.rounds, settings.server_cpu_percent = 1, 40
+    server = RunningServer(spec, settings, run_dir)
+    try:
+        assert server.cgroup is not None and server.cgroup.path.parent == hierarchy.root
+        server.wait_until_accepting()
+        deadline = time.monotonic() + 10
+        while len(server.cgroup.pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pids = server.cgroup.pids()
+        assert server.process.pid in pids and len(pids) == 2  # the server and its worker
+        target = run_bench.Target(server, ServerOutcome(spec.name, "ok", scenarios={"1k": ScenarioOutcome("ok")}),
+                                  SCENARIOS[0], {})
+        run_bench.measure(target, settings, 0)
+        result = target.outcome.scenarios["1k"].rounds[0]
+        assert result is not None and result.requests > 0
+        assert result.cap_periods and result.throttled_periods is not None
+        assert result.server_cpu_share is not None and result.server_cpu_share < 0.6  # held near 40%
+    finally:
+        server.stop()
+    assert not server.cgroup.path.exists()  # removed once the server and its worker were stopped
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+               for pid in pids)
