@@ -160,6 +160,37 @@ def test_header_names_are_rfc9110_tokens_and_values_visible_ascii(byte: int) -> 
     assert (scan_head(value_head)[0] > 0) == (byte == 9 or 32 <= byte <= 126)
 
 
+def test_every_byte_at_every_offset_of_long_names_values_and_targets() -> None:
+    """Long names, values and targets are read eight bytes at a time: a byte must be judged
+    alike wherever it falls in a word, and the spans must end where the per-byte rule ends them."""
+    name_chars = b"Abcdefghijklmnopqrstuvwxyz-0123456789"
+    for offset in range(17):
+        for byte in range(256):
+            name = name_chars[:offset] + bytes([byte]) + name_chars[offset:]
+            end, fields = scan_head(b"GET / HTTP/1.1\r\n" + name + b": v\r\n\r\n")
+            if byte == ord(":") and offset == 0:  # an empty name
+                assert end < 0
+            elif byte == ord(":"):  # the name ends there; the rest joins the value
+                assert fields["lines"] == [(name_chars[:offset], name_chars[offset:] + b": v")]
+            else:
+                assert (end > 0) == (byte in TCHAR), (offset, byte)
+                if end > 0:
+                    assert fields["lines"] == [(name, b"v")]
+            value = b"x" * offset + bytes([byte]) + b"y" * 17
+            end, fields = scan_head(b"GET / HTTP/1.1\r\nX: " + value + b"\r\n\r\n")
+            assert (end > 0) == (byte == 9 or 32 <= byte <= 126), (offset, byte)
+            if end > 0:
+                assert fields["lines"] == [(b"X", value.strip(b" \t"))]
+            target = b"/" + b"t" * offset + bytes([byte]) + b"u" * 17
+            end, fields = scan_head(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+            if byte == 32:  # the target ends there, and the request line is malformed
+                assert end < 0
+            else:
+                assert (end > 0) == (33 <= byte <= 126), (offset, byte)
+                if end > 0:
+                    assert fields["target"] == target
+
+
 def test_limits_leave_the_head_to_the_parser() -> None:
     data = b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
     assert scan_head(data, max_target=100)[0] == len(data)
@@ -232,6 +263,12 @@ _BASES = [
     b"HEAD /a/b.txt?x=1&y=%41 HTTP/1.0\r\nConnection: keep-alive\r\nAccept-Encoding: gzip\r\n\r\n",
     b"GET /f HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"e-1\"\r\nRange: bytes=0-9\r\nIf-Range: \"e-1\"\r\n\r\n",
     b"GET /x HTTP/1.1\r\nHost: h\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+    # what a browser sends through a CDN: long names and values, read eight bytes at a time
+    b"GET /assets/app.3f9a1c.css?v=20261201 HTTP/1.1\r\nHost: static.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+    b"Sec-Fetch-Dest: style\r\nX-Forwarded-For: 203.0.113.7, 198.51.100.20\r\n"
+    b"If-None-Match: \"18ecfa28fb1db662-400\"\r\n\r\n",
 ]
 _NOISE = b"\r\n \t:\x00\x7f\x80\xffaG/%\"{<|\\-;,=?#"
 
