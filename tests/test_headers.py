@@ -299,6 +299,8 @@ def test_parse_etag_list(value: bytes | None, expected: list) -> None:
         (b'a, "a"', b'"a"', True, True),
         (b'"a', b'"a"', True, False),
         (b'"a"', b"", True, False),
+        (b"x", b"x", True, False),  # equal, but not an entity-tag
+        (b'"18ecfa28fb1db662-400"', b'"18ecfa28fb1db662-400"', False, True),  # the tag sent back as it was
     ],
 )
 def test_etag_matches(value, etag, weak, expected) -> None:
