@@ -501,7 +501,7 @@ def wait_descriptors(pid: int, done, timeout: float = 10.0) -> bool:
     return True
 
 
-def _held_sockets(pid: int) -> set[str]:
+def held_sockets(pid: int) -> set[str]:
     """The ``socket:[inode]`` names of the sockets process ``pid`` holds open."""
     held = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -530,7 +530,7 @@ def server_side_of(pid: int, sock: socket.socket, timeout: float = 10.0) -> str:
                     local, remote, inode = fields[1], fields[2], fields[9]
                     if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
                         name = f"socket:[{inode}]"
-                        if inode != "0" and name in _held_sockets(pid):
+                        if inode != "0" and name in held_sockets(pid):
                             return name
         time.sleep(0.01)
     raise AssertionError(f"process {pid} never held the server side of {sock!r}")
@@ -541,7 +541,7 @@ def wait_released(pid: int, name: str, timeout: float = 10.0) -> bool:
     ``timeout`` seconds (polled). Unlike counting descriptors, this is not fooled by what the
     server opens or closes meanwhile for other reasons."""
     deadline = time.monotonic() + timeout
-    while name in _held_sockets(pid):
+    while name in held_sockets(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)

@@ -1,14 +1,17 @@
 """Connection rules in-process, with each request reader: keep-alive, the Connection field,
 pipelined order, timeouts by moving the clock, bodies sent to static files, precompressed
-siblings. Bytes in, bytes out; no sockets."""
+siblings, a stopping worker's idle and busy connections. Bytes in, bytes out; no sockets
+(but one socket pair, for bytes the kernel holds unread)."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from fastserve._speedups.protocol import HttpProtocol
 from fastserve._speedups.requesthead import connection_option
-from inprocess import parse_responses, request
+from inprocess import RecordingTransport, parse_responses, request
 
 
 @pytest.fixture
@@ -332,3 +335,95 @@ def test_an_asgi_request_sees_only_its_own_fields(serve):
     second.send(request("GET", "/", [("X-Second", "2")]), [False])
     body = second.wait_for(1)[0].body
     assert b"x-second: 2" in body and b"x-first" not in body
+
+
+# -- a stopping worker: shutdown() ends keep-alive, close_idle() closes what is idle ------------
+
+
+@pytest.mark.parametrize("target", ["site", "app"])
+@pytest.mark.parametrize("used", [True, False], ids=["kept-alive", "fresh"])
+def test_a_request_sent_after_shutdown_on_an_idle_connection_is_answered(serve, site: Path, target: str,
+                                                                         used: bool) -> None:
+    """The client's next request (or its first, on a connection just accepted) may be on its
+    way when the worker stops: it is answered, as the connection's last."""
+    server = serve(site if target == "site" else hello)
+    client = server.open()
+    if used:
+        assert client.request("GET", "/a.txt").header("connection") is None
+    server.state.shutdown()
+    server.settle()
+    assert not client.closed, "an idle connection was closed before the client could send its request"
+    response = client.request("GET", "/a.txt")
+    assert response.status == 200
+    assert response.header("connection") == "close"
+    assert client.closed
+    assert not server.state.connections
+
+
+def test_close_idle_closes_idle_connections_and_leaves_busy_ones_to_finish(serve, site: Path) -> None:
+    server = serve(site)
+    idle, fresh, arriving = server.open(), server.open(), server.open()
+    idle.request("GET", "/a.txt")
+    arriving.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")  # half a head
+    server.state.shutdown()
+    server.state.close_idle()
+    server.settle()
+    assert idle.closed and fresh.closed
+    assert not arriving.closed
+    arriving.send(b"\r\n")
+    [response] = arriving.parsed()
+    assert (response.status, response.header("connection")) == (200, "close")
+    assert arriving.closed
+    assert not server.state.connections
+
+
+def test_a_connection_accepted_after_close_idle_is_refused(serve, site: Path) -> None:
+    server = serve(site)
+    server.state.shutdown()
+    server.state.close_idle()
+    late = server.open()
+    [response] = late.parsed()
+    assert (response.status, response.header("connection")) == (503, "close")
+    assert late.closed
+
+
+class SocketTransport(RecordingTransport):
+    """A recording transport that names a real socket, as uvloop's does."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def get_extra_info(self, name: str):
+        return self.sock if name == "socket" else super().get_extra_info(name)
+
+
+def test_close_idle_keeps_a_connection_whose_request_waits_unread(serve, site: Path) -> None:
+    """Bytes the kernel holds for a connection the loop has not read yet are a request on its way:
+    closing would discard it, and the kernel would answer the client with a reset."""
+    server = serve(site)
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        transports = []
+        for ours, _ in pairs:
+            transport = SocketTransport(ours)
+            transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
+            transport.protocol.connection_made(transport)
+            transports.append(transport)
+        silent, waiting = transports
+        pairs[1][1].sendall(request("GET", "/a.txt"))  # in the kernel, not yet read by the loop
+        server.state.shutdown()
+        server.state.close_idle()
+        server.settle()
+        assert silent.closed
+        assert not waiting.closed, "closed with a request waiting unread"
+        waiting.protocol.data_received(pairs[1][0].recv(65536))  # the loop's next read
+        server.settle()
+        answer = bytes(waiting.data) or pairs[1][1].recv(65536)  # written to the socket itself, unless buffered
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\r\nConnection: close\r\n" in answer
+        assert waiting.closed
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()

@@ -17,8 +17,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcmp
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
+    Py_ssize_t recv(int fd, void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
+    int MSG_PEEK
 
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
@@ -100,6 +102,7 @@ cdef class ServerState:
         self.connections = {}
         self.now = 0.0
         self.shutting_down = False
+        self.idle_closed = False
         self.scan_heads = True
         self.draining = False
         self.on_drained = None
@@ -142,9 +145,23 @@ cdef class ServerState:
             self.accept_paused = self.acceptor.pause()
 
     def shutdown(self) -> None:
-        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        """Stop keeping connections alive: every response from now on carries ``Connection:
+        close`` and is its connection's last; WebSocket sessions are sent a close frame.
+
+        Idle connections stay open until ``close_idle``, so a request a client is sending at
+        this moment (the next one on a kept-alive connection, the first on one just accepted)
+        is answered instead of meeting a closed connection.
+        """
         cdef HttpProtocol conn
         self.shutting_down = True
+        for conn in list(self.connections):
+            conn.stop_keeping_alive()
+
+    def close_idle(self) -> None:
+        """After ``shutdown``: close the connections with no request begun and nothing owed
+        (the others close after their answer); connections accepted later are refused (503)."""
+        cdef HttpProtocol conn
+        self.idle_closed = True
         for conn in list(self.connections):
             conn.close_when_idle()
 
@@ -203,7 +220,7 @@ cdef class HttpProtocol:
     def connection_made(self, transport):
         self.transport = transport
         self.idle_since = self.state.now
-        if len(self.state.connections) >= self.state.max_connections or self.state.shutting_down:
+        if len(self.state.connections) >= self.state.max_connections or self.state.idle_closed:
             transport.write(
                 status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
@@ -916,21 +933,35 @@ cdef class HttpProtocol:
                 self.transport.close()
                 self.transport = None
 
-    def close_when_idle(self):
-        """Close now if idle; otherwise after the responses already owed."""
+    def stop_keeping_alive(self) -> bool:
+        """The answer owed (or the request arriving) is the connection's last; returns whether
+        the connection is idle: open, no request begun, nothing owed, no byte waiting unread."""
         if self.head is not None:
             self.head.keep_alive = False
         if self.transport is None:
-            return
+            return False
         if self.upgraded is not None:
             self.upgraded.shutdown()  # a close frame: 1012 "service restart"
-            return
+            return False
         if self.in_head or self.in_message:
-            return  # a request is arriving: answer it (with Connection: close), then close
-        self.closing = True
-        if self.current_job is None and not self.queue:
+            return False  # a request is arriving: answer it (with Connection: close), then close
+        if self.current_job is not None or self.queue:
+            self.closing = True
+            return False
+        return not self._unread_bytes()
+
+    def close_when_idle(self):
+        """Close now if idle; otherwise after the answer owed (or the request arriving)."""
+        if self.stop_keeping_alive():
+            self.closing = True
             self.transport.close()
             self.transport = None
+
+    cdef bint _unread_bytes(self):
+        """Whether the client's next request has reached the socket but not yet been read: closing
+        then would discard it (and the kernel answer it with a reset)."""
+        cdef char byte
+        return self.sock_fd >= 0 and recv(self.sock_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0
 
     def abort(self):
         self._close_watch()  # the duplicate would keep the socket open after the transport's close

@@ -1,8 +1,9 @@
 """Listening sockets: TCP (``--host``/``--port``), a unix socket (``--uds``), an inherited one (``--fd``).
 
-TCP workers each bind their own ``SO_REUSEPORT`` socket, so the kernel spreads connections
-over them. A unix socket or an inherited descriptor cannot be split that way: it is opened
-once, before the workers start, and every worker accepts from the same socket.
+Under a supervisor each TCP worker slot has its own ``SO_REUSEPORT`` socket (opened and held by
+the supervisor), so the kernel spreads connections over them. A unix socket or an inherited
+descriptor cannot be split that way: it is opened once, before the workers start, and every
+worker accepts from the same socket.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def is_shared(config: Config) -> bool:
 def open_listener(config: Config, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
     """The socket ``config`` asks for, non-blocking and (with ``listen``) listening.
 
-    ``reuse_port`` lets the TCP workers of one server each listen on the port; a lone server
+    ``reuse_port`` lets the worker slots of one server each listen on the port; a lone server
     binds without it, so a port some other process holds is refused, not shared. Raises
     ``ListenError``.
     """

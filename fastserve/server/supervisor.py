@@ -1,4 +1,11 @@
-"""Pre-fork workers on one port (each with its own SO_REUSEPORT socket), replaced when they die."""
+"""Pre-fork workers on one port, replaced when they die or retire.
+
+Without ``--uds``/``--fd`` the supervisor opens one ``SO_REUSEPORT`` listening socket per worker
+slot before any worker starts (the kernel spreads connections over them) and keeps it open
+for its whole run; each worker inherits its slot's socket. A worker that stops, retires or
+dies closes only its copy: the connections the kernel queued on that socket wait there for the
+slot's next worker instead of being reset with the socket.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,7 +14,7 @@ import select
 import signal
 import socket
 import time
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
@@ -27,13 +34,16 @@ class Supervisor:
     """Starts ``config.workers`` processes, restarts the ones that die, stops them all on a signal.
 
     ``shared`` is the one listening socket every worker accepts from (``--uds``, ``--fd``);
-    without it each worker binds its own ``SO_REUSEPORT`` socket on ``config.port``.
+    without it the supervisor opens one ``SO_REUSEPORT`` socket per slot on ``config.port``
+    (raising ``ListenError`` at start when it cannot), and the slot's workers, one after
+    another, accept from it.
     """
 
     def __init__(self, config: Config, app: Any, shared: Optional[socket.socket] = None) -> None:
         self.config = config
         self.app = app
         self.shared = shared
+        self.listeners: List[socket.socket] = []  # slot -> its listening socket (none when shared)
         self.workers: Dict[int, int] = {}  # pid -> slot
         self.stopping = False
         self.exit_code = 0
@@ -59,9 +69,10 @@ class Supervisor:
         previous_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         if EarlySignals.received is not None:
             self.stopping = True
-        # Hold the port for our lifetime (bound, never listening, so it takes no connections).
-        guard = self.shared or open_listener(self.config, reuse_port=True, listen=False)
         try:
+            if self.shared is None:
+                for _ in range(self.config.workers):
+                    self.listeners.append(open_listener(self.config, reuse_port=True))
             for slot in range(self.config.workers):
                 self._spawn(slot)
             while not self.stopping:
@@ -74,7 +85,7 @@ class Supervisor:
         finally:
             signal.set_wakeup_fd(previous_wakeup)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            guard.close()
+            self._close_listeners()
             for fd in (self.control_r, self.control_w, self.wake_r, self.wake_w):
                 os.close(fd)
 
@@ -123,6 +134,7 @@ class Supervisor:
         # handlers (a SIGTERM there would be lost and the worker would serve on until killed),
         # and the parent must know the new pid before it forwards a stop to its workers.
         signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
@@ -134,8 +146,11 @@ class Supervisor:
                 metrics.SLOT = slot
                 for fd in (self.control_r, self.wake_r, self.wake_w):
                     os.close(fd)
-                Handoff.install(self.control_w)
-                sock = self.shared or open_listener(self.config, reuse_port=True)
+                Handoff.install(self.control_w, supervisor)
+                sock = self.shared or self.listeners[slot]
+                for other in self.listeners:
+                    if other is not sock:
+                        other.close()
                 run_worker(self.config, self.app, sock)
             except LifespanFailure as exc:
                 logger.error("%s", exc)
@@ -171,7 +186,15 @@ class Supervisor:
                 time.sleep(0.1)  # do not spin if workers die at once
                 self._spawn(slot)
 
+    def _close_listeners(self) -> None:
+        for sock in self.listeners:
+            sock.close()
+        self.listeners = []
+
     def _stop_workers(self) -> int:
+        # The workers' copies become the last ones: each takes what is queued on its socket
+        # before closing it (see serve_forever), and the port closes with the last of them.
+        self._close_listeners()
         for pid in [*self.workers, *self.retiring]:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.shutdown_delay + self.config.graceful_timeout + 2.0

@@ -116,6 +116,7 @@ def observe(state: ServerState) -> None:
 MESSAGE = struct.Struct("=ci")  # (kind, worker pid), written by a worker to its supervisor
 RETIRING = b"R"  # the worker reached --limit-max-requests: start its replacement
 READY = b"U"  # the worker accepts connections: the one it replaces may stop now
+IDLE_GRACE = 0.5  # s: how long a stopping worker keeps idle connections open for one more request
 
 
 class Handoff:
@@ -126,12 +127,14 @@ class Handoff:
     """
 
     fd: Optional[int] = None
-    supervisor: Optional[int] = None  # the supervisor's pid, as the worker saw it at start
+    supervisor: Optional[int] = None  # the supervisor's pid
 
     @classmethod
-    def install(cls, fd: int) -> None:
+    def install(cls, fd: int, supervisor: int) -> None:
+        """In a new worker: ``fd`` is the pipe's writing end, ``supervisor`` the pid that forked
+        the worker (told, not read with getppid(): the supervisor may already be gone)."""
         cls.fd = fd
-        cls.supervisor = os.getppid()
+        cls.supervisor = supervisor
 
     @classmethod
     def orphaned(cls) -> bool:
@@ -220,13 +223,16 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     drained = asyncio.Event()
     state.on_drained = drained.set
     state.shutdown()
+    deadline = loop.time() + config.graceful_timeout
+    # Idle connections get a moment to send one more request (answered, with Connection:
+    # close): a client sending its next request, or the first one on a connection just
+    # accepted, must not meet a closed connection.
+    await _until(drained, state, min(IDLE_GRACE, config.graceful_timeout))
+    state.close_idle()
+    await _until(drained, state, deadline - loop.time())
     if state.connections:
-        try:
-            await asyncio.wait_for(drained.wait(), config.graceful_timeout)
-        except asyncio.TimeoutError:
-            pass
-    if state.connections:
-        logger.warning("worker %d: graceful timeout; closing %d connections", os.getpid(), len(state.connections))
+        logger.warning("worker %d: graceful timeout (%g s): closing %d connection%s", os.getpid(),
+                       config.graceful_timeout, len(state.connections), "" if len(state.connections) == 1 else "s")
     for conn in list(state.connections):
         conn.abort()
     ticker[0].cancel()
@@ -236,6 +242,15 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await _cancel_app_tasks()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
+
+
+async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> None:
+    """Wait at most ``timeout`` seconds for the last of ``state``'s connections to close."""
+    if state.connections and timeout > 0:
+        try:
+            await asyncio.wait_for(drained.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
 
 async def _cancel_app_tasks() -> None:
