@@ -36,3 +36,73 @@ def test_ipv6_networks_and_no_client():
     trust = ProxyTrust("::1, fd00::/8")
     assert trust.trusts("::1") and trust.trusts("fd00::5") and not trust.trusts("2001:db8::1")
     assert trust.resolve(None, FORWARDED, "http") == (None, "http")
+
+
+# -- resolve_forwarded, the C reading of the fields, against the rule written plainly ----------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from fastserve._speedups.forwarded import resolve_forwarded  # noqa: E402
+
+
+def reference_resolve(trust, client, headers, scheme):
+    """The rule of ``ProxyTrust.resolve`` in plain Python (OWS is SP and HTAB, RFC 9110 5.6.3)."""
+    hops_value = proto = None
+    for name, value in headers:
+        if name.lower() == b"x-forwarded-for":
+            hops_value = value
+        elif name.lower() == b"x-forwarded-proto":
+            proto = value
+    if (hops_value is None and proto is None) or client is None or not trust.trusts(client[0]):
+        return client, scheme
+    if proto is not None:
+        last = proto.decode("latin-1").split(",")[-1].strip(" \t").lower()
+        if last in ("http", "https", "ws", "wss"):
+            secure = last in ("https", "wss")
+            web = scheme in ("http", "https")
+            scheme = ("https" if secure else "http") if web else ("wss" if secure else "ws")
+    if hops_value is not None:
+        hops = [hop.strip(" \t") for hop in hops_value.decode("latin-1").split(",") if hop.strip(" \t")]
+        for hop in reversed(hops):
+            if not trust.trusts(hop):
+                return (hop, 0), scheme
+        if hops:
+            client = (hops[0], 0)
+    return client, scheme
+
+
+HOPS = st.sampled_from(["203.0.113.7", "10.0.0.2", "127.0.0.1", "::1", "2001:db8::5", "", " ", "\t", "unix:x", "é"])
+FIELD_VALUES = st.lists(st.tuples(st.sampled_from(["", " ", "\t"]), HOPS, st.sampled_from(["", " "])).map("".join),
+                        max_size=5).map(lambda hops: ",".join(hops).encode("latin-1"))
+PROTOS = st.lists(st.sampled_from(["http", "HTTPS", "ws", "wss", " https ", "\thttp", "gopher", "", "Https"]),
+                  max_size=3).map(lambda members: ",".join(members).encode())
+OTHER_FIELDS = st.sampled_from([(b"host", b"h"), (b"x-forwarded-host", b"h"), (b"x-forwarded-fo", b"1.2.3.4"),
+                                (b"via", b"1.1 cdn"), (b"x-forwarded-protocol", b"https")])
+HEADER_LISTS = st.lists(st.one_of(OTHER_FIELDS, FIELD_VALUES.map(lambda v: (b"x-forwarded-for", v)),
+                                  PROTOS.map(lambda v: (b"x-forwarded-proto", v))), max_size=6)
+
+
+@given(HEADER_LISTS, st.sampled_from([("127.0.0.1", 4000), ("198.51.100.1", 1), ("10.0.0.9", 2), None]),
+       st.sampled_from(["http", "https", "ws", "wss"]), st.sampled_from(["127.0.0.1", "127.0.0.1, 10.0.0.0/8", "*"]))
+def test_resolve_forwarded_follows_the_rule(headers, client, scheme, allow) -> None:
+    trust = ProxyTrust(allow)
+    assert resolve_forwarded(trust, client, headers, scheme) == reference_resolve(trust, client, headers, scheme)
+
+
+def test_a_field_given_twice_counts_by_its_last_line() -> None:
+    trust = ProxyTrust("127.0.0.1")
+    headers = [(b"x-forwarded-for", b"203.0.113.1"), (b"x-forwarded-proto", b"https"),
+               (b"x-forwarded-for", b"203.0.113.2"), (b"x-forwarded-proto", b"http")]
+    assert resolve_forwarded(trust, ("127.0.0.1", 1), headers, "https") == (("203.0.113.2", 0), "http")
+
+
+def test_hops_are_trimmed_and_empty_members_skipped() -> None:
+    trust = ProxyTrust("127.0.0.1")
+    headers = [(b"x-forwarded-for", b" ,\t203.0.113.9 , ,127.0.0.1\t, ")]
+    assert resolve_forwarded(trust, ("127.0.0.1", 1), headers, "http") == (("203.0.113.9", 0), "http")
+
+
+def test_decisions_are_remembered_per_address() -> None:
+    trust = ProxyTrust("127.0.0.1")
+    resolve_forwarded(trust, ("127.0.0.1", 1), [(b"x-forwarded-for", b"203.0.113.9")], "http")
+    assert trust.known == {"127.0.0.1": True, "203.0.113.9": False}

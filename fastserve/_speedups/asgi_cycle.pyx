@@ -15,6 +15,7 @@ from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
+from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
 from fastserve._speedups.protocol cimport HttpProtocol
 from fastserve._speedups.requesthead cimport RequestHead
@@ -36,16 +37,6 @@ class ClientDisconnected(OSError):
 
     Raised by HTTP cycles here and by WebSocket sessions (``fastserve.server.websocket``).
     """
-
-
-cdef inline bint _has_forwarded(list headers):
-    """Whether any header is an X-Forwarded-* one (names arrive lowercased)."""
-    cdef bytes name
-    for pair in headers:
-        name = pair[0]
-        if len(name) > 12 and (<const char*>name)[0] == b"x" and name.startswith(b"x-forwarded-"):
-            return True
-    return False
 
 
 cdef inline bint _named(object name, const char* lowered):
@@ -104,8 +95,8 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
         path = percent_decode(raw_path)
     client = conn.client
     scheme = ("https" if conn.tls else "http") if kind == "http" else ("wss" if conn.tls else "ws")
-    if proxy is not None and _has_forwarded(headers):
-        client, scheme = proxy.resolve(client, headers, scheme)
+    if proxy is not None:
+        client, scheme = resolve_forwarded(proxy, client, headers, scheme)
     scope = {
         "type": kind,
         "asgi": {"version": "3.0", "spec_version": "2.3" if method is None else "2.4"},

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, List, Optional, Tuple, Union
 
+from fastserve._speedups.forwarded import resolve_forwarded
+
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 Client = Optional[Tuple[str, int]]
 
@@ -28,14 +30,14 @@ class ProxyTrust:
                 self.networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
                 self.names.add(item)
-        self._known: Dict[str, bool] = {}
+        self.known: Dict[str, bool] = {}  # addresses decided so far (at most 4,096)
 
     def trusts(self, host: str) -> bool:
-        known = self._known.get(host)
+        known = self.known.get(host)
         if known is None:
             known = self.everyone or host in self.names or self._in_networks(host)
-            if len(self._known) < 4096:
-                self._known[host] = known
+            if len(self.known) < 4096:
+                self.known[host] = known
         return known
 
     def _in_networks(self, host: str) -> bool:
@@ -46,22 +48,6 @@ class ProxyTrust:
         return any(address in network for network in self.networks)
 
     def resolve(self, client: Client, headers: List[Tuple[bytes, bytes]], scheme: str) -> Tuple[Client, str]:
-        """The (client, scheme) to put in the scope for a request from ``client``."""
-        if client is None or not self.trusts(client[0]):
-            return client, scheme
-        for name, value in headers:
-            if name == b"x-forwarded-proto":
-                proto = value.decode("latin-1").split(",")[-1].strip().lower()
-                if proto in ("http", "https", "ws", "wss"):
-                    secure = proto in ("https", "wss")
-                    scheme = ("https" if secure else "http") if scheme in ("http", "https") else ("wss" if secure else "ws")
-            elif name == b"x-forwarded-for":
-                hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
-                for hop in reversed(hops):
-                    if not self.trusts(hop):
-                        client = (hop, 0)
-                        break
-                else:
-                    if hops:
-                        client = (hops[0], 0)
-        return client, scheme
+        """The (client, scheme) to put in the scope for a request from ``client``
+        (``fastserve._speedups.forwarded.resolve_forwarded``, which the ASGI bridge calls itself)."""
+        return resolve_forwarded(self, client, headers, scheme)

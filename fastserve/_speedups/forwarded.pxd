@@ -1,0 +1,1 @@
+cpdef tuple resolve_forwarded(object trust, object client, list headers, str scheme)

@@ -1,0 +1,115 @@
+"""X-Forwarded-For and X-Forwarded-Proto: the client and scheme a trusted proxy reports.
+
+``resolve_forwarded`` runs for every request of an ASGI app served with proxy headers on (the
+default trusts 127.0.0.1: a proxy on the same host), so it reads the header list in C and
+calls into Python only for an address the ``ProxyTrust`` (``fastserve.server.proxy``) has not
+decided yet: its decisions are read from its ``known`` dict.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+
+from fastserve._speedups.charclass cimport equals_lowercase, is_ows
+
+
+cdef inline bint _trusts(object trust, dict known, str host):
+    """``trust.trusts(host)``, without the call when ``host`` was decided before."""
+    cdef PyObject* decided = PyDict_GetItem(known, host)
+    if decided != NULL:
+        return <object>decided is True
+    return trust.trusts(host)
+
+
+cdef inline bint _is_forwarded(bytes name, const char* suffix, Py_ssize_t suffix_length):
+    """Whether a (lowercase) header name is ``x-forwarded-<suffix>``."""
+    return (
+        PyBytes_GET_SIZE(name) == 12 + suffix_length
+        and equals_lowercase(<const unsigned char*>PyBytes_AS_STRING(name), 12, "x-forwarded-")
+        and equals_lowercase(<const unsigned char*>PyBytes_AS_STRING(name) + 12, suffix_length, suffix)
+    )
+
+
+cdef inline str _scheme_from(bytes proto, str scheme):
+    """``scheme`` (http/https or ws/wss) made secure or not as the last member of ``proto`` says."""
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(proto)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(proto)
+    cdef Py_ssize_t start = end
+    while start > 0 and s[start - 1] != b",":
+        start -= 1
+    while start < end and is_ows(s[start]):
+        start += 1
+    while end > start and is_ows(s[end - 1]):
+        end -= 1
+    cdef bint secure
+    if equals_lowercase(s + start, end - start, "https") or equals_lowercase(s + start, end - start, "wss"):
+        secure = True
+    elif equals_lowercase(s + start, end - start, "http") or equals_lowercase(s + start, end - start, "ws"):
+        secure = False
+    else:
+        return scheme
+    if scheme == "http" or scheme == "https":
+        return "https" if secure else "http"
+    return "wss" if secure else "ws"
+
+
+cdef object _client_from(object trust, dict known, bytes hops_value):
+    """The right-most hop of an X-Forwarded-For list that ``trust`` does not trust, as a
+    ``(host, 0)`` client; the left-most hop when it trusts them all; None when there is none."""
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(hops_value)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(hops_value)
+    cdef Py_ssize_t start, stop
+    cdef str hop
+    cdef str leftmost = None
+    while end > 0:
+        start = end
+        while start > 0 and s[start - 1] != b",":
+            start -= 1
+        stop = end
+        end = start - 1  # the next member ends before this one's comma
+        while start < stop and is_ows(s[start]):
+            start += 1
+        while stop > start and is_ows(s[stop - 1]):
+            stop -= 1
+        if start == stop:
+            continue
+        hop = PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL)
+        if not _trusts(trust, known, hop):
+            return (hop, 0)
+        leftmost = hop
+    return None if leftmost is None else (leftmost, 0)
+
+
+cpdef tuple resolve_forwarded(object trust, object client, list headers, str scheme):
+    """``(client, scheme)`` for a scope: what a trusted peer's X-Forwarded-* fields say.
+
+    ``trust`` is a ``ProxyTrust``; ``client`` the peer's ``(host, port)`` or None; ``headers``
+    the request's ``(lowercase name, value)`` pairs; ``scheme`` http/https or ws/wss. A peer
+    ``trust`` does not trust changes nothing. From a trusted one, X-Forwarded-Proto's last
+    member (http, https, ws or wss, any case) sets whether the scheme is secure, and the client
+    becomes the right-most X-Forwarded-For hop that is not itself trusted (port 0), so a client
+    cannot forge its way past the last proxy. A field given twice counts by its last line.
+    """
+    cdef bytes name
+    cdef bytes hops_value = None
+    cdef bytes proto = None
+    for pair in headers:
+        name = pair[0]
+        if PyBytes_GET_SIZE(name) < 15 or (<const char*>PyBytes_AS_STRING(name))[0] != b"x":
+            continue
+        if _is_forwarded(name, "for", 3):
+            hops_value = pair[1]
+        elif _is_forwarded(name, "proto", 5):
+            proto = pair[1]
+    if hops_value is None and proto is None:
+        return client, scheme
+    cdef dict known = trust.known
+    if client is None or not _trusts(trust, known, client[0]):
+        return client, scheme
+    if proto is not None:
+        scheme = _scheme_from(proto, scheme)
+    if hops_value is not None:
+        forwarded_client = _client_from(trust, known, hops_value)
+        if forwarded_client is not None:
+            client = forwarded_client
+    return client, scheme
