@@ -225,27 +225,30 @@ def test_app_that_raises_after_starting_cuts_the_connection(server):
 
 def test_the_apps_task_factory_makes_each_exchanges_task(serve):
     """Without a task factory each exchange's task is made directly, all with one name; an app
-    that installs one (in its lifespan, say) gets every exchange's task from it."""
+    that installs one (in its lifespan, say) gets every exchange's task from it, named the same
+    (a stopping worker finds the requests it cancels by that name)."""
     import asyncio
 
     async def name_of_task(scope, receive, send):
-        name = asyncio.current_task().get_name().encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(name))]})
-        await send({"type": "http.response.body", "body": name})
+        task = asyncio.current_task()
+        said = b"%s %d" % (task.get_name().encode(), id(task))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(said))]})
+        await send({"type": "http.response.body", "body": said})
 
     server = serve(name_of_task)
     client = server.open()
     client.send(request("GET", "/") + request("GET", "/"))
-    assert [r.body for r in client.wait_for(2)] == [b"fastserve-http"] * 2
+    assert [r.body.split()[0] for r in client.wait_for(2)] == [b"fastserve-http"] * 2
     made = []
 
     def factory(loop, coro, **kwargs):
         task = asyncio.Task(coro, loop=loop, **kwargs)
         if coro.__name__ == "run":  # an exchange's (the test's own loop turns make tasks too)
-            made.append(task.get_name())
+            made.append(task)
         return task
 
     server.loop.set_task_factory(factory)
     client.send(request("GET", "/") + request("GET", "/"))
     responses = client.wait_for(4)
-    assert len(made) == 2 and [r.body.decode() for r in responses[2:]] == made
+    assert len(made) == 2
+    assert [r.body.decode() for r in responses[2:]] == [f"fastserve-http {id(task)}" for task in made]

@@ -6,7 +6,7 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 """
 import logging
 import os
-from asyncio import Task
+from asyncio import CancelledError, Task
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -277,7 +277,7 @@ cdef class HttpCycle(Job):
         if self.loop.get_task_factory() is None:
             self.task = Task(self.run(), loop=self.loop, name=TASK_NAME)  # what create_task makes, named
         else:
-            self.task = self.loop.create_task(self.run())
+            self.task = self.loop.create_task(self.run(), name=TASK_NAME)
 
     cpdef resume_writing(self):
         if self.sender is not None:
@@ -318,7 +318,9 @@ cdef class HttpCycle(Job):
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            logger.error("exception in ASGI app", exc_info=exc)
+            if not (self.disconnected and isinstance(exc, CancelledError)):
+                # (Cancelled with its client gone is a stopping worker's doing, which says so.)
+                logger.error("exception in ASGI app", exc_info=exc)
             if not self.started and not self.disconnected:
                 await self._send_plain(500)
             elif not self.complete:

@@ -51,8 +51,10 @@ class AsgiBridge:
         await self._lifespan.startup()
 
     async def shutdown(self) -> None:
+        """Run the app's lifespan shutdown for at most ``--graceful-timeout`` seconds (then it
+        is cancelled, with a warning: a stop must end)."""
         if self._lifespan is not None:
-            await self._lifespan.shutdown()
+            await self._lifespan.shutdown(self.config.graceful_timeout)
 
     def scope_for(self, kind: str, conn: Any, raw_url: bytes, headers: Headers) -> Dict[str, Any]:
         """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable."""
@@ -91,6 +93,11 @@ class _Lifespan:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         try:
             await self.app(scope, self.events.get, self.replies.put)
+        except asyncio.CancelledError:
+            # The worker stopped before the app's startup or shutdown finished: its doing, not the app's.
+            self.supported = False
+            self.replies.put_nowait({"type": "lifespan.unsupported"})
+            raise
         except BaseException as exc:  # the app does not do lifespan
             self.error = exc
             if self.required:
@@ -111,10 +118,17 @@ class _Lifespan:
             reason = f"it raised {self.error!r}" if self.error is not None else "it returned without answering"
             raise LifespanFailure(f"--lifespan on: the app does not run the lifespan protocol ({reason})")
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, timeout: float) -> None:
         if not self.supported or self.task is None or self.task.done():
             return
         await self.events.put({"type": "lifespan.shutdown"})
-        reply = await self.replies.get()
+        try:
+            reply = await asyncio.wait_for(self.replies.get(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("the app's lifespan shutdown did not finish within %g s (--graceful-timeout): cancelled",
+                           timeout)
+            self.task.cancel()
+            await asyncio.wait([self.task], timeout=1.0)
+            return
         if reply["type"] == "lifespan.shutdown.failed":
             logger.error("application shutdown failed: %s", reply.get("message", ""))

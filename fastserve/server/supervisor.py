@@ -197,7 +197,8 @@ class Supervisor:
         self._close_listeners()
         for pid in [*self.workers, *self.retiring]:
             _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.shutdown_delay + self.config.graceful_timeout + 2.0
+        # Each worker's connections get --graceful-timeout, then its app's lifespan shutdown as long.
+        deadline = time.monotonic() + self.config.shutdown_delay + 2 * self.config.graceful_timeout + 2.0
         while True:
             self._reap(restart=False)
             left = deadline - time.monotonic()

@@ -40,6 +40,7 @@ from fastserve._speedups.headers import current_http_date, serialize_headers
 __all__ = ["ClientDisconnected", "WebSocketSession"]
 
 logger = logging.getLogger("fastserve")
+TASK_NAME = "fastserve-websocket"  # every session's app task (a stopping worker cancels these first)
 
 Headers = List[Tuple[bytes, bytes]]
 
@@ -179,7 +180,7 @@ class WebSocketSession:
             return
         self.upgrade_response = response
         self.inbox.append({"type": "websocket.connect"})
-        self.task = self.loop.create_task(self._run_app())
+        self.task = self.loop.create_task(self._run_app(), name=TASK_NAME)
         self.task.add_done_callback(self._app_finished)
         if rest:
             self.data_received(rest)

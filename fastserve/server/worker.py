@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import struct
-from typing import Any, Optional
+from typing import Any, Callable, Coroutine, List, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
@@ -116,6 +116,8 @@ def observe(state: ServerState) -> None:
 MESSAGE = struct.Struct("=ci")  # (kind, worker pid), written by a worker to its supervisor
 RETIRING = b"R"  # the worker reached --limit-max-requests: start its replacement
 READY = b"U"  # the worker accepts connections: the one it replaces may stop now
+# The names of the tasks that run apps for requests (asgi_cycle's and websocket's TASK_NAME).
+REQUEST_TASKS = ("fastserve-http", "fastserve-websocket")
 IDLE_GRACE = 0.5  # s: how long a stopping worker keeps idle connections open for one more request
 
 
@@ -159,8 +161,20 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     state = build_state(config, app, loop)
     state.now = loop.time()
     bridge = state.asgi_bridge
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if EarlySignals.received is not None:
+        stop.set()
     if bridge is not None and not state.static_only:
-        await bridge.startup()  # before the first connection is taken; LifespanFailure ends the run
+        # Before the first connection is taken; LifespanFailure ends the run, and so does a
+        # stop while the app is still starting (its startup is cancelled: nothing was served).
+        if not await _first(bridge.startup(), stop):
+            logger.info("worker %d stopped before the app's lifespan startup finished", os.getpid())
+            await _cancel(_tasks(lambda task: True))
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            return
     tls = make_context(config)
 
     def new_connection(sock_fd: int = -1) -> HttpProtocol:
@@ -170,17 +184,12 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await acceptor.start()
     state.acceptor = acceptor
     state.accept_ceiling = current_accept_ceiling()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     if tls is not None:
         loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
         if EarlySignals.reload_pending:  # a SIGHUP came while the worker was starting
             reload_certificate(tls, config)
     else:
         loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
-    if EarlySignals.received is not None:
-        stop.set()
 
     def retire() -> None:
         logger.info("worker %d answered %d requests (--limit-max-requests): retiring", os.getpid(), state.requests)
@@ -230,18 +239,45 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await _until(drained, state, min(IDLE_GRACE, config.graceful_timeout))
     state.close_idle()
     await _until(drained, state, deadline - loop.time())
+    # Requests still running now (past the graceful timeout, or with their clients gone) are
+    # cancelled before the lifespan shutdown closes what they may be using.
+    running = _tasks(lambda task: task.get_name() in REQUEST_TASKS)
     if state.connections:
-        logger.warning("worker %d: graceful timeout (%g s): closing %d connection%s", os.getpid(),
-                       config.graceful_timeout, len(state.connections), "" if len(state.connections) == 1 else "s")
+        logger.warning("worker %d: graceful timeout (%g s): closing %s, cancelling %s still running", os.getpid(),
+                       config.graceful_timeout, _count(len(state.connections), "connection"),
+                       _count(len(running), "request"))
+    elif running:
+        logger.warning("worker %d: cancelling %s still running, whose clients are gone", os.getpid(),
+                       _count(len(running), "request"))
     for conn in list(state.connections):
         conn.abort()
+    await asyncio.sleep(0)  # the aborted connections hear of it before their requests are cancelled
+    await _cancel(running)
     ticker[0].cancel()
     observe(state)
     if bridge is not None:
         await bridge.shutdown()
-    await _cancel_app_tasks()
+    left = _tasks(lambda task: True)
+    if left:
+        logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
+        await _cancel(left)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
+
+
+async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it); returns whether it finished.
+    Its exception, if it raises one, is raised here."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+        return False
+    task.result()
+    return True
 
 
 async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> None:
@@ -253,14 +289,23 @@ async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> 
             pass
 
 
-async def _cancel_app_tasks() -> None:
-    """Past the graceful timeout: cancel what apps still run (hung requests, endless streams)."""
+def _tasks(which: Callable[[asyncio.Task], bool]) -> List[asyncio.Task]:
+    """The running tasks ``which`` picks, but not the caller's."""
     current = asyncio.current_task()
-    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-    for task in pending:
+    return [task for task in asyncio.all_tasks() if task is not current and not task.done() and which(task)]
+
+
+async def _cancel(tasks: List[asyncio.Task]) -> None:
+    """Cancel ``tasks``, giving them a second to unwind."""
+    for task in tasks:
         task.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.0)
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 connection``, ``2 connections``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # Container allocations between two young-generation collections. Python's default (700) runs
