@@ -329,8 +329,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         from fastserve.server.reload import Reloader
 
+        from fastserve.server.listen import ListenError, open_listener, remove_socket_file
+
         directories = [Path(d) for d in (args.reload_dir or ["."])]
-        return Reloader(sys.argv[1:] if argv is None else list(argv), directories).run()
+        config = config_from_args(argv)
+        try:
+            listener = open_listener(config)  # held across restarts: no request is refused meanwhile
+        except ListenError as exc:
+            print(f"fastserve: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, listener=listener).run()
+        finally:
+            listener.close()
+            remove_socket_file(config)
     config = config_from_args(argv)
     if config.workers < 1:
         print("fastserve: --workers must be at least 1", file=sys.stderr)

@@ -48,7 +48,12 @@ def test_snapshot_sees_python_files_only(tmp_path):
     assert list(snapshot([tmp_path])) == [str(tmp_path / "a.py")]
 
 
-def test_reload_restarts_with_new_code(tmp_path):
+def test_child_argv_serves_the_reloaders_socket():
+    argv = ["app:app", "--reload", "--uds", "/run/a.sock", "--fd=5", "--workers", "2"]
+    assert child_argv(argv, 7)[-5:] == ["app:app", "--workers", "2", "--fd", "7"]
+
+
+def test_reload_restarts_with_new_code_and_refuses_no_request_meanwhile(tmp_path):
     (tmp_path / "reload_app.py").write_text(APP % "first")
     port = _free_port()
     proc = subprocess.Popen(
@@ -59,10 +64,30 @@ def test_reload_restarts_with_new_code(tmp_path):
         assert _get(port) == "first"
         time.sleep(0.05)
         (tmp_path / "reload_app.py").write_text(APP % "second")
+        # The reloader holds the port while the old child stops and the new one starts: every
+        # request is answered, by one or the other, none refused or reset.
         deadline = time.monotonic() + 15
-        while _get(port) != "second":
-            assert time.monotonic() < deadline, "the server did not pick up the change"
-            time.sleep(0.1)
+        with httpx2.Client(timeout=10) as client:
+            while client.get(f"http://127.0.0.1:{port}/", headers={"Connection": "close"}).text != "second":
+                assert time.monotonic() < deadline, "the server did not pick up the change"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_reload_serves_an_inherited_descriptor(tmp_path):
+    """``--fd N --reload``: the server child is handed the descriptor too (it used to find it closed)."""
+    (tmp_path / "reload_app.py").write_text(APP % "inherited")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastserve", "reload_app:app", "--fd", str(sock.fileno()), "--reload"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),),
+        )
+    try:
+        assert _get(port) == "inherited"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

@@ -2,12 +2,16 @@
 
 For development only. Files are found by polling their modification times (no extra
 dependency): every ``*.py`` below the watched directories, plus any other patterns given.
+The reloader opens the listening socket itself and hands it to each child (``--fd``), so the
+port stays open across a restart: a request sent meanwhile waits in the queue for the new child
+instead of being refused.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,8 +38,10 @@ def snapshot(directories: Iterable[Path], patterns: Iterable[str] = ("*.py",)) -
     return seen
 
 
-def child_argv(argv: List[str]) -> List[str]:
-    """The command line of the server child: the same, without ``--reload`` options."""
+def child_argv(argv: List[str], fd: Optional[int] = None) -> List[str]:
+    """The command line of the server child: the same, without ``--reload`` options; given the
+    descriptor ``fd`` of the reloader's listening socket, ``--fd fd`` replaces ``--uds``/``--fd``."""
+    dropped = ["--reload-dir", "--reload-interval"] + (["--uds", "--fd"] if fd is not None else [])
     out: List[str] = []
     skip_value = False
     for arg in argv:
@@ -44,20 +50,24 @@ def child_argv(argv: List[str]) -> List[str]:
             continue
         if arg == "--reload":
             continue
-        if arg in ("--reload-dir", "--reload-interval"):
+        if arg in dropped:
             skip_value = True
             continue
-        if arg.startswith(("--reload-dir=", "--reload-interval=")):
+        if arg.startswith(tuple(option + "=" for option in dropped)):
             continue
         out.append(arg)
+    if fd is not None:
+        out += ["--fd", str(fd)]
     return [sys.executable, "-m", "fastserve", *out]
 
 
 class Reloader:
     """Keeps one server child running; replaces it when a watched file changes."""
 
-    def __init__(self, argv: List[str], directories: List[Path], interval: float = 0.5) -> None:
-        self.command = child_argv(argv)
+    def __init__(self, argv: List[str], directories: List[Path], interval: float = 0.5,
+                 listener: Optional[socket.socket] = None) -> None:
+        self.listener = listener  # handed to every child; None: each child opens its own
+        self.command = child_argv(argv, None if listener is None else listener.fileno())
         self.directories = directories
         self.interval = interval
         self.child: Optional[subprocess.Popen] = None
@@ -87,7 +97,12 @@ class Reloader:
         self.stop_requested.set()
 
     def _start(self) -> None:
-        self.child = subprocess.Popen(self.command)
+        if self.listener is None:
+            self.child = subprocess.Popen(self.command)
+            return
+        env = dict(os.environ)
+        env.pop("FASTSERVE_UDS", None)  # the child serves the reloader's socket, and must not remove its file
+        self.child = subprocess.Popen(self.command, pass_fds=(self.listener.fileno(),), env=env)
 
     def _end(self) -> int:
         if self.child is None:
