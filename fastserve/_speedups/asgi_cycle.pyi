@@ -1,4 +1,4 @@
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Dict, List, Optional, Tuple
 
 from fastserve._speedups.job import Job
 
@@ -30,7 +30,7 @@ class Exchanges:
     def begin(self, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]]) -> "HttpCycle": ...
 
 class HttpCycle(Job):
-    scope: Dict[str, Any]
+    scope: Optional[Dict[str, Any]]  # None until the exchange runs
     too_large: bool
     def __init__(
         self, shared: Exchanges, conn: Any, method: bytes, raw_url: bytes, headers: List[Tuple[bytes, bytes]],
@@ -39,3 +39,4 @@ class HttpCycle(Job):
     def receive_body(self, chunk: bytes) -> None: ...
     def body_complete(self) -> None: ...
     def body_failed(self, status: int) -> None: ...
+    def send(self, message: Dict[str, Any]) -> Awaitable[None]: ...

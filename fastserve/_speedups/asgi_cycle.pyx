@@ -39,6 +39,34 @@ class ClientDisconnected(OSError):
     """
 
 
+cdef class _Done:
+    """A coroutine that is already complete: ``send`` returns it when its work is done, so an
+    app's ``await send(...)`` costs no coroutine of its own (``asyncio.create_task`` takes it too)."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+cdef _Done DONE = _Done()
+
+
 cdef inline bint _named(object name, const char* lowered):
     """Whether the header name ``name`` (bytes, any case) is ``lowered`` (lowercase, NUL-terminated)."""
     return type(name) is bytes and equals_lowercase(
@@ -160,7 +188,8 @@ cdef class HttpCycle(Job):
     cdef HttpProtocol conn
     cdef object loop
     cdef object app
-    cdef readonly dict scope
+    cdef readonly dict scope      # None until the exchange runs
+    cdef list headers             # the request's fields (names lowercased), as the scope gets them
     cdef readonly bint too_large
     cdef bint head_request
     cdef bint keep_alive
@@ -209,9 +238,7 @@ cdef class HttpCycle(Job):
         self.keep_alive = head.keep_alive
         self.http10 = head.http10
         self.max_body_size = shared.max_body_size
-        self.scope = build_scope("http", conn, raw_url, headers, shared.root_path, shared.state, shared.proxy,
-                                 method.decode("ascii"), self.http10)
-        self.bad_request = self.scope["path"] is None
+        self.headers = headers
         for name, value in headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self.expect_continue = True
@@ -300,7 +327,13 @@ cdef class HttpCycle(Job):
     # -- the app's side ----------------------------------------------------------------
 
     async def run(self):
+        cdef Exchanges shared = self.shared
         try:
+            # Made when the app's turn comes, not when the head is read: the exchanges of one read
+            # batch then do not all hold a scope at once (see bench/README.md).
+            self.scope = build_scope("http", self.conn, self.raw_url, self.headers, shared.root_path, shared.state,
+                                     shared.proxy, self.method.decode("ascii"), self.http10)
+            self.bad_request = self.scope["path"] is None
             if self.bad_request:
                 await self._send_plain(400)
             elif self.too_large:
@@ -368,11 +401,13 @@ cdef class HttpCycle(Job):
             await self.waiter
         return {"type": "http.disconnect"}
 
-    async def send(self, dict message):
+    def send(self, dict message):
+        """ASGI ``send``: what can be done at once is done in the call, and the awaitable
+        returned is already complete; it waits only while the client is not reading, or for a file."""
         cdef bint more
         kind = message["type"]
         if self.refused:
-            return  # already answered 413 on the app's behalf: what the app sends is dropped
+            return DONE  # already answered 413 on the app's behalf: what the app sends is dropped
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         if kind == "http.response.start":
@@ -382,7 +417,7 @@ cdef class HttpCycle(Job):
             # a bad name, CR/LF in a value) has sent nothing yet, so it is answered 500.
             self.pending_head = self._build_head(message["status"], list(message.get("headers", ())))
             self.started = True
-            return
+            return DONE
         if not self.started:
             raise RuntimeError(f"{kind} sent before http.response.start")
         if self.complete:
@@ -399,12 +434,19 @@ cdef class HttpCycle(Job):
             if data:
                 self._write(data)
             if self._piece_sent(more):
-                await self._wait_drain()
-        elif kind == "http.response.pathsend":
+                return self._wait_drain()
+            return DONE
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            return self._send_extension(message)
+        raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    async def _send_extension(self, dict message):
+        kind = message["type"]
+        if kind == "http.response.pathsend":
             with open(message["path"], "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 await self._send_file(file, 0, size, more=False)
-        elif kind == "http.response.zerocopysend":
+        else:
             file = message["file"]
             fd = file.fileno()
             offset = message.get("offset")
@@ -415,8 +457,6 @@ cdef class HttpCycle(Job):
             await self._send_file(file, start, count, more=message.get("more_body", False))
             if offset is None:  # the extension moves the file position when it was used
                 os.lseek(fd, start + count, os.SEEK_SET)
-        else:
-            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
 
     cdef inline bint _sends_body(self):
         return not self.head_request and self.status not in NO_BODY_STATUSES
@@ -499,7 +539,7 @@ cdef class HttpCycle(Job):
         cdef bytes agent = None
         cdef bytes referer = None
         if self.conn.state.log_agents:
-            for name, value in self.scope["headers"]:
+            for name, value in self.headers:
                 if name == b"user-agent":
                     agent = value
                 elif name == b"referer":

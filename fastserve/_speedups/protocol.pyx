@@ -270,6 +270,8 @@ cdef class HttpProtocol:
         if self.state.accept_paused:  # a descriptor is free again
             self.state.accept_paused = False
             self.state.acceptor.resume()
+        if self.current_job is not None and not self.state.static_only:
+            self._read_addresses()  # an ASGI exchange not yet running makes its scope from them
         self.transport = None
         self._close_watch()
         if self.upgraded is not None:

@@ -1,0 +1,88 @@
+"""An HTTP exchange's ``send`` and scope as an app meets them (in-process connection).
+
+``send`` does its work in the call and returns an awaitable that is already complete, unless
+it must wait for the client; whatever an app does with it that it could do with a coroutine
+(await it, wrap it in a task, time it out) behaves the same. The scope is made when the app's
+turn comes, from what the connection knew when the request arrived.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List
+
+from inprocess import request
+
+
+def test_send_can_be_awaited_wrapped_in_a_task_or_timed_out(serve) -> None:
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        started = send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await asyncio.create_task(started)
+        await asyncio.wait_for(send({"type": "http.response.body", "body": b"ab", "more_body": True}), 1)
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"cd"}))
+
+    response = serve(app).open().request("GET", "/")
+    assert response.status == 200 and response.body == b"abcd"
+
+
+def test_what_send_refuses_is_raised_where_the_app_awaits_it(serve) -> None:
+    seen: List[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            await send({"type": "http.response.body", "body": b"early"})
+        except RuntimeError as exc:
+            seen.append(str(exc))
+        await send({"type": "http.response.start", "status": 204})
+        try:
+            await send({"type": "http.response.start", "status": 204})
+        except RuntimeError as exc:
+            seen.append(str(exc))
+        await send({"type": "http.response.body"})
+
+    response = serve(app).open().request("GET", "/")
+    assert response.status == 204
+    assert seen == ["http.response.body sent before http.response.start", "http.response.start sent twice"]
+
+
+def test_a_paused_client_makes_send_wait_until_it_reads(serve) -> None:
+    resumed: List[bool] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        resumed.append(True)
+        await send({"type": "http.response.body", "body": b"cd"})
+
+    server = serve(app)
+    client = server.open()
+    client.conn.pause_writing()  # the transport's buffer is over its high-water mark
+    client.send(request("GET", "/"))
+    assert resumed == [] and client.parsed() == []
+    client.conn.resume_writing()
+    server.settle()
+    assert resumed == [True] and client.parsed()[0].body == b"abcd"
+
+
+def test_the_scope_keeps_the_client_address_when_the_client_leaves_before_the_app_runs(serve) -> None:
+    scopes: List[Dict[str, Any]] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        scopes.append(scope)
+        scopes.append(await receive())
+
+    server = serve(app)
+    client = server.open()
+    client.conn.data_received(request("GET", "/x"))  # the app's turn comes at the loop's next pass
+    client.conn.connection_lost(None)
+    server.settle()
+    scope, message = scopes
+    assert (scope["path"], scope["client"], scope["server"]) == ("/x", ("127.0.0.1", 40000), ("127.0.0.1", 8000))
+    assert message == {"type": "http.disconnect"}
