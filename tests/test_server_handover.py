@@ -145,3 +145,37 @@ def test_a_request_arriving_as_the_server_stops_is_answered(docroot: DocRoot, tm
             assert conn.wait_closed(2.0)
             conn.close()
         assert srv.wait_exit(5.0) == 0
+
+
+CRASHING_REPLACEMENT_APP = '''
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if os.path.exists("crash-next"):  # the test's marker: this worker dies starting up
+            os.unlink("crash-next")
+            os._exit(1)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+def test_a_retiring_worker_stops_once_the_successor_of_its_crashed_replacement_accepts(tmp_path: Path) -> None:
+    (tmp_path / "crashing.py").write_text(textwrap.dedent(CRASHING_REPLACEMENT_APP))
+    flags = ["--workers", "1", "--limit-max-requests", "2"]
+    with running_server(Path("crashing:app"), flags, log_path=tmp_path / "server.log", cwd=tmp_path) as srv:
+        with RawConnection(srv.port) as conn:
+            assert conn.exchange("GET", "/").status == 200
+            [retiring] = srv.children()
+            (tmp_path / "crash-next").touch()  # the worker has started: its replacement will crash
+            assert conn.exchange("GET", "/").status == 200
+        assert wait_for(lambda: "starting a new one" in srv.output(), 10.0), srv.output()
+        assert wait_for(lambda: retiring not in srv.children() and len(srv.children()) == 1, 10.0), (
+            f"the retiring worker {retiring} serves on beside {srv.children()}\n{srv.output()}")
+        assert f"worker {retiring} retired (--limit-max-requests)" in srv.output()

@@ -89,10 +89,11 @@ def test_killed_worker_is_replaced(two_workers: ServerProcess, docroot: DocRoot)
     before = srv.children()
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
-    # Connections the kernel queued on the victim's own listening socket die with it; once it
-    # has exited, the other worker takes every new connection while the replacement starts.
+    # Connections the kernel queues on the victim's slot socket meanwhile wait for its
+    # replacement (test_server_handover); the other worker keeps serving its own.
     assert wait_for(lambda: has_exited(victim), 3.0)
     assert_serves(srv, docroot, 5)
+    assert f"worker {victim} was killed by signal 9 (SIGKILL); starting a new one" in srv.output()
     assert wait_for(lambda: len(srv.children()) == 2 and victim not in srv.children(), 5.0), (
         f"no replacement worker: before {before}, now {srv.children()}"
     )

@@ -174,17 +174,23 @@ class Supervisor:
                 return
             if pid in self.retiring:
                 self.retiring.discard(pid)
-                logger.info("worker %d retired (--limit-max-requests)", pid)
+                if status == 0:
+                    logger.info("worker %d retired (--limit-max-requests)", pid)
+                else:
+                    logger.warning("worker %d %s while retiring (--limit-max-requests)", pid, describe_exit(status))
                 continue
             slot = self.workers.pop(pid, None)
+            retiring = self.handoffs.pop(pid, None)  # a replacement that died before it accepted
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED:
                 # The app cannot start: replacing the worker would only fail again.
                 self.stopping = True
                 self.exit_code = STARTUP_FAILED
             if slot is not None and restart and not self.stopping:
-                logger.warning("worker %d exited (status %d); starting a new one", pid, status)
+                logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
                 time.sleep(0.1)  # do not spin if workers die at once
-                self._spawn(slot)
+                replacement = self._spawn(slot)
+                if retiring is not None:
+                    self.handoffs[replacement] = retiring  # its successor takes over the hand-off
 
     def _close_listeners(self) -> None:
         for sock in self.listeners:
@@ -209,6 +215,19 @@ class Supervisor:
             _signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         return self.exit_code
+
+
+def describe_exit(status: int) -> str:
+    """How a process ended, from its ``waitpid`` status: ``exited with code 1``, ``was killed by
+    signal 9 (SIGKILL)``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = f" ({signal.Signals(number).name})"
+        except ValueError:
+            name = ""
+        return f"was killed by signal {number}{name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _wake(signum: int, frame: Any) -> None:
