@@ -236,19 +236,21 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     # Idle connections get a moment to send one more request (answered, with Connection:
     # close): a client sending its next request, or the first one on a connection just
     # accepted, must not meet a closed connection.
-    await _until(drained, state, min(IDLE_GRACE, config.graceful_timeout))
+    await _until(drained, state, min(IDLE_GRACE, config.graceful_timeout / 2))
     state.close_idle()
     await _until(drained, state, deadline - loop.time())
     # Requests still running now (past the graceful timeout, or with their clients gone) are
-    # cancelled before the lifespan shutdown closes what they may be using.
+    # cancelled before the lifespan shutdown closes what they may be using. Connections
+    # already closing (a TLS close waiting for the client's reply) are no news.
     running = _tasks(lambda task: task.get_name() in REQUEST_TASKS)
-    if state.connections:
-        logger.warning("worker %d: graceful timeout (%g s): closing %s, cancelling %s still running", os.getpid(),
-                       config.graceful_timeout, _count(len(state.connections), "connection"),
-                       _count(len(running), "request"))
-    elif running:
-        logger.warning("worker %d: cancelling %s still running, whose clients are gone", os.getpid(),
-                       _count(len(running), "request"))
+    busy = sum(1 for conn in state.connections if conn.transport is not None)
+    news = []
+    if busy:
+        news.append(f"graceful timeout ({config.graceful_timeout:g} s): closing {_count(busy, 'connection')}")
+    if running:
+        news.append(f"cancelling {_count(len(running), 'request')} still running")
+    if news:
+        logger.warning("worker %d: %s", os.getpid(), ", ".join(news))
     for conn in list(state.connections):
         conn.abort()
     await asyncio.sleep(0)  # the aborted connections hear of it before their requests are cancelled
