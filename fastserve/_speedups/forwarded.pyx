@@ -13,7 +13,7 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from fastserve._speedups.charclass cimport equals_lowercase, is_ows
 
 
-cdef inline bint _trusts(object trust, dict known, str host):
+cdef inline bint _trusts(object trust, dict known, object host):
     """``trust.trusts(host)``, without the call when ``host`` was decided before."""
     cdef PyObject* decided = PyDict_GetItem(known, host)
     if decided != NULL:
