@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List
 
+import pytest
+
 from inprocess import request
 
 
@@ -86,3 +88,36 @@ def test_the_scope_keeps_the_client_address_when_the_client_leaves_before_the_ap
     scope, message = scopes
     assert (scope["path"], scope["client"], scope["server"]) == ("/x", ("127.0.0.1", 40000), ("127.0.0.1", 8000))
     assert message == {"type": "http.disconnect"}
+
+
+def app_declaring(*lengths: Any):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        fields = [(b"content-length", length) for length in lengths]
+        await send({"type": "http.response.start", "status": 200, "headers": fields})
+        await send({"type": "http.response.body", "body": b"four"})
+
+    return app
+
+
+@pytest.mark.parametrize("length", [
+    b"4", b" 4\t", b"0000000000000000000004", b"\x0b4\x0c",
+])
+def test_an_apps_content_length_may_have_whitespace_around_its_digits(serve, length) -> None:
+    response = serve(app_declaring(length)).open().request("GET", "/")
+    assert response.status == 200 and response.body == b"four"
+    assert [int(value) for value in response.header_values("content-length")] == [4]
+
+
+@pytest.mark.parametrize("lengths", [
+    (b"",), (b" ",), (b"x4",), (b"4x",), (b"4 4",), (b"-4",), (b"+4",), (b"4.0",), (b"\xd9\xa4",), (b"4", b"5"),
+])
+def test_an_apps_content_length_that_is_not_one_number_is_answered_500(serve, lengths) -> None:
+    response = serve(app_declaring(*lengths)).open().request("GET", "/")
+    assert response.status == 500
+
+
+def test_the_same_content_length_twice_is_sent_once(serve) -> None:
+    response = serve(app_declaring(b"4", b" 4")).open().request("GET", "/")
+    assert response.status == 200 and response.header_values("content-length") == ["4"]

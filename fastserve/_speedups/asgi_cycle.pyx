@@ -9,6 +9,7 @@ import os
 from asyncio import CancelledError, Task
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memchr
 
 from fastserve._speedups.charclass cimport equals_lowercase
 from fastserve._speedups.clock cimport monotonic
@@ -73,6 +74,34 @@ cdef inline bint _named(object name, const char* lowered):
         <const unsigned char*>PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), lowered)
 
 
+cdef inline bint _is_space(unsigned char c):
+    """ASCII whitespace as ``bytes.strip`` sees it."""
+    return c == 32 or (9 <= c <= 13)
+
+
+cdef long long _declared_length(object value) except -2:
+    """An app's Content-Length value (bytes, surrounding whitespace allowed) as a number; -1
+    when it is not one. Up to 18 digits are read in C; anything else as Python reads it."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t start = 0, end, i
+    cdef long long length = 0
+    if type(value) is bytes:
+        p = <const unsigned char*>PyBytes_AS_STRING(value)
+        end = PyBytes_GET_SIZE(value)
+        while start < end and _is_space(p[start]):
+            start += 1
+        while end > start and _is_space(p[end - 1]):
+            end -= 1
+        if 0 < end - start <= 18:
+            for i in range(start, end):
+                if not 48 <= p[i] <= 57:
+                    return -1
+                length = length * 10 + (p[i] - 48)
+            return length
+    value = bytes(value).strip()
+    return int(value) if value.isdigit() else -1
+
+
 cdef class ServerFields:
     """The server's own fields (``Server``, ``Date``, ``--header``) for HTTP cycles' responses.
 
@@ -107,6 +136,17 @@ cdef class ServerFields:
         return self.kept
 
 
+# Every scope starts as a copy of one of these (a dict copy is one allocation; the keys the
+# request decides are then replaced in place), in the order the scope has always had.
+cdef dict HTTP_SCOPE = {
+    "type": "http", "asgi": None, "http_version": "1.1", "server": None, "client": None, "scheme": "http",
+    "root_path": "", "path": None, "raw_path": b"", "query_string": b"", "headers": None, "state": None,
+}
+cdef dict WEBSOCKET_SCOPE = dict(HTTP_SCOPE, type="websocket", scheme="ws")
+cdef dict ASGI_HTTP = {"version": "3.0", "spec_version": "2.4"}
+cdef dict ASGI_SESSION = {"version": "3.0", "spec_version": "2.3"}
+
+
 cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy,
                        str method=None, bint http10=False):
     """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable.
@@ -117,28 +157,45 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     target = origin_form(raw_url)
     cdef bytes raw_path = b""
     cdef bytes query = b""
+    cdef const char* chars
+    cdef const char* mark
     path = None
     if target is not None:
-        raw_path, _, query = (<bytes>target).partition(b"?")
+        chars = <bytes>target
+        mark = <const char*>memchr(chars, b"?", len(<bytes>target))
+        if mark == NULL:
+            raw_path = <bytes>target
+        else:
+            raw_path = chars[:mark - chars]
+            query = chars[mark - chars + 1:len(<bytes>target)]
         path = percent_decode(raw_path)
-    client = conn.client
-    scheme = ("https" if conn.tls else "http") if kind == "http" else ("wss" if conn.tls else "ws")
+    cdef HttpProtocol protocol
+    cdef bint tls
+    if type(conn) is HttpProtocol:  # the server's own connection: its fields, without attribute lookups
+        protocol = <HttpProtocol>conn
+        protocol._read_addresses()
+        client, server, tls = protocol._client, protocol._server, protocol.tls
+    else:
+        client, server, tls = conn.client, conn.server, conn.tls
+    cdef bint http = kind == "http"
+    scheme = ("https" if tls else "http") if http else ("wss" if tls else "ws")
     if proxy is not None:
         client, scheme = resolve_forwarded(proxy, client, headers, scheme)
-    scope = {
-        "type": kind,
-        "asgi": {"version": "3.0", "spec_version": "2.3" if method is None else "2.4"},
-        "http_version": "1.0" if http10 else "1.1",
-        "server": conn.server,
-        "client": client,
-        "scheme": scheme,
-        "root_path": root_path,
-        "path": None if path is None else root_path + path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "headers": headers,
-        "state": state.copy(),
-    }
+    cdef dict scope = (HTTP_SCOPE if http else WEBSOCKET_SCOPE).copy()
+    scope["asgi"] = (ASGI_SESSION if method is None else ASGI_HTTP).copy()
+    if http10:
+        scope["http_version"] = "1.0"
+    scope["server"] = server
+    scope["client"] = client
+    scope["scheme"] = scheme
+    if root_path:
+        scope["root_path"] = root_path
+    if path is not None:
+        scope["path"] = root_path + path if root_path else path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query
+    scope["headers"] = headers
+    scope["state"] = state.copy()
     if method is not None:
         scope["method"] = method
         scope["extensions"] = HTTP_EXTENSIONS.copy()
@@ -560,8 +617,7 @@ cdef class HttpCycle(Job):
             if _named(name, "content-length"):
                 if no_body:
                     continue  # a 204/304 has no body, so no length of one on the wire
-                value = bytes(pair[1]).strip()
-                length = int(value) if value.isdigit() else -1
+                length = _declared_length(pair[1])
                 if length < 0 or (has_length and length != self.declared):
                     raise ValueError(f"invalid content-length {pair[1]!r} (RFC 9110 §8.6)")
                 if has_length:
