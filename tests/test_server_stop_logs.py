@@ -1,7 +1,7 @@
 """What a stop logs, and that it ends: requests cancelled at ``--graceful-timeout`` are reported
 once, as a warning with their number, not as app errors with a ``CancelledError`` traceback; a
-lifespan that hangs in its startup or shutdown does not hold the process. An app that really
-fails is still logged as an error."""
+lifespan that hangs in its startup or shutdown does not hold the process; a send refused because
+the client left is no app error either. An app that really fails is still logged as an error."""
 from __future__ import annotations
 
 import asyncio
@@ -143,3 +143,36 @@ def test_an_app_cancelled_while_its_client_waits_is_an_app_error(serve, caplog) 
         [response] = client.wait_for(1)
     assert response.status == 500
     assert "exception in ASGI app" in caplog.text
+
+
+def test_a_send_refused_after_the_client_left_is_no_app_error(serve, caplog) -> None:
+    """A client leaving in the middle of a streamed body is ordinary: the app's next send raises
+    (ASGI's OSError) and, if the app lets it through, nothing is logged as an app error."""
+    from fastserve._speedups.asgi_cycle import ClientDisconnected
+
+    go_on = asyncio.Event()
+    raised = []
+
+    async def streams(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await go_on.wait()
+        try:
+            await send({"type": "http.response.body", "body": b"second", "more_body": True})
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    server = serve(streams)
+    client = server.open()
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"first" in bytes(client.transport.data)
+    with caplog.at_level(logging.DEBUG, logger="fastserve"):
+        client.transport.abort()
+        server.settle()
+        go_on.set()
+        server.settle()
+    assert [type(exc) for exc in raised] == [ClientDisconnected]
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING], caplog.text

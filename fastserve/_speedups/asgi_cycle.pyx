@@ -408,8 +408,9 @@ cdef class HttpCycle(Job):
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            if not (self.disconnected and isinstance(exc, CancelledError)):
-                # (Cancelled with its client gone is a stopping worker's doing, which says so.)
+            if not (self.disconnected and isinstance(exc, (CancelledError, ClientDisconnected))):
+                # With its client gone, a send refused (ASGI's OSError) is the client's doing, and
+                # a cancellation the stopping worker's, which says so: neither is an app error.
                 logger.error("exception in ASGI app", exc_info=exc)
             if not self.started and not self.disconnected:
                 await self._send_plain(500)
