@@ -377,7 +377,7 @@ def test_static_ratios_stay_the_default() -> None:
         ("nginx", "404"), ("nginx", "index"), ("nginx", "64k"), ("nginx", "js-br"), ("nginx", "js-br"),
         ("caddy", "js-br"), ("fastserve-plain", "1k"), ("fastserve-plain", "304"), ("fastserve-plain", "404"),
         ("nginx", "10m"), ("nginx", "1k-c1024"),
-        ("nginx", "1k"), ("nginx", "64k"),
+        ("nginx", "1k"), ("nginx", "304"), ("nginx", "404"), ("nginx", "64k"),
         ("h2o", "1k"), ("h2o", "304"), ("h2o", "404"), ("h2o", "1k"), ("h2o", "304"), ("h2o", "404"),
         ("h2o", "64k"), ("h2o", "10m"), ("h2o", "1k-c1024"),
         ("uvicorn+starlette", "1k"), ("uvicorn+starlette", "1k"),
@@ -401,6 +401,19 @@ def test_latency_ratio_target_is_a_ceiling() -> None:
     assert "<=1.5x MISSED" in rendered and "<=1.5x met" in rendered
     assert RatioSummary.of([1.2]).meets(1.15, at_most=True) is False
     assert RatioSummary.of([1.1]).meets(1.15, at_most=True) is True
+
+
+def test_p99_against_nginx_has_the_issues_ceiling_on_every_static_tail_scenario() -> None:
+    p99 = {r.scenario: r for r in run_bench.RATIOS if r.denominator == "nginx" and r.metric == "p99_ms"}
+    assert set(p99) == {"1k-c1024", "1k", "304", "404", "64k"}
+    assert all(r.target == 1.5 and r.at_most for r in p99.values())
+    fast = ServerOutcome("fastserve", "ok", scenarios={"304": _latency_rounds(4.0, 6.0), "404": _latency_rounds(3.0, 2.0)})
+    nginx = ServerOutcome("nginx", "ok", scenarios={"304": _latency_rounds(2.0, 4.0), "404": _latency_rounds(3.0, 2.0)})
+    rows = {r["scenario"]: r for r in compute_ratios({"fastserve": fast, "nginx": nginx})
+            if r["metric"] == "p99_ms" and r["denominator"] == "nginx"}
+    assert (rows["304"]["value"], rows["304"]["met"]) == (1.75, False)  # per round 2.0 and 1.5
+    assert (rows["404"]["value"], rows["404"]["met"]) == (1.0, True)
+    assert rows["64k"]["met"] is None  # not measured
 
 
 def test_asgi_p99_target_is_judged_at_256_connections() -> None:
