@@ -7,6 +7,7 @@
 #   BENCH_SERVER_CPU_PERCENT=40 bash bench/run.sh   # every server held to 40% of one CPU (root)
 #   BENCH_CONNECTIONS=256 bash bench/run.sh         # 256 connections where a scenario sets none
 #   FASTSERVE_PYTHON=/tmp/dev/bin/python UVICORN_PYTHON=/tmp/dev/bin/python bash bench/run.sh
+#   BENCH_BASELINE_PYTHON=/tmp/old/bin/python bash bench/run.sh   # another fastserve build alongside
 #
 # See bench/README.md for the environment variables and how to read the output.
 set -euo pipefail

@@ -26,6 +26,9 @@ Environment:
   UVICORN_PYTHON     interpreter with uvicorn[standard] + starlette (+ fastserve for the drop-in)
                      (default bench/.venv-uvicorn)
   GRANIAN_PYTHON     interpreter with granian[uvloop] (default bench/.venv-granian)
+  BENCH_BASELINE_PYTHON  interpreter with another fastserve build installed: it runs as
+                     fastserve-baseline next to fastserve (static, asgi and memory groups), and
+                     the ratios gain fastserve / fastserve-baseline (unset: no baseline)
   BENCH_GROUPS       comma-separated subset of groups to run: static, asgi, memory
                      (default: all three)
   BENCH_ROUNDS       rounds; each round measures every scenario on every server (default 3)
@@ -106,6 +109,8 @@ class Settings:
     connections: int = WRK_CONNECTIONS  # wrk's connections where a scenario does not set its own
     server_cpu_percent: Optional[int] = None  # each server capped at this % of one CPU; None: no cap
     server_cpu_period_us: int = cpucap.PERIOD_US  # ... enforced over periods this long
+    # an interpreter with another fastserve build, run as fastserve-baseline; None: no baseline
+    baseline_python: Optional[str] = None
 
     @property
     def cpu_cap(self) -> Optional[cpucap.Cap]:
@@ -143,6 +148,7 @@ class Settings:
             connections=positive_int("BENCH_CONNECTIONS", str(WRK_CONNECTIONS)),
             server_cpu_percent=cpu_percent("BENCH_SERVER_CPU_PERCENT"),
             server_cpu_period_us=cpu_period("BENCH_SERVER_CPU_PERIOD_US"),
+            baseline_python=interpreter("BENCH_BASELINE_PYTHON"),
         )
 
 
@@ -155,6 +161,17 @@ def positive_int(name: str, default: str) -> int:
     if value < 1:
         raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
     return value
+
+
+def interpreter(name: str) -> Optional[str]:
+    """An executable named by the environment; unset or empty: None."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    found = shutil.which(raw)
+    if found is None:
+        raise SystemExit(f"{name}={raw!r} is not an executable (an interpreter with fastserve installed)")
+    return raw
 
 
 def cpu_percent(name: str) -> Optional[int]:
@@ -211,6 +228,7 @@ SCENARIOS = [
              expected_encodings=("br", "gzip")),
 ]
 PLAIN = "fastserve-plain"  # fastserve with the origin features off (cache policy, dotfile checks, compression)
+BASELINE = "fastserve-baseline"  # another fastserve build (BENCH_BASELINE_PYTHON), run like fastserve
 # Only the servers configured to compress run js-br (h2o and uvicorn would send it unencoded).
 COMPRESSION_SCENARIOS = {"js-br"}
 JS_SIZE = 64 * 1024
@@ -264,6 +282,23 @@ class ServerSpec:
     prepare: Optional[Callable[[int], None]] = None  # port -> None, e.g. write a config file
 
 
+def fastserve_command(python: str, target: str, port: int, *flags: str) -> list[str]:
+    """`python -m fastserve <target>` (a directory or module:app) on `port`, one worker."""
+    return [python, "-m", "fastserve", target, "--host", HOST, "--port", str(port), "--workers", "1", *flags]
+
+
+def fastserve_specs(settings: Settings, target: str, scenario_names: list[str]) -> list[ServerSpec]:
+    """fastserve serving `target`; with BENCH_BASELINE_PYTHON set, also fastserve-baseline: the
+    same command and scenarios under that interpreter's fastserve build."""
+    builds = [("fastserve", settings.fastserve_python)]
+    if settings.baseline_python is not None:
+        builds.append((BASELINE, settings.baseline_python))
+    return [
+        ServerSpec(name, lambda port, python=python: fastserve_command(python, target, port), list(scenario_names))
+        for name, python in builds
+    ]
+
+
 def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[ServerSpec]:
     all_names = [s.name for s in SCENARIOS]
     plain_names = [name for name in all_names if name not in COMPRESSION_SCENARIOS]
@@ -299,23 +334,15 @@ def server_specs(settings: Settings, run_dir: Path, doc_root: Path) -> list[Serv
     caddy_binary = shutil.which("caddy") or "/usr/bin/caddy"
     h2o_binary = shutil.which("h2o") or "/usr/bin/h2o"
     return [
-        ServerSpec(
-            "fastserve",
-            lambda port: [
-                settings.fastserve_python, "-m", "fastserve", str(doc_root),
-                "--host", HOST, "--port", str(port), "--workers", "1",
-            ],  # fmt: skip
-            all_names,
-        ),
+        *fastserve_specs(settings, str(doc_root), all_names),
         # The same build without what a static origin adds per file (no Cache-Control, dotfiles
         # served, no compression): what those features cost, measured side by side.
         ServerSpec(
             PLAIN,
-            lambda port: [
-                settings.fastserve_python, "-m", "fastserve", str(doc_root),
-                "--host", HOST, "--port", str(port), "--workers", "1",
+            lambda port: fastserve_command(
+                settings.fastserve_python, str(doc_root), port,
                 "--cache-rule", "*=", "--dotfiles", "allow", "--compress", "off",
-            ],  # fmt: skip
+            ),  # fmt: skip
             ["1k", "304", "404"],
         ),
         ServerSpec(
@@ -382,14 +409,7 @@ def asgi_server_specs(settings: Settings) -> list[ServerSpec]:
     """The same hello-world app under each ASGI server: one worker, uvloop, no access log."""
     names = [s.name for s in ASGI_SCENARIOS]
     return [
-        ServerSpec(
-            "fastserve",
-            lambda port: [
-                settings.fastserve_python, "-m", "fastserve", HELLO_APP,
-                "--host", HOST, "--port", str(port), "--workers", "1",
-            ],  # fmt: skip
-            names,
-        ),
+        *fastserve_specs(settings, HELLO_APP, names),
         ServerSpec(
             "uvicorn",
             lambda port: [
@@ -1015,6 +1035,20 @@ ASGI_RATIOS = [
 ]
 
 
+# scenarios whose throughput is read in MiB/s (large bodies); the others' in req/s
+BYTES_SCENARIOS = {"64k", "10m"}
+
+
+def baseline_ratios(scenarios: list[Scenario]) -> list[RatioSpec]:
+    """fastserve / fastserve-baseline on each of `scenarios`: throughput (MiB/s for the large
+    files, req/s otherwise), req/CPU-s and p99; reported, no target (a before/after)."""
+    return [
+        RatioSpec(FASTSERVE, BASELINE, s.name, metric, None)
+        for s in scenarios
+        for metric in (MIBS if s.name in BYTES_SCENARIOS else RPS, RPCPU, P99)
+    ]
+
+
 def metric_by_round(outcomes: dict[str, ServerOutcome], server: str, scenario: str, metric: str) -> list[Optional[float]]:
     """`metric` of each round for one (server, scenario); empty if the server failed or never ran it."""
     outcome = outcomes.get(server)
@@ -1089,15 +1123,17 @@ IDLE_TIME_LIMIT_S = 45.0  # to open one server's connections; its keep-alive tim
 # Servers whose default keep-alive timeout (5 s) is shorter than the step get this one.
 IDLE_KEEPALIVE_FLAGS = {
     FASTSERVE: ["--keepalive-timeout", "120"],
+    BASELINE: ["--keepalive-timeout", "120"],
     UVICORN: ["--timeout-keep-alive", "120"],
 }  # nginx and h2o keep an idle connection 65 s (their templates)
 
 
 def memory_group_specs(settings: Settings, run_dir: Path) -> list[ServerSpec]:
-    """fastserve, nginx, h2o and uvicorn+Starlette as in the static group, idle clients kept."""
+    """fastserve (and fastserve-baseline, where it runs), nginx, h2o and uvicorn+Starlette as in
+    the static group, idle clients kept."""
     specs = []
     for spec in static_group_specs(settings, run_dir):
-        if spec.name not in (FASTSERVE, NGINX, H2O, UVICORN):
+        if spec.name not in (FASTSERVE, BASELINE, NGINX, H2O, UVICORN):
             continue
         flags = IDLE_KEEPALIVE_FLAGS.get(spec.name, [])
         specs.append(replace(
@@ -1164,6 +1200,10 @@ def render_idle_memory(outcomes: list[ServerOutcome], idle: dict[str, IdleMemory
     if fastserve is not None and fastserve.per_connection is not None:
         verdict = "met" if fastserve.per_connection <= IDLE_TARGET_BYTES else "MISSED"
         lines.append(f"target (fastserve): at most {IDLE_TARGET_BYTES // 1024} KiB per idle connection: {verdict}")
+        baseline = idle.get(BASELINE)
+        if baseline is not None and baseline.per_connection:
+            lines.append(f"fastserve / {BASELINE} per idle connection: "
+                         f"{fastserve.per_connection / baseline.per_connection:.2f}x (no target)")
     for name, result in idle.items():
         if result.error:
             lines.append(f"{name}: opened {result.opened} of {result.connections}: {result.error}")
@@ -1192,6 +1232,7 @@ class GroupPlan:
     group: BenchGroup
     specs: list[ServerSpec]
     scenarios: list[Scenario]
+    ratios: list[RatioSpec] = field(default_factory=list)  # the group's, and the baseline's if it runs
 
 
 @dataclass
@@ -1216,8 +1257,13 @@ def plan_groups(settings: Settings, run_dir: Path, groups: Optional[list[BenchGr
 
     A server or scenario name only has to exist in one of the chosen groups; a group left with
     no server or no scenario is dropped, and if nothing at all is left that is an error. A
-    scenario that does not set its own connections gets BENCH_CONNECTIONS's.
+    scenario that does not set its own connections gets BENCH_CONNECTIONS's. Where
+    fastserve-baseline runs, the group's ratios gain fastserve / fastserve-baseline on each
+    scenario of the group it runs.
     """
+    if BASELINE in (settings.servers or []) and settings.baseline_python is None:
+        raise SystemExit(f"{BASELINE} runs only with BENCH_BASELINE_PYTHON set "
+                         "(an interpreter with the other fastserve build installed)")
     chosen = select(GROUPS if groups is None else groups, settings.groups, "group")
     built = [(group, group.build_specs(settings, run_dir)) for group in chosen]
     check_known(settings.servers, {spec.name for _, specs in built for spec in specs}, "server")
@@ -1230,7 +1276,11 @@ def plan_groups(settings: Settings, run_dir: Path, groups: Optional[list[BenchGr
             for s in group.scenarios if settings.scenarios is None or s.name in settings.scenarios
         ]  # fmt: skip
         if kept_specs and kept_scenarios:
-            plans.append(GroupPlan(group, kept_specs, kept_scenarios))
+            ratios = list(group.ratios)
+            baseline = next((spec for spec in kept_specs if spec.name == BASELINE), None)
+            if baseline is not None and group.ratios:  # (a group without wrk ratios shows its own)
+                ratios += baseline_ratios([s for s in kept_scenarios if s.name in baseline.scenario_names])
+            plans.append(GroupPlan(group, kept_specs, kept_scenarios, ratios))
     if not plans:
         raise SystemExit("nothing to run: no group has both a selected server and a selected scenario")
     return plans
@@ -1243,7 +1293,7 @@ def run_group(plan: GroupPlan, settings: Settings, run_dir: Path) -> GroupOutcom
     if plan.group.measure is not None:
         return plan.group.measure(plan, settings, run_dir)
     run = bench_servers(plan.specs, settings, run_dir, plan.scenarios)
-    ratios = compute_ratios({o.name: o for o in run.servers}, plan.group.ratios)
+    ratios = compute_ratios({o.name: o for o in run.servers}, plan.ratios)
     return GroupOutcome(plan.group, plan.scenarios, run.servers, ratios, run.orders,
                         cpu_cap=settings.cpu_cap)
 
@@ -1379,12 +1429,63 @@ def render_notes(outcomes: list[ServerOutcome], cap: Optional[cpucap.Cap] = None
     return "\n".join(note.replace("\n", "\n    ") for note in notes)
 
 
-def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -> dict[str, Optional[str]]:
+# where interpreters are asked about their fastserve: a checkout's fastserve.egg-info in the
+# working directory would answer for whatever the interpreter has installed
+NEUTRAL_DIR = "/"
+_DIRECT_URL = (
+    "import importlib.metadata as m\n"
+    "try: print(m.distribution('fastserve').read_text('direct_url.json') or '')\n"
+    "except m.PackageNotFoundError: pass\n"
+)
+
+
+def installed_from(python: str) -> Optional[dict]:
+    """Where the fastserve in `python` was installed from (pip's direct_url.json): `url`,
+    `editable`, and for a local directory that is a git checkout, its `git_commit` and whether it
+    has uncommitted changes (`git_dirty`), read now (a non-editable install may predate them).
+    None when pip recorded nothing (installed from an index) or it cannot be read."""
+    try:
+        done = subprocess.run([python, "-c", _DIRECT_URL], capture_output=True, text=True, timeout=30,
+                              check=False, cwd=NEUTRAL_DIR)
+        direct = json.loads(done.stdout) if done.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    if not isinstance(direct, dict) or "url" not in direct:
+        return None
+    record = {"url": direct["url"], "editable": bool(direct.get("dir_info", {}).get("editable")),
+              "git_commit": direct.get("vcs_info", {}).get("commit_id"), "git_dirty": None}
+    local = direct["url"][len("file://"):] if direct["url"].startswith("file://") else None
+    if record["git_commit"] is None and local and Path(local).is_dir():
+        def git(*args: str) -> Optional[str]:
+            try:
+                done = subprocess.run(["git", "-C", local, *args], capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            return done.stdout.strip() if done.returncode == 0 else None
+
+        record["git_commit"] = git("rev-parse", "HEAD")
+        if record["git_commit"] is not None:
+            status = git("status", "--porcelain", "--untracked-files=no")
+            record["git_dirty"] = None if status is None else bool(status)
+    return record
+
+
+def describe_build(python: str, source: Optional[dict]) -> str:
+    """One line on a fastserve build: its interpreter and where it came from."""
+    if source is None:
+        return f"{python} (install source not recorded)"
+    where = source["url"].removeprefix("file://")
+    commit = "" if not source["git_commit"] else f", git {source['git_commit'][:10]}" + \
+        (" with uncommitted changes" if source["git_dirty"] else "")
+    return f"{python} (from {where}{', editable' if source['editable'] else ''}{commit})"
+
+
+def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -> dict[str, object]:
     """Best-effort versions of everything measured, for the JSON record."""
 
     def capture(command: list[str]) -> str:
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False, cwd=NEUTRAL_DIR)
         except OSError as exc:
             return f"unavailable: {exc}"
         output = (done.stdout + done.stderr).strip()
@@ -1412,12 +1513,17 @@ def tool_versions(settings: Settings, group_names: Optional[list[str]] = None) -
         "nginx": capture([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
         "wrk": capture(["wrk", "-v"]),
         "fastserve_python": package_versions(settings.fastserve_python, ["fastserve"]),
+        "fastserve_installed_from": installed_from(settings.fastserve_python),
         "uvicorn_python": package_versions(
             settings.uvicorn_python, ["uvicorn", "starlette", "uvloop", "httptools", "fastserve"]
         ),
     }
     if group_names is None or "asgi" in group_names:
         versions["granian_python"] = package_versions(settings.granian_python, ["granian", "uvloop"])
+    if settings.baseline_python is not None:  # fastserve-baseline: recorded as fastserve is
+        versions["fastserve_baseline_source_digest"] = source_digest(settings.baseline_python)
+        versions["fastserve_baseline_python"] = package_versions(settings.baseline_python, ["fastserve"])
+        versions["fastserve_baseline_installed_from"] = installed_from(settings.baseline_python)
     return versions
 
 
@@ -1634,6 +1740,10 @@ def main() -> int:
         print()
         print(f"memory: RSS of the server's processes before and after opening {settings.idle_connections} "
               "keep-alive connections that each had one GET /small.txt answered and then stay quiet")
+    if settings.baseline_python is not None and any(spec.name == BASELINE for plan in plans for spec in plan.specs):
+        print()
+        print(f"fastserve: {describe_build(settings.fastserve_python, installed_from(settings.fastserve_python))}")
+        print(f"{BASELINE}: {describe_build(settings.baseline_python, installed_from(settings.baseline_python))}")
     for group in groups:
         print()
         print(render_group(group))

@@ -311,6 +311,7 @@ def _settings() -> Settings:
     settings = Settings.from_env()
     settings.duration_s, settings.warmup_s, settings.rounds = 1, 0, 2
     settings.connections, settings.server_cpu_percent = run_bench.WRK_CONNECTIONS, None
+    settings.baseline_python = None
     return settings
 
 
@@ -1077,3 +1078,188 @@ def test_a_capped_server_runs_in_its_cgroup_and_the_cgroup_goes_with_it(tmp_path
     assert not server.cgroup.path.exists()  # removed once the server and its worker were stopped
     assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
                for pid in pids)
+
+
+# --------------------------------------------------------------------------- a baseline fastserve build
+
+
+def _with_baseline(python: str = sys.executable) -> Settings:
+    settings = _settings()
+    settings.groups = settings.servers = settings.scenarios = None
+    settings.fastserve_python, settings.baseline_python = sys.executable, python
+    return settings
+
+
+def test_baseline_python_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("BENCH_BASELINE_PYTHON", raising=False)
+    assert Settings.from_env().baseline_python is None
+    monkeypatch.setenv("BENCH_BASELINE_PYTHON", f" {sys.executable} ")
+    assert Settings.from_env().baseline_python == sys.executable
+    for bad in (str(tmp_path / "no-such-python"), str(tmp_path)):
+        monkeypatch.setenv("BENCH_BASELINE_PYTHON", bad)
+        with pytest.raises(SystemExit, match="BENCH_BASELINE_PYTHON=.* is not an executable"):
+            Settings.from_env()
+
+
+def test_baseline_runs_as_fastserve_does_in_every_group_with_fastserve(tmp_path: Path) -> None:
+    plans = {plan.group.name: plan for plan in plan_groups(_with_baseline("/opt/old/bin/python"), tmp_path)}
+    assert [spec.name for spec in plans["static"].specs][:3] == ["fastserve", "fastserve-baseline", "fastserve-plain"]
+    assert [spec.name for spec in plans["asgi"].specs] == ["fastserve", "fastserve-baseline", "uvicorn", "granian"]
+    assert [spec.name for spec in plans["memory"].specs][:2] == ["fastserve", "fastserve-baseline"]
+    for plan in plans.values():
+        specs = {spec.name: spec for spec in plan.specs}
+        new, old = specs["fastserve"], specs["fastserve-baseline"]
+        # the same command and scenarios; only the interpreter (the fastserve build) differs
+        assert old.build_command(8123) == ["/opt/old/bin/python", *new.build_command(8123)[1:]]
+        assert new.build_command(8123)[0] != "/opt/old/bin/python"
+        assert old.scenario_names == new.scenario_names
+    memory_command = {spec.name: spec for spec in plans["memory"].specs}["fastserve-baseline"].build_command(8123)
+    assert memory_command[memory_command.index("--keepalive-timeout") + 1] == "120"
+    # without it, nothing changes: no baseline server, no baseline ratios
+    for plan in plan_groups(_with_baseline(None), tmp_path):  # type: ignore[arg-type]
+        assert "fastserve-baseline" not in [spec.name for spec in plan.specs]
+        assert plan.ratios == plan.group.ratios
+
+
+def test_baseline_ratios_cover_each_scenario_it_runs_without_targets(tmp_path: Path) -> None:
+    settings = _with_baseline()
+    plans = {plan.group.name: plan for plan in plan_groups(settings, tmp_path)}
+    static, asgi = plans["static"], plans["asgi"]
+    assert static.ratios[:len(run_bench.RATIOS)] == run_bench.RATIOS
+    baseline = [(r.scenario, r.metric) for r in static.ratios if r.denominator == "fastserve-baseline"]
+    throughput = {"64k": "mib_per_sec", "10m": "mib_per_sec"}
+    assert baseline == [(s.name, m) for s in SCENARIOS
+                        for m in (throughput.get(s.name, "requests_per_sec"), "requests_per_cpu_second", "p99_ms")]
+    assert all(r.numerator == "fastserve" and r.target is None for r in static.ratios[len(run_bench.RATIOS):])
+    assert [(r.scenario, r.metric) for r in asgi.ratios if r.denominator == "fastserve-baseline"] == [
+        ("hello", "requests_per_sec"), ("hello", "requests_per_cpu_second"), ("hello", "p99_ms"),
+        ("hello-c256", "requests_per_sec"), ("hello-c256", "requests_per_cpu_second"), ("hello-c256", "p99_ms"),
+    ]  # fmt: skip
+    assert plans["memory"].ratios == []
+    # only the scenarios selected; and none where the baseline is not selected
+    settings.groups, settings.scenarios = ["static"], ["304", "64k"]
+    static = plan_groups(settings, tmp_path)[0]
+    assert [(r.scenario, r.metric) for r in static.ratios if r.denominator == "fastserve-baseline"] == [
+        ("64k", "mib_per_sec"), ("64k", "requests_per_cpu_second"), ("64k", "p99_ms"),
+        ("304", "requests_per_sec"), ("304", "requests_per_cpu_second"), ("304", "p99_ms"),
+    ]  # fmt: skip
+    settings.servers = ["fastserve", "nginx"]
+    assert plan_groups(settings, tmp_path)[0].ratios == run_bench.RATIOS
+
+
+def test_bench_servers_names_the_baseline_only_when_it_is_given(tmp_path: Path) -> None:
+    settings = _with_baseline(None)  # type: ignore[arg-type]
+    settings.servers = ["fastserve", "fastserve-baseline"]
+    with pytest.raises(SystemExit, match="fastserve-baseline runs only with BENCH_BASELINE_PYTHON set"):
+        plan_groups(settings, tmp_path)
+    settings.baseline_python = sys.executable
+    assert _plan_names(settings, tmp_path) == {
+        "static": (["fastserve", "fastserve-baseline"], [s.name for s in SCENARIOS]),
+        "asgi": (["fastserve", "fastserve-baseline"], ["hello", "hello-c256"]),
+        "memory": (["fastserve", "fastserve-baseline"], ["idle"]),
+    }
+
+
+def test_baseline_ratios_are_taken_within_each_round_and_reported() -> None:
+    outcomes = {
+        "fastserve": ServerOutcome("fastserve", "ok", planned=["1k"], scenarios={"1k": _rounds(120.0, 90.0, 110.0)}),
+        "fastserve-baseline": ServerOutcome("fastserve-baseline", "ok", planned=["1k"],
+                                            scenarios={"1k": _rounds(100.0, 100.0, 100.0)}),
+    }
+    one_k = next(s for s in SCENARIOS if s.name == "1k")
+    rows = compute_ratios(outcomes, run_bench.baseline_ratios([one_k]))
+    assert rows[0]["per_round"] == [1.2, 0.9, 1.1] and rows[0]["value"] == pytest.approx(1.1)
+    assert rows[0]["met"] is None and rows[2]["metric"] == "p99_ms"  # a before/after: no target
+    assert "fastserve / fastserve-baseline" in run_bench.render_ratios(rows)
+    assert "(no target)" in run_bench.render_ratios(rows).splitlines()[1]
+
+
+def test_memory_report_compares_the_two_builds() -> None:
+    idle = {
+        "fastserve": IdleMemory(1000, 1000, 1000, 30 * 1024 * 1024, 30 * 1024 * 1024 + 1000 * 1536, 0.5),
+        "fastserve-baseline": IdleMemory(1000, 1000, 1000, 30 * 1024 * 1024, 30 * 1024 * 1024 + 1000 * 4096, 0.5),
+    }
+    report = run_bench.render_idle_memory([ServerOutcome(name, "ok") for name in idle], idle)
+    rows = {line.split()[0]: line.split() for line in report.splitlines() if "MiB" in line}
+    assert "4.00" in rows["fastserve-baseline"] and "1.50" in rows["fastserve"]
+    assert "fastserve / fastserve-baseline per idle connection: 0.38x (no target)" in report
+    del idle["fastserve-baseline"]
+    assert "fastserve-baseline" not in run_bench.render_idle_memory([ServerOutcome("fastserve", "ok")], idle)
+
+
+def _fake_interpreter(tmp_path: Path, direct_url: dict) -> str:
+    """An 'interpreter' that answers the direct_url.json question with `direct_url`."""
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\ncat <<'END'\n{json.dumps(direct_url)}\nEND\n")
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_installed_from_reads_pips_record_and_the_checkouts_commit(tmp_path: Path) -> None:
+    checkout = tmp_path / "old"
+    checkout.mkdir()
+    (checkout / "setup.py").write_text("# old\n")
+    git = ["git", "-C", str(checkout), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "setup.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "old"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    python = _fake_interpreter(tmp_path, {"url": f"file://{checkout}", "dir_info": {}})
+    record = run_bench.installed_from(python)
+    assert record == {"url": f"file://{checkout}", "editable": False, "git_commit": commit, "git_dirty": False}
+    assert run_bench.describe_build(python, record) == f"{python} (from {checkout}, git {commit[:10]})"
+    (checkout / "setup.py").write_text("# changed\n")
+    assert run_bench.installed_from(python)["git_dirty"] is True
+    vcs = _fake_interpreter(tmp_path, {"url": "https://example.invalid/fastserve.git",
+                                       "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    assert run_bench.installed_from(vcs)["git_commit"] == "abc123"
+    silent = _fake_interpreter(tmp_path, {})
+    assert run_bench.installed_from(silent) is None
+    assert run_bench.describe_build(silent, None).endswith("(install source not recorded)")
+
+
+def test_json_records_the_baseline_build_as_it_records_fastserves(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # run from a checkout: its fastserve.egg-info must not answer for what the interpreters have
+    decoy = tmp_path / "checkout" / "fastserve.egg-info"
+    decoy.mkdir(parents=True)
+    (decoy / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: fastserve\nVersion: 9.9.9\n")
+    monkeypatch.chdir(decoy.parent)
+    venv = tmp_path / "old-venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".fastserve-source-digest").write_text("feedface\n")  # as bench/run.sh stamps its venvs
+    python = venv / "bin" / "python"  # (this interpreter, under another venv's name)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    settings = _with_baseline(str(python))
+    versions = run_bench.tool_versions(settings, ["static"])
+    assert versions["fastserve_baseline_source_digest"] == "feedface"
+    assert versions["fastserve_baseline_python"] == versions["fastserve_python"]  # (here the same build)
+    assert versions["fastserve_baseline_installed_from"] == versions["fastserve_installed_from"]
+    assert "9.9.9" not in str(versions["fastserve_python"])
+    settings.baseline_python = None
+    assert not any(key.startswith("fastserve_baseline") for key in run_bench.tool_versions(settings, ["static"]))
+
+
+def test_two_fastserve_builds_are_measured_side_by_side(tmp_path: Path) -> None:
+    """A real short run: fastserve and fastserve-baseline (here the same build) in rotating rounds."""
+    if subprocess.run([sys.executable, "-c", "import fastserve"], cwd=tmp_path, capture_output=True).returncode:
+        pytest.skip("fastserve is not installed in this interpreter (pip install -e .)")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    settings = _with_baseline()
+    settings.groups, settings.servers, settings.scenarios = ["static"], ["fastserve", "fastserve-baseline"], ["1k"]
+    plan = plan_groups(settings, run_dir)[0]
+    group = run_bench.run_group(plan, settings, run_dir)
+    assert [o.status for o in group.servers] == ["ok", "ok"]
+    assert group.orders == {"1k": [["fastserve", "fastserve-baseline"], ["fastserve-baseline", "fastserve"]]}
+    for outcome in group.servers:
+        assert outcome.command[3:6] == [sys.executable, "-m", "fastserve"]  # after taskset -c <cpu>
+        rounds = outcome.scenarios["1k"].rounds
+        assert len(rounds) == 2 and all(r is not None and r.requests > 0 for r in rounds)
+    rows = [r for r in group.ratios if r["denominator"] == "fastserve-baseline"]
+    assert [r["metric"] for r in rows] == ["requests_per_sec", "requests_per_cpu_second", "p99_ms"]
+    assert all(len(r["per_round"]) == 2 and None not in r["per_round"] and r["met"] is None for r in rows)
+    report = render_group(group)
+    assert report.splitlines()[2].split("|")[2].strip() == "fastserve-baseline"
+    assert "fastserve / fastserve-baseline" in report
