@@ -377,14 +377,21 @@ def test_close_idle_closes_idle_connections_and_leaves_busy_ones_to_finish(serve
     assert not server.state.connections
 
 
-def test_a_connection_accepted_after_close_idle_is_refused(serve, site: Path) -> None:
+def test_a_connection_made_while_stopping_is_served_once_then_closed_when_idle(serve, site: Path) -> None:
+    """A connection whose TLS handshake finishes after the stop began was accepted before it:
+    its request is answered (the last); left idle, it is closed after the grace like the others."""
     server = serve(site)
     server.state.shutdown()
-    server.state.close_idle()
-    late = server.open()
-    [response] = late.parsed()
-    assert (response.status, response.header("connection")) == (503, "close")
+    late, silent = server.open(), server.open()
+    response = late.request("GET", "/a.txt")
+    assert (response.status, response.header("connection")) == (200, "close")
     assert late.closed
+    server.state.close_idle(0.5)
+    assert not silent.closed  # idle for no time yet
+    server.state.now += 0.5
+    server.state.close_idle(0.5)
+    server.settle()
+    assert silent.closed and not server.state.connections
 
 
 class SocketTransport(RecordingTransport):

@@ -275,3 +275,25 @@ def test_sighup_before_the_loop_runs_is_kept_for_the_reload_not_fatal() -> None:
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+
+
+def test_a_handshake_under_way_as_the_server_stops_is_finished_and_answered(ca, docroot: DocRoot,
+                                                                             tmp_path: Path) -> None:
+    """A client accepted just before the stop, still in its TLS handshake, is waited for: its
+    request is answered (Connection: close) instead of the connection dying with the worker."""
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--graceful-timeout", "5")
+    with srv:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)  # accepted; no ClientHello yet
+        time.sleep(0.2)  # the idle worker takes it from the queue at once
+        srv.terminate()
+        deadline = time.monotonic() + 5
+        while "shutting down" not in srv.output():
+            assert time.monotonic() < deadline, srv.output()
+            time.sleep(0.02)
+        conn = TlsConnection.__new__(TlsConnection)
+        conn.sock, conn.buffer, conn.eof = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1"), bytearray(), False
+        response = conn.exchange("GET", "/small.txt")
+        assert (response.status, response.body, response.header("connection")) == (200, docroot.small, "close")
+        conn.close()
+        assert srv.wait_exit(5.0) == 0, srv.output()

@@ -29,7 +29,6 @@ cdef class ServerState:
     cdef public dict connections           # the open ones, as keys (a dict: about a third of a set's table)
     cdef public double now
     cdef public bint shutting_down         # shutdown() was called: no connection is kept alive
-    cdef public bint idle_closed           # close_idle() was called: idle connections closed, new ones refused
     cdef public object on_drained          # called once the last connection closes after shutdown()
     cdef public bint draining              # SIGTERM came: health answers 503 (the listener may still be open)
     cdef public object admin               # fastserve.server.admin.Admin, or None

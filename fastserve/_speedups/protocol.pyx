@@ -102,7 +102,6 @@ cdef class ServerState:
         self.connections = {}
         self.now = 0.0
         self.shutting_down = False
-        self.idle_closed = False
         self.scan_heads = True
         self.draining = False
         self.on_drained = None
@@ -157,13 +156,12 @@ cdef class ServerState:
         for conn in list(self.connections):
             conn.stop_keeping_alive()
 
-    def close_idle(self) -> None:
-        """After ``shutdown``: close the connections with no request begun and nothing owed
-        (the others close after their answer); connections accepted later are refused (503)."""
+    def close_idle(self, double idle_for=0.0) -> None:
+        """After ``shutdown``: close the connections with no request begun and nothing owed that
+        have been so for ``idle_for`` seconds of the clock (the others close after their answer)."""
         cdef HttpProtocol conn
-        self.idle_closed = True
         for conn in list(self.connections):
-            conn.close_when_idle()
+            conn.close_when_idle(idle_for)
 
 
 cdef bytes _lowercase(const char* data, Span span):
@@ -220,7 +218,9 @@ cdef class HttpProtocol:
     def connection_made(self, transport):
         self.transport = transport
         self.idle_since = self.state.now
-        if len(self.state.connections) >= self.state.max_connections or self.state.idle_closed:
+        # Under TLS every byte must go through the transport: no send(), no sendfile.
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        if len(self.state.connections) >= self.state.max_connections:
             transport.write(
                 status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
@@ -234,8 +234,6 @@ cdef class HttpProtocol:
             fd = sock.fileno() if sock is not None else -1
         if fd >= 0 and self.state.accept_ceiling and fd >= self.state.accept_ceiling:
             self.state.descriptors_short()
-        # Under TLS every byte must go through the transport: no send(), no sendfile.
-        self.tls = transport.get_extra_info("sslcontext") is not None
         self.sock_fd = -1 if self.tls else fd
         # Resume only when the buffer is empty, so file transfers can go back to sendfile.
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=0)
@@ -952,9 +950,10 @@ cdef class HttpProtocol:
             return False
         return not self._unread_bytes()
 
-    def close_when_idle(self):
-        """Close now if idle; otherwise after the answer owed (or the request arriving)."""
-        if self.stop_keeping_alive():
+    def close_when_idle(self, double idle_for=0.0):
+        """Close now if idle (for ``idle_for`` seconds of the clock at least); otherwise after the
+        answer owed (or the request arriving)."""
+        if self.stop_keeping_alive() and self.state.now - self.idle_since >= idle_for:
             self.closing = True
             self.transport.close()
             self.transport = None

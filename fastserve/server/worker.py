@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import struct
-from typing import Any, Callable, Coroutine, List, Optional
+from typing import Any, Callable, Coroutine, Dict, List, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
@@ -119,6 +119,8 @@ READY = b"U"  # the worker accepts connections: the one it replaces may stop now
 # The names of the tasks that run apps for requests (asgi_cycle's and websocket's TASK_NAME).
 REQUEST_TASKS = ("fastserve-http", "fastserve-websocket")
 IDLE_GRACE = 0.5  # s: how long a stopping worker keeps idle connections open for one more request
+SHUTDOWN_STEP = 0.05  # s: how often a stopping worker looks for idle connections to close
+HANDSHAKE_WAIT = 5.0  # s: the longest a stopping worker waits for a TLS handshake begun before it stopped
 
 
 class Handoff:
@@ -177,8 +179,13 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             return
     tls = make_context(config)
 
+    handshakes = Handshakes()
+
     def new_connection(sock_fd: int = -1) -> HttpProtocol:
-        return HttpProtocol(state, loop, sock_fd)
+        conn = HttpProtocol(state, loop, sock_fd)
+        if tls is not None:
+            handshakes.begun(conn, loop.time())
+        return conn
 
     acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections)
     await acceptor.start()
@@ -202,6 +209,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
 
     def tick() -> None:
         state.tick(loop.time())
+        handshakes.pending(state.now)
         observe(state)
         if Handoff.orphaned() and not stop.is_set():
             logger.warning("worker %d: its supervisor (pid %d) is gone; stopping", os.getpid(), Handoff.supervisor)
@@ -232,13 +240,20 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     drained = asyncio.Event()
     state.on_drained = drained.set
     state.shutdown()
-    deadline = loop.time() + config.graceful_timeout
-    # Idle connections get a moment to send one more request (answered, with Connection:
-    # close): a client sending its next request, or the first one on a connection just
-    # accepted, must not meet a closed connection.
-    await _until(drained, state, min(IDLE_GRACE, config.graceful_timeout / 2))
-    state.close_idle()
-    await _until(drained, state, deadline - loop.time())
+    # Until the graceful timeout: idle connections get a moment to send one more request
+    # (answered, with Connection: close), so a client sending its next request, or the first
+    # on a connection just accepted (or whose TLS handshake finishes now), does not meet a
+    # closed connection; the others close after their answers.
+    started = loop.time()
+    deadline = started + config.graceful_timeout
+    grace = min(IDLE_GRACE, config.graceful_timeout / 2)
+    while True:
+        state.now = loop.time()
+        if state.now - started >= grace:  # (idle times stamped before the stop are a tick coarse)
+            state.close_idle(grace)
+        if not (state.connections or handshakes.pending(state.now)) or state.now >= deadline:
+            break
+        await _until(drained, state, min(SHUTDOWN_STEP, deadline - state.now))
     # Requests still running now (past the graceful timeout, or with their clients gone) are
     # cancelled before the lifespan shutdown closes what they may be using. Connections
     # already closing (a TLS close waiting for the client's reply) are no news.
@@ -283,12 +298,35 @@ async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
 
 
 async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> None:
-    """Wait at most ``timeout`` seconds for the last of ``state``'s connections to close."""
-    if state.connections and timeout > 0:
-        try:
-            await asyncio.wait_for(drained.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+    """Wait ``timeout`` seconds, or less if the last of ``state``'s connections closes."""
+    drained.clear()
+    if not state.connections:
+        await asyncio.sleep(timeout)
+        return
+    try:
+        await asyncio.wait_for(drained.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+
+
+class Handshakes:
+    """The TLS connections accepted whose handshake has not finished: their protocol is made
+    at accept, and told ``connection_made`` (which sets its ``tls``) only after the handshake.
+    A stopping worker waits for them, so a client in the middle of one is still answered."""
+
+    def __init__(self) -> None:
+        self.since: Dict[HttpProtocol, float] = {}
+
+    def begun(self, conn: HttpProtocol, now: float) -> None:
+        self.since[conn] = now
+
+    def pending(self, now: float) -> int:
+        """How many are still under way (a handshake older than ``HANDSHAKE_WAIT`` is given up:
+        failed ones are never told to the protocol)."""
+        for conn, since in list(self.since.items()):
+            if conn.tls or now - since > HANDSHAKE_WAIT:
+                del self.since[conn]
+        return len(self.since)
 
 
 def _tasks(which: Callable[[asyncio.Task], bool]) -> List[asyncio.Task]:
