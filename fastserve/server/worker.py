@@ -237,23 +237,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         "worker %d shutting down: %d connection%s to finish within %g s",
         os.getpid(), len(state.connections), "" if len(state.connections) == 1 else "s", config.graceful_timeout,
     )
-    drained = asyncio.Event()
-    state.on_drained = drained.set
-    state.shutdown()
-    # Until the graceful timeout: idle connections get a moment to send one more request
-    # (answered, with Connection: close), so a client sending its next request, or the first
-    # on a connection just accepted (or whose TLS handshake finishes now), does not meet a
-    # closed connection; the others close after their answers.
-    started = loop.time()
-    deadline = started + config.graceful_timeout
-    grace = min(IDLE_GRACE, config.graceful_timeout / 2)
-    while True:
-        state.now = loop.time()
-        if state.now - started >= grace:  # (idle times stamped before the stop are a tick coarse)
-            state.close_idle(grace)
-        if not (state.connections or handshakes.pending(state.now)) or state.now >= deadline:
-            break
-        await _until(drained, state, min(SHUTDOWN_STEP, deadline - state.now))
+    await _drain(state, handshakes, config.graceful_timeout)
     # Requests still running now (past the graceful timeout, or with their clients gone) are
     # cancelled before the lifespan shutdown closes what they may be using. Connections
     # already closing (a TLS close waiting for the client's reply) are no news.
@@ -295,6 +279,30 @@ async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
         return False
     task.result()
     return True
+
+
+async def _drain(state: ServerState, handshakes: "Handshakes", timeout: float) -> None:
+    """Let ``state``'s connections finish for at most ``timeout`` seconds, keeping none alive.
+
+    Idle connections get a moment to send one more request (answered, with Connection:
+    close), so a client sending its next request, or the first on a connection just accepted
+    (or whose TLS handshake finishes now), does not meet a closed connection; the others close
+    after their answers. Returns when no connection and no handshake is left, or at the timeout.
+    """
+    loop = asyncio.get_running_loop()
+    drained = asyncio.Event()
+    state.on_drained = drained.set
+    state.shutdown()
+    started = loop.time()
+    deadline = started + timeout
+    grace = min(IDLE_GRACE, timeout / 2)
+    while True:
+        state.now = loop.time()
+        if state.now - started >= grace:  # (idle times stamped before the stop are a tick coarse)
+            state.close_idle(grace)
+        if not (state.connections or handshakes.pending(state.now)) or state.now >= deadline:
+            return
+        await _until(drained, state, min(SHUTDOWN_STEP, deadline - state.now))
 
 
 async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> None:
