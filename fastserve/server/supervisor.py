@@ -196,6 +196,8 @@ class Supervisor:
         for sock in self.listeners:
             sock.close()
         self.listeners = []
+        if self.shared is not None:
+            self.shared.close()
 
     def _stop_workers(self) -> int:
         # The workers' copies become the last ones: each takes what is queued on its socket
