@@ -46,6 +46,32 @@ def test_uds_serves_and_removes_its_socket(docroot: DocRoot, tmp_path: Path, sho
     assert not os.path.exists(path)
 
 
+def test_uds_refuses_new_clients_once_its_workers_stop_accepting(docroot: DocRoot, tmp_path: Path,
+                                                                short_dir: Path) -> None:
+    """The supervisor's copy of the shared socket closes when the stop begins: while a download
+    finishes, a new client is refused at once instead of queueing on a socket nobody accepts from."""
+    path = str(short_dir / "fs.sock")
+    with CliProcess([str(docroot.root), "--uds", path, "--workers", "2", "--graceful-timeout", "5"],
+                    log_path=tmp_path / "log") as srv:
+        srv.wait_listening()
+        with socket.socket(socket.AF_UNIX) as download:
+            download.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            download.settimeout(5)
+            download.connect(path)
+            download.sendall(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert download.recv(12) == b"HTTP/1.1 200"
+            srv.terminate()
+            deadline = time.monotonic() + 5
+            while srv.output().count("shutting down") < 2:
+                assert time.monotonic() < deadline, srv.output()
+                time.sleep(0.02)
+            with socket.socket(socket.AF_UNIX) as late:
+                late.settimeout(2)
+                with pytest.raises(ConnectionRefusedError):
+                    late.connect(path)
+        assert srv.wait_exit(5) == 0
+
+
 def test_uds_replaces_a_stale_socket_and_refuses_a_live_one(docroot: DocRoot, tmp_path: Path, short_dir: Path) -> None:
     path = str(short_dir / "fs.sock")
     stale = socket.socket(socket.AF_UNIX)
