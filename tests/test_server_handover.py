@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,9 +17,17 @@ import textwrap
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import List, Set
+from typing import Iterator, List, Set, Tuple
 
-from server_helpers import ConnectionClosed, DocRoot, RawConnection, child_pids, held_sockets, running_server
+from server_helpers import (
+    ConnectionClosed,
+    DocRoot,
+    RawConnection,
+    ServerProcess,
+    child_pids,
+    held_sockets,
+    running_server,
+)
 from test_server_process import wait_for
 
 BLOCKING_APP = '''
@@ -147,16 +156,19 @@ def test_a_request_arriving_as_the_server_stops_is_answered(docroot: DocRoot, tm
         assert srv.wait_exit(5.0) == 0
 
 
-CRASHING_REPLACEMENT_APP = '''
+STARTING_APP = '''
 import os
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        message = await receive()
-        if os.path.exists("crash-next"):  # the test's marker: this worker dies starting up
+        await receive()
+        if os.path.exists("crash-next"):  # the test's marker: the next worker dies starting up
             os.unlink("crash-next")
             os._exit(1)
+        if os.path.exists("database-down"):  # the test's marker: startups fail while it exists
+            await send({"type": "lifespan.startup.failed", "message": "database down"})
+            return
         await send({"type": "lifespan.startup.complete"})
         await receive()
         await send({"type": "lifespan.shutdown.complete"})
@@ -166,16 +178,40 @@ async def app(scope, receive, send):
 '''
 
 
-def test_a_retiring_worker_stops_once_the_successor_of_its_crashed_replacement_accepts(tmp_path: Path) -> None:
-    (tmp_path / "crashing.py").write_text(textwrap.dedent(CRASHING_REPLACEMENT_APP))
+@contextlib.contextmanager
+def retiring_with(tmp_path: Path, marker: str) -> Iterator[Tuple[ServerProcess, int]]:
+    """A one-slot server whose worker retires after two requests, ``marker`` made between them
+    (so the worker itself started, and its replacement meets the marker); yields the server and
+    the retiring worker's pid."""
+    (tmp_path / "starting.py").write_text(textwrap.dedent(STARTING_APP))
     flags = ["--workers", "1", "--limit-max-requests", "2"]
-    with running_server(Path("crashing:app"), flags, log_path=tmp_path / "server.log", cwd=tmp_path) as srv:
+    with running_server(Path("starting:app"), flags, log_path=tmp_path / "server.log", cwd=tmp_path) as srv:
         with RawConnection(srv.port) as conn:
             assert conn.exchange("GET", "/").status == 200
             [retiring] = srv.children()
-            (tmp_path / "crash-next").touch()  # the worker has started: its replacement will crash
+            (tmp_path / marker).touch()
             assert conn.exchange("GET", "/").status == 200
+        yield srv, retiring
+
+
+def test_a_retiring_worker_stops_once_the_successor_of_its_crashed_replacement_accepts(tmp_path: Path) -> None:
+    with retiring_with(tmp_path, "crash-next") as (srv, retiring):
         assert wait_for(lambda: "starting a new one" in srv.output(), 10.0), srv.output()
         assert wait_for(lambda: retiring not in srv.children() and len(srv.children()) == 1, 10.0), (
             f"the retiring worker {retiring} serves on beside {srv.children()}\n{srv.output()}")
         assert f"worker {retiring} retired (--limit-max-requests)" in srv.output()
+
+
+def test_a_replacement_whose_app_fails_to_start_is_retried_while_the_old_worker_serves(tmp_path: Path) -> None:
+    """A passing failure at a routine recycle (a database away while the replacement starts)
+    must not stop a server that has been serving: the retiring worker serves on, the slot tries
+    again later, and the hand-off completes once the app starts."""
+    with retiring_with(tmp_path, "database-down") as (srv, retiring):
+        assert wait_for(lambda: "startup failed; its slot tries again" in srv.output(), 10.0), srv.output()
+        assert srv.alive(), srv.output()
+        with RawConnection(srv.port) as conn:  # the retiring worker still serves
+            assert conn.exchange("GET", "/").status == 200
+        (tmp_path / "database-down").unlink()
+        assert wait_for(lambda: retiring not in srv.children() and len(srv.children()) == 1, 10.0), srv.output()
+        with RawConnection(srv.port) as conn:
+            assert conn.exchange("GET", "/").status == 200

@@ -14,7 +14,7 @@ import select
 import signal
 import socket
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
@@ -27,6 +27,9 @@ logger = logging.getLogger("fastserve")
 _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 IDLE_WAIT = 1.0  # s: the longest the supervisor sleeps without a signal or message (a safety net)
+RESTART_DELAY = 0.1  # s: before a worker that died is replaced (no spinning if workers die at once)
+RETRY_FIRST = 1.0  # s: before a slot whose worker's app failed to start tries again (doubling each time)
+RETRY_MAX = 30.0  # s: the longest wait between two such tries
 STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
 
 
@@ -56,6 +59,9 @@ class Supervisor:
         self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
         self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
         self.hangups = 0  # SIGHUPs received without TLS, not yet logged
+        self.served = False  # a worker has accepted: its app can start
+        self.respawns: List[Tuple[float, int, Optional[int]]] = []  # (when, slot, the retiring worker it replaces)
+        self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -77,7 +83,7 @@ class Supervisor:
                 self._spawn(slot)
             while not self.stopping:
                 self._reap(restart=True)
-                self._wait(IDLE_WAIT)
+                self._wait(self._respawn_due())
                 if self.hangups:
                     self.hangups = 0
                     nothing_to_reload()
@@ -116,8 +122,11 @@ class Supervisor:
                 slot = self.workers.pop(pid)  # its exit is expected now: no restart for it
                 self.retiring.add(pid)
                 self.handoffs[self._spawn(slot)] = pid
-            elif kind == READY and pid in self.handoffs:
-                _signal(self.handoffs.pop(pid), signal.SIGTERM)
+            elif kind == READY:
+                self.served = True
+                self.failed_starts.pop(self.workers.get(pid, -1), None)
+                if pid in self.handoffs:
+                    _signal(self.handoffs.pop(pid), signal.SIGTERM)
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -181,16 +190,37 @@ class Supervisor:
                 continue
             slot = self.workers.pop(pid, None)
             retiring = self.handoffs.pop(pid, None)  # a replacement that died before it accepted
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED:
-                # The app cannot start: replacing the worker would only fail again.
+            failed_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED
+            if failed_start and not self.served:
+                # The app cannot start at all: replacing the worker would only fail again.
                 self.stopping = True
                 self.exit_code = STARTUP_FAILED
-            if slot is not None and restart and not self.stopping:
+            if slot is None or not restart or self.stopping:
+                continue
+            if failed_start:
+                # The app started before (its other workers, or the one retiring, still serve):
+                # a passing failure (a database away) must not stop the server. Try again later.
+                tries = self.failed_starts[slot] = self.failed_starts.get(slot, 0) + 1
+                delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (tries - 1))
+                logger.error("worker %d: the app's startup failed; its slot tries again in %g s", pid, delay)
+            else:
+                delay = RESTART_DELAY
                 logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
-                time.sleep(0.1)  # do not spin if workers die at once
-                replacement = self._spawn(slot)
-                if retiring is not None:
-                    self.handoffs[replacement] = retiring  # its successor takes over the hand-off
+            self.respawns.append((time.monotonic() + delay, slot, retiring))
+
+    def _respawn_due(self) -> float:
+        """Start the replacements whose time has come; returns how long the supervisor may sleep."""
+        now = time.monotonic()
+        waiting = []
+        for when, slot, retiring in self.respawns:
+            if when > now:
+                waiting.append((when, slot, retiring))
+                continue
+            replacement = self._spawn(slot)
+            if retiring is not None:
+                self.handoffs[replacement] = retiring  # the successor takes over the hand-off
+        self.respawns = waiting
+        return min([IDLE_WAIT, *(when - now for when, _, _ in waiting)])
 
     def _close_listeners(self) -> None:
         for sock in self.listeners:
