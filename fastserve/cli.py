@@ -327,9 +327,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.reload:
         from pathlib import Path
 
-        from fastserve.server.reload import Reloader
-
         from fastserve.server.listen import ListenError, open_listener, remove_socket_file
+        from fastserve.server.reload import Reloader
+        from fastserve.server.serve import PidFileError
 
         directories = [Path(d) for d in (args.reload_dir or ["."])]
         config = config_from_args(argv)
@@ -339,7 +339,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"fastserve: {exc}", file=sys.stderr)
             return 1
         try:
-            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, listener=listener).run()
+            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, listener=listener,
+                            pid_path=config.pid_file).run()
+        except PidFileError as exc:
+            print(f"fastserve: {exc}", file=sys.stderr)
+            return 1
         finally:
             listener.close()
             remove_socket_file(config)

@@ -1,4 +1,5 @@
 """``--reload``: the server restarts with the new code when a source file changes."""
+import os
 import signal
 import socket
 import subprocess
@@ -91,3 +92,107 @@ def test_reload_serves_an_inherited_descriptor(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def _start_reloader(tmp_path, body, *extra):
+    (tmp_path / "reload_app.py").write_text(APP % body)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", "reload_app:app", "--port", str(port), "--reload", *extra],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    return proc, port
+
+
+def _child_of(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        children = file.read().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _refused(port, deadline_s=10.0):
+    """Whether connecting to the port is refused (nothing listens) before the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _gone(pid, deadline_s=10.0):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                if file.read().split(") ")[1].startswith("Z"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_child(tmp_path):
+    """The pid an operator reads is the reloader's; stopping the server it runs stops it too
+    (the port used to stay open with nobody answering); SIGHUP no longer kills it."""
+    pid_path = tmp_path / "server.pid"
+    proc, port = _start_reloader(tmp_path, "up", "--pid-file", str(pid_path))
+    try:
+        assert _get(port) == "up"
+        assert int(pid_path.read_text()) == proc.pid
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert proc.poll() is None and _get(port) == "up"
+        child = _child_of(proc.pid)
+        os.kill(child, signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert _refused(port)
+        assert not pid_path.exists()
+        assert b"SIGHUP ignored" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_reloader_takes_its_server_with_it(tmp_path):
+    proc, port = _start_reloader(tmp_path, "up")
+    try:
+        assert _get(port) == "up"
+        child = _child_of(proc.pid)
+        proc.kill()
+        proc.wait()
+        assert _gone(child), "the server outlived its reloader"
+        assert _refused(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_server_that_fails_starts_again_when_the_file_is_fixed(tmp_path):
+    proc, port = _start_reloader(tmp_path, "first")
+    try:
+        assert _get(port) == "first"
+        (tmp_path / "reload_app.py").write_text("this is not python\n")
+        deadline = time.monotonic() + 15
+        while True:  # the restart with broken code exits with an error; the reloader waits
+            try:
+                children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+            except FileNotFoundError:
+                children = []
+            if not children or _gone(int(children[0]), 0.1):
+                break
+            assert time.monotonic() < deadline
+        time.sleep(0.6)  # a poll of the reloader sees the failure
+        assert proc.poll() is None
+        (tmp_path / "reload_app.py").write_text(APP % "fixed")
+        assert _get(port) == "fixed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert b"it starts again when a watched file changes" in proc.stdout.read()

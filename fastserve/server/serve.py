@@ -43,7 +43,7 @@ def serve(config: Config) -> int:
     raise_open_file_limit(config.max_connections)  # before the workers fork: they inherit it
     _check_backlog(config.backlog)
     EarlySignals.install()
-    with _pid_file(config.pid_file):
+    with pid_file(config.pid_file):
         return _run(config, app)
 
 
@@ -105,7 +105,7 @@ def _report_compression(app: object) -> None:
 
 
 @contextmanager
-def _pid_file(path: Optional[str]) -> Iterator[None]:
+def pid_file(path: Optional[str]) -> Iterator[None]:
     """Write our process id to ``path`` for the run; remove it after, unless another process took it over."""
     if path is None:
         yield
