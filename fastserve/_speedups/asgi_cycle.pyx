@@ -6,7 +6,9 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 """
 import logging
 import os
+import sys
 from asyncio import CancelledError, Task
+from contextvars import copy_context
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memchr
@@ -24,6 +26,8 @@ from fastserve._speedups.wire cimport connection_pair
 
 logger = logging.getLogger("fastserve")
 
+# Python 3.12+ can start a task eagerly: its first step runs in the constructor, as that task.
+cdef bint EAGER_TASKS = sys.version_info >= (3, 12)
 # Every exchange's task has this name: asyncio would otherwise format a new "Task-N" for each.
 cdef str TASK_NAME = "fastserve-http"
 cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
@@ -274,6 +278,7 @@ cdef class HttpCycle(Job):
     cdef FileSender sender
     cdef object sending
     cdef object task
+    cdef object context
     cdef bytes method
     cdef bytes raw_url
     cdef long long sent      # response bytes written, for metrics and the access log
@@ -288,6 +293,9 @@ cdef class HttpCycle(Job):
         self.method = method
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
+        # The context the app runs in: the connection's as the request arrived. A pipelined
+        # request starts from the one before it, whose context must not leak into it.
+        self.context = copy_context()
         self.head_request = method == b"HEAD"
         cdef RequestHead head = self.conn.head  # the request being begun
         if head is None:  # (the connection begins exchanges only while it holds a head)
@@ -359,9 +367,16 @@ cdef class HttpCycle(Job):
 
     cpdef start(self):
         if self.loop.get_task_factory() is None:
-            self.task = Task(self.run(), loop=self.loop, name=TASK_NAME)  # what create_task makes, named
+            if EAGER_TASKS and not self.more_body:
+                # The app runs now, inside the task, up to its first wait: an app that never
+                # waits is answered before the connection reads on, holding nothing for later.
+                # Only for a request read whole: one whose body is still arriving may yet
+                # turn out unreadable, and then the app is never called.
+                self.task = Task(self.run(), loop=self.loop, name=TASK_NAME, context=self.context, eager_start=True)
+            else:  # what create_task makes, named
+                self.task = Task(self.run(), loop=self.loop, name=TASK_NAME, context=self.context)
         else:
-            self.task = self.loop.create_task(self.run(), name=TASK_NAME)
+            self.task = self.loop.create_task(self.run(), name=TASK_NAME, context=self.context)
 
     cpdef resume_writing(self):
         if self.sender is not None:

@@ -585,8 +585,8 @@ cdef class HttpProtocol:
         ]
         self.head.declared_length = -1
         job = self.state.asgi_bridge.begin(self, self.head.method, self.head.target, self.head.headers)
+        job.body_complete()  # before it starts: an exchange may run at once (see HttpCycle.start)
         self._enqueue_job(job)
-        job.body_complete()
 
     cdef bint _serve_admin(self):
         """Answer an admin path (health, metrics) unless a file is there; False: not answered."""
