@@ -45,9 +45,14 @@ def run(app: Any, **options: Any) -> int:
 
     ``options`` are ``fastserve.config.Config`` fields: ``host``, ``port``, ``workers``,
     ``graceful_timeout``, the limits, ... — the same names as the command-line flags.
-    Returns the exit code (0 after a clean stop).
+    Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
+    range (``Config.problems``).
     """
     from fastserve.config import Config
     from fastserve.server.serve import serve
 
-    return serve(Config(target=app, **options))
+    config = Config(target=app, **options)
+    problems = config.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return serve(config)

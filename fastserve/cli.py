@@ -324,6 +324,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except LogConfigError as exc:
         print(f"fastserve: {exc}", file=sys.stderr)
         return 2
+    config = config_from_args(argv)
+    for problem in config.problems():
+        print(f"fastserve: {problem}", file=sys.stderr)
+        return 2
     if args.reload:
         from pathlib import Path
 
@@ -332,7 +336,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         from fastserve.server.serve import PidFileError
 
         directories = [Path(d) for d in (args.reload_dir or ["."])]
-        config = config_from_args(argv)
         try:
             listener = open_listener(config)  # held across restarts: no request is refused meanwhile
         except ListenError as exc:
@@ -347,16 +350,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         finally:
             listener.close()
             remove_socket_file(config)
-    config = config_from_args(argv)
-    if config.workers < 1:
-        print("fastserve: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if config.max_age < 0:
-        print("fastserve: --max-age must not be negative", file=sys.stderr)
-        return 2
-    if config.listing_max_entries < 1:
-        print("fastserve: --listing-max-entries must be at least 1", file=sys.stderr)
-        return 2
     return serve_reporting_errors(config)
 
 

@@ -6,6 +6,22 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 MIN_TICK = 0.05  # seconds: the shortest clock tick short timeouts can ask for
 
+# The values each numeric setting may take, inclusive: (field, least, most or None). Checked by
+# ``Config.problems`` for the CLI and ``fastserve.run`` alike; None (unset) is always allowed.
+RANGES: Tuple[Tuple[str, float, Optional[float]], ...] = (
+    ("port", 0, 65535), ("fd", 0, None), ("workers", 1, None), ("backlog", 1, None),
+    ("graceful_timeout", 0, None), ("shutdown_delay", 0, None), ("limit_max_requests", 1, None),
+    ("max_age", 0, None), ("listing_max_entries", 1, None),
+    ("max_header_bytes", 1, None), ("max_header_count", 1, None), ("max_url_length", 1, None),
+    ("max_body_size", 0, None), ("max_pipeline", 1, None), ("max_response_buffer", 0, None),
+    ("max_connections", 1, None), ("max_ranges", 0, None),
+    ("header_timeout", 0, None), ("body_timeout", 0, None), ("keepalive_timeout", 0, None),
+    ("send_timeout", 0, None),
+    ("ws_max_size", 1, None), ("ws_ping_interval", 0, None), ("ws_ping_timeout", 0, None),
+    ("cache_valid", 0, None), ("cache_entries", 1, None), ("cache_bytes", 0, None), ("cache_max_file", 0, None),
+    ("compress_bytes", 0, None), ("compress_max_file", 0, None), ("tick_interval", MIN_TICK, None),
+)
+
 @dataclass
 class Config:
     """Settings for one ``serve()`` run; the CLI flags map one-to-one onto these fields.
@@ -102,6 +118,19 @@ class Config:
     tick_interval: float = 0.5
 
     ready_callback: Optional[Callable[[], None]] = None
+
+    def problems(self) -> List[str]:
+        """What is out of range (``RANGES``), one sentence per setting, named as its flag;
+        empty when every value can be served with (a NaN is never in range)."""
+        found = []
+        for name, least, most in RANGES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not least <= value <= (most if most is not None else float("inf")):
+                span = f"between {least:g} and {most:g}" if most is not None else f"at least {least:g}"
+                found.append(f"--{name.replace('_', '-')} must be {span}, not {value!r}")
+        return found
 
     def clock_tick(self) -> float:
         """Seconds between two timeout checks (and access-log flushes): ``tick_interval``, or a

@@ -188,3 +188,41 @@ def test_sigint_stop_is_logged(docroot: DocRoot, tmp_path: Path) -> None:
         srv.proc.send_signal(signal.SIGINT)
         assert srv.wait_exit(5) == 0
     assert "fastserve stopped" in srv.output()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--port", "180710", "--port must be between 0 and 65535, not 180710"),
+    ("--port", "-1", "--port must be between 0 and 65535, not -1"),
+    ("--fd", "-3", "--fd must be at least 0, not -3"),
+    ("--backlog", "-5", "--backlog must be at least 1, not -5"),
+    ("--workers", "0", "--workers must be at least 1, not 0"),
+    ("--limit-max-requests", "0", "--limit-max-requests must be at least 1, not 0"),
+    ("--max-header-bytes", "-1", "--max-header-bytes must be at least 1, not -1"),
+    ("--max-connections", "0", "--max-connections must be at least 1, not 0"),
+    ("--keepalive-timeout", "-1", "--keepalive-timeout must be at least 0, not -1.0"),
+    ("--graceful-timeout", "nan", "--graceful-timeout must be at least 0, not nan"),
+    ("--ws-max-size", "0", "--ws-max-size must be at least 1, not 0"),
+    ("--max-age", "-1", "--max-age must be at least 0, not -1"),
+    ("--listing-max-entries", "0", "--listing-max-entries must be at least 1, not 0"),
+])
+def test_a_value_out_of_range_is_a_usage_error_before_anything_starts(flag, value, message, tmp_path, capsys) -> None:
+    """Used to be a traceback (--port 180710, --fd -3) or a server running with a limit that
+    refuses everything (--max-connections 0, --max-header-bytes -1)."""
+    assert main([str(tmp_path), flag, value]) == 2
+    assert capsys.readouterr().err.strip() == f"fastserve: {message}"
+
+
+def test_the_defaults_and_the_range_ends_are_in_range() -> None:
+    from fastserve.config import RANGES, Config
+
+    assert Config().problems() == []
+    assert Config(port=0, backlog=1, max_body_size=0, keepalive_timeout=0).problems() == []
+    assert Config(port=65535).problems() == []
+    assert {name for name, _, _ in RANGES} <= set(Config.__dataclass_fields__)
+
+
+def test_run_refuses_a_value_out_of_range() -> None:
+    import fastserve
+
+    with pytest.raises(ValueError, match="--port must be between 0 and 65535"):
+        fastserve.run(".", port=70000)
