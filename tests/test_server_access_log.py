@@ -102,13 +102,19 @@ def test_json_format_for_apps_and_websocket_handshakes(tmp_path: Path) -> None:
         with RawConnection(port) as conn:
             response = conn.exchange("GET", "/slow?q=1", [("User-Agent", "tester"), ("Referer", "/from")])
             assert response.status == 201
+            # From a trusted proxy (127.0.0.1 by default), the line names the client it forwarded
+            # for, as the app's scope does.
+            assert conn.exchange("GET", "/fwd", [("X-Forwarded-For", "203.0.113.9")]).status == 201
             conn.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"X-Forwarded-For: 203.0.113.8\r\n"
                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
             assert conn.read_head().status == 101
         assert srv.stop() == 0  # the buffer is written at shutdown
-        records = [json.loads(line) for line in access_lines(srv, 2)]
-    assert len(records) == 2, srv.output()
-    http, ws = records
+        records = [json.loads(line) for line in access_lines(srv, 3)]
+    assert len(records) == 3, srv.output()
+    http, forwarded, ws = records
+    assert (forwarded["path"], forwarded["client"]) == ("/fwd", "203.0.113.9")
+    assert ws["client"] == "203.0.113.8"
     assert {k: http[k] for k in ("client", "method", "path", "query", "version", "status", "user_agent",
                                  "referer", "worker")} == {
         "client": "127.0.0.1", "method": "GET", "path": "/slow", "query": "q=1", "version": "1.1",
@@ -167,3 +173,20 @@ def test_lines_escape_what_would_break_them() -> None:
     assert line == ('10.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "GET /a\\"b\\\\c?x=\\x01 HTTP/1.1" 200 10 '
                     '"-" "ua \\"q\\"\\x0a"')
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("allow, client", [("127.0.0.1", "203.0.113.9"), ("10.0.0.1", None)])
+def test_static_lines_name_the_client_a_trusted_proxy_forwarded_for(docroot: DocRoot, serve_cli, caplog,
+                                                                   allow, client) -> None:
+    """As an app's scope (and its access-log line) does; an untrusted peer's claim is ignored."""
+    from fastserve.server.worker import observe
+
+    caplog.set_level(logging.INFO, logger="fastserve.access")
+    server = serve_cli(str(docroot.root), "--access-log", "--forwarded-allow-ips", allow)
+    connection = server.open()
+    peer = connection.conn.client[0]
+    response = connection.request("GET", "/small.txt", [("X-Forwarded-For", "198.51.100.1, 203.0.113.9")])
+    assert response.status == 200
+    observe(server.state)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "fastserve.access"]
+    assert line.startswith(f"{client or peer} - - ["), line

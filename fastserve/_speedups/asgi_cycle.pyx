@@ -617,7 +617,8 @@ cdef class HttpCycle(Job):
                     agent = value
                 elif name == b"referer":
                     referer = value
-        self.conn.account(self.method, self.raw_url, self.status, self.sent, self.head_read_at, agent, referer)
+        self.conn.account(self.method, self.raw_url, self.status, self.sent, self.head_read_at, agent, referer,
+                          None if self.scope is None else self.scope["client"])
 
     cdef bytes _build_head(self, int status, list headers):
         cdef bint has_length = False

@@ -40,6 +40,7 @@ cdef class ServerState:
     cdef public long long request_limit    # --limit-max-requests (0: none); on_limit() is called at it
     cdef public object on_limit
     cdef public bint log_agents            # the access log wants User-Agent and Referer
+    cdef public object proxy               # ProxyTrust: whose X-Forwarded-For names the client an access log shows; None: no one's
     cdef public int accept_ceiling         # a new connection's descriptor at or above it pauses accepting (0: never)
     cdef public object acceptor            # the worker's listener: pause() -> bool, resume(); None: not watched
     cdef public bint accept_paused         # paused at the ceiling: the next closed connection resumes it
@@ -109,12 +110,13 @@ cdef class HttpProtocol:
     cdef bint _over_buffer(self)
     cdef void _fail_body(self, int status)
     cdef bint _serve_admin(self)
+    cdef object _forwarded_client(self, RequestHead request)
     cdef void _queue_append(self, object item)
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
-                       bytes user_agent, bytes referer)
+                       bytes user_agent, bytes referer, object client=*)
     # what jobs call (C calls from the ASGI exchange, Python ones from the rest)
     cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
-                       bytes user_agent=*, bytes referer=*)
+                       bytes user_agent=*, bytes referer=*, object client=*)
     cpdef void write(self, bytes data)
     cpdef void job_finished(self, bint close=*)
     cdef void _emit(self, bytes data)

@@ -35,6 +35,7 @@ class ServerState:
     request_limit: int
     on_limit: Any
     log_agents: bool
+    proxy: Optional[Any]
     accept_ceiling: int
     acceptor: Any
     accept_paused: bool

@@ -29,6 +29,7 @@ from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.charclass cimport is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
+from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
@@ -39,6 +40,7 @@ from fastserve._speedups.requesthead cimport (
     keeps_alive,
     FIELD_ACCEPT,
     FIELD_ACCEPT_ENCODING,
+    FIELD_FORWARDED_FOR,
     FIELD_IF_MATCH,
     FIELD_IF_MODIFIED_SINCE,
     FIELD_IF_NONE_MATCH,
@@ -109,6 +111,7 @@ cdef class ServerState:
         self.requests = 0
         self.request_limit = 0
         self.log_agents = False
+        self.proxy = None
 
     def set_admin(self, admin) -> None:
         """Answer the admin paths of ``admin`` (``fastserve.server.admin.Admin``) on the static path."""
@@ -446,6 +449,8 @@ cdef class HttpProtocol:
                 self.head.referer = value
             elif lower == b"accept":
                 self.head.accept = value
+            elif lower == b"x-forwarded-for":
+                self.head.forwarded_for = value
             elif lower == b"content-length" and value.isdigit() and len(value) < 19:
                 self.head.declared_length = int(value)
 
@@ -564,6 +569,8 @@ cdef class HttpProtocol:
                 if state.log_agents:
                     self.head.user_agent = span_bytes(chars, head.fields[FIELD_USER_AGENT])
                     self.head.referer = span_bytes(chars, head.fields[FIELD_REFERER])
+                if state.proxy is not None:
+                    self.head.forwarded_for = span_bytes(chars, head.fields[FIELD_FORWARDED_FOR])
                 if state.asgi_bridge is not None:  # directories are listed: HTML or JSON
                     self.head.accept = span_bytes(chars, head.fields[FIELD_ACCEPT])
                 self._serve_static()
@@ -661,7 +668,7 @@ cdef class HttpProtocol:
                 sent += len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]
             item = FileSender(self, answer.file, answer.file.fd, answer.segments)
         self._account(request.method, request.target, answer.status, sent, started,
-                      request.user_agent, request.referer)
+                      request.user_agent, request.referer, self._forwarded_client(request))
         return item
 
     cdef object _listing_job(self, RequestHead request):
@@ -692,8 +699,9 @@ cdef class HttpProtocol:
         return held > self.state.max_response_buffer
 
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
-                       bytes user_agent, bytes referer):
-        """One request answered: count it, and give it to the metrics and the access log."""
+                       bytes user_agent, bytes referer, object client=None):
+        """One request answered: count it, and give it to the metrics and the access log
+        (``client``: the scope's, when a trusted proxy named another than the peer)."""
         cdef ServerState state = self.state
         cdef double seconds
         state.requests += 1
@@ -702,15 +710,24 @@ cdef class HttpProtocol:
             if state.counters is not None:
                 state.counters.record(method, status, sent, seconds)
             if state.access_logger is not None:
-                state.access_logger(self, method, url, status, sent, seconds, user_agent, referer)
+                state.access_logger(self, method, url, status, sent, seconds, user_agent, referer, client)
         if state.requests == state.request_limit:
             state.on_limit()
 
+    cdef object _forwarded_client(self, RequestHead request):
+        """The client a static request's access-log line names: what a trusted proxy's
+        X-Forwarded-For says (as an app's scope would), None for the peer itself."""
+        if request.forwarded_for is None or self.state.proxy is None:
+            return None
+        forwarded = [(b"x-forwarded-for", request.forwarded_for)]
+        return resolve_forwarded(self.state.proxy, self.client, forwarded, "http")[0]
+
     cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
-                       bytes user_agent=None, bytes referer=None):
+                       bytes user_agent=None, bytes referer=None, object client=None):
         """For responses made outside the connection (ASGI, WebSocket handshakes): ``started``
-        is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response."""
-        self._account(method, url, status, sent, started, user_agent, referer)
+        is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response,
+        ``client`` the scope's (None: the peer's)."""
+        self._account(method, url, status, sent, started, user_agent, referer, client)
 
     # -- ordered output -----------------------------------------------------------------
 

@@ -14,7 +14,8 @@ cdef enum:
     FIELD_USER_AGENT = 7    # for access logs
     FIELD_REFERER = 8
     FIELD_ACCEPT = 9        # for directory listings (HTML or JSON)
-    FIELD_COUNT = 10
+    FIELD_FORWARDED_FOR = 10  # X-Forwarded-For, for access logs behind a trusted proxy
+    FIELD_COUNT = 11
 
 cdef enum:
     CONNECTION_DEFAULT = 0
@@ -38,7 +39,7 @@ cdef struct SimpleHead:
     bint http10
     int connection
     Span target
-    Span fields[10]       # indexed by FIELD_*
+    Span fields[11]       # indexed by FIELD_*
     Py_ssize_t line_count # header lines read
     int host_count        # Host fields seen (the connection wants exactly one in HTTP/1.1)
 
@@ -68,6 +69,7 @@ cdef class RequestHead:
     cdef public bytes user_agent           # read by the scanner only for access logs that write them
     cdef public bytes referer
     cdef public bytes accept               # read by the scanner only when directories are listed
+    cdef public bytes forwarded_for        # X-Forwarded-For, read by the scanner only for access logs
     cdef void clear_fields(self)
     cdef void reset(self)
     cdef void set_field(self, int index, bytes value)

@@ -20,6 +20,8 @@ class RequestHead:
     accept_encoding: Optional[bytes]
     user_agent: Optional[bytes]
     referer: Optional[bytes]
+    accept: Optional[bytes]
+    forwarded_for: Optional[bytes]
     def __init__(self, method: bytes = ..., fields: Optional[Mapping[bytes, bytes]] = ...) -> None: ...
     def set(self, name: bytes, value: bytes) -> None: ...
 

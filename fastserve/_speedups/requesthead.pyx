@@ -146,7 +146,9 @@ cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogi
     if n == 14:
         return NOT_SIMPLE if _name_is(s, b"content-length", 14) else IGNORED
     if n == 15:
-        return FIELD_ACCEPT_ENCODING if _name_is(s, b"accept-encoding", 15) else IGNORED
+        if _name_is(s, b"accept-encoding", 15):
+            return FIELD_ACCEPT_ENCODING
+        return FIELD_FORWARDED_FOR if _name_is(s, b"x-forwarded-for", 15) else IGNORED
     if n == 17:
         if _name_is(s, b"if-modified-since", 17):
             return FIELD_IF_MODIFIED_SINCE
@@ -282,7 +284,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
 # the scanner, the httptools callbacks and StaticFiles take them from.
 STATIC_FIELDS = (
     b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
-    b"range", b"if-range", b"accept-encoding", b"user-agent", b"referer", b"accept",
+    b"range", b"if-range", b"accept-encoding", b"user-agent", b"referer", b"accept", b"x-forwarded-for",
 )
 cdef dict _STATIC_FIELD_INDEX = {name: index for index, name in enumerate(STATIC_FIELDS)}
 
@@ -307,7 +309,7 @@ cdef class RequestHead:
     cdef void clear_fields(self):
         self.if_match = self.if_none_match = self.if_modified_since = self.if_unmodified_since = None
         self.range_value = self.if_range = self.accept_encoding = None
-        self.user_agent = self.referer = self.accept = None
+        self.user_agent = self.referer = self.accept = self.forwarded_for = None
 
     cdef void reset(self):
         """Back to what ``RequestHead()`` is: a GET with no target, fields or headers."""
@@ -340,6 +342,8 @@ cdef class RequestHead:
             self.referer = value
         elif index == FIELD_ACCEPT:
             self.accept = value
+        elif index == FIELD_FORWARDED_FOR:
+            self.forwarded_for = value
 
     def set(self, bytes name, bytes value):
         """Record a header line (lowercase ``name``) if it is one of ``STATIC_FIELDS``; as with

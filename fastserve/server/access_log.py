@@ -48,9 +48,11 @@ class AccessLog:
         self._iso_time = ""
 
     def __call__(self, conn: Any, method: Optional[bytes], url: Optional[bytes], status: int, sent: int,
-                 seconds: float, user_agent: Optional[bytes], referer: Optional[bytes]) -> None:
-        # Only the facts now; lines are formatted when the buffer is written.
-        self.pending.append((conn.client, method, url, conn.http10, status, sent, seconds, user_agent, referer,
+                 seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
+                 client: Any = None) -> None:
+        """One line's facts (formatted when the buffer is written); ``client`` is the ASGI
+        scope's (a trusted proxy's X-Forwarded-For), else the connection's peer."""
+        self.pending.append((conn.client if client is None else client, method, url, conn.http10, status, sent, seconds, user_agent, referer,
                              _now()))
         if len(self.pending) >= BUFFER_LINES:
             self.flush()

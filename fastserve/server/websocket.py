@@ -639,4 +639,4 @@ class WebSocketSession:
         """The handshake is answered (101, or an HTTP response): count it and log it."""
         fields = dict(self.request_headers)
         self.conn.account(self.method, self.raw_url, status, sent, self.started,
-                          fields.get(b"user-agent"), fields.get(b"referer"))
+                          fields.get(b"user-agent"), fields.get(b"referer"), self.scope["client"])

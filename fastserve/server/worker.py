@@ -18,6 +18,7 @@ from fastserve.server.access_log import AccessLog
 from fastserve.server.acceptor import Acceptor, take_accept_queue
 from fastserve.server.admin import make_admin
 from fastserve.server.metrics import for_worker
+from fastserve.server.proxy import ProxyTrust
 from fastserve.server.limits import current_accept_ceiling
 from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE
@@ -60,6 +61,8 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     access_log = AccessLog(config.access_log_format) if config.access_log else None
     state = ServerState(config, app=app, cache=cache, asgi_bridge=bridge, access_logger=access_log)
     state.log_agents = access_log is not None and access_log.wants_agents
+    if access_log is not None and config.proxy_headers:  # its lines name whom a trusted proxy forwarded for
+        state.proxy = bridge.proxy if bridge is not None else ProxyTrust(config.forwarded_allow_ips)
     state.request_limit = config.limit_max_requests or 0
     metrics = for_worker(config)
     if metrics is not None:
