@@ -73,8 +73,8 @@ cdef class HttpProtocol:
     cdef double body_read_at # when the body being read last made progress
     cdef double head_started
     cdef double idle_since
-    cdef Py_ssize_t head_bytes
-    cdef Py_ssize_t raw_head_bytes
+    cdef Py_ssize_t raw_head_bytes # bytes of the head httptools is reading, from its first byte past any empty lines
+    cdef long long body_left       # body bytes not yet fed: Content-Length's, or a chunk's (its size, as read)
     cdef Py_ssize_t header_count
     cdef long long static_body_bytes
     cdef Py_ssize_t out_bytes      # bytes in out
@@ -96,9 +96,14 @@ cdef class HttpProtocol:
     cdef unsigned char in_head
     cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef unsigned char closing
+    cdef unsigned char blank_matched  # how much of CR LF CR LF the bytes fed to httptools last ended with
+    cdef unsigned char chunk_state    # where in a chunked body httptools is reading the fed bytes end (CHUNK_*)
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)
+    cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
+    cdef Py_ssize_t _chunked_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
+    cdef object _feed_parser(self, bytes data)
     cdef void _begin_websocket(self, bytes rest)
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)

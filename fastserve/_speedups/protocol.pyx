@@ -14,7 +14,7 @@ Ready responses are gathered and written once per ``data_received``; a response 
 cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in a queue.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.string cimport memcmp
+from libc.string cimport memchr, memcmp
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
     Py_ssize_t recv(int fd, void* buf, size_t n, int flags)
@@ -66,6 +66,14 @@ cdef enum:
     MAX_LISTED_LINES = 64
 # A body sent to a static file is read and dropped (keeping the connection) up to this size.
 cdef long long DISCARD_LIMIT = 64 * 1024
+
+# Where the bytes fed to httptools end in a chunked body (RFC 9112 §7.1): only to know where it ends.
+cdef enum:
+    CHUNK_NONE       # no chunked body begun
+    CHUNK_SIZE       # in a chunk-size
+    CHUNK_EXT        # past it, up to the LF that ends its line
+    CHUNK_DATA       # in chunk-data or the CR LF after it (body_left bytes to go)
+    CHUNK_TRAILERS   # past the last chunk: up to the empty line that ends the request
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
 
@@ -353,39 +361,143 @@ cdef class HttpProtocol:
                 return
             if done:
                 data = data[done:]
-        if self.in_head:
-            self.raw_head_bytes += len(data)
+        self._feed_parser(data)
+
+    cdef object _feed_parser(self, bytes data):
+        """Feed ``data`` to httptools, in pieces that end where a head (or a body) ends.
+
+        A head (the request line through the empty line that ends it; empty lines before a
+        request not counted) over ``max_header_bytes`` is answered 431 before httptools reads
+        its last piece, whatever the split into reads. httptools does not say where in the
+        bytes a head or a request ends, so each piece ends where one does: a head just past
+        CR LF CR LF (httptools takes no bare LF as a line end), a Content-Length body after its
+        length, a chunked body where its framing, followed here, ends. The bytes after a piece
+        then belong to what comes next, and are counted as such.
+        """
+        cdef const char* chars = data
+        cdef Py_ssize_t pos = 0, start, end, size = len(data)
+        cdef Py_ssize_t limit = self.state.max_header_bytes
+        view = None
         if self.parser is None:  # most connections only ever send heads the scanner reads
             self.parser = HttpRequestParser(self)
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as upgrade:
-            if self.upgrade_request is not None:
-                self._begin_websocket(data[upgrade.args[0]:])
-                return
-            # Any other upgrade: answer the request as plain HTTP, then close.
-            self.head.keep_alive = False
-            self.closing = True
-        except HttpParserError:
-            if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
-                # A framing error in a body an app is reading ends that request too.
-                self._fail_body(400)
-                return
-        if self.in_head and not self.closing and (
-            self.raw_head_bytes > self.state.max_header_bytes
-            or self.head_bytes > self.state.max_header_bytes
-        ):
-            self._fail(431)
-            return
+        while pos < size and not self.closing and self.transport is not None:
+            if not self.in_message or self.in_head:
+                start = pos
+                if self.raw_head_bytes == 0:  # empty lines before a request are not its head
+                    while start < size and (chars[start] == 13 or chars[start] == 10):
+                        start += 1
+                end = self._blank_line_end(chars, start, size)
+                self.raw_head_bytes += (size if end < 0 else end) - start
+                if self.raw_head_bytes > limit:
+                    self._fail(431)
+                    return
+                if end < 0:
+                    end = size
+                elif end > start:
+                    self.raw_head_bytes = 0
+            elif self.chunk_state == CHUNK_NONE and self.body_left > 0:
+                end = pos + self.body_left if self.body_left < size - pos else size
+                self.body_left -= end - pos
+            else:
+                if self.chunk_state == CHUNK_NONE:
+                    self.chunk_state = CHUNK_SIZE
+                    self.body_left = 0
+                end = self._chunked_end(chars, pos, size)
+                if end < 0:
+                    end = size
+            if pos == 0 and end == size:
+                piece = data
+            else:
+                if view is None:
+                    view = memoryview(data)
+                piece = view[pos:end]
+            try:
+                self.parser.feed_data(piece)
+            except HttpParserUpgrade as upgrade:
+                if self.upgrade_request is not None:
+                    self._begin_websocket(data[pos + upgrade.args[0]:])
+                    return
+                # Any other upgrade: answer the request as plain HTTP, then close.
+                self.head.keep_alive = False
+                self.closing = True
+            except HttpParserError:
+                if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
+                    # A framing error in a body an app is reading ends that request too.
+                    self._fail_body(400)
+                    return
+            pos = end
         self._flush()
+
+    cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size):
+        """The offset just past the first CR LF CR LF that ends in ``chars[pos:size]``, counting
+        the bytes before ``pos`` it began with (``blank_matched``); -1 if none does, and
+        ``blank_matched`` says how much of one the bytes end with."""
+        cdef int matched = self.blank_matched
+        cdef const char* found
+        cdef char c
+        while pos < size:
+            if matched == 0:
+                found = <const char*>memchr(chars + pos, 13, size - pos)
+                if found == NULL:
+                    break
+                pos = found - chars + 1
+                matched = 1
+                continue
+            c = chars[pos]
+            pos += 1
+            if matched == 3 and c == 10:
+                self.blank_matched = 0
+                return pos
+            if c == 13:
+                matched = 3 if matched == 2 else 1
+            elif c == 10 and matched == 1:
+                matched = 2
+            else:
+                matched = 0
+        self.blank_matched = matched
+        return -1
+
+    cdef Py_ssize_t _chunked_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size):
+        """The offset just past the end of the chunked body ``chars[pos:size]`` goes on, or -1.
+
+        Follows the framing only as far as finding its end needs: chunk-size, the rest of its
+        line, chunk-data and its CR LF, and after the last chunk, the trailer section up to its
+        empty line. httptools checks the framing itself (a bad one is answered 400), so a body
+        it accepts ends here where it ends there.
+        """
+        cdef unsigned char c
+        cdef long long n
+        while pos < size:
+            if self.chunk_state == CHUNK_DATA:
+                n = size - pos if self.body_left > size - pos else self.body_left
+                pos += n
+                self.body_left -= n
+                if self.body_left == 0:
+                    self.chunk_state = CHUNK_SIZE
+            elif self.chunk_state == CHUNK_TRAILERS:
+                return self._blank_line_end(chars, pos, size)
+            else:
+                c = chars[pos]
+                pos += 1
+                if c == 10:  # the end of a chunk-size line
+                    if self.body_left == 0:  # the last chunk: the trailer section follows
+                        self.chunk_state = CHUNK_TRAILERS
+                        self.blank_matched = 2  # its CR LF begins the empty line
+                    else:
+                        self.chunk_state = CHUNK_DATA
+                        self.body_left += 2
+                elif self.chunk_state == CHUNK_SIZE and (48 <= c <= 57 or 97 <= (c | 0x20) <= 102):
+                    if self.body_left < (1LL << 56):  # more digits: httptools refuses it
+                        self.body_left = self.body_left * 16 + (c - 48 if c <= 57 else (c | 0x20) - 87)
+                else:
+                    self.chunk_state = CHUNK_EXT
+        return -1
 
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self):
         self.in_message = True
         self.in_head = True
-        self.head_bytes = 0
-        self.raw_head_bytes = 0
         self.header_count = 0
         self.host_count = 0
         if not self.awaiting_head:
@@ -401,7 +513,6 @@ cdef class HttpProtocol:
 
     def on_url(self, bytes url):
         self.head.target = url if self.head.target is None else self.head.target + url
-        self.head_bytes += len(url)
         if len(self.head.target) > self.state.max_url_length:
             self._fail(414)
             raise _Abort()
@@ -409,11 +520,10 @@ cdef class HttpProtocol:
     def on_header(self, bytes name, bytes value):
         cdef Py_ssize_t n = len(name)
         cdef Py_ssize_t size = len(value)
-        self.head_bytes += n + size + 4
         if size and is_ows((<const unsigned char*><const char*>value)[size - 1]):
             value = value.rstrip(b" \t")  # httptools keeps trailing whitespace; a field value has none
         self.header_count += 1
-        if self.header_count > self.state.max_header_count or self.head_bytes > self.state.max_header_bytes:
+        if self.header_count > self.state.max_header_count:
             self._fail(431)
             raise _Abort()
         lower = None
@@ -456,6 +566,8 @@ cdef class HttpProtocol:
 
     def on_headers_complete(self):
         self.in_head = False
+        self.body_left = self.head.declared_length
+        self.chunk_state = CHUNK_NONE
         self.awaiting_head = False
         self.body_read_at = self.state.now
         parser = self.parser
