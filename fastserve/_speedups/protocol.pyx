@@ -407,6 +407,8 @@ cdef class HttpProtocol:
                     end = size
             if pos == 0 and end == size:
                 piece = data
+            elif end - pos <= 4096:  # a head or a short body: a copy costs less than a view
+                piece = PyBytes_FromStringAndSize(chars + pos, end - pos)
             else:
                 if view is None:
                     view = memoryview(data)
