@@ -341,6 +341,17 @@ def test_the_header_timeout_starts_after_the_previous_answer(tmp_path: Path) -> 
     (b"get /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
     (b"GET /a.txt HTTP/1.0\r\n\r\n", 200),
     (b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    # a Host value that is no uri-host [":" port] (RFC 9112 section 3.2: 400), in either reader
+    (b"GET /a.txt HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nHost: x/y\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nHost: x:abc\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.0\r\nHost: x:8080:1\r\n\r\n", 400),
+    (b"GET /a.txt HTTP/1.1\r\nHost: a b\r\nUpgrade: x\r\n\r\n", 400),   # read by httptools
+    (b"GET /a.txt HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n", 200),
+    (b"GET /a.txt HTTP/1.1\r\nHost: Example.COM.:80\r\n\r\n", 200),
+    (b"GET /a.txt HTTP/1.1\r\nHost: \r\n\r\n", 200),                      # empty: a target without authority
+    (b"GET /a.txt HTTP/1.1\r\nHost: [::1]:8000\r\nUpgrade: x\r\n\r\n", 200),
 ])
 @pytest.mark.parametrize("server", ["static", "asgi"])
 def test_http11_needs_exactly_one_host(tmp_path: Path, head: bytes, status: int, server: str) -> None:

@@ -6,7 +6,7 @@ import random
 import httptools
 import pytest
 
-from fastserve._speedups.requesthead import scan_head
+from fastserve._speedups.requesthead import scan_head, valid_host
 
 SCAN_INCOMPLETE = 0
 SCAN_OTHER = -1
@@ -321,3 +321,24 @@ def test_any_head_it_accepts_httptools_accepts_and_reads_alike() -> None:
         accepted += 1
         assert_httptools_reads_alike(data[:end], fields)
     assert accepted > 500  # the mutations left plenty of simple heads to compare
+
+
+@pytest.mark.parametrize("value, valid", [
+    (b"", True), (b"localhost", True), (b"localhost:8000", True), (b"127.0.0.1:8080", True),
+    (b"[::1]:8000", True), (b"[fe80::1%25eth0]", True), (b"my_host.example.", True),
+    (b"x,y", True), (b"ex%41mple", True), (b"EXAMPLE.com:", True), (b"xn--bcher-kva.example", True),
+    (b"a b", False), (b"x/y", False), (b"[::1", False), (b"x:abc", False), (b"x:80:90", False),
+    (b"%zz", False), (b"%4", False), (b"[::1]x", False), (b"::1", False), (b"h\x80", False),
+    (b"x@y", False), (b"[::1]/", False), (b"h\t", False),
+])
+def test_host_values_are_uri_host_and_port(value: bytes, valid: bool) -> None:
+    """RFC 9110 section 7.2 / RFC 3986 section 3.2.2; ``host_value_valid`` on both readers."""
+    assert valid_host(value) is valid
+
+
+HOST_CHARS = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=")
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_a_host_name_is_unreserved_and_sub_delims(byte: int) -> None:
+    assert valid_host(b"a" + bytes([byte]) + b"b") is (byte in HOST_CHARS)

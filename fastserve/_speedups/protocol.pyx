@@ -36,6 +36,7 @@ from fastserve._speedups.requesthead cimport (
     CONNECTION_DEFAULT as HEAD_CONNECTION_DEFAULT,
     RequestHead,
     connection_option,
+    host_field_weight,
     host_fields_valid,
     keeps_alive,
     FIELD_ACCEPT,
@@ -533,7 +534,7 @@ cdef class HttpProtocol:
             lower = name.lower()
             self.head.headers.append((lower, value))
         if n == 4 and (lower or name.lower()) == b"host":
-            self.host_count += 1
+            self.host_count += host_field_weight(<const unsigned char*><const char*>value, size)
         if n == 5 or n == 6 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
             if lower is None:
                 lower = name.lower()

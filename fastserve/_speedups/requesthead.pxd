@@ -89,6 +89,16 @@ cdef inline bint keeps_alive(bint http10, int connection, bint shutting_down) no
     return connection != CONNECTION_CLOSE
 
 
+cdef bint host_value_valid(const unsigned char* s, Py_ssize_t n) noexcept nogil
+
+
+cdef inline int host_field_weight(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """What one Host field line adds to a request's ``host_count``: 1, or 2 when its value is not
+    a valid ``uri-host [":" port]``, so that ``host_fields_valid`` refuses the request (400) as it
+    refuses two Host fields (RFC 9112 section 3.2: both MUST be answered 400)."""
+    return 1 if host_value_valid(s, n) else 2
+
+
 cdef inline bint host_fields_valid(int host_count, bint http10) noexcept:
     """Whether a request's Host fields are as RFC 9112 section 3.2 requires: exactly one in
     HTTP/1.1, at most one in HTTP/1.0. Both request readers ask this; 400 when not."""

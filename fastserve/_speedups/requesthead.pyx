@@ -270,7 +270,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             head.fields[index].start = value_start
             head.fields[index].length = value_end - value_start
         elif index == IS_HOST:
-            head.host_count += 1
+            head.host_count += host_field_weight(buf + value_start, value_end - value_start)
         elif index == IS_CONNECTION:
             if head.connection != CONNECTION_DEFAULT:
                 return SCAN_OTHER
@@ -278,6 +278,63 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             if option < 0:
                 return SCAN_OTHER
             head.connection = option
+
+
+cdef inline bint _is_hex(unsigned char c) noexcept nogil:
+    return (48 <= c <= 57) or (65 <= (c & 0xDF) <= 70)
+
+
+# unreserved / sub-delims of RFC 3986 (a reg-name's characters besides pct-encoded), as a table
+# indexed by byte value (tests check all 256 values).
+cdef unsigned char HOST_CHAR[256]
+for _byte in range(256):
+    HOST_CHAR[_byte] = _byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;="
+
+
+cdef bint host_value_valid(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Whether a Host field value is ``uri-host [":" port]`` (RFC 9110 section 7.2, RFC 3986
+    section 3.2.2), or empty (a target without an authority). A bracketed IP literal is taken
+    as brackets around unreserved, sub-delims, ':' and pct-encoded characters (IPv6 with a zone,
+    IPvFuture); a reg-name or IPv4 address as unreserved, sub-delims and pct-encoded ones; a
+    port as digits."""
+    cdef Py_ssize_t i = 0
+    cdef bint bracketed = n > 0 and s[0] == b"["
+    cdef unsigned char host_end = b"]" if bracketed else b":"
+    if bracketed:
+        i = 1
+    while i < n:
+        if HOST_CHAR[s[i]]:
+            i += 1
+            continue
+        if s[i] == b"%":
+            if i + 2 >= n or not _is_hex(s[i + 1]) or not _is_hex(s[i + 2]):
+                return False
+            i += 3
+            continue
+        if s[i] == host_end:
+            break
+        if not (bracketed and s[i] == b":"):
+            return False
+        i += 1
+    if bracketed:
+        if i == n:
+            return False  # no closing bracket
+        i += 1
+    if i == n:
+        return True
+    if s[i] != b":":
+        return False
+    i += 1
+    while i < n:
+        if not 48 <= s[i] <= 57:
+            return False
+        i += 1
+    return True
+
+
+def valid_host(bytes value) -> bool:
+    """Python view of ``host_value_valid``: whether ``value`` may be a Host field's value."""
+    return host_value_valid(<const unsigned char*><const char*>value, len(value))
 
 
 # The request fields the static path reads, indexed by FIELD_* (requesthead.pxd): the one list
