@@ -398,3 +398,35 @@ def test_a_body_too_large_for_a_pipelined_request_is_refused_after_the_answers_b
         assert driven.closed
 
     run(main)
+
+
+@pytest.mark.parametrize("target, path, query", [
+    (b"/a.txt#frag", "/a.txt", b""),
+    (b"/a.txt?x=1#frag?y=2", "/a.txt", b"x=1"),
+    (b"http://example.com/a.txt#f", "/a.txt", b""),
+])
+@pytest.mark.parametrize("reader", ["scanner", "httptools"])
+def test_a_fragment_in_the_target_is_dropped(tmp_path: Path, target: bytes, path: str, query: bytes,
+                                             reader: str) -> None:
+    """RFC 9112 section 3.2: a request-target has no fragment; one sent anyway is ignored (nginx,
+    uvicorn), not looked up as part of the file name or handed to the app as part of its path."""
+    (tmp_path / "a.txt").write_bytes(b"a")
+    seen = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    extra = b"" if reader == "scanner" else b"Upgrade: x\r\n"  # an Upgrade field leaves the head to httptools
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
+
+    async def main() -> None:
+        for served in (StaticFiles(directory=tmp_path), app):
+            driven = Driven(served)
+            driven.send(head)
+            await driven.settle()
+            assert statuses(driven.output) == [200], driven.output
+        assert seen == [(path, path.encode(), query)]
+
+    run(main)

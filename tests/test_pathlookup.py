@@ -3,7 +3,9 @@ import os
 
 import pytest
 
-from fastserve._speedups.pathlookup import is_within, origin_form, percent_decode, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import (
+    is_within, origin_form, percent_decode, resolve_path, split_url_path, target_without_fragment,
+)
 
 
 @pytest.mark.parametrize(
@@ -135,6 +137,12 @@ def test_percent_decode_long_paths():
         (b"example.com:443", None),
         (b"ftp://example.com/x", None),
         (b"", None),
+        # a fragment is no part of a request-target: dropped (RFC 9112 section 3.2)
+        (b"/a.txt#frag", b"/a.txt"),
+        (b"/a?x=1#frag?y", b"/a?x=1"),
+        (b"http://example.com/a#f", b"/a"),
+        (b"http://example.com#f", b"/"),
+        (b"#", None),
     ],
 )
 def test_origin_form(target, expected):
@@ -153,3 +161,10 @@ def test_origin_form(target, expected):
 )
 def test_is_within(path, root, inside):
     assert is_within(path, root) is inside
+
+
+@pytest.mark.parametrize("target, expected", [
+    (b"/a.txt", b"/a.txt"), (b"/a.txt#", b"/a.txt"), (b"/a#b#c", b"/a"), (b"", b""), (b"#x", b""),
+])
+def test_without_fragment(target, expected):
+    assert target_without_fragment(target) == expected

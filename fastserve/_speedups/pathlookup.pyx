@@ -80,13 +80,20 @@ cpdef object percent_decode(bytes raw):
         return None
 
 
+def target_without_fragment(bytes target) -> bytes:
+    """Python view of ``without_fragment`` (pathlookup.pxd)."""
+    return without_fragment(target)
+
+
 cpdef object origin_form(bytes target):
-    """The request-target as ``/path?query``; None for forms a file server cannot use.
+    """The request-target as ``/path?query``, without a fragment; None for forms a file server
+    cannot use.
 
     An absolute-form target (``http://host/path``, what proxies send) loses its scheme and
     authority; ``*`` and authority-form (CONNECT) targets give None.
     """
     cdef Py_ssize_t start, slash
+    target = without_fragment(target)
     if len(target) > 0 and (<const char*>target)[0] == b"/":
         return target
     lowered = target[:8].lower()

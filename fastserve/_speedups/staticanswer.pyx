@@ -34,7 +34,7 @@ from fastserve._speedups.headers cimport (
     negotiate_coding,
     reason_phrase,
 )
-from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.pathlookup cimport origin_form, percent_decode, without_fragment
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head, whole_response
 
@@ -339,6 +339,8 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
         if raw is None:
             _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
             return
+    else:
+        raw = without_fragment(raw)
     cdef const char* start = raw
     cdef const char* mark = <const char*>memchr(start, b"?", len(raw))
     q = -1 if mark == NULL else mark - start
