@@ -168,3 +168,14 @@ def test_is_within(path, root, inside):
 ])
 def test_without_fragment(target, expected):
     assert target_without_fragment(target) == expected
+
+
+HEX_DIGITS = set(b"0123456789abcdefABCDEF")
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_a_percent_escape_takes_hex_digits_of_either_case(byte):
+    """``charclass.hex_value``, through the decoder (the Host check and the chunked-body
+    framing use the same function)."""
+    expected = "/" + chr(0x30 + int(chr(byte), 16)) if byte in HEX_DIGITS else None
+    assert percent_decode(b"/%3" + bytes([byte])) == expected

@@ -27,6 +27,15 @@ cdef inline bint is_ows(unsigned char c) noexcept nogil:
     return c == 32 or c == 9
 
 
+cdef inline int hex_value(unsigned char c) noexcept nogil:
+    """The value of a hex digit (either case), -1 for any other byte."""
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= (c | 0x20) <= 102:
+        return (c | 0x20) - 87
+    return -1
+
+
 cdef inline unsigned char lower_ascii(unsigned char c) noexcept nogil:
     if 65 <= c <= 90:
         return c + 32

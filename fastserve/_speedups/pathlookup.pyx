@@ -18,19 +18,11 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
 
+from fastserve._speedups.charclass cimport hex_value
+
 cdef object _stat = os.stat
 cdef object _realpath = os.path.realpath
 cdef str WELL_KNOWN = ".well-known"
-
-
-cdef inline int _hex_value(unsigned char c) noexcept nogil:
-    if c >= 48 and c <= 57:
-        return c - 48
-    if c >= 97 and c <= 102:
-        return c - 87
-    if c >= 65 and c <= 70:
-        return c - 55
-    return -1
 
 
 cpdef object percent_decode(bytes raw):
@@ -61,8 +53,8 @@ cpdef object percent_decode(bytes raw):
                 if usrc[i] == 37:
                     if i + 2 >= n:
                         return None
-                    hi = _hex_value(usrc[i + 1])
-                    lo = _hex_value(usrc[i + 2])
+                    hi = hex_value(usrc[i + 1])
+                    lo = hex_value(usrc[i + 2])
                     if hi < 0 or lo < 0:
                         return None
                     dst[j] = <char>(hi * 16 + lo)

@@ -27,7 +27,7 @@ from httptools import HttpParserError, HttpParserUpgrade
 
 from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.filecache cimport FileCache
-from fastserve._speedups.charclass cimport is_ows, lower_ascii
+from fastserve._speedups.charclass cimport hex_value, is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
 from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
@@ -489,9 +489,9 @@ cdef class HttpProtocol:
                     else:
                         self.chunk_state = CHUNK_DATA
                         self.body_left += 2
-                elif self.chunk_state == CHUNK_SIZE and (48 <= c <= 57 or 97 <= (c | 0x20) <= 102):
+                elif self.chunk_state == CHUNK_SIZE and hex_value(c) >= 0:
                     if self.body_left < (1LL << 56):  # more digits: httptools refuses it
-                        self.body_left = self.body_left * 16 + (c - 48 if c <= 57 else (c | 0x20) - 87)
+                        self.body_left = self.body_left * 16 + hex_value(c)
                 else:
                     self.chunk_state = CHUNK_EXT
         return -1

@@ -12,7 +12,7 @@ the connection hands the bytes to httptools, which answers as it would anyway.
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy
 
-from fastserve._speedups.charclass cimport is_ows, is_tchar
+from fastserve._speedups.charclass cimport hex_value, is_ows, is_tchar
 
 
 cdef inline bint _is_value_char(unsigned char c) noexcept nogil:
@@ -280,10 +280,6 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             head.connection = option
 
 
-cdef inline bint _is_hex(unsigned char c) noexcept nogil:
-    return (48 <= c <= 57) or (65 <= (c & 0xDF) <= 70)
-
-
 # unreserved / sub-delims of RFC 3986 (a reg-name's characters besides pct-encoded), as a table
 # indexed by byte value (tests check all 256 values).
 cdef unsigned char HOST_CHAR[256]
@@ -307,7 +303,7 @@ cdef bint host_value_valid(const unsigned char* s, Py_ssize_t n) noexcept nogil:
             i += 1
             continue
         if s[i] == b"%":
-            if i + 2 >= n or not _is_hex(s[i + 1]) or not _is_hex(s[i + 2]):
+            if i + 2 >= n or hex_value(s[i + 1]) < 0 or hex_value(s[i + 2]) < 0:
                 return False
             i += 3
             continue
