@@ -39,6 +39,10 @@ from fastserve._speedups.requesthead cimport (
     host_field_weight,
     host_fields_valid,
     keeps_alive,
+    field_index,
+    IS_CONNECTION,
+    IS_CONTENT_LENGTH,
+    IS_HOST,
     FIELD_ACCEPT,
     FIELD_ACCEPT_ENCODING,
     FIELD_FORWARDED_FOR,
@@ -529,43 +533,19 @@ cdef class HttpProtocol:
         if self.header_count > self.state.max_header_count:
             self._fail(431)
             raise _Abort()
-        lower = None
         if not self.state.static_only:
-            lower = name.lower()
-            self.head.headers.append((lower, value))
-        if n == 4 and (lower or name.lower()) == b"host":
+            self.head.headers.append((name.lower(), value))
+        cdef int index = field_index(<const unsigned char*><const char*>name, n)
+        if index >= 0:
+            self.head.set_field(index, value)
+        elif index == IS_HOST:
             self.host_count += host_field_weight(<const unsigned char*><const char*>value, size)
-        if n == 5 or n == 6 or n == 7 or n == 8 or n == 10 or n == 13 or n == 14 or n == 15 or n == 17 or n == 19:
-            if lower is None:
-                lower = name.lower()
-            if lower == b"if-none-match":
-                self.head.if_none_match = value
-            elif lower == b"if-modified-since":
-                self.head.if_modified_since = value
-            elif lower == b"range":
-                self.head.range_value = value
-            elif lower == b"if-range":
-                self.head.if_range = value
-            elif lower == b"if-match":
-                self.head.if_match = value
-            elif lower == b"if-unmodified-since":
-                self.head.if_unmodified_since = value
-            elif lower == b"connection":
-                option = connection_option(value)
-                if option == HEAD_CONNECTION_CLOSE or self.connection == HEAD_CONNECTION_DEFAULT:
-                    self.connection = option
-            elif lower == b"accept-encoding":
-                self.head.accept_encoding = value
-            elif lower == b"user-agent":
-                self.head.user_agent = value
-            elif lower == b"referer":
-                self.head.referer = value
-            elif lower == b"accept":
-                self.head.accept = value
-            elif lower == b"x-forwarded-for":
-                self.head.forwarded_for = value
-            elif lower == b"content-length" and value.isdigit() and len(value) < 19:
-                self.head.declared_length = int(value)
+        elif index == IS_CONNECTION:
+            option = connection_option(value)
+            if option == HEAD_CONNECTION_CLOSE or self.connection == HEAD_CONNECTION_DEFAULT:
+                self.connection = option
+        elif index == IS_CONTENT_LENGTH and value.isdigit() and len(value) < 19:
+            self.head.declared_length = int(value)
 
     def on_headers_complete(self):
         self.in_head = False

@@ -89,6 +89,67 @@ cdef inline bint keeps_alive(bint http10, int connection, bint shutting_down) no
     return connection != CONNECTION_CLOSE
 
 
+cdef inline bint _name_is(const unsigned char* s, const char* lower, Py_ssize_t n) noexcept nogil:
+    """Case-insensitive compare of a token against a lowercase name of letters and '-'.
+
+    ``c | 0x20`` lowercases a letter and leaves '-' alone; no other token character maps onto a
+    letter or '-', so the compare is exact for the names both readers pass on (the scanner
+    checks every byte, httptools refuses a name that is no token).
+    """
+    cdef Py_ssize_t i
+    for i in range(n):
+        if (s[i] | 0x20) != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+# field_index answers, besides FIELD_*:
+cdef enum:
+    IGNORED = -1        # a header the static path does not read
+    NOT_SIMPLE = -2     # a header that takes the request outside the scanner's subset (a body, an upgrade)
+    IS_CONNECTION = -3
+    IS_HOST = -4
+    IS_CONTENT_LENGTH = -5  # a body too: outside the subset, and the httptools reader reads its length
+
+
+cdef inline int field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Which header a name (a token) of ``n`` bytes is, in any case, as FIELD_* or one of the
+    codes above: the one classification both request readers make of a field name."""
+    if n == 4:
+        return IS_HOST if _name_is(s, b"host", 4) else IGNORED
+    if n == 6:
+        return FIELD_ACCEPT if _name_is(s, b"accept", 6) else IGNORED
+    if n == 5:
+        return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
+    if n == 7:
+        if _name_is(s, b"referer", 7):
+            return FIELD_REFERER
+        return NOT_SIMPLE if _name_is(s, b"upgrade", 7) else IGNORED
+    if n == 10:
+        if _name_is(s, b"user-agent", 10):
+            return FIELD_USER_AGENT
+        return IS_CONNECTION if _name_is(s, b"connection", 10) else IGNORED
+    if n == 8:
+        if _name_is(s, b"if-match", 8):
+            return FIELD_IF_MATCH
+        return FIELD_IF_RANGE if _name_is(s, b"if-range", 8) else IGNORED
+    if n == 13:
+        return FIELD_IF_NONE_MATCH if _name_is(s, b"if-none-match", 13) else IGNORED
+    if n == 14:
+        return IS_CONTENT_LENGTH if _name_is(s, b"content-length", 14) else IGNORED
+    if n == 15:
+        if _name_is(s, b"accept-encoding", 15):
+            return FIELD_ACCEPT_ENCODING
+        return FIELD_FORWARDED_FOR if _name_is(s, b"x-forwarded-for", 15) else IGNORED
+    if n == 17:
+        if _name_is(s, b"if-modified-since", 17):
+            return FIELD_IF_MODIFIED_SINCE
+        return NOT_SIMPLE if _name_is(s, b"transfer-encoding", 17) else IGNORED
+    if n == 19:
+        return FIELD_IF_UNMODIFIED_SINCE if _name_is(s, b"if-unmodified-since", 19) else IGNORED
+    return IGNORED
+
+
 cdef bint host_value_valid(const unsigned char* s, Py_ssize_t n) noexcept nogil
 
 

@@ -92,70 +92,12 @@ cdef inline Py_ssize_t _skip_name_chars(const unsigned char* buf, Py_ssize_t p, 
     return p
 
 
-cdef inline bint _name_is(const unsigned char* s, const char* lower, Py_ssize_t n) noexcept nogil:
-    """Case-insensitive compare of a token against a lowercase name of letters and '-'.
-
-    ``c | 0x20`` lowercases a letter and leaves '-' alone; among the characters the scanner
-    accepts in names and values no other one maps onto a letter or '-', so the compare is exact.
-    """
-    cdef Py_ssize_t i
-    for i in range(n):
-        if (s[i] | 0x20) != <unsigned char>lower[i]:
-            return False
-    return True
-
-
 cdef inline int _connection_option(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     if n == 10 and _name_is(s, b"keep-alive", 10):
         return CONNECTION_KEEP_ALIVE
     if n == 5 and _name_is(s, b"close", 5):
         return CONNECTION_CLOSE
     return -1
-
-
-# _field_index answers, besides FIELD_*:
-cdef enum:
-    IGNORED = -1        # a header the static path does not read
-    NOT_SIMPLE = -2     # a header that takes the request outside the subset (a body, an upgrade)
-    IS_CONNECTION = -3
-    IS_HOST = -4
-
-
-cdef inline int _field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil:
-    """Which header a name of ``n`` bytes is, as FIELD_* or one of the codes above."""
-    if n == 4:
-        return IS_HOST if _name_is(s, b"host", 4) else IGNORED
-    if n == 6:
-        return FIELD_ACCEPT if _name_is(s, b"accept", 6) else IGNORED
-    if n == 5:
-        return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
-    if n == 7:
-        if _name_is(s, b"referer", 7):
-            return FIELD_REFERER
-        return NOT_SIMPLE if _name_is(s, b"upgrade", 7) else IGNORED
-    if n == 10:
-        if _name_is(s, b"user-agent", 10):
-            return FIELD_USER_AGENT
-        return IS_CONNECTION if _name_is(s, b"connection", 10) else IGNORED
-    if n == 8:
-        if _name_is(s, b"if-match", 8):
-            return FIELD_IF_MATCH
-        return FIELD_IF_RANGE if _name_is(s, b"if-range", 8) else IGNORED
-    if n == 13:
-        return FIELD_IF_NONE_MATCH if _name_is(s, b"if-none-match", 13) else IGNORED
-    if n == 14:
-        return NOT_SIMPLE if _name_is(s, b"content-length", 14) else IGNORED
-    if n == 15:
-        if _name_is(s, b"accept-encoding", 15):
-            return FIELD_ACCEPT_ENCODING
-        return FIELD_FORWARDED_FOR if _name_is(s, b"x-forwarded-for", 15) else IGNORED
-    if n == 17:
-        if _name_is(s, b"if-modified-since", 17):
-            return FIELD_IF_MODIFIED_SINCE
-        return NOT_SIMPLE if _name_is(s, b"transfer-encoding", 17) else IGNORED
-    if n == 19:
-        return FIELD_IF_UNMODIFIED_SINCE if _name_is(s, b"if-unmodified-since", 19) else IGNORED
-    return IGNORED
 
 
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
@@ -239,7 +181,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         if buf[p] != b":" or p == name_start:
             return SCAN_OTHER
         name_length = p - name_start
-        index = _field_index(buf + name_start, name_length)
+        index = field_index(buf + name_start, name_length)
         p += 1
         while p < end and is_ows(buf[p]):
             p += 1
@@ -256,7 +198,7 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             value_end -= 1
         p += 2
         count += 1
-        if count > max_fields or index == NOT_SIMPLE:
+        if count > max_fields or index == NOT_SIMPLE or index == IS_CONTENT_LENGTH:
             return SCAN_OTHER
         if lines != NULL:
             if count > max_lines:
