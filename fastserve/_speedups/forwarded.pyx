@@ -30,17 +30,28 @@ cdef inline bint _is_forwarded(bytes name, const char* suffix, Py_ssize_t suffix
     )
 
 
+cdef inline Py_ssize_t _member_before(const unsigned char* s, Py_ssize_t end,
+                                      Py_ssize_t* start, Py_ssize_t* stop) noexcept nogil:
+    """The list member that ends at ``end`` in ``s`` (RFC 9110 section 5.6.1: comma-separated),
+    trimmed of OWS, as ``[start, stop)``; returns where the member before it ends (-1: none)."""
+    cdef Py_ssize_t first = end
+    while first > 0 and s[first - 1] != b",":
+        first -= 1
+    cdef Py_ssize_t before = first - 1  # the comma's place: the previous member ends there
+    while first < end and is_ows(s[first]):
+        first += 1
+    while end > first and is_ows(s[end - 1]):
+        end -= 1
+    start[0] = first
+    stop[0] = end
+    return before
+
+
 cdef inline str _scheme_from(bytes proto, str scheme):
     """``scheme`` (http/https or ws/wss) made secure or not as the last member of ``proto`` says."""
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(proto)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(proto)
-    cdef Py_ssize_t start = end
-    while start > 0 and s[start - 1] != b",":
-        start -= 1
-    while start < end and is_ows(s[start]):
-        start += 1
-    while end > start and is_ows(s[end - 1]):
-        end -= 1
+    cdef Py_ssize_t start, end
+    _member_before(s, PyBytes_GET_SIZE(proto), &start, &end)
     cdef bint secure
     if equals_lowercase(s + start, end - start, "https") or equals_lowercase(s + start, end - start, "wss"):
         secure = True
@@ -61,16 +72,8 @@ cdef object _client_from(object trust, dict known, bytes hops_value):
     cdef Py_ssize_t start, stop
     cdef str hop
     cdef str leftmost = None
-    while end > 0:
-        start = end
-        while start > 0 and s[start - 1] != b",":
-            start -= 1
-        stop = end
-        end = start - 1  # the next member ends before this one's comma
-        while start < stop and is_ows(s[start]):
-            start += 1
-        while stop > start and is_ows(s[stop - 1]):
-            stop -= 1
+    while end >= 0:
+        end = _member_before(s, end, &start, &stop)
         if start == stop:
             continue
         hop = PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL)
@@ -101,6 +104,11 @@ cpdef tuple resolve_forwarded(object trust, object client, list headers, str sch
             hops_value = pair[1]
         elif _is_forwarded(name, "proto", 5):
             proto = pair[1]
+    return resolve_fields(trust, client, hops_value, proto, scheme)
+
+
+cdef tuple resolve_fields(object trust, object client, bytes hops_value, bytes proto, str scheme):
+    """``resolve_forwarded`` given the two fields' values (None: absent)."""
     if hops_value is None and proto is None:
         return client, scheme
     cdef dict known = trust.known

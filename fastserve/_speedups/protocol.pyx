@@ -29,7 +29,7 @@ from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.filecache cimport FileCache
 from fastserve._speedups.charclass cimport hex_value, is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
-from fastserve._speedups.forwarded cimport resolve_forwarded
+from fastserve._speedups.forwarded cimport resolve_fields
 from fastserve._speedups.job cimport Job
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
@@ -814,8 +814,7 @@ cdef class HttpProtocol:
         X-Forwarded-For says (as an app's scope would), None for the peer itself."""
         if request.forwarded_for is None or self.state.proxy is None:
             return None
-        forwarded = [(b"x-forwarded-for", request.forwarded_for)]
-        return resolve_forwarded(self.state.proxy, self.client, forwarded, "http")[0]
+        return resolve_fields(self.state.proxy, self.client, request.forwarded_for, None, "http")[0]
 
     cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent=None, bytes referer=None, object client=None):
