@@ -237,8 +237,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if queue_fd >= 0:
         await take_accept_queue(queue_fd, loop, new_connection, tls)
     logger.info(
-        "worker %d shutting down: %d connection%s to finish within %g s",
-        os.getpid(), len(state.connections), "" if len(state.connections) == 1 else "s", config.graceful_timeout,
+        "worker %d shutting down: %s to finish within %g s",
+        os.getpid(), _count(len(state.connections), "connection"), config.graceful_timeout,
     )
     await _drain(state, handshakes, config.graceful_timeout)
     # Requests still running now (past the graceful timeout, or with their clients gone) are
