@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import httpx2
 
@@ -55,13 +56,7 @@ def test_child_argv_serves_the_reloaders_socket():
 
 
 def test_reload_restarts_with_new_code_and_refuses_no_request_meanwhile(tmp_path):
-    (tmp_path / "reload_app.py").write_text(APP % "first")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fastserve", "reload_app:app", "--port", str(port), "--reload"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
+    with _reloader(tmp_path, "first") as (proc, port):
         assert _get(port) == "first"
         time.sleep(0.05)
         (tmp_path / "reload_app.py").write_text(APP % "second")
@@ -71,7 +66,6 @@ def test_reload_restarts_with_new_code_and_refuses_no_request_meanwhile(tmp_path
         with httpx2.Client(timeout=10) as client:
             while client.get(f"http://127.0.0.1:{port}/", headers={"Connection": "close"}).text != "second":
                 assert time.monotonic() < deadline, "the server did not pick up the change"
-    finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
 
@@ -94,14 +88,22 @@ def test_reload_serves_an_inherited_descriptor(tmp_path):
         assert proc.wait(15) == 0
 
 
-def _start_reloader(tmp_path, body, *extra):
+@contextmanager
+def _reloader(tmp_path, body, *extra):
+    """``python -m fastserve reload_app:app --reload`` serving ``APP % body``: ``(process, port)``;
+    killed at the end if still running."""
     (tmp_path / "reload_app.py").write_text(APP % body)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastserve", "reload_app:app", "--port", str(port), "--reload", *extra],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    return proc, port
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _child_of(pid):
@@ -140,8 +142,7 @@ def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_chil
     """The pid an operator reads is the reloader's; stopping the server it runs stops it too
     (the port used to stay open with nobody answering); SIGHUP no longer kills it."""
     pid_path = tmp_path / "server.pid"
-    proc, port = _start_reloader(tmp_path, "up", "--pid-file", str(pid_path))
-    try:
+    with _reloader(tmp_path, "up", "--pid-file", str(pid_path)) as (proc, port):
         assert _get(port) == "up"
         assert int(pid_path.read_text()) == proc.pid
         proc.send_signal(signal.SIGHUP)
@@ -153,30 +154,20 @@ def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_chil
         assert _refused(port)
         assert not pid_path.exists()
         assert b"SIGHUP ignored" in proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_killed_reloader_takes_its_server_with_it(tmp_path):
-    proc, port = _start_reloader(tmp_path, "up")
-    try:
+    with _reloader(tmp_path, "up") as (proc, port):
         assert _get(port) == "up"
         child = _child_of(proc.pid)
         proc.kill()
         proc.wait()
         assert _gone(child), "the server outlived its reloader"
         assert _refused(port)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_server_that_fails_starts_again_when_the_file_is_fixed(tmp_path):
-    proc, port = _start_reloader(tmp_path, "first")
-    try:
+    with _reloader(tmp_path, "first") as (proc, port):
         assert _get(port) == "first"
         (tmp_path / "reload_app.py").write_text("this is not python\n")
         deadline = time.monotonic() + 15
@@ -192,7 +183,6 @@ def test_a_server_that_fails_starts_again_when_the_file_is_fixed(tmp_path):
         assert proc.poll() is None
         (tmp_path / "reload_app.py").write_text(APP % "fixed")
         assert _get(port) == "fixed"
-    finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
-    assert b"it starts again when a watched file changes" in proc.stdout.read()
+        assert b"it starts again when a watched file changes" in proc.stdout.read()
