@@ -26,6 +26,13 @@ FALSE_WORDS = ("0", "false", "no", "off")
 # Repeatable flags take several values from one variable, split on this separator.
 ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"}
 
+# uvicorn's names for the same settings, accepted as they are typed in uvicorn's command lines.
+UVICORN_SPELLINGS = {
+    "graceful_timeout": ("--timeout-graceful-shutdown",),
+    "keepalive_timeout": ("--timeout-keep-alive",),
+    "max_connections": ("--limit-concurrency",),
+}
+
 EXAMPLES = """\
 examples:
   fastserve ./public                            serve a directory on http://127.0.0.1:8000
@@ -124,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     process = parser.add_argument_group("processes")
     process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
                          help="worker processes (default: $WEB_CONCURRENCY or 1)")
-    process.add_argument("--graceful-timeout", type=float, default=DEFAULTS.graceful_timeout,
+    process.add_argument("--graceful-timeout", *UVICORN_SPELLINGS["graceful_timeout"], type=float,
+                         default=DEFAULTS.graceful_timeout,
                          help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
     process.add_argument("--shutdown-delay", type=float, default=DEFAULTS.shutdown_delay, metavar="S",
                          help="after SIGTERM, answer health with 503 and keep accepting for S seconds "
@@ -143,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--log-config", default=None, metavar="FILE",
                       help="logging configuration: dictConfig .json/.yaml, or an INI file")
     logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    logs.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not (the default)")
     logs.add_argument("--access-log-format", default=DEFAULTS.access_log_format, choices=["common", "combined", "json"],
                       help="access log lines: NCSA common or combined, or one JSON object (default: %(default)s)")
     admin = parser.add_argument_group("health and metrics")
@@ -174,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="do not send 'Server: fastserve'")
     responses.add_argument("--no-date-header", dest="date_header", action="store_false",
                            help="do not send a Date header")
+    responses.add_argument("--server-header", dest="server_header", action="store_true",
+                           default=DEFAULTS.server_header, help="send 'Server: fastserve' (the default)")
+    responses.add_argument("--date-header", dest="date_header", action="store_true",
+                           default=DEFAULTS.date_header, help="send a Date header (the default)")
     static = parser.add_argument_group("directories")
     static.add_argument("--no-html", dest="html", action="store_false",
                         help="do not serve index.html / 404.html")
@@ -238,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("compress_bytes", "bytes of on-the-fly encodings kept in memory"),
         ("compress_max_file", "largest file compressed on the fly"),
     ]:
-        limits.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DEFAULTS, name),
+        limits.add_argument("--" + name.replace("_", "-"), *UVICORN_SPELLINGS.get(name, ()), type=int,
+                            default=getattr(DEFAULTS, name),
                             help=f"{help_text} (default: %(default)s)")
     for name, help_text in [
         ("header_timeout", "seconds to receive a request's headers, from its first byte (408, then close)"),
@@ -247,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("send_timeout", "seconds a client may stop reading a response before it is dropped"),
         ("cache_valid", "seconds before a cached file is checked again with stat"),
     ]:
-        limits.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(DEFAULTS, name),
+        limits.add_argument("--" + name.replace("_", "-"), *UVICORN_SPELLINGS.get(name, ()), type=float,
+                            default=getattr(DEFAULTS, name),
                             help=f"{help_text} (default: %(default)s)")
     _defaults_from_environment(parser, os.environ)
     return parser

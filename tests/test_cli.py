@@ -111,6 +111,44 @@ def test_banner_brackets_an_ipv6_address(docroot: DocRoot, tmp_path: Path) -> No
         assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(docroot.small)
 
 
+# -- uvicorn's spellings ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uvicorn_flags, fastserve_flags", [
+    (["--timeout-keep-alive", "7"], ["--keepalive-timeout", "7"]),
+    (["--timeout-graceful-shutdown", "3"], ["--graceful-timeout", "3"]),
+    (["--limit-concurrency", "50"], ["--max-connections", "50"]),
+    (["--no-access-log"], []),
+    (["--access-log", "--no-access-log"], []),
+    (["--no-access-log", "--access-log"], ["--access-log"]),
+    (["--server-header"], []),
+    (["--date-header"], []),
+    (["--no-server-header", "--server-header"], []),
+    (["--no-date-header", "--no-server-header"], ["--no-server-header", "--no-date-header"]),
+])
+def test_uvicorn_spellings_set_the_same_settings(uvicorn_flags, fastserve_flags) -> None:
+    """An operator's uvicorn command line keeps working: its names for settings fastserve has
+    mean the same here."""
+    assert config_from_args(["app:app", *uvicorn_flags]) == config_from_args(["app:app", *fastserve_flags])
+    assert config_from_args(["app:app", *uvicorn_flags]) != config_from_args(["app:app", "--port", "1"])
+
+
+def test_uvicorn_spellings_reach_a_real_server(tmp_path: Path) -> None:
+    with CliProcess(["--port", "0", "--timeout-keep-alive", "0.3", "--no-access-log", "--server-header",
+                     "--date-header", "--limit-concurrency", "5", "--timeout-graceful-shutdown", "2",
+                     str(tmp_path)], log_path=tmp_path / "server.log") as srv:
+        port = port_from_url(srv.wait_listening())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while True:  # the server closes the idle connection after --timeout-keep-alive
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+    head = reply.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 404 ") and b"\r\nserver: fastserve" in head and b"\r\ndate: " in head
+
+
 # -- FASTSERVE_* variables -----------------------------------------------------------------------
 
 def _sample(action: argparse.Action) -> tuple:
