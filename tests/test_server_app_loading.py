@@ -2,12 +2,15 @@
 headers the server adds: --header, --no-server-header, --no-date-header."""
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from fastserve.config import Config
+from fastserve.server.app_loader import load_app
 from inprocess import cli_options
 from server_helpers import CliProcess, fetch, port_from_url
 
@@ -67,6 +70,32 @@ def serve_loadme(app_dir: Path, monkeypatch: pytest.MonkeyPatch, serve_cli):
 def test_factory_is_called_to_make_the_app(serve_loadme) -> None:
     response = serve_loadme("loadme:create_app", "--factory").open().request("GET", "/")
     assert (response.status, response.body) == (200, b"greeting=None started=True")
+
+
+def test_a_function_taking_no_arguments_is_taken_for_a_factory(serve_loadme, caplog) -> None:
+    """``module:create_app`` without ``--factory``: uvicorn calls it and warns; it is not an
+    ASGI app (one is called with a scope), so answering 500 to every request helps nobody."""
+    with caplog.at_level(logging.WARNING, logger="fastserve"):
+        response = serve_loadme("loadme:create_app").open().request("GET", "/")
+    assert (response.status, response.body) == (200, b"greeting=None started=True")
+    assert "'loadme:create_app' takes no arguments, so it is taken for an app factory" in caplog.text
+
+
+@pytest.mark.parametrize("source", [
+    "def app(scope, receive, send):\n    return inner(scope, receive, send)",  # ASGI 3, not async itself
+    "def app(scope):\n    return inner_asgi2",  # ASGI 2
+    "def app(*args):\n    return inner(*args)",
+])
+def test_only_a_function_that_takes_no_arguments_is_called_at_load(tmp_path: Path, source: str, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # app_dir is put on it
+    module = tmp_path / "nofactory.py"
+    module.write_text(source + "\n")
+    try:
+        loaded = load_app(Config(target="nofactory:app", app_dir=str(tmp_path)))
+        function = sys.modules["nofactory"].app
+    finally:
+        sys.modules.pop("nofactory", None)
+    assert getattr(loaded, "app", loaded) is function  # itself, or ASGI 2 wrapped; not called
 
 
 def test_factory_of_something_not_callable_is_refused(tmp_path: Path, app_dir: Path) -> None:

@@ -5,6 +5,8 @@ Also loads ``--env-file`` first, so the app's module sees the variables when it 
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 import os
 import sys
 from typing import Any
@@ -65,7 +67,24 @@ def load_app(config: Config) -> Any:
         if not callable(app):
             raise AppLoadError(f"--factory: {target!r} is not callable.")
         app = app()
+    elif _takes_no_arguments(app):
+        logging.getLogger("fastserve").warning(
+            "%r takes no arguments, so it is taken for an app factory and called; "
+            "pass --factory to say so", target)
+        app = app()
     return asgi3_app(app, repr(target))
+
+
+def _takes_no_arguments(app: Any) -> bool:
+    """Whether ``app`` is a plain function that can be called with no arguments: no ASGI app
+    (which is called with a scope) is one, so it can only be an app factory (``create_app``)."""
+    if not inspect.isfunction(app) or inspect.iscoroutinefunction(app):
+        return False
+    try:
+        inspect.signature(app).bind()
+    except TypeError:
+        return False
+    return not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(app).parameters.values())
 
 
 def _directory(config: Config, target: str) -> Any:
