@@ -302,8 +302,10 @@ class _HTTPExchange:
             message = next(self._request_messages)
             self._request_complete = not message["more_body"]
             return message
-        # The body has been read: the next event is the client going away once it has the response.
-        await self._response_complete.wait()
+        # The body has been read: the next event is the client going away once it has the response
+        # (answered without a checkpoint when it has it, so a cancelled poll still hears it).
+        if not self._response_complete.is_set():
+            await self._response_complete.wait()
         return {"type": "http.disconnect"}
 
     async def _send(self, message: Message) -> None:
@@ -319,6 +321,8 @@ class _HTTPExchange:
             self._body_complete = not message.get("more_body", False)
             last = self._body_complete and not self._trailers_expected
             await self._body_tx.send((bytes(message.get("body", b"")), last))
+            if last:  # the client has the whole response: from now on ``receive`` says it left
+                self._response_complete.set()
         elif kind == "http.response.trailers":
             assert self._trailers_expected, 'The app sent "http.response.trailers" without declaring trailers.'
             assert self._body_complete, 'The app sent "http.response.trailers" before body completed.'

@@ -34,6 +34,7 @@ from starlette.responses import StreamingResponse as StarletteStreamingResponse
 from starlette.routing import Mount, Route
 from starlette.templating import Jinja2Templates
 
+from fastserve.requests import Request as FastserveRequest
 from fastserve.responses import JSONResponse, PlainTextResponse
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
@@ -199,6 +200,24 @@ def test_app_hears_http_disconnect_once_the_response_is_read() -> None:
 
     assert TestClient(app).get("/").text == "done"
     assert heard == ["http.disconnect"]
+
+
+@pytest.mark.parametrize("request_class", [Request, FastserveRequest])
+def test_is_disconnected_is_true_once_the_response_is_sent(backend: str, request_class: type) -> None:
+    """``Request.is_disconnected()`` does not wait: right after the last body message it must
+    already say the client has left, as Starlette's test client does (apps that clean up after
+    the response check it)."""
+    seen: dict[str, bool] = {}
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        request = request_class(scope, receive)
+        await request.body()
+        seen["before"] = await request.is_disconnected()
+        await PlainTextResponse("done")(scope, receive, send)
+        seen["after"] = await request.is_disconnected()
+
+    assert TestClient(app, backend=backend).post("/", content=b"foo").text == "done"
+    assert seen == {"before": False, "after": True}
 
 
 def test_streamed_response_arrives_in_the_chunks_the_app_sent(backend: str) -> None:
