@@ -40,6 +40,12 @@ def test_tls_connections_have_secure_schemes():
 def test_undecodable_or_unusable_target_has_no_path():
     assert build_scope("http", CONN, b"/%ff", [], "", {}, None)["path"] is None
     assert build_scope("http", CONN, b"*", [], "", {}, None)["path"] is None
+    assert build_scope("http", CONN, b"*", [], "", {}, None, "GET")["path"] is None
+
+
+def test_options_asterisk_has_the_path_asterisk():
+    scope = build_scope("http", CONN, b"*", [], "", {}, None, "OPTIONS")
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("*", b"*", b"")
 
 
 def test_proxy_headers_apply_only_when_present_and_trusted():

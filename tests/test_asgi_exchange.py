@@ -161,3 +161,22 @@ def test_each_exchange_runs_as_a_task_of_its_own_in_a_context_of_its_own(serve) 
     # returns, for a request read whole (a GET the scanner read; httptools reports a message's
     # end only after its head, so that exchange starts at the loop's next pass).
     assert written_at_once == [sys.version_info >= (3, 12) and server.state.scan_heads]
+
+
+def test_options_asterisk_reaches_the_app_with_the_path_asterisk(serve) -> None:
+    """``OPTIONS *`` (RFC 9112 §3.2.4, asked of the server as a whole; some balancers probe with
+    it) is a valid request: the app gets it with the path ``*``, as under uvicorn, instead of a
+    400 from the server. Only OPTIONS has an asterisk-form."""
+    seen: List[Any] = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["method"], scope["path"], scope["raw_path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", b"GET, OPTIONS")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    client = serve(app).open()
+    response = client.request("OPTIONS", "*")
+    assert response.status == 204 and response.header_values("allow") == ["GET, OPTIONS"]
+    assert seen == [("OPTIONS", "*", b"*", b"")]
+    assert serve(app).open().request("GET", "*").status == 400
+    assert len(seen) == 1

@@ -154,6 +154,7 @@ cdef dict ASGI_SESSION = {"version": "3.0", "spec_version": "2.3"}
 cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy,
                        str method=None, bint http10=False):
     """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable.
+    ``OPTIONS *`` has the path ``*``, as under uvicorn.
 
     With ``method``, an HTTP request's whole scope (ASGI 2.4: ``method``, ``http_version`` from
     ``http10``, ``extensions``).
@@ -173,6 +174,9 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
             raw_path = chars[:mark - chars]
             query = chars[mark - chars + 1:len(<bytes>target)]
         path = percent_decode(raw_path)
+    elif method == "OPTIONS" and raw_url == b"*":  # asterisk-form (RFC 9112 §3.2.4): the server as a whole
+        raw_path = raw_url
+        path = "*"
     cdef HttpProtocol protocol
     cdef bint tls
     if type(conn) is HttpProtocol:  # the server's own connection: its fields, without attribute lookups
