@@ -110,7 +110,7 @@ class Config:
     cache_valid: float = 1.0
     cache_entries: int = 10_000
     cache_bytes: int = 64 * 1024 * 1024
-    cache_max_file: int = 256 * 1024
+    cache_max_file: int = 16 * 1024  # larger files go out by sendfile (bench/README.md: "Mid-size files")
     compress_bytes: int = 32 * 1024 * 1024  # encodings kept (fastserve.compression.EncodedCache)
     compress_max_file: int = 8 * 1024 * 1024  # largest file compressed on the fly
 

@@ -49,7 +49,7 @@ class DocRoot:
     root: Path              # the directory fastserve serves
     secret: Path            # lies OUTSIDE ``root``
     small: bytes
-    medium: bytes           # 64 KiB, cached in memory
+    medium: bytes           # 64 KiB, above --cache-max-file too: head and sendfile at once
     large: bytes            # 5 MiB, above --cache-max-file: sent with sendfile
     unicode_body: bytes
 

@@ -253,8 +253,11 @@ def test_204_and_304_carry_no_length_or_body(status: int) -> None:
 
 @pytest.fixture
 def big_file_root(tmp_path: Path) -> Path:
-    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 1024)  # 256 KiB: cached in memory
+    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 1024)  # 256 KiB: cached in memory (MEMORY_BODIES)
     return tmp_path
+
+
+MEMORY_BODIES = 512 * 1024  # --cache-max-file for these tests: answers made whole in memory
 
 
 @pytest.mark.parametrize("count", [1000, 4000])
@@ -263,7 +266,7 @@ def test_pipelined_answers_are_bounded_for_a_client_that_is_not_reading(big_file
     request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
 
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=limit)
+        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=limit, cache_max_file=MEMORY_BODIES)
         transport = driven.transport
         transport.reading_client = transport.keep = False
         driven.send(request * count)
@@ -285,7 +288,8 @@ def test_pipelined_answers_are_bounded_for_a_client_that_is_not_reading(big_file
 
 def test_max_pipeline_counts_held_answers_too(big_file_root: Path) -> None:
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=64 * 1024, max_pipeline=1)
+        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=64 * 1024, max_pipeline=1,
+                        cache_max_file=MEMORY_BODIES)
         driven.transport.reading_client = False
         driven.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
         assert driven.transport.unread < 4 * 256 * 1024

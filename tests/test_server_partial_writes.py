@@ -3,6 +3,11 @@ import os
 import socket
 import time
 
+import pytest
+
+# --cache-max-file for a 250 KiB body held in memory, and for one sent from its descriptor by sendfile
+BODY_PATHS = {"memory": "524288", "sendfile": "16384"}
+
 
 def read_response(sock, expected_length):
     data = b""
@@ -17,13 +22,14 @@ def read_response(sock, expected_length):
     return head, body[:expected_length], body[expected_length:]
 
 
-def test_cached_body_larger_than_the_socket_buffer(start_server, tmp_path):
+@pytest.mark.parametrize("body_path", sorted(BODY_PATHS))
+def test_body_larger_than_the_socket_buffer(start_server, tmp_path, body_path):
     site = tmp_path / "site"
     site.mkdir()
-    payload = os.urandom(250 * 1024)  # held in the cache (below --cache-max-file), sent from memory
+    payload = os.urandom(250 * 1024)
     (site / "cached.bin").write_bytes(payload)
     (site / "small.txt").write_text("small")
-    server = start_server(site)
+    server = start_server(site, "--cache-max-file", BODY_PATHS[body_path])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(10)

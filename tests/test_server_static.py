@@ -86,3 +86,32 @@ def test_pipeline_ending_with_connection_close(server: ServerProcess, docroot: D
         assert last.header("connection") == "close"
         assert last.body == docroot.small
         assert conn.read_to_eof() == b""
+
+
+# -- a file answer with nothing ahead of it: the head (MSG_MORE) and sendfile, no job --------
+
+
+def test_pipelined_file_answers_arrive_whole_and_in_order(server: ServerProcess, docroot: DocRoot) -> None:
+    """Answers sent at once (whole or a single range), from memory, and by a sender for what
+    the socket did not take, interleaved in one pipeline: each arrives whole, in order."""
+    medium, large, small = docroot.medium, docroot.large, docroot.small
+    plan = [
+        ("GET", "/medium.bin", [], 200, medium),
+        ("GET", "/small.txt", [], 200, small),
+        ("GET", "/large.bin", [], 200, large),
+        ("GET", "/medium.bin", [("Range", "bytes=1000-40999")], 206, medium[1000:41000]),
+        ("HEAD", "/medium.bin", [], 200, b""),
+        ("GET", "/medium.bin", [], 200, medium),
+        ("GET", "/large.bin", [("Range", "bytes=-70000")], 206, large[-70000:]),
+        ("GET", "/missing", [], 404, None),
+        ("GET", "/medium.bin", [], 200, medium),
+    ]
+    with RawConnection(server.port, timeout=10.0) as conn:
+        conn.send(b"".join(build_request(method, target, headers) for method, target, headers, _, _ in plan))
+        for method, target, _, status, body in plan:
+            response = conn.read_response(head=method == "HEAD")
+            assert response.status == status, target
+            if body is not None:
+                assert response.body == body, target
+        assert conn.exchange("GET", "/medium.bin").body == medium  # the connection is still in step
+

@@ -52,7 +52,7 @@ cdef class CacheEntry:
     cdef readonly long long saved           # an on-the-fly encoding: bytes it saves over the file
     # the protocol's memo of whole responses for the common case, rebuilt when Date changes
     cdef public bytes memo_date
-    cdef public bytes memo_whole
+    cdef public bytes memo_whole            # head and body; the head alone when body is None
     cdef public bytes memo_not_modified
 
 

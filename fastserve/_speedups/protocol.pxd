@@ -2,7 +2,7 @@
 # in, flow control and timeouts. Static answers come from staticanswer, file bodies go out
 # through filesender, ASGI exchanges are asgi_cycle's; all three are Jobs when queued.
 from fastserve._speedups.counters cimport Counters
-from fastserve._speedups.filecache cimport FileCache
+from fastserve._speedups.filecache cimport FileCache, OpenFile
 from fastserve._speedups.filesender cimport WritableWatch
 from fastserve._speedups.requesthead cimport FieldSpan, RequestHead
 from fastserve._speedups.staticanswer cimport WireAnswer
@@ -109,7 +109,8 @@ cdef class HttpProtocol:
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)
     cdef void _serve_static(self)
     cdef RequestHead _hand_off_head(self)
-    cdef object _answer_deferred(self, RequestHead request)
+    cdef object _answer_deferred(self, RequestHead request, bint next_out)
+    cdef object _send_slice_now(self, bytes head, OpenFile file, long long offset, long long count)
     cdef void _answer_again(self, RequestHead request)
     cdef object _listing_job(self, RequestHead request)
     cdef bint _over_buffer(self)

@@ -20,13 +20,17 @@ cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t recv(int fd, void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
+    int MSG_MORE
     int MSG_PEEK
+from posix.types cimport off_t
+cdef extern from "<sys/sendfile.h>" nogil:
+    Py_ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
 
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserUpgrade
 
 from fastserve._speedups.clock cimport monotonic
-from fastserve._speedups.filecache cimport FileCache
+from fastserve._speedups.filecache cimport FileCache, OpenFile
 from fastserve._speedups.charclass cimport hex_value, is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
 from fastserve._speedups.forwarded cimport resolve_fields
@@ -724,7 +728,9 @@ cdef class HttpProtocol:
             self.deferred += 1
             self._update_reading()
             return
-        item = self._answer_deferred(self.head)
+        item = self._answer_deferred(self.head, self.current_job is None and not self.queue)
+        if item is None:
+            return  # sent already
         if type(item) is bytes:
             self._emit(<bytes>item)
         else:
@@ -742,8 +748,10 @@ cdef class HttpProtocol:
         self.head.http10 = kept.http10
         return kept
 
-    cdef object _answer_deferred(self, RequestHead request):
-        """The answer to a static request: bytes, or a FileSender to run."""
+    cdef object _answer_deferred(self, RequestHead request, bint next_out):
+        """The answer to a static request: bytes, or a FileSender to run; None when it went
+        out already, which only a file answer that is ``next_out`` (no job or queued answer
+        ahead of it) may do."""
         cdef WireAnswer answer = self.state.answer
         cdef double started = monotonic() if self.state.counters is not None or self.state.access_logger is not None else 0
         cdef long long sent = 0
@@ -755,13 +763,20 @@ cdef class HttpProtocol:
         if answer.status == STATUS_LISTING:
             return self._listing_job(request)
         self.response_status = answer.status
-        if answer.segments is None:
+        if answer.file is None:
             item = answer.data
             sent = len(answer.data)
+        elif answer.segments is None:
+            sent = len(answer.data) + answer.count
+            if next_out:
+                item = self._send_slice_now(answer.data, <OpenFile>answer.file, answer.offset, answer.count)
+            else:
+                item = FileSender(self, answer.file, answer.file.fd, [answer.data, (answer.offset, answer.count)])
         else:
+            sent = len(answer.data)
             for segment in answer.segments:
                 sent += len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]
-            item = FileSender(self, answer.file, answer.file.fd, answer.segments)
+            item = FileSender(self, answer.file, answer.file.fd, [answer.data] + answer.segments)
         self._account(request.method, request.target, answer.status, sent, started,
                       request.user_agent, request.referer, self._forwarded_client(request))
         return item
@@ -861,7 +876,9 @@ cdef class HttpProtocol:
                     break  # resume_writing comes back here
                 self.queue.pop(0)
                 self.deferred -= 1
-                item = self._answer_deferred(<RequestHead>item)
+                item = self._answer_deferred(<RequestHead>item, True)
+                if item is None:
+                    continue  # sent already
             else:
                 self.queue.pop(0)
                 if type(item) is bytes:
@@ -938,6 +955,35 @@ cdef class HttpProtocol:
             self.transport.write(data)
         else:
             self.transport.write(data[sent:])
+
+    cdef object _send_slice_now(self, bytes head, OpenFile file, long long offset, long long count):
+        """Send ``head`` and ``count`` bytes of ``file`` from ``offset`` now, when the socket
+        takes them: None when it did, else the FileSender that sends the rest.
+
+        The head goes out with ``MSG_MORE`` so that it leaves in the same packet as the start
+        of the body, and the body by ``sendfile`` (no copy through user memory); whatever the
+        socket does not take, and every error, is the sender's to deal with. Only for an
+        answer with nothing ahead of it.
+        """
+        cdef int fd = self.sock_fd
+        cdef Py_ssize_t size = len(head)
+        cdef Py_ssize_t sent = -1
+        cdef off_t position = offset
+        self._write_out()  # the answers before this one
+        if self.transport_holds_data and self.transport is not None:
+            self.transport_holds_data = self.transport.get_write_buffer_size() > 0
+        if fd >= 0 and count > 0 and not self.writing_paused and not self.transport_holds_data:
+            sent = send(fd, <const char*>head, size, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
+        if sent == size:
+            sent = sendfile(fd, file.fd, &position, count)
+            if sent == count:
+                return None
+            if sent > 0:
+                return FileSender(self, file, file.fd, [(offset + sent, count - sent)])
+            return FileSender(self, file, file.fd, [(offset, count)])
+        if sent > 0:
+            head = head[sent:]
+        return FileSender(self, file, file.fd, [head, (offset, count)])
 
     def watch_writable(self) -> bool:
         """Sendfile found the socket full: pause until it has room, then resume.

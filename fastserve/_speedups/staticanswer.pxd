@@ -24,8 +24,10 @@ cdef enum:
 cdef class WireAnswer:
     cdef readonly int status   # 0: see waiting; STATUS_LISTING: not answered here
     cdef bytes data      # the whole answer (head, and body when there is one to send) ...
-    cdef object file     # ... or a transfer: the OpenFile and the segments to send from it
-    cdef list segments   # bytes, or (offset, count) slices of file
+    cdef object file     # ... or a transfer from this OpenFile: data is the head, and either
+    cdef list segments   # bytes and (offset, count) slices of file follow it (multipart), or,
+    cdef long long offset  # when segments is None, the one slice (offset, count)
+    cdef long long count
     cdef public object waiting  # status 0: an asyncio future to wait for, then answer again (taken by the connection)
     cdef StaticAnswer decision   # reused for each request
 

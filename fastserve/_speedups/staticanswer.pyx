@@ -301,9 +301,19 @@ cdef class WireAnswer:
 cdef inline void _ready(WireAnswer out, int status, bytes data):
     out.status = status
     out.data = data
-    if out.segments is not None:
+    if out.file is not None:
         out.file = None
         out.segments = None
+
+
+cdef inline void _ready_slice(WireAnswer out, int status, bytes head, object file, long long offset, long long count):
+    """``head``, then ``count`` bytes of ``file`` from ``offset``."""
+    out.status = status
+    out.data = head
+    out.file = file
+    out.segments = None
+    out.offset = offset
+    out.count = count
 
 
 cdef inline void _refresh_memo(CacheEntry entry, bytes date):
@@ -367,6 +377,14 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
                 entry.memo_whole = b"".join((head_start(entry.status, date), entry.wire_fields, CRLF, entry.body))
             _ready(out, entry.status, entry.memo_whole)
             return
+        if kind == ANSWER_WHOLE and entry.body is None and not head:
+            # A file sent from its descriptor: the memo is the head alone.
+            date = current_http_date()
+            _refresh_memo(entry, date)
+            if entry.memo_whole is None:
+                entry.memo_whole = b"".join((head_start(entry.status, date), entry.wire_fields, CRLF))
+            _ready_slice(out, entry.status, entry.memo_whole, entry.file, 0, entry.size)
+            return
         if kind == ANSWER_NOT_MODIFIED:
             date = current_http_date()
             _refresh_memo(entry, date)
@@ -403,10 +421,15 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
     else:
         wire_fields = render_fields(fields)
     if answer.segments is not None:
-        out.status = answer.status
-        out.data = None
-        out.file = answer.file
-        out.segments = [response_head(answer.status, wire_fields, keep_alive, http10)] + answer.segments
+        head = response_head(answer.status, wire_fields, keep_alive, http10)
+        if len(answer.segments) == 1:  # one slice: a whole file, or a single range
+            offset, count = answer.segments[0]
+            _ready_slice(out, answer.status, head, answer.file, offset, count)
+        else:
+            out.status = answer.status
+            out.data = head
+            out.file = answer.file
+            out.segments = answer.segments
     else:
         _ready(out, answer.status, whole_response(answer.status, wire_fields, keep_alive, http10, answer.body or b""))
 
