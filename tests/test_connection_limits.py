@@ -129,8 +129,10 @@ def test_chunked_body_over_max_body_size_gives_413(limited, docroot):
     assert_healthy(limited, docroot)
 
 
-def test_small_body_trickling_in_is_still_answered(limited, docroot):
-    # each byte arrives well inside the keep-alive timeout, so the connection is not idle
+def test_small_body_trickling_in_is_still_answered(serve, docroot):
+    # each byte arrives well inside the keep-alive timeout, so the connection is not idle (and
+    # the whole request inside the header timeout, which a static root's request must keep)
+    limited = serve(docroot.root, **{**LIMITS, "header_timeout": 5.0})
     client = limited.open().send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
     for byte in b"abcd":
         limited.tick(0.35)

@@ -98,6 +98,7 @@ cdef class HttpProtocol:
     cdef unsigned char closing
     cdef unsigned char blank_matched  # how much of CR LF CR LF the bytes fed to httptools last ended with
     cdef unsigned char chunk_state    # where in a chunked body httptools is reading the fed bytes end (CHUNK_*)
+    cdef unsigned char head_flags     # what the head httptools reads says beyond its fields (HEAD_*)
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)
@@ -115,6 +116,8 @@ cdef class HttpProtocol:
     cdef object _listing_job(self, RequestHead request)
     cdef bint _over_buffer(self)
     cdef void _fail_body(self, int status)
+    cdef void _continue_static_body(self)
+    cdef void _read_transfer_coding(self, bytes value)
     cdef bint _serve_admin(self)
     cdef object _forwarded_client(self, RequestHead request)
     cdef void _queue_append(self, object item)

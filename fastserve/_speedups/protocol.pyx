@@ -46,7 +46,9 @@ from fastserve._speedups.requesthead cimport (
     field_index,
     IS_CONNECTION,
     IS_CONTENT_LENGTH,
+    IS_EXPECT,
     IS_HOST,
+    NOT_SIMPLE,
     FIELD_ACCEPT,
     FIELD_ACCEPT_ENCODING,
     FIELD_FORWARDED_FOR,
@@ -83,6 +85,13 @@ cdef enum:
     CHUNK_EXT        # past it, up to the LF that ends its line
     CHUNK_DATA       # in chunk-data or the CR LF after it (body_left bytes to go)
     CHUNK_TRAILERS   # past the last chunk: up to the empty line that ends the request
+# What a head read by httptools says beyond the fields RequestHead keeps (head_flags).
+cdef enum:
+    HEAD_EXPECTS_CONTINUE = 1   # Expect: 100-continue, to a static root (the ASGI exchange answers its own)
+    HEAD_TRANSFER_CODED = 2     # a Transfer-Encoding field
+    HEAD_OTHER_CODING = 4       # a transfer coding besides chunked
+    HEAD_CHUNKED_LAST = 8       # the last Transfer-Encoding line ends in chunked
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
 
@@ -436,6 +445,10 @@ cdef class HttpProtocol:
                     # A framing error in a body an app is reading ends that request too.
                     self._fail_body(400)
                     return
+            if self.head_flags & HEAD_EXPECTS_CONTINUE and not self.in_head:
+                self.head_flags &= ~HEAD_EXPECTS_CONTINUE
+                if self.in_message and end == size and not self.closing:
+                    self._continue_static_body()  # the client waits for us before sending the body
             pos = end
         self._flush()
 
@@ -518,6 +531,7 @@ cdef class HttpProtocol:
         self.connection = HEAD_CONNECTION_DEFAULT
         self.head.declared_length = -1
         self.static_body_bytes = 0
+        self.head_flags = 0
         if not self.state.static_only:
             self.head.headers = []
         self.head.clear_fields()
@@ -550,6 +564,23 @@ cdef class HttpProtocol:
                 self.connection = option
         elif index == IS_CONTENT_LENGTH and value.isdigit() and len(value) < 19:
             self.head.declared_length = int(value)
+        elif index == IS_EXPECT:
+            if self.state.static_only and value.lower() == b"100-continue":
+                self.head_flags |= HEAD_EXPECTS_CONTINUE
+        elif index == NOT_SIMPLE and n == 17:  # Transfer-Encoding (Upgrade is the other one)
+            self._read_transfer_coding(value)
+
+    cdef void _read_transfer_coding(self, bytes value):
+        """Note what a Transfer-Encoding line says: whether it names a coding besides chunked
+        (which only chunked's framing is known here), and whether it ends in chunked."""
+        codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
+        self.head_flags |= HEAD_TRANSFER_CODED
+        if codings[len(codings) - 1] == b"chunked":
+            self.head_flags |= HEAD_CHUNKED_LAST
+        else:
+            self.head_flags &= ~HEAD_CHUNKED_LAST
+        if any(coding != b"chunked" for coding in codings):
+            self.head_flags |= HEAD_OTHER_CODING
 
     def on_headers_complete(self):
         self.in_head = False
@@ -561,11 +592,25 @@ cdef class HttpProtocol:
         method = self.head.method = parser.get_method()
         self.head.is_get = method == GET
         self.head.is_head = method == HEAD
-        self.head.http10 = parser.get_http_version() == "1.0"
+        version = parser.get_http_version()
+        self.head.http10 = version == "1.0"
+        if not self.head.http10 and version != "1.1":
+            # HTTP/2.0 or 0.9 in an HTTP/1 request line (RFC 9110 section 15.6.6)
+            self._fail(505)
+            raise _Abort()
         if not host_fields_valid(self.host_count, self.head.http10):
             self._fail(400)
             raise _Abort()
+        if self.head_flags & HEAD_OTHER_CODING:
+            # RFC 9112 section 6.3: not ending in chunked, the body's length is unknown (400);
+            # section 6.1: a coding not understood is 501. Either way the app never starts.
+            self._fail(501 if self.head_flags & HEAD_CHUNKED_LAST else 400)
+            raise _Abort()
         self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
+        if self.head_flags & HEAD_TRANSFER_CODED and self.head.http10:
+            self.head.keep_alive = False  # RFC 9112 section 6.1: its framing cannot be trusted
+        if self.head.http10:
+            self.head_flags &= ~HEAD_EXPECTS_CONTINUE  # no 100 to an HTTP/1.0 client (RFC 9110 section 10.1.1)
         if self.state.static_only:
             if self.head.declared_length > self.state.max_body_size:
                 self._fail(413)
@@ -611,6 +656,16 @@ cdef class HttpProtocol:
             self._serve_static()
         if not self.head.keep_alive:
             self.closing = True
+
+    cdef void _continue_static_body(self):
+        """A static request whose client holds its body back for a ``100 (Continue)``
+        (RFC 9110 section 10.1.1): a GET or HEAD gets it, in its place among the answers, and
+        the body is read and dropped as any body sent to a static root; another method is
+        answered 405 at once and the connection closed, the body never read."""
+        if self.head.is_get or self.head.is_head:
+            self._emit(CONTINUE)
+        else:
+            self._fail(405, method_not_allowed(False, self.head.http10))
 
     cdef void _begin_websocket(self, bytes rest):
         method, url, headers = self.upgrade_request
@@ -1074,7 +1129,11 @@ cdef class HttpProtocol:
                 self._fail(408)
                 return
         elif self.in_message and self.upgrade_request is None and self.pending_upgrade is None:
-            if now - self.body_read_at > self.state.body_timeout:
+            # A static root reads a body only to drop it: the whole request must come within
+            # the header timeout, so a body that trickles in cannot hold the connection.
+            if now - self.body_read_at > self.state.body_timeout or (
+                self.state.static_only and now - self.head_started > self.state.header_timeout
+            ):
                 self._fail_body(408)
                 return
         if self.in_head or self.awaiting_head or self.in_message:

@@ -110,6 +110,7 @@ cdef enum:
     IS_CONNECTION = -3
     IS_HOST = -4
     IS_CONTENT_LENGTH = -5  # a body too: outside the subset, and the httptools reader reads its length
+    IS_EXPECT = -6      # read by the httptools reader only (a request that expects 100 has a body)
 
 
 cdef inline int field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil:
@@ -118,7 +119,9 @@ cdef inline int field_index(const unsigned char* s, Py_ssize_t n) noexcept nogil
     if n == 4:
         return IS_HOST if _name_is(s, b"host", 4) else IGNORED
     if n == 6:
-        return FIELD_ACCEPT if _name_is(s, b"accept", 6) else IGNORED
+        if _name_is(s, b"accept", 6):
+            return FIELD_ACCEPT
+        return IS_EXPECT if _name_is(s, b"expect", 6) else IGNORED
     if n == 5:
         return FIELD_RANGE if _name_is(s, b"range", 5) else IGNORED
     if n == 7:

@@ -1,0 +1,194 @@
+"""Requests at the edges of HTTP/1.1 framing, found by attacking a running server, each answered
+as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out):
+
+* ``Expect: 100-continue`` to a static root: a GET or HEAD gets ``100 (Continue)`` and then its
+  answer (the client holds its body back until then); another method ``405`` at once, unread;
+* a request line of another major version (``HTTP/2.0``, ``HTTP/0.9``): ``505`` + close;
+* a transfer coding other than ``chunked``: ``501`` + close (``400`` when chunked is not last),
+  before any app starts; HTTP/1.0 with ``Transfer-Encoding``: answered, then closed;
+* a body sent to a static root must arrive within ``--header-timeout``, however slowly it trickles.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+from inprocess import parse_responses
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"first\n")
+    return root
+
+
+class Recorder:
+    """An ASGI app that reads the body and answers 200 with its length; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: List[str] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.calls.append(scope["method"])
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        text = b"%d" % len(body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+
+
+def statuses(data: bytes) -> List[int]:
+    responses, rest = parse_responses(data)
+    assert not rest, rest
+    return [response.status for response in responses]
+
+
+# -- Expect: 100-continue to a static root ---------------------------------------------------
+
+EXPECTING = [
+    b"Content-Length: 5\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+]
+BODIES = {EXPECTING[0]: b"hello", EXPECTING[1]: b"5\r\nhello\r\n0\r\n\r\n"}
+
+
+@pytest.mark.parametrize("framing", EXPECTING)
+def test_a_static_get_expecting_100_gets_it_then_its_answer(site, serve, framing):
+    client = serve(site).open()
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" + framing + b"\r\n")
+    assert bytes(client.transport.data) == CONTINUE and not client.closed  # the client may now send
+    client.send(BODIES[framing] + b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    responses = client.parsed()
+    assert [r.status for r in responses] == [100, 200, 200]
+    assert responses[1].body == b"first\n" and not client.closed
+
+
+def test_the_100_takes_its_place_after_the_answers_before_it(site, serve):
+    client = serve(site).open()
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
+                [False, False, True])
+    assert [r.status for r in client.parsed()] == [200, 100]
+    client.send(b"abc")
+    assert [r.status for r in client.parsed()] == [200, 100, 200]
+
+
+def test_no_100_when_the_body_came_with_the_head_or_the_client_speaks_http10(site, serve):
+    client = serve(site).open()
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello")
+    assert [r.status for r in client.parsed()] == [200]
+    old = serve(site).open()
+    old.send(b"GET /a.txt HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert bytes(old.transport.data) == b""  # RFC 9110 section 10.1.1: no 100 to HTTP/1.0
+    old.send(b"hello")
+    assert [r.status for r in old.parsed()] == [200]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_another_method_expecting_100_is_405_at_once_and_the_body_never_read(site, serve, method):
+    client = serve(site).open()
+    client.send(f"{method} /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n".encode()
+                + b"Content-Length: 5\r\n\r\n")
+    (response,) = client.parsed()
+    assert response.status == 405 and response.header("allow") == "GET, HEAD"
+    assert response.header("connection") == "close" and client.closed
+
+
+# -- HTTP versions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9"])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+def test_another_major_version_is_505(site, serve, version, face):
+    app = Recorder()
+    client = serve(site if face == "static" else app).open()
+    client.send(b"GET /a.txt " + version + b"\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = client.parsed()
+    assert response.status == 505 and response.header("connection") == "close"
+    assert client.closed and app.calls == []
+
+
+# -- transfer codings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding, status", [
+    (b"gzip, chunked", 501),       # RFC 9112 section 6.1: a coding not understood
+    (b"identity, chunked", 501),   # identity is no transfer coding (RFC 9112 section 7)
+    (b"x-custom , chunked", 501),
+    (b"gzip", 400),                # section 6.3: chunked not last, the length is unknown
+])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+def test_a_transfer_coding_besides_chunked_is_refused_before_any_app_starts(site, serve, coding, status, face):
+    app = Recorder()
+    client = serve(site if face == "static" else app).open()
+    client.send(b"POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = client.parsed()
+    assert response.status == status and client.closed
+    assert app.calls == []
+
+
+@pytest.mark.parametrize("coding", [b"chunked", b"Chunked", b"chunked  "])
+def test_chunked_alone_is_read_as_always(serve, coding):
+    app = Recorder()
+    client = serve(app).open()
+    client.send(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\n")
+    (response,) = client.wait_for(1)
+    assert response.status == 200 and response.body == b"5" and not client.closed
+
+
+@pytest.mark.parametrize("face", ["static", "asgi"])
+def test_http10_with_transfer_encoding_is_answered_then_closed(site, serve, face):
+    """RFC 9112 section 6.1: its framing cannot be trusted, even with keep-alive asked for."""
+    client = serve(site if face == "static" else Recorder()).open()
+    client.send(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\nGET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    (response,) = client.wait_for(1)
+    assert response.status == 200 and response.header("connection") == "close"
+    client.server.settle()
+    assert client.closed and len(client.parsed()) == 1
+
+
+# -- a body trickled to a static root ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing, chunk", [
+    (b"Content-Length: 1000\r\n", b"a"),
+    (b"Transfer-Encoding: chunked\r\n", b"1\r\na\r\n"),
+])
+def test_a_body_trickled_to_a_static_root_is_408_at_the_header_timeout(site, serve, framing, chunk):
+    server = serve(site, header_timeout=4.0, body_timeout=2.0)
+    client = server.open()
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n")
+    for _ in range(3):  # never stalls for the body timeout ...
+        server.tick(1.0)
+        client.send(chunk)
+    assert client.parsed() == [] and not client.closed
+    server.tick(1.5)  # ... but the request is not whole at the header timeout
+    assert statuses(bytes(client.transport.data)) == [408] and client.closed
+
+
+def test_a_body_trickled_to_an_app_is_the_apps_to_wait_for(serve):
+    app = Recorder()
+    server = serve(app, header_timeout=4.0, body_timeout=2.0)
+    client = server.open()
+    client.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+    for _ in range(8):
+        server.tick(1.0)
+        client.send(b"a")
+    (response,) = client.wait_for(1)
+    assert response.status == 200 and response.body == b"8"
