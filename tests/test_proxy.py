@@ -62,16 +62,37 @@ def reference_resolve(trust, client, headers, scheme):
             web = scheme in ("http", "https")
             scheme = ("https" if secure else "http") if web else ("wss" if secure else "ws")
     if hops_value is not None:
-        hops = [hop.strip(" \t") for hop in hops_value.decode("latin-1").split(",") if hop.strip(" \t")]
+        hops = [reference_hop(hop.strip(" \t")) for hop in hops_value.decode("latin-1").split(",") if hop.strip(" \t")]
         for hop in reversed(hops):
-            if not trust.trusts(hop):
-                return (hop, 0), scheme
+            if not trust.trusts(hop[0]):
+                return hop, scheme
         if hops:
-            client = (hops[0], 0)
+            client = hops[0]
     return client, scheme
 
 
-HOPS = st.sampled_from(["203.0.113.7", "10.0.0.2", "127.0.0.1", "::1", "2001:db8::5", "", " ", "\t", "unix:x", "é"])
+def reference_hop(hop):
+    """``(host, port)`` of one X-Forwarded-For hop: ``host:port`` and ``[v6]:port`` name a port."""
+    def is_port(text):
+        return text.isascii() and text.isdigit() and int(text) <= 65535
+
+    if hop.startswith("["):
+        host, bracket, rest = hop[1:].partition("]")
+        if bracket and host and rest == "":
+            return host, 0
+        if bracket and host and rest.startswith(":") and is_port(rest[1:]):
+            return host, int(rest[1:])
+        return hop, 0
+    if hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+        if is_port(port):
+            return host, int(port)
+    return hop, 0
+
+
+HOPS = st.sampled_from(["203.0.113.7", "10.0.0.2", "127.0.0.1", "::1", "2001:db8::5", "", " ", "\t", "unix:x", "é",
+                        "203.0.113.7:4711", "127.0.0.1:80", "[2001:db8::5]:443", "[::1]", "[::1]:8", "[]", "[]:1",
+                        "10.0.0.2:65536", "10.0.0.2:", "10.0.0.2:x", "[::1]x", "[::1:5", "10.0.0.2:\xb2"])
 FIELD_VALUES = st.lists(st.tuples(st.sampled_from(["", " ", "\t"]), HOPS, st.sampled_from(["", " "])).map("".join),
                         max_size=5).map(lambda hops: ",".join(hops).encode("latin-1"))
 PROTOS = st.lists(st.sampled_from(["http", "HTTPS", "ws", "wss", " https ", "\thttp", "gopher", "", "Https"]),
@@ -87,6 +108,20 @@ HEADER_LISTS = st.lists(st.one_of(OTHER_FIELDS, FIELD_VALUES.map(lambda v: (b"x-
 def test_resolve_forwarded_follows_the_rule(headers, client, scheme, allow) -> None:
     trust = ProxyTrust(allow)
     assert resolve_forwarded(trust, client, headers, scheme) == reference_resolve(trust, client, headers, scheme)
+
+
+@pytest.mark.parametrize("hops, client", [
+    (b"203.0.113.7:41234", ("203.0.113.7", 41234)),  # Azure's and IIS ARR's proxies add the port
+    (b"[2001:db8::1]:443", ("2001:db8::1", 443)),
+    (b"[2001:db8::1]", ("2001:db8::1", 0)),
+    (b"2001:db8::1", ("2001:db8::1", 0)),
+    (b"203.0.113.7:41234, 127.0.0.1:5000", ("203.0.113.7", 41234)),  # a trusted hop with a port is still trusted
+    (b"203.0.113.7:99999", ("203.0.113.7:99999", 0)),  # not a port: the hop is kept as it came
+])
+def test_a_hop_may_name_the_clients_port(hops, client) -> None:
+    """As under uvicorn, ``request.client.host`` is the address alone, so allow-lists and rate
+    limits keyed on it work behind proxies that send ``host:port`` hops."""
+    assert ProxyTrust("127.0.0.1").resolve(("127.0.0.1", 1), [(b"x-forwarded-for", hops)], "http")[0] == client
 
 
 def test_a_field_given_twice_counts_by_its_last_line() -> None:

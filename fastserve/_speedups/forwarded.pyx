@@ -64,23 +64,51 @@ cdef inline str _scheme_from(bytes proto, str scheme):
     return "wss" if secure else "ws"
 
 
+cdef tuple _hop_address(str hop):
+    """An X-Forwarded-For hop as ``(host, port)``: some proxies add the client's port
+    (``203.0.113.5:41234``, ``[2001:db8::1]:41234``); a hop without one (a bare IPv6 address
+    too) has port 0, and one whose port is not a port is kept whole."""
+    cdef Py_ssize_t colon = hop.rfind(":")
+    cdef str host, port
+    if colon < 0:
+        return (hop, 0)
+    if hop[0] == "[":
+        close = hop.find("]")
+        if close < 0:
+            return (hop, 0)
+        host = hop[1:close]
+        if not host:
+            return (hop, 0)
+        port = hop[close + 2:] if hop[close + 1:close + 2] == ":" else ""
+        if close + 1 == len(hop) or (port.isdigit() and port.isascii() and int(port) <= 65535):
+            return (host, int(port) if port else 0)
+        return (hop, 0)
+    if hop.find(":") != colon:  # a bare IPv6 address
+        return (hop, 0)
+    port = hop[colon + 1:]
+    if port.isdigit() and port.isascii() and int(port) <= 65535:
+        return (hop[:colon], int(port))
+    return (hop, 0)
+
+
 cdef object _client_from(object trust, dict known, bytes hops_value):
     """The right-most hop of an X-Forwarded-For list that ``trust`` does not trust, as a
-    ``(host, 0)`` client; the left-most hop when it trusts them all; None when there is none."""
+    ``(host, port)`` client (``_hop_address``); the left-most hop when it trusts them all; None
+    when there is none."""
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(hops_value)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(hops_value)
     cdef Py_ssize_t start, stop
-    cdef str hop
-    cdef str leftmost = None
+    cdef tuple address
+    cdef tuple leftmost = None
     while end >= 0:
         end = _member_before(s, end, &start, &stop)
         if start == stop:
             continue
-        hop = PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL)
-        if not _trusts(trust, known, hop):
-            return (hop, 0)
-        leftmost = hop
-    return None if leftmost is None else (leftmost, 0)
+        address = _hop_address(PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL))
+        if not _trusts(trust, known, address[0]):
+            return address
+        leftmost = address
+    return leftmost
 
 
 cpdef tuple resolve_forwarded(object trust, object client, list headers, str scheme):
@@ -90,8 +118,8 @@ cpdef tuple resolve_forwarded(object trust, object client, list headers, str sch
     the request's ``(lowercase name, value)`` pairs; ``scheme`` http/https or ws/wss. A peer
     ``trust`` does not trust changes nothing. From a trusted one, X-Forwarded-Proto's last
     member (http, https, ws or wss, any case) sets whether the scheme is secure, and the client
-    becomes the right-most X-Forwarded-For hop that is not itself trusted (port 0), so a client
-    cannot forge its way past the last proxy. A field given twice counts by its last line.
+    becomes the right-most X-Forwarded-For hop that is not itself trusted (with the port the
+    hop names, else 0), so a client cannot forge its way past the last proxy. A field given twice counts by its last line.
     """
     cdef bytes name
     cdef bytes hops_value = None
