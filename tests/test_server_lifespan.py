@@ -1,17 +1,21 @@
 """Lifespan under ``python -m fastserve module:app``: state, shutdown, and failing startups."""
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import httpx2
 import pytest
 
+from server_helpers import child_pids
+
 APP = '''
-import contextlib, os
+import asyncio, contextlib, os
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -29,7 +33,12 @@ async def lifespan(app):
 async def home(request):
     return PlainTextResponse(request.state.greeting)
 
-app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
+async def slow(request):
+    open(MARKER + ".slow", "w").close()
+    await asyncio.sleep(float(request.query_params["s"]))
+    return PlainTextResponse("slept")
+
+app = Starlette(routes=[Route("/", home), Route("/slow", slow)], lifespan=lifespan)
 
 async def no_lifespan(scope, receive, send):
     assert scope["type"] == "http"
@@ -103,3 +112,61 @@ def test_app_without_lifespan_is_served(tmp_path, monkeypatch, serve_cli, target
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "lifespan_app", raising=False)
     assert serve_cli(target).open().request("GET", "/").body == b"plain"
+
+
+def press_ctrl_c(proc):
+    """SIGINT to the server and its workers, as a terminal sends it to the foreground group."""
+    for pid in [proc.pid, *child_pids(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+
+
+def slow_request_in_flight(tmp_path, port, seconds):
+    """Start ``GET /slow?s=seconds`` in a thread; returns its result holder once the app runs it."""
+    result = {}
+
+    def get():
+        try:
+            result["response"] = httpx2.get(f"http://127.0.0.1:{port}/slow?s={seconds}", timeout=40)
+        except httpx2.HTTPError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=get, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "marker.slow").exists():
+        assert time.monotonic() < deadline, "the slow request never reached the app"
+        time.sleep(0.02)
+    return thread, result
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_once_lets_requests_finish_and_twice_stops_now(tmp_path, workers):
+    """Ctrl+C waits for in-flight responses (the supervisor's SIGTERM to its workers is not a
+    second press); pressed again it stops at once, as with uvicorn, and the app's lifespan
+    shutdown still runs."""
+    proc, port = launch(tmp_path, "lifespan_app:app", "--workers", workers, "--graceful-timeout", "30")
+    wait_accepting(proc, port)
+    thread, result = slow_request_in_flight(tmp_path, port, 1.5)
+    press_ctrl_c(proc)
+    thread.join(10)
+    assert result["response"].text == "slept"
+    assert proc.wait(10) == 0
+    assert (tmp_path / "marker").read_text() == "shutdown ran"
+
+    (tmp_path / "marker").unlink()
+    (tmp_path / "marker.slow").unlink()
+    proc, port = launch(tmp_path, "lifespan_app:app", "--workers", workers, "--graceful-timeout", "30")
+    wait_accepting(proc, port)
+    thread, result = slow_request_in_flight(tmp_path, port, 30)
+    press_ctrl_c(proc)
+    time.sleep(0.3)
+    started = time.monotonic()
+    press_ctrl_c(proc)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert (tmp_path / "marker").read_text() == "shutdown ran"
+    output = proc.stdout.read().decode()
+    assert "SIGINT again: closing 1 connection, cancelling 1 request still running" in output
+    thread.join(5)
+    assert "response" not in result

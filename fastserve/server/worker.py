@@ -161,7 +161,9 @@ class Handoff:
 
 
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
-    """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``."""
+    """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``; a SIGINT
+    while draining closes the connections and cancels the requests at once (the lifespan
+    shutdown still runs, and one more SIGINT cuts that short too)."""
     loop = asyncio.get_running_loop()
     state = build_state(config, app, loop)
     state.now = loop.time()
@@ -226,10 +228,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         config.ready_callback()
     await stop.wait()
     state.draining = True  # health answers 503 from now on
+    # Ctrl+C again: stop waiting. The supervisor's or reloader's SIGTERM that follows a terminal's
+    # SIGINT to the whole process group is not a second request to hurry, so only SIGINT counts.
+    hurry = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, hurry.set)
     if config.shutdown_delay > 0:
         logger.info("worker %d draining: health 503 for %g s before the listener closes",
                     os.getpid(), config.shutdown_delay)
-        await asyncio.sleep(config.shutdown_delay)
+        await _first(asyncio.sleep(config.shutdown_delay), hurry)
 
     # Stop accepting, but first keep the listening socket open (a duplicate descriptor): the
     # connections the kernel already completed wait in its queue, and are answered too.
@@ -237,10 +243,12 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if queue_fd >= 0:
         await take_accept_queue(queue_fd, loop, new_connection, tls)
     logger.info(
-        "worker %d shutting down: %s to finish within %g s",
+        "worker %d shutting down: %s to finish within %g s%s",
         os.getpid(), _count(len(state.connections), "connection"), config.graceful_timeout,
+        "; Ctrl+C (SIGINT) again stops them now" if state.connections else "",
     )
-    await _drain(state, handshakes, config.graceful_timeout)
+    if not hurry.is_set():
+        await _first(_drain(state, handshakes, config.graceful_timeout), hurry)
     # Requests still running now (past the graceful timeout, or with their clients gone) are
     # cancelled before the lifespan shutdown closes what they may be using. Connections
     # already closing (a TLS close waiting for the client's reply) are no news.
@@ -248,7 +256,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     busy = sum(1 for conn in state.connections if conn.transport is not None)
     news = []
     if busy:
-        news.append(f"graceful timeout ({config.graceful_timeout:g} s): closing {_count(busy, 'connection')}")
+        why = "SIGINT again" if hurry.is_set() else f"graceful timeout ({config.graceful_timeout:g} s)"
+        news.append(f"{why}: closing {_count(busy, 'connection')}")
     if running:
         news.append(f"cancelling {_count(len(running), 'request')} still running")
     if news:
@@ -260,7 +269,9 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     ticker[0].cancel()
     observe(state)
     if bridge is not None:
-        await bridge.shutdown()
+        hurry.clear()  # the lifespan shutdown runs all the same; one more SIGINT cuts it short
+        if not await _first(bridge.shutdown(), hurry):
+            logger.warning("worker %d: the app's lifespan shutdown was cut short by SIGINT", os.getpid())
     left = _tasks(lambda task: True)
     if left:
         logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
@@ -276,6 +287,7 @@ async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
+    await asyncio.wait([stopped])  # gone before the caller looks for tasks left running
     if not task.done():
         task.cancel()
         await asyncio.wait([task])
