@@ -7,6 +7,10 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 * a transfer coding other than ``chunked``: ``501`` + close (``400`` when chunked is not last),
   before any app starts; HTTP/1.0 with ``Transfer-Encoding``: answered, then closed;
 * a body sent to a static root must arrive within ``--header-timeout``, however slowly it trickles.
+* a static field sent on several lines is one value, its lines joined with ", " (RFC 9110 §5.3):
+  a list field (If-None-Match, If-Match, Accept-Encoding) holds every member, a repeated
+  singleton (If-Modified-Since, Range, If-Range) is invalid and ignored, on the fast path and in
+  ``StaticFiles`` alike.
 """
 from __future__ import annotations
 
@@ -192,3 +196,51 @@ def test_a_body_trickled_to_an_app_is_the_apps_to_wait_for(serve):
         client.send(b"a")
     (response,) = client.wait_for(1)
     assert response.status == 200 and response.body == b"8"
+
+
+# -- a field sent on several lines (RFC 9110 section 5.3) ---------------------------------------
+
+
+@pytest.mark.parametrize("lines, status", [
+    # a list field: its lines are one list, whichever line names the match
+    (["If-None-Match: {etag}", 'If-None-Match: "other"'], 304),
+    (['If-None-Match: "other"', "If-None-Match: {etag}"], 304),
+    (["If-Match: {etag}", 'If-Match: "other"'], 200),
+    (['If-Match: "other"', "If-Match: {etag}"], 200),
+    (['If-Match: "x"', 'If-Match: "y"'], 412),
+    # a singleton sent twice is no valid value: ignored, as its own rules say
+    (["If-Modified-Since: {date}", "If-Modified-Since: {date}"], 200),
+    (["If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT", "If-Unmodified-Since: {date}"], 200),
+    (["Range: bytes=0-1", "Range: bytes=2-3"], 200),
+    (["Range: bytes=0-1", "If-Range: {etag}", "If-Range: {etag}"], 200),
+])
+def test_a_field_on_several_lines_is_one_value(site, serve, lines, status):
+    client = serve(site).open()
+    first = client.request("GET", "/a.txt")
+    values = {"etag": first.header("etag"), "date": first.header("last-modified")}
+    head = "".join(line.format(**values) + "\r\n" for line in lines)
+    client.send(f"GET /a.txt HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+    assert client.parsed()[-1].status == status
+
+
+def test_accept_encoding_on_two_lines_offers_both(tmp_path, serve):
+    (tmp_path / "app.js").write_bytes(b"x" * 4000)
+    (tmp_path / "app.js.gz").write_bytes(b"gzipped")
+    client = serve(tmp_path).open()
+    client.send(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nAccept-Encoding: br\r\n\r\n")
+    (response,) = client.parsed()
+    assert response.header("content-encoding") == "gzip" and response.body == b"gzipped"
+
+
+@pytest.mark.parametrize("first, second, status", [
+    ('"other"', "{etag}", 304),
+    ("{etag}", '"other"', 304),
+])
+def test_staticfiles_joins_a_field_on_several_lines_too(site, first, second, status):
+    from fastserve.staticfiles import StaticFiles
+    from fastserve.testclient import TestClient
+
+    client = TestClient(StaticFiles(directory=site))
+    etag = client.get("/a.txt").headers["etag"]
+    headers = [("if-none-match", first.format(etag=etag)), ("if-none-match", second.format(etag=etag))]
+    assert client.get("/a.txt", headers=headers).status_code == status

@@ -112,7 +112,8 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
     Returns ``SCAN_INCOMPLETE`` when the buffer ends first and ``SCAN_OTHER`` when the
     head is not a simple one or exceeds a limit (``max_head`` bytes in all, ``max_target``
     bytes of target, ``max_fields`` header lines). Field spans exclude surrounding
-    whitespace; a repeated field keeps its last value. ``Connection`` may appear once,
+    whitespace; a head that repeats a field the static path reads is left to httptools
+    (``RequestHead.set_field`` joins the lines). ``Connection`` may appear once,
     as ``keep-alive`` or ``close``.
     """
     cdef Py_ssize_t p = start
@@ -209,6 +210,8 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             lines[count - 1].value.length = value_end - value_start
             head.line_count = count
         if index >= 0:
+            if head.fields[index].start >= 0:
+                return SCAN_OTHER  # a field repeated: httptools' reader combines its lines
             head.fields[index].start = value_start
             head.fields[index].length = value_end - value_start
         elif index == IS_HOST:
@@ -284,6 +287,11 @@ STATIC_FIELDS = (
 cdef dict _STATIC_FIELD_INDEX = {name: index for index, name in enumerate(STATIC_FIELDS)}
 
 
+cdef inline bytes _joined(bytes before, bytes value):
+    """A field's value with one more line of it (RFC 9110 section 5.3)."""
+    return value if before is None else before + b", " + value
+
+
 cdef class RequestHead:
     """One request's head, as both request readers fill it (and ``StaticFiles`` from a scope).
 
@@ -317,32 +325,36 @@ cdef class RequestHead:
         self.clear_fields()
 
     cdef void set_field(self, int index, bytes value):
+        """Record a line of a static field; a later line of the same name is joined to what
+        came before with ", " (RFC 9110 section 5.3), so a list field (If-None-Match,
+        Accept-Encoding) holds every member and a repeated singleton (If-Modified-Since, Range)
+        becomes a value its field's own rules ignore as invalid."""
         if index == FIELD_IF_MATCH:
-            self.if_match = value
+            self.if_match = _joined(self.if_match, value)
         elif index == FIELD_IF_NONE_MATCH:
-            self.if_none_match = value
+            self.if_none_match = _joined(self.if_none_match, value)
         elif index == FIELD_IF_MODIFIED_SINCE:
-            self.if_modified_since = value
+            self.if_modified_since = _joined(self.if_modified_since, value)
         elif index == FIELD_IF_UNMODIFIED_SINCE:
-            self.if_unmodified_since = value
+            self.if_unmodified_since = _joined(self.if_unmodified_since, value)
         elif index == FIELD_RANGE:
-            self.range_value = value
+            self.range_value = _joined(self.range_value, value)
         elif index == FIELD_IF_RANGE:
-            self.if_range = value
+            self.if_range = _joined(self.if_range, value)
         elif index == FIELD_ACCEPT_ENCODING:
-            self.accept_encoding = value
+            self.accept_encoding = _joined(self.accept_encoding, value)
         elif index == FIELD_USER_AGENT:
-            self.user_agent = value
+            self.user_agent = _joined(self.user_agent, value)
         elif index == FIELD_REFERER:
-            self.referer = value
+            self.referer = _joined(self.referer, value)
         elif index == FIELD_ACCEPT:
-            self.accept = value
+            self.accept = _joined(self.accept, value)
         elif index == FIELD_FORWARDED_FOR:
-            self.forwarded_for = value
+            self.forwarded_for = _joined(self.forwarded_for, value)
 
     def set(self, bytes name, bytes value):
         """Record a header line (lowercase ``name``) if it is one of ``STATIC_FIELDS``; as with
-        both request readers, a later line of the same name replaces an earlier one."""
+        both request readers, a later line of the same name is joined to the earlier ones."""
         index = _STATIC_FIELD_INDEX.get(name)
         if index is not None:
             self.set_field(index, value)
