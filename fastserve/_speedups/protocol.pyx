@@ -7,7 +7,9 @@ request produces exactly one response, in request order:
 * a static GET/HEAD is answered from the ``FileCache`` as soon as its head is read (by the
   scanner, or in ``on_message_complete``): preconditions, ranges, then one pre-built bytes
   object (headers + body for small files);
-* a large file body becomes a ``FileSender`` that moves bytes with ``os.sendfile``;
+* a larger file's body goes out by ``sendfile`` behind its head (sent with ``MSG_MORE``) when
+  nothing is ahead of it; what the socket does not take, or a body that must wait its turn,
+  becomes a ``FileSender`` that moves the bytes with ``os.sendfile``;
 * anything else is handed to the ASGI bridge (``fastserve.server.asgi``) as a job.
 
 Ready responses are gathered and written once per ``data_received``; a response that
