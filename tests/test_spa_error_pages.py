@@ -88,6 +88,22 @@ def test_server_without_spa_keeps_404(site, serve_cli):
     assert response.status == 404 and response.body == b"<p>html mode 404</p>"
 
 
+def test_an_error_page_larger_than_cache_max_file_is_still_used(site, serve_cli):
+    """A styled 404 page (40 KiB) above the 16 KiB files are held in memory up to: pages are
+    held whole up to 256 KiB (or --cache-max-file when larger); a larger one is not used."""
+    styled = b"<!doctype html><style>" + b"p{color:red}" * 3400 + b"</style><p>gone</p>"
+    (site / "404.html").write_bytes(styled)
+    client = serve_cli(str(site)).open()
+    for _ in range(2):  # built, then from the cache
+        response = client.request("GET", "/nope")
+        assert response.status == 404 and response.body == styled
+    huge = b"<p>" + b"x" * (256 * 1024) + b"</p>"
+    (site / "errors" / "huge.html").write_bytes(huge)
+    assert FileCache([site], error_pages={404: "/errors/huge.html"}).lookup("/nope").body == b"Not Found"
+    page = FileCache([site], max_body=512 * 1024, error_pages={404: "/errors/huge.html"}).lookup("/nope")
+    assert page.body == huge
+
+
 def test_cli_error_page_values():
     from fastserve.cli import config_from_args
 

@@ -40,8 +40,10 @@ NOT_MODIFIED_FIELDS = frozenset(
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 # A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
 cdef bytes FORBIDDEN_BODY = b"Forbidden"
-# What an error page (404.html, --error-page) is sent with.
+# What an error page (404.html, --error-page) is sent with, and the largest one used (held in
+# memory whatever --cache-max-file says).
 cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
+cdef Py_ssize_t ERROR_PAGE_MAX_BODY = 256 * 1024
 
 
 cdef inline tuple _identity(st):
@@ -486,7 +488,8 @@ cdef class FileCache:
     cdef CacheEntry _error_page(self, int status):
         """The page answering ``status`` (404 or 403) from the roots: ``error_pages``' own, else
         ``404.html`` for a 404 in html mode; None when there is none (or it is not a readable
-        regular file of at most ``max_body`` bytes)."""
+        regular file of at most ``ERROR_PAGE_MAX_BODY`` bytes, or ``max_body`` when larger: a
+        page is always answered from memory)."""
         page = self.error_pages.get(status) if self.error_pages else None
         if page is None and status == 404 and self.html:
             page = "404.html"
@@ -496,11 +499,12 @@ cdef class FileCache:
         if not parts:
             return None
         cdef CacheEntry entry
+        cdef Py_ssize_t limit = max(self.max_body, ERROR_PAGE_MAX_BODY)
         try:
             found = resolve_path(self.roots, parts, self.follow_symlink)
-            if found is None or not S_ISREG(found[1].st_mode) or found[1].st_size > self.max_body:
+            if found is None or not S_ISREG(found[1].st_mode) or found[1].st_size > limit:
                 return None
-            entry = _file_entry(found[0], status, self.max_body, None, None, False, None, False)
+            entry = _file_entry(found[0], status, limit, None, None, False, None, False)
         except OSError:
             return None
         entry.kind = ENTRY_MISSING if status == 404 else ENTRY_FORBIDDEN
