@@ -374,6 +374,8 @@ class StaticFiles:
         if entry.kind == KIND_FORBIDDEN:
             raise HTTPException(status_code=401)
         if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
+            if entry.status == 503:  # out of descriptors: the file may well be there
+                raise HTTPException(status_code=503, headers={"Retry-After": "1"})
             raise HTTPException(status_code=404)
         request = _request_head(scope)
         return _StaticAnswerResponse(decide(entry, request), entry, request)

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from fastserve._speedups.filecache import KIND_FILE, KIND_FORBIDDEN, KIND_MISSING, FileCache
+from fastserve.exceptions import HTTPException
 from fastserve.staticfiles import StaticFiles
 from fastserve.testclient import TestClient
 from inprocess import InProcessServer
@@ -112,3 +113,44 @@ def test_cli_error_page_values():
     for bad in ("500=/x.html", "404", "404=", "abc=/x"):
         with pytest.raises(SystemExit):
             config_from_args(["--error-page", bad])
+
+
+def test_out_of_descriptors_is_503_and_not_remembered(site, monkeypatch):
+    """Opening a file fails with EMFILE/ENFILE: that says nothing of the file, so the answer is
+    503 with Retry-After (not a cached 404), and the next lookup opens it again."""
+    import errno
+
+    (site / "bundle.js").write_bytes(b"x" * 40_000)  # above --cache-max-file: held open
+    real_open = os.open
+
+    def out_of(code):
+        def failing_open(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        return failing_open
+
+    exhausted = out_of(errno.EMFILE)
+    for code in (errno.EMFILE, errno.ENFILE):
+        cache = FileCache([site], max_body=16 * 1024)
+        monkeypatch.setattr(os, "open", out_of(code))
+        entry = cache.lookup("/bundle.js")
+        assert (entry.status, entry.body) == (503, b"Service Unavailable")
+        assert (b"retry-after", b"1") in entry.fields
+        monkeypatch.setattr(os, "open", real_open)
+        assert cache.lookup("/bundle.js").status == 200  # looked up again, not a remembered miss
+
+    server = InProcessServer(site)
+    try:
+        client = server.open()
+        monkeypatch.setattr(os, "open", exhausted)
+        response = client.request("GET", "/bundle.js")
+        assert response.status == 503 and response.header("retry-after") == "1"
+        monkeypatch.setattr(os, "open", real_open)
+        response = client.request("GET", "/bundle.js")
+        assert response.status == 200 and len(response.body) == 40_000
+    finally:
+        server.close()
+    client = TestClient(StaticFiles(directory=site, cache_valid=1.0))  # the library's cache
+    monkeypatch.setattr(os, "open", exhausted)
+    with pytest.raises(HTTPException) as raised:  # as StaticFiles raises its 404 (an app's handler answers it)
+        client.get("/bundle.js")
+    assert (raised.value.status_code, raised.value.headers) == (503, {"Retry-After": "1"})

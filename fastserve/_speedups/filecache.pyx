@@ -9,6 +9,7 @@ of content or of who may read it (mode, owner, inode change time) rebuilds it. T
 bounded in entries and in
 body bytes, evicting the oldest insertions first.
 """
+import errno
 import os
 import stat as stat_module
 
@@ -40,6 +41,10 @@ NOT_MODIFIED_FIELDS = frozenset(
 cdef tuple SIBLINGS = ((".br", "br"), (".zst", "zstd"), (".gz", "gzip"))
 # A file the server may not read: 403, as nginx answers (StaticFiles keeps Starlette's 401).
 cdef bytes FORBIDDEN_BODY = b"Forbidden"
+# Out of descriptors (the process's or the system's) when opening a file: that says nothing of
+# the file, so the answer is 503 and it is looked up again for the next request.
+cdef tuple OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+cdef bytes UNAVAILABLE_BODY = b"Service Unavailable"
 # What an error page (404.html, --error-page) is sent with, and the largest one used (held in
 # memory whatever --cache-max-file says).
 cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
@@ -293,7 +298,8 @@ cdef class FileCache:
         self.misses += 1
         entry = self._build(path)
         entry.checked_at = now
-        self._store(path, entry)
+        if entry.status != 503:  # out of descriptors: answered, never kept
+            self._store(path, entry)
         return entry
 
     cdef bint _unchanged(self, str path, CacheEntry entry):
@@ -366,7 +372,9 @@ cdef class FileCache:
                 variant = _file_entry(
                     sibling, 200, self.max_body, content_type, coding.encode(), True, cache_control, self.etag
                 )
-            except OSError:
+            except OSError as exc:
+                if exc.errno in OUT_OF_DESCRIPTORS:
+                    raise  # not a sibling that is unreadable: the whole lookup is answered 503
                 continue
             if S_ISREG(variant.stat.st_mode):
                 variants.append((coding, variant))
@@ -434,7 +442,11 @@ cdef class FileCache:
             if entry is not None:
                 return entry
             return _plain_entry(ENTRY_FORBIDDEN, 403, FORBIDDEN_BODY, b"text/plain; charset=utf-8")
-        except OSError:
+        except OSError as exc:
+            if exc.errno in OUT_OF_DESCRIPTORS:
+                entry = _plain_entry(ENTRY_MISSING, 503, UNAVAILABLE_BODY, b"text/plain; charset=utf-8")
+                _set_fields(entry, entry.fields + [(b"retry-after", b"1")])
+                return entry
             # ENAMETOOLONG, ELOOP, a file vanishing between stat and open: all are "not here".
             return self._missing()
 
