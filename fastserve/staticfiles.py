@@ -147,6 +147,7 @@ class StaticFiles:
         listing: bool = False,
         templates: Optional[PathLike] = None,
         listing_max_entries: int = MAX_ENTRIES,
+        file_slash: bool = True,
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -181,6 +182,9 @@ class StaticFiles:
         is redirected to the slash form. ``templates``: a directory whose ``listing.html``
         replaces the packaged template. ``listing_max_entries``: entries read per directory
         (in the file system's order, then sorted); a listing of more says it is truncated.
+        ``file_slash``: a file asked for with a trailing slash (``/a.txt/``) is served, as
+        Starlette does; ``False`` answers it 404, as nginx and the fastserve server do (with
+        fastserve's own lookup).
         """
         self.directory = directory
         self.packages = packages
@@ -202,6 +206,7 @@ class StaticFiles:
         self.listing = listing
         self.templates = templates
         self.listing_max_entries = listing_max_entries
+        self.file_slash = file_slash
         self._listing_renderer: Optional[DirectoryListing] = None
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
@@ -222,8 +227,8 @@ class StaticFiles:
     def current_file_cache(self) -> FileCache:
         """The open-file cache for the current settings (``all_directories``, ``html``,
         ``follow_symlink``, ``precompressed``, ``cache_valid``, ``dotfiles``, ``cache_policy``,
-        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``, ``listing``), made anew when
-        one changed."""
+        ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``, ``listing``,
+        ``file_slash``), made anew when one changed."""
         if self.file_cache is None or self._settings() != self._file_cache_settings:
             self.use_file_cache(self.build_file_cache(self.cache_valid))
         assert self.file_cache is not None
@@ -240,7 +245,7 @@ class StaticFiles:
         return (
             tuple(self.all_directories), self.html, self.follow_symlink, self.precompressed, self.cache_valid,
             self.dotfiles, self.cache_policy, self.etag, self.if_modified_since, self.spa,
-            tuple(sorted(self.error_pages.items())), self.compress, self.listing,
+            tuple(sorted(self.error_pages.items())), self.compress, self.listing, self.file_slash,
         )
 
     def build_file_cache(
@@ -269,6 +274,7 @@ class StaticFiles:
             error_pages=self.error_pages,
             encoder=encoder,
             listing=self.listing,
+            file_slash=self.file_slash,
             **limits,
         )
 

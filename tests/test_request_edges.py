@@ -244,3 +244,29 @@ def test_staticfiles_joins_a_field_on_several_lines_too(site, first, second, sta
     etag = client.get("/a.txt").headers["etag"]
     headers = [("if-none-match", first.format(etag=etag)), ("if-none-match", second.format(etag=etag))]
     assert client.get("/a.txt", headers=headers).status_code == status
+
+
+# -- a file asked for as a directory -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/a.txt/", "/a.txt//", "/dir/index.html/", "/a%2etxt/", "/a.txt/?q=1"])
+def test_the_server_answers_a_file_with_a_trailing_slash_404(site, serve, target):
+    """As nginx does: one file has one URL, so relative links, caches and a proxy's path rules
+    in front never see it under another."""
+    (site / "dir").mkdir()
+    (site / "dir" / "index.html").write_bytes(b"<p>index</p>")
+    client = serve(site).open()
+    assert client.request("GET", target).status == 404
+    assert client.request("HEAD", target).status == 404
+    assert client.request("GET", "/a.txt").status == 200 and client.request("GET", "/dir/").status == 200
+
+
+def test_staticfiles_serves_a_file_with_a_trailing_slash_as_starlette_does(site):
+    from fastserve.exceptions import HTTPException
+    from fastserve.staticfiles import StaticFiles
+    from fastserve.testclient import TestClient
+
+    assert TestClient(StaticFiles(directory=site)).get("/a.txt/").content == b"first\n"
+    with pytest.raises(HTTPException) as refused:  # standalone, a miss is raised, as Starlette's is
+        TestClient(StaticFiles(directory=site, file_slash=False)).get("/a.txt/")
+    assert refused.value.status_code == 404

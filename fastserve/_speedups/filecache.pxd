@@ -77,6 +77,7 @@ cdef class FileCache:
     cdef readonly bint spa                   # unknown extension-less paths -> /index.html
     cdef readonly dict error_pages           # status -> page path below the roots
     cdef readonly bint listing               # a directory without index is an ENTRY_LISTING (not 404)
+    cdef readonly bint file_slash            # a file asked for with a trailing slash is served (not 404)
     cdef readonly object cache_policy   # URL path, content type -> Cache-Control value or None
     cdef readonly object encoder        # compression.EncodedCache: on-the-fly compression, or None
     cdef dict entries

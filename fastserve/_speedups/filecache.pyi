@@ -64,6 +64,7 @@ class FileCache:
     spa: bool
     error_pages: Dict[int, str]
     listing: bool
+    file_slash: bool
     cache_policy: Optional[Callable[[str, bytes], Optional[bytes]]]
     encoder: Optional[Any]
     hits: int
@@ -88,6 +89,7 @@ class FileCache:
         error_pages: Optional[Mapping[int, str]] = ...,
         encoder: Optional[Any] = ...,
         listing: bool = ...,
+        file_slash: bool = ...,
     ) -> None: ...
     def __len__(self) -> int: ...
     def clear(self) -> None: ...

@@ -233,6 +233,9 @@ cdef class FileCache:
     ``listing``: a directory without index (any directory, when not ``html``) is an
     ``ENTRY_LISTING`` whose ``path`` is the directory (asked for without its slash: a redirect
     to the slash form); the entry carries no answer, ``fastserve.listing`` renders it.
+    ``file_slash``: a file asked for with a trailing slash (``/a.txt/``) is served, as
+    Starlette does; False answers it as missing (404), as nginx does, so that one file has
+    one URL (relative links, caches and a proxy's path rules see the file only as itself).
     """
 
     def __init__(
@@ -254,6 +257,7 @@ cdef class FileCache:
         object error_pages=None,
         object encoder=None,
         bint listing=False,
+        bint file_slash=True,
     ):
         absolute = os.path.abspath if follow_symlink else os.path.realpath
         self.roots = tuple(absolute(os.fspath(root)) for root in roots)
@@ -265,6 +269,7 @@ cdef class FileCache:
         self.max_body = max_body
         self.precompressed = precompressed
         self.dotfiles = dotfiles
+        self.file_slash = file_slash
         self.cache_policy = cache_policy
         self.etag = etag
         self.modified_since_exact = modified_since_exact
@@ -436,6 +441,8 @@ cdef class FileCache:
                     if found is not None and S_ISREG(found[1].st_mode):
                         return self._file(found[0], ("index.html",))
                 return self._missing()
+            if not found[2] and not self.file_slash and path.endswith("/"):
+                return self._missing()  # a file is no directory
             return self._file(found[0], parts + ("index.html",) if found[2] else parts)
         except PermissionError:
             entry = self._error_page(403)

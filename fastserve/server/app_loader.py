@@ -116,6 +116,7 @@ def _directory(config: Config, target: str) -> Any:
         listing=config.listing,
         templates=config.templates,
         listing_max_entries=config.listing_max_entries,
+        file_slash=False,  # /a.txt/ is 404, as nginx answers
     )
 
 
