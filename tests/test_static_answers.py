@@ -174,6 +174,8 @@ CONDITIONS = [
     [("If-Unmodified-Since", EARLIER)],
     [("If-Unmodified-Since", LATER)],
     [("If-None-Match", '"other"'), ("If-Modified-Since", LATER)],
+    [("If-None-Match", "{etag}"), ("If-None-Match", '"other"')],  # one list on two lines
+    [("If-Match", "{etag}"), ("If-Match", '"other"')],
 ]
 RANGES = [None, "bytes=0-9", "bytes=-5", "bytes=5-", "bytes=0-1,4-6,100-", "bytes=999999-", "bytes=x-y", "pages=1"]
 IF_RANGES = ["{etag}", '"other"', LAST_MODIFIED, EARLIER]  # each with the first few ranges
