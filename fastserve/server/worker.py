@@ -124,6 +124,7 @@ REQUEST_TASKS = ("fastserve-http", "fastserve-websocket")
 IDLE_GRACE = 0.5  # s: how long a stopping worker keeps idle connections open for one more request
 SHUTDOWN_STEP = 0.05  # s: how often a stopping worker looks for idle connections to close
 HANDSHAKE_WAIT = 5.0  # s: the longest a stopping worker waits for a TLS handshake begun before it stopped
+SAME_PRESS = 0.25  # s: a SIGINT this soon after the SIGTERM that began a stop belongs to the same Ctrl+C
 
 
 class Handoff:
@@ -169,8 +170,15 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     state.now = loop.time()
     bridge = state.asgi_bridge
     stop = asyncio.Event()
+    stopped_by: List[Any] = []  # the signal that began the stop, and when (loop time)
+
+    def stop_signal(signum: int) -> None:
+        if not stop.is_set():
+            stopped_by[:] = [signum, loop.time()]
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stop_signal, signum)
     if EarlySignals.received is not None:
         stop.set()
     if bridge is not None and not state.static_only:
@@ -228,10 +236,18 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         config.ready_callback()
     await stop.wait()
     state.draining = True  # health answers 503 from now on
-    # Ctrl+C again: stop waiting. The supervisor's or reloader's SIGTERM that follows a terminal's
-    # SIGINT to the whole process group is not a second request to hurry, so only SIGINT counts.
+    # Ctrl+C again: stop waiting. A terminal's Ctrl+C reaches the whole process group at once,
+    # and the SIGTERM the supervisor (or reloader) sends for it is no second press, so only
+    # SIGINT counts; that SIGTERM may even be handled here before the press's own SIGINT,
+    # which then, right behind it, is the same press.
     hurry = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, hurry.set)
+
+    def sigint_while_draining() -> None:
+        if stopped_by and stopped_by[0] == signal.SIGTERM and loop.time() - stopped_by[1] < SAME_PRESS:
+            return
+        hurry.set()
+
+    loop.add_signal_handler(signal.SIGINT, sigint_while_draining)
     if config.shutdown_delay > 0:
         logger.info("worker %d draining: health 503 for %g s before the listener closes",
                     os.getpid(), config.shutdown_delay)
