@@ -195,6 +195,26 @@ def test_odd_requests(server: ServerProcess, data: bytes) -> None:
     assert_case(server.port, data, (*ANY_REFUSAL, None))
 
 
+# answers that must be exact, each once a fault (see tests/test_request_edges.py)
+
+EXACT = [
+    (b"GET /small.txt HTTP/2.0\r\nHost: x\r\n\r\n", 505, "both"),
+    (b"GET /small.txt HTTP/0.9\r\nHost: x\r\n\r\n", 505, "both"),
+    (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "both"),
+    (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", 501, "both"),
+    (b"GET /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 100, "static"),
+    (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 405, "static"),
+    (b"GET /small.txt/ HTTP/1.1\r\nHost: x\r\n\r\n", 404, "static"),
+    (b"GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=2-3\r\n\r\n", 200, "static"),
+]
+
+
+@pytest.mark.parametrize("data, status, which", EXACT)
+def test_exact_answers(server: ServerProcess, app_server: ServerProcess, data: bytes, status: int, which: str) -> None:
+    for port in [server.port] + ([app_server.port] if which == "both" else []):
+        assert_case(port, data, (status,), good="/small.txt" if port == server.port else "/echo")
+
+
 # ---------------------------------------------------------------------------------------------
 # CRLF into redirects
 
