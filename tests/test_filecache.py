@@ -235,3 +235,48 @@ def test_sibling_linking_outside_the_root_is_ignored(tmp_path):
     assert FileCache([served], precompressed=True).lookup("/page.html").variants is None
     followed = FileCache([served], precompressed=True, follow_symlink=True).lookup("/page.html")
     assert [coding for coding, _ in followed.variants] == ["gzip"]
+
+
+def _release_after(path, seconds):
+    """Open the FIFO ``path`` for writing after ``seconds`` (then close it): a reader blocked
+    in open() is let go, so a regression fails on the time taken instead of hanging."""
+    import contextlib
+    import threading
+
+    def release():
+        time.sleep(seconds)
+        with contextlib.suppress(OSError):  # ENXIO: nobody is blocked reading it
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=release, daemon=True).start()
+
+
+@pytest.mark.parametrize("name", ["app.js.gz", "app.js.br"])
+def test_a_fifo_beside_a_file_is_no_sibling_and_never_opened(tmp_path, name):
+    """A FIFO named like a precompressed sibling once held the worker in open() until a writer
+    came (every connection of it waiting); it is skipped as not a regular file."""
+    (tmp_path / "app.js").write_bytes(b"x" * 2000)
+    os.mkfifo(tmp_path / name)
+    _release_after(tmp_path / name, 2.0)
+    started = time.monotonic()
+    entry = FileCache([tmp_path], precompressed=True).lookup("/app.js")
+    assert time.monotonic() - started < 1.0
+    assert entry.kind == FILE and entry.variants is None
+
+
+def test_a_fifo_in_a_files_place_is_missing(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")
+    _release_after(tmp_path / "pipe.txt", 2.0)
+    started = time.monotonic()
+    assert FileCache([tmp_path]).lookup("/pipe.txt").kind == MISSING
+    assert time.monotonic() - started < 1.0
+
+
+def test_open_file_never_blocks_on_a_fifo(tmp_path):
+    """What a file swapped for a FIFO between the lookup's stat and its open meets: the open
+    returns at once (the entry is then refused by its fstat)."""
+    os.mkfifo(tmp_path / "swapped")
+    _release_after(tmp_path / "swapped", 2.0)
+    started = time.monotonic()
+    handle = OpenFile(str(tmp_path / "swapped"))
+    assert time.monotonic() - started < 1.0 and handle.fileno() >= 0

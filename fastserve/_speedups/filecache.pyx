@@ -65,7 +65,9 @@ cdef class OpenFile:
 
     def __cinit__(self, str path):
         self.fd = -1  # so a failed open never closes descriptor 0
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO where a file was stat'ed a moment ago must not hold the worker in
+        # open() until a writer comes (for a regular file the flag changes nothing).
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
 
     def __dealloc__(self):
         if self.fd >= 0:
@@ -117,6 +119,8 @@ cdef CacheEntry _file_entry(
     cdef CacheEntry entry = CacheEntry()
     cdef OpenFile handle = OpenFile(full_path)
     st = os.fstat(handle.fd)
+    if not S_ISREG(st.st_mode):  # a FIFO, device or directory in a file's place: not here
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", full_path)
     entry.kind = ENTRY_FILE if status == 200 else ENTRY_MISSING
     entry.status = status
     entry.path = full_path
@@ -368,7 +372,7 @@ cdef class FileCache:
         cdef CacheEntry entry, variant
         signature = self._sibling_signature(full_path)
         for (suffix, coding), seen in zip(SIBLINGS, signature):
-            if seen is None:
+            if seen is None or not S_ISREG(seen[5]):  # (its mode): a FIFO is never opened
                 continue
             sibling = full_path + suffix
             if not self.follow_symlink and not self._contained(os.path.realpath(sibling)):
@@ -381,8 +385,7 @@ cdef class FileCache:
                 if exc.errno in OUT_OF_DESCRIPTORS:
                     raise  # not a sibling that is unreadable: the whole lookup is answered 503
                 continue
-            if S_ISREG(variant.stat.st_mode):
-                variants.append((coding, variant))
+            variants.append((coding, variant))
         entry = _file_entry(full_path, 200, self.max_body, content_type, None, bool(variants), cache_control, self.etag)
         entry.variant_signature = signature
         if variants:
