@@ -7,6 +7,9 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 * a transfer coding other than ``chunked``: ``501`` + close (``400`` when chunked is not last),
   before any app starts; HTTP/1.0 with ``Transfer-Encoding``: answered, then closed;
 * a body sent to a static root must arrive within ``--header-timeout``, however slowly it trickles.
+* a WebSocket handshake with a body: ``400`` + close; an HTTP/1.0 request's ``Upgrade`` is
+  ignored (RFC 9110 §7.8): the app answers it as plain HTTP;
+* a file asked for with a trailing slash (``/a.txt/``): ``404`` from the server, as nginx answers;
 * a static field sent on several lines is one value, its lines joined with ", " (RFC 9110 §5.3):
   a list field (If-None-Match, If-Match, Accept-Encoding) holds every member, a repeated
   singleton (If-Modified-Since, Range, If-Range) is invalid and ignored, on the fast path and in
@@ -270,3 +273,51 @@ def test_staticfiles_serves_a_file_with_a_trailing_slash_as_starlette_does(site)
     with pytest.raises(HTTPException) as refused:  # standalone, a miss is raised, as Starlette's is
         TestClient(StaticFiles(directory=site, file_slash=False)).get("/a.txt/")
     assert refused.value.status_code == 404
+
+
+# -- WebSocket handshakes that are not one ----------------------------------------------------
+
+HANDSHAKE = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+
+
+class ScopeTypes:
+    """An ASGI app that records each scope's type and answers an HTTP request 200."""
+
+    def __init__(self) -> None:
+        self.types: List[str] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return  # the server runs without one
+        self.types.append(scope["type"])
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("framing, body", [
+    (b"Content-Length: 5\r\n", b"hello"),
+    (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+])
+def test_a_websocket_handshake_with_a_body_is_400(serve, framing, body):
+    """Its body's bytes would be read as the client's first frames, while a proxy in front takes
+    them for the request's content: the same bytes read two ways."""
+    app = ScopeTypes()
+    client = serve(app).open()
+    client.send(b"GET /ws HTTP/1.1\r\nHost: x\r\n" + HANDSHAKE + framing + b"\r\n" + body)
+    (response,) = client.parsed()
+    assert response.status == 400 and client.closed and app.types == []
+
+
+def test_an_http10_upgrade_is_answered_as_plain_http(serve):
+    """RFC 9110 section 7.8: a server ignores Upgrade in an HTTP/1.0 request (it was a 505 from
+    the WebSocket handshake)."""
+    app = ScopeTypes()
+    client = serve(app).open()
+    client.send(b"GET /ws HTTP/1.0\r\n" + HANDSHAKE + b"\r\n")
+    (response,) = client.wait_for(1)
+    assert response.status == 200 and response.body == b"ok" and app.types == ["http"]

@@ -621,10 +621,16 @@ cdef class HttpProtocol:
                 # No static file takes a body: a large one is refused unread, and the connection closed.
                 self._fail(405, method_not_allowed(False, self.head.http10))
                 raise _Abort()
-        elif parser.should_upgrade() and (b"upgrade", b"websocket") in [
+        elif not self.head.http10 and parser.should_upgrade() and (b"upgrade", b"websocket") in [
             (name, value.lower()) for name, value in self.head.headers if name == b"upgrade"
         ]:
-            # A WebSocket handshake: the session takes the connection once the head is parsed.
+            # A WebSocket handshake (an HTTP/1.0 request's Upgrade is ignored, RFC 9110 section
+            # 7.8: it is answered as plain HTTP). One with a body would have the body's bytes
+            # read as the client's first frames, which a proxy in front takes for content: 400.
+            if self.head.declared_length > 0 or self.head_flags & HEAD_TRANSFER_CODED:
+                self._fail(400)
+                raise _Abort()
+            # The session takes the connection once the head is parsed.
             self.upgrade_request = (self.head.method, self.head.target, self.head.headers)
         else:
             job = self.state.asgi_bridge.begin(self, self.head.method, self.head.target, self.head.headers)
