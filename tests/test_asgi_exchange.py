@@ -180,3 +180,32 @@ def test_options_asterisk_reaches_the_app_with_the_path_asterisk(serve) -> None:
     assert seen == [("OPTIONS", "*", b"*", b"")]
     assert serve(app).open().request("GET", "*").status == 400
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"ab", b"c"], []])
+def test_after_the_last_body_message_receive_waits_for_the_disconnect(serve, pieces) -> None:
+    """ASGI: once a message said ``more_body: False`` the next ``receive`` gives
+    ``http.disconnect`` when the client leaves or the response is done; a body that arrived
+    whole was followed by a second, empty ``http.request``."""
+    seen: List[Any] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        message = await receive()
+        while message["more_body"]:
+            message = await receive()
+        waiting = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        seen.append(waiting.done())  # nothing more may come before the client leaves
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        seen.append((await waiting)["type"])
+
+    client = serve(app).open()
+    head = request("POST", "/", [("Transfer-Encoding", "chunked")])
+    client.send(head + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n")
+    assert client.parsed()[0].status == 204
+    assert seen == [False, "http.disconnect"]
+    assert client.request("POST", "/", body=b"whole").status == 204
+    assert seen == [False, "http.disconnect"] * 2

@@ -468,6 +468,8 @@ cdef class HttpCycle(Job):
             if self.buffered > BODY_HIGH_WATER:
                 self.conn.set_body_backpressure(False)
             self.buffered = 0
+            if not self.more_body:
+                self.body_size = -1  # this was the final message: the next receive waits
             return {"type": "http.request", "body": chunk, "more_body": self.more_body}
         if not self.more_body and self.body_size >= 0:
             self.body_size = -1  # the final empty message is sent once
