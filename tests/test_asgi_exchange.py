@@ -209,3 +209,52 @@ def test_after_the_last_body_message_receive_waits_for_the_disconnect(serve, pie
     assert seen == [False, "http.disconnect"]
     assert client.request("POST", "/", body=b"whole").status == 204
     assert seen == [False, "http.disconnect"] * 2
+
+
+def test_a_clients_fin_tells_an_app_waiting_on_receive_that_it_left(serve) -> None:
+    """An app that polls for the client (Starlette's ``request.is_disconnected()`` in a long
+    poll, a job it stops when nobody waits) hears ``http.disconnect`` once the client sends its
+    FIN, as under uvicorn; its answer is still written, for a client that only half-closed."""
+    heard: List[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        message = await receive()
+        while message.get("more_body"):
+            message = await receive()
+        heard.append(message["type"])
+        heard.append((await receive())["type"])  # nothing more comes until the client leaves
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    client = serve(app).open()
+    client.send(request("POST", "/", body=b"abc"))
+    assert heard == ["http.request"] and not client.transport.data
+    client.eof()
+    assert heard == ["http.request", "http.disconnect"]
+    (response,) = client.parsed()
+    assert response.status == 200 and response.body == b"late"
+    assert client.closed
+
+
+def test_a_fin_does_not_cut_a_body_the_app_reads_or_a_response_it_streams(serve) -> None:
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body, more = body + message["body"], message["more_body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in (body, b"-", body):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+
+    client = serve(app).open()
+    client.send(request("POST", "/", body=b"abc"))
+    client.eof()
+    (response,) = client.parsed()
+    assert response.status == 200 and response.body == b"abc-abc"

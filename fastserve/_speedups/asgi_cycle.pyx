@@ -388,6 +388,9 @@ cdef class HttpCycle(Job):
         elif self.drain is not None and not self.drain.done():
             self.drain.set_result(None)
 
+    cpdef peer_finished_sending(self):
+        self._wake()  # an app waiting in receive() hears http.disconnect
+
     cpdef connection_lost(self):
         self.disconnected = True
         self.sender = None
@@ -474,8 +477,11 @@ cdef class HttpCycle(Job):
         if not self.more_body and self.body_size >= 0:
             self.body_size = -1  # the final empty message is sent once
             return {"type": "http.request", "body": b"", "more_body": False}
-        # Body done and delivered: wait until the response completes or the client leaves.
-        while not self.disconnected and not self.complete:
+        # Body done and delivered: wait until the response completes or the client leaves. A
+        # client that sent its FIN has left as far as the app can know (as under uvicorn, and
+        # nginx before a proxied app): an app polling is_disconnected() stops its work. Its
+        # response is still written, for a client that only half-closed and reads on.
+        while not self.disconnected and not self.complete and not self.conn.peer_finished:
             self.waiter = self.loop.create_future()
             await self.waiter
         return {"type": "http.disconnect"}

@@ -5,3 +5,4 @@ cdef class Job:
     cpdef start(self)
     cpdef resume_writing(self)
     cpdef connection_lost(self)
+    cpdef peer_finished_sending(self)

@@ -20,3 +20,6 @@ cdef class Job:
 
     cpdef connection_lost(self):
         """The client went away: stop, and release what is held."""
+
+    cpdef peer_finished_sending(self):
+        """The client sent its FIN (it may still be reading): nothing to do for most jobs."""

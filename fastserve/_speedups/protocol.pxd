@@ -96,6 +96,7 @@ cdef class HttpProtocol:
     cdef unsigned char in_head
     cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef unsigned char closing
+    cdef readonly unsigned char peer_finished  # the client sent its FIN: it will ask nothing more
     cdef unsigned char blank_matched  # how much of CR LF CR LF the bytes fed to httptools last ended with
     cdef unsigned char chunk_state    # where in a chunked body httptools is reading the fed bytes end (CHUNK_*)
     cdef unsigned char head_flags     # what the head httptools reads says beyond its fields (HEAD_*)

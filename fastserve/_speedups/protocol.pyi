@@ -55,6 +55,7 @@ class HttpProtocol(asyncio.Protocol):
     transport: Any
     sock_fd: int
     tls: bool
+    peer_finished: int
     writing_paused: bool
     transport_holds_data: bool
     upgraded: Any

@@ -325,8 +325,11 @@ cdef class HttpProtocol:
             # http.disconnect, the client (which may still read) a 400.
             self._fail_body(400)
         self.closing = True
+        self.peer_finished = True
         if self.head is not None:
             self.head.keep_alive = False
+        if self.current_job is not None:
+            (<Job>self.current_job).peer_finished_sending()
         if self.current_job is None and not self.queue:
             return False  # nothing owed: let the transport close
         return True  # keep our side open until the queued responses are out
