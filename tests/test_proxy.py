@@ -38,6 +38,17 @@ def test_ipv6_networks_and_no_client():
     assert trust.resolve(None, FORWARDED, "http") == (None, "http")
 
 
+@pytest.mark.parametrize("allow, client", [
+    ("*", "203.0.113.7"), ("unix:", "10.0.0.2"), ("127.0.0.1, unix:", "10.0.0.2"), ("unix:, 10.0.0.0/8", "203.0.113.7"),
+])
+def test_a_unix_socket_peer_is_trusted_with_star_or_unix(allow, client):
+    """nginx in front over ``--uds`` (no peer address): ``--forwarded-allow-ips '*'``, as
+    uvicorn's deployment guides write it, or ``unix:`` makes its X-Forwarded-* count (the
+    client: the right-most hop not trusted itself)."""
+    assert ProxyTrust(allow).resolve(None, FORWARDED, "http") == ((client, 0), "https")
+    assert ProxyTrust(allow).resolve(None, [(b"x-forwarded-proto", b"wss")], "ws") == (None, "wss")
+
+
 # -- resolve_forwarded, the C reading of the fields, against the rule written plainly ----------
 
 from hypothesis import given, strategies as st  # noqa: E402
@@ -53,7 +64,10 @@ def reference_resolve(trust, client, headers, scheme):
             hops_value = value
         elif name.lower() == b"x-forwarded-proto":
             proto = value
-    if (hops_value is None and proto is None) or client is None or not trust.trusts(client[0]):
+    if hops_value is None and proto is None:
+        return client, scheme
+    trusted = trust.everyone or "unix:" in trust.names if client is None else trust.trusts(client[0])
+    if not trusted:
         return client, scheme
     if proto is not None:
         last = proto.decode("latin-1").split(",")[-1].strip(" \t").lower()
@@ -104,7 +118,8 @@ HEADER_LISTS = st.lists(st.one_of(OTHER_FIELDS, FIELD_VALUES.map(lambda v: (b"x-
 
 
 @given(HEADER_LISTS, st.sampled_from([("127.0.0.1", 4000), ("198.51.100.1", 1), ("10.0.0.9", 2), None]),
-       st.sampled_from(["http", "https", "ws", "wss"]), st.sampled_from(["127.0.0.1", "127.0.0.1, 10.0.0.0/8", "*"]))
+       st.sampled_from(["http", "https", "ws", "wss"]),
+       st.sampled_from(["127.0.0.1", "127.0.0.1, 10.0.0.0/8", "*", "unix:", "unix:, 10.0.0.0/8"]))
 def test_resolve_forwarded_follows_the_rule(headers, client, scheme, allow) -> None:
     trust = ProxyTrust(allow)
     assert resolve_forwarded(trust, client, headers, scheme) == reference_resolve(trust, client, headers, scheme)

@@ -140,7 +140,10 @@ cdef tuple resolve_fields(object trust, object client, bytes hops_value, bytes p
     if hops_value is None and proto is None:
         return client, scheme
     cdef dict known = trust.known
-    if client is None or not _trusts(trust, known, client[0]):
+    if client is None:  # a unix socket's peer (nginx in front over --uds) has no address
+        if not trust.unix_peers:
+            return client, scheme
+    elif not _trusts(trust, known, client[0]):
         return client, scheme
     if proto is not None:
         scheme = _scheme_from(proto, scheme)

@@ -14,7 +14,8 @@ class ProxyTrust:
     """Which peers may tell us the real client and scheme, and what they say.
 
     ``allow`` is a comma-separated list of addresses and networks (``127.0.0.1, 10.0.0.0/8``),
-    or ``*`` to trust every peer. In ``X-Forwarded-For`` the client is the right-most address
+    or ``*`` to trust every peer; ``*`` and ``unix:`` trust a peer on a unix socket (``--uds``),
+    which has no address. In ``X-Forwarded-For`` the client is the right-most address
     that is not itself a trusted proxy, so a client cannot forge its way past the last hop.
     """
 
@@ -31,6 +32,8 @@ class ProxyTrust:
             except ValueError:
                 self.names.add(item)
         self.known: Dict[str, bool] = {}  # addresses decided so far (at most 4,096)
+        # A peer on a unix socket has no address: ``*`` or ``unix:`` trusts it.
+        self.unix_peers = self.everyone or "unix:" in self.names
 
     def trusts(self, host: str) -> bool:
         known = self.known.get(host)
