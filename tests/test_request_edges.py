@@ -321,3 +321,73 @@ def test_an_http10_upgrade_is_answered_as_plain_http(serve):
     client.send(b"GET /ws HTTP/1.0\r\n" + HANDSHAKE + b"\r\n")
     (response,) = client.wait_for(1)
     assert response.status == 200 and response.body == b"ok" and app.types == ["http"]
+
+
+# -- request bodies held for apps: one bound per connection ------------------------------------
+
+
+class Gated:
+    """An ASGI app that waits for ``gate`` before it answers; with ``read``, it reads the body
+    first and answers its length, else it never reads it."""
+
+    def __init__(self, read: bool) -> None:
+        self.read = read
+        self.gate: Any = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        import asyncio
+
+        if scope["type"] != "http":
+            return
+        if self.gate is None:
+            self.gate = asyncio.Event()
+        await self.gate.wait()
+        size = 0
+        while self.read:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        text = b"%d" % size
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+
+
+def post(size: int) -> bytes:
+    return b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size + b"a" * size
+
+
+def test_a_pipelined_requests_body_is_not_read_while_its_exchange_waits(serve):
+    """200 KB bodies (each under one exchange's 256 KiB bound) pipelined behind an app that is
+    busy were all read and held: 60 of them on each of 10 connections took 144 MB. Reading
+    now pauses at a body whose exchange waits behind another, until its turn."""
+    app = Gated(read=True)
+    server = serve(app)
+    client = server.open()
+    client.send(post(200_000)[:100_000])
+    assert client.transport.reading  # the first exchange's body is read as it comes
+    client.send(post(200_000)[100_000:] + post(200_000)[:100_000])
+    assert not client.transport.reading  # the second's waits behind the first: no more is read
+    app.gate.set()
+    client.wait_for(1)
+    assert client.transport.reading  # its turn: its body is read
+    client.send(post(200_000)[100_000:] + post(200_000))
+    responses = client.wait_for(3)
+    assert [(r.status, r.body) for r in responses] == [(200, b"200000")] * 3
+    assert client.transport.reading and not client.closed
+
+
+def test_an_app_that_answers_without_reading_a_large_body_lets_the_connection_read_on(serve):
+    """The body over the exchange's bound had paused reading until the app read it; an app that
+    answered without reading it left the connection paused for good (the rest of the body and
+    the next request never read, no timeout running)."""
+    app = Gated(read=False)
+    server = serve(app)
+    client = server.open()
+    client.send(post(600_000)[:-300_000])
+    assert not client.transport.reading  # 300 KB wait for the app: over its bound
+    app.gate.set()
+    assert [r.status for r in client.wait_for(1)] == [200]
+    assert client.transport.reading  # what is left of the body is read (and dropped)
+    client.send(b"a" * 300_000 + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [r.status for r in client.wait_for(2)] == [200, 200]

@@ -442,6 +442,12 @@ cdef class HttpCycle(Job):
             if self.more_body and (self.expect_continue or self.too_large):
                 # The client may still be holding back a body nobody asked for: end here.
                 self.keep_alive = False
+            if self.buffered > BODY_HIGH_WATER:
+                # A body the app never read held reading paused: drop it, and read on (the
+                # rest of it is dropped as it comes, then the next request is read).
+                self.conn.set_body_backpressure(False)
+            self.body = None
+            self.buffered = 0
             self._account()
             self.conn.job_finished(not self.keep_alive)
 

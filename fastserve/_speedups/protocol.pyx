@@ -93,6 +93,7 @@ cdef enum:
     HEAD_TRANSFER_CODED = 2     # a Transfer-Encoding field
     HEAD_OTHER_CODING = 4       # a transfer coding besides chunked
     HEAD_CHUNKED_LAST = 8       # the last Transfer-Encoding line ends in chunked
+    HEAD_BODY_QUEUED = 16       # its exchange waits behind others: its body is not read meanwhile
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
@@ -641,9 +642,14 @@ cdef class HttpProtocol:
                 # A declared length over the limit: answer now, never read the body.
                 self._fail(413)
                 raise _Abort()
-            # The app starts as soon as the responses ahead are done, while the body streams in.
+            # The app starts as soon as the responses ahead are done, while the body streams in;
+            # a pipelined request's body waits unread until then (each exchange's own bound on
+            # its body would otherwise add up, one per request queued).
             self.body_job = job
             self._enqueue_job(job)
+            if self.current_job is not job:
+                self.head_flags |= HEAD_BODY_QUEUED
+                self._update_reading()
 
     def on_body(self, bytes body):
         self.body_read_at = self.state.now
@@ -663,6 +669,9 @@ cdef class HttpProtocol:
         if self.body_job is not None:
             self.body_job.body_complete()
             self.body_job = None
+            if self.head_flags & HEAD_BODY_QUEUED:
+                self.head_flags &= ~HEAD_BODY_QUEUED
+                self._update_reading()
         elif not self.closing:
             self._serve_static()
         if not self.head.keep_alive:
@@ -954,6 +963,8 @@ cdef class HttpProtocol:
                 continue
             self._write_out()
             self.current_job = item
+            if item is self.body_job:
+                self.head_flags &= ~HEAD_BODY_QUEUED  # its body is read from now on (below)
             (<Job>item).start()
             if self.transport is None:
                 return
@@ -1201,6 +1212,7 @@ cdef class HttpProtocol:
         """Read only while the client is reading us, the queue is short and bodies are consumed."""
         cdef bint pause = (
             self.writing_paused or self.body_backpressure or self.deferred > 0
+            or self.head_flags & HEAD_BODY_QUEUED
             or (self.queue is not None and len(self.queue) >= self.state.max_pipeline)
         )
         if self.transport is None or pause == self.reading_paused:
