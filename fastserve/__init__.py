@@ -44,14 +44,16 @@ def run(app: Any, **options: Any) -> int:
     """Serve ``app`` (an ASGI app, a ``"module:attr"`` string or a directory) until stopped.
 
     ``options`` are ``fastserve.config.Config`` fields: ``host``, ``port``, ``workers``,
-    ``graceful_timeout``, the limits, ... — the same names as the command-line flags.
+    ``graceful_timeout``, the limits, ... — the same names as the command-line flags; the
+    names ``uvicorn.run`` takes for the same settings (``timeout_keep_alive``,
+    ``timeout_graceful_shutdown``, ``limit_concurrency``) work too.
     Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
-    range (``Config.problems``).
+    range (``Config.problems``), ``TypeError`` for an option that is no setting.
     """
-    from fastserve.config import Config
+    from fastserve.config import UVICORN_NAMES, Config
     from fastserve.server.serve import serve
 
-    config = Config(target=app, **options)
+    config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()
     if problems:
         raise ValueError("; ".join(problems))

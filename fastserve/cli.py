@@ -16,7 +16,7 @@ import sys
 from typing import Any, Callable, List, Mapping, NoReturn, Optional, Tuple
 
 import fastserve
-from fastserve.config import Config
+from fastserve.config import UVICORN_NAMES, Config
 from fastserve.server.logs import LEVELS
 
 DEFAULTS = Config()
@@ -26,12 +26,8 @@ FALSE_WORDS = ("0", "false", "no", "off")
 # Repeatable flags take several values from one variable, split on this separator.
 ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"}
 
-# uvicorn's names for the same settings, accepted as they are typed in uvicorn's command lines.
-UVICORN_SPELLINGS = {
-    "graceful_timeout": ("--timeout-graceful-shutdown",),
-    "keepalive_timeout": ("--timeout-keep-alive",),
-    "max_connections": ("--limit-concurrency",),
-}
+# uvicorn's flags for the same settings, accepted as they are typed in uvicorn's command lines.
+UVICORN_SPELLINGS = {ours: ("--" + theirs.replace("_", "-"),) for theirs, ours in UVICORN_NAMES.items()}
 
 EXAMPLES = """\
 examples:

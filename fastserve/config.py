@@ -22,6 +22,15 @@ RANGES: Tuple[Tuple[str, float, Optional[float]], ...] = (
     ("compress_bytes", 0, None), ("compress_max_file", 0, None), ("tick_interval", MIN_TICK, None),
 )
 
+# uvicorn's names for settings fastserve has under its own: ``--timeout-keep-alive`` on the
+# command line, ``timeout_keep_alive=`` for ``fastserve.run``, as ``uvicorn.run`` takes them.
+UVICORN_NAMES = {
+    "timeout_keep_alive": "keepalive_timeout",
+    "timeout_graceful_shutdown": "graceful_timeout",
+    "limit_concurrency": "max_connections",
+}
+
+
 @dataclass
 class Config:
     """Settings for one ``serve()`` run; the CLI flags map one-to-one onto these fields.

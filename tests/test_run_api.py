@@ -17,6 +17,20 @@ def test_unknown_option_is_a_type_error():
         fastserve.run(object(), no_such_option=1)
 
 
+def test_uvicorn_run_keywords_set_the_same_settings(monkeypatch):
+    """``uvicorn.run(app, timeout_keep_alive=..., ...)`` becomes ``fastserve.run(app, ...)``
+    with the same keywords."""
+    import fastserve.server.serve
+
+    seen = []
+    monkeypatch.setattr(fastserve.server.serve, "serve", lambda config: seen.append(config) or 0)
+    assert fastserve.run(".", timeout_keep_alive=7, timeout_graceful_shutdown=3, limit_concurrency=50) == 0
+    (config,) = seen
+    assert (config.keepalive_timeout, config.graceful_timeout, config.max_connections) == (7, 3, 50)
+    with pytest.raises(ValueError, match="--max-connections must be at least 1"):
+        fastserve.run(".", limit_concurrency=0)
+
+
 def test_run_serves_an_app_object_until_sigterm(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
