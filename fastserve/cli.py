@@ -29,6 +29,13 @@ ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"
 # uvicorn's flags for the same settings, accepted as they are typed in uvicorn's command lines.
 UVICORN_SPELLINGS = {ours: ("--" + theirs.replace("_", "-"),) for theirs, ours in UVICORN_NAMES.items()}
 
+UVICORN_CHOICES = {
+    "--loop": ["auto", "uvloop"],
+    "--http": ["auto", "httptools"],
+    "--ws": ["auto", "websockets", "websockets-sansio"],
+    "--interface": ["auto", "asgi3", "asgi2"],
+}
+
 EXAMPLES = """\
 examples:
   fastserve ./public                            serve a directory on http://127.0.0.1:8000
@@ -172,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                      default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULTS.forwarded_allow_ips),
                      help="comma-separated addresses/networks (or *) whose proxy headers are trusted "
                           "(default: $FORWARDED_ALLOW_IPS or %(default)s)")
+    # uvicorn's implementation choices: fastserve is always uvloop, its own HTTP/1.1 reader,
+    # websockets' sans-I/O protocol and ASGI 3 (2 wrapped), so those values are accepted as
+    # they are typed in uvicorn's command lines, and any other is refused in one line.
+    for flag, choices in UVICORN_CHOICES.items():
+        app.add_argument(flag, default="auto", choices=choices,
+                         help=f"uvicorn's {flag}, accepted for what fastserve does: {', '.join(choices)}")
     responses = parser.add_argument_group("responses")
     responses.add_argument("--header", dest="headers", action="append", type=_header, default=None,
                            metavar="NAME:VALUE", help="add this header to every response (repeatable)")

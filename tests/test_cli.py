@@ -124,12 +124,24 @@ def test_banner_brackets_an_ipv6_address(docroot: DocRoot, tmp_path: Path) -> No
     (["--date-header"], []),
     (["--no-server-header", "--server-header"], []),
     (["--no-date-header", "--no-server-header"], ["--no-server-header", "--no-date-header"]),
+    (["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--interface", "asgi3"], []),
 ])
 def test_uvicorn_spellings_set_the_same_settings(uvicorn_flags, fastserve_flags) -> None:
     """An operator's uvicorn command line keeps working: its names for settings fastserve has
     mean the same here."""
     assert config_from_args(["app:app", *uvicorn_flags]) == config_from_args(["app:app", *fastserve_flags])
     assert config_from_args(["app:app", *uvicorn_flags]) != config_from_args(["app:app", "--port", "1"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loop", "asyncio"], "argument --loop: invalid choice: 'asyncio' (choose from 'auto', 'uvloop')"),
+    (["--http", "h11"], "argument --http: invalid choice: 'h11'"),
+    (["--ws", "none"], "argument --ws: invalid choice: 'none'"),
+    (["--interface", "wsgi"], "argument --interface: invalid choice: 'wsgi'"),
+])
+def test_a_uvicorn_choice_fastserve_does_not_make_is_refused_in_one_line(args, message, capsys) -> None:
+    code, _, err = parsing_ends(["app:app", *args], capsys)
+    assert code == 2 and err.startswith("fastserve: " + message)
 
 
 def test_uvicorn_spellings_reach_a_real_server(tmp_path: Path) -> None:
