@@ -258,3 +258,36 @@ def test_a_fin_does_not_cut_a_body_the_app_reads_or_a_response_it_streams(serve)
     client.eof()
     (response,) = client.parsed()
     assert response.status == 200 and response.body == b"abc-abc"
+
+
+def app_saying_connection(value: bytes):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2"), (b"Connection", value)]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize("value", [b"close", b"Close", b"keep-alive, close", b" CLOSE "])
+def test_an_apps_connection_close_ends_the_connection_after_its_response(serve, value) -> None:
+    """A response that says ``Connection: close`` is the last on its connection (RFC 9112
+    §9.6), as under uvicorn: the server closed nothing and answered the next request."""
+    client = serve(app_saying_connection(value)).open()
+    client.send(request("GET", "/") + request("GET", "/again"))
+    (response,) = client.parsed()
+    assert response.status == 200 and response.header_values("connection") == ["close"]
+    assert client.closed
+
+
+def test_an_apps_other_connection_options_leave_keep_alive_to_the_server(serve) -> None:
+    client = serve(app_saying_connection(b"keep-alive")).open()
+    first, second = client.send(request("GET", "/") + request("GET", "/again")).parsed()
+    assert first.header_values("connection") == [] and second.status == 200
+    assert not client.closed
+    http10 = serve(app_saying_connection(b"keep-alive")).open()
+    http10.send(request("GET", "/", version="HTTP/1.0"))
+    # An HTTP/1.0 request without keep-alive closes; the one field says so, not the app's.
+    assert http10.parsed()[0].header_values("connection") == ["close"] and http10.closed

@@ -661,6 +661,13 @@ cdef class HttpCycle(Job):
                 self.declared = length
             elif _named(name, "transfer-encoding"):
                 continue  # the server frames the body itself (Content-Length or chunked)
+            elif _named(name, "connection") and type(pair[1]) is bytes:
+                # The server says whether the connection stays open (the field below), and it
+                # does as the app asks: "close" ends the connection after this response
+                # (RFC 9112 §9.6), as under uvicorn.
+                if b"close" in [token.strip() for token in (<bytes>pair[1]).lower().split(b",")]:
+                    self.keep_alive = False
+                continue
             elif not overridden:
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
