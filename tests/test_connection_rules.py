@@ -404,6 +404,13 @@ class SocketTransport(RecordingTransport):
     def get_extra_info(self, name: str):
         return self.sock if name == "socket" else super().get_extra_info(name)
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+        self.sock.shutdown(socket.SHUT_WR)
+
 
 def test_close_idle_keeps_a_connection_whose_request_waits_unread(serve, site: Path) -> None:
     """Bytes the kernel holds for a connection the loop has not read yet are a request on its way:
@@ -429,8 +436,37 @@ def test_close_idle_keeps_a_connection_whose_request_waits_unread(serve, site: P
         answer = bytes(waiting.data) or pairs[1][1].recv(65536)  # written to the socket itself, unless buffered
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"\r\nConnection: close\r\n" in answer
-        assert waiting.closed
+        assert waiting.eof_written and pairs[1][1].recv(65536) == b""  # then the client closes
+        assert waiting.protocol.eof_received() is False and not waiting.closed  # the transport closes itself
     finally:
         for pair in pairs:
             for sock in pair:
                 sock.close()
+
+
+def test_a_closing_connection_shuts_its_side_then_lingers_for_at_most_five_seconds(serve, site: Path) -> None:
+    """After its last answer (Connection: close) the connection sends FIN, reads on and drops what
+    the client still sends (closing with it unread would make the kernel reset the connection and
+    the client lose the end of the answer), and closes at the client's close or 5 s later."""
+    server = serve(site)
+    ours, theirs = socket.socketpair()
+    try:
+        transport = SocketTransport(ours)
+        transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
+        transport.protocol.connection_made(transport)
+        transport.protocol.data_received(request("GET", "/a.txt", [("Connection", "close")]))
+        server.settle()
+        answer = bytes(transport.data) or theirs.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close\r\n" in answer
+        assert transport.eof_written and theirs.recv(65536) == b"" and not transport.closed
+        transport.protocol.data_received(request("GET", "/a.txt"))  # sent late: read and dropped
+        server.settle()
+        assert theirs.recv(65536, socket.MSG_DONTWAIT) == b""  # nothing more was answered
+        now = server.state.now
+        transport.protocol.check_timeouts(now + 4.9)
+        assert not transport.closed
+        transport.protocol.check_timeouts(now + 5.1)
+        assert transport.closed
+    finally:
+        ours.close()
+        theirs.close()

@@ -111,6 +111,7 @@ def test_a_connection_the_batch_path_takes_is_served_and_keeps_no_socket_object(
                 except BlockingIOError:
                     pass
             assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and not conn.transport_holds_data
+            client.shutdown(socket.SHUT_WR)  # the server shut its side after the answer, and lingers until this
             for _ in range(5):  # the close reaches the transport and connection_lost
                 await asyncio.sleep(0)
             assert not state.connections

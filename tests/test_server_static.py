@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import email.utils
 import os
+import time
+
 from server_helpers import (
     DocRoot,
     RawConnection,
@@ -13,6 +15,8 @@ from server_helpers import (
     build_request,
     check_byteranges,
     fetch,
+    unread_bytes,
+    wait_unread,
 )
 
 
@@ -115,3 +119,23 @@ def test_pipelined_file_answers_arrive_whole_and_in_order(server: ServerProcess,
                 assert response.body == body, target
         assert conn.exchange("GET", "/medium.bin").body == medium  # the connection is still in step
 
+
+
+def test_a_late_request_on_a_closing_connection_costs_no_byte_of_the_answer(
+        server: ServerProcess, docroot: DocRoot) -> None:
+    """Connection: close on the 5 MiB file, and another request sent while the answer is still on
+    its way and the server, blocked on a client that is not reading, reads nothing: closing with
+    that request unread would make the kernel reset the connection and the client lose the rest
+    of the answer. The server shuts its side after the answer and reads on instead."""
+    with RawConnection(server.port, timeout=10.0, rcvbuf=64 * 1024) as conn:
+        conn.send(build_request("GET", "/large.bin", [("Connection", "close")]))
+        wait_unread(conn.sock)
+        seen, deadline = -1, time.monotonic() + 5.0
+        while unread_bytes(conn.sock) != seen and time.monotonic() < deadline:  # until the server is blocked
+            seen = unread_bytes(conn.sock)
+            time.sleep(0.05)
+        conn.send(build_request("GET", "/small.txt"))  # never answered, never to cost a reset
+        response = conn.read_response()
+        assert response.header("connection") == "close"
+        assert len(response.body) == len(docroot.large) and response.body == docroot.large
+        assert conn.read_to_eof() == b""

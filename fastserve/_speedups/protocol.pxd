@@ -73,6 +73,7 @@ cdef class HttpProtocol:
     cdef double body_read_at # when the body being read last made progress
     cdef double head_started
     cdef double idle_since
+    cdef double linger_since       # when the last answer's FIN was asked for (lingering)
     cdef Py_ssize_t raw_head_bytes # bytes of the head httptools is reading, from its first byte past any empty lines
     cdef long long body_left       # body bytes not yet fed: Content-Length's, or a chunk's (its size, as read)
     cdef Py_ssize_t header_count
@@ -97,6 +98,7 @@ cdef class HttpProtocol:
     cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef unsigned char closing
     cdef readonly unsigned char peer_finished  # the client sent its FIN: it will ask nothing more
+    cdef unsigned char lingering      # answered in full, sending side shut: reading and dropping until the client closes
     cdef unsigned char blank_matched  # how much of CR LF CR LF the bytes fed to httptools last ended with
     cdef unsigned char chunk_state    # where in a chunked body httptools is reading the fed bytes end (CHUNK_*)
     cdef unsigned char head_flags     # what the head httptools reads says beyond its fields (HEAD_*)
@@ -117,6 +119,7 @@ cdef class HttpProtocol:
     cdef object _listing_job(self, RequestHead request)
     cdef bint _over_buffer(self)
     cdef void _fail_body(self, int status)
+    cdef void _close_after_answers(self)
     cdef void _continue_static_body(self)
     cdef void _read_transfer_coding(self, bytes value)
     cdef bint _serve_admin(self)

@@ -97,6 +97,9 @@ cdef enum:
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
+# Seconds a connection that sent its last answer keeps reading (and dropping) what the client
+# still sends before it closes, when the client does not close first (_close_after_answers).
+cdef double LINGER = 5.0
 
 
 def monotonic_time() -> float:
@@ -982,10 +985,33 @@ cdef class HttpProtocol:
                 session.start(rest)
                 return
             if self.closing:
-                self.transport.close()
-                self.transport = None
+                self._close_after_answers()
                 return
         self._update_reading()
+
+    cdef void _close_after_answers(self):
+        """Close once the last answer is out, without a reset taking it from the client.
+
+        Closing a socket with unread bytes in it, or with bytes still arriving, makes the kernel
+        answer with a reset, and the client drops what it had not read yet of our answer (the
+        tail of a large file; a 400 or 413 sent while the client still sends). So the connection
+        shuts down its sending side after the answers (FIN), reads on and drops what comes, and
+        closes at the client's own close or ``LINGER`` seconds later (nginx's lingering close).
+        Under TLS, or once the client has shut its own side, the transport just closes.
+        """
+        if self.lingering:
+            return
+        if self.sock_fd < 0 or self.peer_finished or not self.transport.can_write_eof():
+            # TLS, or a client that has sent all it will: nothing can arrive to cause a reset
+            self.transport.close()
+            self.transport = None
+            return
+        self.lingering = True
+        self.linger_since = self.state.now
+        self.transport.write_eof()  # once what the transport holds has gone out
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     cdef inline void _hold(self, bytes data):
         """Add ``data`` to the answers ready to be written together."""
@@ -1141,6 +1167,11 @@ cdef class HttpProtocol:
     def check_timeouts(self, double now):
         if self.transport is None or self.upgraded is not None:
             return  # a WebSocket session keeps its own time (pings)
+        if self.lingering:
+            if now - self.linger_since > LINGER:
+                self.transport.close()  # what is still queued goes out; nothing waits unread
+                self.transport = None
+            return
         if self.writing_paused and now - self.writing_paused_since > self.state.send_timeout:
             self.abort()  # the client stopped reading what it asked for
             return
@@ -1210,7 +1241,7 @@ cdef class HttpProtocol:
 
     cdef void _update_reading(self):
         """Read only while the client is reading us, the queue is short and bodies are consumed."""
-        cdef bint pause = (
+        cdef bint pause = not self.lingering and (  # lingering, what comes is dropped as it comes
             self.writing_paused or self.body_backpressure or self.deferred > 0
             or self.head_flags & HEAD_BODY_QUEUED
             or (self.queue is not None and len(self.queue) >= self.state.max_pipeline)
