@@ -21,7 +21,7 @@ from fastserve.server.logs import LEVELS
 
 DEFAULTS = Config()
 ENV_PREFIX = "FASTSERVE_"
-TRUE_WORDS = ("1", "true", "yes", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")  # booleans in variables, and for uvicorn's BOOL flags
 FALSE_WORDS = ("0", "false", "no", "off")
 # Repeatable flags take several values from one variable, split on this separator.
 ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"}
@@ -79,6 +79,16 @@ def _header(text: str) -> Tuple[str, str]:
     except (ValueError, UnicodeEncodeError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return name.strip(), value.strip()
+
+
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (and ``1/yes/on``, ``0/no/off``, any case), as uvicorn's flags take them."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false ({', '.join(TRUE_WORDS + FALSE_WORDS)})")
 
 
 def _cache_rule(text: str) -> Tuple[str, str]:
@@ -153,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="level of fastserve's loggers (default: info)")
     logs.add_argument("--log-config", default=None, metavar="FILE",
                       help="logging configuration: dictConfig .json/.yaml, or an INI file")
+    logs.add_argument("--use-colors", dest="use_colors", action="store_true",
+                      help="uvicorn's flag, accepted: fastserve's log lines have no colors")
+    logs.add_argument("--no-use-colors", dest="use_colors", action="store_false", help="the same")
     logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     logs.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not (the default)")
     logs.add_argument("--access-log-format", default=DEFAULTS.access_log_format, choices=["common", "combined", "json"],
@@ -243,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="seconds to wait for a pong before closing (default: %(default)s)")
     websockets.add_argument("--no-ws-per-message-deflate", dest="ws_per_message_deflate", action="store_false",
                             help="do not offer permessage-deflate compression")
+    websockets.add_argument("--ws-per-message-deflate", dest="ws_per_message_deflate", type=_boolean,
+                            choices=[True, False], metavar="BOOL",
+                            help="uvicorn's spelling: true offers permessage-deflate (the default), false does not")
     limits = parser.add_argument_group("limits")
     for name, help_text in [
         ("max_header_bytes", "request line + headers, bytes (431)"),
@@ -309,12 +325,7 @@ def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Mapping
 
 def _env_value(action: argparse.Action, raw: str) -> Any:
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        word = raw.strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        raise ValueError(f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+        return _boolean(raw)
     convert: Callable[[str], Any] = action.type if callable(action.type) else str
     if isinstance(action, argparse._AppendAction):
         separator = ENV_SEPARATORS.get(action.dest, ",")

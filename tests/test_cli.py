@@ -125,6 +125,10 @@ def test_banner_brackets_an_ipv6_address(docroot: DocRoot, tmp_path: Path) -> No
     (["--no-server-header", "--server-header"], []),
     (["--no-date-header", "--no-server-header"], ["--no-server-header", "--no-date-header"]),
     (["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--interface", "asgi3"], []),
+    (["--ws-per-message-deflate", "false"], ["--no-ws-per-message-deflate"]),
+    (["--ws-per-message-deflate", "True"], []),
+    (["--no-use-colors"], []),
+    (["--use-colors"], []),
 ])
 def test_uvicorn_spellings_set_the_same_settings(uvicorn_flags, fastserve_flags) -> None:
     """An operator's uvicorn command line keeps working: its names for settings fastserve has
@@ -138,6 +142,7 @@ def test_uvicorn_spellings_set_the_same_settings(uvicorn_flags, fastserve_flags)
     (["--http", "h11"], "argument --http: invalid choice: 'h11'"),
     (["--ws", "none"], "argument --ws: invalid choice: 'none'"),
     (["--interface", "wsgi"], "argument --interface: invalid choice: 'wsgi'"),
+    (["--ws-per-message-deflate", "maybe"], "argument --ws-per-message-deflate: 'maybe' is not true or false (1, true"),
 ])
 def test_a_uvicorn_choice_fastserve_does_not_make_is_refused_in_one_line(args, message, capsys) -> None:
     code, _, err = parsing_ends(["app:app", *args], capsys)
