@@ -133,6 +133,23 @@ def test_half_close_mid_body_is_a_disconnect_for_the_app() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("body", [b"Content-Length: 100\r\n\r\nabc", b"Transfer-Encoding: chunked\r\n\r\n5\r\nab"])
+def test_half_close_mid_body_to_a_static_root_is_400(tmp_path: Path, body: bytes) -> None:
+    (tmp_path / "a.txt").write_bytes(b"hello")
+
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path))
+        driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n" + body)
+        await driven.settle()
+        assert statuses(driven.output) == []
+        driven.half_close()
+        await driven.settle()
+        assert statuses(driven.output) == [400]
+        assert driven.closed  # no CLOSE-WAIT
+
+    run(main)
+
+
 def test_a_stalled_body_is_408_after_the_body_timeout() -> None:
     async def main() -> None:
         app = BodyReader()

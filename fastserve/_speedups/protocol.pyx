@@ -328,6 +328,8 @@ cdef class HttpProtocol:
             # Half-closed in the middle of a body: it will never be whole. The app sees
             # http.disconnect, the client (which may still read) a 400.
             self._fail_body(400)
+        elif self.in_message and not self.closing:
+            self._fail(400)  # the same for a body a static root was dropping
         self.closing = True
         self.peer_finished = True
         if self.head is not None:
