@@ -47,12 +47,22 @@ def run(app: Any, **options: Any) -> int:
     ``graceful_timeout``, the limits, ... — the same names as the command-line flags; the
     names ``uvicorn.run`` takes for the same settings (``timeout_keep_alive``,
     ``timeout_graceful_shutdown``, ``limit_concurrency``) work too.
+    ``reload=True`` (with ``reload_dirs``, as ``uvicorn.run`` takes them) restarts the server
+    when a source file changes, as ``--reload`` does: ``app`` must then be an import string or a
+    directory, and the call returns when the reloader stops.
     Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
     range (``Config.problems``), ``TypeError`` for an option that is no setting.
     """
     from fastserve.config import UVICORN_NAMES, Config
     from fastserve.server.serve import serve
 
+    if options.pop("reload", False):
+        if not isinstance(app, str):
+            raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
+        from fastserve.cli import command_line, main
+
+        options.setdefault("reload_dir", options.pop("reload_dirs", None) or [])
+        return main(command_line(app, options) + ["--reload"])
     config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()
     if problems:

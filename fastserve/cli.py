@@ -345,6 +345,33 @@ def config_from_args(argv: Optional[List[str]] = None) -> Config:
     return Config(**{key: value for key, value in args.items() if key in fields})
 
 
+def command_line(target: str, options: Mapping[str, Any]) -> List[str]:
+    """The command line (after the program name) that serves ``target`` with ``options``:
+    ``Config`` field names (or uvicorn's, ``UVICORN_NAMES``) as keywords, each written as the
+    flag that sets it. ``TypeError`` for a keyword no flag sets."""
+    actions: dict = {}
+    for action in build_parser()._actions:
+        if action.option_strings:
+            actions.setdefault(action.dest, []).append(action)
+    argv = [target]
+    for name, value in options.items():
+        found = actions.get(UVICORN_NAMES.get(name, name))
+        if found is None:
+            raise TypeError(f"run() got an unexpected keyword argument {name!r}")
+        action = found[0]
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif action.nargs == 0:  # --x / --no-x as two flags setting the same value
+            argv += [each.option_strings[0] for each in found if each.const == bool(value)][:1]
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:

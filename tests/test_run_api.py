@@ -31,6 +31,28 @@ def test_uvicorn_run_keywords_set_the_same_settings(monkeypatch):
         fastserve.run(".", limit_concurrency=0)
 
 
+def test_reload_true_runs_the_reloader_with_the_same_settings_as_flags(monkeypatch):
+    """``uvicorn.run("main:app", reload=True, ...)``, the tutorials' idiom, works as
+    ``fastserve.run``: the settings become the command line the reloader restarts."""
+    import fastserve.cli
+
+    seen = []
+    monkeypatch.setattr(fastserve.cli, "main", lambda argv: seen.append(argv) or 0)
+    assert fastserve.run("main:app", host="127.0.0.1", port=8001, reload=True, reload_dirs=["src", "lib"],
+                         timeout_keep_alive=7, access_log=True, server_header=False) == 0
+    (argv,) = seen
+    assert argv[0] == "main:app" and argv[-1] == "--reload"
+    assert " ".join(argv[1:-1]) == (
+        "--host 127.0.0.1 --port 8001 --keepalive-timeout 7 --access-log --no-server-header"
+        " --reload-dir src --reload-dir lib"
+    )
+    assert fastserve.cli.config_from_args(argv[:-1]).keepalive_timeout == 7
+    with pytest.raises(TypeError, match="import string"):
+        fastserve.run(object(), reload=True)
+    with pytest.raises(TypeError, match="no_such_option"):
+        fastserve.run("main:app", reload=True, no_such_option=1)
+
+
 def test_run_serves_an_app_object_until_sigterm(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
