@@ -470,3 +470,44 @@ def test_a_closing_connection_shuts_its_side_then_lingers_for_at_most_five_secon
     finally:
         ours.close()
         theirs.close()
+
+
+class HoldingTransport(SocketTransport):
+    """A socket transport whose client takes none of what it was handed: it stays buffered, and
+    ``close`` waits for it as uvloop's does (only ``abort`` ends the connection)."""
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.data)
+
+    def close(self) -> None:
+        self.closing = True
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_closing_connection_whose_client_takes_nothing_is_dropped_at_the_send_timeout(
+        serve, site: Path, tls: bool) -> None:
+    """The last answer is still in the transport (the client stopped reading): the linger, and a
+    TLS connection's close, wait for it to go out; a client that never takes it is dropped at
+    --send-timeout, as during the answer, not held for ever by a transport waiting to drain."""
+    server = serve(site)
+    ours, theirs = socket.socketpair()
+    try:
+        transport = HoldingTransport(ours)
+        transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
+        transport.protocol.connection_made(transport)
+        if tls:
+            transport.protocol.sock_fd = -1  # as under TLS: every byte goes through the transport
+        transport.protocol.pause_writing()  # the client is not reading
+        now = server.state.now
+        transport.protocol.data_received(request("GET", "/a.txt", [("Connection", "close")]))
+        server.settle()
+        assert bytes(transport.data).startswith(b"HTTP/1.1 200 OK\r\n")  # held by the transport
+        assert (getattr(transport, "closing", False) if tls else transport.eof_written)
+        timeout = server.state.send_timeout
+        transport.protocol.check_timeouts(now + min(timeout, 5.0) + 0.5)
+        assert not transport.aborted  # not the linger's 5 s: the answer is not out yet
+        transport.protocol.check_timeouts(now + timeout + 0.5)
+        assert transport.aborted
+    finally:
+        ours.close()
+        theirs.close()

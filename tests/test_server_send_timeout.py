@@ -1,4 +1,5 @@
 """A client that asks for a large file and stops reading is dropped after --send-timeout."""
+import os
 import socket
 
 import pytest
@@ -95,3 +96,28 @@ def test_short_timeouts_tick_the_clock_faster():
     assert Config(header_timeout=0.8, body_timeout=0.4).clock_tick() == 0.1
     assert Config(send_timeout=0.01).clock_tick() == MIN_TICK == 0.05
     assert Config(tick_interval=0.2).clock_tick() == 0.2
+
+
+def test_a_closing_answer_held_in_memory_is_dropped_when_the_client_stops_reading(tmp_path):
+    """Connection: close on a file answered from memory, larger than the kernel's buffers: the
+    rest waits in the transport when the answer is over, and the connection lingers. A client
+    that takes none of it is dropped at --send-timeout, not kept until it closes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    flags = ["--send-timeout", "0.5", "--cache-max-file", str(32 * 1024 * 1024)]
+    with running_server(site, flags, log_path=tmp_path / "server.log") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as warm:
+            warm.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            warm.recv(1000)
+            assert wait_peer_closed(warm, 5.0)
+        baseline = open_descriptors(server.pid)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert wait_descriptors(server.pid, lambda count: count > baseline)
+            assert wait_descriptors(server.pid, lambda count: count <= baseline, timeout=4.0)
+        finally:
+            sock.close()

@@ -999,17 +999,18 @@ cdef class HttpProtocol:
         tail of a large file; a 400 or 413 sent while the client still sends). So the connection
         shuts down its sending side after the answers (FIN), reads on and drops what comes, and
         closes at the client's own close or ``LINGER`` seconds later (nginx's lingering close).
-        Under TLS, or once the client has shut its own side, the transport just closes.
+        Under TLS, or once the client has shut its own side, the transport just closes. Either
+        way the transport first sends what it still holds: ``check_timeouts`` drops a client
+        that does not take it within the send timeout.
         """
         if self.lingering:
             return
-        if self.sock_fd < 0 or self.peer_finished or not self.transport.can_write_eof():
-            # TLS, or a client that has sent all it will: nothing can arrive to cause a reset
-            self.transport.close()
-            self.transport = None
-            return
         self.lingering = True
         self.linger_since = self.state.now
+        if self.sock_fd < 0 or self.peer_finished or not self.transport.can_write_eof():
+            # TLS, or a client that has sent all it will: nothing can arrive to cause a reset
+            self.transport.close()  # kept until connection_lost: check_timeouts may abort it
+            return
         self.transport.write_eof()  # once what the transport holds has gone out
         if self.reading_paused:
             self.reading_paused = False
@@ -1170,8 +1171,17 @@ cdef class HttpProtocol:
         if self.transport is None or self.upgraded is not None:
             return  # a WebSocket session keeps its own time (pings)
         if self.lingering:
+            if self.transport_holds_data:
+                if self.transport.get_write_buffer_size() > 0:
+                    # The answers are not all out: the client has the send timeout to take them
+                    # (a transport asked to close would otherwise wait for it for ever).
+                    if now - (self.writing_paused_since if self.writing_paused else self.linger_since) > self.state.send_timeout:
+                        self.abort()
+                    return
+                self.transport_holds_data = False
+                self.linger_since = now  # they are out: the linger begins
             if now - self.linger_since > LINGER:
-                self.transport.close()  # what is still queued goes out; nothing waits unread
+                self.transport.close()  # nothing waits unread
                 self.transport = None
             return
         if self.writing_paused and now - self.writing_paused_since > self.state.send_timeout:
