@@ -46,12 +46,14 @@ def test_client_that_stops_reading_is_dropped(stalling_server):
         assert fresh.recv(100).startswith(b"HTTP/1.1 200 ")
 
 
-def _warm_descriptors(server) -> int:
-    """Open the huge file's cache entry with a HEAD; the server's descriptors once that connection is gone."""
+def _warm_descriptors(server, path: str = "/huge.bin") -> int:
+    """Open a file's cache entry with a HEAD; the server's descriptors once that connection is gone."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as warm:
-        warm.sendall(b"HEAD /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        warm.sendall(b"HEAD %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
         warm.recv(1000)
         assert wait_peer_closed(warm, 5.0)
+        lingering = open_descriptors(server.pid)  # the server lingers until the client closes
+    assert wait_descriptors(server.pid, lambda count: count < lingering)
     return open_descriptors(server.pid)
 
 
@@ -107,11 +109,7 @@ def test_a_closing_answer_held_in_memory_is_dropped_when_the_client_stops_readin
     (site / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     flags = ["--send-timeout", "0.5", "--cache-max-file", str(32 * 1024 * 1024)]
     with running_server(site, flags, log_path=tmp_path / "server.log") as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as warm:
-            warm.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            warm.recv(1000)
-            assert wait_peer_closed(warm, 5.0)
-        baseline = open_descriptors(server.pid)
+        baseline = _warm_descriptors(server, "/big.bin")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
