@@ -17,6 +17,7 @@ from fastserve.config import Config
 from fastserve.server.access_log import AccessLog
 from fastserve.server.acceptor import Acceptor, take_accept_queue
 from fastserve.server.admin import make_admin
+from fastserve.server.heap import heap_trimmer
 from fastserve.server.metrics import for_worker
 from fastserve.server.proxy import ProxyTrust
 from fastserve.server.limits import current_accept_ceiling
@@ -219,11 +220,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     state.on_limit = retire
 
     interval = config.clock_tick()
+    trimmer = heap_trimmer()  # freed TLS buffers and the like go back to the kernel after a burst
 
     def tick() -> None:
         state.tick(loop.time())
         handshakes.pending(state.now)
         observe(state)
+        if trimmer is not None:
+            trimmer.check(state.now)
         if Handoff.orphaned() and not stop.is_set():
             logger.warning("worker %d: its supervisor (pid %d) is gone; stopping", os.getpid(), Handoff.supervisor)
             stop.set()
@@ -283,6 +287,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     await asyncio.sleep(0)  # the aborted connections hear of it before their requests are cancelled
     await _cancel(running)
     ticker[0].cancel()
+    if trimmer is not None:
+        trimmer.close()
     observe(state)
     if bridge is not None:
         hurry.clear()  # the lifespan shutdown runs all the same; one more SIGINT cuts it short
