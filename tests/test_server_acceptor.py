@@ -6,6 +6,7 @@ of the queue in one batch, and a worker with short turns leaves them to uvloop.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from typing import Any, List
@@ -134,3 +135,45 @@ def test_a_connection_the_batch_path_takes_is_served_and_keeps_no_socket_object(
             listener.close()
 
     uvloop.run(scenario())
+
+
+def test_a_tls_client_that_never_finishes_its_handshake_is_closed(monkeypatch, tmp_path) -> None:
+    """uvloop would wait 60 s; the acceptor gives a handshake ``TLS_HANDSHAKE_TIMEOUT``."""
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    monkeypatch.setattr(acceptor_module, "TLS_HANDSHAKE_TIMEOUT", 0.3)
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        made: List[Any] = []
+        acceptor = Acceptor(loop, lambda sock_fd=-1: Made(made), listener, 8, context, [])
+        await acceptor.start()
+        client = socket.create_connection(listener.getsockname())
+        client.setblocking(False)
+        started = loop.time()
+        try:
+            while loop.time() - started < 5.0:
+                try:
+                    if client.recv(1) == b"":
+                        break
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    break
+                await asyncio.sleep(0.05)
+            return loop.time() - started
+        finally:
+            client.close()
+            queue = acceptor.close_keeping_queue()
+            if queue >= 0:
+                os.close(queue)
+
+    waited = uvloop.run(scenario())
+    assert waited < 3.0

@@ -29,6 +29,9 @@ logger = logging.getLogger("fastserve")
 BATCH_ABOVE = 64  # connections held before queued ones are also taken in batches
 BATCH = 512  # connections taken per loop turn by the batch path (uvloop takes one more)
 LONG_TURN = 0.005  # seconds: a loop turn this long takes connections in batches
+# Seconds a TLS client has to finish its handshake (uvloop's default is 60): until then its
+# connection holds ~320 KiB of heap and does not count toward --max-connections.
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class AcceptedSocket(int):
@@ -88,7 +91,8 @@ class Acceptor:
         if self.closed:
             return
         self._watch()  # before the first connection is served: the worker's descriptors are all open then
-        self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, ssl=self.tls)
+        options = {"ssl": self.tls, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT} if self.tls is not None else {}
+        self.server = await self.loop.create_server(self.factory, sock=self.sock, backlog=self.backlog, **options)
         self.paused = False
 
     def _watch(self) -> None:
@@ -177,7 +181,7 @@ async def hand_over(loop: asyncio.AbstractEventLoop, factory: Any, fd: int, fami
         sock.close()  # the client is gone already
         return
     sock.detach()
-    options = {"ssl": tls, "ssl_handshake_timeout": 5.0} if tls is not None else {}
+    options = {"ssl": tls, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT} if tls is not None else {}
     try:
         accepted = ACCEPTED[family](fd)
         await loop.connect_accepted_socket(partial(factory, fd), accepted, **options)  # type: ignore[arg-type]
