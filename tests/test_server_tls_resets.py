@@ -85,5 +85,34 @@ def test_resets_during_handshakes_do_not_grow_a_worker(ca, docroot: DocRoot, tmp
         after = wait_rss_below(srv.pid, before + 32 * 1024, timeout=10.0)
         assert after <= before + 32 * 1024, (before, after)
         assert srv.alive()
-        # A stopping worker still waits up to 5 s (HANDSHAKE_WAIT) for handshakes that failed.
+        # A failed handshake is no handshake under way: the stop does not wait for them.
+        started = time.monotonic()
         assert srv.stop(timeout=15.0) == 0, srv.output()
+        assert time.monotonic() - started < 4.0
+
+
+def test_a_handshake_record_lets_a_failed_connection_go() -> None:
+    """The TLS layer of a failed handshake drops the connection's protocol without telling it:
+    the worker's record of handshakes under way holds it weakly, so it is no longer counted."""
+    import asyncio
+    import gc
+
+    from fastserve._speedups.protocol import HttpProtocol
+    from fastserve.config import Config
+    from fastserve.server.worker import Handshakes, build_state
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        state = build_state(Config(target="."), None, loop)
+        handshakes = Handshakes()
+        kept, dropped = HttpProtocol(state, loop), HttpProtocol(state, loop)
+        handshakes.begun(kept, 0.0)
+        handshakes.begun(dropped, 0.0)
+        assert handshakes.pending(1.0) == 2
+        del dropped
+        gc.collect()
+        assert handshakes.pending(1.0) == 1
+        assert handshakes.pending(60.0) == 0  # one never finished is given up after HANDSHAKE_WAIT
+        assert kept.transport is None
+
+    asyncio.run(scenario())

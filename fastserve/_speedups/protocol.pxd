@@ -55,6 +55,7 @@ cdef class HttpProtocol:
     cdef readonly ServerState state
     cdef public object loop
     cdef public object transport
+    cdef object __weakref__                 # a TLS handshake under way is tracked weakly (worker.Handshakes)
     cdef object parser                      # httptools', made for the first head the scanner leaves
     cdef object _client                     # the peer's and our address, read on first use
     cdef object _server

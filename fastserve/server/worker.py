@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import struct
+import weakref
 from typing import Any, Callable, Coroutine, Dict, List, Optional
 
 from fastserve._speedups.filecache import FileCache
@@ -357,10 +358,12 @@ async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> 
 class Handshakes:
     """The TLS connections accepted whose handshake has not finished: their protocol is made
     at accept, and told ``connection_made`` (which sets its ``tls``) only after the handshake.
-    A stopping worker waits for them, so a client in the middle of one is still answered."""
+    A stopping worker waits for them, so a client in the middle of one is still answered.
+    A failed handshake is never told to the protocol, but its TLS layer lets the protocol go,
+    and so does this record: it holds them weakly."""
 
     def __init__(self) -> None:
-        self.since: Dict[HttpProtocol, float] = {}
+        self.since: "weakref.WeakKeyDictionary[HttpProtocol, float]" = weakref.WeakKeyDictionary()
 
     def begun(self, conn: HttpProtocol, now: float) -> None:
         self.since[conn] = now
