@@ -9,7 +9,7 @@ import signal
 import socket
 import struct
 import weakref
-from typing import Any, Callable, Coroutine, Dict, List, Optional
+from typing import Any, Callable, Coroutine, List, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
