@@ -412,6 +412,13 @@ class SocketTransport(RecordingTransport):
         self.sock.shutdown(socket.SHUT_WR)
 
 
+def connected(server, transport: SocketTransport) -> SocketTransport:
+    """``transport`` with a connection of ``server`` made on it."""
+    transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
+    transport.protocol.connection_made(transport)
+    return transport
+
+
 def test_close_idle_keeps_a_connection_whose_request_waits_unread(serve, site: Path) -> None:
     """Bytes the kernel holds for a connection the loop has not read yet are a request on its way:
     closing would discard it, and the kernel would answer the client with a reset."""
@@ -420,9 +427,7 @@ def test_close_idle_keeps_a_connection_whose_request_waits_unread(serve, site: P
     try:
         transports = []
         for ours, _ in pairs:
-            transport = SocketTransport(ours)
-            transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
-            transport.protocol.connection_made(transport)
+            transport = connected(server, SocketTransport(ours))
             transports.append(transport)
         silent, waiting = transports
         pairs[1][1].sendall(request("GET", "/a.txt"))  # in the kernel, not yet read by the loop
@@ -451,9 +456,7 @@ def test_a_closing_connection_shuts_its_side_then_lingers_for_at_most_five_secon
     server = serve(site)
     ours, theirs = socket.socketpair()
     try:
-        transport = SocketTransport(ours)
-        transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
-        transport.protocol.connection_made(transport)
+        transport = connected(server, SocketTransport(ours))
         transport.protocol.data_received(request("GET", "/a.txt", [("Connection", "close")]))
         server.settle()
         answer = bytes(transport.data) or theirs.recv(65536)
@@ -492,9 +495,7 @@ def test_a_closing_connection_whose_client_takes_nothing_is_dropped_at_the_send_
     server = serve(site)
     ours, theirs = socket.socketpair()
     try:
-        transport = HoldingTransport(ours)
-        transport.protocol, transport.loop = HttpProtocol(server.state, server.loop), server.loop
-        transport.protocol.connection_made(transport)
+        transport = connected(server, HoldingTransport(ours))
         if tls:
             transport.protocol.sock_fd = -1  # as under TLS: every byte goes through the transport
         transport.protocol.pause_writing()  # the client is not reading
