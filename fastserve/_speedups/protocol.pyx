@@ -210,6 +210,14 @@ cdef bytes _lowercase(const char* data, Span span):
     return name
 
 
+cdef inline bint _socket_is_next(HttpProtocol conn):
+    """Whether a connection's bytes may go to its socket itself now: the socket is ours (not
+    TLS), writing is not paused, and the transport holds nothing that must go out first."""
+    if conn.transport_holds_data:  # ask the transport only after it was handed something
+        conn.transport_holds_data = conn.transport.get_write_buffer_size() > 0
+    return conn.sock_fd >= 0 and not conn.writing_paused and not conn.transport_holds_data
+
+
 cdef class HttpProtocol:
     """One HTTP/1.1 connection (an asyncio protocol, for uvloop's ``create_server``).
 
@@ -1049,11 +1057,8 @@ cdef class HttpProtocol:
         cdef Py_ssize_t sent = -1
         cdef Py_ssize_t size = len(data)
         cdef const char* buf = data
-        cdef int fd = self.sock_fd
-        if self.transport_holds_data:  # ask the transport only after it was handed something
-            self.transport_holds_data = self.transport.get_write_buffer_size() > 0
-        if fd >= 0 and not self.writing_paused and not self.transport_holds_data:
-            sent = send(fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT)
+        if _socket_is_next(self):
+            sent = send(self.sock_fd, buf, size, MSG_NOSIGNAL | MSG_DONTWAIT)
         if sent == size:
             return
         self.transport_holds_data = True
@@ -1076,9 +1081,7 @@ cdef class HttpProtocol:
         cdef Py_ssize_t sent = -1
         cdef off_t position = offset
         self._write_out()  # the answers before this one
-        if self.transport_holds_data and self.transport is not None:
-            self.transport_holds_data = self.transport.get_write_buffer_size() > 0
-        if fd >= 0 and count > 0 and not self.writing_paused and not self.transport_holds_data:
+        if count > 0 and _socket_is_next(self):
             sent = send(fd, <const char*>head, size, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
         if sent == size:
             sent = sendfile(fd, file.fd, &position, count)
