@@ -369,8 +369,8 @@ class Handshakes:
         self.since[conn] = now
 
     def pending(self, now: float) -> int:
-        """How many are still under way (a handshake older than ``HANDSHAKE_WAIT`` is given up:
-        failed ones are never told to the protocol)."""
+        """How many are still under way (a failed one has left the record already; one older
+        than ``HANDSHAKE_WAIT`` is given up)."""
         for conn, since in list(self.since.items()):
             if conn.tls or now - since > HANDSHAKE_WAIT:
                 del self.since[conn]
