@@ -384,13 +384,11 @@ class FileResponse(Response):
         background: BackgroundTask | None = None,
         filename: str | None = None,
         stat_result: os.stat_result | None = None,
-        method: str | None = None,
         content_disposition_type: str = "attachment",
     ) -> None:
         self.path = path
         self.status_code = status_code
         self.filename = filename
-        self.send_header_only = method is not None and method.upper() == "HEAD"
         self.background = background
         # A guessed type already carries the charset the static server uses for it.
         self._guessed_media_type = media_type is None
@@ -436,7 +434,7 @@ class FileResponse(Response):
         if scope["type"] == "websocket":
             send = _websocket_denial(send)
         method = scope["method"].upper() if is_http else "GET"
-        header_only = self.send_header_only or (is_http and method == "HEAD")
+        header_only = is_http and method == "HEAD"
 
         stat_result = self.stat_result
         if stat_result is None:

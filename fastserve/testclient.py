@@ -628,6 +628,7 @@ class TestClient(httpx.Client):
         headers: Mapping[str, str] | None = None,
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
+        *,
         timeout: Any = httpx.USE_CLIENT_DEFAULT,
     ) -> None:
         _warn_if_timeout(timeout)
