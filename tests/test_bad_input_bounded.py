@@ -264,6 +264,65 @@ def test_204_and_304_carry_no_length_or_body(status: int) -> None:
     run(main)
 
 
+@pytest.mark.parametrize("status", [100, 101, 103, 199])
+def test_an_informational_status_from_an_app_is_a_500_not_an_interim_answer(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # http.response.start begins the final response: a 1xx there would be read by the client
+    # as an interim answer, and the body after it as the head of the final one (a desync).
+    async def main() -> None:
+        driven = Driven(answering(status, [(b"content-length", b"2")], b"ok"))
+        driven.send(PIPELINED)
+        await driven.settle()
+        assert statuses(driven.output) == [500], driven.output
+        assert b"ok" not in driven.output and driven.closed
+        assert "status" in caplog.text
+
+    run(main)
+
+
+WS_HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def denying(status: int) -> Any:
+    """A WebSocket app that refuses the handshake with an HTTP answer of ``status``."""
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "websocket.http.response.body", "body": b"hello"})
+    return app
+
+
+@pytest.mark.parametrize("status", [100, 101, 103])
+def test_an_informational_status_in_a_websocket_denial_is_a_500(status: int) -> None:
+    # A 101 would tell the client its handshake succeeded (without Sec-WebSocket-Accept); a
+    # 100/103 is interim, so the body after it would be read as the final answer's head.
+    async def main() -> None:
+        driven = Driven(denying(status))
+        driven.send(WS_HANDSHAKE)
+        await driven.settle()
+        assert statuses(driven.output) == [500], driven.output
+        assert b"hello" not in driven.output and driven.closed
+
+    run(main)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_websocket_denial_of_204_or_304_carries_no_length_or_body(status: int) -> None:
+    async def main() -> None:
+        driven = Driven(denying(status))
+        driven.send(WS_HANDSHAKE)
+        await driven.settle()
+        assert driven.output.startswith(b"HTTP/1.1 %d " % status), driven.output
+        assert driven.output.endswith(b"\r\n\r\n") and b"hello" not in driven.output
+        assert b"content-length" not in driven.output.lower()
+        assert driven.closed
+
+    run(main)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. pipelined answers for a client that is not reading
 

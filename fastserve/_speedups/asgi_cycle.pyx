@@ -644,6 +644,10 @@ cdef class HttpCycle(Job):
         cdef bint no_body = status in NO_BODY_STATUSES
         cdef ServerFields server_fields = self.shared.server_fields
         cdef list kept = []
+        if status < 200:
+            # http.response.start begins the final response (RFC 9110 §15.2): a 1xx there is
+            # read by the client as an interim answer, and what follows as the final head.
+            raise ValueError(f"invalid status code {status} for http.response.start (1xx is interim)")
         self.status = status
         self.declared = -1
         self.chunked = False
@@ -672,7 +676,7 @@ cdef class HttpCycle(Job):
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
         cdef list fields = server_fields.for_app_fields(kept, overridden) + kept
-        if not has_length and not no_body and status >= 200:
+        if not has_length and not no_body:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection
             else:

@@ -338,7 +338,8 @@ class WebSocketSession:
             self._answer_http(403, [], b"")
         elif kind == "websocket.http.response.start":
             status = message["status"]
-            if not isinstance(status, int) or not 100 <= status <= 599:
+            # A 1xx is no answer: 101 would say the handshake succeeded, 100/103 are interim.
+            if not isinstance(status, int) or not 200 <= status <= 599:
                 raise RuntimeError(f"invalid HTTP status {status!r} in websocket.http.response.start")
             self.denial = (status, [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []], [])
             self.handshake = _DENYING
@@ -537,9 +538,10 @@ class WebSocketSession:
     def _answer_http(self, status: int, fields: Headers, body: bytes) -> None:
         """A plain HTTP response instead of a WebSocket, then the end of the connection."""
         own = self.bridge.server_headers.for_response([name for name, _ in fields], current_http_date())
-        head = serialize_headers(status, [
-            *own, *fields, (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
-        ])
+        length: Headers = [(b"content-length", b"%d" % len(body))]
+        if status == 204 or status == 304:
+            body, length = b"", []  # no content, so no length of it (RFC 9110 §8.6, §15.3.5, §15.4.5)
+        head = serialize_headers(status, [*own, *fields, *length, (b"connection", b"close")])
         self.handshake = _ANSWERED
         self.early_input.clear()
         if self.transport is not None:
