@@ -323,6 +323,27 @@ def test_an_http10_upgrade_is_answered_as_plain_http(serve):
     assert response.status == 200 and response.body == b"ok" and app.types == ["http"]
 
 
+H2C = (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+       b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+CONNECT = b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"
+
+
+@pytest.mark.parametrize("face, head", [
+    ("static", H2C), ("asgi", H2C), ("static", CONNECT), ("asgi", CONNECT),
+    ("static", b"GET /a.txt HTTP/1.1\r\nHost: x\r\n" + HANDSHAKE + b"\r\n"),  # no WebSocket for a file
+])
+def test_an_upgrade_not_taken_is_answered_with_connection_close(site, serve, face, head):
+    """Past a request asking to switch protocols (or a CONNECT) the connection's bytes may be
+    another protocol's, so the server answers it as plain HTTP and closes: the answer says so
+    (RFC 9112 section 9.6), and the bytes after it are never read as a request."""
+    client = serve(site if face == "static" else Recorder()).open()
+    client.send(head + b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    (response,) = client.wait_for(1)
+    assert response.header("connection") == "close", response
+    client.server.settle()
+    assert client.closed and len(client.parsed()) == 1
+
+
 # -- request bodies held for apps: one bound per connection ------------------------------------
 
 

@@ -72,6 +72,7 @@ from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer
 from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
+cdef bytes CONNECT = b"CONNECT"
 cdef bytes HEAD = b"HEAD"
 
 # Header lines the scanner lists for an ASGI request; a head with more goes to httptools.
@@ -94,6 +95,7 @@ cdef enum:
     HEAD_OTHER_CODING = 4       # a transfer coding besides chunked
     HEAD_CHUNKED_LAST = 8       # the last Transfer-Encoding line ends in chunked
     HEAD_BODY_QUEUED = 16       # its exchange waits behind others: its body is not read meanwhile
+    HEAD_UPGRADE = 32           # an Upgrade field
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
@@ -586,8 +588,11 @@ cdef class HttpProtocol:
         elif index == IS_EXPECT:
             if self.state.static_only and value.lower() == b"100-continue":
                 self.head_flags |= HEAD_EXPECTS_CONTINUE
-        elif index == NOT_SIMPLE and n == 17:  # Transfer-Encoding (Upgrade is the other one)
-            self._read_transfer_coding(value)
+        elif index == NOT_SIMPLE:
+            if n == 17:  # Transfer-Encoding
+                self._read_transfer_coding(value)
+            else:  # Upgrade
+                self.head_flags |= HEAD_UPGRADE
 
     cdef void _read_transfer_coding(self, bytes value):
         """Note what a Transfer-Encoding line says: whether it names a coding besides chunked
@@ -628,6 +633,11 @@ cdef class HttpProtocol:
         self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
         if self.head_flags & HEAD_TRANSFER_CODED and self.head.http10:
             self.head.keep_alive = False  # RFC 9112 section 6.1: its framing cannot be trusted
+        if (self.head_flags & HEAD_UPGRADE or method == CONNECT) and parser.should_upgrade():
+            # httptools reads nothing past a request that switches protocols (or a CONNECT): one
+            # not taken (all but a WebSocket's to an app) is answered as plain HTTP, and that
+            # answer says the connection closes after it (RFC 9112 section 9.6).
+            self.head.keep_alive = False
         if self.head.http10:
             self.head_flags &= ~HEAD_EXPECTS_CONTINUE  # no 100 to an HTTP/1.0 client (RFC 9110 section 10.1.1)
         if self.state.static_only:
