@@ -113,6 +113,66 @@ def test_a_framing_error_reaches_a_request_queued_behind_another() -> None:
     run(main)
 
 
+class HeadersSeen(BodyReader):
+    """A ``BodyReader`` that also keeps the request's header list as it is once the body is read."""
+
+    headers: List[tuple] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+        self.headers = list(scope["headers"])
+
+
+def test_trailer_fields_never_join_the_request_headers() -> None:
+    # RFC 9110 section 6.5.1: a trailer is not a header. Merged, "Host: evil" or an
+    # "Authorization" sent after the body would reach the app as if the client had sent it first.
+    async def main() -> None:
+        app = HeadersSeen()
+        driven = Driven(app)
+        driven.send(POST_CHUNKED + b"3\r\nabc\r\n0\r\nHost: evil\r\nAuthorization: Basic eDp4\r\n\r\n")
+        await driven.settle()
+        assert statuses(driven.output) == [200] and not driven.closed
+        assert app.headers == [(b"host", b"x"), (b"transfer-encoding", b"chunked")]
+
+    run(main)
+
+
+def test_trailer_fields_never_change_a_static_answer(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"hello")
+
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path))
+        driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"1\r\nz\r\n0\r\nRange: bytes=0-1\r\nIf-None-Match: *\r\n\r\n")
+        await driven.settle()
+        assert statuses(driven.output) == [200] and driven.output.endswith(b"\r\n\r\nhello")
+
+    run(main)
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"3\r\nabc\r\n0\r\n" + b"X-T: 1\r\n" * 102, 431),                    # more fields than --max-header-count
+    (b"3\r\nabc\r\n0\r\nX-T: " + b"a" * 20000, 431),                      # a trailer over --max-header-bytes
+    (b"3;" + b"e" * 20000, 400),                                          # a chunk extension over it
+    (b"3\r\nabc\r\n" + b"1;" + b"e" * 8000 + b";" + b"e" * 9000, 400),  # in pieces
+])
+def test_trailers_and_chunk_extensions_are_bounded_like_a_head(body: bytes, status: int) -> None:
+    # httptools joins a field's value piece by piece (memory and copying without bound), and a
+    # chunk extension is never body progress: both are held to the head's limits.
+    async def main() -> None:
+        app = BodyReader()
+        driven = Driven(app, max_header_bytes=16384, max_header_count=100)
+        driven.send(POST_CHUNKED)
+        await driven.settle()
+        for at in range(0, len(body), 4096):
+            driven.send(body[at:at + 4096])
+            await driven.settle()
+        assert statuses(driven.output) == [status], driven.output
+        assert driven.closed and app.returned and app.types[-1] == "http.disconnect"
+
+    run(main)
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. a body cut short: half-close, stall
 

@@ -72,6 +72,10 @@ from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer
 from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
+# What ``_chunked_end`` returns for a chunked body past the head's limits (an end is >= -1).
+cdef enum:
+    CHUNK_LINE_TOO_LONG = -2
+    TRAILERS_TOO_LARGE = -3
 cdef bytes CONNECT = b"CONNECT"
 cdef bytes HEAD = b"HEAD"
 
@@ -442,6 +446,12 @@ cdef class HttpProtocol:
                     self.chunk_state = CHUNK_SIZE
                     self.body_left = 0
                 end = self._chunked_end(chars, pos, size)
+                if end == CHUNK_LINE_TOO_LONG:
+                    self._fail_body(400)
+                    return
+                if end == TRAILERS_TOO_LARGE:
+                    self._fail_body(431)
+                    return
                 if end < 0:
                     end = size
             if pos == 0 and end == size:
@@ -509,9 +519,14 @@ cdef class HttpProtocol:
         line, chunk-data and its CR LF, and after the last chunk, the trailer section up to its
         empty line. httptools checks the framing itself (a bad one is answered 400), so a body
         it accepts ends here where it ends there.
+
+        A chunk-size line (its extensions are never body progress) or the trailer section
+        (which httptools joins piece by piece) longer than ``max_header_bytes`` returns
+        ``CHUNK_LINE_TOO_LONG`` or ``TRAILERS_TOO_LARGE``; ``raw_head_bytes`` counts them.
         """
         cdef unsigned char c
         cdef long long n
+        cdef Py_ssize_t end
         while pos < size:
             if self.chunk_state == CHUNK_DATA:
                 n = size - pos if self.body_left > size - pos else self.body_left
@@ -520,11 +535,21 @@ cdef class HttpProtocol:
                 if self.body_left == 0:
                     self.chunk_state = CHUNK_SIZE
             elif self.chunk_state == CHUNK_TRAILERS:
-                return self._blank_line_end(chars, pos, size)
+                end = self._blank_line_end(chars, pos, size)
+                self.raw_head_bytes += (size if end < 0 else end) - pos
+                if self.raw_head_bytes > self.state.max_header_bytes:
+                    return TRAILERS_TOO_LARGE
+                if end >= 0:
+                    self.raw_head_bytes = 0
+                return end
             else:
                 c = chars[pos]
                 pos += 1
+                self.raw_head_bytes += 1
+                if self.raw_head_bytes > self.state.max_header_bytes:
+                    return CHUNK_LINE_TOO_LONG
                 if c == 10:  # the end of a chunk-size line
+                    self.raw_head_bytes = 0
                     if self.body_left == 0:  # the last chunk: the trailer section follows
                         self.chunk_state = CHUNK_TRAILERS
                         self.blank_matched = 2  # its CR LF begins the empty line
@@ -569,6 +594,13 @@ cdef class HttpProtocol:
         if size and is_ows((<const unsigned char*><const char*>value)[size - 1]):
             value = value.rstrip(b" \t")  # httptools keeps trailing whitespace; a field value has none
         self.header_count += 1
+        if not self.in_head:
+            # A trailer field (RFC 9110 section 6.5.1): never merged into the head the app or
+            # the static answer reads; the section is held to the head's field count.
+            if self.header_count > self.state.max_header_count:
+                self._fail_body(431)
+                raise _Abort()
+            return
         if self.header_count > self.state.max_header_count:
             self._fail(431)
             raise _Abort()
@@ -608,6 +640,7 @@ cdef class HttpProtocol:
 
     def on_headers_complete(self):
         self.in_head = False
+        self.header_count = 0  # trailer fields are counted from here
         self.body_left = self.head.declared_length
         self.chunk_state = CHUNK_NONE
         self.awaiting_head = False
