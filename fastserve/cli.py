@@ -56,6 +56,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fastserve: {message}\n{hint}Run 'fastserve --help' to see every flag.\n")
 
 
+class _Refused(argparse.Action):
+    """A uvicorn flag for something fastserve does not do: a usage error that says why."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(f"{option}: {self.help}")
+
+
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     if not message.startswith("unrecognized arguments"):
         return ""
@@ -141,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--ssl-cert-reqs", type=int, default=DEFAULTS.ssl_cert_reqs, choices=[0, 1, 2],
                      help="client certificates: 0 none, 1 optional, 2 required (default: %(default)s)")
     tls.add_argument("--ssl-ciphers", default=None, metavar="LIST", help="OpenSSL cipher list (default: OpenSSL's)")
+    tls.add_argument("--ssl-version", type=int, default=DEFAULTS.ssl_version, metavar="N",
+                     help="uvicorn's ssl.PROTOCOL_* number: 17 or 2, TLS 1.2 and newer; 5, TLS 1.2 alone; "
+                          "TLS 1.0 and 1.1 are refused (default: %(default)s)")
     process = parser.add_argument_group("processes")
     process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
                          help="worker processes (default: $WEB_CONCURRENCY or 1)")
@@ -152,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "before closing the listener (default: %(default)s)")
     process.add_argument("--limit-max-requests", type=int, default=None, metavar="N",
                          help="a worker that has answered N requests retires and is replaced")
+    process.add_argument("--limit-max-requests-jitter", type=int, default=DEFAULTS.limit_max_requests_jitter,
+                         metavar="N", help="each worker retires after a random 0..N more requests, so workers "
+                                           "started together are not replaced together (default: %(default)s)")
+    process.add_argument("--timeout-worker-healthcheck", type=float, default=None, metavar="S",
+                         help="uvicorn's flag, accepted: fastserve's supervisor is told by each worker when it "
+                              "accepts and replaces one that exits, rather than pinging them")
     process.add_argument("--pid-file", default=None, metavar="PATH",
                          help="write the server's process id here (removed on exit)")
     process.add_argument("--reload", action="store_true",
@@ -184,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load KEY=VALUE lines into the environment before the app is imported")
     app.add_argument("--lifespan", default=DEFAULTS.lifespan, choices=["auto", "on", "off"],
                      help="run the app's lifespan: auto (if it speaks it), on (it must), off (default: %(default)s)")
+    app.add_argument("--reset-contextvars", action="store_true",
+                     help="run each request (and WebSocket) in a fresh contextvars.Context, hiding context "
+                          "set outside it")
     app.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
     app.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
                      help="take the client and scheme from X-Forwarded-For/-Proto (default: on)")
@@ -198,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, choices in UVICORN_CHOICES.items():
         app.add_argument(flag, default="auto", choices=choices,
                          help=f"uvicorn's {flag}, accepted for what fastserve does: {', '.join(choices)}")
+    app.add_argument("--h11-max-incomplete-event-size", type=int, default=None, metavar="BYTES",
+                     help="uvicorn's limit for its h11 parser, accepted: fastserve's is --max-header-bytes")
+    app.add_argument("--http2", action=_Refused, nargs=0,
+                     help="refused: fastserve speaks HTTP/1.1 (put an HTTP/2 proxy or CDN in front)")
     responses = parser.add_argument_group("responses")
     responses.add_argument("--header", dest="headers", action="append", type=_header, default=None,
                            metavar="NAME:VALUE", help="add this header to every response (repeatable)")
@@ -250,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     websockets = parser.add_argument_group("websockets")
     websockets.add_argument("--ws-max-size", type=int, default=DEFAULTS.ws_max_size,
                             help="largest message accepted, bytes (close 1009) (default: %(default)s)")
+    websockets.add_argument("--ws-max-queue", type=int, default=DEFAULTS.ws_max_queue, metavar="N",
+                            help="messages waiting for the app before the connection stops reading "
+                                 "(default: %(default)s)")
     websockets.add_argument("--ws-ping-interval", type=float, default=DEFAULTS.ws_ping_interval,
                             help="seconds between pings; 0 turns pings off (default: %(default)s)")
     websockets.add_argument("--ws-ping-timeout", type=float, default=DEFAULTS.ws_ping_timeout,

@@ -11,13 +11,14 @@ MIN_TICK = 0.05  # seconds: the shortest clock tick short timeouts can ask for
 RANGES: Tuple[Tuple[str, float, Optional[float]], ...] = (
     ("port", 0, 65535), ("fd", 0, None), ("workers", 1, None), ("backlog", 1, None),
     ("graceful_timeout", 0, None), ("shutdown_delay", 0, None), ("limit_max_requests", 1, None),
+    ("limit_max_requests_jitter", 0, None),
     ("max_age", 0, None), ("listing_max_entries", 1, None),
     ("max_header_bytes", 1, None), ("max_header_count", 1, None), ("max_url_length", 1, None),
     ("max_body_size", 0, None), ("max_pipeline", 1, None), ("max_response_buffer", 0, None),
     ("max_connections", 1, None), ("max_ranges", 0, None),
     ("header_timeout", 0, None), ("body_timeout", 0, None), ("keepalive_timeout", 0, None),
     ("send_timeout", 0, None),
-    ("ws_max_size", 1, None), ("ws_ping_interval", 0, None), ("ws_ping_timeout", 0, None),
+    ("ws_max_size", 1, None), ("ws_max_queue", 1, None), ("ws_ping_interval", 0, None), ("ws_ping_timeout", 0, None),
     ("cache_valid", 0, None), ("cache_entries", 1, None), ("cache_bytes", 0, None), ("cache_max_file", 0, None),
     ("compress_bytes", 0, None), ("compress_max_file", 0, None), ("tick_interval", MIN_TICK, None),
 )
@@ -49,6 +50,7 @@ class Config:
     graceful_timeout: float = 10.0
     shutdown_delay: float = 0.0  # after SIGTERM: seconds of health 503 with the listener still open
     limit_max_requests: Optional[int] = None  # a worker retires (and is replaced) after this many
+    limit_max_requests_jitter: int = 0  # each worker's limit is raised by a random 0..N: they retire apart
     pid_file: Optional[str] = None
     access_log: bool = False
     access_log_format: str = "common"  # common, combined or json
@@ -63,6 +65,7 @@ class Config:
     app_dir: str = ""  # put on sys.path before importing the target ("": the working directory)
     env_file: Optional[str] = None  # KEY=VALUE lines loaded into os.environ before the app
     lifespan: str = "auto"  # "auto": run it if the app speaks it; "on": it must; "off": never
+    reset_contextvars: bool = False  # each request's (and WebSocket's) task starts from an empty context
 
     # TLS (no certificate: plain HTTP)
     ssl_certfile: Optional[str] = None
@@ -71,6 +74,8 @@ class Config:
     ssl_ca_certs: Optional[str] = None  # CAs for client certificates
     ssl_cert_reqs: int = 0  # ssl.CERT_NONE (0), CERT_OPTIONAL (1) or CERT_REQUIRED (2) for clients
     ssl_ciphers: Optional[str] = None  # OpenSSL cipher list; None: OpenSSL's defaults
+    ssl_version: int = 17  # uvicorn's --ssl-version: ssl.PROTOCOL_TLS_SERVER (17) or PROTOCOL_TLS (2): TLS 1.2
+    # and newer; PROTOCOL_TLSv1_2 (5): TLS 1.2 alone (fastserve.server.tls.PROTOCOL_VERSIONS)
 
     # response headers added by the server
     server_header: bool = True
@@ -111,6 +116,7 @@ class Config:
 
     # WebSockets (ASGI apps)
     ws_max_size: int = 16 * 1024 * 1024
+    ws_max_queue: int = 8  # messages waiting for the app before the connection stops reading
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_per_message_deflate: bool = True

@@ -149,6 +149,42 @@ def test_a_uvicorn_choice_fastserve_does_not_make_is_refused_in_one_line(args, m
     assert code == 2 and err.startswith("fastserve: " + message)
 
 
+def test_uvicorns_newer_flags_set_what_they_name() -> None:
+    config = config_from_args([
+        "app:app", "--limit-max-requests", "1000", "--limit-max-requests-jitter", "50", "--ssl-version", "2",
+        "--ws-max-queue", "32", "--reset-contextvars", "--timeout-worker-healthcheck", "5",
+        "--h11-max-incomplete-event-size", "16384",
+    ])
+    assert (config.limit_max_requests, config.limit_max_requests_jitter) == (1000, 50)
+    assert (config.ssl_version, config.ws_max_queue, config.reset_contextvars) == (2, 32, True)
+    # The last two are accepted for uvicorn's command lines and change nothing (their help says why).
+    assert config == config_from_args([
+        "app:app", "--limit-max-requests", "1000", "--limit-max-requests-jitter", "50", "--ssl-version", "2",
+        "--ws-max-queue", "32", "--reset-contextvars",
+    ])
+
+
+def test_http2_is_refused_in_one_line_that_says_why(capsys) -> None:
+    code, _, err = parsing_ends(["app:app", "--http2"], capsys)
+    assert code == 2 and err.startswith("fastserve: --http2: refused: fastserve speaks HTTP/1.1")
+
+
+@pytest.mark.parametrize("flag, value", [("--limit-max-requests-jitter", "-1"), ("--ws-max-queue", "0")])
+def test_uvicorns_newer_numbers_out_of_range_are_usage_errors(flag, value, capsys) -> None:
+    assert main(["app:app", flag, value]) == 2
+    assert f"{flag} must be at least" in capsys.readouterr().err
+
+
+def test_each_worker_draws_its_own_request_limit_within_the_jitter() -> None:
+    from fastserve.server.worker import worker_request_limit
+
+    assert worker_request_limit(config_from_args(["app:app"])) == 0  # no limit: never retires
+    assert worker_request_limit(config_from_args(["app:app", "--limit-max-requests", "100"])) == 100
+    jittered = config_from_args(["app:app", "--limit-max-requests", "100", "--limit-max-requests-jitter", "10"])
+    drawn = {worker_request_limit(jittered) for _ in range(200)}
+    assert drawn <= set(range(100, 111)) and len(drawn) > 5
+
+
 def test_uvicorn_spellings_reach_a_real_server(tmp_path: Path) -> None:
     with CliProcess(["--port", "0", "--timeout-keep-alive", "0.3", "--no-access-log", "--server-header",
                      "--date-header", "--limit-concurrency", "5", "--timeout-graceful-shutdown", "2",

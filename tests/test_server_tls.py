@@ -175,6 +175,8 @@ def test_encrypted_key_with_password(ca, tls_server: int) -> None:
 @pytest.mark.parametrize("flags, message", [
     (["--ssl-keyfile-password", "wrong"], "cannot load the certificate"),
     (["--ssl-ciphers", "NO-SUCH-CIPHER"], "TLS settings"),
+    (["--ssl-version", "3"], "--ssl-version 3 is not one fastserve serves; use 2 (PROTOCOL_TLS), 5 (PROTOCOL_TLSv1_2)"),
+    (["--ssl-version", "16"], "--ssl-version 16 is not one fastserve serves"),
 ])
 def test_bad_tls_settings_are_one_line(ca, docroot: DocRoot, tmp_path: Path, flags, message) -> None:
     certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
@@ -193,14 +195,15 @@ def test_missing_certificate_does_not_exist(docroot: DocRoot, tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def strict_tls_server(ca, docroot: DocRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """The port of one TLS server for the module's tests of restricting flags: TLS 1.2 suites
-    limited by --ssl-ciphers, and client certificates from the CA required."""
+    """The port of one TLS server for the module's tests of restricting flags: TLS 1.2 alone
+    (uvicorn's --ssl-version 5, ssl.PROTOCOL_TLSv1_2), its suites limited by --ssl-ciphers, and
+    client certificates from the CA required."""
     directory = tmp_path_factory.mktemp("tls-strict")
     certfile, keyfile = write_cert(ca, directory, "server")
     ca_file = directory / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     srv, port = start(directory, str(docroot.root), certfile, keyfile, "--ssl-ciphers", "ECDHE+CHACHA20",
-                      "--ssl-ca-certs", str(ca_file), "--ssl-cert-reqs", "2")
+                      "--ssl-version", "5", "--ssl-ca-certs", str(ca_file), "--ssl-cert-reqs", "2")
     with srv:
         yield port
         assert srv.stop() == 0, srv.output()
@@ -213,10 +216,19 @@ def client_with_certificate(ca) -> ssl.SSLContext:
 
 
 def test_ciphers_are_applied(ca, strict_tls_server: int) -> None:
-    context = client_with_certificate(ca)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 suites are not set by a cipher list
-    with TlsConnection(strict_tls_server, context) as conn:
+    with TlsConnection(strict_tls_server, client_with_certificate(ca)) as conn:
         assert "CHACHA20" in conn.sock.cipher()[0]
+
+
+def test_ssl_version_pins_the_protocol_version(ca, tls_server: int, strict_tls_server: int) -> None:
+    with TlsConnection(tls_server, client_context(ca)) as conn:
+        assert conn.sock.version() == "TLSv1.3"  # the default: TLS 1.2 and newer
+    with TlsConnection(strict_tls_server, client_with_certificate(ca)) as conn:
+        assert conn.sock.version() == "TLSv1.2"
+    newest_only = client_with_certificate(ca)
+    newest_only.minimum_version = ssl.TLSVersion.TLSv1_3
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        TlsConnection(strict_tls_server, newest_only)
 
 
 def test_client_certificates_required(ca, strict_tls_server: int) -> None:

@@ -32,6 +32,7 @@ from server_helpers import ServerProcess, fetch, rss_kib, running_server, server
 
 APP = '''
 import asyncio
+import contextvars
 import gc
 import json
 import os
@@ -47,6 +48,8 @@ from fastserve.websockets import WebSocket as FastserveWebSocket
 
 EVENTS = {}
 RELEASE = {}
+CONTEXT = contextvars.ContextVar("context", default="empty")
+CONTEXT.set("set at import")  # in the context the server's tasks start from, unless --reset-contextvars
 
 
 def record(key, event):
@@ -163,6 +166,16 @@ async def http_ok(request):
     return PlainTextResponse("ok")
 
 
+async def http_context(request):
+    return PlainTextResponse(CONTEXT.get())
+
+
+async def ws_context(ws):
+    await ws.accept()
+    await ws.send_text(CONTEXT.get())
+    await ws.close()
+
+
 async def events(request):
     return JSONResponse(EVENTS.get(request.query_params["key"]))
 
@@ -244,6 +257,8 @@ app = Starlette(routes=[
     WebSocketRoute("/slow-accept", slow_accept),
     WebSocketRoute("/sleepy", sleepy),
     Route("/http", http_ok),
+    Route("/context", http_context),
+    WebSocketRoute("/context", ws_context),
     Route("/events", events),
     Route("/release", release),
     Route("/health", health),
@@ -831,6 +846,49 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
         assert json.loads(payload) == {"count": frames, "total": frames * size}
     finally:
         raw.close()
+
+
+def test_ws_max_queue_bounds_the_messages_read_ahead_of_the_app(app_dir: Path) -> None:
+    """--ws-max-queue (uvicorn's flag): the connection stops reading once that many messages
+    wait for an app that is not receiving; none is lost when it receives again."""
+    size = 1024 * 1024
+    frame = frame_bytes(BINARY, b"q" * size, mask_key=b"\x00\x00\x00\x00")
+    taken = {}
+    for queue in (1, 24):
+        with running_server(
+            Path("tests_ws_app:app"),
+            ["--ws-max-size", str(2 * size), "--ws-max-queue", str(queue), "--ws-ping-interval", "0"],
+            log_path=app_dir / f"queue-{queue}.log", cwd=app_dir,
+        ) as srv:
+            raw = RawWebSocket(srv.port, "/slow-reader?key=queue", sndbuf=64 * 1024)
+            try:
+                assert raw.status == 101
+                pushed, frames, pending = push_until_stalled(raw, frame, 64 * size, stall=0.5)
+                taken[queue] = pushed
+                assert fetch(srv.port, "/release?key=queue").body == b"released"
+                raw.sock.sendall(pending)
+                raw.send(TEXT, b"done")
+                _, opcode, payload = raw.read_frame()
+                assert json.loads(payload) == {"count": frames, "total": frames * size}
+            finally:
+                raw.close()
+    # Past what the sockets' buffers hold, the server takes about one message per place in its queue.
+    assert taken[24] - taken[1] > 16 * size, taken
+
+
+def test_reset_contextvars_starts_each_request_and_websocket_from_an_empty_context(
+        server: ServerProcess, app_dir: Path) -> None:
+    """As in uvicorn: by default the app's tasks see what was set before the server started
+    (here at import); with --reset-contextvars they see none of it."""
+    assert fetch(server.port, "/context").body == b"set at import"
+    with connect(ws_url(server, "/context")) as ws:
+        assert ws.recv() == "set at import"
+    with running_server(Path("tests_ws_app:app"), ["--reset-contextvars", "--ws-ping-interval", "0"],
+                        log_path=app_dir / "reset-contextvars.log", cwd=app_dir) as srv:
+        assert fetch(srv.port, "/context").body == b"empty"
+        assert fetch(srv.port, "/context").body == b"empty"  # the next request on a fresh context too
+        with connect(ws_url(srv, "/context")) as ws:
+            assert ws.recv() == "empty"
 
 
 def test_a_ping_flood_from_a_client_that_never_reads_is_bounded(lean_server: ServerProcess) -> None:

@@ -23,6 +23,7 @@ class Exchanges:
     server_fields: ServerFields
     admin_prefix: Optional[bytes]
     admin_app: Any
+    reset_contextvars: bool
     def __init__(
         self, loop: Any, app: Any, max_body_size: int, root_path: str, state: Dict[str, Any], proxy: Any,
         server_fields: ServerFields,

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from asyncio import CancelledError, Task
-from contextvars import copy_context
+from contextvars import Context, copy_context
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memchr
@@ -227,6 +227,7 @@ cdef class Exchanges:
     cdef readonly ServerFields server_fields
     cdef public bytes admin_prefix   # requests below it go to admin_app instead (None: no admin paths)
     cdef public object admin_app
+    cdef public bint reset_contextvars  # each exchange's task starts from an empty context
 
     def __init__(self, loop, app, Py_ssize_t max_body_size, str root_path, dict state, proxy,
                  ServerFields server_fields):
@@ -297,9 +298,10 @@ cdef class HttpCycle(Job):
         self.method = method
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
-        # The context the app runs in: the connection's as the request arrived. A pipelined
-        # request starts from the one before it, whose context must not leak into it.
-        self.context = copy_context()
+        # The context the app runs in: the connection's as the request arrived (an empty one
+        # with --reset-contextvars). A pipelined request starts from the one before it, whose
+        # context must not leak into it.
+        self.context = Context() if shared.reset_contextvars else copy_context()
         self.head_request = method == b"HEAD"
         cdef RequestHead head = self.conn.head  # the request being begun
         if head is None:  # (the connection begins exchanges only while it holds a head)

@@ -40,6 +40,7 @@ class AsgiBridge:
         self._lifespan: Optional[_Lifespan] = None
         self.exchanges = Exchanges(loop, app, config.max_body_size, self.root_path, self.state, self.proxy,
                                    self.server_fields)
+        self.exchanges.reset_contextvars = config.reset_contextvars
         # The connection calls this for every request an app answers: compiled, no Python frame.
         self.begin: Callable[[Any, bytes, bytes, Headers], HttpCycle] = self.exchanges.begin
 

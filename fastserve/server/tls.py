@@ -25,6 +25,15 @@ def tls_enabled(config: Config) -> bool:
     return config.ssl_certfile is not None
 
 
+# uvicorn's --ssl-version takes the ``ssl.PROTOCOL_*`` numbers: the TLS version each pins (None:
+# TLS 1.2 and newer, fastserve's default). TLS 1.0 and 1.1 (3, 4) are refused: RFC 8996.
+PROTOCOL_VERSIONS = {
+    2: ("PROTOCOL_TLS", None),
+    5: ("PROTOCOL_TLSv1_2", ssl.TLSVersion.TLSv1_2),
+    17: ("PROTOCOL_TLS_SERVER", None),
+}
+
+
 def make_context(config: Config) -> Optional[ssl.SSLContext]:
     """The server context for ``config`` (None without ``--ssl-certfile``); raises ``TlsConfigError``."""
     if config.ssl_certfile is None:
@@ -32,7 +41,13 @@ def make_context(config: Config) -> Optional[ssl.SSLContext]:
             raise TlsConfigError("--ssl-keyfile needs --ssl-certfile")
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.ssl_version not in PROTOCOL_VERSIONS:
+        raise TlsConfigError(f"--ssl-version {config.ssl_version} is not one fastserve serves; use "
+                             + ", ".join(f"{number} ({name})" for number, (name, _) in PROTOCOL_VERSIONS.items()))
+    _, only = PROTOCOL_VERSIONS[config.ssl_version]
+    context.minimum_version = only or ssl.TLSVersion.TLSv1_2
+    if only is not None:
+        context.maximum_version = only
     context.set_alpn_protocols(["http/1.1"])
     try:
         if config.ssl_ciphers:

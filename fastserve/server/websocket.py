@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextvars
 import logging
 import os
 import time
@@ -44,10 +45,8 @@ TASK_NAME = "fastserve-websocket"  # every session's app task (a stopping worker
 
 Headers = List[Tuple[bytes, bytes]]
 
-# Data messages waiting for the app before the connection stops reading, and the level
-# at which it reads again.
-INBOX_HIGH_WATER = 8
-INBOX_LOW_WATER = 2
+# Data messages waiting for the app before the connection stops reading is --ws-max-queue;
+# it reads again when a quarter of that (at least one) is left.
 # Bytes a client may send before its handshake is answered (they are kept for later).
 EARLY_INPUT_LIMIT = 64 * 1024
 # Seconds to wait for the peer's half of a closing handshake, or for a closed
@@ -180,7 +179,8 @@ class WebSocketSession:
             return
         self.upgrade_response = response
         self.inbox.append({"type": "websocket.connect"})
-        self.task = self.loop.create_task(self._run_app(), name=TASK_NAME)
+        context = contextvars.Context() if self.config.reset_contextvars else None  # None: a copy of the current
+        self.task = self.loop.create_task(self._run_app(), name=TASK_NAME, context=context)
         self.task.add_done_callback(self._app_finished)
         if rest:
             self.data_received(rest)
@@ -303,7 +303,7 @@ class WebSocketSession:
         kind = message["type"]
         if kind == "websocket.receive":
             self.inbox_messages -= 1
-            if self.inbox_full and self.inbox_messages <= INBOX_LOW_WATER:
+            if self.inbox_full and self.inbox_messages <= max(1, self.config.ws_max_queue // 4):
                 self.inbox_full = False
                 self._update_reading()
         elif kind == "websocket.disconnect":
@@ -468,7 +468,7 @@ class WebSocketSession:
             return  # the app closed (or finished): late messages are dropped
         self.inbox.append(message)
         self.inbox_messages += 1
-        if self.inbox_messages >= INBOX_HIGH_WATER:
+        if self.inbox_messages >= self.config.ws_max_queue:
             self.inbox_full = True
             self._update_reading()
         self._wake()
