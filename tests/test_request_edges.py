@@ -4,6 +4,10 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 * ``Expect: 100-continue`` to a static root: a GET or HEAD gets ``100 (Continue)`` and then its
   answer (the client holds its body back until then); another method ``405`` at once, unread;
 * a request line of another major version (``HTTP/2.0``, ``HTTP/0.9``): ``505`` + close;
+* a request line without an HTTP-version (HTTP/0.9's ``GET /path``), one broken by a CR or LF
+  before it, or a method that is no token: ``400`` + close as soon as the bytes say so, never a
+  wait for more; a method token the server does not recognise: ``501`` + close (RFC 9110 §9.1),
+  once its request line has ended well; a known method a static file does not allow stays ``405``;
 * a transfer coding other than ``chunked``: ``501`` + close (``400`` when chunked is not last),
   before any app starts; HTTP/1.0 with ``Transfer-Encoding``: answered, then closed;
 * a body sent to a static root must arrive within ``--header-timeout``, however slowly it trickles.
@@ -126,6 +130,91 @@ def test_another_major_version_is_505(site, serve, version, face):
     (response,) = client.parsed()
     assert response.status == 505 and response.header("connection") == "close"
     assert client.closed and app.calls == []
+
+
+# -- request lines and methods -------------------------------------------------------------------
+
+
+def send_in_pieces(client: Any, data: bytes, bytewise: bool) -> None:
+    for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+        client.send(piece)
+
+
+@pytest.mark.parametrize("line", [
+    b"GET /a.txt\r\n",                        # HTTP/0.9: nothing else comes
+    b"GET /a.txt\r\n\r\n",
+    b"GET /a.txt\n",
+    b"GET /a.txt\r\nHost: x\r\n\r\n",
+    b"GET /a.txt\rHost: x\r\n\r\n",             # a bare CR ends the target
+    b"GET /a\rb HTTP/1.1\r\n",
+    b"GET \r\n",
+    b"GET\r\n",
+    b" GET /a.txt HTTP/1.1\r\n",              # an empty method
+    b"G@T /a.txt HTTP/1.1\r\n",               # a method that is no token (RFC 9110 section 5.6.2)
+    b"GET\t/a.txt HTTP/1.1\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00",            # a TLS ClientHello
+])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_a_broken_request_line_is_400_at_once(site, serve, line, face, bytewise):
+    app = Recorder()
+    server = serve(site if face == "static" else app)
+    client = server.open()
+    send_in_pieces(client, line, bytewise)
+    (response,) = client.parsed()  # no clock moved: not the header timeout's 408
+    assert response.status == 400 and response.header("connection") == "close"
+    assert client.closed and app.calls == []
+
+
+@pytest.mark.parametrize("face", ["static", "asgi"])
+def test_a_version_less_line_after_a_good_request_is_400_after_its_answer(site, serve, face):
+    client = serve(site if face == "static" else Recorder()).open()
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\r\nGET /a.txt\r\n")
+    assert [r.status for r in client.parsed()] == [200, 400] and client.closed
+
+
+@pytest.mark.parametrize("method", [b"FOO", b"get", b"GETT", b"X-CUSTOM_1", b"DESCRIBE", b"M" * 40])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_a_method_not_recognised_is_501(site, serve, method, face, bytewise):
+    app = Recorder()
+    client = serve(site if face == "static" else app).open()
+    send_in_pieces(client, method + b" /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", bytewise)
+    (response,) = client.parsed()
+    assert response.status == 501 and response.header("connection") == "close"
+    assert client.closed and app.calls == []
+
+
+@pytest.mark.parametrize("first, rest, status", [
+    (b"FO", b"O@ /a.txt HTTP/1.1\r\n", 400),             # not a token after all
+    (b"FOO /a.txt HTTP/1.1", b"\r\n", 501),
+    (b"FOO /a.txt", b" HTTP/1.1\r\n", 501),
+    (b"FOO /a.txt HTTP/1.1", b"\n", 400),                 # not CR LF: httptools takes no other line end
+    (b"FOO /a.txt HT", b"XP/1.1\r\n", 400),
+    (b"NOT HTTP", b" AT ALL\r\n\r\n", 400),               # a token, but the line is no request line
+])
+def test_an_unknown_method_waits_for_its_line_to_end_before_it_is_judged(site, serve, first, rest, status):
+    client = serve(site).open()
+    client.send(first)
+    assert client.transport.data == b"" and not client.closed
+    client.send(rest)
+    (response,) = client.parsed()
+    assert response.status == status and client.closed
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "POST", "PATCH", "OPTIONS", "PROPFIND", "PURGE"])
+def test_a_known_method_a_static_file_does_not_allow_is_405(site, serve, method):
+    client = serve(site).open()
+    response = client.request(method, "/a.txt")
+    assert response.status == 405 and response.header("allow") == "GET, HEAD"
+    assert not client.closed
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "PATCH"])
+def test_an_app_gets_the_methods_httptools_reads(serve, method):
+    app = Recorder()
+    client = serve(app).open()
+    assert client.request(method, "/a.txt").status == 200 and app.calls == [method]
 
 
 # -- transfer codings ----------------------------------------------------------------------------

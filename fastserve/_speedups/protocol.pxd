@@ -85,7 +85,6 @@ cdef class HttpProtocol:
 
     cdef public int sock_fd
     cdef int host_count
-    cdef int connection        # the Connection option httptools' request carried
     cdef int response_status
     cdef readonly bint tls                  # TLS transport: the socket is never written directly
     cdef public bint writing_paused
@@ -103,6 +102,8 @@ cdef class HttpProtocol:
     cdef unsigned char blank_matched  # how much of CR LF CR LF the bytes fed to httptools last ended with
     cdef unsigned char chunk_state    # where in a chunked body httptools is reading the fed bytes end (CHUNK_*)
     cdef unsigned char head_flags     # what the head httptools reads says beyond its fields (HEAD_*)
+    cdef unsigned char line_state     # how far the request line httptools reads has come (requesthead.LINE_*)
+    cdef unsigned char connection     # the Connection option httptools' request carried (requesthead.CONNECTION_*)
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)

@@ -29,7 +29,7 @@ cdef extern from "<sys/sendfile.h>" nogil:
     Py_ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
 
 from httptools import HttpRequestParser
-from httptools import HttpParserError, HttpParserUpgrade
+from httptools import HttpParserError, HttpParserInvalidMethodError, HttpParserUpgrade
 
 from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.filecache cimport FileCache, OpenFile
@@ -63,8 +63,11 @@ from fastserve._speedups.requesthead cimport (
     FIELD_REFERER,
     FIELD_USER_AGENT,
     FieldSpan,
+    LINE_DONE,
+    LINE_START,
     SimpleHead,
     Span,
+    follow_request_line,
     scan_simple_head,
     span_bytes,
 )
@@ -100,6 +103,7 @@ cdef enum:
     HEAD_CHUNKED_LAST = 8       # the last Transfer-Encoding line ends in chunked
     HEAD_BODY_QUEUED = 16       # its exchange waits behind others: its body is not read meanwhile
     HEAD_UPGRADE = 32           # an Upgrade field
+    HEAD_METHOD_REFUSED = 64    # httptools does not know the method: 501 once the request line ends well
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
@@ -214,6 +218,12 @@ cdef bytes _lowercase(const char* data, Span span):
     for i in range(span.length):
         out[i] = lower_ascii(source[i])
     return name
+
+
+cdef bint _unknown_method(error):
+    """Whether httptools refused a request for its method: one llhttp does not know, or one it
+    knows only for RTSP (``DESCRIBE``, ``PLAY``, ...), which it refuses after the line."""
+    return isinstance(error, HttpParserInvalidMethodError) or str(error).startswith("Invalid method")
 
 
 cdef inline bint _socket_is_next(HttpProtocol conn):
@@ -429,6 +439,8 @@ cdef class HttpProtocol:
                 if self.raw_head_bytes == 0:  # empty lines before a request are not its head
                     while start < size and (chars[start] == 13 or chars[start] == 10):
                         start += 1
+                    if start < size:
+                        self.line_state = LINE_START
                 end = self._blank_line_end(chars, start, size)
                 self.raw_head_bytes += (size if end < 0 else end) - start
                 if self.raw_head_bytes > limit:
@@ -438,6 +450,12 @@ cdef class HttpProtocol:
                     end = size
                 elif end > start:
                     self.raw_head_bytes = 0
+                # A request line httptools would wait on, or one it cannot read, is refused as
+                # soon as its bytes say so (RFC 9112 section 3).
+                if self.line_state != LINE_DONE and follow_request_line(
+                        &self.line_state, <const unsigned char*>chars, start, end):
+                    self._fail(400)
+                    return
             elif self.chunk_state == CHUNK_NONE and self.body_left > 0:
                 end = pos + self.body_left if self.body_left < size - pos else size
                 self.body_left -= end - pos
@@ -463,7 +481,8 @@ cdef class HttpProtocol:
                     view = memoryview(data)
                 piece = view[pos:end]
             try:
-                self.parser.feed_data(piece)
+                if not self.head_flags & HEAD_METHOD_REFUSED:
+                    self.parser.feed_data(piece)
             except HttpParserUpgrade as upgrade:
                 if self.upgrade_request is not None:
                     self._begin_websocket(data[pos + upgrade.args[0]:])
@@ -471,11 +490,18 @@ cdef class HttpProtocol:
                 # Any other upgrade: answer the request as plain HTTP, then close.
                 self.head.keep_alive = False
                 self.closing = True
-            except HttpParserError:
-                if not self.closing:  # after "Connection: close" the parser refuses more data: not an error
+            except HttpParserError as error:
+                if self.in_head and _unknown_method(error):
+                    self.head_flags |= HEAD_METHOD_REFUSED
+                elif not self.closing:  # after "Connection: close" the parser refuses more data: not an error
                     # A framing error in a body an app is reading ends that request too.
                     self._fail_body(400)
                     return
+            if self.head_flags & HEAD_METHOD_REFUSED and self.line_state == LINE_DONE:
+                # RFC 9110 section 9.1: a method token the server does not recognise is 501 (a
+                # method that is no token was refused above, 400), once its line has ended well.
+                self._fail(501)
+                return
             if self.head_flags & HEAD_EXPECTS_CONTINUE and not self.in_head:
                 self.head_flags &= ~HEAD_EXPECTS_CONTINUE
                 if self.in_message and end == size and not self.closing:

@@ -43,6 +43,18 @@ cdef struct SimpleHead:
     Py_ssize_t line_count # header lines read
     int host_count        # Host fields seen (the connection wants exactly one in HTTP/1.1)
 
+# Where the request line httptools is about to read stands (follow_request_line).
+cdef enum:
+    LINE_DONE = 0      # past its CR LF, or no head begun
+    LINE_START = 1     # at the method's first byte
+    LINE_METHOD = 2    # in the method
+    LINE_GAP = 3       # in the SP after the method
+    LINE_TARGET = 4    # in the request-target
+    LINE_VERSION = 5   # in the SP after the target, or LINE_VERSION + 1 + i: i bytes into "HTTP/d.d" CR LF
+
+cdef int follow_request_line(unsigned char* state, const unsigned char* buf, Py_ssize_t pos,
+                             Py_ssize_t end) noexcept nogil
+
 cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                                  Py_ssize_t max_head, Py_ssize_t max_target, Py_ssize_t max_fields,
                                  SimpleHead* head, FieldSpan* lines=*, Py_ssize_t max_lines=*) noexcept nogil

@@ -225,6 +225,54 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             head.connection = option
 
 
+cdef const char* VERSION_SHAPE = b"HTTP/0.0\r\n"   # 0: any digit
+
+
+cdef int follow_request_line(unsigned char* state, const unsigned char* buf, Py_ssize_t pos,
+                             Py_ssize_t end) noexcept nogil:
+    """Follow a request line (RFC 9112 section 3: method SP request-target SP HTTP-version
+    CR LF) through ``buf[pos:end]``, from and into ``*state`` (``LINE_*``); returns 400 when
+    what came cannot begin one, else 0 (``*state`` is ``LINE_DONE`` once it ended well).
+
+    Refused: a method that is empty or holds a byte that is no tchar (RFC 9110 section 9.1);
+    a line that ends (CR or LF) before the target's SP, as an HTTP/0.9 request (``GET /path``)
+    does, which httptools would take as the start of a head and wait on; an HTTP-version not
+    of the shape ``HTTP/d.d`` or not followed by CR LF. Which versions are served, and the
+    target's own bytes, are for httptools and the connection to judge. One pass over the
+    line's bytes, once per request httptools reads.
+    """
+    cdef unsigned char c, expected
+    cdef unsigned char at = state[0]
+    while pos < end and at != LINE_DONE:
+        c = buf[pos]
+        pos += 1
+        if at == LINE_TARGET:
+            if c == b" ":
+                at = LINE_VERSION
+            elif c == b"\r" or c == b"\n":
+                return 400
+        elif at >= LINE_VERSION:
+            if at == LINE_VERSION and c == b" ":
+                continue  # httptools takes more than one SP here
+            expected = VERSION_SHAPE[at - LINE_VERSION]
+            if c != expected and not (expected == b"0" and b"0" <= c <= b"9"):
+                return 400
+            at = LINE_DONE if expected == b"\n" else at + 1
+        elif at == LINE_GAP:
+            if c == b"\r" or c == b"\n":
+                return 400
+            if c != b" ":
+                at = LINE_TARGET
+        elif c == b" " and at == LINE_METHOD:
+            at = LINE_GAP
+        elif is_tchar(c):
+            at = LINE_METHOD
+        else:
+            return 400
+    state[0] = at
+    return 0
+
+
 # unreserved / sub-delims of RFC 3986 (a reg-name's characters besides pct-encoded), as a table
 # indexed by byte value (tests check all 256 values).
 cdef unsigned char HOST_CHAR[256]
