@@ -177,7 +177,7 @@ class HTTPConnection(Mapping[str, Any]):
         """The absolute URL of the route called ``name``, filled with ``path_params``."""
         provider = self.scope.get("router") or self.scope.get("app")
         if provider is None:
-            raise RuntimeError("url_for() needs a router or an application in the scope to look names up in.")
+            raise RuntimeError("The `url_for` method can only be used inside a Starlette application or with a router.")
         url_path = provider.url_path_for(name, **path_params)
         return url_path.make_absolute_url(base_url=self.base_url)
 

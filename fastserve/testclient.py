@@ -151,7 +151,7 @@ class WebSocketTestSession:
         whatever is left of it."""
         if self._accepted:
             if not self._client_closed:
-                await self._to_app_tx.send({"type": "websocket.disconnect", "code": 1000, "reason": ""})
+                await self._to_app_tx.send({"type": "websocket.disconnect", "code": 1000, "reason": None})
             with anyio.move_on_after(1):
                 await anyio.wait_all_tasks_blocked()
         self._cancel_scope.cancel()
@@ -205,7 +205,7 @@ class WebSocketTestSession:
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Tell the app the client closed the connection."""
-        self.send({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
+        self.send({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     def receive(self) -> Message:
         """The next raw ASGI message from the app.
@@ -334,8 +334,8 @@ class _HTTPExchange:
                 self._response_complete.set()
         elif kind == "http.response.debug":
             self.debug_info = message["info"]
-        else:
-            raise AssertionError(f"Unexpected ASGI message {kind!r} on an HTTP connection.")
+        # Other messages (an extension this client does not offer, such as ``http.response.push``)
+        # are ignored, as a server that does not offer the extension would.
 
     async def _receive_chunk(self) -> bytes:
         chunk, last = await self._body_rx.receive()
@@ -596,7 +596,8 @@ def _warn_if_timeout(timeout: Any) -> None:
     """
     if timeout is not httpx.USE_CLIENT_DEFAULT:
         warnings.warn(
-            "TestClient runs the app in-process: a 'timeout' has no effect; leave it out.",
+            "You should not use the 'timeout' argument with the TestClient: the app runs in-process, "
+            "so no timeout applies.",
             StarletteDeprecationWarning,
             stacklevel=3,
         )

@@ -1005,6 +1005,9 @@ def test_request_timeout_is_warned_about_like_starlette():
     client = TestClient(app)
     with pytest.warns(StarletteDeprecationWarning, match="timeout"):
         assert client.get("/", timeout=5).status_code == 204
+    # Starlette's own wording, which its users' tests match on.
+    with pytest.deprecated_call(match="You should not use the 'timeout' argument with the TestClient."):
+        client.get("/", timeout=5)
     with pytest.deprecated_call():
         client.request("GET", "/", timeout=1.0)
     import warnings
@@ -1015,3 +1018,29 @@ def test_request_timeout_is_warned_about_like_starlette():
     with pytest.warns(StarletteDeprecationWarning, match="timeout"):
         constructed = TestClient(app, timeout=5)  # accepted, warned about, and without effect
     assert constructed.get("/").status_code == 204
+
+
+def test_a_message_of_an_extension_the_client_does_not_offer_is_ignored():
+    # As with Starlette's client: an app that sends a push promise (or any message of an
+    # extension it was not offered) still gets its response through.
+    async def app(scope, receive, send):
+        await send({"type": "http.response.push", "path": "/style.css", "headers": []})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    assert TestClient(app).get("/").text == "ok"
+
+
+def test_closing_a_websocket_session_without_a_reason_sends_none():
+    # The app's ``websocket.disconnect`` carries the reason as given (None), as Starlette's
+    # client sends it, so ``WebSocketDisconnect`` reads ``(1000, None)`` both ways.
+    seen = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen.append(await receive())
+
+    with TestClient(app).websocket_connect("/"):
+        pass
+    assert seen == [{"type": "websocket.disconnect", "code": 1000, "reason": None}]
