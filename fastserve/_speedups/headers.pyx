@@ -593,9 +593,6 @@ cpdef bytes current_http_date(double clock=-1.0):
 # Content-Type
 # --------------------------------------------------------------------------------------------
 
-_CHARSET_TYPES = frozenset(
-    {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
-)
 cdef dict _content_types = {}
 # Keys come from file names; clearing on overflow keeps a hostile tree from growing the cache.
 cdef Py_ssize_t _CONTENT_TYPE_CACHE_LIMIT = 1024
@@ -615,7 +612,8 @@ cdef Py_ssize_t _suffix_start(str path, Py_ssize_t start, Py_ssize_t end):
 cpdef str content_type_for(str path):
     """Content-Type value for a file path, by extension; ``application/octet-stream`` when unknown.
 
-    Textual types get ``; charset=utf-8``. Results are cached per suffix (two suffixes when the
+    ``text/*`` types get ``; charset=utf-8`` (others, ``application/json`` included, none: as
+    Starlette's ``FileResponse`` and nginx send them; RFC 8259 section 11 defines no charset for JSON). Results are cached per suffix (two suffixes when the
     last one is a compression suffix such as ``.gz``, since ``x.tar.gz`` and ``x.js.gz`` differ).
     """
     cdef Py_ssize_t base = path.rfind("/") + 1
@@ -634,7 +632,7 @@ cpdef str content_type_for(str path):
         return content_type
     # guess from a synthetic name so that nothing but the suffix (say, a "data:" prefix) counts
     content_type = mimetypes.guess_type("f" + key)[0] or "application/octet-stream"
-    if content_type.startswith("text/") or content_type in _CHARSET_TYPES:
+    if content_type.startswith("text/"):
         content_type += "; charset=utf-8"
     if len(_content_types) >= _CONTENT_TYPE_CACHE_LIMIT:
         _content_types.clear()
