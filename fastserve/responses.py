@@ -441,11 +441,12 @@ class FileResponse(Response):
             stat_result = await self._stat()
             self.set_stat_headers(stat_result)
 
-        # Whatever the method, the file is the answer; only a GET for a 200 honours Range
-        # (RFC 9110 section 14.2), as the static file server does. Preconditions are not
-        # evaluated here (as in Starlette): StaticFiles does that before choosing this response.
+        # Whatever the method, the file is the answer; a GET or HEAD for a 200 honours Range
+        # (a HEAD gets a GET's fields, RFC 9110 section 9.3.2), as the static file server and
+        # Starlette answer. Preconditions are not evaluated here (as in Starlette): StaticFiles
+        # does that before choosing this response.
         request = RequestHead(b"HEAD" if header_only else b"GET")
-        if self.status_code == 200 and method == "GET" and not header_only:
+        if self.status_code == 200 and method in ("GET", "HEAD"):
             for name, value in scope.get("headers", ()):
                 name = name.lower()
                 if name == b"range" or name == b"if-range":

@@ -73,6 +73,8 @@ REQUESTS = [
     ("HEAD", "/static/data.json", {}),
     ("GET", "/static/a.txt", {"range": "bytes=0-4"}),
     ("GET", "/static/a.txt", {"range": "bytes=-3"}),
+    ("HEAD", "/static/a.txt", {"range": "bytes=0-4"}),
+    ("HEAD", "/file/a.txt", {"range": "bytes=2-"}),
     ("GET", "/file/data.json", {}),
     ("GET", "/file/data.json?as=data.json", {}),
     ("GET", "/file/logo.svg", {}),

@@ -543,10 +543,12 @@ async def test_file_head_from_the_scope_sends_headers_only(data_file: Path) -> N
     assert sent.messages[1:] == [{"type": "http.response.body", "body": b"", "more_body": False}]
 
 
-async def test_file_head_with_range_gets_full_headers(data_file: Path) -> None:
-    # Range applies to GET only; HEAD describes the whole representation.
+async def test_file_head_with_range_gets_the_fields_a_get_would(data_file: Path) -> None:
+    # RFC 9110 section 9.3.2, as Starlette's FileResponse answers it: 206, no body.
     sent = await call(FileResponse(data_file), scope=range_scope("bytes=0-9", method="HEAD"))
-    assert sent.status == 200
+    assert sent.status == 206
+    assert sent.headers["content-length"] == "10"
+    assert sent.headers["content-range"] == f"bytes 0-9/{len(PAYLOAD)}"
     assert sent.body == b""
 
 
@@ -597,7 +599,8 @@ async def test_file_overlapping_ranges_are_merged(data_file: Path) -> None:
 
 async def test_file_multiple_ranges_head(data_file: Path) -> None:
     sent = await call(FileResponse(data_file), scope=range_scope("bytes=0-1,4-5", method="HEAD"))
-    assert sent.status == 200
+    assert sent.status == 206
+    assert sent.headers["content-type"].startswith("multipart/byteranges; boundary=")
     assert sent.body == b""
 
 

@@ -284,12 +284,20 @@ def test_if_range_with_old_etag_sends_the_whole_file(client, docroot: DocRoot, n
     assert response.body == getattr(docroot, attr)
 
 
-def test_range_is_ignored_for_head(client, docroot: DocRoot) -> None:
+def test_a_head_with_range_gets_the_fields_a_get_would_and_no_body(client, docroot: DocRoot) -> None:
+    # RFC 9110 section 9.3.2; nginx and Starlette answer a ranged HEAD with 206 too.
     head = client.request("HEAD", "/small.txt", [("Range", "bytes=0-4")])
-    after = client.request("GET", "/small.txt")
-    assert head.status == 200
-    assert head.header("content-length") == str(len(docroot.small))
+    after = client.request("GET", "/small.txt")  # no body bytes were sent for the HEAD
+    assert head.status == 206
+    assert head.header("content-length") == "5"
+    assert head.header("content-range") == f"bytes 0-4/{len(docroot.small)}"
+    assert head.body == b""
     assert after.body == docroot.small
+    several = client.request("HEAD", "/small.txt", [("Range", "bytes=0-1,4-5")])
+    assert several.status == 206
+    assert several.header("content-type").startswith("multipart/byteranges; boundary=")
+    assert several.body == b""
+    assert client.request("GET", "/small.txt").body == docroot.small
 
 
 # -- directories, 404, methods, names ---------------------------------------------------------

@@ -117,7 +117,7 @@ cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=
     """The answer to ``request`` (its method and ``STATIC_FIELDS``) on ``entry`` (a ``FileCache.lookup`` result).
 
     405 for a method other than GET/HEAD; for a file 412/304 (RFC 9110 section 13.2.2), then
-    206/416 for a Range on a GET (section 14, at most ``max_ranges`` ranges), else 200; for
+    206/416 for a Range on a GET or HEAD (section 14, at most ``max_ranges`` ranges), else 200; for
     the other entries their own status (404, 401; 307 with no fields: the caller knows the
     target to redirect to).
     """
@@ -183,7 +183,7 @@ cdef CacheEntry _choose(CacheEntry entry, RequestHead request, int* kind):
             kind[0] = ANSWER_NOT_MODIFIED
         elif status == 412:
             kind[0] = ANSWER_PRECONDITION_FAILED
-        elif request.range_value is not None and request.is_get and entry.coding is None:
+        elif request.range_value is not None and entry.coding is None:  # GET or HEAD (RFC 9110 section 9.3.2)
             kind[0] = ANSWER_RANGE
         else:
             kind[0] = ANSWER_WHOLE
@@ -211,7 +211,7 @@ cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead reques
             fields = PRECONDITION_FAILED_VARY_FIELDS
         _set(out, 412, fields, NOTHING if request.is_head else PRECONDITION_FAILED)
     elif kind == ANSWER_RANGE:
-        _range(out, entry, request.range_value, request.if_range, max_ranges)
+        _range(out, entry, request.range_value, request.if_range, max_ranges, request.is_head)
     elif kind == ANSWER_REDIRECT:
         _set(out, 307, [], NOTHING)
     elif kind == ANSWER_NOT_ACCEPTABLE:
@@ -249,13 +249,15 @@ cdef list _with_fields(list fields, bytes content_type, long long length, bytes 
     return out
 
 
-cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if_range, int max_ranges):
+cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if_range, int max_ranges, bint head):
+    """206 or 416 for ``range_value`` (200 when it is ignored); a HEAD gets the fields a GET
+    would, without the body (RFC 9110 section 9.3.2), as nginx and Starlette answer it."""
     cdef int status
     cdef list segments
     cdef long long first, last
     status, ranges = evaluate_range(GET, range_value, if_range, entry.etag, entry.mtime, entry.size, max_ranges)
     if status == 200:
-        _whole(out, entry, False)
+        _whole(out, entry, head)
         return
     if status == 416:
         _set(out, 416, [
@@ -265,7 +267,9 @@ cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if
     if len(ranges) == 1:
         first, last = ranges[0]
         fields = _with_fields(entry.fields, None, last - first + 1, b"bytes %d-%d/%d" % (first, last, entry.size))
-        if entry.body is not None:
+        if head:
+            _set(out, 206, fields, NOTHING)
+        elif entry.body is not None:
             _set(out, 206, fields, entry.body[first:last + 1])
         else:
             _set_slices(out, 206, fields, [(first, last - first + 1)])
@@ -273,6 +277,9 @@ cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if
     boundary = os.urandom(12).hex().encode()
     heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
     fields = _with_fields(entry.fields, b"multipart/byteranges; boundary=" + boundary, length, None)
+    if head:
+        _set(out, 206, fields, NOTHING)
+        return
     segments = []
     for i in range(len(ranges)):
         first, last = ranges[i]
