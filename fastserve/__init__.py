@@ -47,7 +47,8 @@ def run(app: Any, **options: Any) -> int:
     ``graceful_timeout``, the limits, ... — the same names as the command-line flags; the
     names ``uvicorn.run`` takes for the same settings (``timeout_keep_alive``,
     ``timeout_graceful_shutdown``, ``limit_concurrency``) work too.
-    ``reload=True`` (with ``reload_dirs``, as ``uvicorn.run`` takes them) restarts the server
+    ``reload=True`` (with ``reload_dirs``, ``reload_includes``, ``reload_excludes`` and
+    ``reload_delay``, as ``uvicorn.run`` takes them) restarts the server
     when a source file changes, as ``--reload`` does: ``app`` must then be an import string or a
     directory, and the call returns when the reloader stops.
     Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
@@ -61,7 +62,10 @@ def run(app: Any, **options: Any) -> int:
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
         from fastserve.cli import command_line, main
 
-        options.setdefault("reload_dir", options.pop("reload_dirs", None) or [])
+        for plural in ("reload_dirs", "reload_includes", "reload_excludes"):  # uvicorn.run's names
+            values = options.pop(plural, None)
+            if values:
+                options[plural[:-1]] = [values] if isinstance(values, str) else values
         return main(command_line(app, options) + ["--reload"])
     config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()

@@ -24,7 +24,8 @@ ENV_PREFIX = "FASTSERVE_"
 TRUE_WORDS = ("1", "true", "yes", "on")  # booleans in variables, and for uvicorn's BOOL flags
 FALSE_WORDS = ("0", "false", "no", "off")
 # Repeatable flags take several values from one variable, split on this separator.
-ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "cache_rules": "\n"}
+ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "reload_include": os.pathsep,
+                  "reload_exclude": os.pathsep, "cache_rules": "\n"}  # others: ","
 
 # uvicorn's flags for the same settings, accepted as they are typed in uvicorn's command lines.
 UVICORN_SPELLINGS = {ours: ("--" + theirs.replace("_", "-"),) for theirs, ours in UVICORN_NAMES.items()}
@@ -174,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="development: restart when a .py file below --reload-dir changes")
     process.add_argument("--reload-dir", action="append", default=None,
                          help="directory to watch with --reload (repeatable; default: the current directory)")
+    process.add_argument("--reload-include", action="append", default=None, metavar="GLOB",
+                         help="with --reload, also files whose name matches GLOB (repeatable; *.py always, "
+                              "unless excluded)")
+    process.add_argument("--reload-exclude", action="append", default=None, metavar="GLOB",
+                         help="with --reload, not files (or directories) whose name matches GLOB (repeatable; "
+                              "always .*, *.py[cod], .sw.*, ~*, unless included)")
+    process.add_argument("--reload-delay", type=float, default=0.25, metavar="S",
+                         help="with --reload, the longest wait before the reloader looks at its server again "
+                              "(default: %(default)s)")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log-level", default=None, choices=LEVELS,
                       help="level of fastserve's loggers (default: info)")
@@ -420,18 +430,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         from pathlib import Path
 
         from fastserve.server.listen import ListenError, open_listener, remove_socket_file
-        from fastserve.server.reload import Reloader
+        from fastserve.server.reload import Reloader, ReloadUnavailable, WatchedFiles, require_watchfiles
         from fastserve.server.serve import PidFileError
 
         directories = [Path(d) for d in (args.reload_dir or ["."])]
+        try:
+            require_watchfiles()
+        except ReloadUnavailable as exc:
+            print(f"fastserve: {exc}", file=sys.stderr)
+            return 1
         try:
             listener = open_listener(config)  # held across restarts: no request is refused meanwhile
         except ListenError as exc:
             print(f"fastserve: {exc}", file=sys.stderr)
             return 1
+        watched = WatchedFiles(directories, args.reload_include or [], args.reload_exclude or [])
         try:
-            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, listener=listener,
-                            pid_path=config.pid_file).run()
+            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, args.reload_delay,
+                            listener=listener, pid_path=config.pid_file, watched=watched).run()
         except PidFileError as exc:
             print(f"fastserve: {exc}", file=sys.stderr)
             return 1

@@ -212,7 +212,7 @@ def _sample(action: argparse.Action) -> tuple:
         return "false", False
     if action.dest == "headers":
         return "X-One: 1\nX-Two: a, b", [("X-One", "1"), ("X-Two", "a, b")]
-    if action.dest == "reload_dir":
+    if action.dest in ("reload_dir", "reload_include", "reload_exclude"):
         return f"a{os.pathsep}b", ["a", "b"]
     if action.dest == "cache_rules":
         return "*.js=public, max-age=1\n/api/*=no-store", [("*.js", "public, max-age=1"), ("/api/*", "no-store")]

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 
 import httpx2
 
-from fastserve.server.reload import child_argv, snapshot
+from pathlib import Path
+
+from fastserve.server.reload import WatchedFiles, child_argv
 
 APP = '''
 async def app(scope, receive, send):
@@ -38,16 +40,27 @@ def _get(port, deadline_s=15.0):
 
 
 def test_child_argv_drops_reload_options():
-    argv = ["app:app", "--reload", "--reload-dir", "src", "--port", "9000", "--reload-interval=1"]
+    argv = ["app:app", "--reload", "--reload-dir", "src", "--port", "9000", "--reload-delay=1",
+            "--reload-include", "*.html", "--reload-exclude=tmp_*"]
     assert child_argv(argv)[-3:] == ["app:app", "--port", "9000"]
 
 
-def test_snapshot_sees_python_files_only(tmp_path):
-    (tmp_path / "a.py").write_text("x = 1")
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "b.py").write_text("")
-    assert list(snapshot([tmp_path])) == [str(tmp_path / "a.py")]
+def test_watched_files_follow_uvicorns_include_and_exclude_rules():
+    root = Path("/srv/.deploy/app")  # a hidden or build directory above the watched one does not matter
+    default = WatchedFiles([root])
+    assert default(None, str(root / "main.py")) and default(None, str(root / "pkg" / "mod.py"))
+    for ignored in ("notes.txt", "main.pyc", "__pycache__/mod.py", ".git/hooks.py", ".venv/x.py", "a/.hidden.py",
+                    "~main.py", ".sw.py", "node_modules/x.py"):
+        assert not default(None, str(root / ignored)), ignored
+    assert not default(None, "/elsewhere/main.py")
+    custom = WatchedFiles([root], include=["*.html", ".env"], exclude=["scratch_*.py", "data"])
+    assert custom(None, str(root / "templates" / "index.html"))
+    assert custom(None, str(root / ".env"))  # included by name: no longer excluded as hidden
+    assert not custom(None, str(root / "scratch_1.py"))
+    assert not custom(None, str(root / "data" / "loader.py"))
+    assert custom(None, str(root / "main.py"))
+    no_python = WatchedFiles([root], include=["*.toml"], exclude=["*.py"])  # a default given as an exclude goes
+    assert no_python(None, str(root / "settings.toml")) and not no_python(None, str(root / "main.py"))
 
 
 def test_child_argv_serves_the_reloaders_socket():
@@ -166,6 +179,41 @@ def test_a_killed_reloader_takes_its_server_with_it(tmp_path):
         assert _refused(port)
 
 
+CONFIGURED_APP = '''
+from pathlib import Path
+
+MESSAGE = Path(__file__).with_name("message.txt").read_bytes()
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": MESSAGE})
+'''
+
+
+def test_reload_include_and_exclude_choose_the_files_that_restart(tmp_path):
+    """uvicorn's --reload-include/--reload-exclude: a change to an included data file restarts the
+    server; one to an excluded module does not (it is named first, so it would be the one logged)."""
+    (tmp_path / "message.txt").write_text("first")
+    with _reloader(tmp_path, "unused", "--reload-include", "*.txt", "--reload-exclude", "a_scratch*.py",
+                   "--reload-delay", "0.1") as (proc, port):
+        (tmp_path / "reload_app.py").write_text(CONFIGURED_APP)
+        assert _get(port) in ("unused", "first")  # the first child may start before the app is rewritten
+        deadline = time.monotonic() + 15
+        while _get(port) != "first":
+            assert time.monotonic() < deadline
+        (tmp_path / "a_scratch.py").write_text("x = 1")
+        (tmp_path / "message.txt").write_text("second")
+        while _get(port) != "second":
+            assert time.monotonic() < deadline, "a change to an included file did not restart the server"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        log = proc.stdout.read()
+        assert b"message.txt changed, restarting" in log and b"a_scratch" not in log, log
+
+
 def test_a_server_that_fails_starts_again_when_the_file_is_fixed(tmp_path):
     with _reloader(tmp_path, "first") as (proc, port):
         assert _get(port) == "first"
@@ -186,3 +234,11 @@ def test_a_server_that_fails_starts_again_when_the_file_is_fixed(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert b"it starts again when a watched file changes" in proc.stdout.read()
+
+
+def test_reload_without_watchfiles_says_what_to_install(monkeypatch, capsys):
+    from fastserve.cli import main
+
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # as if it were not installed
+    assert main(["app:app", "--port", "0", "--reload"]) == 1
+    assert capsys.readouterr().err == "fastserve: --reload needs watchfiles: pip install 'fastserve[reload]'\n"

@@ -47,6 +47,10 @@ def test_reload_true_runs_the_reloader_with_the_same_settings_as_flags(monkeypat
         " --reload-dir src --reload-dir lib"
     )
     assert fastserve.cli.config_from_args(argv[:-1]).keepalive_timeout == 7
+    seen.clear()
+    fastserve.run("main:app", reload=True, reload_includes=["*.html"], reload_excludes="tmp_*", reload_delay=0.5)
+    assert " ".join(seen[0]) == (
+        "main:app --reload-delay 0.5 --reload-include *.html --reload-exclude tmp_* --reload")
     with pytest.raises(TypeError, match="import string"):
         fastserve.run(object(), reload=True)
     with pytest.raises(TypeError, match="no_such_option"):

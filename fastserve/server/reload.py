@@ -1,7 +1,13 @@
 """``--reload``: run the server in a child process and restart it when source files change.
 
-For development only. Files are found by polling their modification times (no extra
-dependency): every ``*.py`` below the watched directories, plus any other patterns given.
+For development only. Changes are reported by ``watchfiles`` (``pip install 'fastserve[reload]'``;
+the kernel's file events, polling where there are none): a file below the watched directories
+whose name matches an include pattern (``*.py``, plus ``--reload-include``) and neither it nor a
+directory above it matches an exclude pattern (``.*``, ``*.py[cod]``, ``.sw.*``, ``~*``, plus
+``--reload-exclude``), as uvicorn's flags say; an include pattern given again as an exclude one
+is dropped from the defaults. ``--reload-delay`` is the longest the reloader waits before it
+looks again at its child (a change is acted on at once).
+
 The reloader opens the listening socket itself and hands it to each child (``--fd``), so the
 port stays open across a restart: a request sent meanwhile waits in the queue for the new child
 instead of being refused.
@@ -21,36 +27,69 @@ import socket
 import subprocess
 import sys
 import threading
+from fnmatch import fnmatch
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from fastserve.server.serve import pid_file
 
 logger = logging.getLogger("fastserve")
 
-SKIPPED_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", "build", ".pytest_cache"}
+DEFAULT_INCLUDE = ("*.py",)
+DEFAULT_EXCLUDE = (".*", "*.py[cod]", ".sw.*", "~*")
+SKIPPED_DIRS = {"__pycache__", "venv", "node_modules", "build"}  # besides hidden ones (``.*``)
 
 
-def snapshot(directories: Iterable[Path], patterns: Iterable[str] = ("*.py",)) -> Dict[str, int]:
-    """Path -> mtime_ns of every watched file."""
-    seen: Dict[str, int] = {}
-    for directory in directories:
-        for root, dirs, files in os.walk(directory):
-            dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
-            for pattern in patterns:
-                for path in Path(root).glob(pattern):
-                    try:
-                        seen[str(path)] = path.stat().st_mtime_ns
-                    except OSError:
-                        pass
-    return seen
+class ReloadUnavailable(Exception):
+    """``--reload`` without watchfiles installed; the message says what to install."""
+
+
+def require_watchfiles() -> None:
+    """``ReloadUnavailable`` when ``watchfiles`` is not installed."""
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        raise ReloadUnavailable("--reload needs watchfiles: pip install 'fastserve[reload]'") from None
+
+
+class WatchedFiles:
+    """Which changed paths below the watched ``directories`` restart the server:
+    ``(change, path) -> bool``, as ``watchfiles`` calls a filter. ``include`` and ``exclude``
+    are globs (``fnmatch``) matched against the names of the file and of the directories
+    between it and the watched directory (not those above it); a file named outright by an
+    include pattern (``.env``) is watched whatever the exclude patterns say."""
+
+    def __init__(self, directories: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
+        self.directories = [Path(d).resolve() for d in directories]
+        self.include = [*(p for p in DEFAULT_INCLUDE if p not in exclude), *include]
+        self.exclude = [*(p for p in DEFAULT_EXCLUDE if p not in include), *exclude]
+
+    def __call__(self, change: Any, path: str) -> bool:
+        parts = self._below_watched(Path(path))
+        if not parts or any(part in SKIPPED_DIRS or self._excluded(part) for part in parts[:-1]):
+            return False
+        name = parts[-1]
+        if name in self.include:  # named outright (".env"): wins over the exclude patterns
+            return True
+        return any(fnmatch(name, pattern) for pattern in self.include) and not self._excluded(name)
+
+    def _below_watched(self, path: Path) -> Sequence[str]:
+        for directory in self.directories:
+            try:
+                return path.relative_to(directory).parts
+            except ValueError:
+                continue
+        return ()
+
+    def _excluded(self, name: str) -> bool:
+        return any(fnmatch(name, pattern) for pattern in self.exclude)
 
 
 def child_argv(argv: List[str], fd: Optional[int] = None) -> List[str]:
     """The command line of the server child: the same, without ``--reload`` options; given the
     descriptor ``fd`` of the reloader's listening socket, ``--fd fd`` replaces ``--uds``/``--fd``.
     ``--pid-file`` is the reloader's own."""
-    dropped = ["--reload-dir", "--reload-interval", "--pid-file"] + (["--uds", "--fd"] if fd is not None else [])
+    dropped = ["--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay", "--pid-file"] + (["--uds", "--fd"] if fd is not None else [])
     out: List[str] = []
     skip_value = False
     for arg in argv:
@@ -86,12 +125,14 @@ def _stop_with_parent() -> None:
 class Reloader:
     """Keeps one server child running; replaces it when a watched file changes."""
 
-    def __init__(self, argv: List[str], directories: List[Path], interval: float = 0.5,
-                 listener: Optional[socket.socket] = None, pid_path: Optional[str] = None) -> None:
+    def __init__(self, argv: List[str], directories: List[Path], delay: float = 0.25,
+                 listener: Optional[socket.socket] = None, pid_path: Optional[str] = None,
+                 watched: Optional[WatchedFiles] = None) -> None:
         self.listener = listener  # handed to every child; None: each child opens its own
         self.command = child_argv(argv, None if listener is None else listener.fileno())
         self.directories = directories
-        self.interval = interval
+        self.delay = delay
+        self.watched = watched or WatchedFiles(directories)
         self.pid_path = pid_path
         self.child: Optional[subprocess.Popen] = None
         self.failed: Optional[int] = None  # the exit code of a child that failed on its own
@@ -106,20 +147,21 @@ class Reloader:
             return self._watch()
 
     def _watch(self) -> int:
-        files = snapshot(self.directories)
+        import watchfiles
+
         self._start()
-        while not self.stopping:
-            self.stop_requested.wait(self.interval)
+        changes_seen = watchfiles.watch(
+            *self.watched.directories, watch_filter=self.watched, stop_event=self.stop_requested,
+            rust_timeout=max(1, int(self.delay * 1000)), yield_on_timeout=True, raise_interrupt=False,
+        )
+        for changes in changes_seen:
             if self.stopping:
                 break
             ended = self._ended_on_its_own()
             if ended is not None:
                 return ended
-            current = snapshot(self.directories)
-            if current != files:
-                changed = sorted(set(current.items()) ^ set(files.items()))
-                logger.info("fastserve: %s changed, restarting", changed[0][0] if changed else "a file")
-                files = current
+            if changes:
+                logger.info("fastserve: %s changed, restarting", min(path for _, path in changes))
                 self._end()
                 self._start()
         return self._end()
