@@ -89,7 +89,9 @@ def child_argv(argv: List[str], fd: Optional[int] = None) -> List[str]:
     """The command line of the server child: the same, without ``--reload`` options; given the
     descriptor ``fd`` of the reloader's listening socket, ``--fd fd`` replaces ``--uds``/``--fd``.
     ``--pid-file`` is the reloader's own."""
-    dropped = ["--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay", "--pid-file"] + (["--uds", "--fd"] if fd is not None else [])
+    dropped = ["--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay", "--pid-file"]
+    if fd is not None:
+        dropped += ["--uds", "--fd"]
     out: List[str] = []
     skip_value = False
     for arg in argv:
@@ -130,7 +132,6 @@ class Reloader:
                  watched: Optional[WatchedFiles] = None) -> None:
         self.listener = listener  # handed to every child; None: each child opens its own
         self.command = child_argv(argv, None if listener is None else listener.fileno())
-        self.directories = directories
         self.delay = delay
         self.watched = watched or WatchedFiles(directories)
         self.pid_path = pid_path
