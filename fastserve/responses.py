@@ -356,6 +356,79 @@ async def send_slices(
             await send({"type": "http.response.body", "body": chunk, "more_body": count > 0 or index < last})
 
 
+def starlette_range(value: str, size: int, max_ranges: int) -> tuple[int, str | None]:
+    """How Starlette's ``FileResponse`` answers the ``Range`` header ``value`` for a file of
+    ``size`` bytes, as ``(status, detail)``: ``(200, None)`` the whole file (more than
+    ``max_ranges`` ranges); ``(206, ranges)`` with ``ranges`` a ``Range`` value naming the
+    byte ranges to send, sorted and with overlapping or adjacent ones merged, which
+    ``staticanswer.decide`` reads as it stands; ``(416, None)`` when a range starts past the
+    end; ``(400, text)`` with Starlette's text when the header is refused: no ``=``, a unit
+    other than ``bytes``, no usable range (an empty, dash-only or non-numeric one is passed
+    over), or a range that ends before it starts. RFC 9110 section 14.2 lets a server ignore
+    such a header; the library answers as Starlette does.
+    """
+    unit, equals, ranges = value.partition("=")
+    if not equals:
+        return 400, "Malformed range header."
+    if unit.strip().lower() != "bytes":
+        return 400, "Only support bytes range"
+    if ranges.count(",") + 1 > max_ranges:
+        return 200, None
+    spans = []
+    for part in ranges.split(","):
+        first, dash, last = part.strip().partition("-")
+        first, last = first.strip(), last.strip()
+        if not dash:
+            continue
+        try:
+            start = int(first) if first else max(size - int(last), 0)
+            end = int(last) + 1 if first and last and int(last) < size else size
+        except ValueError:
+            continue
+        spans.append((start, end))  # end exclusive
+    if not spans:
+        return 400, "Range header: range must be requested"
+    if any(not 0 <= start < size for start, _ in spans):
+        return 416, None
+    if any(start >= end for start, end in spans):
+        return 400, "Range header: start must be less than end"
+    if len(spans) > 1:
+        spans.sort()
+        merged = [spans[0]]
+        for start, end in spans[1:]:
+            if start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        spans = merged
+    return 206, "bytes=" + ",".join(f"{start}-{end - 1}" for start, end in spans)
+
+
+def starlette_range_answer(request: RequestHead, size: int, etag: str | None, last_modified: str | None) -> Response | None:
+    """Prepare ``request`` (a GET or HEAD for a file of ``size`` bytes sent with these
+    validators) for ``staticanswer.decide`` to answer its ``Range`` as Starlette does: the
+    ``Range`` is replaced by ``starlette_range``'s ranges, or dropped for the whole file
+    (also when ``If-Range`` is not exactly the strong ``etag`` or the ``last_modified``
+    date), and ``If-Range`` is dropped. Returns the answer instead, when it is Starlette's
+    ``400`` (its text) or ``416`` (``Content-Range: bytes */size``, no validators)."""
+    if request.range_value is None:
+        return None
+    if_range = request.if_range
+    request.if_range = None
+    if if_range is not None:
+        value = if_range.decode("latin-1")
+        if value.startswith("W/") or value not in (etag, last_modified):
+            request.range_value = None
+            return None
+    status, detail = starlette_range(request.range_value.decode("latin-1"), size, FileResponse.max_ranges)
+    request.range_value = None if detail is None or status != 206 else detail.encode("latin-1")
+    if status == 400:
+        return PlainTextResponse(detail, status_code=400)
+    if status == 416:
+        return PlainTextResponse(status_code=416, headers={"content-range": f"bytes */{size}"})
+    return None
+
+
 def _content_disposition(disposition_type: str, filename: str) -> str:
     escaped = quote(filename)
     if escaped == filename:
@@ -374,6 +447,7 @@ class FileResponse(Response):
     """
 
     chunk_size = 64 * 1024
+    max_ranges = 100  # more ranges than this in one Range header: the whole file
 
     def __init__(
         self,
@@ -427,7 +501,7 @@ class FileResponse(Response):
     def _answer(self, stat_result: os.stat_result, request: RequestHead) -> StaticAnswer:
         """``staticanswer.decide``'s answer to ``request`` for this file, sent with these headers."""
         entry = described_file(os.fsdecode(self.path), stat_result, self.raw_headers, self.status_code)
-        return decide(entry, request)
+        return decide(entry, request, self.max_ranges)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_http = scope["type"] == "http"
@@ -451,6 +525,12 @@ class FileResponse(Response):
                 name = name.lower()
                 if name == b"range" or name == b"if-range":
                     request.set(name, value)
+            refusal = starlette_range_answer(
+                request, stat_result.st_size, self.headers.get("etag"), self.headers.get("last-modified")
+            )
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         answer = self._answer(stat_result, request)
 
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.fields})

@@ -20,6 +20,7 @@ import anyio
 
 from fastserve._speedups.conditional import evaluate_preconditions
 from fastserve._speedups.filecache import (
+    KIND_FILE,
     KIND_FORBIDDEN,
     KIND_LISTING,
     KIND_MISSING,
@@ -36,7 +37,14 @@ from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCa
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
 from fastserve.listing import MAX_ENTRIES, DirectoryListing, gzip_encoded, listed_directories
-from fastserve.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, send_slices
+from fastserve.responses import (
+    FileResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    send_slices,
+    starlette_range_answer,
+)
 from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -61,9 +69,11 @@ class _StaticAnswerResponse(Response):
 
     chunk_size = 256 * 1024
 
-    def __init__(self, answer: StaticAnswer, entry: Any = None, request: Optional[RequestHead] = None):
+    def __init__(
+        self, answer: StaticAnswer, entry: Any = None, request: Optional[RequestHead] = None, max_ranges: int = 16
+    ):
         self.answer = answer
-        self._decide_again = (entry, request)  # when the answer waits for an encoding
+        self._decide_again = (entry, request, max_ranges)  # when the answer waits for an encoding
         self.status_code = answer.status
         self.background = None
         self.body = answer.body or b""
@@ -73,9 +83,9 @@ class _StaticAnswerResponse(Response):
         answer = self.answer
         while answer.waiting is not None:  # the client accepts only an encoding being made
             await answer.waiting
-            entry, request = self._decide_again
+            entry, request, max_ranges = self._decide_again
             assert request is not None
-            answer = self.answer = decide(entry, request)
+            answer = self.answer = decide(entry, request, max_ranges)
             self.status_code = answer.status
             self.body = answer.body or b""
             self.raw_headers = list(answer.fields)
@@ -148,6 +158,7 @@ class StaticFiles:
         templates: Optional[PathLike] = None,
         listing_max_entries: int = MAX_ENTRIES,
         file_slash: bool = True,
+        range_answers: str = "starlette",
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -185,6 +196,12 @@ class StaticFiles:
         ``file_slash``: a file asked for with a trailing slash (``/a.txt/``) is served, as
         Starlette does; ``False`` answers it 404, as nginx and the fastserve server do (with
         fastserve's own lookup).
+        ``range_answers``: ``"starlette"`` (the default) answers a ``Range`` as Starlette's
+        ``StaticFiles`` does (``responses.starlette_range``: a malformed header is ``400`` with
+        Starlette's text, ranges are sorted and merged, up to ``FileResponse.max_ranges`` of
+        them, and ``416`` carries no validators); ``"static"`` as the fastserve server's static
+        path does (RFC 9110 section 14.2: a header that cannot be used is ignored, at most 16
+        ranges, ``416`` with the file's validators). ``ValueError`` for another value.
         """
         self.directory = directory
         self.packages = packages
@@ -207,6 +224,9 @@ class StaticFiles:
         self.templates = templates
         self.listing_max_entries = listing_max_entries
         self.file_slash = file_slash
+        if range_answers not in ("starlette", "static"):
+            raise ValueError(f"range_answers must be 'starlette' or 'static', not {range_answers!r}")
+        self.range_answers = range_answers
         self._listing_renderer: Optional[DirectoryListing] = None
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
@@ -384,7 +404,14 @@ class StaticFiles:
                 raise HTTPException(status_code=503, headers={"Retry-After": "1"})
             raise HTTPException(status_code=404)
         request = _request_head(scope)
-        return _StaticAnswerResponse(decide(entry, request), entry, request)
+        if self.range_answers == "static" or entry.kind != KIND_FILE or request.range_value is None:
+            return _StaticAnswerResponse(decide(entry, request), entry, request)
+        validators = [None if value is None else value.decode("latin-1") for value in (entry.etag, entry.last_modified)]
+        refusal = starlette_range_answer(request, entry.size, *validators)
+        answer = decide(entry, request, FileResponse.max_ranges)
+        if refusal is not None and answer.status not in (304, 412):  # preconditions come first
+            return refusal
+        return _StaticAnswerResponse(answer, entry, request, FileResponse.max_ranges)
 
     async def listing_response(self, directories: List[Tuple[str, str]], parts: Tuple[str, ...], scope: Scope) -> Response:
         """The listing of the URL directory ``parts`` (held in ``directories``, ``(directory,

@@ -80,6 +80,22 @@ REQUESTS = [
     ("GET", "/file/logo.svg", {}),
     ("HEAD", "/file/a.txt", {}),
     ("GET", "/file/a.txt", {"range": "bytes=5-9"}),
+    # Range headers Starlette refuses with 400 and its own text
+    *[
+        (method, path, {"range": value})
+        for method in ("GET", "HEAD")
+        for path in ("/static/a.txt", "/file/a.txt")
+        for value in ("bytes: 0-1000", "items=0-100", "bytes=", "bytes=-", "bytes=x-y", "bytes=100-0", "bytes=5-1")
+    ],
+    # ... and those it answers otherwise
+    ("GET", "/static/a.txt", {"range": "bytes=1000-"}),
+    ("GET", "/static/a.txt", {"range": "bytes=0-4,1000-2000"}),
+    ("GET", "/static/a.txt", {"range": "bytes=0-4,x-y"}),
+    ("GET", "/static/a.txt", {"range": " BYTES =0-4"}),
+    ("GET", "/static/a.txt", {"range": "bytes=0-1000"}),
+    ("HEAD", "/file/a.txt", {"range": "bytes=0-1000"}),
+    ("GET", "/static/a.txt", {"range": "bytes=100-0", "if-range": '"not-this-one"'}),
+    ("GET", "/file/a.txt", {"range": "bytes=100-0", "if-range": "Thu, 01 Jan 1970 00:00:00 GMT"}),
 ]
 
 

@@ -88,6 +88,26 @@ def test_ranges(root):
     assert big.status_code == 206 and big.content == (root / "big.bin").read_bytes()[-10:]
 
 
+def test_range_answers_are_starlettes_unless_the_static_paths_are_asked_for(root):
+    starlette_like = client_for(StaticFiles(directory=root))
+    static_like = client_for(StaticFiles(directory=root, range_answers="static"))
+    refused = starlette_like.get("/example.txt", headers={"range": "bytes=4-1"})
+    assert (refused.status_code, refused.text) == (400, "Range header: start must be less than end")
+    missed = starlette_like.get("/example.txt", headers={"range": "bytes=100-"})
+    assert missed.status_code == 416 and "etag" not in missed.headers
+    # The server's static path: a Range that cannot be used is ignored (RFC 9110 section 14.2),
+    # and a 416 names the representation it missed.
+    ignored = static_like.get("/example.txt", headers={"range": "bytes=4-1"})
+    assert (ignored.status_code, ignored.text) == (200, "<file content>")
+    missed = static_like.get("/example.txt", headers={"range": "bytes=100-"})
+    assert missed.status_code == 416 and missed.headers["etag"].startswith('"')
+    # A precondition is answered before the Range is looked at, both ways.
+    etag = starlette_like.get("/example.txt").headers["etag"]
+    assert starlette_like.get("/example.txt", headers={"range": "bytes=4-1", "if-none-match": etag}).status_code == 304
+    with pytest.raises(ValueError, match="range_answers"):
+        StaticFiles(directory=root, range_answers="nginx")
+
+
 def test_missing_file_is_404(root):
     response = client_for(StaticFiles(directory=root)).get("/404.txt")
     assert response.status_code == 404
