@@ -171,3 +171,62 @@ def test_ctrl_c_once_lets_requests_finish_and_twice_stops_now(tmp_path, workers)
     assert "SIGINT again: closing 1 connection, cancelling 1 request still running" in output
     thread.join(5)
     assert "response" not in result
+
+
+def lifespan_raising_at(phase):
+    """A raw ASGI app that runs the lifespan protocol and raises at ``phase`` ('startup' before
+    any reply, or 'shutdown' after its startup completed)."""
+    async def app(scope, receive, send):
+        assert scope["type"] == "lifespan"
+        await receive()
+        if phase == "startup":
+            raise RuntimeError("boom at startup")
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("boom at shutdown")
+    return app
+
+
+def run_lifespan(app, lifespan="auto"):
+    import asyncio
+
+    from fastserve.config import Config
+    from fastserve.server.asgi import AsgiBridge
+
+    async def main():
+        bridge = AsgiBridge(app, Config(target=app, lifespan=lifespan), asyncio.get_running_loop())
+        await bridge.startup()
+        await bridge.shutdown()
+
+    asyncio.run(main())
+
+
+def test_an_exception_in_a_lifespan_shutdown_is_logged_as_an_error(caplog):
+    # The app speaks the protocol (its startup completed): its failure at shutdown is its own
+    # error, not a sign that it does not do lifespan, so it is logged with its traceback.
+    run_lifespan(lifespan_raising_at("shutdown"))
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "shutdown" in record.getMessage() and "boom at shutdown" in str(record.exc_info[1])
+
+
+def test_an_app_raising_before_its_first_lifespan_reply_is_served_and_says_so(caplog):
+    # --lifespan auto, as uvicorn: taken for an app without lifespan, said once at INFO.
+    caplog.set_level("INFO", logger="fastserve")
+    run_lifespan(lifespan_raising_at("startup"))
+    [record] = [r for r in caplog.records if "lifespan" in r.getMessage()]
+    assert record.levelname == "INFO" and "boom at startup" in record.getMessage()
+
+
+def test_a_startup_that_says_it_failed_then_raises_is_reported_once(caplog):
+    # Starlette's way: lifespan.startup.failed, then the exception; the failure is what is said.
+    from fastserve.server.asgi import LifespanFailure
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+        raise RuntimeError("no database")
+
+    caplog.set_level("INFO", logger="fastserve")
+    with pytest.raises(LifespanFailure, match="no database"):
+        run_lifespan(app)
+    assert not [r for r in caplog.records if r.levelno >= 20], caplog.records

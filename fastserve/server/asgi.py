@@ -89,25 +89,34 @@ class _Lifespan:
         self.replies: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
         self.task: Optional[asyncio.Task] = None
         self.supported = True
+        self.answered: Optional[str] = None  # the type of the app's last lifespan message
 
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         try:
-            await self.app(scope, self.events.get, self.replies.put)
+            await self.app(scope, self.events.get, self._send)
         except asyncio.CancelledError:
             # The worker stopped before the app's startup or shutdown finished: its doing, not the app's.
             self.supported = False
             self.replies.put_nowait({"type": "lifespan.unsupported"})
             raise
-        except BaseException as exc:  # the app does not do lifespan
+        except BaseException as exc:
             self.error = exc
-            if self.required:
+            if self.answered == "lifespan.startup.complete":  # it speaks lifespan: its shutdown failed
+                logger.error("exception in the app's lifespan shutdown", exc_info=exc)
+            elif self.answered is not None:  # it said it failed (Starlette raises after saying so)
+                logger.debug("the app raised after %s: %r", self.answered, exc)
+            elif self.required:
                 logger.error("the app failed in the lifespan protocol", exc_info=exc)
-            else:
-                logger.debug("lifespan not supported by the app: %r", exc)
+            else:  # --lifespan auto: taken for an app that does not do lifespan (as uvicorn does)
+                logger.info("the app does not run the lifespan protocol (it raised %r): serving without it", exc)
         # Returned or raised: whoever still waits for a reply must not wait forever.
         self.supported = False
         await self.replies.put({"type": "lifespan.unsupported"})
+
+    async def _send(self, message: Dict[str, Any]) -> None:
+        self.answered = message["type"]
+        await self.replies.put(message)
 
     async def startup(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
