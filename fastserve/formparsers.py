@@ -271,9 +271,8 @@ class MultiPartParser:
         self._pending_writes.clear()
         self._pending_rewinds.clear()
 
-    async def parse(self) -> FormData:
-        boundary = self._read_content_type()
-        parser = python_multipart.MultipartParser(
+    def _parser_for(self, boundary: bytes) -> python_multipart.MultipartParser:
+        return python_multipart.MultipartParser(
             boundary,
             {
                 "on_part_begin": self.on_part_begin,
@@ -286,6 +285,13 @@ class MultiPartParser:
                 "on_end": self.on_end,
             },
         )
+
+    async def parse(self) -> FormData:
+        boundary = self._read_content_type()
+        try:
+            parser = self._parser_for(boundary)
+        except FormParserError as exc:  # python-multipart refuses a boundary it cannot take
+            raise MultiPartException("Invalid multipart boundary.") from exc
         received = 0
         try:
             async for chunk in self.stream:
