@@ -200,6 +200,7 @@ def test_odd_requests(server: ServerProcess, data: bytes) -> None:
 EXACT = [
     (b"GET /small.txt HTTP/2.0\r\nHost: x\r\n\r\n", 505, "both"),
     (b"GET /small.txt HTTP/0.9\r\nHost: x\r\n\r\n", 505, "both"),
+    (b"GET /small.txt HTTP/3.0\r\nHost: x\r\n\r\n", 505, "both"),     # a version llhttp does not know
     (b"GET /small.txt\r\n", 400, "both"),                          # HTTP/0.9: at once, not at the header timeout
     (b"FOO /small.txt HTTP/1.1\r\nHost: x\r\n\r\n", 501, "both"),     # a method not recognised
     (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "both"),

@@ -79,7 +79,7 @@ MALFORMED = {
     "extra token in request line": b"GET /small.txt HTTP/1.1 extra\r\n\r\n",
     "control bytes as method": b"\x00\x01 / HTTP/1.1\r\n\r\n",
     "bad protocol name": b"GET /small.txt HTTX/1.1\r\n\r\n",
-    "unknown HTTP version": b"GET /small.txt HTTP/9.9\r\n\r\n",
+    "unknown HTTP/1 minor version": b"GET /small.txt HTTP/1.9\r\n\r\n",  # HTTP/9.9: 505 (test_request_edges)
     "header without colon": b"GET /small.txt HTTP/1.1\r\nHost localhost\r\n\r\n",
     "space inside header name": b"GET /small.txt HTTP/1.1\r\nBad Header: x\r\n\r\n",
     "space before colon": b"GET /small.txt HTTP/1.1\r\nHost : x\r\n\r\n",

@@ -3,7 +3,7 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 
 * ``Expect: 100-continue`` to a static root: a GET or HEAD gets ``100 (Continue)`` and then its
   answer (the client holds its body back until then); another method ``405`` at once, unread;
-* a request line of another major version (``HTTP/2.0``, ``HTTP/0.9``): ``505`` + close;
+* a request line of another major version (``HTTP/2.0``, ``HTTP/3.0``, ``HTTP/0.9``): ``505`` + close;
 * a request line without an HTTP-version (HTTP/0.9's ``GET /path``), one broken by a CR or LF
   before it, or a method that is no token: ``400`` + close as soon as the bytes say so, never a
   wait for more; a method token the server does not recognise: ``501`` + close (RFC 9110 §9.1),
@@ -121,7 +121,7 @@ def test_another_method_expecting_100_is_405_at_once_and_the_body_never_read(sit
 # -- HTTP versions -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9"])
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0", b"HTTP/9.1"])
 @pytest.mark.parametrize("face", ["static", "asgi"])
 def test_another_major_version_is_505(site, serve, version, face):
     app = Recorder()

@@ -226,6 +226,18 @@ cdef bint _unknown_method(error):
     return isinstance(error, HttpParserInvalidMethodError) or str(error).startswith("Invalid method")
 
 
+cdef bint _other_major_version(error, piece):
+    """Whether httptools refused a request line for a well-formed version of another major
+    version than 1 that llhttp does not know (``HTTP/3.0``; it knows 2.0 and 0.9, answered
+    505 after the head): 505 too (RFC 9110 section 15.6.6), where ``HTTP/1.2`` stays 400."""
+    if str(error) != "Invalid HTTP version":
+        return False
+    cdef bytes line = bytes(piece)
+    cdef Py_ssize_t at = line.find(b" HTTP/")
+    return (at >= 0 and line[at + 6:at + 7].isdigit() and line[at + 6:at + 7] != b"1"
+            and line[at + 7:at + 8] == b"." and line[at + 8:at + 9].isdigit())
+
+
 cdef inline bint _socket_is_next(HttpProtocol conn):
     """Whether a connection's bytes may go to its socket itself now: the socket is ours (not
     TLS), writing is not paused, and the transport holds nothing that must go out first."""
@@ -495,7 +507,7 @@ cdef class HttpProtocol:
                     self.head_flags |= HEAD_METHOD_REFUSED
                 elif not self.closing:  # after "Connection: close" the parser refuses more data: not an error
                     # A framing error in a body an app is reading ends that request too.
-                    self._fail_body(400)
+                    self._fail_body(505 if self.in_head and _other_major_version(error, piece) else 400)
                     return
             if self.head_flags & HEAD_METHOD_REFUSED and self.line_state == LINE_DONE:
                 # RFC 9110 section 9.1: a method token the server does not recognise is 501 (a
