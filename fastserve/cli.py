@@ -360,6 +360,8 @@ def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Mapping
 
 
 def _env_value(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, _Refused):
+        raise ValueError(action.help)
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return _boolean(raw)
     convert: Callable[[str], Any] = action.type if callable(action.type) else str

@@ -164,9 +164,12 @@ def test_uvicorns_newer_flags_set_what_they_name() -> None:
     ])
 
 
-def test_http2_is_refused_in_one_line_that_says_why(capsys) -> None:
+def test_http2_is_refused_in_one_line_that_says_why(monkeypatch, capsys) -> None:
     code, _, err = parsing_ends(["app:app", "--http2"], capsys)
     assert code == 2 and err.startswith("fastserve: --http2: refused: fastserve speaks HTTP/1.1")
+    monkeypatch.setenv("FASTSERVE_HTTP2", "true")  # asked for by a variable: refused the same way
+    code, _, err = parsing_ends(["app:app"], capsys)
+    assert code == 2 and err.startswith("fastserve: FASTSERVE_HTTP2='true': refused: fastserve speaks HTTP/1.1")
 
 
 @pytest.mark.parametrize("flag, value", [("--limit-max-requests-jitter", "-1"), ("--ws-max-queue", "0")])
@@ -229,7 +232,7 @@ def _sample(action: argparse.Action) -> tuple:
 
 
 def test_every_flag_has_a_variable(monkeypatch) -> None:
-    actions = [a for a in build_parser()._actions if a.dest not in ("help", "version")]
+    actions = [a for a in build_parser()._actions if a.dest not in ("help", "version", "http2")]
     assert len(actions) > 40
     for action in actions:
         raw, expected = _sample(action)
