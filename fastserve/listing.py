@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qsl, quote
 
-from fastserve._speedups.pathlookup import is_hidden, is_within, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import directory_path, is_hidden, is_within, resolve_path, split_url_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -242,8 +242,7 @@ def _utc(mtime: float) -> datetime:
 
 def url_base(root_path: str, url_parts: Tuple[str, ...]) -> str:
     """The percent-encoded absolute path of the listed directory, ending in ``/``."""
-    encoded = "".join(quote(part, safe="") + "/" for part in url_parts)
-    return quote(root_path.rstrip("/"), safe="/") + "/" + encoded
+    return quote(root_path.rstrip("/"), safe="/") + directory_path(url_parts)
 
 
 class DirectoryListing:

@@ -30,13 +30,15 @@ from fastserve._speedups.filecache import (
     FileCache,
 )
 from fastserve._speedups.headers import CODINGS, IDENTITY, negotiate_coding, parse_http_date
-from fastserve._speedups.pathlookup import is_hidden, is_within, resolve_path, split_url_path
+from fastserve._speedups.pathlookup import (
+    has_dot_segment, is_hidden, is_within, names_directory, resolve_path, split_url_path,
+)
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
 from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
-from fastserve.listing import MAX_ENTRIES, DirectoryListing, gzip_encoded, listed_directories
+from fastserve.listing import MAX_ENTRIES, DirectoryListing, gzip_encoded, listed_directories, url_base
 from fastserve.responses import (
     FileResponse,
     PlainTextResponse,
@@ -113,7 +115,7 @@ def _cache_key(path: str, scope: Scope) -> Optional[str]:
     if path.startswith(("/", "\\")):
         return None
     key = "/" + path.replace(os.sep, "/")
-    if not key.endswith("/") and scope.get("path", "").endswith("/"):
+    if not key.endswith("/") and names_directory(scope.get("path", "")):
         key += "/"
     return key
 
@@ -376,11 +378,11 @@ class StaticFiles:
             index_path = os.path.join(path, "index.html")
             full_path, stat_result = await anyio.to_thread.run_sync(self.lookup_path, index_path)
             if stat_result is not None and stat.S_ISREG(stat_result.st_mode):
-                if not scope["path"].endswith("/"):
+                if not names_directory(scope["path"]):
                     return self._slash_redirect(scope)
                 return self.file_response(full_path, stat_result, scope)
         if directory is not None and self.listing:
-            if not scope["path"].endswith("/"):
+            if not names_directory(scope["path"]):
                 return self._slash_redirect(scope)
             parts = split_url_path(path.replace(os.sep, "/")) or ()
             real = os.path.realpath(directory)
@@ -454,6 +456,12 @@ class StaticFiles:
     @staticmethod
     def _slash_redirect(scope: Scope) -> Response:
         url = URL(scope=scope)
+        route_path = _route_path(scope)
+        if has_dot_segment(route_path):
+            # To the directory the dot segments lead to (RFC 3986 section 5.2.4), as the server
+            # redirects; Starlette's would go through them (/sub/../dir/).
+            mount = scope["path"][:len(scope["path"]) - len(route_path)]
+            return RedirectResponse(url=url.replace(path=url_base(mount, split_url_path(route_path) or ())))
         return RedirectResponse(url=url.replace(path=url.path + "/"))
 
     def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:

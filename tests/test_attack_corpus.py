@@ -208,6 +208,7 @@ EXACT = [
     (b"GET /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 100, "static"),
     (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 405, "static"),
     (b"GET /small.txt/ HTTP/1.1\r\nHost: x\r\n\r\n", 404, "static"),
+    (b"GET /nested/deeper/../../dir/%2e%2e/small.txt HTTP/1.1\r\nHost: x\r\n\r\n", 200, "static"),  # dot segments removed
     (b"GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=2-3\r\n\r\n", 200, "static"),
 ]
 

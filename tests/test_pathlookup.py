@@ -4,7 +4,8 @@ import os
 import pytest
 
 from fastserve._speedups.pathlookup import (
-    is_within, origin_form, percent_decode, resolve_path, split_url_path, target_without_fragment,
+    directory_path, has_dot_segment, is_within, names_directory, origin_form, percent_decode, resolve_path,
+    split_url_path, target_without_fragment,
 )
 
 
@@ -48,6 +49,13 @@ def test_percent_decode_rejects_invalid_utf8():
         ("/a b/c%2e", ("a b", "c%2e")),
         ("/...", ("...",)),
         ("/..a/b..", ("..a", "b..")),
+        # dot segments removed as RFC 3986 section 5.2.4 removes them, staying inside the root
+        ("/dir/../index.html", ("index.html",)),
+        ("/a/b/../../c", ("c",)),
+        ("/a/./b/.", ("a", "b")),
+        ("/a/..", ()),
+        ("/a//../b", ("b",)),            # "//" is "/" first, as nginx merges slashes
+        ("/.well-known/../.env", (".env",)),
     ],
 )
 def test_split_url_path_keeps_safe_segments(path, expected):
@@ -56,10 +64,35 @@ def test_split_url_path_keeps_safe_segments(path, expected):
 
 @pytest.mark.parametrize(
     "path",
-    ["/..", "/../etc/passwd", "/a/../../b", "/a/..", "/a\\..\\b", "/a\x00b", "/C:/Windows", "/c:", "\\..\\x"],
+    ["/..", "/../etc/passwd", "/a/../../b", "/a/b/../../..", "/./../a", "/a\\..\\b", "/a\x00b", "/C:/Windows",
+     "/c:", "\\..\\x", "/x/../C:/Windows"],
 )
 def test_split_url_path_rejects_escapes(path):
     assert split_url_path(path) is None
+
+
+@pytest.mark.parametrize("path, directory", [
+    ("/dir/", True), ("/dir/.", True), ("/dir/sub/..", True), ("/", True), ("/.", True),
+    ("/dir", False), ("/dir/a.txt", False), ("/dir/..a", False), ("/dir/b.", False), ("/dir.", False),
+])
+def test_names_directory_reads_a_trailing_dot_segment_as_a_slash(path, directory):
+    assert names_directory(path) is directory
+
+
+@pytest.mark.parametrize("path, found", [
+    ("/a/./b", True), ("/a/../b", True), ("/..", True), ("/a/.", True),
+    ("/a/b.txt", False), ("/.env", False), ("/a/...", False), ("/a..b/..c", False), ("/", False),
+])
+def test_has_dot_segment(path, found):
+    assert has_dot_segment(path) is found
+
+
+@pytest.mark.parametrize("parts, path", [
+    ((), "/"), (("dir",), "/dir/"), (("a b", "50%", "q?", "#x"), "/a%20b/50%25/q%3F/%23x/"), (("café",), "/caf%C3%A9/"),
+])
+def test_directory_path_names_exactly_the_directory(parts, path):
+    assert directory_path(parts) == path
+    assert split_url_path(percent_decode(path.encode())) == parts
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 ``staticanswer.decide`` answers both; these tests hold the server's fast path (wire bytes,
 each request reader) and ``StaticFiles`` (ASGI messages, on the very cache the fast path uses)
 to the same status, fields and bytes over a matrix of requests, and pin the answers the
-copies used to disagree on.
+copies used to disagree on (dot segments among them: ``/dir/../a.txt`` is ``/a.txt`` on both).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -218,3 +219,45 @@ def test_fast_path_and_staticfiles_agree(site, serve, target, extra):
         if comparable(fast) != comparable(app):
             disagreements.append((method, headers, comparable(fast), comparable(app)))
     assert not disagreements, f"{len(disagreements)} disagreements, first: {disagreements[0]}"
+
+
+# -- dot segments (RFC 3986 section 5.2.4) ----------------------------------------------------
+
+DOT_SEGMENTS = [
+    # target, what it names once its dot segments are removed (None: it climbs above the root)
+    ("/dir/../small.bin", "/small.bin"),
+    ("/./small.bin", "/small.bin"),
+    ("/dir/./index.html", "/dir/index.html"),
+    ("/dir/%2e%2e/small.bin", "/small.bin"),
+    ("/dir/%2E%2e/large.bin", "/large.bin"),
+    ("/dir/.%2e/app.js", "/app.js"),
+    ("/dir//../small.bin", "/small.bin"),
+    ("/app.js/../dir/./", "/dir/"),
+    ("/dir/.", "/dir/"),
+    ("/dir/%2e", "/dir/"),
+    ("/dir/..", "/"),
+    ("/other/../dir", "/dir"),       # a directory without its slash: 307 to /dir/
+    ("/../secret.txt", None),
+    ("/dir/../../secret.txt", None),
+    ("/%2e%2e/secret.txt", None),
+    ("/dir/%2e%2e/%2E%2E/secret.txt", None),
+    ("/..", None),
+]
+
+
+@pytest.mark.parametrize("target, names", DOT_SEGMENTS)
+def test_dot_segments_are_removed_alike_on_both_faces(site, serve, target, names):
+    (site.parent / "secret.txt").write_bytes(b"the secret")  # beside the root, never inside it
+    server = serve(site, cache_max_file=4096)
+    client = server.open()
+    fast = client.request("GET", target)
+    app = call_asgi(server.app, "GET", unquote(target), loop=server.loop)  # a server gives apps the decoded path
+    for response in (fast, app):
+        assert b"the secret" not in response.body
+        if names is None:
+            assert response.status == 404, target
+        elif names == "/dir":
+            assert response.status == 307 and urlsplit(response.header("location")).path == "/dir/"
+        else:
+            assert comparable(response) == comparable(client.request("GET", names)), target
+    assert (fast.status, fast.body) == (app.status, app.body)

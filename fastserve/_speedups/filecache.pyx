@@ -17,7 +17,7 @@ from fastserve._speedups.clock cimport monotonic
 
 from fastserve._speedups.headers import CODINGS, content_type_for, format_http_date, make_etag
 from fastserve._speedups.headers cimport CODING_IDENTITY, negotiate_coding
-from fastserve._speedups.pathlookup cimport is_hidden, is_within, resolve_path, split_url_path
+from fastserve._speedups.pathlookup cimport is_hidden, is_within, names_directory, resolve_path, split_url_path
 from fastserve._speedups.wire cimport render_fields
 
 # The entry kinds, for Python callers (``CacheEntry.kind``).
@@ -428,7 +428,7 @@ cdef class FileCache:
             return self._missing()
         try:
             found = self._locate(parts)
-            if found is not None and found[2] and not path.endswith("/"):
+            if found is not None and found[2] and not names_directory(path):
                 entry = CacheEntry()
                 entry.kind = ENTRY_REDIRECT
                 entry.status = 307
@@ -444,7 +444,7 @@ cdef class FileCache:
                     if found is not None and S_ISREG(found[1].st_mode):
                         return self._file(found[0], ("index.html",))
                 return self._missing()
-            if not found[2] and not self.file_slash and path.endswith("/"):
+            if not found[2] and not self.file_slash and names_directory(path):
                 return self._missing()  # a file is no directory
             return self._file(found[0], parts + ("index.html",) if found[2] else parts)
         except PermissionError:

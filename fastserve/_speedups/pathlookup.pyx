@@ -5,14 +5,17 @@ Three steps, each usable on its own:
 * ``percent_decode``  raw request-target bytes -> text, decoding ``%XX`` exactly once
   (so ``%252e`` becomes the literal ``%2e``, never ``.``); a ``%`` that does not start an
   escape makes the target invalid.
-* ``split_url_path``  text path -> tuple of safe segments, or None when the path tries to
-  leave the root (``..``), smuggles a NUL or a backslash, or names a drive.
+* ``split_url_path``  text path -> tuple of safe segments, its dot segments removed as
+  RFC 3986 §5.2.4 removes them (``/dir/../a.txt`` is ``/a.txt``), or None when the path
+  climbs above the root (``/../a.txt``), smuggles a NUL or a backslash, or names a drive;
+  ``names_directory`` says whether it ends as a directory's path does (``/dir/``, ``/dir/.``).
 * ``is_hidden``       segments -> whether one of them names a hidden file (``.env``,
   ``.git``), which a server denying dotfiles answers as missing.
 * ``resolve_path``    segments -> ``(full_path, stat_result)`` under the first root holding
   them; unless symlinks may be followed, the real path must stay inside the real root.
 """
 import os
+from urllib.parse import quote
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -105,9 +108,12 @@ cpdef object origin_form(bytes target):
 cpdef object split_url_path(str path):
     """Split a decoded URL path into segments that are safe to join under a root.
 
-    Empty and ``.`` segments are dropped. Returns None for ``..``, NUL, backslash, or a
-    first segment that looks like a drive (``C:``), so no spelling of an escape reaches
-    the filesystem.
+    Empty segments are dropped (``//`` is ``/``, as nginx merges slashes), then the dot
+    segments are removed as RFC 3986 section 5.2.4 removes them: ``.`` goes, ``..`` takes the
+    segment before it with it (``/dir/../a.txt`` is ``("a.txt",)``, what nginx and Starlette
+    serve for it). Returns None for a ``..`` with nothing left to take (the path would climb
+    above the root), a NUL, a backslash, or a first segment that looks like a drive (``C:``),
+    so no spelling of an escape reaches the filesystem.
     """
     cdef list parts = []
     cdef str segment
@@ -117,13 +123,41 @@ cpdef object split_url_path(str path):
         if not segment or segment == ".":
             continue
         if segment == "..":
-            return None
+            if not parts:
+                return None
+            parts.pop()
+            continue
         parts.append(segment)
     if parts:
         segment = parts[0]
         if len(segment) >= 2 and segment[1] == ":" and segment[0].isalpha():
             return None
     return tuple(parts)
+
+
+cpdef bint names_directory(str path):
+    """Whether ``path`` ends as a directory's path does: in ``/``, or in a ``.`` or ``..``
+    segment, which RFC 3986 section 5.2.4 turns into one (``/dir/.`` is ``/dir/``,
+    ``/dir/sub/..`` is ``/dir/``). A directory asked for otherwise is redirected to it."""
+    return path.endswith("/") or path.endswith("/.") or path.endswith("/..")
+
+
+cpdef bint has_dot_segment(str path):
+    """Whether a segment of ``path`` is ``.`` or ``..`` (RFC 3986 section 3.3)."""
+    cdef str segment
+    if "." not in path:
+        return False
+    for segment in path.split("/"):
+        if segment == "." or segment == "..":
+            return True
+    return False
+
+
+cpdef str directory_path(tuple parts):
+    """The percent-encoded absolute path of the URL directory ``parts`` (``split_url_path``'s
+    answer), ending in ``/``: each segment encoded whole, a ``%`` or ``?`` in a name included,
+    so the path names exactly that directory again."""
+    return "/" + "".join([quote(part, safe="") + "/" for part in parts])
 
 
 cpdef bint is_hidden(tuple parts):

@@ -34,7 +34,9 @@ from fastserve._speedups.headers cimport (
     negotiate_coding,
     reason_phrase,
 )
-from fastserve._speedups.pathlookup cimport origin_form, percent_decode, without_fragment
+from fastserve._speedups.pathlookup cimport (
+    directory_path, has_dot_segment, origin_form, percent_decode, split_url_path, without_fragment,
+)
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head, whole_response
 
@@ -368,6 +370,8 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
         return
     entry = cache.lookup(path)
     if entry.kind == ENTRY_REDIRECT:
+        if has_dot_segment(path):  # to the directory the dot segments lead to, not through them
+            raw_path = directory_path(split_url_path(path)).encode("ascii")
         _redirect(out, raw_path, raw[q:] if q >= 0 else b"", head, keep_alive, http10)
         return
     if entry.kind == ENTRY_LISTING:
@@ -443,7 +447,7 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
 
 cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint keep_alive, bint http10):
     # Collapse leading slashes so "//host/dir" can never become a protocol-relative URL.
-    location = b"/" + raw_path.lstrip(b"/") + b"/" + query
+    location = b"/" + raw_path.strip(b"/") + b"/" + query
     for c in b"\r\n\x00":
         if c in location:
             _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
