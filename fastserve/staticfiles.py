@@ -25,7 +25,6 @@ from fastserve._speedups.filecache import (
     KIND_LISTING,
     KIND_MISSING,
     KIND_REDIRECT,
-    NOT_MODIFIED_FIELDS,
     CacheEntry,
     FileCache,
 )
@@ -54,9 +53,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class NotModifiedResponse(Response):
-    """A 304 that keeps only the headers a 304 may carry (``filecache.NOT_MODIFIED_FIELDS``)."""
+    """A 304 that keeps only the headers RFC 9110 section 15.4.5 lists for it, as Starlette's
+    does: no ``Last-Modified`` beside the ``ETag`` (the server's static path, nginx-like, keeps
+    it: ``filecache.NOT_MODIFIED_FIELDS``)."""
 
-    NOT_MODIFIED_HEADERS = tuple(sorted(name.decode("latin-1") for name in NOT_MODIFIED_FIELDS))
+    NOT_MODIFIED_HEADERS = ("cache-control", "content-location", "date", "etag", "expires", "vary")
 
     def __init__(self, headers: Headers):
         super().__init__(
@@ -160,7 +161,7 @@ class StaticFiles:
         templates: Optional[PathLike] = None,
         listing_max_entries: int = MAX_ENTRIES,
         file_slash: bool = True,
-        range_answers: str = "starlette",
+        answers: str = "starlette",
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -198,12 +199,14 @@ class StaticFiles:
         ``file_slash``: a file asked for with a trailing slash (``/a.txt/``) is served, as
         Starlette does; ``False`` answers it 404, as nginx and the fastserve server do (with
         fastserve's own lookup).
-        ``range_answers``: ``"starlette"`` (the default) answers a ``Range`` as Starlette's
-        ``StaticFiles`` does (``responses.starlette_range``: a malformed header is ``400`` with
-        Starlette's text, ranges are sorted and merged, up to ``FileResponse.max_ranges`` of
-        them, and ``416`` carries no validators); ``"static"`` as the fastserve server's static
-        path does (RFC 9110 section 14.2: a header that cannot be used is ignored, at most 16
-        ranges, ``416`` with the file's validators). ``ValueError`` for another value.
+        ``answers``: ``"starlette"`` (the default) answers as Starlette's ``StaticFiles`` does:
+        a ``Range`` is read by its rules (``responses.starlette_range``: a malformed header is
+        ``400`` with Starlette's text, ranges are sorted and merged, up to
+        ``FileResponse.max_ranges`` of them, a ``416`` carries no validators) and a ``304``
+        carries ``NotModifiedResponse.NOT_MODIFIED_HEADERS`` only (no ``Last-Modified``);
+        ``"static"`` as the fastserve server's static path does (RFC 9110 section 14.2: a
+        ``Range`` that cannot be used is ignored, at most 16 ranges; ``416`` and ``304`` name
+        the file's ``ETag`` and ``Last-Modified``). ``ValueError`` for another value.
         """
         self.directory = directory
         self.packages = packages
@@ -226,9 +229,9 @@ class StaticFiles:
         self.templates = templates
         self.listing_max_entries = listing_max_entries
         self.file_slash = file_slash
-        if range_answers not in ("starlette", "static"):
-            raise ValueError(f"range_answers must be 'starlette' or 'static', not {range_answers!r}")
-        self.range_answers = range_answers
+        if answers not in ("starlette", "static"):
+            raise ValueError(f"answers must be 'starlette' or 'static', not {answers!r}")
+        self.answers = answers
         self._listing_renderer: Optional[DirectoryListing] = None
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
@@ -406,12 +409,16 @@ class StaticFiles:
                 raise HTTPException(status_code=503, headers={"Retry-After": "1"})
             raise HTTPException(status_code=404)
         request = _request_head(scope)
-        if self.range_answers == "static" or entry.kind != KIND_FILE or request.range_value is None:
+        if self.answers == "static":
             return _StaticAnswerResponse(decide(entry, request), entry, request)
-        validators = [None if value is None else value.decode("latin-1") for value in (entry.etag, entry.last_modified)]
-        refusal = starlette_range_answer(request, entry.size, *validators)
+        refusal = None
+        if entry.kind == KIND_FILE and request.range_value is not None:
+            validators = [None if value is None else value.decode("latin-1") for value in (entry.etag, entry.last_modified)]
+            refusal = starlette_range_answer(request, entry.size, *validators)
         answer = decide(entry, request, FileResponse.max_ranges)
-        if refusal is not None and answer.status not in (304, 412):  # preconditions come first
+        if answer.status == 304:
+            return NotModifiedResponse(Headers(raw=list(answer.fields)))
+        if refusal is not None and answer.status != 412:  # preconditions come first
             return refusal
         return _StaticAnswerResponse(answer, entry, request, FileResponse.max_ranges)
 

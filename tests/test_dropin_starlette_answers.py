@@ -8,6 +8,7 @@ each library makes its own way) and the body must be the same.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "styles.css").write_text("h1 { color: green; }")
     (root / "a.txt").write_text("hello world\n" * 10)
     (root / "blob.bin").write_bytes(bytes(range(256)))
+    for path in root.iterdir():
+        os.utime(path, (978307200, 978307200))  # 2001-01-01: If-Modified-Since can name a later past date
     return root
 
 
@@ -71,6 +74,8 @@ REQUESTS = [
     ("GET", "/static/a.txt", {}),
     ("GET", "/static/blob.bin", {}),
     ("HEAD", "/static/data.json", {}),
+    ("GET", "/static/a.txt", {"if-modified-since": "Mon, 01 Jan 2024 00:00:00 GMT"}),
+    ("GET", "/static/a.txt", {"if-modified-since": "Mon, 01 Jan 2024 00:00:00 GMT", "range": "bytes=5-1"}),
     ("GET", "/static/a.txt", {"range": "bytes=0-4"}),
     ("GET", "/static/a.txt", {"range": "bytes=-3"}),
     ("HEAD", "/static/a.txt", {"range": "bytes=0-4"}),

@@ -117,7 +117,7 @@ def _directory(config: Config, target: str) -> Any:
         templates=config.templates,
         listing_max_entries=config.listing_max_entries,
         file_slash=False,  # /a.txt/ is 404, as nginx answers
-        range_answers="static",  # the fast path's answers, should a ranged request reach the app
+        answers="static",  # the fast path's answers, should a request it answers reach the app
     )
 
 
