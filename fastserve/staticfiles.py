@@ -204,9 +204,11 @@ class StaticFiles:
         ``400`` with Starlette's text, ranges are sorted and merged, up to
         ``FileResponse.max_ranges`` of them, a ``416`` carries no validators) and a ``304``
         carries ``NotModifiedResponse.NOT_MODIFIED_HEADERS`` only (no ``Last-Modified``);
+        a ``404.html`` page (html mode) is sent as a ``FileResponse``, with its validators;
         ``"static"`` as the fastserve server's static path does (RFC 9110 section 14.2: a
         ``Range`` that cannot be used is ignored, at most 16 ranges; ``416`` and ``304`` name
-        the file's ``ETag`` and ``Last-Modified``). ``ValueError`` for another value.
+        the file's ``ETag`` and ``Last-Modified``; an error page has none, since it stands in
+        for what is not there). ``ValueError`` for another value.
         """
         self.directory = directory
         self.packages = packages
@@ -411,6 +413,8 @@ class StaticFiles:
         request = _request_head(scope)
         if self.answers == "static":
             return _StaticAnswerResponse(decide(entry, request), entry, request)
+        if entry.kind == KIND_MISSING:  # the 404 page, with the fields Starlette sends it with
+            return FileResponse(entry.path, status_code=entry.status, stat_result=entry.stat)
         refusal = None
         if entry.kind == KIND_FILE and request.range_value is not None:
             validators = [None if value is None else value.decode("latin-1") for value in (entry.etag, entry.last_modified)]

@@ -797,7 +797,7 @@ def test_byteranges_layout_shape() -> None:
         b"--XYZ\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-0/10\r\n\r\n",
         b"\r\n--XYZ\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-9/10\r\n\r\n",
     ]
-    assert tail == b"\r\n--XYZ--\r\n"
+    assert tail == b"\r\n--XYZ--"
     assert length == sum(map(len, heads)) + 1 + 5 + len(tail)
 
 

@@ -158,19 +158,21 @@ cdef inline bytes _coded_etag(bytes etag, bytes coding):
 cdef void _set_file_fields(CacheEntry entry, bint vary):
     """A file representation's fields, from what the entry holds; ``vary`` for a file that has
     encoded representations (every one of them, the unencoded one included, says so)."""
-    fields = [(b"content-type", entry.content_type), (b"content-length", b"%d" % entry.size)]
-    if entry.coding is not None:
-        fields.append((b"content-encoding", entry.coding))
+    # In the order Starlette's FileResponse sends them, fastserve's own fields after them.
+    fields = [(b"content-type", entry.content_type)]
+    if entry.coding is None:
+        # An encoded representation is only ever sent whole (see staticanswer.decide).
+        fields.append((b"accept-ranges", b"bytes"))
+    fields.append((b"content-length", b"%d" % entry.size))
     fields.append((b"last-modified", entry.last_modified))
     if entry.etag is not None:
         fields.append((b"etag", entry.etag))
+    if entry.coding is not None:
+        fields.append((b"content-encoding", entry.coding))
     if entry.cache_control is not None:
         fields.append((b"cache-control", entry.cache_control))
     if vary:
         fields.append((b"vary", b"Accept-Encoding"))
-    if entry.coding is None:
-        # An encoded representation is only ever sent whole (see staticanswer.decide).
-        fields.append((b"accept-ranges", b"bytes"))
     _set_fields(entry, fields)
 
 

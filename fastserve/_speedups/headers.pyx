@@ -901,7 +901,9 @@ cpdef bytes serialize_headers(int status, list headers):
 cpdef tuple byteranges_layout(list ranges, bytes content_type, long long size, bytes boundary):
     """Framing of a multipart/byteranges body: ``(part_heads, tail, content_length)``.
 
-    The body is ``part_heads[0] + file[r0] + part_heads[1] + file[r1] + ... + tail``.
+    The body is ``part_heads[0] + file[r0] + part_heads[1] + file[r1] + ... + tail``; it ends
+    with the close delimiter and no epilogue (RFC 2046 section 5.1.1), byte for byte what
+    Starlette's ``FileResponse`` sends for the same boundary.
     """
     cdef list heads = []
     cdef long long content_length = 0
@@ -917,6 +919,6 @@ cpdef tuple byteranges_layout(list ranges, bytes content_type, long long size, b
         heads.append(head)
         content_length += len(head) + (last - first + 1)
         index += 1
-    cdef bytes tail = b"\r\n--" + boundary + b"--\r\n"
+    cdef bytes tail = b"\r\n--" + boundary + b"--"
     content_length += len(tail)
     return heads, tail, content_length

@@ -236,18 +236,19 @@ cdef inline void _whole(StaticAnswer out, CacheEntry entry, bint head):
 
 
 cdef list _with_fields(list fields, bytes content_type, long long length, bytes content_range):
-    """``fields`` with Content-Length (and Content-Type, when given) replaced, Content-Range added."""
+    """``fields`` with Content-Length (and Content-Type, when given) replaced in place and
+    Content-Range added last, as Starlette's FileResponse orders them."""
     cdef list out = []
     for pair in fields:
         name = pair[0]
         if name == CONTENT_LENGTH:
             out.append((CONTENT_LENGTH, b"%d" % length))
-            if content_range is not None:
-                out.append((CONTENT_RANGE, content_range))
         elif name == CONTENT_TYPE and content_type is not None:
             out.append((CONTENT_TYPE, content_type))
         else:
             out.append(pair)
+    if content_range is not None:
+        out.append((CONTENT_RANGE, content_range))
     return out
 
 
@@ -276,7 +277,7 @@ cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if
         else:
             _set_slices(out, 206, fields, [(first, last - first + 1)])
         return
-    boundary = os.urandom(12).hex().encode()
+    boundary = os.urandom(13).hex().encode()  # 26 hex digits, as long as Starlette's
     heads, tail, length = byteranges_layout(ranges, entry.content_type, entry.size, boundary)
     fields = _with_fields(entry.fields, b"multipart/byteranges; boundary=" + boundary, length, None)
     if head:
