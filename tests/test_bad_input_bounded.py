@@ -369,6 +369,30 @@ def test_an_informational_status_in_a_websocket_denial_is_a_500(status: int) -> 
     run(main)
 
 
+@pytest.mark.parametrize("reason, sent", [
+    ("x" * 200, b"x" * 123),
+    ("é" * 100, "é".encode() * 61),  # cut between characters, never inside one
+    ("bye", b"bye"),
+])
+def test_a_close_reason_too_long_for_a_frame_is_cut_to_fit(reason: str, sent: bytes) -> None:
+    # ASGI lets the reason be any string; a close frame holds 123 bytes of it (RFC 6455 section
+    # 5.5): the app's close goes out with its code, not as a 1011 for the app's error.
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": reason})
+
+    async def main() -> None:
+        driven = Driven(app, ws_per_message_deflate=False)
+        driven.send(WS_HANDSHAKE)
+        await driven.settle()
+        frame = driven.output[driven.output.index(b"\r\n\r\n") + 4:]
+        assert frame[0] == 0x88 and frame[1] == 2 + len(sent), frame
+        assert frame[2:4] == (4001).to_bytes(2, "big") and frame[4:] == sent
+
+    run(main)
+
+
 @pytest.mark.parametrize("status", [204, 304])
 def test_a_websocket_denial_of_204_or_304_carries_no_length_or_body(status: int) -> None:
     async def main() -> None:

@@ -57,6 +57,18 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # Response fields the session writes itself on every non-101 answer.
 _OWN_FIELDS = frozenset({b"server", b"date", b"content-length", b"transfer-encoding", b"connection"})
 
+MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, 2 of them the code (RFC 6455 section 5.5)
+
+
+def _fitting_reason(reason: str) -> str:
+    """``reason`` cut to the bytes a close frame holds, between two characters (ASGI lets an
+    app give any string)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON:
+        return reason
+    return encoded[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
+
+
 # Where the app stands in the opening handshake.
 _AWAITING_APP = 0   # the app has "websocket.connect" and has not answered yet
 _DENYING = 1        # the app is sending an HTTP response instead of accepting
@@ -415,7 +427,7 @@ class WebSocketSession:
             raise RuntimeError("'websocket.close' sent twice")
         code = message.get("code")
         code = 1000 if code is None else code
-        reason = message.get("reason") or ""
+        reason = _fitting_reason(message.get("reason") or "")
         if self.transport is None or self.protocol.state is not OPEN:
             self.app_closed = True  # the connection is already closing: nothing left to say
             return
