@@ -190,3 +190,35 @@ def test_static_lines_name_the_client_a_trusted_proxy_forwarded_for(docroot: Doc
     observe(server.state)
     [line] = [r.getMessage() for r in caplog.records if r.name == "fastserve.access"]
     assert line.startswith(f"{client or peer} - - ["), line
+
+
+@pytest.mark.parametrize("flags", [
+    [],                                    # the body goes out by sendfile
+    ["--cache-max-file", str(32 << 20)],   # the body is held in memory
+], ids=["sendfile", "memory"])
+def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(tmp_path: Path, flags: List[str]) -> None:
+    """nginx's $bytes_sent: a client that reads part of a large answer and resets is logged, and
+    counted in the metrics, with what the socket took, not with the size the head promised."""
+    pytest.importorskip("prometheus_client")
+    root = tmp_path / "root"
+    root.mkdir()
+    size = 24 << 20
+    (root / "big.bin").write_bytes(bytes(range(256)) * (size // 256))
+    args = [str(root), "--port", "0", "--access-log", "--access-log-format", "json", "--metrics", *flags]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        conn = RawConnection(port, rcvbuf=4096)
+        conn.request("GET", "/big.bin")
+        read = 0
+        while read < 256 * 1024:
+            read += len(conn.read_some())
+        conn.reset()
+        (line,) = access_lines(srv, 1, '"path":"/big.bin"')
+        logged = json.loads(line)["bytes"]
+        with RawConnection(port) as admin:
+            metrics = admin.exchange("GET", "/_fastserve/metrics").body.decode()
+    assert json.loads(line)["status"] == 200
+    assert read <= logged < size // 2, (read, logged)  # the kernel's buffers hold a few MiB at most
+    counted = next(float(sample.split()[-1]) for sample in metrics.splitlines()
+                   if sample.startswith("fastserve_response_bytes_total"))
+    assert counted == logged

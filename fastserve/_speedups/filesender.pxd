@@ -10,12 +10,15 @@ cdef class FileSender(Job):
     cdef list segments   # bytes, or (offset, count) tuples
     cdef object on_done  # called after the last byte; None: the connection's next response
     cdef Py_ssize_t index
-    cdef long long offset
+    cdef long long offset    # in the current segment: a file offset, or a position in the bytes
     cdef long long remaining
     cdef bint finished
     cdef bint continuing # a continuation is scheduled on the loop
+    cdef public long long sent   # bytes the socket (or, where it had to be used, the transport) took
+    cdef public object record    # (method, url, status, started, user_agent, referer, client) to account with sent; None: not its to account
     cpdef resume(self)
     cdef void run(self)
+    cdef void _record(self)
 
 
 cdef class WritableWatch:

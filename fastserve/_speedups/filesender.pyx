@@ -9,6 +9,13 @@ copied through the transport instead, which then tells the connection when it dr
 """
 import os
 
+from libc.errno cimport EAGAIN, EINTR, errno
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
+    int MSG_MORE
+
 cdef object _sendfile = os.sendfile
 cdef object _pread = os.pread
 
@@ -24,9 +31,14 @@ cdef class FileSender(Job):
     """Sends a response made of bytes and file slices, the slices by ``os.sendfile``.
 
     ``conn`` is the connection (``protocol.HttpProtocol``): the sender writes through its
-    transport and socket, asks it to ``watch_writable`` when the socket is full, and calls
-    its ``job_finished`` (or ``on_done``) after the last byte. ``segments`` are bytes, or
-    ``(offset, count)`` slices of the file open as ``file_fd`` (kept open by ``owner``).
+    socket (bytes by ``send``, slices by ``sendfile``) while its transport holds nothing, else
+    through the transport; it asks the connection to ``watch_writable`` when the socket is
+    full, and calls its ``job_finished`` (or ``on_done``) after the last byte. ``segments``
+    are bytes, or ``(offset, count)`` slices of the file open as ``file_fd`` (kept open by
+    ``owner``). ``sent`` counts the bytes the socket took (or the transport, where it must be
+    used); with ``record`` set (the connection's ``account`` arguments but the byte count), the
+    sender accounts its response once, with that count, when it has sent the last byte or the
+    client went away.
     """
 
     def __cinit__(self, object conn, object owner, int file_fd, list segments, object on_done=None):
@@ -48,6 +60,18 @@ cdef class FileSender(Job):
         """Go on sending (after the transport drained, or to begin)."""
         self.run()
 
+    cpdef connection_lost(self):
+        self.finished = True
+        self._record()
+
+    cdef void _record(self):
+        """Account the response, with the bytes sent so far, if it is this sender's to account."""
+        record = self.record
+        if record is not None:
+            self.record = None
+            method, url, status, started, user_agent, referer, client = record
+            self.conn.account(method, url, status, self.sent, started, user_agent, referer, client)
+
     def _continue(self):
         self.continuing = False
         if not self.conn.writing_paused:
@@ -60,6 +84,7 @@ cdef class FileSender(Job):
         cdef Py_ssize_t n
         cdef int sock_fd = conn.sock_fd
         cdef int file_fd = self.file_fd
+        cdef bytes data
         if self.finished:
             return
         while True:
@@ -69,6 +94,7 @@ cdef class FileSender(Job):
                 self.index += 1
                 if self.index >= len(self.segments):
                     self.finished = True
+                    self._record()
                     if self.on_done is None:
                         conn.job_finished()
                     else:
@@ -76,11 +102,9 @@ cdef class FileSender(Job):
                     return
                 segment = self.segments[self.index]
                 if type(segment) is bytes:
-                    conn.transport_holds_data = True
-                    transport.write(segment)
-                    self.remaining = 0
-                    continue
-                self.offset, self.remaining = segment
+                    self.offset, self.remaining = 0, len(<bytes>segment)
+                else:
+                    self.offset, self.remaining = segment
                 if self.remaining == 0:
                     continue
             if conn.writing_paused:
@@ -90,22 +114,39 @@ cdef class FileSender(Job):
                     self.continuing = True
                     conn.loop.call_soon(self._continue)
                 return
+            segment = self.segments[self.index]
             n = -1
             if sock_fd >= 0 and transport.get_write_buffer_size() == 0:
-                try:
-                    n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
-                except BlockingIOError:
-                    if conn.watch_writable():
-                        return  # run() again once the socket has room
-                    n = -1
-                except OSError:
-                    conn.abort()
-                    return
-                if n == 0:  # the file shrank under us: the promised length cannot be sent
-                    conn.abort()
-                    return
+                if type(segment) is bytes:
+                    data = <bytes>segment
+                    n = send(sock_fd, <const char*>data + self.offset, self.remaining, MSG_NOSIGNAL | MSG_DONTWAIT
+                             | (MSG_MORE if self.index + 1 < len(self.segments) else 0))
+                    if n < 0:
+                        if errno == EINTR:
+                            continue
+                        if errno != EAGAIN:  # EWOULDBLOCK on Linux
+                            conn.abort()
+                            return
+                        if conn.watch_writable():
+                            return  # run() again once the socket has room
+                else:
+                    try:
+                        n = _sendfile(sock_fd, file_fd, self.offset, min(self.remaining, SENDFILE_CHUNK))
+                    except BlockingIOError:
+                        if conn.watch_writable():
+                            return  # run() again once the socket has room
+                        n = -1
+                    except OSError:
+                        conn.abort()
+                        return
+                    if n == 0:  # the file shrank under us: the promised length cannot be sent
+                        conn.abort()
+                        return
             if n < 0:
-                chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
+                if type(segment) is bytes:
+                    chunk = (<bytes>segment)[self.offset:] if self.offset else segment
+                else:
+                    chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
                 n = len(chunk)
                 if n == 0:
                     conn.abort()
@@ -114,6 +155,7 @@ cdef class FileSender(Job):
                 transport.write(chunk)
             self.offset += n
             self.remaining -= n
+            self.sent += n
             budget -= n
 
 

@@ -107,6 +107,10 @@ cdef enum:
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
+# An answer from memory larger than this goes out through a FileSender when requests are
+# recorded (--access-log, --metrics), which counts what the socket took of it; a smaller one goes
+# to the socket or the transport whole, and is recorded at its size.
+cdef Py_ssize_t SENDER_BYTES = WRITE_HIGH_WATER
 # Seconds a connection that sent its last answer keeps reading (and dropping) what the client
 # still sends before it closes, when the client does not close first (_close_after_answers).
 cdef double LINGER = 5.0
@@ -347,11 +351,16 @@ cdef class HttpProtocol:
             self.upgraded.connection_lost(exc)
             return
         job = self.current_job
+        queue = self.queue
         self.current_job = None
         self.queue = None
         self.queued_bytes = self.deferred = 0
         if job is not None:
             (<Job>job).connection_lost()
+        if queue is not None:
+            for item in queue:
+                if type(item) is FileSender:  # a transfer that never began: accounted with 0 bytes
+                    (<FileSender>item).connection_lost()
         if self.body_job is not None and self.body_job is not job:
             self.body_job.connection_lost()
         self.body_job = None
@@ -920,9 +929,17 @@ cdef class HttpProtocol:
     cdef object _answer_deferred(self, RequestHead request, bint next_out):
         """The answer to a static request: bytes, or a FileSender to run; None when it went
         out already, which only a file answer that is ``next_out`` (no job or queued answer
-        ahead of it) may do."""
+        ahead of it) may do.
+
+        What the access log and the metrics record for it is what the socket took: an answer
+        sent at once, or bytes up to ``SENDER_BYTES`` (which go to the socket or the transport
+        whole), at their size; an answer a FileSender sends (a file's body, larger bytes) by
+        the sender, when it is done or the client went away, with the bytes it sent (nginx's
+        ``$bytes_sent``).
+        """
         cdef WireAnswer answer = self.state.answer
-        cdef double started = monotonic() if self.state.counters is not None or self.state.access_logger is not None else 0
+        cdef bint recording = self.state.counters is not None or self.state.access_logger is not None
+        cdef double started = monotonic() if recording else 0
         cdef long long sent = 0
         answer_static(answer, self.state.cache, self.state.max_ranges, request)
         if answer.status == 0:
@@ -935,6 +952,8 @@ cdef class HttpProtocol:
         if answer.file is None:
             item = answer.data
             sent = len(answer.data)
+            if sent > SENDER_BYTES and recording:
+                item = FileSender(self, None, -1, [item])
         elif answer.segments is None:
             sent = len(answer.data) + answer.count
             if next_out:
@@ -942,10 +961,11 @@ cdef class HttpProtocol:
             else:
                 item = FileSender(self, answer.file, answer.file.fd, [answer.data, (answer.offset, answer.count)])
         else:
-            sent = len(answer.data)
-            for segment in answer.segments:
-                sent += len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]
             item = FileSender(self, answer.file, answer.file.fd, [answer.data] + answer.segments)
+        if recording and type(item) is FileSender:
+            (<FileSender>item).record = (request.method, request.target, answer.status, started,
+                                         request.user_agent, request.referer, self._forwarded_client(request))
+            return item
         self._account(request.method, request.target, answer.status, sent, started,
                       request.user_agent, request.referer, self._forwarded_client(request))
         return item
@@ -1164,16 +1184,23 @@ cdef class HttpProtocol:
         self._write_out()  # the answers before this one
         if count > 0 and _socket_is_next(self):
             sent = send(fd, <const char*>head, size, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
+        cdef FileSender rest
         if sent == size:
             sent = sendfile(fd, file.fd, &position, count)
             if sent == count:
                 return None
             if sent > 0:
-                return FileSender(self, file, file.fd, [(offset + sent, count - sent)])
-            return FileSender(self, file, file.fd, [(offset, count)])
+                rest = FileSender(self, file, file.fd, [(offset + sent, count - sent)])
+                rest.sent = size + sent
+                return rest
+            rest = FileSender(self, file, file.fd, [(offset, count)])
+            rest.sent = size
+            return rest
         if sent > 0:
             head = head[sent:]
-        return FileSender(self, file, file.fd, [head, (offset, count)])
+        rest = FileSender(self, file, file.fd, [head, (offset, count)])
+        rest.sent = sent if sent > 0 else 0
+        return rest
 
     def watch_writable(self) -> bool:
         """Sendfile found the socket full: pause until it has room, then resume.

@@ -9,6 +9,11 @@
   (from the request head to the response handed to the connection), ``user_agent``, ``referer``
   and ``worker`` (the process id).
 
+A static answer sent by a file sender (a file's body, or more than 64 KiB from memory) is
+logged when its last byte went to the socket, or when the client went away, with the bytes the
+socket took (nginx's ``$bytes_sent``), not the size its head promised; its duration runs that long
+too. The metrics count the same bytes.
+
 Lines go to the ``fastserve.access`` logger. They are kept in a buffer and written every tick
 of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
 handler the buffer goes out in one write, with a user's ``--log-config`` every line is a log
