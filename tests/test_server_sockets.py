@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -179,3 +180,19 @@ def test_apps_on_a_unix_socket_see_asgi_addresses(tmp_path: Path, short_dir: Pat
         reply = unix_get(path, "/")
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert repr((None, (path, None))).encode() + b"\r\n0\r\n\r\n" in reply
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigquit_stops_gracefully_and_leaves_no_files(docroot: DocRoot, tmp_path: Path, short_dir: Path,
+                                                      workers: str) -> None:
+    # nginx and gunicorn stop gracefully on SIGQUIT (nginx's container images send it); its
+    # default action dumps core and leaves the pid file and the socket behind.
+    path, pid_file = str(short_dir / "fs.sock"), tmp_path / "fs.pid"
+    with CliProcess([str(docroot.root), "--uds", path, "--pid-file", str(pid_file), "--workers", workers],
+                    log_path=tmp_path / "log") as srv:
+        srv.wait_listening()
+        assert unix_get(path, "/small.txt").endswith(docroot.small)
+        srv.proc.send_signal(signal.SIGQUIT)
+        assert srv.wait_exit(10) == 0, srv.output()
+        assert "fastserve stopped" in srv.output()
+    assert not os.path.exists(path) and not pid_file.exists()

@@ -13,7 +13,7 @@ port stays open across a restart: a request sent meanwhile waits in the queue fo
 instead of being refused.
 
 The reloader is the process to signal: it writes ``--pid-file``, stops its child on
-SIGTERM/SIGINT and passes SIGHUP on (the child reloads its certificate, or logs that it has
+SIGTERM/SIGINT/SIGQUIT and passes SIGHUP on (the child reloads its certificate, or logs that it has
 none). A child stopped from outside stops the reloader too; a child that fails (an import
 error, say) is started again when a file changes. A child whose reloader is killed gets
 SIGTERM from the kernel (Linux), so no server is left on the port unwatched.
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from fastserve.server.serve import pid_file
+from fastserve.server.worker import STOP_SIGNALS
 
 logger = logging.getLogger("fastserve")
 
@@ -141,8 +142,8 @@ class Reloader:
         self.stop_requested = threading.Event()  # ends the wait between polls at once
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._stop)
         signal.signal(signal.SIGHUP, self._pass_on)
         with pid_file(self.pid_path):
             return self._watch()

@@ -31,7 +31,7 @@ class PidFileError(Exception):
 
 
 def serve(config: Config) -> int:
-    """Run until SIGTERM/SIGINT; returns the process exit code.
+    """Run until SIGTERM/SIGINT/SIGQUIT; returns the process exit code.
 
     Raises ``AppLoadError`` (nothing to serve), ``ListenError`` (the socket cannot be
     opened) or ``LifespanFailure`` (the app's startup failed, single process only).

@@ -21,10 +21,12 @@ from fastserve.server.asgi import LifespanFailure
 from fastserve.server import metrics
 from fastserve.server.listen import open_listener
 from fastserve.server.tls import tls_enabled
-from fastserve.server.worker import MESSAGE, READY, RETIRING, EarlySignals, Handoff, nothing_to_reload, run_worker
+from fastserve.server.worker import (
+    MESSAGE, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload, run_worker,
+)
 
 logger = logging.getLogger("fastserve")
-_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_CONTROL_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 
 IDLE_WAIT = 1.0  # s: the longest the supervisor sleeps without a signal or message (a safety net)
 RESTART_DELAY = 0.1  # s: before a worker that died is replaced (no spinning if workers die at once)
@@ -64,8 +66,8 @@ class Supervisor:
         self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._stop)
         # Each worker reloads its certificate; without TLS the supervisor must not die by
         # SIGHUP's default action (its workers would serve on, orphaned, never stopped).
         signal.signal(signal.SIGHUP, self._forward if tls_enabled(self.config) else self._ignore)

@@ -78,8 +78,14 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     return state
 
 
+# What stops a server gracefully: SIGTERM, SIGINT (Ctrl+C), and SIGQUIT, which nginx and
+# gunicorn take for a graceful stop (and nginx's container images send); by its default action
+# it would dump core and leave --pid-file and --uds behind.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
 class EarlySignals:
-    """Remembers SIGTERM/SIGINT and SIGHUP that arrive before the event loop can handle them.
+    """Remembers the stop signals and SIGHUP that arrive before the event loop can handle them.
 
     Installed before the port opens, so a signal at any moment means a clean stop (or, under
     TLS, a certificate reload once the loop runs; without TLS SIGHUP has nothing to reload and
@@ -93,7 +99,7 @@ class EarlySignals:
     def install(cls) -> None:
         cls.received = None
         cls.reload_pending = False
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, cls._remember)
         signal.signal(signal.SIGHUP, cls._remember_reload)
 
@@ -165,7 +171,7 @@ class Handoff:
 
 
 async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
-    """Serve on ``sock`` until SIGTERM/SIGINT, then drain within ``graceful_timeout``; a SIGINT
+    """Serve on ``sock`` until SIGTERM/SIGINT/SIGQUIT, then drain within ``graceful_timeout``; a SIGINT
     while draining closes the connections and cancels the requests at once (the lifespan
     shutdown still runs, and one more SIGINT cuts that short too)."""
     loop = asyncio.get_running_loop()
@@ -180,7 +186,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             stopped_by[:] = [signum, loop.time()]
         stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop_signal, signum)
     if EarlySignals.received is not None:
         stop.set()
@@ -190,7 +196,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         if not await _first(bridge.startup(), stop):
             logger.info("worker %d stopped before the app's lifespan startup finished", os.getpid())
             await _cancel(_tasks(lambda task: True))
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
             return
     tls = make_context(config)
@@ -300,7 +306,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if left:
         logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
         await _cancel(left)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (*STOP_SIGNALS, signal.SIGHUP):
         loop.remove_signal_handler(signum)
 
 
