@@ -192,20 +192,30 @@ def test_static_lines_name_the_client_a_trusted_proxy_forwarded_for(docroot: Doc
     assert line.startswith(f"{client or peer} - - ["), line
 
 
-@pytest.mark.parametrize("flags", [
-    [],                                    # the body goes out by sendfile
-    ["--cache-max-file", str(32 << 20)],   # the body is held in memory
-], ids=["sendfile", "memory"])
-def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(tmp_path: Path, flags: List[str]) -> None:
+FILE_APP = textwrap.dedent('''
+    from fastserve.responses import FileResponse
+
+    async def app(scope, receive, send):
+        await FileResponse("root/big.bin")(scope, receive, send)
+''')
+
+
+@pytest.mark.parametrize("target, flags", [
+    ("root", []),                                    # the body goes out by sendfile
+    ("root", ["--cache-max-file", str(32 << 20)]),   # the body is held in memory
+    ("fileapp:app", []),                             # an app's FileResponse
+], ids=["sendfile", "memory", "app"])
+def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(
+        tmp_path: Path, target: str, flags: List[str]) -> None:
     """nginx's $bytes_sent: a client that reads part of a large answer and resets is logged, and
     counted in the metrics, with what the socket took, not with the size the head promised."""
     pytest.importorskip("prometheus_client")
-    root = tmp_path / "root"
-    root.mkdir()
+    (tmp_path / "root").mkdir()
     size = 24 << 20
-    (root / "big.bin").write_bytes(bytes(range(256)) * (size // 256))
-    args = [str(root), "--port", "0", "--access-log", "--access-log-format", "json", "--metrics", *flags]
-    with CliProcess(args, log_path=tmp_path / "log") as srv:
+    (tmp_path / "root" / "big.bin").write_bytes(bytes(range(256)) * (size // 256))
+    (tmp_path / "fileapp.py").write_text(FILE_APP)
+    args = [target, "--port", "0", "--access-log", "--access-log-format", "json", "--metrics", *flags]
+    with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
         port = port_from_url(srv.wait_listening())
         conn = RawConnection(port, rcvbuf=4096)
         conn.request("GET", "/big.bin")

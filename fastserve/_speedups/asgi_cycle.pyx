@@ -611,14 +611,16 @@ cdef class HttpCycle(Job):
         elif self.declared >= 0:
             count = self._within_declared(count)
         head, tail = self._framing(count, more)
-        self.sent += len(head) + count + len(tail)
         done = self.sending = self.loop.create_future()
-        self.sender = FileSender(
+        sender = self.sender = FileSender(
             self.conn, file, file.fileno(), [head, (offset, count), tail], lambda: done.done() or done.set_result(None)
         )
-        self.sender.resume()
-        if not done.done():
-            await done  # set by the sender, or by connection_lost
+        try:
+            sender.resume()
+            if not done.done():
+                await done  # set by the sender, or by connection_lost
+        finally:
+            self.sent += sender.sent  # what the socket took: less than framed when the client went away
         self.sender = None
         if not self.disconnected and self._piece_sent(more):
             await self._wait_drain()

@@ -12,7 +12,8 @@
 A static answer sent by a file sender (a file's body, or more than 64 KiB from memory) is
 logged when its last byte went to the socket, or when the client went away, with the bytes the
 socket took (nginx's ``$bytes_sent``), not the size its head promised; its duration runs that long
-too. The metrics count the same bytes.
+too. An app's file bodies (``FileResponse``, ``http.response.pathsend``) count the same way; its
+other body bytes count as handed to the connection. The metrics count the same bytes.
 
 Lines go to the ``fastserve.access`` logger. They are kept in a buffer and written every tick
 of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
