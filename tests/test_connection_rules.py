@@ -4,6 +4,7 @@ siblings, a stopping worker's idle and busy connections. Bytes in, bytes out; no
 (but one socket pair, for bytes the kernel holds unread)."""
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -358,6 +359,51 @@ def test_a_request_sent_after_shutdown_on_an_idle_connection_is_answered(serve, 
     assert response.header("connection") == "close"
     assert client.closed
     assert not server.state.connections
+
+
+def pausing_app(release: "asyncio.Event", head_first: bool):
+    """An app that waits for ``release`` before its answer (after its head when ``head_first``)."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        if head_first:
+            await send(start)
+        await release.wait()
+        if not head_first:
+            await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize("head_first", [False, True], ids=["head-to-come", "head-sent"])
+def test_an_answer_an_app_is_making_as_the_worker_stops_keeps_the_client_from_a_closed_socket(
+        serve, head_first: bool) -> None:
+    """The answer is the connection's last: its head says Connection: close and the connection
+    closes after it. A head that promised keep-alive before the stop is kept to: the connection
+    stays for the idle grace, and the request the client sends on it is answered (close)."""
+    import asyncio
+
+    release = asyncio.Event()
+    server = serve(pausing_app(release, head_first))
+    client = server.open()
+    client.send(request("GET", "/"), [False])
+    server.settle()
+    server.state.shutdown()
+    release.set()
+    [response] = client.wait_for(1)
+    assert (response.status, response.body) == (200, b"ok")
+    if not head_first:
+        assert response.header("connection") == "close" and client.closed
+        return
+    assert response.header("connection") is None and not client.closed
+    release.clear()
+    release.set()
+    following = client.request("GET", "/")
+    assert (following.status, following.header("connection")) == (200, "close")
+    assert client.closed and not server.state.connections
 
 
 def test_close_idle_closes_idle_connections_and_leaves_busy_ones_to_finish(serve, site: Path) -> None:

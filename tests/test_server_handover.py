@@ -215,3 +215,54 @@ def test_a_replacement_whose_app_fails_to_start_is_retried_while_the_old_worker_
         assert wait_for(lambda: retiring not in srv.children() and len(srv.children()) == 1, 10.0), srv.output()
         with RawConnection(srv.port) as conn:
             assert conn.exchange("GET", "/").status == 200
+
+
+PAUSING_APP = '''
+import asyncio
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    # The test's marker: the app waits, before (or after) its head, until the server stops.
+    marker = scope["path"].strip("/")
+    headers = [(b"content-length", b"2")]
+    if marker == "head-first":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if marker:
+        open(f"waiting-{marker}", "w").close()
+    while marker and not os.path.exists("stopping"):
+        await asyncio.sleep(0.01)
+    if marker != "head-first":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+def test_an_app_answering_as_the_server_stops_says_connection_close_or_keeps_its_promise(tmp_path: Path) -> None:
+    """A response an app is still making when the stop begins is the connection's last: its head
+    says ``Connection: close``, so the client sends nothing more on it. One whose head promised
+    keep-alive already is followed by the idle grace, so the request the client sends on that
+    promise is answered (with ``Connection: close``) instead of meeting a closed connection."""
+    (tmp_path / "pausing.py").write_text(textwrap.dedent(PAUSING_APP))
+    with running_server(Path("pausing:app"), ["--graceful-timeout", "5"], log_path=tmp_path / "server.log",
+                        cwd=tmp_path) as srv:
+        before, after = RawConnection(srv.port), RawConnection(srv.port)
+        before.send(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        after.send(b"GET /head-first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: all((tmp_path / f"waiting-{name}").exists() for name in ("wait", "head-first")), 5.0)
+        srv.terminate()
+        assert wait_for(lambda: "shutting down" in srv.output(), 5.0), srv.output()
+        (tmp_path / "stopping").touch()
+        response = before.read_response()
+        assert (response.status, response.body, response.header("connection")) == (200, b"ok", "close")
+        assert before.wait_closed(2.0)
+        response = after.read_response()
+        assert (response.status, response.body, response.header("connection")) == (200, b"ok", None)
+        following = after.exchange("GET", "/")
+        assert (following.status, following.header("connection")) == (200, "close")
+        assert after.wait_closed(2.0)
+        for conn in (before, after):
+            conn.close()
+        assert srv.wait_exit(5.0) == 0

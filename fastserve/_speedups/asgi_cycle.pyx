@@ -393,6 +393,12 @@ cdef class HttpCycle(Job):
     cpdef peer_finished_sending(self):
         self._wake()  # an app waiting in receive() hears http.disconnect
 
+    cpdef bint stop_keeping_alive(self):
+        if self.started:
+            return False  # the head (keep-alive) is made already
+        self.keep_alive = False
+        return True
+
     cpdef connection_lost(self):
         self.disconnected = True
         self.sender = None

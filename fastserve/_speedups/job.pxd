@@ -6,3 +6,4 @@ cdef class Job:
     cpdef resume_writing(self)
     cpdef connection_lost(self)
     cpdef peer_finished_sending(self)
+    cpdef bint stop_keeping_alive(self)

@@ -23,3 +23,9 @@ cdef class Job:
 
     cpdef peer_finished_sending(self):
         """The client sent its FIN (it may still be reading): nothing to do for most jobs."""
+
+    cpdef bint stop_keeping_alive(self):
+        """The server is stopping: make this response its connection's last if its head is
+        still to be written; returns whether it will carry ``Connection: close``. A head
+        already written (a file transfer's, for one) cannot say so."""
+        return False

@@ -142,5 +142,6 @@ cdef class HttpProtocol:
     cdef void _write(self, bytes data)
     cdef void _close_watch(self)
     cdef bint _unread_bytes(self)
+    cdef bint _last_answer_says_close(self)
     cdef void _fail(self, int status, bytes data=*)
     cdef void _update_reading(self)

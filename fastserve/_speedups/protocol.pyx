@@ -1338,9 +1338,23 @@ cdef class HttpProtocol:
         if self.in_head or self.in_message:
             return False  # a request is arriving: answer it (with Connection: close), then close
         if self.current_job is not None or self.queue:
-            self.closing = True
+            # The last answer owed says Connection: close when its head is still to be made, and
+            # the connection closes after it. One whose head promised keep-alive already is
+            # followed by the idle grace instead, as an idle connection is: a request the client
+            # sends on the strength of that promise is answered, not met with a closed socket.
+            if self._last_answer_says_close():
+                self.closing = True
             return False
         return not self._unread_bytes()
+
+    cdef bint _last_answer_says_close(self):
+        last = self.queue[len(self.queue) - 1] if self.queue else self.current_job
+        if type(last) is RequestHead:  # a static answer deferred: made when its turn comes
+            (<RequestHead>last).keep_alive = False
+            return True
+        if isinstance(last, Job):
+            return (<Job>last).stop_keeping_alive()
+        return False  # bytes made already
 
     def close_when_idle(self, double idle_for=0.0):
         """Close now if idle (for ``idle_for`` seconds of the clock at least); otherwise after the
