@@ -92,3 +92,19 @@ def test_zerocopysend_slices_and_file_position(server):
         response = client.get("/zerocopy/")
         assert response.headers["transfer-encoding"] == "chunked"
         assert response.content == BIG[:10] + BIG[100:120] + BIG[1000:]
+
+
+@pytest.mark.parametrize("version, query", [("1.0", "unsized"), ("1.1", "unsized"), ("1.1", "")])
+def test_a_response_the_app_cuts_short_ends_in_a_reset(server, version, query):
+    # An HTTP/1.0 body without Content-Length ends where the connection does: a FIN after the
+    # app's failure would hand the client its first 10 bytes as the whole body. A reset cannot
+    # be taken for an end, whatever the framing.
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(f"GET /half/?{query} HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        with pytest.raises(ConnectionResetError):
+            while True:
+                data = sock.recv(65536)
+                assert data, f"a clean end of the connection after {received!r}"
+                received += data
+    assert received.startswith(b"HTTP/1.1 200 ") and b"x" * 10 in received

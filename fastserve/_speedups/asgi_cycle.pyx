@@ -434,7 +434,7 @@ cdef class HttpCycle(Job):
                     await self._send_plain(500)
                 elif not self.complete and not self.disconnected:
                     logger.error("ASGI app returned without completing its response")
-                    self.conn.abort()
+                    self.conn.reset()  # the client must not take a cut-short body for a whole one
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -445,7 +445,7 @@ cdef class HttpCycle(Job):
             if not self.started and not self.disconnected:
                 await self._send_plain(500)
             elif not self.complete:
-                self.conn.abort()  # the client must not take a cut-short body for a whole one
+                self.conn.reset()  # the client must not take a cut-short body for a whole one
         finally:
             if self.more_body and (self.expect_continue or self.too_large):
                 # The client may still be holding back a body nobody asked for: end here.

@@ -28,6 +28,9 @@ from posix.types cimport off_t
 cdef extern from "<sys/sendfile.h>" nogil:
     Py_ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
 
+import socket
+import struct
+
 from httptools import HttpRequestParser
 from httptools import HttpParserError, HttpParserInvalidMethodError, HttpParserUpgrade
 
@@ -75,6 +78,7 @@ from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer
 from fastserve._speedups.wire cimport plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
+cdef bytes RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # struct linger: on, 0 s (close sends RST)
 # What ``_chunked_end`` returns for a chunked body past the head's limits (an end is >= -1).
 cdef enum:
     CHUNK_LINE_TOO_LONG = -2
@@ -1369,6 +1373,18 @@ cdef class HttpProtocol:
         then would discard it (and the kernel answer it with a reset)."""
         cdef char byte
         return self.sock_fd >= 0 and recv(self.sock_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0
+
+    def reset(self):
+        """Abort with a TCP reset (SO_LINGER 0) instead of a FIN: for a response cut short whose
+        end the client could not otherwise tell from a whole one (a body the close delimits)."""
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+                except OSError:
+                    pass  # the socket is gone already
+        self.abort()
 
     def abort(self):
         self._close_watch()  # the duplicate would keep the socket open after the transport's close
