@@ -413,7 +413,7 @@ class StaticFiles:
         request = _request_head(scope)
         if self.answers == "static":
             return _StaticAnswerResponse(decide(entry, request), entry, request)
-        if entry.kind == KIND_MISSING:  # the 404 page, with the fields Starlette sends it with
+        if entry.kind == KIND_MISSING and entry.path is not None:  # the 404 page (no page: raised above)
             return FileResponse(entry.path, status_code=entry.status, stat_result=entry.stat)
         refusal = None
         if entry.kind == KIND_FILE and request.range_value is not None:
