@@ -19,6 +19,7 @@ cdef class FileSender(Job):
     cpdef resume(self)
     cdef void run(self)
     cdef void _record(self)
+    cdef bint _more_follows(self)
 
 
 cdef class WritableWatch:

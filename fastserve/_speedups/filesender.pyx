@@ -72,6 +72,16 @@ cdef class FileSender(Job):
             method, url, status, started, user_agent, referer, client = record
             self.conn.account(method, url, status, self.sent, started, user_agent, referer, client)
 
+    cdef bint _more_follows(self):
+        """Whether a segment after the current one has bytes: only then is a send told
+        ``MSG_MORE`` (the kernel would otherwise hold the last bytes back for a while)."""
+        cdef Py_ssize_t i
+        for i in range(self.index + 1, len(self.segments)):
+            segment = self.segments[i]
+            if (len(<bytes>segment) if type(segment) is bytes else (<tuple>segment)[1]) > 0:
+                return True
+        return False
+
     def _continue(self):
         self.continuing = False
         if not self.conn.writing_paused:
@@ -120,7 +130,7 @@ cdef class FileSender(Job):
                 if type(segment) is bytes:
                     data = <bytes>segment
                     n = send(sock_fd, <const char*>data + self.offset, self.remaining, MSG_NOSIGNAL | MSG_DONTWAIT
-                             | (MSG_MORE if self.index + 1 < len(self.segments) else 0))
+                             | (MSG_MORE if self._more_follows() else 0))
                     if n < 0:
                         if errno == EINTR:
                             continue
