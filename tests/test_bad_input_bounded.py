@@ -341,6 +341,32 @@ def test_an_informational_status_from_an_app_is_a_500_not_an_interim_answer(
     run(main)
 
 
+@pytest.mark.parametrize("how", ["file gone", "returned", "started twice"])
+def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_path: Path, how: str) -> None:
+    # http.response.start is held until the first body piece: an app that fails or returns in
+    # between (a FileResponse whose file went away before it was opened) has sent nothing yet.
+    gone = tmp_path / "gone.txt"
+    gone.write_bytes(b"hello")
+    stat = os.stat(gone)
+    gone.unlink()
+
+    async def main() -> None:
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            if how == "file gone":
+                await FileResponse(gone, stat_result=stat)(scope, receive, send)
+                return
+            for _ in range(1 if how == "returned" else 2):
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        driven = Driven(app)
+        driven.send(PIPELINED)
+        await driven.settle()
+        assert statuses(driven.output) == [500], driven.output
+        assert b"connection: close" in driven.output.lower() and driven.closed
+
+    run(main)
+
+
 WS_HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 

@@ -434,7 +434,10 @@ cdef class HttpCycle(Job):
                     await self._send_plain(500)
                 elif not self.complete and not self.disconnected:
                     logger.error("ASGI app returned without completing its response")
-                    self.conn.reset()  # the client must not take a cut-short body for a whole one
+                    if self._nothing_sent():
+                        await self._send_plain(500, replacing=True)
+                    else:
+                        self.conn.reset()  # the client must not take a cut-short body for a whole one
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -442,8 +445,8 @@ cdef class HttpCycle(Job):
                 # With its client gone, a send refused (ASGI's OSError) is the client's doing, and
                 # a cancellation the stopping worker's, which says so: neither is an app error.
                 logger.error("exception in ASGI app", exc_info=exc)
-            if not self.started and not self.disconnected:
-                await self._send_plain(500)
+            if not self.disconnected and (not self.started or self._nothing_sent()):
+                await self._send_plain(500, replacing=True)
             elif not self.complete:
                 self.conn.reset()  # the client must not take a cut-short body for a whole one
         finally:
@@ -459,9 +462,19 @@ cdef class HttpCycle(Job):
             self._account()
             self.conn.job_finished(not self.keep_alive)
 
-    async def _send_plain(self, int status):
-        """A text/plain answer the server gives on the app's behalf: the reason phrase as its body."""
+    cdef bint _nothing_sent(self):
+        """Whether the app began its response but no byte of it left: the head waits for the
+        first body piece, so an app failing in between (a file gone before it was opened) can
+        still be answered."""
+        return self.pending_head is not None and self.sent == 0
+
+    async def _send_plain(self, int status, bint replacing=False):
+        """A text/plain answer the server gives on the app's behalf: the reason phrase as its body
+        (``replacing``: instead of a response the app began and never sent a byte of)."""
         cdef bytes text = reason_phrase(status)
+        if replacing:
+            self.started = False
+            self.pending_head = None
         self.keep_alive = self.keep_alive and status < 500 and status != 413
         await self.send({
             "type": "http.response.start",
