@@ -1,6 +1,8 @@
 """The supervisor of ``--workers N`` sleeps until a signal or a worker's exit wakes it."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,3 +42,47 @@ def test_workers_stop_when_their_supervisor_is_killed(start_server, docroot: Doc
     srv.proc.wait(5)
     assert wait_for(lambda: all(has_exited(pid) for pid in workers), 5.0), "workers outlived their supervisor"
     assert "its supervisor (pid %d) is gone; stopping" % srv.pid in srv.output()
+
+
+BROKEN_WORKER_APP = '''
+import os
+
+import uvloop
+
+SUPERVISOR = os.getpid()  # the app is imported once, before the workers fork
+_new_event_loop = uvloop.new_event_loop
+
+
+def _no_loop_in_workers():
+    if os.getpid() != SUPERVISOR:
+        raise RuntimeError("this worker cannot start its event loop")
+    return _new_event_loop()
+
+
+uvloop.new_event_loop = _no_loop_in_workers
+
+
+async def app(scope, receive, send):
+    pass
+'''
+
+
+def test_workers_that_fail_before_accepting_stop_the_server_instead_of_restarting_in_a_loop(tmp_path: Path) -> None:
+    """A worker that cannot start (here: its event loop) exits as a failed start, as a failed
+    lifespan startup does: with nothing ever served the server stops with exit code 3 after one
+    try per slot, rather than replacing its workers ten times a second for ever."""
+    (tmp_path / "broken_worker.py").write_text(BROKEN_WORKER_APP)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastserve", "broken_worker:app", "--port", "0", "--workers", "2",
+         "--lifespan", "off"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.wait(15) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = proc.stdout.read().decode()
+    assert output.count(" failed\nTraceback") == 2 and "cannot start its event loop" in output, output  # one per slot
+    assert "starting a new one" not in output, output

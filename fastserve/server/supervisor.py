@@ -32,7 +32,7 @@ IDLE_WAIT = 1.0  # s: the longest the supervisor sleeps without a signal or mess
 RESTART_DELAY = 0.1  # s: before a worker that died is replaced (no spinning if workers die at once)
 RETRY_FIRST = 1.0  # s: before a slot whose worker's app failed to start tries again (doubling each time)
 RETRY_MAX = 30.0  # s: the longest wait between two such tries
-STARTUP_FAILED = 3  # exit code when the app's lifespan startup fails
+STARTUP_FAILED = 3  # exit code when a worker cannot start: the app's lifespan startup failed, or an error before it accepted
 
 
 class Supervisor:
@@ -168,7 +168,9 @@ class Supervisor:
                 code = STARTUP_FAILED
             except BaseException:
                 logger.exception("worker %d failed", os.getpid())
-                code = 1
+                # Before it accepted, a failure is its start's: the slot is not restarted in a
+                # tight loop (a server that never served stops; one that has, tries again later).
+                code = 1 if Handoff.ready else STARTUP_FAILED
             finally:
                 os._exit(code)
         self.workers[pid] = slot
@@ -195,6 +197,9 @@ class Supervisor:
             failed_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == STARTUP_FAILED
             if failed_start and not self.served:
                 # The app cannot start at all: replacing the worker would only fail again.
+                if not self.stopping:
+                    logger.error("worker %d could not start, and no worker has served yet: stopping "
+                                 "(exit code %d)", pid, STARTUP_FAILED)
                 self.stopping = True
                 self.exit_code = STARTUP_FAILED
             if slot is None or not restart or self.stopping:
@@ -204,7 +209,7 @@ class Supervisor:
                 # a passing failure (a database away) must not stop the server. Try again later.
                 tries = self.failed_starts[slot] = self.failed_starts.get(slot, 0) + 1
                 delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (tries - 1))
-                logger.error("worker %d: the app's startup failed; its slot tries again in %g s", pid, delay)
+                logger.error("worker %d: its startup failed; its slot tries again in %g s", pid, delay)
             else:
                 delay = RESTART_DELAY
                 logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))

@@ -145,6 +145,7 @@ class Handoff:
 
     fd: Optional[int] = None
     supervisor: Optional[int] = None  # the supervisor's pid
+    ready = False  # this worker told READY: it accepts connections
 
     @classmethod
     def install(cls, fd: int, supervisor: int) -> None:
@@ -161,6 +162,7 @@ class Handoff:
 
     @classmethod
     def tell(cls, kind: bytes) -> bool:
+        cls.ready = cls.ready or kind == READY
         if cls.fd is None:
             return False
         try:
