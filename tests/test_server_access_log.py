@@ -227,7 +227,7 @@ def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(
         logged = json.loads(line)["bytes"]
         with RawConnection(port) as admin:
             metrics = admin.exchange("GET", "/_fastserve/metrics").body.decode()
-    assert json.loads(line)["status"] == 200
+    assert json.loads(line)["status"] == 200 and json.loads(line)["client"] == "127.0.0.1"
     assert read <= logged < size // 2, (read, logged)  # the kernel's buffers hold a few MiB at most
     counted = next(float(sample.split()[-1]) for sample in metrics.splitlines()
                    if sample.startswith("fastserve_response_bytes_total"))

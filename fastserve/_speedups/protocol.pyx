@@ -967,6 +967,7 @@ cdef class HttpProtocol:
         else:
             item = FileSender(self, answer.file, answer.file.fd, [answer.data] + answer.segments)
         if recording and type(item) is FileSender:
+            self._read_addresses()  # while the socket still has its peer: the line names it
             (<FileSender>item).record = (request.method, request.target, answer.status, started,
                                          request.user_agent, request.referer, self._forwarded_client(request))
             return item
