@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi import Cookie, Depends, FastAPI, File, Query, Request, UploadFile, WebSocket  # noqa: E402
+from fastapi import BackgroundTasks, Cookie, Depends, FastAPI, File, Query, Request, UploadFile, WebSocket  # noqa: E402
 from fastapi import WebSocketDisconnect, WebSocketException, status  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse  # noqa: E402
 from starlette.testclient import TestClient as StarletteTestClient  # noqa: E402
@@ -97,8 +97,13 @@ def make_app() -> FastAPI:
         return StreamingResponse(lines(), media_type="text/plain")
 
     @app.post("/send/{email}")
-    async def send(email: str, background_tasks: Any = None) -> dict:
+    async def send(email: str, background_tasks: BackgroundTasks) -> dict:
+        background_tasks.add_task(app.state.sent.append, email)  # runs after the response is sent
         return {"queued": email}
+
+    @app.get("/sent")
+    async def sent() -> list:
+        return app.state.sent
 
     @app.post("/upload")
     async def upload(files: Annotated[list[UploadFile], File()]) -> list:
@@ -207,6 +212,8 @@ def _steps(client: Any) -> dict:
     step("redirect", lambda: _response(client.get("/redirect")))
     step("redirect kept", lambda: _response(client.get("/redirect", follow_redirects=False)))
     step("see other", lambda: _response(client.post("/see-other", content=b"data")))
+    step("background", lambda: _response(client.post("/send/a@example.org")))
+    step("sent", lambda: _response(client.get("/sent")))
     step("stream", lambda: _response(client.get("/stream")))
     step("upload", lambda: _response(client.post("/upload", files=[("files", ("a.txt", b"1")), ("files", ("b", spilled))])))
     step("url", lambda: _response(client.get("/url?x=1")))
