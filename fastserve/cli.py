@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--pid-file", default=None, metavar="PATH",
                          help="write the server's process id here (removed on exit)")
     process.add_argument("--reload", action="store_true",
-                         help="development: restart when a .py file below --reload-dir changes")
+                         help="development: restart when a watched file (*.py, --reload-include) below --reload-dir "
+                              "changes (pip install 'fastserve[reload]')")
     process.add_argument("--reload-dir", action="append", default=None,
                          help="directory to watch with --reload (repeatable; default: the current directory)")
     process.add_argument("--reload-include", action="append", default=None, metavar="GLOB",

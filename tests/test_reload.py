@@ -7,10 +7,9 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx2
-
-from pathlib import Path
 
 from fastserve.server.reload import WatchedFiles, child_argv
 

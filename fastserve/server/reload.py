@@ -46,7 +46,8 @@ class ReloadUnavailable(Exception):
 
 
 def require_watchfiles() -> None:
-    """``ReloadUnavailable`` when ``watchfiles`` is not installed."""
+    """Return when ``watchfiles`` can be imported; raises ``ReloadUnavailable`` (its message
+    says what to install) when it cannot."""
     try:
         import watchfiles  # noqa: F401
     except ImportError:
@@ -139,7 +140,7 @@ class Reloader:
         self.child: Optional[subprocess.Popen] = None
         self.failed: Optional[int] = None  # the exit code of a child that failed on its own
         self.stopping = False
-        self.stop_requested = threading.Event()  # ends the wait between polls at once
+        self.stop_requested = threading.Event()  # watchfiles' stop_event: ends the watch at once
 
     def run(self) -> int:
         for signum in STOP_SIGNALS:
