@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from pathlib import Path
 
@@ -122,3 +123,48 @@ def test_root_logger_is_left_to_the_app(tmp_path: Path) -> None:
                     cwd=tmp_path) as srv:
         port = port_from_url(srv.wait_listening())
         assert fetch(port, "/").body == b"[] WARNING"
+
+
+def _rotation_config(server_log: Path, access_log: Path) -> str:
+    return json.dumps({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(message)s"}},
+        "handlers": {
+            "server": {"class": "logging.FileHandler", "filename": str(server_log), "formatter": "plain"},
+            "access": {"class": "logging.FileHandler", "filename": str(access_log), "formatter": "plain"},
+        },
+        "loggers": {
+            "fastserve": {"handlers": ["server"], "level": "INFO", "propagate": False},
+            "fastserve.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    })
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigusr1_reopens_log_files_after_rotation_and_sigusr2_is_refused(docroot: DocRoot, tmp_path: Path,
+                                                                         workers: str) -> None:
+    """logrotate's way (as with nginx): move the file, send SIGUSR1, and the next lines go to a
+    new file at the configured path; neither SIGUSR1 nor SIGUSR2 ends the server."""
+    from test_server_process import wait_for
+
+    server_log, access_log = tmp_path / "server.log", tmp_path / "access.log"
+    config = tmp_path / "logging.json"
+    config.write_text(_rotation_config(server_log, access_log))
+    with ServerProcess(docroot.root, ["--log-config", str(config), "--access-log", "--workers", workers],
+                       log_path=tmp_path / "out") as srv:
+        srv.wait_ready()
+        assert fetch(srv.port, "/small.txt").status == 200
+        assert wait_for(lambda: access_log.exists() and "/small.txt" in access_log.read_text(), 5.0)
+        access_log.rename(tmp_path / "access.log.1")
+        srv.proc.send_signal(signal.SIGUSR1)
+        processes = 1 if workers == "1" else 1 + int(workers)  # the supervisor reopens its own too
+        assert wait_for(lambda: server_log.read_text().count("log files reopened") == processes, 5.0), (
+            server_log.read_text())
+        assert fetch(srv.port, "/small.txt?after").status == 200
+        assert wait_for(lambda: access_log.exists() and "/small.txt?after" in access_log.read_text(), 5.0)
+        assert "?after" not in (tmp_path / "access.log.1").read_text()
+        srv.proc.send_signal(signal.SIGUSR2)
+        assert wait_for(lambda: "SIGUSR2 ignored" in server_log.read_text(), 5.0)
+        assert fetch(srv.port, "/small.txt").status == 200
+        assert srv.stop() == 0

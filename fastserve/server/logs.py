@@ -96,3 +96,24 @@ def _apply_file(path: str) -> None:
         raise
     except Exception as exc:  # json, yaml, configparser and dictConfig each raise their own
         raise LogConfigError(f"log config file {path!r}: {exc}") from None
+
+
+def reopen_log_files() -> int:
+    """SIGUSR1 (as nginx's): close and reopen every file a ``logging.FileHandler`` writes (those
+    a ``--log-config`` file set up), so that after logrotate moved a log away the next line goes
+    to a new file at the configured path. Returns how many files were reopened."""
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    handlers = {id(handler): handler for each in loggers for handler in each.handlers}
+    reopened = 0
+    for handler in handlers.values():
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+                reopened += 1
+            finally:
+                handler.release()
+    return reopened

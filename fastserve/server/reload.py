@@ -13,9 +13,10 @@ port stays open across a restart: a request sent meanwhile waits in the queue fo
 instead of being refused.
 
 The reloader is the process to signal: it writes ``--pid-file``, stops its child on
-SIGTERM/SIGINT/SIGQUIT and passes SIGHUP on (the child reloads its certificate, or logs that it has
-none). A child stopped from outside stops the reloader too; a child that fails (an import
-error, say) is started again when a file changes. A child whose reloader is killed gets
+SIGTERM/SIGINT/SIGQUIT and passes SIGHUP, SIGUSR1 and SIGUSR2 on (the child reloads its
+certificate or logs that it has none, reopens its log files, refuses a binary upgrade). A child
+stopped from outside stops the reloader too; a child that fails (an import error, say) is started
+again when a file changes. A child whose reloader is killed gets
 SIGTERM from the kernel (Linux), so no server is left on the port unwatched.
 """
 from __future__ import annotations
@@ -145,7 +146,8 @@ class Reloader:
     def run(self) -> int:
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._stop)
-        signal.signal(signal.SIGHUP, self._pass_on)
+        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(signum, self._pass_on)
         with pid_file(self.pid_path):
             return self._watch()
 

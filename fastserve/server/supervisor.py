@@ -22,11 +22,12 @@ from fastserve.server import metrics
 from fastserve.server.listen import open_listener
 from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import (
-    MESSAGE, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload, run_worker,
+    KEPT_SIGNALS, MESSAGE, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload, on_user_signal,
+    run_worker,
 )
 
 logger = logging.getLogger("fastserve")
-_CONTROL_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
+_CONTROL_SIGNALS = {*STOP_SIGNALS, *KEPT_SIGNALS}
 
 IDLE_WAIT = 1.0  # s: the longest the supervisor sleeps without a signal or message (a safety net)
 RESTART_DELAY = 0.1  # s: before a worker that died is replaced (no spinning if workers die at once)
@@ -61,6 +62,7 @@ class Supervisor:
         self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
         self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
         self.hangups = 0  # SIGHUPs received without TLS, not yet logged
+        self.user_signals: List[int] = []  # SIGUSR1/SIGUSR2 received, not yet handled
         self.served = False  # a worker has accepted: its app can start
         self.respawns: List[Tuple[float, int, Optional[int]]] = []  # (when, slot, the retiring worker it replaces)
         self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
@@ -71,6 +73,8 @@ class Supervisor:
         # Each worker reloads its certificate; without TLS the supervisor must not die by
         # SIGHUP's default action (its workers would serve on, orphaned, never stopped).
         signal.signal(signal.SIGHUP, self._forward if tls_enabled(self.config) else self._ignore)
+        signal.signal(signal.SIGUSR1, self._remember_user_signal)
+        signal.signal(signal.SIGUSR2, self._remember_user_signal)
         # Every signal (a stop, a worker's exit) also writes a byte to this pipe, so the
         # supervisor sleeps in select() until something happens instead of polling.
         signal.signal(signal.SIGCHLD, _wake)
@@ -89,6 +93,11 @@ class Supervisor:
                 if self.hangups:
                     self.hangups = 0
                     nothing_to_reload()
+                while self.user_signals:
+                    user_signal = self.user_signals.pop(0)
+                    on_user_signal(user_signal)  # the supervisor's own log files, or the warning
+                    if user_signal == signal.SIGUSR1:
+                        self._forward(user_signal, None)  # each worker reopens its own
             return self._stop_workers()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -132,6 +141,9 @@ class Supervisor:
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def _remember_user_signal(self, signum: int, frame: Any) -> None:
+        self.user_signals.append(signum)  # handled from the loop, not from the handler
 
     def _ignore(self, signum: int, frame: Any) -> None:
         self.hangups += 1  # logged from the loop, not from the handler

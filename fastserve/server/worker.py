@@ -24,7 +24,7 @@ from fastserve.server.metrics import for_worker
 from fastserve.server.proxy import ProxyTrust
 from fastserve.server.limits import current_accept_ceiling
 from fastserve.server.listen import describe
-from fastserve.server.logs import TRACE
+from fastserve.server.logs import TRACE, reopen_log_files
 from fastserve.server.response_headers import ServerHeaders
 from fastserve.server.tls import make_context, reload_certificate
 
@@ -82,6 +82,9 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 # gunicorn take for a graceful stop (and nginx's container images send); by its default action
 # it would dump core and leave --pid-file and --uds behind.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# Signals that must never end a process by their default action: SIGHUP reloads the certificate,
+# SIGUSR1 reopens log files (as nginx's), SIGUSR2 (nginx's binary upgrade) is refused in a warning.
+KEPT_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class EarlySignals:
@@ -102,6 +105,8 @@ class EarlySignals:
         for signum in STOP_SIGNALS:
             signal.signal(signum, cls._remember)
         signal.signal(signal.SIGHUP, cls._remember_reload)
+        signal.signal(signal.SIGUSR1, on_user_signal)
+        signal.signal(signal.SIGUSR2, on_user_signal)
 
     @classmethod
     def _remember(cls, signum: int, frame: Any) -> None:
@@ -110,6 +115,15 @@ class EarlySignals:
     @classmethod
     def _remember_reload(cls, signum: int, frame: Any) -> None:
         cls.reload_pending = True
+
+
+def on_user_signal(signum: int, frame: Any = None) -> None:
+    """SIGUSR1: reopen the log files (``logs.reopen_log_files``); SIGUSR2: refused, in a warning."""
+    if signum == signal.SIGUSR1:
+        logger.info("process %d: SIGUSR1: %d log files reopened", os.getpid(), reopen_log_files())
+    else:
+        logger.warning("process %d: SIGUSR2 ignored (fastserve has no binary upgrade: replace workers with "
+                       "--limit-max-requests, or restart)", os.getpid())
 
 
 def nothing_to_reload() -> None:
@@ -221,6 +235,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             reload_certificate(tls, config)
     else:
         loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        loop.add_signal_handler(signum, on_user_signal, signum)
 
     def retire() -> None:
         logger.info("worker %d answered %d requests (--limit-max-requests): retiring", os.getpid(), state.requests)
@@ -308,7 +324,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     if left:
         logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
         await _cancel(left)
-    for signum in (*STOP_SIGNALS, signal.SIGHUP):
+    for signum in (*STOP_SIGNALS, *KEPT_SIGNALS):
         loop.remove_signal_handler(signum)
 
 
