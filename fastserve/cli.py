@@ -442,6 +442,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ReloadUnavailable as exc:
             print(f"fastserve: {exc}", file=sys.stderr)
             return 1
+        missing = next((d for d in directories if not d.is_dir()), None)
+        if missing is not None:  # watchfiles would fail on it with a traceback
+            print(f"fastserve: --reload-dir {missing} is not a directory", file=sys.stderr)
+            return 1
         try:
             listener = open_listener(config)  # held across restarts: no request is refused meanwhile
         except ListenError as exc:
