@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from fastserve.server.serve import pid_file
-from fastserve.server.worker import STOP_SIGNALS
+from fastserve.server.worker import KEPT_SIGNALS, STOP_SIGNALS
 
 logger = logging.getLogger("fastserve")
 
@@ -146,7 +146,7 @@ class Reloader:
     def run(self) -> int:
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._stop)
-        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        for signum in KEPT_SIGNALS:  # SIGHUP, SIGUSR1, SIGUSR2: the child acts on them
             signal.signal(signum, self._pass_on)
         with pid_file(self.pid_path):
             return self._watch()
