@@ -159,7 +159,7 @@ class Handoff:
 
     fd: Optional[int] = None
     supervisor: Optional[int] = None  # the supervisor's pid
-    ready = False  # this worker told READY: it accepts connections
+    ready: bool = False  # this worker told READY: it accepts connections
 
     @classmethod
     def install(cls, fd: int, supervisor: int) -> None:
