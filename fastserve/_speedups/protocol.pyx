@@ -1185,26 +1185,24 @@ cdef class HttpProtocol:
         cdef int fd = self.sock_fd
         cdef Py_ssize_t size = len(head)
         cdef Py_ssize_t sent = -1
+        cdef Py_ssize_t body_sent = 0
         cdef off_t position = offset
         self._write_out()  # the answers before this one
         if count > 0 and _socket_is_next(self):
             sent = send(fd, <const char*>head, size, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE)
-        cdef FileSender rest
         if sent == size:
-            sent = sendfile(fd, file.fd, &position, count)
-            if sent == count:
+            body_sent = sendfile(fd, file.fd, &position, count)
+            if body_sent == count:
                 return None
-            if sent > 0:
-                rest = FileSender(self, file, file.fd, [(offset + sent, count - sent)])
-                rest.sent = size + sent
-                return rest
-            rest = FileSender(self, file, file.fd, [(offset, count)])
-            rest.sent = size
-            return rest
-        if sent > 0:
-            head = head[sent:]
-        rest = FileSender(self, file, file.fd, [head, (offset, count)])
-        rest.sent = sent if sent > 0 else 0
+            if body_sent < 0:
+                body_sent = 0
+            segments = [(offset + body_sent, count - body_sent)]
+        else:
+            if sent < 0:
+                sent = 0
+            segments = [head[sent:] if sent else head, (offset, count)]
+        cdef FileSender rest = FileSender(self, file, file.fd, segments)
+        rest.sent = sent + body_sent  # what the socket took already, for the access log and metrics
         return rest
 
     def watch_writable(self) -> bool:
