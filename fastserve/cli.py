@@ -453,8 +453,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         watched = WatchedFiles(directories, args.reload_include or [], args.reload_exclude or [])
         try:
-            return Reloader(sys.argv[1:] if argv is None else list(argv), directories, args.reload_delay,
-                            listener=listener, pid_path=config.pid_file, watched=watched).run()
+            return Reloader(sys.argv[1:] if argv is None else list(argv), watched, args.reload_delay,
+                            listener=listener, pid_path=config.pid_file).run()
         except PidFileError as exc:
             print(f"fastserve: {exc}", file=sys.stderr)
             return 1

@@ -130,13 +130,12 @@ def _stop_with_parent() -> None:
 class Reloader:
     """Keeps one server child running; replaces it when a watched file changes."""
 
-    def __init__(self, argv: List[str], directories: List[Path], delay: float = 0.25,
-                 listener: Optional[socket.socket] = None, pid_path: Optional[str] = None,
-                 watched: Optional[WatchedFiles] = None) -> None:
+    def __init__(self, argv: List[str], watched: WatchedFiles, delay: float,
+                 listener: Optional[socket.socket] = None, pid_path: Optional[str] = None) -> None:
         self.listener = listener  # handed to every child; None: each child opens its own
         self.command = child_argv(argv, None if listener is None else listener.fileno())
+        self.watched = watched  # the directories, and which of their files restart the child
         self.delay = delay
-        self.watched = watched or WatchedFiles(directories)
         self.pid_path = pid_path
         self.child: Optional[subprocess.Popen] = None
         self.failed: Optional[int] = None  # the exit code of a child that failed on its own
