@@ -22,8 +22,8 @@ from fastserve.server import metrics
 from fastserve.server.listen import open_listener
 from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import (
-    KEPT_SIGNALS, MESSAGE, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload, on_user_signal,
-    run_worker,
+    KEPT_SIGNALS, MESSAGE, READY, RETIRING, STOP_SIGNALS, USER_SIGNALS, EarlySignals, Handoff, nothing_to_reload,
+    on_user_signal, run_worker,
 )
 
 logger = logging.getLogger("fastserve")
@@ -73,8 +73,8 @@ class Supervisor:
         # Each worker reloads its certificate; without TLS the supervisor must not die by
         # SIGHUP's default action (its workers would serve on, orphaned, never stopped).
         signal.signal(signal.SIGHUP, self._forward if tls_enabled(self.config) else self._ignore)
-        signal.signal(signal.SIGUSR1, self._remember_user_signal)
-        signal.signal(signal.SIGUSR2, self._remember_user_signal)
+        for signum in USER_SIGNALS:
+            signal.signal(signum, self._remember_user_signal)
         # Every signal (a stop, a worker's exit) also writes a byte to this pipe, so the
         # supervisor sleeps in select() until something happens instead of polling.
         signal.signal(signal.SIGCHLD, _wake)

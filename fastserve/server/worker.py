@@ -83,8 +83,10 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 # it would dump core and leave --pid-file and --uds behind.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # Signals that must never end a process by their default action: SIGHUP reloads the certificate,
-# SIGUSR1 reopens log files (as nginx's), SIGUSR2 (nginx's binary upgrade) is refused in a warning.
-KEPT_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# and the user signals (on_user_signal): SIGUSR1 reopens log files (as nginx's), SIGUSR2 (nginx's
+# binary upgrade) is refused in a warning.
+USER_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+KEPT_SIGNALS = (signal.SIGHUP, *USER_SIGNALS)
 
 
 class EarlySignals:
@@ -105,8 +107,8 @@ class EarlySignals:
         for signum in STOP_SIGNALS:
             signal.signal(signum, cls._remember)
         signal.signal(signal.SIGHUP, cls._remember_reload)
-        signal.signal(signal.SIGUSR1, on_user_signal)
-        signal.signal(signal.SIGUSR2, on_user_signal)
+        for signum in USER_SIGNALS:
+            signal.signal(signum, on_user_signal)
 
     @classmethod
     def _remember(cls, signum: int, frame: Any) -> None:
@@ -235,7 +237,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             reload_certificate(tls, config)
     else:
         loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
-    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+    for signum in USER_SIGNALS:
         loop.add_signal_handler(signum, on_user_signal, signum)
 
     def retire() -> None:
