@@ -1,0 +1,469 @@
+"""fastserve's static answers against nginx's, request by request, over loopback.
+
+    python tests/tools/nginx_compare.py [--verbose] [--only SUBSTRING] [-- FASTSERVE FLAGS...]
+
+Builds one site in a temporary directory, serves it with ``python -m fastserve SITE
+--compress off`` (plus the flags given after ``--``) and with ``nginx`` (``gzip_static on``,
+``gzip_vary on``, ``etag on``, ``if_modified_since exact``: nginx's defaults where not named),
+each on a free port of 127.0.0.1, and sends both the same raw HTTP/1.1 requests: a matrix of
+conditionals (every HTTP-date form, entity-tag lists, weak tags, precedence), ranges (single,
+suffix, multiple, overlapping, past the end, If-Range), content codings (a ``.gz`` sibling,
+q-values, ``identity;q=0``), methods, names (MIME types, percent-encoding, directories).
+Entity-tags and dates in a request are each server's own (``{etag}``, ``{etag_gz}``,
+``{lm}``: read from a plain GET first), so the two are asked the same question.
+
+For each request it compares the status, the fields a cache or a client acts on (those in
+``COMPARED``) and the body (a multipart boundary made constant), and prints each difference.
+Some differences are fastserve's on purpose (``KNOWN``: its cache policy, its charset on
+``text/*``, its ETag's form); they are listed once, not per request. Exits 1 when any other
+difference is found, 2 when nginx is missing. Not part of the test suite (nginx is not a test
+dependency); every rule it found broken has an in-process test of its own.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from server_helpers import free_port, wait_until_accepting  # noqa: E402
+
+MTIME = 1_700_000_000  # Tue, 14 Nov 2023 22:13:20 GMT
+TEXT = b"".join(b"line %04d of a plain text file\n" % i for i in range(200))  # 6,200 bytes
+SCRIPT = b"".join(b"console.log('fastserve %d');\n" % i for i in range(300))
+BINARY = bytes(range(256)) * 1200  # 300 KiB: above fastserve's --cache-max-file, sent from the file
+
+COMPARED = (
+    "content-length", "content-range", "content-type", "content-encoding", "etag", "last-modified", "vary",
+    "accept-ranges", "location", "allow", "transfer-encoding", "expires", "content-location",
+)
+# Fields fastserve sends on purpose where nginx (as configured here) sends none or another value.
+KNOWN = {
+    "cache-control": "fastserve's cache policy (--max-age, no-cache for HTML)",
+}
+
+
+# Media types both right, nginx's older (its mime.types) and fastserve's (RFC 9239, RFC 7303).
+SAME_TYPE = {"application/javascript": "text/javascript", "text/xml": "application/xml"}
+
+
+def build_site(root: Path) -> None:
+    (root / "dir" / "sub").mkdir(parents=True)
+    (root / "noindex").mkdir()
+    files = {
+        "a.txt": TEXT,
+        "empty.txt": b"",
+        "one.txt": b"x",
+        "big.bin": BINARY,
+        "app.js": SCRIPT,
+        "app.js.gz": gzip.compress(SCRIPT, mtime=0),
+        "only.css.gz": gzip.compress(b"body{color:red}\n" * 100, mtime=0),
+        "lib.mjs": b"export const a = 1;\n",
+        "style.css": b"body { margin: 0 }\n",
+        "m.wasm": b"\0asm\1\0\0\0",
+        "i.svg": b"<svg xmlns='http://www.w3.org/2000/svg'/>\n",
+        "d.json": b'{"a": 1}\n',
+        "p.webp": b"RIFF\0\0\0\0WEBP",
+        "p.avif": b"\0\0\0\x1cftypavif",
+        "f.woff2": b"wOF2\0\1\0\0",
+        "app.js.map": b'{"version":3}\n',
+        "index.html": b"<!doctype html><p>root index</p>\n",
+        "dir/index.html": b"<!doctype html><p>dir index</p>\n",
+        "dir/sub/x.txt": b"deep\n",
+        "noindex/y.txt": b"y\n",
+        "a b.txt": b"space\n",
+        "100%.txt": b"percent\n",
+        "gr\u00fc\u00dfe.txt": "gr\u00fc\u00dfe\n".encode(),
+        "plus+sign.txt": b"plus\n",
+        "page.html": b"<!doctype html><p>a page</p>\n",
+        "data.xml": b"<a/>\n",
+        "pic.png": b"\x89PNG\r\n\x1a\n",
+        "font.woff": b"wOFF",
+        "doc.pdf": b"%PDF-1.4\n",
+        "noext": b"no extension\n",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    for path in root.rglob("*"):
+        os.utime(path, (MTIME, MTIME))
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+master_process off;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    access_log off;
+    sendfile on;
+    gzip_static on;
+    gzip_vary on;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        index index.html;
+    }}
+}}
+"""
+
+
+@dataclass
+class Answer:
+    status: int
+    fields: List[Tuple[str, str]]
+    body: bytes
+    raw_head: bytes = b""
+
+    def get(self, name: str) -> Optional[str]:
+        values = [value for key, value in self.fields if key == name]
+        return ", ".join(values) if values else None
+
+    def count(self, name: str) -> int:
+        return sum(1 for key, _ in self.fields if key == name)
+
+
+def exchange(port: int, request: bytes, head_only: bool = False, timeout: float = 5.0) -> Answer:
+    """Send ``request`` (it must ask for ``Connection: close``) and read the answer to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    fields = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        fields.append((name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()))
+    answer = Answer(status, fields, body, head)
+    if answer.get("transfer-encoding") == "chunked":
+        answer.body = dechunk(body)
+    return answer
+
+
+def dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += body[:size]
+        body = body[size + 2:]
+    return out
+
+
+@dataclass
+class Case:
+    name: str
+    target: str
+    headers: Sequence[Tuple[str, str]] = ()
+    method: str = "GET"
+    body: bytes = b""
+    raw: Optional[bytes] = None  # the whole request as sent, for what a client would not write
+    # fields compared on top of COMPARED, or left out of it for this case
+    skip: Tuple[str, ...] = ()
+
+
+def cases() -> List[Case]:
+    out: List[Case] = []
+    add = out.append
+    # -- names and types
+    for name in ("a.txt", "empty.txt", "big.bin", "app.js", "lib.mjs", "style.css", "m.wasm", "i.svg", "d.json",
+                 "p.webp", "p.avif", "f.woff2", "app.js.map", "page.html", "data.xml", "pic.png", "font.woff",
+                 "doc.pdf", "noext", "a%20b.txt", "100%25.txt", "gr%C3%BC%C3%9Fe.txt", "plus+sign.txt",
+                 "plus%2Bsign.txt", "dir/sub/x.txt", "%61.txt"):
+        add(Case(f"GET /{name}", "/" + name))
+        add(Case(f"HEAD /{name}", "/" + name, method="HEAD"))
+    for target in ("/", "/dir/", "/dir", "/dir?x=1&y=%20", "/dir/sub", "/dir/sub/", "/noindex", "/noindex/",
+                   "/missing", "/dir/index.html", "/a.txt/", "/a.txt?v=1", "/a.txt#frag", "/./a.txt",
+                   "/dir/../a.txt", "/%2e%2e/a.txt", "/../a.txt", "//a.txt", "/only.css", "/only.css.gz",
+                   "/app.js.gz", "/A.TXT", "/gr\u00fc\u00dfe.txt".encode().decode("latin-1")):
+        add(Case(f"GET {target}", target))
+    # -- methods
+    for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"):
+        add(Case(f"{method} /a.txt", "/a.txt", method=method, skip=("content-type", "body", "content-length")))
+    add(Case("OPTIONS *", "*", method="OPTIONS", skip=("content-type", "body", "content-length")))
+    add(Case("POST /a.txt If-Match wrong", "/a.txt", [("If-Match", '"nope"')], method="POST",
+             skip=("content-type", "body", "content-length")))
+    add(Case("POST /a.txt If-None-Match *", "/a.txt", [("If-None-Match", "*")], method="POST",
+             skip=("content-type", "body", "content-length")))
+    # -- conditionals
+    imf_at = "Tue, 14 Nov 2023 22:13:20 GMT"
+    rfc850_at = "Tuesday, 14-Nov-23 22:13:20 GMT"
+    asctime_at = "Tue Nov 14 22:13:20 2023"
+    later = "Wed, 15 Nov 2023 00:00:00 GMT"
+    earlier = "Mon, 13 Nov 2023 00:00:00 GMT"
+    future = "Fri, 01 Jan 2100 00:00:00 GMT"
+    for path in ("/a.txt", "/big.bin", "/app.js", "/page.html", "/empty.txt"):
+        conditional = [
+            ("INM etag", [("If-None-Match", "{etag}")]),
+            ("INM weak etag", [("If-None-Match", "W/{etag}")]),
+            ("INM *", [("If-None-Match", "*")]),
+            ("INM list", [("If-None-Match", '"x", {etag}, "y"')]),
+            ("INM list no space", [("If-None-Match", '"x",{etag}')]),
+            ("INM other", [("If-None-Match", '"other"')]),
+            ("INM malformed", [("If-None-Match", "nope")]),
+            ("INM unquoted etag", [("If-None-Match", "{etag_bare}")]),
+            ("INM empty", [("If-None-Match", "")]),
+            ("IM etag", [("If-Match", "{etag}")]),
+            ("IM weak", [("If-Match", "W/{etag}")]),
+            ("IM *", [("If-Match", "*")]),
+            ("IM other", [("If-Match", '"other"')]),
+            ("IM list", [("If-Match", '"x", {etag}')]),
+            ("IM malformed", [("If-Match", "nope")]),
+            ("IMS at IMF", [("If-Modified-Since", imf_at)]),
+            ("IMS at RFC850", [("If-Modified-Since", rfc850_at)]),
+            ("IMS at asctime", [("If-Modified-Since", asctime_at)]),
+            ("IMS later", [("If-Modified-Since", later)]),
+            ("IMS earlier", [("If-Modified-Since", earlier)]),
+            ("IMS future", [("If-Modified-Since", future)]),
+            ("IMS invalid", [("If-Modified-Since", "yesterday")]),
+            ("IMS lowercase", [("If-Modified-Since", imf_at.lower())]),
+            ("IMS with length", [("If-Modified-Since", imf_at + "; length=6200")]),
+            ("IUS at", [("If-Unmodified-Since", imf_at)]),
+            ("IUS earlier", [("If-Unmodified-Since", earlier)]),
+            ("IUS later", [("If-Unmodified-Since", later)]),
+            ("IUS invalid", [("If-Unmodified-Since", "garbage")]),
+            ("IUS RFC850 earlier", [("If-Unmodified-Since", "Monday, 13-Nov-23 00:00:00 GMT")]),
+            ("IUS asctime earlier", [("If-Unmodified-Since", "Mon Nov 13 00:00:00 2023")]),
+            ("IM ok + IUS earlier", [("If-Match", "{etag}"), ("If-Unmodified-Since", earlier)]),
+            ("IM other + IUS later", [("If-Match", '"other"'), ("If-Unmodified-Since", later)]),
+            ("INM other + IMS at", [("If-None-Match", '"other"'), ("If-Modified-Since", imf_at)]),
+            ("INM etag + IMS earlier", [("If-None-Match", "{etag}"), ("If-Modified-Since", earlier)]),
+            ("IM other + INM etag", [("If-Match", '"other"'), ("If-None-Match", "{etag}")]),
+            ("IUS earlier + INM etag", [("If-Unmodified-Since", earlier), ("If-None-Match", "{etag}")]),
+        ]
+        for label, headers in conditional:
+            add(Case(f"GET {path} {label}", path, headers))
+            add(Case(f"HEAD {path} {label}", path, headers, method="HEAD"))
+    # -- ranges
+    for path in ("/a.txt", "/big.bin", "/empty.txt", "/one.txt"):
+        for spec in ("bytes=0-0", "bytes=0-", "bytes=-1", "bytes=-100", "bytes=-0", "bytes=0-99999999",
+                     "bytes=100-199", "bytes=6199-", "bytes=6200-", "bytes=99999-", "bytes=0-0,-1",
+                     "bytes=0-9,20-29", "bytes=20-29,0-9", "bytes=0-9,5-14", "bytes=0-9,10-19",
+                     "bytes=0-9,500-509,1000-1009", "bytes=5-4", "bytes=x-y", "bytes=1-2-3", "items=0-5",
+                     "bytes = 0-5", "bytes=0-5 ,  10-15", "BYTES=0-5", "bytes=,0-5", "bytes=", "bytes=-",
+                     "bytes=0-5,", "bytes=99999-,0-0", "bytes=0-5,99999-", "bytes=99999-100000,99999-"):
+            add(Case(f"GET {path} Range {spec}", path, [("Range", spec)]))
+        add(Case(f"HEAD {path} Range 0-5", path, [("Range", "bytes=0-5")], method="HEAD"))
+        add(Case(f"HEAD {path} Range past end", path, [("Range", "bytes=99999-")], method="HEAD"))
+        add(Case(f"GET {path} If-Range etag", path, [("Range", "bytes=0-5"), ("If-Range", "{etag}")]))
+        add(Case(f"GET {path} If-Range weak", path, [("Range", "bytes=0-5"), ("If-Range", "W/{etag}")]))
+        add(Case(f"GET {path} If-Range other", path, [("Range", "bytes=0-5"), ("If-Range", '"other"')]))
+        add(Case(f"GET {path} If-Range date", path, [("Range", "bytes=0-5"), ("If-Range", "{lm}")]))
+        add(Case(f"GET {path} If-Range earlier date", path, [("Range", "bytes=0-5"), ("If-Range", earlier)]))
+        add(Case(f"GET {path} If-Range later date", path, [("Range", "bytes=0-5"), ("If-Range", later)]))
+        add(Case(f"GET {path} Range + INM etag", path, [("Range", "bytes=0-5"), ("If-None-Match", "{etag}")]))
+        add(Case(f"GET {path} Range + IM other", path, [("Range", "bytes=0-5"), ("If-Match", '"other"')]))
+        add(Case(f"GET {path} Range past end + IM other", path, [("Range", "bytes=99999-"),
+                                                                   ("If-Match", '"other"')]))
+    many = "bytes=" + ",".join(f"{i * 10}-{i * 10 + 1}" for i in range(40))
+    add(Case("GET /a.txt 40 ranges", "/a.txt", [("Range", many)]))
+    # -- content codings
+    for path in ("/app.js", "/a.txt", "/only.css"):
+        for ae in ("gzip", "gzip;q=0", "identity;q=0", "*;q=0", "gzip, identity;q=0", "br", "*",
+                   "deflate", "gzip;q=0.5, identity;q=1", "GZIP", "x-gzip", "gzip;q=0.001", "gzip ; q=1",
+                   "identity", "*;q=0, gzip;q=0", "gzip;level=9"):
+            add(Case(f"GET {path} AE {ae}", path, [("Accept-Encoding", ae)]))
+        add(Case(f"HEAD {path} AE gzip", path, [("Accept-Encoding", "gzip")], method="HEAD"))
+        add(Case(f"GET {path} AE gzip INM gz-etag", path, [("Accept-Encoding", "gzip"),
+                                                           ("If-None-Match", "{etag_gz}")]))
+        add(Case(f"GET {path} AE gzip INM etag", path, [("Accept-Encoding", "gzip"), ("If-None-Match", "{etag}")]))
+        add(Case(f"GET {path} no AE INM gz-etag", path, [("If-None-Match", "{etag_gz}")]))
+        add(Case(f"GET {path} AE gzip IMS at", path, [("Accept-Encoding", "gzip"), ("If-Modified-Since", imf_at)]))
+        add(Case(f"GET {path} AE gzip Range", path, [("Accept-Encoding", "gzip"), ("Range", "bytes=0-5")]))
+        add(Case(f"GET {path} AE gzip IM other", path, [("Accept-Encoding", "gzip"), ("If-Match", '"other"')]))
+        add(Case(f"GET {path} Range 416", path, [("Range", "bytes=999999-")]))
+        add(Case(f"GET {path} AE gzip Range 416", path, [("Accept-Encoding", "gzip"), ("Range", "bytes=999999-")]))
+    # -- framing the client chose
+    add(Case("HTTP/1.0 GET", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\n\r\n"))
+    add(Case("absolute-form", "/a.txt", raw=b"GET http://127.0.0.1/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    add(Case("two Range fields", "/a.txt",
+             raw=b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=3-4\r\nConnection: close\r\n\r\n"))
+    add(Case("two INM fields", "/a.txt",
+             raw=b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\nIf-None-Match: {etag}\r\n"
+                 b"Connection: close\r\n\r\n"))
+    add(Case("two IM fields", "/a.txt",
+             raw=b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-Match: \"x\"\r\nIf-Match: {etag}\r\n"
+                 b"Connection: close\r\n\r\n"))
+    return out
+
+
+def render(case: Case, validators: Dict[str, Dict[str, str]]) -> bytes:
+    path = case.target.split("?")[0].split("#")[0]
+    known = validators.get(path, {})
+
+    def fill(text: str) -> str:
+        for key, value in known.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+    if case.raw is not None:
+        return fill(case.raw.decode("latin-1")).encode("latin-1")
+    lines = [f"{case.method} {case.target} HTTP/1.1", "Host: localhost", "Connection: close"]
+    for name, value in case.headers:
+        lines.append(f"{name}: {fill(value)}")
+    if case.body:
+        lines.append(f"Content-Length: {len(case.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + case.body
+
+
+def learn_validators(port: int, paths: Sequence[str]) -> Dict[str, Dict[str, str]]:
+    out: Dict[str, Dict[str, str]] = {}
+    for path in paths:
+        plain = exchange(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        coded = exchange(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n"
+                               f"Connection: close\r\n\r\n".encode("latin-1"))
+        etag = plain.get("etag") or '"none"'
+        out[path] = {
+            "etag": etag,
+            "etag_bare": etag.strip('"'),
+            "etag_gz": coded.get("etag") or '"none"',
+            "lm": plain.get("last-modified") or "none",
+        }
+    return out
+
+
+def comparable(answer: Answer, method: str, case: Case) -> Dict[str, object]:
+    fields: Dict[str, object] = {name: answer.get(name) for name in COMPARED if name not in case.skip}
+    body = answer.body
+    content_type = answer.get("content-type") or ""
+    match = re.search(r"boundary=(\S+)", content_type)
+    if match:
+        boundary = match.group(1)
+        fields["content-type"] = content_type.replace(boundary, "B")
+        body = body.replace(boundary.encode(), b"B")
+    if fields.get("content-type") is not None:
+        # fastserve adds charset=utf-8 to text/*: compare the media type itself
+        fields["content-type"] = str(fields["content-type"]).split(";")[0].strip() + (
+            "; boundary=B" if match else "")
+    # the forms differ by design (fastserve: mtime in nanoseconds); compare strength and coding
+    if fields.get("etag") is not None:
+        tag = str(fields["etag"])
+        fields["etag"] = ("W/" if tag.startswith("W/") else "") + ("gz" if tag.endswith('-gzip"') else "") + "tag"
+    if fields.get("content-type") in SAME_TYPE:
+        fields["content-type"] = SAME_TYPE[str(fields["content-type"])]
+    if answer.status == 206:
+        fields.pop("accept-ranges", None)  # nginx sends none on a 206; either is right
+        if match:
+            fields.pop("content-length", None)  # the boundaries differ in length; the bodies are compared
+    if answer.status == 416:
+        for name in ("etag", "last-modified"):  # fastserve says which version the range missed
+            fields.pop(name, None)
+    if answer.status >= 400 or answer.status in (301, 302, 307, 308):
+        # error and redirect pages differ in wording: their sizes, types and bodies are not compared
+        for name in ("content-length", "content-type"):
+            fields.pop(name, None)
+        body = b"<page>"
+    if "body" not in case.skip:
+        fields["body"] = body if len(body) < 200 else f"<{len(body)} bytes, crc {hash(body) & 0xffff:x}>"
+    fields["status"] = answer.status
+    return fields
+
+
+def start_fastserve(root: Path, port: int, flags: Sequence[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "fastserve", str(root), "--port", str(port), "--compress", "off", *flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until_accepting(port, process, timeout=60)
+    except RuntimeError:
+        process.kill()
+        sys.stderr.write(process.communicate()[1].decode(errors="replace"))
+        raise
+    return process
+
+
+def start_nginx(root: Path, port: int, run: Path) -> subprocess.Popen:
+    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run / name).mkdir(parents=True, exist_ok=True)
+    conf = run / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(run=run, port=port, root=root))
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(run)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    wait_until_accepting(port, process, timeout=60)
+    return process
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="print every request, not only differences")
+    parser.add_argument("--only", default="", help="run the cases whose name contains this")
+    parser.add_argument("flags", nargs="*", help="fastserve flags (after --)")
+    args = parser.parse_args(argv)
+    if shutil.which("nginx") is None:
+        print("nginx is not installed (apt-get install nginx-light)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "site"
+        root.mkdir()
+        build_site(root)
+        fast_port, nginx_port = free_port(), free_port()
+        fast = start_fastserve(root, fast_port, args.flags)
+        nginx = start_nginx(root, nginx_port, Path(tmp) / "nginx")
+        try:
+            return compare(fast_port, nginx_port, args)
+        finally:
+            for process in (fast, nginx):
+                process.terminate()
+                process.wait(10)
+
+
+def compare(fast_port: int, nginx_port: int, args: argparse.Namespace) -> int:
+    selected = [case for case in cases() if args.only in case.name]
+    paths = sorted({case.target.split("?")[0].split("#")[0] for case in selected if case.target.startswith("/")})
+    fast_validators = learn_validators(fast_port, paths)
+    nginx_validators = learn_validators(nginx_port, paths)
+    differences = 0
+    seen_known: Dict[str, str] = {}
+    for case in selected:
+        fast = exchange(fast_port, render(case, fast_validators))
+        nginx = exchange(nginx_port, render(case, nginx_validators))
+        mine, theirs = comparable(fast, case.method, case), comparable(nginx, case.method, case)
+        diff = {key: (mine.get(key), theirs.get(key)) for key in mine if mine.get(key) != theirs.get(key)}
+        for name, why in KNOWN.items():
+            if fast.get(name) != nginx.get(name):
+                seen_known.setdefault(name, why)
+        for name, _ in fast.fields:
+            if fast.count(name) > 1 and name not in ("set-cookie",):
+                diff[f"{name} (sent {fast.count(name)} times)"] = (fast.get(name), nginx.get(name))
+        if diff:
+            differences += 1
+            print(f"DIFF {case.name}")
+            for key, (a, b) in diff.items():
+                print(f"    {key}: fastserve {a!r}  nginx {b!r}")
+        elif args.verbose:
+            print(f"same {case.name}: {mine.get('status')}")
+    for name, why in seen_known.items():
+        print(f"known: {name} differs ({why})")
+    print(f"{len(selected)} requests, {differences} with differences")
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
