@@ -45,6 +45,7 @@ _COMPRESSIBLE_TYPES = frozenset((
     b"application/ld+json", b"application/manifest+json", b"application/xml", b"application/xhtml+xml",
     b"application/rss+xml", b"application/atom+xml", b"application/wasm", b"application/vnd.ms-fontobject",
     b"application/x-font-ttf", b"application/x-font-otf", b"application/geo+json", b"application/x-sh",
+    b"application/vnd.apple.mpegurl",
     b"image/svg+xml", b"image/x-icon", b"image/vnd.microsoft.icon", b"image/bmp",
     b"font/ttf", b"font/otf", b"font/collection", b"font/sfnt",
 ))

@@ -79,9 +79,12 @@ cpdef tuple evaluate_range(bytes method, bytes range_value, bytes if_range, byte
                            long long last_modified, long long size, int max_ranges=16):
     """``(200, None)``, ``(206, ranges)`` or ``(416, None)`` for a request's Range/If-Range.
 
-    Only GET honours Range; an ignored Range or a failed If-Range serves the full body.
+    Only GET honours Range; an ignored Range or a failed If-Range serves the full body. So does
+    any Range on an empty representation, as nginx answers it: no 206 can carry a part of
+    nothing, and a suffix range (``bytes=-5``) is satisfiable there (RFC 9110 section 14.1.1),
+    so a 416 would be wrong for it; the whole (empty) representation answers every range.
     """
-    if range_value is None or method is None or method != b"GET":
+    if range_value is None or method is None or method != b"GET" or size == 0:
         return _FULL
     if not if_range_allows(if_range, etag, last_modified):
         return _FULL

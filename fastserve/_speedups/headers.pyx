@@ -593,6 +593,35 @@ cpdef bytes current_http_date(double clock=-1.0):
 # Content-Type
 # --------------------------------------------------------------------------------------------
 
+# The media types of the files a web origin serves, by suffix (lowercase), fixed here so that
+# an answer does not depend on the host: Python's ``mimetypes`` reads the host's tables
+# (/etc/mime.types, the Windows registry), which a slim container lacks (``.woff2``, ``.webp``
+# then go as application/octet-stream) and which say ``text/vnd.trolltech.linguist`` for ``.ts``
+# or ``text/plain`` for ``.js``. IANA's names (RFC 9239 for JavaScript, RFC 7303 for XML,
+# RFC 8081 for fonts). A name that says it is compressed (``.gz``, ``.zst``) is the
+# compressed file itself, whatever it holds: ``app.js.gz`` asked for by its own name is sent
+# as it is, without a Content-Encoding, so it is labelled gzip, not JavaScript (a sibling sent
+# for ``app.js`` keeps ``app.js``'s type). Suffixes not listed here follow ``mimetypes``
+# (``mimetypes.add_type`` included); change this table, then call ``clear_content_type_cache``.
+WEB_MEDIA_TYPES = {
+    ".html": "text/html", ".htm": "text/html", ".css": "text/css",
+    ".js": "text/javascript", ".mjs": "text/javascript", ".cjs": "text/javascript",
+    ".json": "application/json", ".map": "application/json", ".jsonld": "application/ld+json",
+    ".webmanifest": "application/manifest+json", ".xml": "application/xml",
+    ".txt": "text/plain", ".csv": "text/csv", ".md": "text/markdown", ".vtt": "text/vtt",
+    ".wasm": "application/wasm", ".pdf": "application/pdf", ".zip": "application/zip",
+    ".svg": "image/svg+xml", ".png": "image/png", ".apng": "image/apng", ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif",
+    ".ico": "image/vnd.microsoft.icon", ".bmp": "image/bmp",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
+    ".eot": "application/vnd.ms-fontobject",
+    ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".wav": "audio/wav", ".flac": "audio/flac", ".m4a": "audio/mp4",
+    ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".mpd": "application/dash+xml",
+    ".gz": "application/gzip", ".tgz": "application/gzip", ".zst": "application/zstd",
+    ".br": "application/octet-stream",
+}
+
 cdef dict _content_types = {}
 # Keys come from file names; clearing on overflow keeps a hostile tree from growing the cache.
 cdef Py_ssize_t _CONTENT_TYPE_CACHE_LIMIT = 1024
@@ -610,28 +639,26 @@ cdef Py_ssize_t _suffix_start(str path, Py_ssize_t start, Py_ssize_t end):
 
 
 cpdef str content_type_for(str path):
-    """Content-Type value for a file path, by extension; ``application/octet-stream`` when unknown.
+    """Content-Type value for a file path, by its last suffix: ``WEB_MEDIA_TYPES``, else
+    ``mimetypes``' type for it, else ``application/octet-stream``.
 
     ``text/*`` types get ``; charset=utf-8`` (others, ``application/json`` included, none: as
-    Starlette's ``FileResponse`` and nginx send them; RFC 8259 section 11 defines no charset for JSON). Results are cached per suffix (two suffixes when the
-    last one is a compression suffix such as ``.gz``, since ``x.tar.gz`` and ``x.js.gz`` differ).
+    Starlette's ``FileResponse`` and nginx send them; RFC 8259 section 11 defines no charset for
+    JSON). Results are cached per suffix.
     """
     cdef Py_ssize_t base = path.rfind("/") + 1
-    cdef Py_ssize_t end = len(path)
-    cdef Py_ssize_t dot = _suffix_start(path, base, end)
-    cdef Py_ssize_t inner
+    cdef Py_ssize_t dot = _suffix_start(path, base, len(path))
     cdef str key = path[dot:] if dot >= 0 else ""
-    cdef str content_type
-    cdef dict encodings = mimetypes.encodings_map
-    if dot >= 0 and (key in encodings or key.lower() in encodings):
-        inner = _suffix_start(path, base, dot)
-        if inner >= 0:
-            key = path[inner:]
-    content_type = _content_types.get(key)
+    cdef str content_type = _content_types.get(key)
     if content_type is not None:
         return content_type
-    # guess from a synthetic name so that nothing but the suffix (say, a "data:" prefix) counts
-    content_type = mimetypes.guess_type("f" + key)[0] or "application/octet-stream"
+    content_type = WEB_MEDIA_TYPES.get(key.lower())
+    if content_type is None:
+        # asked of a synthetic name so that nothing but the suffix (say, a "data:" prefix) counts
+        guessed, coding = mimetypes.guess_type("f" + key)
+        if coding is not None:  # a compressed file (``.svgz``, ``.bz2``): not the type it holds
+            guessed = "application/gzip" if coding == "gzip" else None
+        content_type = guessed or "application/octet-stream"
     if content_type.startswith("text/"):
         content_type += "; charset=utf-8"
     if len(_content_types) >= _CONTENT_TYPE_CACHE_LIMIT:

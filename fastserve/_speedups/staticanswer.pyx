@@ -61,6 +61,8 @@ cdef list NOT_ACCEPTABLE_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(NOT_ACCEPTABLE)), (b"vary", b"Accept-Encoding"),
 ]
 cdef bytes NOTHING = b""
+# What makes an answer storable by a cache (RFC 9111 section 4.2.1): a file's 200, 206 and 304 carry them.
+cdef tuple FRESHNESS_FIELDS = (b"cache-control", b"expires")
 cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" matches it
 
 # GET answers whose body was encoded on the fly, and the bytes that saved (this process's).
@@ -263,9 +265,11 @@ cdef void _range(StaticAnswer out, CacheEntry entry, bytes range_value, bytes if
         _whole(out, entry, head)
         return
     if status == 416:
+        # It names the representation the range missed (ETag, Last-Modified, Vary), but gives no
+        # freshness: a 416 is no answer a cache may hand to the next request for the URL.
         _set(out, 416, [
             (CONTENT_RANGE, b"bytes */%d" % entry.size), (CONTENT_LENGTH, b"0"),
-        ] + entry.not_modified_fields, NOTHING)
+        ] + [pair for pair in entry.not_modified_fields if pair[0] not in FRESHNESS_FIELDS], NOTHING)
         return
     if len(ranges) == 1:
         first, last = ranges[0]

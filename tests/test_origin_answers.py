@@ -1,0 +1,99 @@
+"""What a CDN in front of ``python -m fastserve DIR`` is told, byte for byte, in-process.
+
+Each test pins a rule where fastserve's static answers differed from what RFC 9110/9111 ask of
+an origin (found by comparing them with nginx's, ``tests/tools/nginx_compare.py``), on the
+server's fast path (each request reader) and on the ``StaticFiles`` app it runs, which answer
+through the one decision (``staticanswer.decide``).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+from inprocess import call_asgi
+from server_helpers import RawResponse
+
+MTIME = 1_700_000_000
+SCRIPT = b"console.log('fastserve');\n" * 40
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"0123456789" * 100)
+    (root / "big.bin").write_bytes(bytes(range(256)) * 1200)  # above --cache-max-file: sent from the file
+    (root / "empty.txt").write_bytes(b"")
+    (root / "app.js").write_bytes(SCRIPT)
+    (root / "app.js.gz").write_bytes(gzip.compress(SCRIPT, mtime=0))
+    for path in root.iterdir():
+        os.utime(path, (MTIME, MTIME))
+    return root
+
+
+def both(server, method: str, target: str, headers: List[Tuple[str, str]] = ()) -> Tuple[RawResponse, RawResponse]:
+    """The fast path's answer and the served ``StaticFiles`` app's, to the same request."""
+    fast = server.open().request(method, target, list(headers))
+    app = call_asgi(server.app, method, target, headers, loop=server.loop)
+    return fast, app
+
+
+# -- RFC 9111: a 416 is no answer for a cache to keep ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.txt", "big.bin", "app.js"])
+def test_416_names_the_representation_but_gives_no_freshness(site, serve_cli, name):
+    """A ``Cache-Control: public, max-age=60`` on a 416 let a shared cache store it and hand it to
+    the next plain GET of the URL (one request with ``Range: bytes=999999-`` through a CDN made
+    the file unreachable for a minute). The 416 keeps the validators and Vary, not the freshness."""
+    server = serve_cli(str(site))
+    plain = server.open().request("GET", f"/{name}")
+    assert plain.header("cache-control") == "public, max-age=60"  # the file's own answers keep it
+    for response in both(server, "GET", f"/{name}", [("Range", "bytes=999999-")]):
+        assert response.status == 416
+        assert response.header("content-range") == f"bytes */{(site / name).stat().st_size}"
+        assert response.header("cache-control") is None and response.header("expires") is None
+        assert response.header("etag") == plain.header("etag")
+        assert response.header("last-modified") == plain.header("last-modified")
+        assert response.header("vary") == plain.header("vary")
+    for status, headers in ((206, [("Range", "bytes=0-3")]), (304, [("If-None-Match", plain.header("etag"))])):
+        for response in both(server, "GET", f"/{name}", headers):
+            assert response.status == status and response.header("cache-control") == "public, max-age=60"
+
+
+# -- RFC 9110 section 14.1.1: an empty representation ------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["bytes=0-", "bytes=-5", "bytes=0-0", "bytes=0-0,-1", "bytes=5-"])
+def test_a_range_on_an_empty_file_gets_the_whole_empty_file(site, serve_cli, value):
+    """``Range: bytes=-5`` on an empty file is satisfiable (section 14.1.1) and no 206 can carry
+    a part of nothing: the answer is the whole file, 200 with no content, as nginx sends."""
+    server = serve_cli(str(site))
+    for method in ("GET", "HEAD"):
+        for response in both(server, method, "/empty.txt", [("Range", value)]):
+            assert response.status == 200, (method, value)
+            assert response.header("content-length") == "0" and response.body == b""
+            assert response.header("content-range") is None
+            assert response.header("etag") is not None
+
+
+# -- media types -------------------------------------------------------------------------------
+
+
+def test_a_compressed_file_asked_for_by_its_own_name_is_labelled_compressed(site, serve_cli):
+    """``/app.js.gz`` is sent as it is, without a Content-Encoding: it is gzip, not JavaScript
+    (``text/javascript`` there made a browser or a CDN's minifier read gzip bytes as a script).
+    The sibling answering ``/app.js`` for a gzip client keeps ``app.js``'s type."""
+    server = serve_cli(str(site))
+    for response in both(server, "GET", "/app.js.gz"):
+        assert response.status == 200
+        assert response.header("content-type") == "application/gzip"
+        assert response.header("content-encoding") is None
+        assert response.body == (site / "app.js.gz").read_bytes()
+    for response in both(server, "GET", "/app.js", [("Accept-Encoding", "gzip")]):
+        assert response.header("content-type") == "text/javascript; charset=utf-8"
+        assert response.header("content-encoding") == "gzip"
