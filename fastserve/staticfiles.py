@@ -208,7 +208,8 @@ class StaticFiles:
         ``"static"`` as the fastserve server's static path does (RFC 9110 section 14.2: a
         ``Range`` that cannot be used is ignored, at most 16 ranges; ``416`` and ``304`` name
         the file's ``ETag`` and ``Last-Modified``; an error page has none, since it stands in
-        for what is not there). ``ValueError`` for another value.
+        for what is not there; a directory asked for without its slash is ``301``, where
+        Starlette answers ``307``). ``ValueError`` for another value.
         """
         self.directory = directory
         self.packages = packages
@@ -464,16 +465,19 @@ class StaticFiles:
             return Response(status_code=304, headers=headers)
         return Response(rendered.body, headers=headers, media_type=rendered.content_type)
 
-    @staticmethod
-    def _slash_redirect(scope: Scope) -> Response:
+    def _slash_redirect(self, scope: Scope) -> Response:
+        """The redirect of a directory asked for without its slash: 307 as Starlette's, 301
+        (``answers="static"``) as the server's fast path and nginx answer it."""
         url = URL(scope=scope)
         route_path = _route_path(scope)
+        status = 301 if self.answers == "static" else 307
         if has_dot_segment(route_path):
             # To the directory the dot segments lead to (RFC 3986 section 5.2.4), as the server
             # redirects; Starlette's would go through them (/sub/../dir/).
             mount = scope["path"][:len(scope["path"]) - len(route_path)]
-            return RedirectResponse(url=url.replace(path=url_base(mount, split_url_path(route_path) or ())))
-        return RedirectResponse(url=url.replace(path=url.path + "/"))
+            target = url.replace(path=url_base(mount, split_url_path(route_path) or ()))
+            return RedirectResponse(url=target, status_code=status)
+        return RedirectResponse(url=url.replace(path=url.path + "/"), status_code=status)
 
     def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
         """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``

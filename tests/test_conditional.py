@@ -275,11 +275,16 @@ def test_evaluate_range_outcomes() -> None:
     assert rng(b"bytes=-1, 0-0") == (206, [(0, 0), (999, 999)])
     assert rng(b"bytes=1000-") == (416, None)
     assert rng(b"bytes=-0") == (416, None)
-    # an empty representation: every Range gets the whole of it (a suffix range is satisfiable
-    # there, RFC 9110 section 14.1.1, and no 206 can carry a part of nothing), as nginx answers
+    # an empty representation: a suffix range is satisfiable there (RFC 9110 section 14.1.1) and
+    # no 206 can carry a part of nothing: the whole of it, as nginx answers (and for one from 0);
+    # a range from a later byte is still unsatisfiable
     assert rng(b"bytes=0-", size=0) == (200, None)
     assert rng(b"bytes=-5", size=0) == (200, None)
     assert rng(b"bytes=0-0,-1", size=0) == (200, None)
+    assert rng(b"bytes=5-,-1", size=0) == (200, None)
+    assert rng(b"bytes=5-", size=0) == (416, None)
+    assert rng(b"bytes=-0", size=0) == (416, None)
+    assert rng(b"bytes=x", size=0) == (200, None)
     assert rng(b"bytes=5-1") == (200, None)  # invalid: ignored
     assert rng(b"items=0-1") == (200, None)
     assert rng(b"") == (200, None)

@@ -79,7 +79,7 @@ def pipeline_plan(docroot: DocRoot, etags: dict) -> List[Expected]:
         ("GET", "/medium.bin", [], 200, docroot.medium),
         ("HEAD", "/large.bin", [], 200, b""),
         ("GET", "/dir/", [], 200, INDEX_HTML),
-        ("GET", "/dir", [], 307, b""),
+        ("GET", "/dir", [], 301, b""),
         ("GET", "/large.bin", [("Range", "bytes=100-199")], 206, large[100:200]),
         ("POST", "/small.txt", [("Content-Length", "0")], 405, None),
         ("GET", "/nope/nope", [], 404, NOT_FOUND_HTML),

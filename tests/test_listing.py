@@ -230,7 +230,7 @@ def test_sort_links_and_breadcrumbs(client: httpx2.Client) -> None:
 
 def test_redirect_index_head_and_validators(client: httpx2.Client) -> None:
     redirect = client.get("/sub")
-    assert redirect.status_code == 307 and redirect.headers["location"] == "/sub/"
+    assert redirect.status_code == 301 and redirect.headers["location"] == "/sub/"
     assert client.get("/withindex/").text == "<p>the index</p>"  # an index wins over a listing
     get = client.get("/sub/")
     head = client.head("/sub/")
@@ -323,7 +323,7 @@ def test_without_listing_a_directory_without_index_is_404(server: ServerProcess)
     with httpx2.Client(base_url=server.url, timeout=5) as http:
         assert http.get("/nested/").status_code == 404
         assert http.get("/nested").status_code == 404  # and no redirect to the slash form
-        assert http.get("/dir").status_code == 307  # a directory with an index still redirects
+        assert http.get("/dir").status_code == 301  # a directory with an index still redirects
 
 
 def test_templates_override_and_dotfiles_allow(tree: Path, tmp_path: Path, serve_cli) -> None:

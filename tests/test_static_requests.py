@@ -305,13 +305,13 @@ def test_a_head_with_range_gets_the_fields_a_get_would_and_no_body(client, docro
 
 def test_directory_without_slash_redirects(client) -> None:
     response = client.request("GET", "/dir")
-    assert response.status == 307
+    assert response.status == 301
     assert response.header("location") == "/dir/"
 
 
 def test_directory_redirect_keeps_the_query(client) -> None:
     response = client.request("GET", "/dir?page=2&x=y")
-    assert response.status == 307
+    assert response.status == 301
     assert response.header("location") == "/dir/?page=2&x=y"
 
 
@@ -321,9 +321,9 @@ def test_directory_redirect_keeps_the_query(client) -> None:
 ])
 def test_redirect_location_is_never_protocol_relative(client, target: str) -> None:
     response = client.request("GET", target)
-    assert response.status in (307, 400, 404), response.status
+    assert response.status in (301, 400, 404), response.status
     location = response.header("location")
-    if response.status == 307:
+    if response.status == 301:
         assert location is not None
         assert location.startswith("/") and not location.startswith("//"), location
         assert not location.startswith("/\\"), location
@@ -333,14 +333,14 @@ def test_redirect_location_is_never_protocol_relative(client, target: str) -> No
 
 def test_redirect_query_cannot_inject_headers(client) -> None:
     response = client.request("GET", "/dir?a=%0d%0aSet-Cookie:%20x=1")
-    assert response.status == 307
+    assert response.status == 301
     assert response.header("location") == "/dir/?a=%0d%0aSet-Cookie:%20x=1"
     assert response.header("set-cookie") is None
 
 
 def test_double_slash_directory_redirects_to_the_local_path(client) -> None:
     response = client.request("GET", "//evil.example/dir")
-    assert response.status == 307
+    assert response.status == 301
     assert response.header("location") == "/evil.example/dir/"
 
 

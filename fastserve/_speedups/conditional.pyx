@@ -79,16 +79,19 @@ cpdef tuple evaluate_range(bytes method, bytes range_value, bytes if_range, byte
                            long long last_modified, long long size, int max_ranges=16):
     """``(200, None)``, ``(206, ranges)`` or ``(416, None)`` for a request's Range/If-Range.
 
-    Only GET honours Range; an ignored Range or a failed If-Range serves the full body. So does
-    any Range on an empty representation, as nginx answers it: no 206 can carry a part of
-    nothing, and a suffix range (``bytes=-5``) is satisfiable there (RFC 9110 section 14.1.1),
-    so a 416 would be wrong for it; the whole (empty) representation answers every range.
+    Only GET honours Range; an ignored Range or a failed If-Range serves the full body. On an
+    empty representation no 206 can carry a part of nothing, yet a suffix range (``bytes=-5``)
+    is satisfiable there (RFC 9110 section 14.1.1): a range that would take the first byte of a
+    one-byte representation (a suffix, or one from 0) gets the whole (empty) representation,
+    others 416, as nginx answers.
     """
-    if range_value is None or method is None or method != b"GET" or size == 0:
+    if range_value is None or method is None or method != b"GET":
         return _FULL
     if not if_range_allows(if_range, etag, last_modified):
         return _FULL
-    cdef object ranges = parse_range(range_value, size, max_ranges)
+    cdef object ranges = parse_range(range_value, size if size > 0 else 1, max_ranges)
+    if size == 0 and ranges:
+        return _FULL
     if ranges is None:
         return _FULL
     if not ranges:

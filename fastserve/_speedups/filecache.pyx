@@ -433,7 +433,7 @@ cdef class FileCache:
             if found is not None and found[2] and not names_directory(path):
                 entry = CacheEntry()
                 entry.kind = ENTRY_REDIRECT
-                entry.status = 307
+                entry.status = 301  # the slash form is the directory's one URL, as nginx redirects
                 entry.path = found[0]
                 entry.body = b""
                 _set_fields(entry, [])

@@ -111,7 +111,7 @@ cdef enum:
     ANSWER_NOT_MODIFIED = 1         # 304
     ANSWER_PRECONDITION_FAILED = 2  # 412
     ANSWER_RANGE = 3                # a Range to evaluate: 206, 416, or 200 when If-Range does not match
-    ANSWER_REDIRECT = 4             # 307 to the directory's slash form
+    ANSWER_REDIRECT = 4             # 301 to the directory's slash form
     ANSWER_METHOD_NOT_ALLOWED = 5   # 405
     ANSWER_NOT_ACCEPTABLE = 6       # 406: no representation the client accepts
     ANSWER_WAIT = 7                 # the one the client accepts is being encoded: wait for it
@@ -122,7 +122,7 @@ cpdef StaticAnswer decide(CacheEntry entry, RequestHead request, int max_ranges=
 
     405 for a method other than GET/HEAD; for a file 412/304 (RFC 9110 section 13.2.2), then
     206/416 for a Range on a GET or HEAD (section 14, at most ``max_ranges`` ranges), else 200; for
-    the other entries their own status (404, 401; 307 with no fields: the caller knows the
+    the other entries their own status (404, 401; 301 with no fields: the caller knows the
     target to redirect to).
     """
     cdef int kind
@@ -217,7 +217,7 @@ cdef void _fill(StaticAnswer out, CacheEntry entry, int kind, RequestHead reques
     elif kind == ANSWER_RANGE:
         _range(out, entry, request.range_value, request.if_range, max_ranges, request.is_head)
     elif kind == ANSWER_REDIRECT:
-        _set(out, 307, [], NOTHING)
+        _set(out, 301, [], NOTHING)
     elif kind == ANSWER_NOT_ACCEPTABLE:
         _set(out, 406, NOT_ACCEPTABLE_FIELDS, NOTHING if request.is_head else NOT_ACCEPTABLE)
     elif kind == ANSWER_WAIT:
@@ -341,7 +341,7 @@ cdef inline void _refresh_memo(CacheEntry entry, bytes date):
 cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, RequestHead request):
     """Fill ``out`` with the wire answer to ``request``.
 
-    An unusable target gets 400, a directory asked for without its slash 307 to the slash
+    An unusable target gets 400, a directory asked for without its slash 301 to the slash
     form; a directory to list is left to the caller (``out.status`` ``STATUS_LISTING``: rendered
     off the event loop, by ``fastserve.listing``); everything else is ``decide``'s answer for
     the cache entry.
@@ -457,4 +457,6 @@ cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint
         if c in location:
             _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
             return
-    _ready(out, 307, response_head(307, b"Location: %s\r\nContent-Length: 0\r\n" % location, keep_alive, http10))
+    # 301, as nginx and Apache answer it: the slash form is the directory's one URL, so a CDN or
+    # browser may keep the redirect (RFC 9111 section 4.2.2); only GET and HEAD come here.
+    _ready(out, 301, response_head(301, b"Location: %s\r\nContent-Length: 0\r\n" % location, keep_alive, http10))
