@@ -120,3 +120,59 @@ def test_a_directory_without_its_slash_is_moved_permanently_query_kept(site, ser
             assert response.header("location").endswith("/docs/?page=2&q=a%20b")
     drop_in = call_asgi(StaticFiles(directory=site, html=True), "GET", "/docs?page=2")
     assert drop_in.status == 307 and drop_in.header("location").endswith("/docs/?page=2")
+
+
+# -- a file written while it is read --------------------------------------------------------
+
+
+def test_a_file_written_while_it_is_read_is_held_with_the_validators_of_its_bytes(site, monkeypatch):
+    """A deploy that copies over a file in place can change it between the stat and the read:
+    the bytes read then were held (and sent, for as long as the cache trusts its stat) under the
+    old stat's ETag and Content-Length. The file is read again under the newer stat."""
+    from fastserve._speedups.filecache import FileCache
+    from fastserve._speedups.headers import make_etag
+
+    path = site / "a.txt"
+    real_pread = os.pread
+    writes = []
+
+    def pread_during_a_deploy(fd, count, offset):
+        data = real_pread(fd, count, offset)
+        if not writes:  # the deploy writes the new version just after the first read
+            writes.append(True)
+            path.write_bytes(b"the new version\n")
+        return data
+
+    monkeypatch.setattr(os, "pread", pread_during_a_deploy)
+    entry = FileCache([site]).lookup("/a.txt")
+    monkeypatch.undo()
+    now = path.stat()
+    assert entry.body == b"the new version\n"
+    assert entry.etag == make_etag(now.st_mtime_ns, now.st_size)
+    assert dict(entry.fields)[b"content-length"] == b"16"
+
+
+# -- precompressed siblings ------------------------------------------------------------------
+
+
+def test_a_sibling_older_than_its_file_is_not_sent(site, serve_cli):
+    """``app.js`` changed after ``app.js.gz`` was made: gzip clients got the old script while
+    others got the new one, under one URL (a CDN keeps both, by Vary). The stale sibling is left
+    out: every client gets the current content (here compressed on the fly, or sent as it is)."""
+    (site / "app.js").write_bytes(b"console.log('the new version');\n" * 60)
+    os.utime(site / "app.js", (MTIME + 60, MTIME + 60))  # the .gz keeps MTIME: older
+    server = serve_cli(str(site))
+    current = (site / "app.js").read_bytes()
+    for method in ("GET", "HEAD"):
+        for response in both(server, method, "/app.js", [("Accept-Encoding", "gzip")]):
+            assert response.status == 200
+            if method == "GET":
+                coded = response.header("content-encoding") == "gzip"
+                assert (gzip.decompress(response.body) if coded else response.body) == current
+    # a sibling as new as its file (or newer) is sent
+    os.utime(site / "app.js.gz", (MTIME + 60, MTIME + 60))
+    server = serve_cli(str(site), "--compress", "off")
+    for response in both(server, "GET", "/app.js", [("Accept-Encoding", "gzip")]):
+        assert response.header("content-encoding") == "gzip"
+        assert response.body == (site / "app.js.gz").read_bytes()
+        assert response.header("vary") == "Accept-Encoding"

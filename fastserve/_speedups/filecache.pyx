@@ -118,9 +118,12 @@ cdef CacheEntry _file_entry(
     """
     cdef CacheEntry entry = CacheEntry()
     cdef OpenFile handle = OpenFile(full_path)
+    cdef bytes body = None
     st = os.fstat(handle.fd)
     if not S_ISREG(st.st_mode):  # a FIFO, device or directory in a file's place: not here
         raise FileNotFoundError(errno.ENOENT, "not a regular file", full_path)
+    if st.st_size <= max_body:
+        body, st = _read_settled(handle.fd, st)
     entry.kind = ENTRY_FILE if status == 200 else ENTRY_MISSING
     entry.status = status
     entry.path = full_path
@@ -134,10 +137,10 @@ cdef CacheEntry _file_entry(
         entry.etag = _coded_etag(entry.etag, coding)
     entry.last_modified = format_http_date(st.st_mtime)
     entry.content_type = content_type or content_type_for(full_path).encode("latin-1")
-    if entry.size <= max_body:
-        entry.body = os.pread(handle.fd, entry.size, 0)
-        if len(entry.body) != entry.size:  # changed while we read: take what is there
-            entry.size = len(entry.body)
+    if body is not None:
+        entry.body = body
+        if len(body) != entry.size:  # still being written: take what is there
+            entry.size = len(body)
         entry.file = None
         entry.held = entry.size
     else:
@@ -149,6 +152,25 @@ cdef CacheEntry _file_entry(
     _set_file_fields(entry, vary)
     entry.variants = None
     return entry
+
+
+cdef tuple _read_settled(int fd, object st):
+    """``(content, stat)``: the file's bytes and the stat they were read under.
+
+    A file written while it is read (a deploy copying over it in place) would otherwise be held
+    as a mix of old and new bytes under the validators of the stat taken before the read; so
+    it is read again, under the newer stat, while a stat taken after the read differs (at most
+    three times: a file written without pause is taken as read, and its next revalidation
+    sees the change)."""
+    cdef bytes content = None
+    cdef int attempt
+    for attempt in range(3):
+        content = os.pread(fd, st.st_size, 0)
+        after = os.fstat(fd)
+        if _identity(after) == _identity(st) or attempt == 2:
+            break
+        st = after
+    return content, st
 
 
 cdef inline bytes _coded_etag(bytes etag, bytes coding):
@@ -369,12 +391,18 @@ cdef class FileCache:
         return tuple(signature)
 
     cdef CacheEntry _file_with_variants(self, str full_path, bytes content_type, bytes cache_control):
-        """A file entry and its precompressed siblings, each a representation of its own."""
+        """A file entry and its precompressed siblings, each a representation of its own.
+
+        A sibling last modified before the file is stale (the file changed after it was
+        compressed): it is left out, so every client gets the file's current content."""
         cdef list variants = []
         cdef CacheEntry entry, variant
         signature = self._sibling_signature(full_path)
+        entry = _file_entry(full_path, 200, self.max_body, content_type, None, False, cache_control, self.etag)
         for (suffix, coding), seen in zip(SIBLINGS, signature):
             if seen is None or not S_ISREG(seen[5]):  # (its mode): a FIFO is never opened
+                continue
+            if seen[3] < entry.mtime_ns:  # (its mtime): older than the file
                 continue
             sibling = full_path + suffix
             if not self.follow_symlink and not self._contained(os.path.realpath(sibling)):
@@ -388,9 +416,9 @@ cdef class FileCache:
                     raise  # not a sibling that is unreadable: the whole lookup is answered 503
                 continue
             variants.append((coding, variant))
-        entry = _file_entry(full_path, 200, self.max_body, content_type, None, bool(variants), cache_control, self.etag)
         entry.variant_signature = signature
         if variants:
+            _set_file_fields(entry, True)  # Vary: Accept-Encoding
             entry.variants = tuple(variants)
             entry.representations = [None, None, None]
             for coding, variant in variants:
