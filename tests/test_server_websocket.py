@@ -848,34 +848,6 @@ def test_reading_pauses_while_the_app_is_not_receiving(server: ServerProcess) ->
         raw.close()
 
 
-def test_ws_max_queue_bounds_the_messages_read_ahead_of_the_app(app_dir: Path) -> None:
-    """--ws-max-queue (uvicorn's flag): the connection stops reading once that many messages
-    wait for an app that is not receiving; none is lost when it receives again."""
-    size = 1024 * 1024
-    frame = frame_bytes(BINARY, b"q" * size, mask_key=b"\x00\x00\x00\x00")
-    taken = {}
-    for queue in (1, 24):
-        with running_server(
-            Path("tests_ws_app:app"),
-            ["--ws-max-size", str(2 * size), "--ws-max-queue", str(queue), "--ws-ping-interval", "0"],
-            log_path=app_dir / f"queue-{queue}.log", cwd=app_dir,
-        ) as srv:
-            raw = RawWebSocket(srv.port, "/slow-reader?key=queue", sndbuf=64 * 1024)
-            try:
-                assert raw.status == 101
-                pushed, frames, pending = push_until_stalled(raw, frame, 64 * size, stall=0.5)
-                taken[queue] = pushed
-                assert fetch(srv.port, "/release?key=queue").body == b"released"
-                raw.sock.sendall(pending)
-                raw.send(TEXT, b"done")
-                _, opcode, payload = raw.read_frame()
-                assert json.loads(payload) == {"count": frames, "total": frames * size}
-            finally:
-                raw.close()
-    # Past what the sockets' buffers hold, the server takes about one message per place in its queue.
-    assert taken[24] - taken[1] > 16 * size, taken
-
-
 def test_reset_contextvars_starts_each_request_and_websocket_from_an_empty_context(
         server: ServerProcess, app_dir: Path) -> None:
     """As in uvicorn: by default the app's tasks see what was set before the server started

@@ -1,0 +1,105 @@
+"""--ws-max-queue, in-process: how many WebSocket messages a connection reads ahead of an app
+that is not receiving, counted message by message on a driven connection (bytes in, the
+transport's pause/resume seen directly). That uvloop's transport really stops reading from the
+socket when paused is checked over loopback in tests/test_server_websocket.py
+(``test_reading_pauses_while_the_app_is_not_receiving``).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from typing import Any, Dict, List
+
+import pytest
+
+from connection_driver import Driven, run
+from test_server_websocket import BINARY, TEXT, frame_bytes
+
+HANDSHAKE = (
+    "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+).encode()
+
+
+def held_back_app(release: asyncio.Event, received: List[bytes]):
+    """Accepts, then receives nothing until ``release`` is set; then takes every message until
+    the text ``done``."""
+    async def app(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while True:
+            message = await receive()
+            if message.get("text") == "done":
+                return
+            received.append(message["bytes"])
+    return app
+
+
+@pytest.mark.parametrize("queue", [1, 8, 24])
+def test_ws_max_queue_bounds_the_messages_read_ahead_of_the_app(queue: int) -> None:
+    """Reading pauses on the message that fills the queue, not before; when the app receives
+    again it resumes once the queue is down to a quarter (at least 1), and nothing sent
+    meanwhile is lost or reordered."""
+    async def main() -> None:
+        release, received = asyncio.Event(), []
+        driven = Driven(held_back_app(release, received), ws_max_queue=queue, ws_ping_interval=0,
+                        ws_per_message_deflate=False)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        assert driven.output.startswith(b"HTTP/1.1 101 ")
+        transport = driven.transport
+        sent = 0
+        while transport.reading:  # a client sending as fast as the server reads
+            assert sent < queue, f"still reading with {sent} messages waiting (--ws-max-queue {queue})"
+            driven.send(frame_bytes(BINARY, sent.to_bytes(4, "big") * 256))
+            await driven.settle()
+            sent += 1
+        assert sent == queue and received == []
+        release.set()
+        await driven.settle()
+        assert transport.reading, "the app took every message, yet reading stayed paused"
+        for _ in range(3 * queue):  # the rest, now read as it comes
+            driven.send(frame_bytes(BINARY, sent.to_bytes(4, "big") * 256))
+            await driven.settle()
+            sent += 1
+        driven.send(frame_bytes(TEXT, b"done"))
+        await driven.settle()
+        assert [message[:4] for message in received] == [i.to_bytes(4, "big") for i in range(sent)]
+        assert all(len(message) == 1024 for message in received)
+
+    run(main)
+
+
+def test_reading_resumes_at_a_quarter_of_the_queue() -> None:
+    """With --ws-max-queue 8 the connection reads again once the app has taken the queue down
+    to 2 messages: it does not flap on every message the app takes."""
+    async def main() -> None:
+        taken: List[bytes] = []
+        step = asyncio.Event()
+
+        async def app(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            while True:
+                await step.wait()
+                step.clear()
+                taken.append((await receive())["bytes"])
+
+        driven = Driven(app, ws_max_queue=8, ws_ping_interval=0, ws_per_message_deflate=False)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        for i in range(8):
+            driven.send(frame_bytes(BINARY, bytes([i])))
+            await driven.settle()
+        assert not driven.transport.reading
+        waiting = []
+        for _ in range(6):  # the app takes one at a time: 7, 6, ... 2 left
+            step.set()
+            await driven.settle()
+            waiting.append(driven.transport.reading)
+        assert waiting == [False] * 5 + [True]
+        assert taken == [bytes([i]) for i in range(6)]
+
+    run(main)
