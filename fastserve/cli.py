@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --reload, not files (or directories) whose name matches GLOB (repeatable; "
                               "always .*, *.py[cod], .sw.*, ~*, unless included)")
     process.add_argument("--reload-delay", type=float, default=0.25, metavar="S",
-                         help="with --reload, the longest wait before the reloader looks at its server again "
-                              "(default: %(default)s)")
+                         help="with --reload, the longest wait before the reloader looks at its server again; "
+                              "less than 0.05 counts as 0.05 (default: %(default)s)")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log-level", default=None, choices=LEVELS,
                       help="level of fastserve's loggers (default: info)")

@@ -151,15 +151,25 @@ def _gone(pid, deadline_s=10.0):
     return False
 
 
+def _wakeups(pid):
+    """How many times the process's main thread has gone to sleep and woken (voluntarily)."""
+    with open(f"/proc/{pid}/task/{pid}/status") as file:
+        return int(next(line for line in file if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
 def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_child(tmp_path):
     """The pid an operator reads is the reloader's; stopping the server it runs stops it too
-    (the port used to stay open with nobody answering); SIGHUP no longer kills it."""
+    (the port used to stay open with nobody answering); SIGHUP no longer kills it.
+    ``--reload-delay 0`` looks at the child every watch step (50 ms), never in a busy loop."""
     pid_path = tmp_path / "server.pid"
-    with _reloader(tmp_path, "up", "--pid-file", str(pid_path)) as (proc, port):
+    with _reloader(tmp_path, "up", "--pid-file", str(pid_path), "--reload-delay", "0") as (proc, port):
         assert _get(port) == "up"
         assert int(pid_path.read_text()) == proc.pid
+        woken, since = _wakeups(proc.pid), time.monotonic()
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
+        time.sleep(0.5)
+        rate = (_wakeups(proc.pid) - woken) / (time.monotonic() - since)
+        assert rate < 60, f"the reloader woke {rate:.0f} times a second"
         assert proc.poll() is None and _get(port) == "up"
         child = _child_of(proc.pid)
         os.kill(child, signal.SIGTERM)

@@ -6,7 +6,8 @@ whose name matches an include pattern (``*.py``, plus ``--reload-include``) and 
 directory above it matches an exclude pattern (``.*``, ``*.py[cod]``, ``.sw.*``, ``~*``, plus
 ``--reload-exclude``), as uvicorn's flags say; an include pattern given again as an exclude one
 is dropped from the defaults. ``--reload-delay`` is the longest the reloader waits before it
-looks again at its child (a change is acted on at once).
+looks again at its child (a change is acted on once watchfiles sees the burst of changes end);
+below ``WATCH_STEP`` it is ``WATCH_STEP``, so ``--reload-delay 0`` never makes a busy loop.
 
 The reloader opens the listening socket itself and hands it to each child (``--fd``), so the
 port stays open across a restart: a request sent meanwhile waits in the queue for the new child
@@ -40,6 +41,9 @@ logger = logging.getLogger("fastserve")
 DEFAULT_INCLUDE = ("*.py",)
 DEFAULT_EXCLUDE = (".*", "*.py[cod]", ".sw.*", "~*")
 SKIPPED_DIRS = {"__pycache__", "venv", "node_modules", "build"}  # besides hidden ones (``.*``)
+# Seconds between two looks at the file events (watchfiles' ``step``, its default): a burst of
+# changes is over once one step brings nothing new, and the reloader never wakes more often.
+WATCH_STEP = 0.05
 
 
 class ReloadUnavailable(Exception):
@@ -135,7 +139,7 @@ class Reloader:
         self.listener = listener  # handed to every child; None: each child opens its own
         self.command = child_argv(argv, None if listener is None else listener.fileno())
         self.watched = watched  # the directories, and which of their files restart the child
-        self.delay = delay
+        self.delay = max(WATCH_STEP, delay)  # seconds between two looks at the child
         self.pid_path = pid_path
         self.child: Optional[subprocess.Popen] = None
         self.failed: Optional[int] = None  # the exit code of a child that failed on its own
@@ -156,7 +160,8 @@ class Reloader:
         self._start()
         changes_seen = watchfiles.watch(
             *self.watched.directories, watch_filter=self.watched, stop_event=self.stop_requested,
-            rust_timeout=max(1, int(self.delay * 1000)), yield_on_timeout=True, raise_interrupt=False,
+            step=round(WATCH_STEP * 1000), rust_timeout=round(self.delay * 1000), yield_on_timeout=True,
+            raise_interrupt=False,
         )
         for changes in changes_seen:
             if self.stopping:
