@@ -162,6 +162,7 @@ class StaticFiles:
         listing_max_entries: int = MAX_ENTRIES,
         file_slash: bool = True,
         answers: str = "starlette",
+        max_ranges: int = 16,
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
@@ -206,10 +207,13 @@ class StaticFiles:
         carries ``NotModifiedResponse.NOT_MODIFIED_HEADERS`` only (no ``Last-Modified``);
         a ``404.html`` page (html mode) is sent as a ``FileResponse``, with its validators;
         ``"static"`` as the fastserve server's static path does (RFC 9110 section 14.2: a
-        ``Range`` that cannot be used is ignored, at most 16 ranges; ``416`` and ``304`` name
-        the file's ``ETag`` and ``Last-Modified``; an error page has none, since it stands in
-        for what is not there; a directory asked for without its slash is ``301``, where
-        Starlette answers ``307``). ``ValueError`` for another value.
+        ``Range`` that cannot be used is ignored, at most ``max_ranges`` ranges; ``416`` and
+        ``304`` name the file's ``ETag`` and ``Last-Modified``; an error page has none, since it
+        stands in for what is not there; a directory asked for without its slash is ``301``,
+        where Starlette answers ``307``). ``ValueError`` for another value.
+        ``max_ranges``: with ``answers="static"``, the most ranges one ``Range`` header may
+        list (RFC 9110 section 14.2); a header listing more gets the whole file (200). The
+        fastserve server sets it to its ``--max-ranges`` when it runs this app.
         """
         self.directory = directory
         self.packages = packages
@@ -235,6 +239,7 @@ class StaticFiles:
         if answers not in ("starlette", "static"):
             raise ValueError(f"answers must be 'starlette' or 'static', not {answers!r}")
         self.answers = answers
+        self.max_ranges = max_ranges
         self._listing_renderer: Optional[DirectoryListing] = None
         if check_dir and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
@@ -413,7 +418,7 @@ class StaticFiles:
             raise HTTPException(status_code=404)
         request = _request_head(scope)
         if self.answers == "static":
-            return _StaticAnswerResponse(decide(entry, request), entry, request)
+            return _StaticAnswerResponse(decide(entry, request, self.max_ranges), entry, request, self.max_ranges)
         if entry.kind == KIND_MISSING and entry.path is not None:  # the 404 page (no page: raised above)
             return FileResponse(entry.path, status_code=entry.status, stat_result=entry.stat)
         refusal = None

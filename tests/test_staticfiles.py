@@ -88,6 +88,43 @@ def test_ranges(root):
     assert big.status_code == 206 and big.content == (root / "big.bin").read_bytes()[-10:]
 
 
+@pytest.mark.parametrize("big", [False, True])
+def test_static_answers_honour_max_ranges(root, big):
+    """``answers="static"`` takes at most ``max_ranges`` ranges, as the server's --max-ranges:
+    a Range header listing more gets the whole file."""
+    name, size = ("/big.bin", 512 * 1024) if big else ("/example.txt", 14)
+    client = client_for(StaticFiles(directory=root, answers="static", max_ranges=2))
+    two = client.get(name, headers={"range": "bytes=0-0,2-2"})
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    three = client.get(name, headers={"range": "bytes=0-0,2-2,4-4"})
+    assert three.status_code == 200 and len(three.content) == size and "content-range" not in three.headers
+    many = ",".join(f"{i}-{i}" for i in range(0, 40, 2))  # 20: past the default 16 as well
+    assert client_for(StaticFiles(directory=root, answers="static")).get(
+        name, headers={"range": f"bytes={many}"}).status_code == 200
+    assert client_for(StaticFiles(directory=root, answers="static", max_ranges=20)).get(
+        name, headers={"range": f"bytes={many}"}).status_code == 206
+
+
+def test_the_server_gives_its_max_ranges_to_the_static_files_it_runs(root):
+    """A directory the server serves, and a fastserve StaticFiles it runs as the app, answer
+    ranges by --max-ranges, should a request reach the app instead of the fast path."""
+    import asyncio
+
+    from fastserve.config import Config
+    from fastserve.server.app_loader import load_app
+    from fastserve.server.worker import build_state
+
+    assert load_app(Config(target=str(root), max_ranges=3)).max_ranges == 3
+    app = StaticFiles(directory=root, answers="static")
+
+    async def start() -> None:
+        build_state(Config(target=app, max_ranges=40), app, asyncio.get_running_loop())
+
+    asyncio.run(start())
+    many = ",".join(f"{i}-{i}" for i in range(0, 40, 2))
+    assert client_for(app).get("/example.txt", headers={"range": f"bytes={many}"}).status_code == 206
+
+
 def test_answers_are_starlettes_unless_the_static_paths_are_asked_for(root):
     starlette_like = client_for(StaticFiles(directory=root))
     static_like = client_for(StaticFiles(directory=root, answers="static"))

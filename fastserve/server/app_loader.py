@@ -118,6 +118,7 @@ def _directory(config: Config, target: str) -> Any:
         listing_max_entries=config.listing_max_entries,
         file_slash=False,  # /a.txt/ is 404, as nginx answers
         answers="static",  # the fast path's answers, should a request it answers reach the app
+        max_ranges=config.max_ranges,
     )
 
 

@@ -49,6 +49,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
         compress_max_file=config.compress_max_file,
     )
     app.use_file_cache(cache)
+    app.max_ranges = config.max_ranges  # the fast path's limit, should a request reach the app
     return cache
 
 
