@@ -411,24 +411,34 @@ def command_line(target: str, options: Mapping[str, Any]) -> List[str]:
     return argv
 
 
+# Exit codes, as uvicorn's: 2 for a flag or value refused before anything is tried (argparse's
+# usage error), 3 (uvicorn's STARTUP_FAILURE) for a start that failed: the app cannot be loaded
+# or its lifespan startup failed, the socket cannot be opened, a file the flags name cannot be
+# used. An error the app's own module raises at import is its traceback and 1, as under uvicorn.
+USAGE_ERROR = 2
+
+
+def _refused(problem: object, code: int) -> int:
+    print(f"fastserve: {problem}", file=sys.stderr)
+    return code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         import fastserve._speedups  # noqa: F401  (says in one line when the extensions are not built)
     except ImportError as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return 1
+        return _refused(exc, 1)
     from fastserve.server.logs import LogConfigError, configure_logging
+    from fastserve.server.supervisor import STARTUP_FAILED
 
+    config = config_from_args(argv)
+    for problem in config.problems():
+        return _refused(problem, USAGE_ERROR)
     try:
         configure_logging(args.log_level, args.log_config)
     except LogConfigError as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return 2
-    config = config_from_args(argv)
-    for problem in config.problems():
-        print(f"fastserve: {problem}", file=sys.stderr)
-        return 2
+        return _refused(exc, STARTUP_FAILED)
     if args.reload:
         from pathlib import Path
 
@@ -440,24 +450,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             require_watchfiles()
         except ReloadUnavailable as exc:
-            print(f"fastserve: {exc}", file=sys.stderr)
-            return 1
+            return _refused(exc, STARTUP_FAILED)
         missing = next((d for d in directories if not d.is_dir()), None)
         if missing is not None:  # watchfiles would fail on it with a traceback
-            print(f"fastserve: --reload-dir {missing} is not a directory", file=sys.stderr)
-            return 1
+            return _refused(f"--reload-dir {missing} is not a directory", STARTUP_FAILED)
         try:
             listener = open_listener(config)  # held across restarts: no request is refused meanwhile
         except ListenError as exc:
-            print(f"fastserve: {exc}", file=sys.stderr)
-            return 1
+            return _refused(exc, STARTUP_FAILED)
         watched = WatchedFiles(directories, args.reload_include or [], args.reload_exclude or [])
         try:
             return Reloader(sys.argv[1:] if argv is None else list(argv), watched, args.reload_delay,
                             listener=listener, pid_path=config.pid_file).run()
         except PidFileError as exc:
-            print(f"fastserve: {exc}", file=sys.stderr)
-            return 1
+            return _refused(exc, STARTUP_FAILED)
         finally:
             listener.close()
             remove_socket_file(config)
@@ -465,7 +471,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def serve_reporting_errors(config: Config) -> int:
-    """``serve(config)``, with what stops a start said in one line and the matching exit code."""
+    """``serve(config)``, with what stopped its start said in one line and exit code 3."""
     from fastserve.server.app_loader import AppLoadError
     from fastserve.server.asgi import LifespanFailure
     from fastserve.server.listen import ListenError
@@ -476,15 +482,5 @@ def serve_reporting_errors(config: Config) -> int:
 
     try:
         return serve(config)
-    except AppLoadError as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return 2
-    except LifespanFailure as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return STARTUP_FAILED
-    except (TlsConfigError, MetricsUnavailable) as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return 2
-    except (ListenError, PidFileError) as exc:
-        print(f"fastserve: {exc}", file=sys.stderr)
-        return 1
+    except (AppLoadError, LifespanFailure, TlsConfigError, MetricsUnavailable, ListenError, PidFileError) as exc:
+        return _refused(exc, STARTUP_FAILED)

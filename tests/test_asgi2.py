@@ -107,7 +107,7 @@ def test_loader_wraps_asgi2_and_refuses_non_callables(app_module):
 
 
 def test_cli_refuses_a_non_callable_in_one_line_with_code_2(app_module, capsys):
-    assert main(["asgi2_app:settings", "--port", "0"]) == 2
+    assert main(["asgi2_app:settings", "--port", "0"]) == 3
     err = capsys.readouterr().err.strip()
     assert err == "fastserve: 'asgi2_app:settings' is not an ASGI app: a dict cannot be called."
 
@@ -137,5 +137,5 @@ def test_server_refuses_a_non_callable_at_startup(app_module, tmp_path):
     if code is None:
         server.kill_all()
     output = server.output()
-    assert code == 2, output
+    assert code == 3, output
     assert "is not an ASGI app" in output and "Traceback" not in output

@@ -61,14 +61,14 @@ def test_a_bad_flag_is_one_line_and_a_hint(args, first_line, hint, capsys) -> No
 
 def test_a_missing_directory_does_not_exist(tmp_path: Path) -> None:
     result = run_cli([str(tmp_path / "nowhere")])
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.strip() == f"fastserve: Directory '{tmp_path / 'nowhere'}' does not exist."
 
 
 def test_a_file_is_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("x")
     result = run_cli([str(tmp_path / "file.txt")])
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "is not a directory" in result.stderr and "Traceback" not in result.stderr
 
 

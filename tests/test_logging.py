@@ -105,7 +105,7 @@ def test_bad_log_config_is_one_line(tmp_path: Path, content, message) -> None:
     if content is not None:
         config.write_text(content)
     result = run_cli([str(tmp_path), "--log-config", str(config)])
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
 
 

@@ -255,7 +255,7 @@ def test_reload_without_watchfiles_says_what_to_install(monkeypatch, capsys):
     from fastserve.cli import main
 
     monkeypatch.setitem(sys.modules, "watchfiles", None)  # as if it were not installed
-    assert main(["app:app", "--port", "0", "--reload"]) == 1
+    assert main(["app:app", "--port", "0", "--reload"]) == 3
     assert capsys.readouterr().err == "fastserve: --reload needs watchfiles: pip install 'fastserve[reload]'\n"
 
 
@@ -263,5 +263,5 @@ def test_a_reload_dir_that_is_not_a_directory_is_refused_in_one_line(tmp_path, c
     from fastserve.cli import main
 
     missing = tmp_path / "nowhere"
-    assert main(["app:app", "--port", "0", "--reload", "--reload-dir", str(missing)]) == 1
+    assert main(["app:app", "--port", "0", "--reload", "--reload-dir", str(missing)]) == 3
     assert capsys.readouterr().err == f"fastserve: --reload-dir {missing} is not a directory\n"

@@ -100,8 +100,18 @@ def test_only_a_function_that_takes_no_arguments_is_called_at_load(tmp_path: Pat
 
 def test_factory_of_something_not_callable_is_refused(tmp_path: Path, app_dir: Path) -> None:
     with serve_app(tmp_path, app_dir, "loadme:started", "--factory") as srv:
-        assert srv.wait_exit(10) == 2
+        assert srv.wait_exit(10) == 3
     assert "--factory: 'loadme:started' is not callable." in srv.output()
+
+
+def test_a_factory_that_cannot_be_called_without_arguments_is_one_line(tmp_path: Path, app_dir: Path) -> None:
+    """As uvicorn: its TypeError, in one line, and the exit code of a failed start."""
+    (app_dir / "needsargs.py").write_text("def create_app(settings):\n    return None\n")
+    with serve_app(tmp_path, app_dir, "needsargs:create_app", "--factory") as srv:
+        assert srv.wait_exit(10) == 3
+    lines = srv.output().strip().splitlines()
+    assert lines == ["fastserve: Error loading ASGI app factory: create_app() missing 1 required positional "
+                     "argument: 'settings'"], lines
 
 
 def test_app_dir_is_where_the_module_is_found(tmp_path: Path, app_dir: Path, monkeypatch, serve_cli) -> None:
@@ -112,8 +122,8 @@ def test_app_dir_is_where_the_module_is_found(tmp_path: Path, app_dir: Path, mon
     monkeypatch.chdir(elsewhere)
     assert serve_cli("loadme:app", "--app-dir", str(app_dir)).open().request("GET", "/").status == 200
     with CliProcess(["loadme:app", "--port", "0"], log_path=tmp_path / "log2", cwd=elsewhere) as srv:
-        assert srv.wait_exit(10) == 2
-    assert "Could not import module 'loadme'" in srv.output()
+        assert srv.wait_exit(10) == 3
+    assert 'Error loading ASGI app. Could not import module "loadme".' in srv.output()
 
 
 def test_env_file_is_loaded_before_the_app_without_overriding(tmp_path: Path, app_dir: Path) -> None:
@@ -128,7 +138,7 @@ def test_env_file_is_loaded_before_the_app_without_overriding(tmp_path: Path, ap
 
 def test_missing_env_file_does_not_exist(tmp_path: Path, app_dir: Path) -> None:
     with serve_app(tmp_path, app_dir, "loadme:app", "--env-file", "missing.env") as srv:
-        assert srv.wait_exit(10) == 2
+        assert srv.wait_exit(10) == 3
     assert "--env-file 'missing.env' does not exist." in srv.output()
 
 

@@ -81,7 +81,7 @@ def test_uds_replaces_a_stale_socket_and_refuses_a_live_one(docroot: DocRoot, tm
     with CliProcess([str(docroot.root), "--uds", path], log_path=tmp_path / "a") as first:
         first.wait_listening()
         with CliProcess([str(docroot.root), "--uds", path], log_path=tmp_path / "b") as second:
-            assert second.wait_exit(10) == 1
+            assert second.wait_exit(10) == 3
         assert "another server is listening there" in second.output()
         assert unix_get(path, "/small.txt").startswith(b"HTTP/1.1 200 ")
 
@@ -90,7 +90,7 @@ def test_uds_refuses_a_path_that_is_not_a_socket(docroot: DocRoot, tmp_path: Pat
     path = tmp_path / "regular-file"
     path.write_text("keep me")
     with CliProcess([str(docroot.root), "--uds", str(path)], log_path=tmp_path / "log") as srv:
-        assert srv.wait_exit(10) == 1
+        assert srv.wait_exit(10) == 3
     assert "is not a socket" in srv.output()
     assert path.read_text() == "keep me"
 
@@ -115,7 +115,7 @@ def test_fd_serves_an_inherited_socket(docroot: DocRoot, tmp_path: Path, workers
 
 def test_fd_that_is_not_open_is_a_clear_error(docroot: DocRoot, tmp_path: Path) -> None:
     with CliProcess([str(docroot.root), "--fd", "97"], log_path=tmp_path / "log") as srv:
-        assert srv.wait_exit(10) == 1
+        assert srv.wait_exit(10) == 3
     assert "cannot listen on descriptor 97" in srv.output()
     assert "Traceback" not in srv.output()
 
@@ -149,7 +149,7 @@ def test_pid_file_holds_the_server_pid_while_it_runs(docroot: DocRoot, tmp_path:
 def test_unwritable_pid_file_is_a_clear_error(docroot: DocRoot, tmp_path: Path) -> None:
     with CliProcess([str(docroot.root), "--port", "0", "--pid-file", str(tmp_path / "no" / "such" / "x.pid")],
                     log_path=tmp_path / "log") as srv:
-        assert srv.wait_exit(10) == 1
+        assert srv.wait_exit(10) == 3
     assert "x.pid" in srv.output() and "Traceback" not in srv.output()
 
 

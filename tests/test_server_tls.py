@@ -182,14 +182,14 @@ def test_bad_tls_settings_are_one_line(ca, docroot: DocRoot, tmp_path: Path, fla
     certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
     args = [str(docroot.root), "--port", "0", "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *flags]
     with CliProcess(args, log_path=tmp_path / "log") as srv:
-        assert srv.wait_exit(10) == 2
+        assert srv.wait_exit(10) == 3
     lines = srv.output().strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
 
 
 def test_missing_certificate_does_not_exist(docroot: DocRoot, tmp_path: Path) -> None:
     with CliProcess([str(docroot.root), "--ssl-certfile", "nope.pem"], log_path=tmp_path / "log") as srv:
-        assert srv.wait_exit(10) == 2
+        assert srv.wait_exit(10) == 3
     assert "--ssl-certfile 'nope.pem' does not exist" in srv.output()
 
 

@@ -38,7 +38,8 @@ def load_env_file(config: Config) -> None:
 def load_app(config: Config) -> Any:
     """The ASGI 3 app ``config.target`` names (an ASGI 2 app comes wrapped).
 
-    Raises ``AppLoadError`` when the target names nothing, or something that is not callable.
+    Raises ``AppLoadError`` when the target names nothing, or something that is not callable,
+    or ``--factory``'s function cannot be called without arguments (its ``TypeError``).
     """
     target = config.target
     if not isinstance(target, str):
@@ -56,17 +57,21 @@ def load_app(config: Config) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
-        raise AppLoadError(f"Could not import module {module_name!r}.") from None
+        raise AppLoadError(f'Error loading ASGI app. Could not import module "{module_name}".') from None
     app: Any = module
     for name in attribute.split("."):
         try:
             app = getattr(app, name)
         except AttributeError:
-            raise AppLoadError(f"Attribute {attribute!r} not found in module {module_name!r}.") from None
+            raise AppLoadError(
+                f'Error loading ASGI app. Attribute "{attribute}" not found in module "{module_name}".') from None
     if config.factory:
         if not callable(app):
             raise AppLoadError(f"--factory: {target!r} is not callable.")
-        app = app()
+        try:
+            app = app()
+        except TypeError as exc:  # called with what it cannot take: no app to serve
+            raise AppLoadError(f"Error loading ASGI app factory: {exc}") from None
     elif _takes_no_arguments(app):
         logging.getLogger("fastserve").warning(
             "%r takes no arguments, so it is taken for an app factory and called; "
