@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -176,3 +177,26 @@ def test_a_sibling_older_than_its_file_is_not_sent(site, serve_cli):
         assert response.header("content-encoding") == "gzip"
         assert response.body == (site / "app.js.gz").read_bytes()
         assert response.header("vary") == "Accept-Encoding"
+
+
+# -- a modification time in the future ----------------------------------------------------------
+
+
+def test_last_modified_is_never_later_than_the_date(site, serve_cli):
+    """RFC 9110 section 8.8.2.1: a file whose mtime is ahead of the server's clock (unpacked or
+    copied from a machine whose clock is ahead) is sent with the answer's Date, or earlier, as
+    its Last-Modified (it was sent a day ahead, which a cache's heuristics read as "just
+    changed" for a day); that date then answers If-Modified-Since with 304."""
+    from fastserve._speedups.headers import parse_http_date
+
+    ahead = time.time() + 86400
+    os.utime(site / "a.txt", (ahead, ahead))
+    os.utime(site / "big.bin", (ahead, ahead))
+    server = serve_cli(str(site))
+    for name in ("a.txt", "big.bin"):
+        for response in both(server, "GET", f"/{name}"):
+            date = response.header("date")  # the app's answer gets its Date from the server: now
+            last_modified = response.header("last-modified")
+            assert parse_http_date(last_modified.encode()) <= (parse_http_date(date.encode()) if date else time.time())
+            for revalidated in both(server, "GET", f"/{name}", [("If-Modified-Since", last_modified)]):
+                assert revalidated.status == 304 and revalidated.header("last-modified") == last_modified

@@ -13,6 +13,8 @@ import errno
 import os
 import stat as stat_module
 
+from libc.time cimport time
+
 from fastserve._speedups.clock cimport monotonic
 
 from fastserve._speedups.headers import CODINGS, content_type_for, format_http_date, make_etag
@@ -129,13 +131,17 @@ cdef CacheEntry _file_entry(
     entry.path = full_path
     entry.stat = st
     entry.size = st.st_size
-    entry.mtime = <long long>st.st_mtime
+    # RFC 9110 section 8.8.2.1: a Last-Modified later than the answer's Date is replaced by
+    # that date (a file unpacked or copied with a clock ahead of this one); the time it was
+    # first served is the latest time it is known to have been modified.
+    cdef double modified = min(<double>st.st_mtime, <double>time(NULL))
+    entry.mtime = <long long>modified
     entry.mtime_ns = st.st_mtime_ns
     entry.ino = st.st_ino
     entry.etag = make_etag(st.st_mtime_ns, st.st_size) if with_etag else None
     if coding is not None and with_etag:  # each representation has its own validator
         entry.etag = _coded_etag(entry.etag, coding)
-    entry.last_modified = format_http_date(st.st_mtime)
+    entry.last_modified = format_http_date(modified)
     entry.content_type = content_type or content_type_for(full_path).encode("latin-1")
     if body is not None:
         entry.body = body
