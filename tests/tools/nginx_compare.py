@@ -79,7 +79,7 @@ DECIDED = [
     (r"Range bytes=(5-4|x-y|1-2-3|-)$", "an invalid range set is ignored (RFC 9110 section 14.2 allows it); nginx 416"),
     (r"^GET /empty\.txt Range bytes=-0$", "bytes=-0 is unsatisfiable on any file (RFC 9110 section 14.1.1); nginx: 200 on an empty one"),
     (r"Range bytes=(,0-5|0-5,)$", "empty list elements are allowed (RFC 9110 section 5.6.1.2); nginx 416"),
-    (r"Range bytes=.*,|^GET /a.txt 40 ranges$",
+    (r"Range bytes=.*,|^GET /a.txt 40 ranges$|two ranges$",
      "several ranges are sorted and overlapping or adjacent ones merged, at most --max-ranges of them "
      "(RFC 9110 section 15.3.7.2), the multipart body without a preamble CRLF; nginx keeps the client's order"),
     (r"^GET /app\.js AE (identity;q=0|\*;q=0|\*;q=0, gzip;q=0)$",
@@ -90,6 +90,7 @@ DECIDED = [
      "a .gz without its original is not served for the original's URL (README: siblings beside a file)"),
     (r"^two I(N)?M fields$", "a list field on two lines is one list (RFC 9110 section 5.3); nginx answers 400"),
     (r"^two Range fields$", "Range is no list field: two lines are an invalid Range, ignored; nginx uses the first"),
+    (r"^empty Host$", "an empty Host names the server's default authority (RFC 9112 section 3.3); nginx answers 400"),
     (r"^OPTIONS \*$", "OPTIONS * is answered 405 with Allow: GET, HEAD (nginx: 400)"),
 ]
 
@@ -338,7 +339,7 @@ def cases() -> List[Case]:
     add(Case("GET /a.txt 40 ranges", "/a.txt", [("Range", many)]))
     # -- content codings
     for path in ("/app.js", "/a.txt", "/only.css"):
-        for ae in ("gzip", "gzip;q=0", "identity;q=0", "*;q=0", "gzip, identity;q=0", "br", "*",
+        for ae in ("", "gzip;q=1, br;q=1", "gzip, deflate, br, zstd", "gzip;q=0", "identity;q=0", "*;q=0", "gzip, identity;q=0", "br", "*",
                    "deflate", "gzip;q=0.5, identity;q=1", "GZIP", "x-gzip", "gzip;q=0.001", "gzip ; q=1",
                    "identity", "*;q=0, gzip;q=0", "gzip;level=9"):
             add(Case(f"GET {path} AE {ae}", path, [("Accept-Encoding", ae)]))
@@ -355,6 +356,14 @@ def cases() -> List[Case]:
     # -- framing the client chose
     add(Case("HTTP/1.0 GET", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\n\r\n"))
     add(Case("absolute-form", "/a.txt", raw=b"GET http://127.0.0.1/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    add(Case("no Host", "/a.txt", raw=b"GET /a.txt HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    add(Case("two Host fields", "/a.txt",
+             raw=b"GET /a.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"))
+    add(Case("empty Host", "/a.txt", raw=b"GET /a.txt HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"))
+    add(Case("HEAD HTTP/1.0", "/a.txt", raw=b"HEAD /a.txt HTTP/1.0\r\n\r\n"))
+    add(Case("If-None-Match on HTTP/1.0", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nIf-None-Match: {etag}\r\n\r\n"))
+    add(Case("Range on HTTP/1.0", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nRange: bytes=0-3\r\n\r\n"))
+    add(Case("Range on HTTP/1.0 two ranges", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nRange: bytes=0-3,6-9\r\n\r\n"))
     add(Case("two Range fields", "/a.txt",
              raw=b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=3-4\r\nConnection: close\r\n\r\n"))
     add(Case("two INM fields", "/a.txt",
