@@ -554,3 +554,38 @@ def test_a_closing_connection_whose_client_takes_nothing_is_dropped_at_the_send_
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("first", ["small.txt", "big.bin"], ids=["small-answers", "behind-a-file"])
+def test_answers_a_client_cut_short_are_logged_with_the_bytes_the_socket_took(
+        serve, site: Path, first: str) -> None:
+    """nginx's $bytes_sent: answers from memory that the socket did not take before the client
+    went away (held for it, or queued behind a file transfer) are logged with what it took, to
+    the byte: a socket pair's far end reads exactly what the socket took."""
+    (site / "small.txt").write_bytes(b"s" * 16000)  # answered from memory
+    (site / "big.bin").write_bytes(b"b" * (1 << 20))  # sent with sendfile
+    server = serve(site, access_log=True)
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)  # as the server's sockets are
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        transport = connected(server, HoldingTransport(ours))
+        transport.protocol.data_received(request("GET", "/" + first) + request("GET", "/small.txt") * 20)
+        server.settle()
+        theirs.setblocking(False)
+        taken = 0
+        while True:
+            try:
+                taken += len(theirs.recv(1 << 20))
+            except BlockingIOError:
+                break
+        transport.protocol.connection_lost(ConnectionResetError())
+        server.settle()
+        lines = server.state.access_logger.pending
+        assert len(lines) == 21 and lines[0][2] == b"/" + first.encode()
+        assert sum(line[5] for line in lines) == taken
+        assert lines[-1][5] == 0  # queued behind the cut: none of it was sent
+    finally:
+        ours.close()
+        theirs.close()
+

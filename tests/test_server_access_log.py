@@ -12,7 +12,7 @@ from typing import List
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, port_from_url
+from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, build_request, port_from_url
 
 CLF = re.compile(
     r'^(?P<client>\S+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
@@ -208,27 +208,32 @@ FILE_APP = textwrap.dedent('''
 def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(
         tmp_path: Path, target: str, flags: List[str]) -> None:
     """nginx's $bytes_sent: a client that reads part of a large answer and resets is logged, and
-    counted in the metrics, with what the socket took, not with the size the head promised."""
+    counted in the metrics, with what the socket took, not with the size the head promised; the
+    answers it asked for behind it, never begun, with none."""
     pytest.importorskip("prometheus_client")
     (tmp_path / "root").mkdir()
     size = 24 << 20
     (tmp_path / "root" / "big.bin").write_bytes(bytes(range(256)) * (size // 256))
+    (tmp_path / "root" / "small.txt").write_bytes(b"small\n")
     (tmp_path / "fileapp.py").write_text(FILE_APP)
     args = [target, "--port", "0", "--access-log", "--access-log-format", "json", "--metrics", *flags]
     with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
         port = port_from_url(srv.wait_listening())
         conn = RawConnection(port, rcvbuf=4096)
-        conn.request("GET", "/big.bin")
+        conn.send(build_request("GET", "/big.bin") + build_request("GET", "/small.txt") * 2)
         read = 0
         while read < 256 * 1024:
             read += len(conn.read_some())
         conn.reset()
         (line,) = access_lines(srv, 1, '"path":"/big.bin"')
         logged = json.loads(line)["bytes"]
+        # logged with it, if the server read them before it stopped reading for the client
+        behind = [json.loads(later)["bytes"] for later in access_lines(srv, 0, '"path":"/small.txt"')]
         with RawConnection(port) as admin:
             metrics = admin.exchange("GET", "/_fastserve/metrics").body.decode()
     assert json.loads(line)["status"] == 200 and json.loads(line)["client"] == "127.0.0.1"
     assert read <= logged < size // 2, (read, logged)  # the kernel's buffers hold a few MiB at most
+    assert behind == [0] * len(behind)  # read before the reset, or not: never sent either way
     counted = next(float(sample.split()[-1]) for sample in metrics.splitlines()
                    if sample.startswith("fastserve_response_bytes_total"))
-    assert counted == logged
+    assert counted == logged + sum(behind)

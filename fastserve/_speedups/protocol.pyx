@@ -111,10 +111,6 @@ cdef enum:
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
 cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
-# An answer from memory larger than this goes out through a FileSender when requests are
-# recorded (--access-log, --metrics), which counts what the socket took of it; a smaller one goes
-# to the socket or the transport whole, and is recorded at its size.
-cdef Py_ssize_t SENDER_BYTES = WRITE_HIGH_WATER
 # Seconds a connection that sent its last answer keeps reading (and dropping) what the client
 # still sends before it closes, when the client does not close first (_close_after_answers).
 cdef double LINGER = 5.0
@@ -888,9 +884,7 @@ cdef class HttpProtocol:
         )
         self.response_status = status
         data = data if self.head.is_head else data + body
-        self._emit(data)
-        self._account(self.head.method, self.head.target, status, len(data), monotonic(),
-                      self.head.user_agent, self.head.referer)
+        self._emit_answer(data, self.head.method, status, monotonic())
         return True
 
     cdef void _serve_static(self):
@@ -935,11 +929,11 @@ cdef class HttpProtocol:
         out already, which only a file answer that is ``next_out`` (no job or queued answer
         ahead of it) may do.
 
-        What the access log and the metrics record for it is what the socket took: an answer
-        sent at once, or bytes up to ``SENDER_BYTES`` (which go to the socket or the transport
-        whole), at their size; an answer a FileSender sends (a file's body, larger bytes) by
-        the sender, when it is done or the client went away, with the bytes it sent (nginx's
-        ``$bytes_sent``).
+        What the access log and the metrics record for it is what the socket took (nginx's
+        ``$bytes_sent``): an answer the socket took whole at once, at its size; any other
+        (a file's body, bytes the socket did not take or that wait behind other answers) is
+        sent by a FileSender, which records it when it is done or the client went away, with
+        the bytes it sent (none, for one the client never let begin).
         """
         cdef WireAnswer answer = self.state.answer
         cdef bint recording = self.state.counters is not None or self.state.access_logger is not None
@@ -956,8 +950,12 @@ cdef class HttpProtocol:
         if answer.file is None:
             item = answer.data
             sent = len(answer.data)
-            if sent > SENDER_BYTES and recording:
-                item = FileSender(self, None, -1, [item])
+            if recording:
+                item = self._recorded_bytes(<bytes>item, next_out)
+                if item is None:  # the socket took it whole
+                    self._account(request.method, request.target, answer.status, sent, started,
+                                  request.user_agent, request.referer, self._forwarded_client(request))
+                    return None
         elif answer.segments is None:
             sent = len(answer.data) + answer.count
             if next_out:
@@ -974,6 +972,47 @@ cdef class HttpProtocol:
         self._account(request.method, request.target, answer.status, sent, started,
                       request.user_agent, request.referer, self._forwarded_client(request))
         return item
+
+    cdef object _recorded_bytes(self, bytes data, bint next_out):
+        """An answer from memory whose bytes are recorded (``--access-log``, ``--metrics``) with
+        what the socket took of them (nginx's ``$bytes_sent``): None when the socket took it
+        whole now (only an answer that is ``next_out``), else the FileSender that sends the
+        rest, or all of it in its place behind the answers ahead, and counts what it sent (a
+        sender the client never let begin counts 0). Under TLS the transport is the socket:
+        an answer next out is handed to it as it is (bytes)."""
+        cdef Py_ssize_t size = len(data)
+        cdef Py_ssize_t sent = -1
+        cdef FileSender rest
+        if next_out and self.transport is not None:
+            if self.sock_fd < 0:
+                return data
+            self._write_out()  # the answers before this one
+            if _socket_is_next(self):
+                sent = send(self.sock_fd, <const char*>data, size, MSG_NOSIGNAL | MSG_DONTWAIT)
+            if sent == size:
+                return None
+        if sent <= 0:
+            return FileSender(self, None, -1, [data])
+        rest = FileSender(self, None, -1, [data[sent:]])
+        rest.sent = sent
+        return rest
+
+    cdef void _emit_answer(self, bytes data, bytes method, int status, double started):
+        """Send an answer of the connection's own (an error, an admin path) in its place,
+        recorded with what the socket took of it as ``_answer_deferred``'s are."""
+        cdef RequestHead head = self.head
+        if self.transport is not None and (self.state.counters is not None or self.state.access_logger is not None):
+            item = self._recorded_bytes(data, self.current_job is None and not self.queue)
+            if type(item) is FileSender:
+                (<FileSender>item).record = (method, head.target, status, started, head.user_agent, head.referer, None)
+                self._enqueue_job(item)
+                return
+            if item is not None:
+                self._emit(data)
+        elif self.transport is not None:
+            self._emit(data)
+        self._account(method, head.target, status, len(data) if self.transport is not None else 0, started,
+                      head.user_agent, head.referer)
 
     cdef object _listing_job(self, RequestHead request):
         """A directory listing: the ``StaticFiles`` app renders it through the ASGI bridge (the
@@ -1259,9 +1298,7 @@ cdef class HttpProtocol:
         self.response_status = status
         if data is None:
             data = plain_answer(status, b"", False, self.head.http10, False)
-        self._emit(data)
-        self._account(method, self.head.target, status, len(data), monotonic(),
-                      self.head.user_agent, self.head.referer)
+        self._emit_answer(data, method, status, monotonic())
         self._flush()
 
     cdef void _fail_body(self, int status):
