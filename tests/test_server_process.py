@@ -117,6 +117,36 @@ def test_sighup_without_tls_is_ignored_not_fatal(two_workers: ServerProcess, doc
     assert_serves(srv, docroot, 5)
 
 
+def test_sigttin_and_sigttou_add_and_remove_workers(two_workers: ServerProcess, docroot: DocRoot) -> None:
+    """uvicorn's (and gunicorn's) signals: the supervisor adds a worker on SIGTTIN and stops one on
+    SIGTTOU, never the last; by their default action they would stop (freeze) the supervisor."""
+    srv = two_workers
+    assert wait_for(lambda: len(srv.children()) == 2, 5.0)
+    for signum, count, line in [
+        (signal.SIGTTIN, 3, "SIGTTIN: a worker added, 3 now"),
+        (signal.SIGTTOU, 2, "SIGTTOU: a worker removed, 2 now"),
+        (signal.SIGTTOU, 1, "SIGTTOU: a worker removed, 1 now"),
+        (signal.SIGTTOU, 1, "SIGTTOU ignored: one worker is the fewest"),
+        (signal.SIGTTIN, 2, "SIGTTIN: a worker added, 2 now"),
+    ]:
+        os.kill(srv.pid, signum)  # one at a time: signals sent together may arrive as one
+        assert wait_for(lambda: line in srv.output() and len(srv.children()) == count, 5.0), srv.output()
+        assert "State:\tT" not in Path(f"/proc/{srv.pid}/status").read_text()
+        assert_serves(srv, docroot, 4)
+    assert srv.output().count("stopped (SIGTTOU)") == 2
+
+
+def test_sigttin_to_a_lone_server_is_refused_not_a_stop(server: ServerProcess, docroot: DocRoot) -> None:
+    """Without a supervisor there is no worker to add: a warning, and the server serves on
+    (SIGTTIN's and SIGTTOU's default action would stop the process)."""
+    for signum in (signal.SIGTTIN, signal.SIGTTOU):
+        os.kill(server.pid, signum)
+        name = signal.Signals(signum).name
+        assert wait_for(lambda: f"{name} ignored (it adds or removes a worker" in server.output(), 3.0), server.output()
+        assert "State:\tT" not in Path(f"/proc/{server.pid}/status").read_text()
+        assert_serves(server, docroot, 2)
+
+
 def test_single_worker_runs_in_process(server: ServerProcess, docroot: DocRoot) -> None:
     assert server.children() == []  # the session's server: CLI defaults, one worker
     assert_serves(server, docroot, 3)

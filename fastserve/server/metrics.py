@@ -140,6 +140,7 @@ class _Collector:
 
 SHARED: Optional[SharedCounters] = None  # mapped by the main process before workers fork
 SLOT = 0  # this process's slot (set in each forked worker)
+ADDED_SLOTS = 64  # slots beyond --workers, for the workers SIGTTIN may add
 
 
 def prepare(config: Any) -> None:
@@ -151,7 +152,7 @@ def prepare(config: Any) -> None:
         import prometheus_client  # noqa: F401
     except ImportError:
         raise MetricsUnavailable("--metrics needs prometheus-client: pip install 'fastserve[metrics]'") from None
-    SHARED = SharedCounters(max(1, config.workers))
+    SHARED = SharedCounters(max(1, config.workers) + ADDED_SLOTS)
 
 
 def for_worker(config: Any) -> Optional[Metrics]:

@@ -19,11 +19,11 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from fastserve.config import Config
 from fastserve.server.asgi import LifespanFailure
 from fastserve.server import metrics
-from fastserve.server.listen import open_listener
+from fastserve.server.listen import ListenError, open_listener
 from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import (
-    KEPT_SIGNALS, MESSAGE, READY, RETIRING, STOP_SIGNALS, USER_SIGNALS, EarlySignals, Handoff, nothing_to_reload,
-    on_user_signal, run_worker,
+    KEPT_SIGNALS, MESSAGE, OPERATOR_SIGNALS, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload,
+    on_operator_signal, run_worker,
 )
 
 logger = logging.getLogger("fastserve")
@@ -62,7 +62,10 @@ class Supervisor:
         self.handoffs: Dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
         self.retiring: Set[int] = set()  # workers handing over (no longer in self.workers)
         self.hangups = 0  # SIGHUPs received without TLS, not yet logged
-        self.user_signals: List[int] = []  # SIGUSR1/SIGUSR2 received, not yet handled
+        self.operator_signals: List[int] = []  # SIGUSR1/SIGUSR2/SIGTTIN/SIGTTOU received, not yet handled
+        self.slots = config.workers  # worker slots in use: --workers, plus SIGTTIN, less SIGTTOU
+        self.most_slots = config.workers + metrics.ADDED_SLOTS
+        self.dismissed: Set[int] = set()  # workers stopped by SIGTTOU (also in self.retiring)
         self.served = False  # a worker has accepted: its app can start
         self.respawns: List[Tuple[float, int, Optional[int]]] = []  # (when, slot, the retiring worker it replaces)
         self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
@@ -73,8 +76,8 @@ class Supervisor:
         # Each worker reloads its certificate; without TLS the supervisor must not die by
         # SIGHUP's default action (its workers would serve on, orphaned, never stopped).
         signal.signal(signal.SIGHUP, self._forward if tls_enabled(self.config) else self._ignore)
-        for signum in USER_SIGNALS:
-            signal.signal(signum, self._remember_user_signal)
+        for signum in OPERATOR_SIGNALS:
+            signal.signal(signum, self._remember_operator_signal)
         # Every signal (a stop, a worker's exit) also writes a byte to this pipe, so the
         # supervisor sleeps in select() until something happens instead of polling.
         signal.signal(signal.SIGCHLD, _wake)
@@ -93,11 +96,8 @@ class Supervisor:
                 if self.hangups:
                     self.hangups = 0
                     nothing_to_reload()
-                while self.user_signals:
-                    user_signal = self.user_signals.pop(0)
-                    on_user_signal(user_signal)  # the supervisor's own log files, or the warning
-                    if user_signal == signal.SIGUSR1:
-                        self._forward(user_signal, None)  # each worker reopens its own
+                while self.operator_signals:
+                    self._on_operator_signal(self.operator_signals.pop(0))
             return self._stop_workers()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -142,8 +142,56 @@ class Supervisor:
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
 
-    def _remember_user_signal(self, signum: int, frame: Any) -> None:
-        self.user_signals.append(signum)  # handled from the loop, not from the handler
+    def _remember_operator_signal(self, signum: int, frame: Any) -> None:
+        self.operator_signals.append(signum)  # handled from the loop, not from the handler
+
+    def _on_operator_signal(self, signum: int) -> None:
+        if signum == signal.SIGTTIN:
+            self._add_slot()
+        elif signum == signal.SIGTTOU:
+            self._remove_slot()
+        else:
+            on_operator_signal(signum)  # the supervisor's own log files, or SIGUSR2's warning
+            if signum == signal.SIGUSR1:
+                self._forward(signum, None)  # each worker reopens its own
+
+    def _add_slot(self) -> None:
+        """SIGTTIN: one worker more, on a slot of its own (its own ``SO_REUSEPORT`` socket)."""
+        if self.slots >= self.most_slots:
+            logger.warning("SIGTTIN ignored: %d workers is the most (--workers + %d)", self.slots, metrics.ADDED_SLOTS)
+            return
+        if self.shared is None:
+            try:
+                self.listeners.append(open_listener(self.config, reuse_port=True))
+            except ListenError as exc:
+                logger.error("SIGTTIN: no worker added: %s", exc)
+                return
+        self.slots += 1
+        self._spawn(self.slots - 1)
+        logger.info("SIGTTIN: a worker added, %d now", self.slots)
+
+    def _remove_slot(self) -> None:
+        """SIGTTOU: the last slot's worker stops as on SIGTERM (answering what its socket has
+        queued and what it has begun), and the slot's socket closes with it."""
+        if self.slots <= 1:
+            logger.info("SIGTTOU ignored: one worker is the fewest")
+            return
+        self.slots -= 1
+        slot = self.slots
+        if self.shared is None:
+            self.listeners.pop().close()  # the worker's copy is now the last one
+        leaving = [retiring for _, each, retiring in self.respawns if each == slot and retiring is not None]
+        self.respawns = [respawn for respawn in self.respawns if respawn[1] != slot]
+        for pid in [pid for pid, each in self.workers.items() if each == slot]:
+            del self.workers[pid]
+            leaving.append(pid)
+            if pid in self.handoffs:  # a replacement under way: the worker it replaces goes too
+                leaving.append(self.handoffs.pop(pid))
+        for pid in leaving:
+            self.retiring.add(pid)
+            self.dismissed.add(pid)
+            _signal(pid, signal.SIGTERM)
+        logger.info("SIGTTOU: a worker removed, %d now", self.slots)
 
     def _ignore(self, signum: int, frame: Any) -> None:
         self.hangups += 1  # logged from the loop, not from the handler
@@ -199,7 +247,10 @@ class Supervisor:
                 return
             if pid in self.retiring:
                 self.retiring.discard(pid)
-                if status == 0:
+                if pid in self.dismissed:
+                    self.dismissed.discard(pid)
+                    logger.info("worker %d stopped (SIGTTOU)", pid)
+                elif status == 0:
                     logger.info("worker %d retired (--limit-max-requests)", pid)
                 else:
                     logger.warning("worker %d %s while retiring (--limit-max-requests)", pid, describe_exit(status))

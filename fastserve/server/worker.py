@@ -83,11 +83,14 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
 # gunicorn take for a graceful stop (and nginx's container images send); by its default action
 # it would dump core and leave --pid-file and --uds behind.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-# Signals that must never end a process by their default action: SIGHUP reloads the certificate,
-# and the user signals (on_user_signal): SIGUSR1 reopens log files (as nginx's), SIGUSR2 (nginx's
-# binary upgrade) is refused in a warning.
-USER_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
-KEPT_SIGNALS = (signal.SIGHUP, *USER_SIGNALS)
+# Signals that must never end (or, for SIGTTIN/SIGTTOU, stop) a process by their default action:
+# SIGHUP reloads the certificate, and the operator's signals (on_operator_signal): SIGUSR1
+# reopens log files (as nginx's), SIGUSR2 (nginx's binary upgrade) is refused in a warning, and
+# SIGTTIN/SIGTTOU add and remove a worker (as uvicorn's and gunicorn's) where a supervisor runs
+# the workers; elsewhere they are refused in a warning.
+OPERATOR_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU)
+WORKER_COUNT_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU)
+KEPT_SIGNALS = (signal.SIGHUP, *OPERATOR_SIGNALS)
 
 
 class EarlySignals:
@@ -108,8 +111,8 @@ class EarlySignals:
         for signum in STOP_SIGNALS:
             signal.signal(signum, cls._remember)
         signal.signal(signal.SIGHUP, cls._remember_reload)
-        for signum in USER_SIGNALS:
-            signal.signal(signum, on_user_signal)
+        for signum in OPERATOR_SIGNALS:
+            signal.signal(signum, on_operator_signal)
 
     @classmethod
     def _remember(cls, signum: int, frame: Any) -> None:
@@ -120,13 +123,17 @@ class EarlySignals:
         cls.reload_pending = True
 
 
-def on_user_signal(signum: int, frame: Any = None) -> None:
-    """SIGUSR1: reopen the log files (``logs.reopen_log_files``); SIGUSR2: refused, in a warning."""
+def on_operator_signal(signum: int, frame: Any = None) -> None:
+    """What a process that runs no workers does with an operator's signal: SIGUSR1 reopens the
+    log files (``logs.reopen_log_files``); SIGUSR2, SIGTTIN and SIGTTOU are refused, in a warning."""
     if signum == signal.SIGUSR1:
         logger.info("process %d: SIGUSR1: %d log files reopened", os.getpid(), reopen_log_files())
-    else:
+    elif signum == signal.SIGUSR2:
         logger.warning("process %d: SIGUSR2 ignored (fastserve has no binary upgrade: replace workers with "
                        "--limit-max-requests, or restart)", os.getpid())
+    else:
+        logger.warning("process %d: %s ignored (it adds or removes a worker where a supervisor runs them: "
+                       "start the server with --workers)", os.getpid(), signal.Signals(signum).name)
 
 
 def nothing_to_reload() -> None:
@@ -238,8 +245,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             reload_certificate(tls, config)
     else:
         loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
-    for signum in USER_SIGNALS:
-        loop.add_signal_handler(signum, on_user_signal, signum)
+    for signum in OPERATOR_SIGNALS:
+        loop.add_signal_handler(signum, on_operator_signal, signum)
 
     def retire() -> None:
         logger.info("worker %d answered %d requests (--limit-max-requests): retiring", os.getpid(), state.requests)
