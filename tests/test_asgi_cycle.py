@@ -22,9 +22,15 @@ def test_http_scope():
     assert scope["state"] == state and scope["state"] is not state  # each request gets its own copy
 
 
-def test_root_path_prefixes_path():
-    scope = build_scope("http", CONN, b"/items", [], "/api", {}, None)
-    assert scope["root_path"] == "/api" and scope["path"] == "/api/items"
+def test_root_path_prefixes_path_and_raw_path():
+    """As uvicorn: ``raw_path`` spells ``path``, the --root-path included (it used to lack it)."""
+    scope = build_scope("http", CONN, b"/items/a%2Fb?x=1", [], "/api", {}, None)
+    assert scope["root_path"] == "/api" and scope["path"] == "/api/items/a/b"
+    assert scope["raw_path"] == b"/api/items/a%2Fb" and scope["query_string"] == b"x=1"
+    websocket = build_scope("websocket", CONN, b"/chat", [], "/api", {}, None)
+    assert (websocket["path"], websocket["raw_path"]) == ("/api/chat", b"/api/chat")
+    assert build_scope("http", CONN, b"/x", [], "/caf\u00e9", {}, None)["raw_path"] == b"/caf%C3%A9/x"
+    assert build_scope("http", CONN, b"/x", [], "", {}, None)["raw_path"] == b"/x"
 
 
 def test_websocket_scheme_and_absolute_form_target():

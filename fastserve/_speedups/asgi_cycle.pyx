@@ -9,6 +9,7 @@ import os
 import sys
 from asyncio import CancelledError, Task
 from contextvars import Context, copy_context
+from urllib.parse import quote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memchr
@@ -147,6 +148,19 @@ cdef dict HTTP_SCOPE = {
     "root_path": "", "path": None, "raw_path": b"", "query_string": b"", "headers": None, "state": None,
 }
 cdef dict WEBSOCKET_SCOPE = dict(HTTP_SCOPE, type="websocket", scheme="ws")
+cdef str _root_path_seen = None  # the --root-path last spelled as bytes, and its spelling
+cdef bytes _root_path_bytes = b""
+
+
+cdef inline bytes _raw_root_path(str root_path):
+    """``root_path`` as a ``raw_path`` prefix: percent-encoded where it is not ASCII."""
+    global _root_path_seen, _root_path_bytes
+    if root_path is not _root_path_seen:
+        _root_path_bytes = quote(root_path, safe="/!$&'()*+,;=:@~").encode("ascii")
+        _root_path_seen = root_path
+    return _root_path_bytes
+
+
 cdef dict ASGI_HTTP = {"version": "3.0", "spec_version": "2.4"}
 cdef dict ASGI_SESSION = {"version": "3.0", "spec_version": "2.3"}
 
@@ -200,6 +214,8 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
         scope["root_path"] = root_path
     if path is not None:
         scope["path"] = root_path + path if root_path else path
+    if root_path and raw_path != b"*":  # raw_path spells path, prefix included, as uvicorn's does
+        raw_path = _raw_root_path(root_path) + raw_path
     scope["raw_path"] = raw_path
     scope["query_string"] = query
     scope["headers"] = headers
