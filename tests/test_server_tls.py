@@ -309,3 +309,40 @@ def test_a_handshake_under_way_as_the_server_stops_is_finished_and_answered(ca, 
         assert (response.status, response.body, response.header("connection")) == (200, docroot.small, "close")
         conn.close()
         assert srv.wait_exit(5.0) == 0, srv.output()
+
+
+def test_tls_handshakes_under_way_count_toward_max_connections(ca, docroot: DocRoot, tmp_path: Path) -> None:
+    """A TLS handshake under way holds a connection's memory before the protocol hears of it:
+    it counts toward --max-connections (as nginx counts it). At the limit the worker stops
+    accepting (a 503 would cost a full handshake), so the next client waits in the listen queue
+    with its ClientHello unanswered, and is served as soon as a slot is free again."""
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--max-connections", "2")
+    with srv:
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # the idle worker takes them from the queue at once
+        outgoing, incoming = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=0.5)  # the kernel completes it
+        waiting.sendall(outgoing.read())  # the ClientHello
+        with pytest.raises(socket.timeout):
+            waiting.recv(65536)  # not accepted: no ServerHello
+        silent.pop().close()  # a handshake given up: its slot is free
+        waiting.settimeout(5)
+        incoming.write(waiting.recv(65536))  # the ServerHello comes now
+        tls.do_handshake()  # (TLS 1.3: its first flight finishes it)
+        tls.write(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        waiting.sendall(outgoing.read())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            incoming.write(waiting.recv(65536))
+            try:
+                answer += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        for sock in [waiting, *silent]:
+            sock.close()
+        assert "--max-connections (2) reached" in srv.output()

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from functools import partial
-from typing import Any, Collection, Dict, Optional, Type
+from typing import Any, Callable, Collection, Dict, Optional, Type
 
 logger = logging.getLogger("fastserve")
 
@@ -30,7 +30,7 @@ BATCH_ABOVE = 64  # connections held before queued ones are also taken in batche
 BATCH = 512  # connections taken per loop turn by the batch path (uvloop takes one more)
 LONG_TURN = 0.005  # seconds: a loop turn this long takes connections in batches
 # Seconds a TLS client has to finish its handshake (uvloop's default is 60): until then its
-# connection holds ~320 KiB of heap and does not count toward --max-connections.
+# connection holds 45-50 KiB of heap, and counts toward --max-connections (worker.Handshakes).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
@@ -72,13 +72,14 @@ class Acceptor:
     ``tls`` an ``ssl.SSLContext`` or None."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, factory: Any, sock: socket.socket, backlog: int,
-                 tls: Any, connections: Collection[Any]) -> None:
+                 tls: Any, connections: Collection[Any], room: Optional[Callable[[], int]] = None) -> None:
         self.loop = loop
         self.factory = factory
         self.sock = sock
         self.backlog = backlog
         self.tls = tls
         self.connections = connections
+        self.room = room  # how many more connections may be taken (None: the batch's size)
         self.server: Any = None
         self.watch: Optional[socket.socket] = None  # the duplicate the batch path reads
         self.seen = 0.0  # when the queue was last seen non-empty
@@ -116,7 +117,7 @@ class Acceptor:
         if self.watch is None or len(self.connections) < BATCH_ABOVE or not LONG_TURN < since < 1.0:
             return  # uvloop takes one per turn, which keeps up while turns are short
         family = self.watch.family
-        for _ in range(BATCH):
+        for _ in range(BATCH if self.room is None else min(BATCH, self.room())):
             try:
                 fd, _ = self.watch._accept()  # type: ignore[attr-defined]  # the descriptor alone: no socket object
             except (BlockingIOError, InterruptedError):
@@ -127,8 +128,9 @@ class Acceptor:
                 return
             self.loop.create_task(hand_over(self.loop, self.factory, fd, family, self.tls))
 
-    def pause(self) -> bool:
-        """Stop accepting (connections wait in the listen queue); False when it cannot."""
+    def pause(self, why: str = "near the open-file limit") -> bool:
+        """Stop accepting (connections wait in the listen queue); False when it cannot.
+        ``why`` is said in the warning logged the first time."""
         if self.paused or self.closed:
             return self.paused
         fd = duplicate(self.sock)
@@ -140,8 +142,8 @@ class Acceptor:
         self.paused = True
         if not self.warned:
             self.warned = True
-            logger.warning("worker %d: near the open-file limit with %d connections: new ones wait in the "
-                           "listen queue until one closes", os.getpid(), len(self.connections))
+            logger.warning("worker %d: %s with %d connections: new ones wait in the listen queue until one "
+                           "closes", os.getpid(), why, len(self.connections))
         return True
 
     def resume(self) -> None:

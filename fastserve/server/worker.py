@@ -10,7 +10,7 @@ import signal
 import socket
 import struct
 import weakref
-from typing import Any, Callable, Coroutine, List, Optional
+from typing import Any, Callable, Coroutine, Dict, List, Optional
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
@@ -229,13 +229,34 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
 
     handshakes = Handshakes()
 
+    def room() -> int:
+        """Connections this worker may still take: under TLS a handshake under way counts as
+        one (as nginx counts it), so --max-connections bounds what handshakes hold too."""
+        return config.max_connections - len(state.connections) - handshakes.under_way(len(state.connections),
+                                                                                     config.max_connections)
+
     def new_connection(sock_fd: int = -1) -> HttpProtocol:
         conn = HttpProtocol(state, loop, sock_fd)
         if tls is not None:
             handshakes.begun(conn, loop.time())
+            if room() <= 0:
+                loop.call_soon(stop_accepting)  # not inside uvloop's accept, which still needs its server
         return conn
 
-    acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections)
+    def stop_accepting() -> None:
+        """TLS clients past the limit wait in the listen queue: a 503 would cost a handshake."""
+        if room() <= 0 and state.acceptor is not None and not state.accept_paused and not state.shutting_down:
+            state.accept_paused = acceptor.pause(f"--max-connections ({config.max_connections}) reached, TLS "
+                                                 "handshakes under way included,")
+
+    def handshake_failed() -> None:  # a slot is free again
+        if state.accept_paused and room() > 0:
+            state.accept_paused = False
+            acceptor.resume()
+
+    handshakes.on_failed = handshake_failed
+    acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections,
+                        room if tls is not None else None)
     await acceptor.start()
     state.acceptor = acceptor
     state.accept_ceiling = current_accept_ceiling()
@@ -393,23 +414,41 @@ async def _until(drained: asyncio.Event, state: ServerState, timeout: float) -> 
 class Handshakes:
     """The TLS connections accepted whose handshake has not finished: their protocol is made
     at accept, and told ``connection_made`` (which sets its ``tls``) only after the handshake.
-    A stopping worker waits for them, so a client in the middle of one is still answered.
-    A failed handshake is never told to the protocol, but its TLS layer lets the protocol go,
-    and so does this record: it holds them weakly."""
+    They count toward ``--max-connections``, and a stopping worker waits for them, so a client
+    in the middle of one is still answered. A failed handshake is never told to the protocol,
+    but its TLS layer lets the protocol go, and so does this record: it holds them weakly, and
+    calls ``on_failed`` when one goes."""
 
     def __init__(self) -> None:
-        self.since: "weakref.WeakKeyDictionary[HttpProtocol, float]" = weakref.WeakKeyDictionary()
+        self.since: Dict["weakref.ref[HttpProtocol]", float] = {}
+        self.on_failed: Optional[Callable[[], None]] = None
 
     def begun(self, conn: HttpProtocol, now: float) -> None:
-        self.since[conn] = now
+        self.since[weakref.ref(conn, self._gone)] = now
+
+    def _gone(self, ref: "weakref.ref[HttpProtocol]") -> None:
+        if self.since.pop(ref, None) is not None and self.on_failed is not None:
+            self.on_failed()
+
+    def _forget_finished(self) -> None:
+        for ref in list(self.since):
+            conn = ref()
+            if conn is None or conn.tls:
+                del self.since[ref]
+
+    def under_way(self, connections: int = 0, limit: int = 0) -> int:
+        """How many are still under way. The record also holds the finished ones until it is
+        cleaned, which it is only when they could matter: when ``connections`` (those
+        finished and open) and the record reach ``limit`` (0: always)."""
+        if not limit or connections + len(self.since) >= limit:
+            self._forget_finished()
+        return len(self.since)
 
     def pending(self, now: float) -> int:
-        """How many are still under way (a failed one has left the record already; one older
-        than ``HANDSHAKE_WAIT`` is given up)."""
-        for conn, since in list(self.since.items()):
-            if conn.tls or now - since > HANDSHAKE_WAIT:
-                del self.since[conn]
-        return len(self.since)
+        """How many a stopping worker still waits for: those under way for less than
+        ``HANDSHAKE_WAIT`` (an older one is given up, but still counts as under way)."""
+        self._forget_finished()
+        return sum(1 for since in self.since.values() if now - since <= HANDSHAKE_WAIT)
 
 
 def _tasks(which: Callable[[asyncio.Task], bool]) -> List[asyncio.Task]:
