@@ -39,7 +39,7 @@ import os
 
 from fastapi import FastAPI, WebSocket as ApiWebSocket, WebSocketDisconnect as ApiDisconnect
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
@@ -101,6 +101,10 @@ async def deny(ws):
     await ws.send_denial_response(
         PlainTextResponse("no entry for you", status_code=418, headers={"x-denied": "yes"})
     )
+
+
+async def deny_untyped(ws):
+    await ws.send_denial_response(Response(b"", status_code=401))
 
 
 async def boom_before(ws):
@@ -248,6 +252,7 @@ app = Starlette(routes=[
     WebSocketRoute("/subprotocol", subprotocol),
     WebSocketRoute("/refuse", refuse),
     WebSocketRoute("/deny", deny),
+    WebSocketRoute("/deny-untyped", deny_untyped),
     WebSocketRoute("/boom-before", boom_before),
     WebSocketRoute("/boom-after", boom_after),
     WebSocketRoute("/accept-and-return", accept_and_return),
@@ -599,16 +604,31 @@ def test_send_after_own_close_raises_runtime_error(server: ServerProcess) -> Non
 # handshake answers other than 101
 
 
+# An HTTP answer to a handshake names its body's type, as uvicorn's does: plain text unless the
+# app's denial response names another.
+PLAIN = "text/plain; charset=utf-8"
+
+
 def test_close_before_accept_is_403(server: ServerProcess) -> None:
     with pytest.raises(InvalidStatus) as info:
         connect(ws_url(server, "/refuse"), open_timeout=OPEN_TIMEOUT)
-    assert info.value.response.status_code == 403
+    response = info.value.response
+    assert (response.status_code, response.headers["content-type"], response.body) == (403, PLAIN, b"")
 
 
 def test_unknown_route_is_refused_with_403(server: ServerProcess) -> None:
     with pytest.raises(InvalidStatus) as info:
         connect(ws_url(server, "/no-such-route"), open_timeout=OPEN_TIMEOUT)
-    assert info.value.response.status_code == 403
+    response = info.value.response
+    assert (response.status_code, response.headers["content-type"]) == (403, PLAIN)
+
+
+def test_denial_response_without_a_content_type_is_plain_text(server: ServerProcess) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        connect(ws_url(server, "/deny-untyped"), open_timeout=OPEN_TIMEOUT)
+    response = info.value.response
+    assert response.status_code == 401
+    assert response.headers.get_all("content-type") == [PLAIN]
 
 
 def test_denial_response_with_custom_status_headers_and_body(server: ServerProcess) -> None:

@@ -56,6 +56,9 @@ CLOSE_TIMEOUT = 5.0
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # Response fields the session writes itself on every non-101 answer.
 _OWN_FIELDS = frozenset({b"server", b"date", b"content-length", b"transfer-encoding", b"connection"})
+# The type of an HTTP answer to a handshake whose fields name none: the server's own refusals
+# and an app's untyped denial, as uvicorn types them.
+_PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, 2 of them the code (RFC 6455 section 5.5)
 
@@ -175,10 +178,10 @@ class WebSocketSession:
         if self.conn.writing_paused:
             self.pause_writing()
         if self.scope["path"] is None:
-            self._answer_http(400, [(b"content-type", b"text/plain; charset=utf-8")], b"Bad Request")
+            self._answer_http(400, [], b"Bad Request")
             return
         if self.conn.state.shutting_down:  # the server began stopping while this request waited its turn
-            self._answer_http(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
+            self._answer_http(503, [], b"Service Unavailable")
             return
         response = self.protocol.accept(self._handshake_request())
         if response.status_code != 101:
@@ -265,7 +268,7 @@ class WebSocketSession:
             return
         if self.handshake in (_AWAITING_APP, _DENYING):
             self._queue_disconnect(1012, "service restart")
-            self._answer_http(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
+            self._answer_http(503, [], b"Service Unavailable")
         elif self.handshake == _ACCEPTED and self.protocol.state is OPEN:
             self._close_websocket(1012, "service restart")
             self._queue_disconnect(1012, "service restart")
@@ -284,13 +287,13 @@ class WebSocketSession:
                 raise
             logger.error("exception in ASGI WebSocket app", exc_info=exc)
             if self.handshake in (_AWAITING_APP, _DENYING):
-                self._answer_http(500, [(b"content-type", b"text/plain; charset=utf-8")], b"Internal Server Error")
+                self._answer_http(500, [], b"Internal Server Error")
             elif self.handshake == _ACCEPTED and self.protocol.state is OPEN and self.transport is not None:
                 self._close_websocket(1011, "")
             return
         if self.handshake in (_AWAITING_APP, _DENYING) and self.transport is not None:
             logger.error("ASGI WebSocket app returned without accepting, refusing or completing a response")
-            self._answer_http(500, [(b"content-type", b"text/plain; charset=utf-8")], b"Internal Server Error")
+            self._answer_http(500, [], b"Internal Server Error")
         elif self.handshake == _ACCEPTED and self.protocol.state is OPEN and self.transport is not None:
             self._close_websocket(1000, "")  # the app is done with an open connection: close it cleanly
 
@@ -553,6 +556,8 @@ class WebSocketSession:
         length: Headers = [(b"content-length", b"%d" % len(body))]
         if status == 204 or status == 304:
             body, length = b"", []  # no content, so no length of it (RFC 9110 §8.6, §15.3.5, §15.4.5)
+        elif not any(name == b"content-type" for name, _ in fields):
+            fields = [*fields, _PLAIN_TEXT]
         head = serialize_headers(status, [*own, *fields, *length, (b"connection", b"close")])
         self.handshake = _ANSWERED
         self.early_input.clear()
