@@ -4,8 +4,9 @@ The rules (safe lookup, validators, 304/412, Range, precompressed siblings) are 
 the server's fast path uses. Unless a subclass or a patch replaces how files are looked up
 (``lookup_path``, ``file_response``, ``is_not_modified``), requests are answered from an
 open-file cache without a thread hop; by default it looks the path up again on every request,
-so every filesystem change is seen at once. When the fastserve server runs this app, it answers
-the requests itself and the app is not even called.
+so every filesystem change is seen at once. When the fastserve server runs this app with
+``answers="static"``, it answers the requests itself and the app is not even called; with the
+default ``answers="starlette"`` it calls the app, as uvicorn would.
 """
 from __future__ import annotations
 
@@ -210,7 +211,8 @@ class StaticFiles:
         ``Range`` that cannot be used is ignored, at most ``max_ranges`` ranges; ``416`` and
         ``304`` name the file's ``ETag`` and ``Last-Modified``; an error page has none, since it
         stands in for what is not there; a directory asked for without its slash is ``301``,
-        where Starlette answers ``307``). ``ValueError`` for another value.
+        where Starlette answers ``307``), and ``python -m fastserve module:app`` answers this
+        app's requests from its fast path. ``ValueError`` for another value.
         ``max_ranges``: with ``answers="static"``, the most ranges one ``Range`` header may
         list (RFC 9110 section 14.2); a header listing more gets the whole file (200). The
         fastserve server sets it to its ``--max-ranges`` when it runs this app.

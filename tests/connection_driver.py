@@ -1,6 +1,6 @@
 """One server connection driven by hand: bytes in, bytes out, time moved by the test.
 
-``Driven`` runs an ``HttpProtocol`` of a server serving ``app`` (a ``StaticFiles`` takes the
+``Driven`` runs an ``HttpProtocol`` of a server serving ``app`` (a ``StaticFiles(answers="static")`` takes the
 static fast path, anything else the ASGI bridge) on a ``ClientTransport`` instead of a
 socket, inside the test's own running loop (``inprocess.InProcessServer`` keeps a private
 one); ASGI apps run between ``settle()`` calls. The transport keeps what the server wrote and can play a client that stops reading:

@@ -141,7 +141,7 @@ def test_trailer_fields_never_change_a_static_answer(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(b"hello")
 
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=tmp_path))
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static"))
         driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                     b"1\r\nz\r\n0\r\nRange: bytes=0-1\r\nIf-None-Match: *\r\n\r\n")
         await driven.settle()
@@ -198,7 +198,7 @@ def test_half_close_mid_body_to_a_static_root_is_400(tmp_path: Path, body: bytes
     (tmp_path / "a.txt").write_bytes(b"hello")
 
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=tmp_path))
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static"))
         driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n" + body)
         await driven.settle()
         assert statuses(driven.output) == []
@@ -231,7 +231,7 @@ def test_a_stalled_body_is_408_after_the_body_timeout() -> None:
 
 def test_a_stalled_body_to_a_static_root_is_408(tmp_path: Path) -> None:
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=tmp_path), body_timeout=2.0)
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static"), body_timeout=2.0)
         driven.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
         driven.tick(2.5)
         assert statuses(driven.output) == [408] and driven.closed
@@ -452,7 +452,7 @@ def test_pipelined_answers_are_bounded_for_a_client_that_is_not_reading(big_file
     request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
 
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=limit, cache_max_file=MEMORY_BODIES)
+        driven = Driven(StaticFiles(directory=big_file_root, answers="static"), max_response_buffer=limit, cache_max_file=MEMORY_BODIES)
         transport = driven.transport
         transport.reading_client = transport.keep = False
         driven.send(request * count)
@@ -474,7 +474,7 @@ def test_pipelined_answers_are_bounded_for_a_client_that_is_not_reading(big_file
 
 def test_max_pipeline_counts_held_answers_too(big_file_root: Path) -> None:
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=big_file_root), max_response_buffer=64 * 1024, max_pipeline=1,
+        driven = Driven(StaticFiles(directory=big_file_root, answers="static"), max_response_buffer=64 * 1024, max_pipeline=1,
                         cache_max_file=MEMORY_BODIES)
         driven.transport.reading_client = False
         driven.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
@@ -489,7 +489,7 @@ def test_max_pipeline_counts_held_answers_too(big_file_root: Path) -> None:
 
 def test_empty_lines_count_toward_the_header_timeout(tmp_path: Path) -> None:
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=tmp_path), header_timeout=10.0, keepalive_timeout=60.0)
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static"), header_timeout=10.0, keepalive_timeout=60.0)
         for _ in range(5):
             driven.send(b"\r\n")
             driven.tick(2.0)
@@ -505,7 +505,7 @@ def test_the_header_timeout_starts_after_the_previous_answer(tmp_path: Path) -> 
     (tmp_path / "a.txt").write_bytes(b"a")
 
     async def main() -> None:
-        driven = Driven(StaticFiles(directory=tmp_path), header_timeout=10.0, keepalive_timeout=60.0)
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static"), header_timeout=10.0, keepalive_timeout=60.0)
         driven.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         driven.tick(30.0)  # idle: the keep-alive timeout applies, not the header one
         assert not driven.closed
@@ -546,7 +546,7 @@ def test_the_header_timeout_starts_after_the_previous_answer(tmp_path: Path) -> 
 @pytest.mark.parametrize("server", ["static", "asgi"])
 def test_http11_needs_exactly_one_host(tmp_path: Path, head: bytes, status: int, server: str) -> None:
     (tmp_path / "a.txt").write_bytes(b"a")
-    app = StaticFiles(directory=tmp_path) if server == "static" else answering(200, [(b"content-length", b"1")], b"a")
+    app = StaticFiles(directory=tmp_path, answers="static") if server == "static" else answering(200, [(b"content-length", b"1")], b"a")
 
     async def main() -> None:
         driven = Driven(app)
@@ -612,7 +612,7 @@ def test_a_fragment_in_the_target_is_dropped(tmp_path: Path, target: bytes, path
     head = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
 
     async def main() -> None:
-        for served in (StaticFiles(directory=tmp_path), app):
+        for served in (StaticFiles(directory=tmp_path, answers="static"), app):
             driven = Driven(served)
             driven.send(head)
             await driven.settle()

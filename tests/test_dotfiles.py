@@ -106,5 +106,5 @@ def test_server_dotfiles_allow(site, serve_cli):
 
 def test_server_keeps_a_staticfiles_apps_own_setting(site, serve):
     _, options = cli_options(str(site))  # the CLI's defaults: --dotfiles deny
-    client = serve(StaticFiles(directory=site), **options).open()
+    client = serve(StaticFiles(directory=site, answers="static"), **options).open()
     assert client.request("GET", "/.env").body == b"SECRET=1"  # the library's default is Starlette's

@@ -82,7 +82,7 @@ def test_a_connection_the_batch_path_takes_is_served_and_keeps_no_socket_object(
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        app = StaticFiles(directory=tmp_path)
+        app = StaticFiles(directory=tmp_path, answers="static")
         state = build_state(Config(target=app), app, loop)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))

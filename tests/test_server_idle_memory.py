@@ -43,7 +43,7 @@ def bytes_per_idle_connection(docroot: Path, requests: list[bytes], answers: int
 
     async def measure() -> float:
         loop = asyncio.get_running_loop()
-        app = StaticFiles(directory=docroot)
+        app = StaticFiles(directory=docroot, answers="static")
         state = build_state(Config(target=app), app, loop)
         transports = [StandInTransport() for _ in range(CONNECTIONS + 1)]
 

@@ -10,6 +10,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from fastserve.staticfiles import StaticFiles
+from inprocess import request
 
 
 @pytest.fixture
@@ -586,9 +587,44 @@ def test_the_server_follows_the_apps_keywords_and_replacements(root):
     from fastserve.server.worker import static_cache_for
 
     config = Config(target=str(root))
-    assert static_cache_for(StaticFiles(directory=root), config).precompressed is False
-    assert static_cache_for(StaticFiles(directory=root, precompressed=True), config).precompressed is True
+    assert static_cache_for(StaticFiles(directory=root, answers="static"), config).precompressed is False
+    assert static_cache_for(StaticFiles(directory=root, precompressed=True, answers="static"), config).precompressed is True
     assert load_app(config).precompressed is True and load_app(Config(target=str(root), precompressed=False)).precompressed is False
-    patched = StaticFiles(directory=root)
+    patched = StaticFiles(directory=root, answers="static")
     patched.lookup_path = lambda path: ("", None)
     assert static_cache_for(patched, config) is None  # the server runs the app's own methods
+    assert static_cache_for(StaticFiles(directory=root), config) is None  # it answers as Starlette's
+
+
+# Requests whose answers differ between the fast path and a StaticFiles answering as Starlette's.
+AS_AN_APP = [
+    ("GET", "/example.txt", []),
+    ("GET", "/example.txt", [("Range", "items=0-1")]),    # 400, Starlette's text
+    ("GET", "/example.txt", [("Range", "bytes=5-1")]),    # 400
+    ("GET", "/example.txt", [("Range", "bytes=900-999")]),  # 416 without validators
+    ("GET", "/example.txt", [("If-None-Match", "*")]),    # 304 without Last-Modified
+    ("GET", "/missing.txt", []),                          # the 404 page, with its validators
+    ("HEAD", "/missing.txt", []),
+    ("GET", "/dir", []),                                  # 307 to the absolute URL
+    ("POST", "/example.txt", []),                         # HTTPException(405) unhandled: 500
+]
+
+
+@pytest.mark.parametrize(("method", "target", "headers"), AS_AN_APP)
+def test_the_server_runs_a_staticfiles_that_answers_as_starlettes_as_an_app(root, serve, method, target, headers):
+    """``python -m fastserve module:app`` with ``app = StaticFiles(...)`` answers what the app
+    answers (as under uvicorn): the fast path's own answers are for ``answers="static"``."""
+    (root / "404.html").write_text("<p>not here</p>")
+    app = StaticFiles(directory=root, html=True)
+    own = TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1", follow_redirects=False)
+    expected = own.request(method, target, headers=headers)
+    client = serve(app).open()
+    client.send(request(method, target, headers), [method == "HEAD"])
+    (answer,) = client.wait_for(1)
+    assert answer.status == expected.status_code
+    if answer.status == 500:  # the server's own answer to an app that raised, as uvicorn's
+        assert answer.body == b"Internal Server Error"
+        return
+    server_fields = {"date", "server", "connection"}
+    assert [field for field in answer.headers if field[0] not in server_fields] == list(expected.headers.multi_items())
+    assert answer.body == expected.content

@@ -65,7 +65,7 @@ def test_cached_large_file_made_unreadable_is_noticed(root, refuse_unreadable):
 
 def test_server_answers_an_unreadable_file_with_403(root, refuse_unreadable):
     os.chmod(root / "small.txt", 0)
-    response = exchange(StaticFiles(directory=root), b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = exchange(StaticFiles(directory=root, answers="static"), b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _, body = response.partition(b"\r\n\r\n")
     assert status_of(response) == 403
     assert b"www-authenticate" not in head.lower()
@@ -81,12 +81,12 @@ def test_library_keeps_starlettes_401(root, refuse_unreadable):
 
 @pytest.mark.parametrize("target", [b"/50%.txt", b"/50%25.txt%", b"/%zz", b"/%4", b"/small.txt%", b"/%g1/small.txt"])
 def test_static_path_refuses_a_percent_that_is_not_an_escape(root, target):
-    response = exchange(StaticFiles(directory=root), b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    response = exchange(StaticFiles(directory=root, answers="static"), b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
     assert status_of(response) == 400
 
 
 def test_an_escaped_percent_is_served(root):
-    response = exchange(StaticFiles(directory=root), b"GET /50%25.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = exchange(StaticFiles(directory=root, answers="static"), b"GET /50%25.txt HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(response) == 200 and response.endswith(b"fifty percent\n")
 
 

@@ -33,10 +33,12 @@ logger = logging.getLogger("fastserve")
 
 def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
     """The cache the fast path answers from, when the app is a fastserve ``StaticFiles`` that
-    looks files up its own way (decided here, at startup: the fast path never calls the app)."""
+    gives the fast path's answers (``answers="static"``, as the one made for a directory does)
+    and looks files up its own way (decided here, at startup: the fast path never calls the
+    app). Any other ``StaticFiles`` is run as an app, so it answers as it would under uvicorn."""
     from fastserve.staticfiles import StaticFiles
 
-    if not isinstance(app, StaticFiles) or not app.uses_own_lookup():
+    if not isinstance(app, StaticFiles) or app.answers != "static" or not app.uses_own_lookup():
         return None
     if app.directory is not None and not os.path.isdir(app.directory):
         raise RuntimeError(f"StaticFiles directory '{app.directory}' does not exist.")
