@@ -721,6 +721,10 @@ cdef class HttpCycle(Job):
             else:
                 self.chunked = True
                 fields.append((b"transfer-encoding", b"chunked"))
+        if self.more_body and (self.expect_continue or self.too_large):
+            # Answered before its body was asked for: the client may be holding it back, so
+            # this answer ends the connection, and says so (RFC 9110 section 10.1.1).
+            self.keep_alive = False
         connection = connection_pair(self.keep_alive, self.http10)
         if connection is not None:
             fields.append(connection)
