@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import textwrap
 from pathlib import Path
+from typing import List
 
 import pytest
 
+from fastserve.server.logs import TRACE
 from server_helpers import CliProcess, DocRoot, ServerProcess, fetch, port_from_url, run_cli
 
 
@@ -20,6 +23,51 @@ def test_trace_level_shows_what_info_hides(docroot: DocRoot, tmp_path: Path) -> 
         srv.wait_listening()
         assert srv.stop() == 0
     assert "TRACE" not in srv.output()
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(TRACE)
+        self.lines: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def echo_body(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        return
+    message = await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1"), (b"x-b", b"2")]})
+    await send({"type": "http.response.body", "body": message["body"]})
+
+
+@pytest.mark.parametrize("level, traced", [(TRACE, True), (logging.DEBUG, False)])
+def test_trace_level_logs_every_asgi_call_and_message(serve, level: int, traced: bool) -> None:
+    """As uvicorn's --log-level trace: the scope, each message (bodies and headers by their
+    size) and the end of each call, on fastserve.asgi; nothing of it, and no wrapper, above TRACE."""
+    parent, kept = logging.getLogger("fastserve"), Kept()
+    saved = parent.level
+    parent.setLevel(level)
+    logging.getLogger("fastserve.asgi").addHandler(kept)
+    try:
+        server = serve(echo_body)
+        response = server.open().request("POST", "/items?q=1", body=b"hello")
+        assert (response.status, response.body) == (200, b"hello")
+    finally:
+        parent.setLevel(saved)
+        logging.getLogger("fastserve.asgi").removeHandler(kept)
+    if not traced:
+        assert kept.lines == [] and server.state.asgi_bridge.app is echo_body
+        return
+    http = [line for line in kept.lines if not line.startswith("ASGI [1] ")]  # [1]: the lifespan call
+    assert http[0].startswith("ASGI [2] started scope={'type': 'http'") and "'path': '/items'" in http[0]
+    assert http[1:] == [
+        "ASGI [2] receive {'type': 'http.request', 'body': '<5 bytes>', 'more_body': False}",
+        "ASGI [2] send {'type': 'http.response.start', 'status': 200, 'headers': '<2 headers>'}",
+        "ASGI [2] send {'type': 'http.response.body', 'body': '<5 bytes>'}",
+        "ASGI [2] completed",
+    ]
 
 
 @pytest.mark.parametrize("level", ["critical", "error", "warning"])

@@ -17,6 +17,7 @@ from fastserve._speedups.asgi_cycle import Exchanges, HttpCycle, ServerFields, b
 from fastserve.config import Config
 from fastserve.server.proxy import ProxyTrust
 from fastserve.server.response_headers import ServerHeaders
+from fastserve.server.trace import traced
 
 logger = logging.getLogger("fastserve")
 
@@ -27,7 +28,7 @@ class AsgiBridge:
     """Per worker: the app, its lifespan, and the scope pieces every request shares."""
 
     def __init__(self, app: Any, config: Config, loop: asyncio.AbstractEventLoop) -> None:
-        self.app = app
+        self.app = app = traced(app)  # --log-level trace: every call and message logged
         self.config = config
         self.loop = loop
         self.root_path = config.root_path
