@@ -29,6 +29,14 @@ ENV_SEPARATORS = {"headers": "\n", "reload_dir": os.pathsep, "reload_include": o
 
 # uvicorn's flags for the same settings, accepted as they are typed in uvicorn's command lines.
 UVICORN_SPELLINGS = {ours: ("--" + theirs.replace("_", "-"),) for theirs, ours in UVICORN_NAMES.items()}
+# uvicorn reads each of its flags from ``UVICORN_`` and its parameter's name in capitals
+# (``UVICORN_PORT``, ``UVICORN_TIMEOUT_KEEP_ALIVE``, ``UVICORN_APP``); fastserve reads them too,
+# after its own ``FASTSERVE_`` ones. Where uvicorn's name differs from fastserve's setting:
+UVICORN_ENV_PREFIX = "UVICORN_"
+UVICORN_ENV_NAMES = {
+    "app": "target", "reload_dirs": "reload_dir", "reload_includes": "reload_include",
+    "reload_excludes": "reload_exclude", **UVICORN_NAMES,
+}
 
 UVICORN_CHOICES = {
     "--loop": ["auto", "uvloop"],
@@ -345,30 +353,44 @@ def env_name(dest: str) -> str:
     return ENV_PREFIX + dest.upper()
 
 
+def uvicorn_env_name(dest: str) -> str:
+    """The variable uvicorn reads for the flag whose fastserve setting is ``dest``."""
+    theirs = {ours: theirs for theirs, ours in UVICORN_ENV_NAMES.items()}.get(dest, dest)
+    return UVICORN_ENV_PREFIX + theirs.upper()
+
+
 def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Turn each ``FASTSERVE_<SETTING>`` variable into its flag's default; a bad value is a usage error."""
+    """Turn each ``FASTSERVE_<SETTING>`` variable, else uvicorn's ``UVICORN_<NAME>``, into its
+    flag's default; a bad value is a usage error."""
     for action in parser._actions:
         if action.dest in ("help", "version"):
             continue
         name = env_name(action.dest)
+        uvicorns = name not in environ
+        if uvicorns:
+            name = uvicorn_env_name(action.dest)
         raw = environ.get(name)
         if raw is None:
             continue
         try:
-            parser.set_defaults(**{action.dest: _env_value(action, raw)})
+            if isinstance(action, _Refused) and uvicorns and not _boolean(raw):
+                continue  # UVICORN_HTTP2=false: asks for nothing fastserve refuses
+            parser.set_defaults(**{action.dest: _env_value(action, raw, uvicorns)})
         except (ValueError, argparse.ArgumentTypeError) as exc:
             parser.error(f"{name}={raw!r}: {exc}")
 
 
-def _env_value(action: argparse.Action, raw: str) -> Any:
+def _env_value(action: argparse.Action, raw: str, uvicorns: bool = False) -> Any:
+    """The setting ``raw`` gives; a repeatable flag's values are split as fastserve splits them
+    (``ENV_SEPARATORS``), or, from a ``UVICORN_`` variable, at white space, as uvicorn does."""
     if isinstance(action, _Refused):
         raise ValueError(action.help)
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return _boolean(raw)
     convert: Callable[[str], Any] = action.type if callable(action.type) else str
     if isinstance(action, argparse._AppendAction):
-        separator = ENV_SEPARATORS.get(action.dest, ",")
-        return [convert(part) for part in raw.split(separator) if part.strip()]
+        parts = raw.split() if uvicorns else raw.split(ENV_SEPARATORS.get(action.dest, ","))
+        return [convert(part) for part in parts if part.strip()]
     value = convert(raw.strip())
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"choose from {', '.join(map(str, action.choices))}")

@@ -82,7 +82,7 @@ class Config:
     date_header: bool = True
     headers: List[Tuple[str, str]] = field(default_factory=list)  # (name, value), every response
     proxy_headers: bool = True
-    forwarded_allow_ips: str = "127.0.0.1"
+    forwarded_allow_ips: str = "127.0.0.1,::1"  # the local proxies, as uvicorn's default
 
     # static serving (when target is a directory)
     html: bool = True

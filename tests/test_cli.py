@@ -241,6 +241,54 @@ def test_every_flag_has_a_variable(monkeypatch) -> None:
         monkeypatch.delenv(env_name(action.dest))
 
 
+# Every parameter of uvicorn 0.54's command (``uvicorn.main.main.params``), each read by uvicorn
+# from UVICORN_<NAME>; "version" and "http2" aside.
+UVICORN_PARAMETERS = (
+    "app host port uds fd reload reload_dirs reload_includes reload_excludes reload_delay workers loop http "
+    "ws ws_max_size ws_max_queue ws_ping_interval ws_ping_timeout ws_per_message_deflate lifespan interface "
+    "env_file log_config log_level access_log use_colors proxy_headers server_header date_header "
+    "forwarded_allow_ips root_path limit_concurrency backlog limit_max_requests limit_max_requests_jitter "
+    "timeout_keep_alive timeout_graceful_shutdown timeout_worker_healthcheck ssl_keyfile ssl_certfile "
+    "ssl_keyfile_password ssl_version ssl_cert_reqs ssl_ca_certs ssl_ciphers headers app_dir "
+    "h11_max_incomplete_event_size reset_contextvars factory"
+).split()
+
+
+def test_every_uvicorn_variable_sets_its_flag(monkeypatch) -> None:
+    """A deployment configured through uvicorn's UVICORN_* variables runs unchanged (they were
+    ignored: UVICORN_PORT=8080 served on 8000); repeatable flags split at white space, as
+    uvicorn splits them."""
+    from fastserve.cli import UVICORN_ENV_NAMES
+
+    by_dest = {}
+    for action in build_parser()._actions:
+        by_dest.setdefault(action.dest, action)
+    for name in UVICORN_PARAMETERS:
+        dest = UVICORN_ENV_NAMES.get(name, name)
+        action = by_dest[dest]
+        if dest in ("reload_dir", "reload_include", "reload_exclude"):
+            raw, expected = "a  b", ["a", "b"]
+        elif dest == "headers":
+            raw, expected = "X-One:1 X-Two:2", [("X-One", "1"), ("X-Two", "2")]
+        elif dest == "target":
+            raw, expected = "main:app", "main:app"
+        else:
+            raw, expected = _sample(action)
+        monkeypatch.setenv("UVICORN_" + name.upper(), raw)
+        assert getattr(build_parser().parse_args([]), dest) == expected, name
+        monkeypatch.delenv("UVICORN_" + name.upper())
+    monkeypatch.setenv("UVICORN_PORT", "8080")
+    monkeypatch.setenv("UVICORN_HTTP2", "false")  # asks for nothing fastserve refuses
+    assert config_from_args([]).port == 8080 and config_from_args(["--port", "1"]).port == 1
+    monkeypatch.setenv("FASTSERVE_PORT", "9090")  # fastserve's own variable wins
+    assert config_from_args([]).port == 9090
+
+
+def test_local_proxies_are_trusted_by_default() -> None:
+    """uvicorn's default: a proxy on 127.0.0.1 or ::1."""
+    assert config_from_args([]).forwarded_allow_ips == "127.0.0.1,::1"
+
+
 def test_the_command_line_wins_over_variables(monkeypatch) -> None:
     monkeypatch.setenv("FASTSERVE_PORT", "9999")
     monkeypatch.setenv("FASTSERVE_HTML", "off")
