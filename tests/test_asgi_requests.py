@@ -195,6 +195,23 @@ def test_proxy_headers_from_an_untrusted_address_are_ignored(serve, app):
     assert client.request("GET", "/whoami", forwarded).body == b"127.0.0.1 http"
 
 
+def test_ipv6_client_and_server_are_host_port_pairs(serve):
+    """ASGI's client and server are [host, port] (uvicorn's too); an IPv6 socket's address has
+    four items, and Starlette's ``request.client`` (``Address(*client)``) raised on them."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    async def app(scope, receive, send):
+        request = Request(scope, receive)
+        text = f"{request.client.host} {request.client.port} {scope['server']}"
+        await PlainTextResponse(text)(scope, receive, send)
+
+    client = serve(app).open()
+    addresses = {"peername": ("::1", 40000, 0, 0), "sockname": ("::1", 8000, 0, 0)}
+    client.transport.get_extra_info = addresses.get
+    assert client.request("GET", "/").body == b"::1 40000 ('::1', 8000)"
+
+
 def test_app_that_never_reads_the_body_keeps_the_connection_usable(server):
     body = b"b" * 300_000
     client = server.open()

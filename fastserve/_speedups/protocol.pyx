@@ -333,8 +333,10 @@ cdef class HttpProtocol:
         self.addresses_read = True
         client = self.transport.get_extra_info("peername")
         server = self.transport.get_extra_info("sockname")
-        self._client = client if type(client) is tuple else None
-        self._server = (server, None) if type(server) is str else server
+        # ASGI's [host, port]: an IPv6 address's flow info and scope id are left out, as uvicorn does.
+        self._client = (client if len(<tuple>client) == 2 else client[:2]) if type(client) is tuple else None
+        self._server = (server, None) if type(server) is str else (
+            server[:2] if type(server) is tuple and len(<tuple>server) > 2 else server)
 
     def connection_lost(self, exc):
         self.state.connections.pop(self, None)
