@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import textwrap
 from pathlib import Path
@@ -131,6 +132,43 @@ def test_log_config_file(docroot: DocRoot, tmp_path: Path, kind: str) -> None:
     assert any(line.startswith("MINE INFO fastserve: fastserve serving ") for line in lines), lines
     assert lines[-1] == "MINE INFO fastserve: fastserve stopped"
     assert "fastserve serving" not in srv.output()  # the file's handlers replaced the default ones
+
+
+def test_a_log_config_written_for_uvicorn_keeps_its_lines(docroot: DocRoot, tmp_path: Path) -> None:
+    """uvicorn's own LOGGING_CONFIG, its handlers writing to files: fastserve's lines go to
+    uvicorn.error's handler, access lines to uvicorn.access's as uvicorn shapes them (its
+    AccessFormatter reads the record's arguments). Before, every line was dropped."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    server_log, access_log = tmp_path / "server.log", tmp_path / "access.log"
+    config["handlers"]["default"] = {"class": "logging.FileHandler", "filename": str(server_log),
+                                     "formatter": "default"}
+    config["handlers"]["access"] = {"class": "logging.FileHandler", "filename": str(access_log),
+                                    "formatter": "access"}
+    config["formatters"]["default"]["use_colors"] = config["formatters"]["access"]["use_colors"] = False
+    path = tmp_path / "uvicorn-logging.json"
+    path.write_text(json.dumps(config))
+    with ServerProcess(docroot.root, ["--log-config", str(path), "--access-log"], log_path=tmp_path / "out") as srv:
+        srv.wait_ready()
+        assert fetch(srv.port, "/small.txt?v=2").status == 200
+        assert srv.stop() == 0
+    lines = server_log.read_text().splitlines()
+    assert lines[0].startswith("INFO:     fastserve serving ") and lines[-1] == "INFO:     fastserve stopped", lines
+    [line] = access_log.read_text().splitlines()
+    assert re.fullmatch(r'INFO:     127\.0\.0\.1:\d+ - "GET /small\.txt\?v=2 HTTP/1\.1" 200( OK)?', line), line
+    assert srv.output() == ""
+
+
+def test_a_log_config_that_reaches_no_handler_is_warned_about(docroot: DocRoot, tmp_path: Path) -> None:
+    path = tmp_path / "app-only.json"
+    path.write_text(json.dumps({"version": 1, "loggers": {"myapp": {"level": "INFO"}}}))
+    with ServerProcess(docroot.root, ["--log-config", str(path)], log_path=tmp_path / "out") as srv:
+        srv.wait_ready()
+        assert srv.stop() == 0
+    assert f"--log-config {path} gives the 'fastserve' logger no handler: its lines are dropped" in srv.output()
 
 
 def test_log_level_still_applies_over_a_log_config(docroot: DocRoot, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ other body bytes count as handed to the connection. The metrics count the same b
 Lines go to the ``fastserve.access`` logger. They are kept in a buffer and written every tick
 of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
 handler the buffer goes out in one write, with a user's ``--log-config`` every line is a log
-record as usual.
+record as usual; with a file written for uvicorn (``fastserve.server.logs``), a record on
+``uvicorn.access`` as uvicorn makes it.
 """
 from __future__ import annotations
 
@@ -29,11 +30,15 @@ import os
 import time
 from typing import Any, List, Optional
 
+from fastserve.server import logs
+
 FORMATS = ("common", "combined", "json")
 _now = time.time
 BUFFER_LINES = 256
 
 logger = logging.getLogger("fastserve.access")
+uvicorn_logger = logging.getLogger("uvicorn.access")
+UVICORN_LINE = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access record: its AccessFormatter reads the arguments
 
 
 class AccessHandler(logging.StreamHandler):
@@ -101,6 +106,12 @@ class AccessLog:
             return
         pending, self.pending = self.pending, []
         if not logger.isEnabledFor(logging.INFO):
+            return
+        if logs.access_to_uvicorn:
+            for client, method, url, http10, status, *_ in pending:
+                address = "%s:%d" % tuple(client[:2]) if client and client[1] is not None else (client or ("-",))[0]
+                uvicorn_logger.info(UVICORN_LINE, address, _text(method) or "-", _text(url) or "-",
+                                    "1.0" if http10 else "1.1", status)
             return
         lines = [self.format_line(*facts) for facts in pending]
         handlers = logger.handlers

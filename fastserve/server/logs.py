@@ -8,8 +8,15 @@ fastserve logs to two loggers and never touches the root logger:
 
 Both stop propagating, so an app's own root-logger setup neither duplicates nor swallows them.
 ``--log-config FILE`` replaces this default with the user's ``logging.config`` file (JSON or
-YAML holding a dictConfig, anything else read as an INI ``fileConfig``); ``--log-level`` then
-still sets the level of fastserve's loggers when it is given.
+YAML holding a dictConfig, anything else read as an INI ``fileConfig``; loggers a file does not
+name stay enabled unless it sets ``disable_existing_loggers``); ``--log-level`` then
+still sets the level of fastserve's loggers when it is given. A file written for uvicorn, which
+gives handlers to ``uvicorn.error`` and ``uvicorn.access`` and none to fastserve's loggers,
+works as it did under uvicorn: fastserve's lines go to ``uvicorn.error``'s handlers, and access
+lines to ``uvicorn.access`` as uvicorn logs them (``'%s - "%s %s HTTP/%s" %d'`` with the client
+address, method, path and query, HTTP version and status as arguments, which uvicorn's
+``AccessFormatter`` reads). Otherwise a file that gives fastserve's loggers no handler is warned
+about: their lines would be dropped.
 """
 from __future__ import annotations
 
@@ -19,9 +26,11 @@ import logging.config
 import os
 from typing import Any, Dict, Optional
 
-TRACE = 5  # below DEBUG: per-connection and ASGI message detail
+TRACE = 5  # below DEBUG: ASGI calls and messages (fastserve.server.trace)
 LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOGGER_NAMES = ("fastserve", "fastserve.access")
+UVICORN_LOGGERS = {"fastserve": "uvicorn.error", "fastserve.access": "uvicorn.access"}
+access_to_uvicorn = False  # access lines go to uvicorn.access, in uvicorn's shape (see the module)
 
 logging.addLevelName(TRACE, "TRACE")
 
@@ -61,9 +70,42 @@ def configure_logging(level: Optional[str] = None, config_file: Optional[str] = 
         logging.config.dictConfig(default_config(level or "info"))
         return
     _apply_file(config_file)
+    _route_to_uvicorns_loggers(config_file)
     if level is not None:
         for name in LOGGER_NAMES:
             logging.getLogger(name).setLevel(level_number(level))
+
+
+class ToLogger(logging.Handler):
+    """Hands each record to another logger, which logs it with its handlers (and its parents')."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.target = logging.getLogger(name)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
+def _route_to_uvicorns_loggers(config_file: str) -> None:
+    """After a ``--log-config`` file: fastserve's loggers that it gives no handler log through
+    uvicorn's (``UVICORN_LOGGERS``) when it configures those; else a warning says their lines
+    would be dropped."""
+    global access_to_uvicorn
+    unheard = [name for name in LOGGER_NAMES if not logging.getLogger(name).hasHandlers()]
+    access_to_uvicorn = False
+    for name in unheard:
+        ours, theirs = logging.getLogger(name), logging.getLogger(UVICORN_LOGGERS[name])
+        if not theirs.hasHandlers():
+            logging.getLogger("fastserve").warning(
+                "--log-config %s gives the %r logger no handler: its lines are dropped", config_file, name)
+            continue
+        ours.setLevel(theirs.getEffectiveLevel())
+        ours.propagate = False
+        if name == "fastserve.access":
+            access_to_uvicorn = True  # AccessLog logs on uvicorn.access, in uvicorn's shape
+        else:
+            ours.addHandler(ToLogger(theirs.name))
 
 
 def level_number(level: str) -> int:
@@ -80,7 +122,7 @@ def _apply_file(path: str) -> None:
     try:
         if extension == ".json":
             with open(path, encoding="utf-8") as file:
-                logging.config.dictConfig(json.load(file))
+                _apply_dict(json.load(file))
         elif extension in (".yaml", ".yml"):
             try:
                 import yaml
@@ -89,13 +131,22 @@ def _apply_file(path: str) -> None:
                     "a YAML --log-config needs PyYAML: pip install 'fastserve[yaml]'"
                 ) from None
             with open(path, encoding="utf-8") as file:
-                logging.config.dictConfig(yaml.safe_load(file))
+                _apply_dict(yaml.safe_load(file))
         else:
             logging.config.fileConfig(path, disable_existing_loggers=False)
     except LogConfigError:
         raise
     except Exception as exc:  # json, yaml, configparser and dictConfig each raise their own
         raise LogConfigError(f"log config file {path!r}: {exc}") from None
+
+
+def _apply_dict(config: Any) -> None:
+    """dictConfig, leaving the loggers the file does not name enabled unless it says otherwise
+    (as fastserve reads INI files): by dictConfig's own default, fastserve's loggers and the
+    app's, made before the file is read, would be silenced."""
+    if isinstance(config, dict):
+        config = {"disable_existing_loggers": False, **config}
+    logging.config.dictConfig(config)
 
 
 def reopen_log_files() -> int:
