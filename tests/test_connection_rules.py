@@ -556,6 +556,17 @@ def test_a_closing_connection_whose_client_takes_nothing_is_dropped_at_the_send_
         theirs.close()
 
 
+def drained(sock: socket.socket) -> int:
+    """Read what ``sock`` holds now, without waiting; returns how many bytes that was."""
+    sock.setblocking(False)
+    taken = 0
+    while True:
+        try:
+            taken += len(sock.recv(1 << 20))
+        except BlockingIOError:
+            return taken
+
+
 @pytest.mark.parametrize("first", ["small.txt", "big.bin"], ids=["small-answers", "behind-a-file"])
 def test_answers_a_client_cut_short_are_logged_with_the_bytes_the_socket_took(
         serve, site: Path, first: str) -> None:
@@ -572,13 +583,7 @@ def test_answers_a_client_cut_short_are_logged_with_the_bytes_the_socket_took(
         transport = connected(server, HoldingTransport(ours))
         transport.protocol.data_received(request("GET", "/" + first) + request("GET", "/small.txt") * 20)
         server.settle()
-        theirs.setblocking(False)
-        taken = 0
-        while True:
-            try:
-                taken += len(theirs.recv(1 << 20))
-            except BlockingIOError:
-                break
+        taken = drained(theirs)
         transport.protocol.connection_lost(ConnectionResetError())
         server.settle()
         lines = server.state.access_logger.pending
@@ -589,3 +594,33 @@ def test_answers_a_client_cut_short_are_logged_with_the_bytes_the_socket_took(
         ours.close()
         theirs.close()
 
+
+
+def test_an_app_answer_a_client_cut_short_is_logged_with_the_bytes_the_socket_took(serve) -> None:
+    """The same for an app's body from memory: what the socket did not take is sent by a
+    sender that counts what leaves, so a client that goes away is logged with what it got."""
+    body = b"x" * (1 << 20)
+
+    async def big(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body[:1000], "more_body": True})
+        await send({"type": "http.response.body", "body": body[1000:]})
+
+    server = serve(big, access_log=True)
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        transport = connected(server, HoldingTransport(ours))
+        transport.protocol.data_received(request("GET", "/"))
+        server.settle()
+        taken = drained(theirs)
+        transport.protocol.connection_lost(ConnectionResetError())
+        server.settle()
+        [line] = server.state.access_logger.pending
+        assert line[4] == 200 and line[5] == taken < len(body)
+    finally:
+        ours.close()
+        theirs.close()

@@ -303,6 +303,7 @@ cdef class HttpCycle(Job):
     cdef bytes method
     cdef bytes raw_url
     cdef long long sent      # response bytes written, for metrics and the access log
+    cdef bint counted        # sent is recorded (--access-log, --metrics): count what the socket took
     cdef double head_read_at
 
     def __init__(self, Exchanges shared, conn, bytes method, bytes raw_url, list headers, object app=None):
@@ -314,6 +315,7 @@ cdef class HttpCycle(Job):
         self.method = method
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
+        self.counted = conn.state.counters is not None or conn.state.access_logger is not None
         # The context the app runs in: the connection's as the request arrived (an empty one
         # with --reset-contextvars). A pipelined request starts from the one before it, whose
         # context must not leak into it.
@@ -560,6 +562,8 @@ cdef class HttpCycle(Job):
             head, tail = self._framing(len(body), more)
             data = head + body + tail if tail else (head + body if head else body)
             if data:
+                if self.counted:
+                    return self._send_counted(data, more)
                 self._write(data)
             if self._piece_sent(more):
                 return self._wait_drain()
@@ -635,6 +639,40 @@ cdef class HttpCycle(Job):
         self._wake()
         return False
 
+    cdef object _send_counted(self, bytes data, bint more):
+        """Send a piece when what the socket takes is recorded (``--access-log``, ``--metrics``):
+        what it does not take at once goes out through a FileSender, which counts what leaves
+        before the client goes away (nginx's ``$bytes_sent``); the app waits for it as it would
+        for the transport to drain. Under TLS the transport stands for the socket."""
+        cdef Py_ssize_t taken = self.conn.send_now(data)
+        if taken < 0:
+            self._write(data)
+        else:
+            self.sent += taken
+            if taken < len(data) and self.conn.transport is not None:
+                return self._send_rest(data[taken:], more)
+        if self._piece_sent(more):
+            return self._wait_drain()
+        return DONE
+
+    async def _send_rest(self, bytes rest, bint more):
+        await self._send_by_sender(None, -1, [rest])
+        if not self.disconnected and self._piece_sent(more):
+            await self._wait_drain()
+
+    async def _send_by_sender(self, owner, int fd, list segments):
+        """Send ``segments`` (bytes, or slices of the file ``fd``) through a FileSender, counting
+        what the socket took."""
+        done = self.sending = self.loop.create_future()
+        sender = self.sender = FileSender(self.conn, owner, fd, segments, lambda: done.done() or done.set_result(None))
+        try:
+            sender.resume()
+            if not done.done():
+                await done  # set by the sender, or by connection_lost
+        finally:
+            self.sent += sender.sent  # what the socket took: less than framed when the client went away
+        self.sender = None
+
     async def _wait_drain(self):
         self.drain = self.loop.create_future()
         await self.drain
@@ -646,17 +684,7 @@ cdef class HttpCycle(Job):
         elif self.declared >= 0:
             count = self._within_declared(count)
         head, tail = self._framing(count, more)
-        done = self.sending = self.loop.create_future()
-        sender = self.sender = FileSender(
-            self.conn, file, file.fileno(), [head, (offset, count), tail], lambda: done.done() or done.set_result(None)
-        )
-        try:
-            sender.resume()
-            if not done.done():
-                await done  # set by the sender, or by connection_lost
-        finally:
-            self.sent += sender.sent  # what the socket took: less than framed when the client went away
-        self.sender = None
+        await self._send_by_sender(file, file.fileno(), [head, (offset, count), tail])
         if not self.disconnected and self._piece_sent(more):
             await self._wait_drain()
 

@@ -22,7 +22,7 @@ cdef enum:
 
 # offsets into a slot
 REQUESTS = 0                                   # [class * N_METHODS + method]
-BYTES_SENT = N_CLASSES * N_METHODS             # response bytes handed to the connection
+BYTES_SENT = N_CLASSES * N_METHODS             # response bytes the socket took
 LATENCY = BYTES_SENT + 1                       # N_BOUNDS + 1 bucket counts (not cumulative)
 LATENCY_SUM_NS = LATENCY + N_BOUNDS + 1        # total latency, nanoseconds
 CONNECTIONS = LATENCY_SUM_NS + 1               # open connections (set on each tick)

@@ -135,6 +135,7 @@ cdef class HttpProtocol:
     cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent=*, bytes referer=*, object client=*)
     cpdef void write(self, bytes data)
+    cpdef Py_ssize_t send_now(self, bytes data)
     cpdef void job_finished(self, bint close=*)
     cdef void _emit(self, bytes data)
     cdef void _hold(self, bytes data)

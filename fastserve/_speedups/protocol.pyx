@@ -16,6 +16,7 @@ Ready responses are gathered and written once per ``data_received``; a response 
 cannot finish at once (a file transfer, an ASGI app) holds the ones behind it in a queue.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, errno
 from libc.string cimport memchr, memcmp
 cdef extern from "<sys/socket.h>" nogil:
     Py_ssize_t send(int fd, const void* buf, size_t n, int flags)
@@ -1193,6 +1194,22 @@ cdef class HttpProtocol:
         """Write response bytes for the current job (the ASGI bridge writes through here)."""
         if self.transport is not None:
             self._write(data)
+
+    cpdef Py_ssize_t send_now(self, bytes data):
+        """For the current job: send ``data`` on the socket itself, now; returns how many bytes
+        it took (the rest is the caller's to send, a ``FileSender`` counting what leaves), or -1
+        when the bytes must go through the transport (TLS, bytes it holds, a socket error),
+        which the caller then uses with ``write``."""
+        cdef Py_ssize_t sent
+        if self.transport is None:
+            return 0
+        self._write_out()
+        if not _socket_is_next(self):
+            return -1
+        sent = send(self.sock_fd, <const char*>data, len(data), MSG_NOSIGNAL | MSG_DONTWAIT)
+        if sent < 0:
+            return 0 if errno == EAGAIN else -1
+        return sent
 
     cdef void _write(self, bytes data):
         """Write ``data`` in order after what the transport holds.

@@ -13,8 +13,9 @@ A static answer is logged with the bytes the socket took (nginx's ``$bytes_sent`
 size its head promised: one the socket took whole at once at its size; any other (a file's body,
 bytes the socket did not take, answers waiting behind another) when its last byte went to the
 socket, or when the client went away, with what left by then (none, for an answer never begun);
-its duration runs that long too. Under TLS the TLS layer's transport stands for the socket. An app's file bodies (``FileResponse``, ``http.response.pathsend``) count the same way; its
-other body bytes count as handed to the connection. The metrics count the same bytes.
+its duration runs that long too. An app's answer counts the same way, its file bodies
+(``FileResponse``, ``http.response.pathsend``) and the bytes it sends alike. Under TLS the TLS
+layer's transport stands for the socket. The metrics count the same bytes.
 
 Lines go to the ``fastserve.access`` logger. They are kept in a buffer and written every tick
 of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
