@@ -51,10 +51,15 @@ def run(app: Any, **options: Any) -> int:
     ``reload_delay``, as ``uvicorn.run`` takes them) restarts the server
     when a source file changes, as ``--reload`` does: ``app`` must then be an import string or a
     directory, and the call returns when the reloader stops.
+    Logging is set up as the command line sets it (``log_level``; ``log_config``: a file, or a
+    ``logging.config.dictConfig`` dict, as ``uvicorn.run`` takes it), so the start-up line, the
+    access log (``access_log=True``) and errors are written.
     Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
-    range (``Config.problems``), ``TypeError`` for an option that is no setting.
+    range (``Config.problems``), ``TypeError`` for an option that is no setting,
+    ``fastserve.server.logs.LogConfigError`` for a ``log_config`` that cannot be applied.
     """
     from fastserve.config import UVICORN_NAMES, Config
+    from fastserve.server.logs import configure_logging
     from fastserve.server.serve import serve
 
     if options.pop("reload", False):
@@ -71,4 +76,5 @@ def run(app: Any, **options: Any) -> int:
     problems = config.problems()
     if problems:
         raise ValueError("; ".join(problems))
+    configure_logging(config.log_level, config.log_config)  # the banner, the access log: as the CLI's
     return serve(config)

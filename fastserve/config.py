@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 MIN_TICK = 0.05  # seconds: the shortest clock tick short timeouts can ask for
 
@@ -57,7 +57,7 @@ class Config:
     admin_prefix: str = "/_fastserve"  # health (and metrics) below it; "" turns them off
     metrics: bool = False  # Prometheus text at {admin_prefix}/metrics
     log_level: Optional[str] = None  # None: "info", unless a log_config file says otherwise
-    log_config: Optional[str] = None  # logging.config file: .json, .yaml/.yml, or INI
+    log_config: Union[str, Dict[str, Any], None] = None  # logging.config file (.json, .yaml/.yml, INI) or dict
     root_path: str = ""
 
     # loading the app

@@ -71,7 +71,7 @@ def test_run_serves_an_app_object_until_sigterm(tmp_path):
                 await send({{"type": "http.response.start", "status": 200, "headers": []}})
                 await send({{"type": "http.response.body", "body": b"from run()"}})
 
-        sys.exit(fastserve.run(app, host="127.0.0.1", port={port}, graceful_timeout=2))
+        sys.exit(fastserve.run(app, host="127.0.0.1", port={port}, graceful_timeout=2, access_log=True))
     '''))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -86,3 +86,28 @@ def test_run_serves_an_app_object_until_sigterm(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+    # Logged as the command line logs (as uvicorn.run does): it used to write nothing at all.
+    output = proc.stdout.read().decode()
+    assert f"fastserve serving app on http://127.0.0.1:{port} " in output, output
+    assert '"GET / HTTP/1.1" 200 ' in output and "fastserve stopped" in output, output
+
+
+def test_run_takes_a_log_config_dict_as_uvicorn_run_does(tmp_path):
+    log = tmp_path / "server.log"
+    script = tmp_path / "serve_dict.py"
+    script.write_text(textwrap.dedent(f'''
+        import os
+        import signal
+
+        import fastserve
+
+        config = {{"version": 1, "formatters": {{"f": {{"format": "DICT %(name)s %(message)s"}}}},
+                  "handlers": {{"file": {{"class": "logging.FileHandler", "filename": {str(log)!r}, "formatter": "f"}}}},
+                  "loggers": {{"fastserve": {{"handlers": ["file"], "level": "INFO"}}}}}}
+        fastserve.run(".", port=0, log_config=config, ready_callback=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    '''))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("DICT fastserve fastserve serving . on http://127.0.0.1:"), lines
+    assert lines[-1] == "DICT fastserve fastserve stopped", lines

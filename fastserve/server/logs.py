@@ -24,7 +24,7 @@ import json
 import logging
 import logging.config
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 TRACE = 5  # below DEBUG: ASGI calls and messages (fastserve.server.trace)
 LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -61,16 +61,24 @@ def default_config(level: str) -> Dict[str, Any]:
     }
 
 
-def configure_logging(level: Optional[str] = None, config_file: Optional[str] = None) -> None:
+def configure_logging(level: Optional[str] = None, config_file: Union[str, Dict[str, Any], None] = None) -> None:
     """Set up fastserve's loggers; ``level`` is one of ``LEVELS`` (None: ``info`` or the file's).
+    ``config_file`` is a file's path, or a dictConfig dict (``fastserve.run(log_config=...)``).
 
     Raises ``LogConfigError`` for a missing, unreadable or invalid ``config_file``.
     """
     if config_file is None:
         logging.config.dictConfig(default_config(level or "info"))
         return
-    _apply_file(config_file)
-    _route_to_uvicorns_loggers(config_file)
+    if isinstance(config_file, dict):
+        try:
+            _apply_dict(config_file)
+        except Exception as exc:  # dictConfig's ValueError, TypeError, ...
+            raise LogConfigError(f"log config: {exc}") from None
+        _route_to_uvicorns_loggers("dict")
+    else:
+        _apply_file(config_file)
+        _route_to_uvicorns_loggers(config_file)
     if level is not None:
         for name in LOGGER_NAMES:
             logging.getLogger(name).setLevel(level_number(level))

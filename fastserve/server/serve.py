@@ -88,7 +88,8 @@ def _running(config: Config) -> Iterator[None]:
 
 
 def _announce(config: Config, where: str) -> None:
-    what = config.target if isinstance(config.target, str) else type(config.target).__name__
+    target = config.target  # a directory, "module:app", or the app itself: its name, or its class's
+    what = target if isinstance(target, str) else getattr(target, "__name__", type(target).__name__)
     logger.info(
         "fastserve serving %s on %s (pid %d, %d worker%s); press Ctrl+C or send SIGTERM to stop",
         what, where, os.getpid(), config.workers, "" if config.workers == 1 else "s",
