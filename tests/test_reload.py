@@ -176,7 +176,9 @@ def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_chil
         assert proc.wait(10) == 0
         assert _refused(port)
         assert not pid_path.exists()
-        assert b"SIGHUP ignored" in proc.stdout.read()
+        output = proc.stdout.read()
+        assert b"SIGHUP ignored" in output
+        assert f"reloader (pid {proc.pid}) watching {tmp_path.resolve()} for changes to *.py".encode() in output
 
 
 def test_a_killed_reloader_takes_its_server_with_it(tmp_path):

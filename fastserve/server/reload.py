@@ -152,6 +152,8 @@ class Reloader:
         for signum in KEPT_SIGNALS:  # SIGHUP, SIGUSR1, SIGUSR2: the child acts on them
             signal.signal(signum, self._pass_on)
         with pid_file(self.pid_path):
+            logger.info("fastserve: reloader (pid %d) watching %s for changes to %s", os.getpid(),
+                        ", ".join(map(str, self.watched.directories)), ", ".join(self.watched.include))
             return self._watch()
 
     def _watch(self) -> int:
