@@ -64,10 +64,22 @@ _NAME_FIRST_DEPRECATED = (
     "pass the request first, as TemplateResponse(request, name, context)."
 )
 _REQUEST_MISSING_DEPRECATED = (
-    "TemplateResponse() without a `request` argument is deprecated: "
+    "TemplateResponse() requires the `request` argument; a call without it is deprecated: "
     "pass the request first, as TemplateResponse(request, name, context)."
 )
 _RESPONSE_OPTIONS = ("status_code", "headers", "media_type", "background")
+_METHOD = "Jinja2Templates.TemplateResponse()"
+
+
+class _RequestMissing(TypeError, ValueError):
+    """A call that gives no request at all: a ``TypeError`` as Python raises for Starlette 1.x's
+    required argument, and a ``ValueError`` as Starlette 0.x raised for its deprecated forms."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{_METHOD} missing 1 required positional argument: 'request' "
+            '(in the deprecated forms, context must include a "request" key)'
+        )
 
 
 class Jinja2Templates:
@@ -110,7 +122,9 @@ class Jinja2Templates:
 
         ``TemplateResponse(request, name, context=None, status_code=200, headers=None,
         media_type=None, background=None)``. The older ``TemplateResponse(name, {"request":
-        request, ...}, ...)`` form still works, with a deprecation warning.
+        request, ...}, ...)`` form still works, with a deprecation warning. ``TypeError`` for a
+        call Starlette's signature refuses; a call with no request anywhere raises one that is
+        also a ``ValueError`` (what Starlette 0.x raised for it).
         """
         request, name, context, options = self._arguments(args, kwargs)
         context.setdefault("request", request)
@@ -127,7 +141,7 @@ class Jinja2Templates:
             given = {**dict(zip(names, args)), **kwargs}
             context = given.get("context") or {}
             if "request" not in context:
-                raise ValueError('context must include a "request" key')
+                raise _RequestMissing()
             request = context["request"]
         elif args:
             names = ("request", "name", "context", *_RESPONSE_OPTIONS)
@@ -138,19 +152,19 @@ class Jinja2Templates:
             if "request" not in given:
                 warnings.warn(_REQUEST_MISSING_DEPRECATED, FastServeDeprecationWarning, stacklevel=3)
                 if "request" not in (given.get("context") or {}):
-                    raise ValueError('context must include a "request" key')
+                    raise _RequestMissing()
                 request = given["context"]["request"]
             else:
                 request = given["request"]
         if len(args) > 2 + len(_RESPONSE_OPTIONS):
-            raise TypeError(f"TemplateResponse() takes at most {2 + len(_RESPONSE_OPTIONS)} positional arguments")
+            raise TypeError(f"{_METHOD} takes at most {2 + len(_RESPONSE_OPTIONS)} positional arguments")
         if "name" not in given:
-            raise TypeError("TemplateResponse() missing required argument: 'name'")
+            raise TypeError(f"{_METHOD} missing 1 required positional argument: 'name'")
         context = given.get("context")
         if context is None:
             context = {}
         options = {key: given[key] for key in _RESPONSE_OPTIONS if key in given}
         unexpected = set(given) - {"request", "name", "context", *_RESPONSE_OPTIONS}
         if unexpected:
-            raise TypeError(f"TemplateResponse() got unexpected keyword arguments: {', '.join(sorted(unexpected))}")
+            raise TypeError(f"{_METHOD} got unexpected keyword arguments: {', '.join(sorted(unexpected))}")
         return request, given["name"], context, options

@@ -176,16 +176,31 @@ def test_name_first_call_style_needs_request_in_the_context(template_dir: Path) 
 def test_keyword_call_without_request_is_deprecated(template_dir: Path) -> None:
     templates = Jinja2Templates(directory=template_dir)
     request = request_for("/kw")
-    with pytest.warns(DeprecationWarning, match="without a `request`"):
+    with pytest.warns(DeprecationWarning, match="requires the `request` argument"):  # the words filters match
         response = templates.TemplateResponse(name="page.html", context={"request": request, "title": "K"})
     assert response.body == b"/kw|K|GET"
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match='context must include a "request" key'):
         templates.TemplateResponse(name="page.html", context={})
 
 
+@pytest.mark.parametrize("call", [
+    lambda templates: templates.TemplateResponse(name="page.html"),
+    lambda templates: templates.TemplateResponse(name="page.html", context={"title": "no request"}),
+    lambda templates: templates.TemplateResponse("page.html", {"title": "no request"}),
+])
+def test_a_call_without_any_request_raises_what_either_starlette_raises(template_dir: Path, call) -> None:
+    """Starlette 1.x has no deprecated forms: a missing ``request`` is Python's ``TypeError``;
+    Starlette 0.x raised ``ValueError`` for them. Code written for either catches it."""
+    templates = Jinja2Templates(directory=template_dir)
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError) as raised:
+        call(templates)
+    assert isinstance(raised.value, ValueError)
+    assert "missing 1 required positional argument: 'request'" in str(raised.value)
+
+
 def test_template_response_argument_errors(template_dir: Path) -> None:
     templates = Jinja2Templates(directory=template_dir)
-    with pytest.raises(TypeError, match="'name'"):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'name'"):
         templates.TemplateResponse(request_for())
     with pytest.raises(TypeError, match="unexpected keyword"):
         templates.TemplateResponse(request_for(), "hello.html", colour="red")
