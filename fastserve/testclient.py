@@ -24,6 +24,7 @@ from urllib.parse import unquote
 import anyio
 import anyio.from_thread
 
+from fastserve._interop import framework_base
 from fastserve.asgi2 import ASGI2App, ASGI3App, ASGIInstance, as_asgi3
 from fastserve.exceptions import FastServeDeprecationWarning
 from fastserve.websockets import WebSocketDisconnect  # Starlette's class where Starlette is installed
@@ -71,8 +72,20 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # --------------------------------------------------------------------------- exceptions
 
 
-class WebSocketDenialResponse(httpx.Response, WebSocketDisconnect):  # type: ignore[misc]
-    """The app refused the WebSocket handshake with an HTTP response (status, headers, body)."""
+def _denial_bases() -> tuple[type, ...]:
+    """Starlette's ``WebSocketDenialResponse`` where Starlette's test client is installed and
+    uses the same httpx (``except`` naming either class then catches fastserve's), else the
+    classes it is made of."""
+    theirs = framework_base("starlette.testclient", "WebSocketDenialResponse", None) if httpx.__name__ == "httpx2" else None
+    if isinstance(theirs, type) and issubclass(theirs, httpx.Response) and issubclass(theirs, WebSocketDisconnect):
+        return (theirs,)
+    return (httpx.Response, WebSocketDisconnect)
+
+
+class WebSocketDenialResponse(*_denial_bases()):  # type: ignore[misc]
+    """The app refused the WebSocket handshake with an HTTP response (status, headers, body):
+    an httpx ``Response`` and a ``WebSocketDisconnect``, and Starlette's exception of this name
+    where Starlette is installed."""
 
 
 class _Upgrade(Exception):

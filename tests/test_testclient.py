@@ -728,6 +728,17 @@ def test_fastapi_websocket_denial_response() -> None:
     assert (info.value.status_code, info.value.text) == (402, "payment required")
 
 
+def test_a_denial_is_caught_by_starlettes_class_too() -> None:
+    """A test suite that swapped only ``TestClient`` for fastserve's still names Starlette's
+    ``WebSocketDenialResponse`` in its ``except`` and ``pytest.raises``."""
+    starlette_testclient = pytest.importorskip("starlette.testclient")
+    with pytest.raises(starlette_testclient.WebSocketDenialResponse) as info:
+        with TestClient(build_fastapi_app()).websocket_connect("/deny"):
+            pass  # pragma: no cover - denied
+    assert isinstance(info.value, WebSocketDenialResponse)
+    assert (info.value.status_code, info.value.text) == (402, "payment required")
+
+
 # --------------------------------------------------------------------------- WebSockets against raw apps
 
 
