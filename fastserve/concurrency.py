@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 
-__all__ = ["is_async_callable", "iterate_in_threadpool", "run_in_threadpool"]
+from fastserve.exceptions import FastServeDeprecationWarning
+
+__all__ = ["is_async_callable", "iterate_in_threadpool", "run_in_threadpool", "run_until_first_complete"]
 
 T = TypeVar("T")
 
@@ -22,6 +26,26 @@ def is_async_callable(obj: Any) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
     return callable(obj) and inspect.iscoroutinefunction(obj.__call__)
+
+
+async def run_until_first_complete(*args: tuple[Callable[..., Awaitable[Any]], dict[str, Any]]) -> None:
+    """Deprecated (as in Starlette): run each ``(async_function, kwargs)`` pair concurrently and
+    return once the first returns, cancelling the others. An exception from any is raised."""
+    warnings.warn(
+        "run_until_first_complete is deprecated and will be removed: start the tasks in an "
+        "anyio task group and cancel its scope when the first one returns.",
+        FastServeDeprecationWarning,
+        stacklevel=2,
+    )
+
+    async with anyio.create_task_group() as group:
+
+        async def until_done(function: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> None:
+            await function(**kwargs)
+            group.cancel_scope.cancel()
+
+        for function, kwargs in args:
+            group.start_soon(until_done, function, kwargs)
 
 
 async def run_in_threadpool(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -11,6 +11,7 @@ __all__ = [
     "ClientDisconnect",
     "FastServeDeprecationWarning",
     "HTTPException",
+    "StarletteDeprecationWarning",
     "WebSocketException",
 ]
 
@@ -78,3 +79,8 @@ class FastServeDeprecationWarning(
     A ``DeprecationWarning``, and, where Starlette has one, a ``StarletteDeprecationWarning``,
     so filters and ``pytest.warns`` written for Starlette catch it.
     """
+
+
+# The name Starlette gives its deprecation warnings, so ``pytest.warns`` and warning filters
+# written against ``starlette.exceptions`` keep working after the import is swapped.
+StarletteDeprecationWarning = FastServeDeprecationWarning

@@ -40,6 +40,45 @@ WIDER = {
 }
 
 
+# Public names Starlette 1.10 defines that fastserve does not offer, with the reason.
+NOT_OFFERED = {
+    # Starlette's FileResponse raises and catches these inside its own range parsing; fastserve's
+    # reads Range in ``responses.starlette_range`` and never raises them.
+    "responses.MalformedRangeHeader",
+    "responses.RangeNotSatisfiable",
+    # Starlette's helper that frames multipart/byteranges; fastserve's FileResponse frames them
+    # in ``headers.byteranges_layout``, so a replacement would change nothing.
+    "responses.FileResponse.generate_multipart",
+}
+
+
+def _defined_by_starlette() -> Iterator[str]:
+    """Every public class and function Starlette defines in the drop-in modules, and every
+    public method those classes define, as ``module.Name`` or ``module.Name.method``."""
+    for module in MODULES:
+        theirs = importlib.import_module("starlette." + module)
+        for name in sorted(vars(theirs)):
+            their_obj = getattr(theirs, name)
+            if name.startswith("_") or not (inspect.isclass(their_obj) or inspect.isfunction(their_obj)):
+                continue
+            if inspect.getmodule(their_obj) is not theirs:
+                continue
+            yield f"{module}.{name}"
+            if inspect.isclass(their_obj):
+                for attr in sorted(vars(their_obj)):
+                    if not attr.startswith("_") and inspect.isfunction(inspect.getattr_static(their_obj, attr)):
+                        yield f"{module}.{name}.{attr}"
+
+
+@pytest.mark.parametrize("name", [name for name in _defined_by_starlette() if name not in NOT_OFFERED])
+def test_every_public_name_starlette_defines_is_there(name: str) -> None:
+    module, *path = name.split(".")
+    obj: object = importlib.import_module("fastserve." + module)
+    for part in path:
+        assert hasattr(obj, part), f"fastserve.{name} is missing"
+        obj = getattr(obj, part)
+
+
 def _public_callables(module: str) -> Iterator[tuple[str, Callable, Callable]]:
     theirs = importlib.import_module("starlette." + module)
     ours = importlib.import_module("fastserve." + module)

@@ -20,7 +20,7 @@ from fastserve._speedups.headers import content_type_for, format_http_date, make
 from fastserve._speedups.requesthead import RequestHead
 from fastserve._speedups.staticanswer import decide
 from fastserve.background import BackgroundTask, BackgroundTasks
-from fastserve.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastserve.concurrency import iterate_in_threadpool, run_in_threadpool, run_until_first_complete
 from fastserve.datastructures import URL, MutableHeaders
 from fastserve.exceptions import ClientDisconnect
 from fastserve.responses import (
@@ -452,6 +452,21 @@ async def test_run_in_threadpool_passes_arguments_and_returns() -> None:
 async def test_iterate_in_threadpool_survives_stop_iteration() -> None:
     assert [item async for item in iterate_in_threadpool(iter(range(4)))] == [0, 1, 2, 3]
     assert [item async for item in iterate_in_threadpool([])] == []
+
+
+async def test_run_until_first_complete_is_deprecated_and_cancels_the_rest() -> None:
+    finished: list[str] = []
+
+    async def quick(name: str) -> None:
+        finished.append(name)
+
+    async def forever(name: str) -> None:
+        await anyio.sleep_forever()
+        finished.append(name)  # pragma: no cover - cancelled
+
+    with pytest.warns(DeprecationWarning, match="run_until_first_complete is deprecated"):
+        await run_until_first_complete((forever, {"name": "slow"}), (quick, {"name": "fast"}))
+    assert finished == ["fast"]
 
 
 # --------------------------------------------------------------------------- FileResponse
