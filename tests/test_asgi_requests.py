@@ -163,6 +163,15 @@ def test_expect_100_continue(server):
     assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"1 5")
 
 
+def test_expect_100_continue_from_an_http10_client_is_ignored(server):
+    # RFC 9110 section 10.1.1: the expectation is ignored; section 15.2: no 1xx to an HTTP/1.0 client.
+    client = server.open()
+    client.send(b"POST /upload HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert bytes(client.transport.data) == b""  # the app waits for the body, which the client sends
+    client.send(b"hello")
+    assert bytes(client.transport.data).startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in bytes(client.transport.data)
+
+
 def test_expect_100_continue_refused_without_reading(server):
     # The app answers without asking for the body: no 100, and the connection ends after the
     # answer, which says so (RFC 9110 section 10.1.1: the client may still hold the body back).

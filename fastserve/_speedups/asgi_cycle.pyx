@@ -329,7 +329,9 @@ cdef class HttpCycle(Job):
         self.max_body_size = shared.max_body_size
         self.headers = headers
         for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
+            # No 100 to an HTTP/1.0 client: it cannot know one, and the expectation is ignored
+            # (RFC 9110 sections 10.1.1 and 15.2), as the static path does.
+            if name == b"expect" and value.lower() == b"100-continue" and not self.http10:
                 self.expect_continue = True
         self.more_body = True
         self.too_large = head.declared_length > self.max_body_size  # parsed once, by the connection
