@@ -71,6 +71,21 @@ def test_long_url_or_query_gives_414_and_close(limited, docroot, target):
     assert_healthy(limited, docroot)
 
 
+@pytest.mark.parametrize("piece", [100, 1 << 20], ids=["in-small-writes", "in-one-write"])
+def test_a_request_line_longer_than_the_head_limit_gives_414_however_it_arrives(limited, docroot, piece):
+    """A request line still going at the head limit holds a target longer than any the server
+    reads (RFC 9112 section 3): 414 at once, whether its bytes come slowly (httptools sees the
+    target grow) or in one read (refused before httptools sees them)."""
+    line = b"GET /" + b"a" * (LIMITS["max_header_bytes"] * 2)
+    client = limited.open()
+    for offset in range(0, len(line), piece):
+        client.send(line[offset:offset + piece])
+        if client.closed:
+            break
+    assert_refused_and_closed(client, 414)
+    assert_healthy(limited, docroot)
+
+
 # -- syntax errors -----------------------------------------------------------------------------
 
 

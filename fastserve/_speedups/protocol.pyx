@@ -468,7 +468,10 @@ cdef class HttpProtocol:
                 end = self._blank_line_end(chars, start, size)
                 self.raw_head_bytes += (size if end < 0 else end) - start
                 if self.raw_head_bytes > limit:
-                    self._fail(431)
+                    # A request line that has not ended by then holds a target longer than any
+                    # the server reads: 414 (RFC 9112 section 3), as one that ends there gets.
+                    self._fail(414 if self.line_state != LINE_DONE and memchr(
+                        chars + start, 10, (size if end < 0 else end) - start) == NULL else 431)
                     return
                 if end < 0:
                     end = size
