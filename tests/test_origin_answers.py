@@ -200,3 +200,25 @@ def test_last_modified_is_never_later_than_the_date(site, serve_cli):
             assert parse_http_date(last_modified.encode()) <= (parse_http_date(date.encode()) if date else time.time())
             for revalidated in both(server, "GET", f"/{name}", [("If-Modified-Since", last_modified)]):
                 assert revalidated.status == 304 and revalidated.header("last-modified") == last_modified
+
+
+def test_a_large_file_rewritten_in_place_is_never_sent_under_its_old_validators(site, serve_cli):
+    """``cp`` over a file sent from its descriptor keeps the inode: within --cache-valid the new
+    bytes went out under the old ETag and Content-Length (a CDN kept them so). The descriptor is
+    checked on each request: the answer is the new file, with its own validators."""
+    server = serve_cli(str(site), "--cache-valid", "3600")
+    path = site / "big.bin"
+    first = server.open().request("GET", "/big.bin")
+    assert first.body == path.read_bytes()
+    new = bytes(reversed(path.read_bytes()))[:200_000] + b"the new version"
+    with open(path, "r+b") as rewritten:  # in place: the same inode
+        rewritten.truncate(0)
+        rewritten.write(new)
+    os.utime(path, (MTIME + 60, MTIME + 60))
+    for response in both(server, "GET", "/big.bin"):
+        assert response.status == 200 and response.body == new
+        assert response.header("content-length") == str(len(new))
+        assert response.header("etag") != first.header("etag")
+    # the file unchanged: answered from the cache, still the same
+    again = server.open().request("GET", "/big.bin")
+    assert again.body == new and again.header("etag") == response.header("etag")

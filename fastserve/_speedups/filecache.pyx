@@ -5,9 +5,10 @@ redirect, 403), the file's validators, its content type, the pre-built header li
 for small files, the body itself; large files keep one shared open descriptor for
 ``sendfile``. Misses are cached too. An entry older than ``valid_for`` seconds (0: every
 time) is revalidated by looking its path up again (a ``stat`` per root tried, no read); a change
-of content or of who may read it (mode, owner, inode change time) rebuilds it. The cache is
-bounded in entries and in
-body bytes, evicting the oldest insertions first.
+of content or of who may read it (mode, owner, inode change time) rebuilds it. An entry that
+sends from a descriptor checks it (``fstat``) on every lookup, so a file rewritten in place is
+never sent under its old validators. The cache is bounded in entries and in body bytes,
+evicting the oldest insertions first.
 """
 import errno
 import os
@@ -158,6 +159,20 @@ cdef CacheEntry _file_entry(
     _set_file_fields(entry, vary)
     entry.variants = None
     return entry
+
+
+cdef bint _sent_files_unchanged(CacheEntry entry):
+    """Whether the files ``entry`` sends from their descriptors (itself, its precompressed
+    siblings) are as they were when stat'ed: one rewritten in place (the same inode: ``cp`` over
+    it) would otherwise be sent until the next revalidation, its new bytes under the old
+    validators and length. One ``fstat`` per descriptor; a file replaced by another (a rename)
+    leaves the descriptor on the old one, whose bytes still match."""
+    if entry.file is not None and _identity(os.fstat(entry.file.fd)) != _identity(entry.stat):
+        return False
+    for coding, variant in entry.variants or ():
+        if (<CacheEntry>variant).file is not None and not _sent_files_unchanged(<CacheEntry>variant):
+            return False
+    return True
 
 
 cdef tuple _read_settled(int fd, object st):
@@ -327,9 +342,10 @@ cdef class FileCache:
         cdef double now = monotonic()
         if entry is not None:
             if now - entry.checked_at < self.valid_for:
-                self.hits += 1
-                return entry
-            if self._unchanged(path, entry):
+                if (entry.file is None and entry.variants is None) or _sent_files_unchanged(entry):
+                    self.hits += 1
+                    return entry
+            elif self._unchanged(path, entry):
                 entry.checked_at = now
                 self.hits += 1
                 return entry
