@@ -280,3 +280,24 @@ def test_open_file_never_blocks_on_a_fifo(tmp_path):
     started = time.monotonic()
     handle = OpenFile(str(tmp_path / "swapped"))
     assert time.monotonic() - started < 1.0 and handle.fileno() >= 0
+
+
+def test_open_file_unchanged_until_the_file_is_written_in_place_or_its_mode_changes(tmp_path):
+    """``OpenFile.unchanged`` compares one fstat with the one taken at open: size, modification
+    and change time. A write in place (same inode), a truncation to the same length or a chmod
+    each make it False; the same file merely read stays True."""
+    path = tmp_path / "asset.bin"
+    for change in (
+        lambda: path.write_bytes(b"B" * 4096),  # in place, same size
+        lambda: os.truncate(path, 4096),  # same length, only the times move
+        lambda: os.chmod(path, 0o600),  # who may read it: the change time moves
+    ):
+        path.write_bytes(b"A" * 4096)
+        os.utime(path, ns=(1, 1))
+        handle = OpenFile(str(path))
+        assert handle.unchanged()
+        path.read_bytes()
+        assert handle.unchanged()
+        time.sleep(0.01)  # coarse file-system clocks: a change must land on another tick
+        change()
+        assert not handle.unchanged()

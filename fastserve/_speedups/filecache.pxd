@@ -8,6 +8,9 @@ cdef enum EntryKind:
 
 cdef class OpenFile:
     cdef readonly int fd
+    # what fstat said of the file when it was opened (nanoseconds for the times)
+    cdef long long size, mtime_ns, ctime_ns
+    cpdef bint unchanged(self)
 
 
 cdef class CacheEntry:

@@ -15,6 +15,8 @@ import os
 import stat as stat_module
 
 from libc.time cimport time
+from posix.stat cimport fstat, struct_stat
+from posix.time cimport timespec
 
 from fastserve._speedups.clock cimport monotonic
 
@@ -54,6 +56,10 @@ cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
 cdef Py_ssize_t ERROR_PAGE_MAX_BODY = 256 * 1024
 
 
+cdef inline long long _nanoseconds(timespec t):
+    return <long long>t.tv_sec * 1000000000LL + t.tv_nsec
+
+
 cdef inline tuple _identity(st):
     """What a stat says about a file's content and its readability, for revalidation."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
@@ -71,6 +77,23 @@ cdef class OpenFile:
         # O_NONBLOCK: a FIFO where a file was stat'ed a moment ago must not hold the worker in
         # open() until a writer comes (for a regular file the flag changes nothing).
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        cdef struct_stat st
+        if fstat(self.fd, &st) == 0:
+            self.size = st.st_size
+            self.mtime_ns = _nanoseconds(st.st_mtim)
+            self.ctime_ns = _nanoseconds(st.st_ctim)
+        else:
+            self.size = -1  # never matches: unchanged() is False
+
+    cpdef bint unchanged(self):
+        """Whether the file behind the descriptor has the size and the modification and change
+        times it had when it was opened: one ``fstat``, no Python object. A write in place (``cp``
+        over it keeps the inode), ``truncate``, ``chmod`` or ``chown`` moves the change time."""
+        cdef struct_stat st
+        if fstat(self.fd, &st) != 0:
+            return False
+        return (st.st_size == self.size and _nanoseconds(st.st_mtim) == self.mtime_ns
+                and _nanoseconds(st.st_ctim) == self.ctime_ns)
 
     def __dealloc__(self):
         if self.fd >= 0:
@@ -165,9 +188,9 @@ cdef bint _sent_files_unchanged(CacheEntry entry):
     """Whether the files ``entry`` sends from their descriptors (itself, its precompressed
     siblings) are as they were when stat'ed: one rewritten in place (the same inode: ``cp`` over
     it) would otherwise be sent until the next revalidation, its new bytes under the old
-    validators and length. One ``fstat`` per descriptor; a file replaced by another (a rename)
-    leaves the descriptor on the old one, whose bytes still match."""
-    if entry.file is not None and _identity(os.fstat(entry.file.fd)) != _identity(entry.stat):
+    validators and length. One ``fstat`` per descriptor (``OpenFile.unchanged``); a file replaced
+    by another (a rename) leaves the descriptor on the old one, whose bytes still match."""
+    if entry.file is not None and not entry.file.unchanged():
         return False
     for coding, variant in entry.variants or ():
         if (<CacheEntry>variant).file is not None and not _sent_files_unchanged(<CacheEntry>variant):
