@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastserve",
         usage="%(prog)s [DIR | module:app] [flags]",
         description="Serve a directory (static files, fast path) or run an ASGI app ('module:app').",
+        epilog="Every flag can also be set in the environment: FASTSERVE_ and the setting's name in capitals "
+               "(FASTSERVE_PORT=8080, FASTSERVE_HTML=false for --no-html), or uvicorn's UVICORN_ variables "
+               "(UVICORN_PORT, UVICORN_APP); a flag wins over its variable.",
         allow_abbrev=False,
     )
     parser.add_argument("target", nargs="?", default=".", help="directory to serve, or module:app (default: .)")
@@ -162,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "TLS 1.0 and 1.1 are refused (default: %(default)s)")
     process = parser.add_argument_group("processes")
     process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
-                         help="worker processes (default: $WEB_CONCURRENCY or 1)")
+                         help="worker processes; SIGTTIN to the server adds one, SIGTTOU removes one "
+                              "(default: $WEB_CONCURRENCY or 1)")
     process.add_argument("--graceful-timeout", *UVICORN_SPELLINGS["graceful_timeout"], type=float,
                          default=DEFAULTS.graceful_timeout,
                          help="seconds to finish in-flight responses on SIGTERM/SIGINT (default: %(default)s)")
