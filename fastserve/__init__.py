@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
-from typing import Any
+from typing import Any, Dict
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,24 @@ def _use_installed_build() -> None:
 _use_installed_build()
 
 
+def _take_uvicorn_only_options(options: Dict[str, Any]) -> None:
+    """Remove from ``options`` the ``uvicorn.run`` keywords that name no fastserve setting, as
+    the command line takes their flags: ``loop``, ``http``, ``ws`` and ``interface`` naming what
+    fastserve does (any other value is a ``ValueError``), ``http2=False``, the reload keywords
+    without ``reload=True`` (uvicorn ignores them too), and the ones that change nothing here."""
+    from fastserve.cli import ACCEPTED_WITHOUT_EFFECT, UVICORN_CHOICES
+
+    for name in ("loop", "http", "ws", "interface"):
+        if name in options:
+            value, choices = options.pop(name), UVICORN_CHOICES["--" + name]
+            if value not in choices:
+                raise ValueError(f"{name}={value!r}: fastserve runs {' or '.join(map(repr, choices))}")
+    if options.pop("http2", False):
+        raise ValueError("http2=True: fastserve speaks HTTP/1.1 (put an HTTP/2 proxy or CDN in front)")
+    for name in (*ACCEPTED_WITHOUT_EFFECT, "reload_dirs", "reload_includes", "reload_excludes", "reload_delay"):
+        options.pop(name, None)
+
+
 def run(app: Any, **options: Any) -> int:
     """Serve ``app`` (an ASGI app, a ``"module:attr"`` string or a directory) until stopped.
 
@@ -72,6 +90,7 @@ def run(app: Any, **options: Any) -> int:
             if values:
                 options[plural[:-1]] = [values] if isinstance(values, str) else values
         return main(command_line(app, options) + ["--reload"])
+    _take_uvicorn_only_options(options)
     config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()
     if problems:

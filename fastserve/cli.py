@@ -38,6 +38,9 @@ UVICORN_ENV_NAMES = {
     "reload_excludes": "reload_exclude", **UVICORN_NAMES,
 }
 
+# uvicorn's settings fastserve takes and has no use for (its help for each says why).
+ACCEPTED_WITHOUT_EFFECT = ("use_colors", "timeout_worker_healthcheck", "h11_max_incomplete_event_size")
+
 UVICORN_CHOICES = {
     "--loop": ["auto", "uvloop"],
     "--http": ["auto", "httptools"],

@@ -12,6 +12,16 @@ import pytest
 import fastserve
 
 
+@pytest.fixture(autouse=True)
+def logging_left_alone(monkeypatch):
+    """run() sets up fastserve's loggers as the command line does; in this process that would
+    outlive the test (other tests' caplog reads fastserve's records through the root logger).
+    The subprocess tests below see it done for real."""
+    import fastserve.server.logs
+
+    monkeypatch.setattr(fastserve.server.logs, "configure_logging", lambda level=None, config_file=None: None)
+
+
 def test_unknown_option_is_a_type_error():
     with pytest.raises(TypeError):
         fastserve.run(object(), no_such_option=1)
@@ -29,6 +39,24 @@ def test_uvicorn_run_keywords_set_the_same_settings(monkeypatch):
     assert (config.keepalive_timeout, config.graceful_timeout, config.max_connections) == (7, 3, 50)
     with pytest.raises(ValueError, match="--max-connections must be at least 1"):
         fastserve.run(".", limit_concurrency=0)
+
+
+def test_every_uvicorn_run_keyword_is_taken(monkeypatch):
+    """``uvicorn.run``'s keywords that name no fastserve setting used to be a TypeError
+    (``loop="uvloop"``, ``http="httptools"``, ``use_colors=...``, ``reload_dirs`` with
+    ``reload=False``); they are taken as the command line takes their flags."""
+    import fastserve.server.serve
+
+    seen = []
+    monkeypatch.setattr(fastserve.server.serve, "serve", lambda config: seen.append(config) or 0)
+    assert fastserve.run(".", loop="uvloop", http="httptools", ws="websockets", interface="asgi3", http2=False,
+                         use_colors=False, timeout_worker_healthcheck=5, h11_max_incomplete_event_size=1024,
+                         reload=False, reload_dirs=["src"], reload_includes=["*.html"], reload_excludes=["x*"],
+                         reload_delay=1.0, port=8123) == 0
+    assert seen[0].port == 8123
+    for option, value in [("loop", "asyncio"), ("http", "h11"), ("http2", True)]:
+        with pytest.raises(ValueError, match=option):
+            fastserve.run(".", **{option: value})
 
 
 def test_reload_true_runs_the_reloader_with_the_same_settings_as_flags(monkeypatch):
