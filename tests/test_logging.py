@@ -211,6 +211,28 @@ def test_root_logger_is_left_to_the_app(tmp_path: Path) -> None:
         assert fetch(port, "/").body == b"[] WARNING"
 
 
+def test_an_app_logging_to_uvicorns_logger_is_heard(tmp_path: Path) -> None:
+    """Apps written for uvicorn log through ``logging.getLogger("uvicorn.error")``, which uvicorn
+    gives a handler; under fastserve their INFO lines were dropped."""
+    (tmp_path / "uvlog.py").write_text(textwrap.dedent('''
+        import logging
+
+        logger = logging.getLogger("uvicorn.error")
+
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            logger.info("the app says hello")
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+    '''))
+    with CliProcess(["uvlog:app", "--port", "0"], log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/").status == 204
+        assert srv.stop() == 0
+    assert " uvicorn.error INFO the app says hello" in srv.output(), srv.output()
+
+
 def _rotation_config(server_log: Path, access_log: Path) -> str:
     return json.dumps({
         "version": 1,

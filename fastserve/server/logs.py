@@ -7,6 +7,8 @@ fastserve logs to two loggers and never touches the root logger:
 * ``fastserve.access``: one line per request; written to stdout.
 
 Both stop propagating, so an app's own root-logger setup neither duplicates nor swallows them.
+By default ``uvicorn`` (and so ``uvicorn.error``) is given fastserve's stderr handler too, as
+uvicorn gives it one: an app written for uvicorn that logs there is heard.
 ``--log-config FILE`` replaces this default with the user's ``logging.config`` file (JSON or
 YAML holding a dictConfig, anything else read as an INI ``fileConfig``; loggers a file does not
 name stay enabled unless it sets ``disable_existing_loggers``); ``--log-level`` then
@@ -57,6 +59,9 @@ def default_config(level: str) -> Dict[str, Any]:
         "loggers": {
             "fastserve": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "fastserve.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            # Apps written for uvicorn log to its loggers (logging.getLogger("uvicorn.error")):
+            # their lines are shown as under uvicorn, which configures these by default.
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
         },
     }
 
