@@ -11,6 +11,9 @@ app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep 
   (``framework_base``), or, where Starlette's class is an ABC (``HTTPConnection``, ``Request``,
   ``WebSocket``), are registered as its virtual subclass (``counts_as``), so no Starlette method
   ever runs on a fastserve object;
+- classes apps *test with* ``isinstance`` on objects the framework made (``UploadFile``, over the
+  values of ``await request.form()``) also claim the framework class's instances
+  (``ClaimsFrameworkInstances``), so the test answers as it did with the framework's import;
 - classes apps *catch or compare* while the framework raises or returns them
   (``WebSocketDisconnect``, ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class,
   because ``except`` and ``==`` match the real class: a look-alike could never be caught.
@@ -45,3 +48,20 @@ def counts_as(module: str, name: str) -> Callable[[T], T]:
         return cls
 
     return register
+
+
+class ClaimsFrameworkInstances(type):
+    """Metaclass of a fastserve class that derives from a framework's class of the same name
+    (``framework_base``) and names it in ``_framework_class``: ``isinstance`` and ``issubclass``
+    against the fastserve class also hold for the framework class's instances and subclasses.
+    Only the class that names it claims them, not its own subclasses."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return super().__instancecheck__(instance) or cls._claims(type(instance))
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return super().__subclasscheck__(subclass) or cls._claims(subclass)
+
+    def _claims(cls, candidate: type) -> bool:
+        framework_class = cls.__dict__.get("_framework_class")
+        return framework_class is not None and issubclass(candidate, framework_class)

@@ -9,7 +9,7 @@ from shlex import shlex
 from typing import Any, BinaryIO, NamedTuple, TypeVar, Union
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
-from fastserve._interop import framework_base
+from fastserve._interop import ClaimsFrameworkInstances, framework_base
 from fastserve.concurrency import run_in_threadpool
 
 __all__ = [
@@ -655,7 +655,10 @@ class MutableHeaders(Headers):
 # --------------------------------------------------------------------------- uploaded files and forms
 
 
-class UploadFile(framework_base("starlette.datastructures", "UploadFile", object)):  # type: ignore[misc]
+_FrameworkUploadFile = framework_base("starlette.datastructures", "UploadFile", None)
+
+
+class UploadFile(_FrameworkUploadFile or object, metaclass=ClaimsFrameworkInstances):  # type: ignore[misc]
     """A file that arrived in a multipart form (or any binary file you wrap).
 
     ``file`` is the underlying binary file; the async methods wrap it. Uploads are spooled to a
@@ -667,8 +670,12 @@ class UploadFile(framework_base("starlette.datastructures", "UploadFile", object
     ``files: list[UploadFile] = File(...)``) it is recognised as an upload like
     ``fastapi.UploadFile``: it derives from Starlette's class where Starlette is installed (every
     method is fastserve's own) and tells pydantic how to validate and document it; the endpoint
-    receives the upload the framework parsed.
+    receives the upload the framework parsed. An upload Starlette's form parser made is an
+    instance of this class too (``isinstance(value, UploadFile)`` over ``await request.form()``
+    answers as with Starlette's import).
     """
+
+    _framework_class = _FrameworkUploadFile
 
     def __init__(
         self,

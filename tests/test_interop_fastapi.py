@@ -77,3 +77,27 @@ def test_starlette_mount_moves_past_a_fastserve_router_miss():
     app = Starlette(routes=[StarletteMount("/api", app=inner), StarletteRoute("/later", ok, name="later")])
     assert app.url_path_for("later") == "/later"  # the fastserve router's miss did not stop the search
     assert app.url_path_for("inner") == "/api/inner"
+
+
+def test_an_upload_the_framework_parsed_is_a_fastserve_upload_file():
+    """``isinstance(value, UploadFile)`` over ``await request.form()`` (Starlette's documented way
+    to tell files from fields) keeps working when ``UploadFile`` is imported from fastserve."""
+    from starlette.applications import Starlette
+    from starlette.datastructures import UploadFile as StarletteUploadFile
+    from starlette.routing import Route
+
+    from fastserve.datastructures import UploadFile
+
+    async def kinds(request):
+        form = await request.form()
+        return JSONResponse({key: isinstance(value, UploadFile) for key, value in form.multi_items()})
+
+    client = TestClient(Starlette(routes=[Route("/", kinds, methods=["POST"])]))
+    answer = client.post("/", data={"name": "Ada"}, files={"doc": ("a.txt", b"hello", "text/plain")})
+    assert answer.json() == {"name": False, "doc": True}
+    assert issubclass(StarletteUploadFile, UploadFile)
+
+    class Own(UploadFile):  # a subclass claims its own instances only
+        pass
+
+    assert not isinstance(StarletteUploadFile(__import__("io").BytesIO()), Own)
