@@ -21,19 +21,37 @@ from inprocess import RecordingTransport
 HIGH_WATER = 64 * 1024  # what the connection sets on real transports
 
 
-def whole_answers(data: bytes) -> int:
-    """How many answers ``data`` holds, walked head to head by each one's Content-Length (so
-    the bodies are not scanned); every answer in it must be whole and carry a Content-Length."""
-    count = pos = 0
-    while pos < len(data):
-        assert data.startswith(b"HTTP/1.1 ", pos), f"no response head at {pos}: {data[pos:pos + 40]!r}"
-        end = data.index(b"\r\n\r\n", pos) + 4
-        head = data[pos:end].lower()
-        at = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
-        pos = end + int(head[at:head.index(b"\r\n", at)])
-        count += 1
-    assert pos == len(data), "a write ended inside an answer"
-    return count
+class AnswerCounter:
+    """Counts the answers in a stream of writes, walked head to head by each one's
+    Content-Length (so the bodies are not scanned, nor kept); an answer may be split across
+    writes (a large one goes out a chunk at a time). Every answer must carry a Content-Length."""
+
+    def __init__(self) -> None:
+        self.body_left = 0      # bytes of the current answer's body still to come
+        self.partial = b""      # the start of a head cut by the end of a write
+
+    def feed(self, data: bytes) -> int:
+        """How many answers begin in ``data``."""
+        if self.partial:
+            data, self.partial = self.partial + data, b""
+        count = pos = 0
+        while pos < len(data):
+            if self.body_left:
+                step = min(self.body_left, len(data) - pos)
+                pos += step
+                self.body_left -= step
+                continue
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                self.partial = data[pos:]
+                break
+            assert data.startswith(b"HTTP/1.1 ", pos), f"no response head at {pos}: {data[pos:pos + 40]!r}"
+            head = data[pos:end].lower()
+            at = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
+            self.body_left = int(head[at:head.index(b"\r\n", at)] if b"\r\n" in head[at:] else head[at:])
+            pos = end + 4
+            count += 1
+        return count
 
 
 class ClientTransport(RecordingTransport):
@@ -44,9 +62,10 @@ class ClientTransport(RecordingTransport):
     def __init__(self) -> None:
         super().__init__()
         self.reading_client = True
-        self.keep = True      # False: count what is written (whole answers) instead of keeping it
+        self.keep = True      # False: count the answers written instead of keeping them
         self.written = 0
-        self.heads = 0        # response heads among the writes (each write holds whole answers)
+        self.heads = 0        # response heads among the writes
+        self.counter = AnswerCounter()
         self.unread = 0
         self.writing_paused = False
 
@@ -58,7 +77,7 @@ class ClientTransport(RecordingTransport):
             self.heads += data.count(b"HTTP/1.1 ")
             self.data += data
         else:
-            self.heads += whole_answers(bytes(data))
+            self.heads += self.counter.feed(bytes(data))
         if not self.reading_client:
             self.unread += len(data)
             if self.unread > HIGH_WATER and not self.writing_paused:

@@ -35,6 +35,11 @@ cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A body piece larger than this goes to the socket itself, and what it does not take (or, under
+# TLS, all of it) through a FileSender, a chunk at a time: a client that does not read then
+# holds one buffer of it in the transport, not a copy of the whole piece, and one that goes
+# away is logged with about what it got.
+cdef Py_ssize_t SENDER_PIECE = 64 * 1024
 cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 
@@ -562,6 +567,8 @@ cdef class HttpCycle(Job):
             elif self.declared >= 0:
                 body = body[:self._within_declared(len(body))]
             head, tail = self._framing(len(body), more)
+            if len(body) > SENDER_PIECE:
+                return self._send_pieces([head, body, tail], more)
             data = head + body + tail if tail else (head + body if head else body)
             if data:
                 if self.counted:
@@ -642,23 +649,26 @@ cdef class HttpCycle(Job):
         return False
 
     cdef object _send_counted(self, bytes data, bint more):
-        """Send a piece when what the socket takes is recorded (``--access-log``, ``--metrics``):
-        what it does not take at once goes out through a FileSender, which counts what leaves
-        before the client goes away (nginx's ``$bytes_sent``); the app waits for it as it would
-        for the transport to drain. Under TLS the transport stands for the socket."""
+        """Send a small piece when what the socket takes is recorded (``--access-log``,
+        ``--metrics``): what it does not take at once goes out through a FileSender, which
+        counts what leaves before the client goes away (nginx's ``$bytes_sent``); the app waits
+        for it as it would for the transport to drain. Under TLS the transport stands for the
+        socket. (A large piece always goes through a FileSender: ``SENDER_PIECE``.)"""
         cdef Py_ssize_t taken = self.conn.send_now(data)
         if taken < 0:
             self._write(data)
         else:
             self.sent += taken
             if taken < len(data) and self.conn.transport is not None:
-                return self._send_rest(data[taken:], more)
+                return self._send_pieces([data[taken:]], more)
         if self._piece_sent(more):
             return self._wait_drain()
         return DONE
 
-    async def _send_rest(self, bytes rest, bint more):
-        await self._send_by_sender(None, -1, [rest])
+    async def _send_pieces(self, list pieces, bint more):
+        """Send ``pieces`` (bytes) through a FileSender: on the socket itself while it takes
+        them, no copy made, and under TLS a chunk at a time."""
+        await self._send_by_sender(None, -1, pieces)
         if not self.disconnected and self._piece_sent(more):
             await self._wait_drain()
 

@@ -17,6 +17,7 @@ cdef class FileSender(Job):
     cdef public long long sent   # bytes the socket (or, where it had to be used, the transport) took
     cdef public object record    # (method, url, status, started, user_agent, referer, client) to account with sent; None: not its to account
     cpdef resume(self)
+    cdef void taken(self, long long count)
     cdef void run(self)
     cdef void _record(self)
     cdef bint _more_follows(self)

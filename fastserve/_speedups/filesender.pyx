@@ -53,6 +53,15 @@ cdef class FileSender(Job):
     cpdef start(self):
         self.run()
 
+    cdef void taken(self, long long count):
+        """The socket took ``count`` bytes of the first segment (bytes) before the sender
+        began: it sends the rest of it, and counts them as sent, without a copy of the rest."""
+        segment = self.segments[0]
+        self.index = 0
+        self.offset = count
+        self.remaining = len(<bytes>segment) - count
+        self.sent += count
+
     cpdef resume_writing(self):
         self.run()
 
@@ -154,7 +163,13 @@ cdef class FileSender(Job):
                         return
             if n < 0:
                 if type(segment) is bytes:
-                    chunk = (<bytes>segment)[self.offset:] if self.offset else segment
+                    # A chunk at a time, as a file's: the transport holds at most one beyond
+                    # its high-water mark (a copy of the rest would sit in it whole), and what
+                    # counts as sent is what it was handed.
+                    if self.offset == 0 and self.remaining <= COPY_CHUNK:
+                        chunk = segment
+                    else:
+                        chunk = (<bytes>segment)[self.offset:self.offset + min(self.remaining, COPY_CHUNK)]
                 else:
                     chunk = _pread(file_fd, min(self.remaining, COPY_CHUNK), self.offset)
                 n = len(chunk)

@@ -116,7 +116,7 @@ cdef class HttpProtocol:
     cdef void _serve_static(self)
     cdef RequestHead _hand_off_head(self)
     cdef object _answer_deferred(self, RequestHead request, bint next_out)
-    cdef object _recorded_bytes(self, bytes data, bint next_out)
+    cdef object _bytes_answer(self, bytes data, bint next_out)
     cdef void _emit_answer(self, bytes data, bytes method, int status, double started)
     cdef object _send_slice_now(self, bytes head, OpenFile file, long long offset, long long count)
     cdef void _answer_again(self, RequestHead request)

@@ -956,8 +956,8 @@ cdef class HttpProtocol:
         if answer.file is None:
             item = answer.data
             sent = len(answer.data)
-            if recording:
-                item = self._recorded_bytes(<bytes>item, next_out)
+            if recording or sent > WRITE_HIGH_WATER:
+                item = self._bytes_answer(<bytes>item, next_out)
                 if item is None:  # the socket took it whole
                     self._account(request.method, request.target, answer.status, sent, started,
                                   request.user_agent, request.referer, self._forwarded_client(request))
@@ -979,28 +979,29 @@ cdef class HttpProtocol:
                       request.user_agent, request.referer, self._forwarded_client(request))
         return item
 
-    cdef object _recorded_bytes(self, bytes data, bint next_out):
-        """An answer from memory whose bytes are recorded (``--access-log``, ``--metrics``) with
-        what the socket took of them (nginx's ``$bytes_sent``): None when the socket took it
-        whole now (only an answer that is ``next_out``), else the FileSender that sends the
-        rest, or all of it in its place behind the answers ahead, and counts what it sent (a
-        sender the client never let begin counts 0). Under TLS the transport is the socket:
-        an answer next out is handed to it as it is (bytes)."""
+    cdef object _bytes_answer(self, bytes data, bint next_out):
+        """An answer from memory that is recorded (``--access-log``, ``--metrics``) with what
+        the socket took of it (nginx's ``$bytes_sent``), or larger than the transport's
+        high-water mark: None when the socket took it whole now (only an answer that is
+        ``next_out``), else the FileSender that sends the rest, or all of it in its place
+        behind the answers ahead, counting what it sent (a sender the client never let begin
+        counts 0) and holding no copy of it: a client that does not read holds one buffer
+        of it in the transport, not the whole answer. Under TLS the transport is the socket:
+        a small answer next out is handed to it as it is (bytes), a larger one a chunk at a time."""
         cdef Py_ssize_t size = len(data)
         cdef Py_ssize_t sent = -1
         cdef FileSender rest
         if next_out and self.transport is not None:
             if self.sock_fd < 0:
-                return data
+                return data if size <= WRITE_HIGH_WATER else FileSender(self, None, -1, [data])
             self._write_out()  # the answers before this one
             if _socket_is_next(self):
                 sent = send(self.sock_fd, <const char*>data, size, MSG_NOSIGNAL | MSG_DONTWAIT)
             if sent == size:
                 return None
-        if sent <= 0:
-            return FileSender(self, None, -1, [data])
-        rest = FileSender(self, None, -1, [data[sent:]])
-        rest.sent = sent
+        rest = FileSender(self, None, -1, [data])
+        if sent > 0:
+            rest.taken(sent)
         return rest
 
     cdef void _emit_answer(self, bytes data, bytes method, int status, double started):
@@ -1008,7 +1009,7 @@ cdef class HttpProtocol:
         recorded with what the socket took of it as ``_answer_deferred``'s are."""
         cdef RequestHead head = self.head
         if self.transport is not None and (self.state.counters is not None or self.state.access_logger is not None):
-            item = self._recorded_bytes(data, self.current_job is None and not self.queue)
+            item = self._bytes_answer(data, self.current_job is None and not self.queue)
             if type(item) is FileSender:
                 (<FileSender>item).record = (method, head.target, status, started, head.user_agent, head.referer, None)
                 self._enqueue_job(item)
