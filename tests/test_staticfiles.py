@@ -1,4 +1,5 @@
 """fastserve.staticfiles.StaticFiles as an ASGI app: Starlette's API and behaviour."""
+import logging
 import os
 import socket
 import threading
@@ -594,6 +595,17 @@ def test_the_server_follows_the_apps_keywords_and_replacements(root):
     patched.lookup_path = lambda path: ("", None)
     assert static_cache_for(patched, config) is None  # the server runs the app's own methods
     assert static_cache_for(StaticFiles(directory=root), config) is None  # it answers as Starlette's
+
+
+def test_the_server_says_when_a_staticfiles_app_is_called_as_an_app(root, caplog):
+    from fastserve.server.serve import _report_static_app
+
+    with caplog.at_level(logging.INFO, logger="fastserve"):
+        _report_static_app(StaticFiles(directory=root, answers="static"))
+        assert caplog.messages == []
+        _report_static_app(StaticFiles(directory=root))
+    (message,) = caplog.messages
+    assert "called for every request" in message and 'answers="static"' in message
 
 
 # Requests whose answers differ between the fast path and a StaticFiles answering as Starlette's.

@@ -48,6 +48,7 @@ def serve(config: Config) -> int:
 
 
 def _run(config: Config, app: object) -> int:
+    _report_static_app(app)
     if config.workers <= 1 and config.limit_max_requests is None:
         sock = open_listener(config)
         with _running(config):
@@ -95,6 +96,19 @@ def _announce(config: Config, where: str) -> None:
         what, where, os.getpid(), config.workers, "" if config.workers == 1 else "s",
     )
     sys.stderr.flush()
+
+
+def _report_static_app(app: object) -> None:
+    """Say once that a ``StaticFiles`` app is called like any app (as uvicorn calls it) unless it
+    asks for the fast path's answers, and how to get them."""
+    from fastserve.staticfiles import StaticFiles
+
+    if isinstance(app, StaticFiles) and app.answers != "static":
+        logger.info(
+            "the app is a StaticFiles that answers as Starlette's, so it is called for every request, "
+            "as under uvicorn; StaticFiles(..., answers=\"static\") or `fastserve DIRECTORY` answers "
+            "from the static fast path"
+        )
 
 
 def _report_compression(app: object) -> None:
