@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from fastserve.server.reload import WatchedFiles, child_argv
 
@@ -179,6 +180,49 @@ def test_the_reloader_owns_the_pid_file_passes_sighup_on_and_stops_with_its_chil
         output = proc.stdout.read()
         assert b"SIGHUP ignored" in output
         assert f"reloader (pid {proc.pid}) watching {tmp_path.resolve()} for changes to *.py".encode() in output
+
+
+@pytest.mark.parametrize("variable", ["FASTSERVE_RELOAD", "UVICORN_RELOAD"])
+def test_reload_asked_for_by_a_variable_runs_one_reloader(tmp_path, variable):
+    """The child inherited the variable and became a reloader too, and its child another: a
+    chain of reloaders, a new one every 0.1 s. The child is the server."""
+    from fastserve.cli import env_name, uvicorn_env_name
+    from fastserve.server.reload import RELOAD_VARIABLES
+
+    assert set(RELOAD_VARIABLES) == {env_name("reload"), uvicorn_env_name("reload")}
+    (tmp_path / "reload_app.py").write_text(APP % "up")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fastserve", "reload_app:app", "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, variable: "true"})
+    try:
+        assert _get(port) == "up"
+        server = _child_of(proc.pid)
+        with open(f"/proc/{server}/task/{server}/children") as file:
+            assert file.read().split() == [], "the reloader's child started a reloader of its own"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        _kill_with_descendants(proc)
+
+
+def _kill_with_descendants(proc):
+    """SIGKILL ``proc`` and every process below it (a chain of reloaders, should one be made)."""
+    found, pending = [], [proc.pid]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as file:
+                pending += [int(child) for child in file.read().split()]
+        except FileNotFoundError:
+            pass
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 def test_a_killed_reloader_takes_its_server_with_it(tmp_path):

@@ -41,6 +41,8 @@ logger = logging.getLogger("fastserve")
 DEFAULT_INCLUDE = ("*.py",)
 DEFAULT_EXCLUDE = (".*", "*.py[cod]", ".sw.*", "~*")
 SKIPPED_DIRS = {"__pycache__", "venv", "node_modules", "build"}  # besides hidden ones (``.*``)
+# The variables that ask for --reload (fastserve.cli.env_name and uvicorn_env_name of "reload").
+RELOAD_VARIABLES = ("FASTSERVE_RELOAD", "UVICORN_RELOAD")
 # Seconds between two looks at the file events (watchfiles' ``step``, its default): a burst of
 # changes is over once one step brings nothing new, and the reloader never wakes more often.
 WATCH_STEP = 0.05
@@ -207,9 +209,12 @@ class Reloader:
         env = dict(os.environ)
         pass_fds: tuple = ()
         if self.listener is not None:
-            env.pop("FASTSERVE_UDS", None)  # the child serves the reloader's socket, and must not remove its file
+            for name in ("FASTSERVE_UDS", "UVICORN_UDS"):  # the child serves the reloader's socket, and must
+                env.pop(name, None)                        # not remove its file
             pass_fds = (self.listener.fileno(),)
         env.pop("FASTSERVE_PID_FILE", None)  # the reloader's, like --pid-file
+        for name in RELOAD_VARIABLES:  # the child is the server: left set, each child would be a reloader
+            env.pop(name, None)
         self.child = subprocess.Popen(self.command, pass_fds=pass_fds, env=env, preexec_fn=_stop_with_parent)
 
     def _end(self) -> int:
