@@ -30,7 +30,8 @@ BATCH_ABOVE = 64  # connections held before queued ones are also taken in batche
 BATCH = 512  # connections taken per loop turn by the batch path (uvloop takes one more)
 LONG_TURN = 0.005  # seconds: a loop turn this long takes connections in batches
 # Seconds a TLS client has to finish its handshake (uvloop's default is 60): until then its
-# connection holds 45-50 KiB of heap, and counts toward --max-connections (worker.Handshakes).
+# connection holds its ~320 KiB of heap (45-50 KiB of it resident), and counts toward
+# --max-connections (worker.Handshakes).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
