@@ -6,7 +6,8 @@
 * ``combined``: ``common`` and ``"referer" "user-agent"``;
 * ``json``: one object per line with ``time`` (RFC 3339, UTC), ``client``, ``method``, ``path``,
   ``query``, ``version``, ``status``, ``bytes`` (response bytes, head included), ``duration_us``
-  (from the request head to the response handed to the connection), ``user_agent``, ``referer``
+  (from the request head to the response handed to the connection, or to its last byte sent
+  when the socket did not take it at once: below), ``user_agent``, ``referer``
   and ``worker`` (the process id).
 
 A static answer is logged with the bytes the socket took (nginx's ``$bytes_sent``), not the
