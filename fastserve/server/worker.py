@@ -91,7 +91,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # SIGTTIN/SIGTTOU add and remove a worker (as uvicorn's and gunicorn's) where a supervisor runs
 # the workers; elsewhere they are refused in a warning.
 OPERATOR_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU)
-WORKER_COUNT_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU)
 KEPT_SIGNALS = (signal.SIGHUP, *OPERATOR_SIGNALS)
 
 
