@@ -106,7 +106,7 @@ def test_loader_wraps_asgi2_and_refuses_non_callables(app_module):
         load_app(Config(target=42))
 
 
-def test_cli_refuses_a_non_callable_in_one_line_with_code_2(app_module, capsys):
+def test_cli_refuses_a_non_callable_in_one_line_with_code_3(app_module, capsys):
     assert main(["asgi2_app:settings", "--port", "0"]) == 3
     err = capsys.readouterr().err.strip()
     assert err == "fastserve: 'asgi2_app:settings' is not an ASGI app: a dict cannot be called."
