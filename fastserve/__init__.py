@@ -64,7 +64,9 @@ def run(app: Any, **options: Any) -> int:
     ``options`` are ``fastserve.config.Config`` fields: ``host``, ``port``, ``workers``,
     ``graceful_timeout``, the limits, ... — the same names as the command-line flags; the
     names ``uvicorn.run`` takes for the same settings (``timeout_keep_alive``,
-    ``timeout_graceful_shutdown``, ``limit_concurrency``) work too.
+    ``timeout_graceful_shutdown``, ``limit_concurrency``) work too, and so does every other
+    ``uvicorn.run`` keyword, as the command line takes its flag (``loop="uvloop"``,
+    ``http="httptools"``, ``use_colors``, the reload keywords without ``reload=True``, ...).
     ``reload=True`` (with ``reload_dirs``, ``reload_includes``, ``reload_excludes`` and
     ``reload_delay``, as ``uvicorn.run`` takes them) restarts the server
     when a source file changes, as ``--reload`` does: ``app`` must then be an import string or a
@@ -73,7 +75,8 @@ def run(app: Any, **options: Any) -> int:
     ``logging.config.dictConfig`` dict, as ``uvicorn.run`` takes it), so the start-up line, the
     access log (``access_log=True``) and errors are written.
     Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
-    range (``Config.problems``), ``TypeError`` for an option that is no setting,
+    range (``Config.problems``) and for ``loop``, ``http``, ``ws`` or ``interface`` naming what
+    fastserve does not run or ``http2=True``, ``TypeError`` for an option that is no setting,
     ``fastserve.server.logs.LogConfigError`` for a ``log_config`` that cannot be applied.
     """
     from fastserve.config import UVICORN_NAMES, Config
