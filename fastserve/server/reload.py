@@ -14,8 +14,9 @@ port stays open across a restart: a request sent meanwhile waits in the queue fo
 instead of being refused.
 
 The reloader is the process to signal: it writes ``--pid-file``, stops its child on
-SIGTERM/SIGINT/SIGQUIT and passes SIGHUP, SIGUSR1 and SIGUSR2 on (the child reloads its
-certificate or logs that it has none, reopens its log files, refuses a binary upgrade). A child
+SIGTERM/SIGINT/SIGQUIT and passes SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN and SIGTTOU on (the child
+reloads its certificate or logs that it has none, reopens its log files, refuses a binary
+upgrade, adds or removes a worker where it runs them). A child
 stopped from outside stops the reloader too; a child that fails (an import error, say) is started
 again when a file changes. A child whose reloader is killed gets
 SIGTERM from the kernel (Linux), so no server is left on the port unwatched.
@@ -151,7 +152,7 @@ class Reloader:
     def run(self) -> int:
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._stop)
-        for signum in KEPT_SIGNALS:  # SIGHUP, SIGUSR1, SIGUSR2: the child acts on them
+        for signum in KEPT_SIGNALS:  # SIGHUP and the operator's signals: the child acts on them
             signal.signal(signum, self._pass_on)
         with pid_file(self.pid_path):
             logger.info("fastserve: reloader (pid %d) watching %s for changes to %s", os.getpid(),
