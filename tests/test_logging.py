@@ -5,6 +5,8 @@ import json
 import logging
 import re
 import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import List
@@ -169,6 +171,31 @@ def test_a_log_config_that_reaches_no_handler_is_warned_about(docroot: DocRoot, 
         srv.wait_ready()
         assert srv.stop() == 0
     assert f"--log-config {path} gives the 'fastserve' logger no handler: its lines are dropped" in srv.output()
+
+
+# run(log_config=...) as a dict, in a fresh interpreter (it sets up the process's loggers): one
+# that reaches no handler, then one written for uvicorn, then the default again.
+LOG_CONFIG_DICTS = textwrap.dedent('''
+    from fastserve.server import logs
+
+    logs.configure_logging(None, {"version": 1})
+    handler = {"h": {"class": "logging.StreamHandler"}}
+    logs.configure_logging(None, {"version": 1, "handlers": handler, "loggers": {
+        "uvicorn.error": {"handlers": ["h"]}, "uvicorn.access": {"handlers": ["h"]}}})
+    print("routed", logs.access_to_uvicorn)
+    logs.configure_logging()
+    print("default", logs.access_to_uvicorn)
+''')
+
+
+def test_a_log_config_dict_is_named_as_a_dict_and_the_default_routes_access_lines_back() -> None:
+    """The warning named a dict ``--log-config dict``, a flag run() has not; and after a config
+    written for uvicorn, the default config left access lines going to ``uvicorn.access``."""
+    result = subprocess.run([sys.executable, "-c", LOG_CONFIG_DICTS], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "log_config (a dict) gives the 'fastserve' logger no handler: its lines are dropped" in result.stderr
+    assert "--log-config" not in result.stderr
+    assert result.stdout.split("\n")[:2] == ["routed True", "default False"], result.stdout
 
 
 def test_log_level_still_applies_over_a_log_config(docroot: DocRoot, tmp_path: Path) -> None:

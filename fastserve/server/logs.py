@@ -72,6 +72,8 @@ def configure_logging(level: Optional[str] = None, config_file: Union[str, Dict[
 
     Raises ``LogConfigError`` for a missing, unreadable or invalid ``config_file``.
     """
+    global access_to_uvicorn
+    access_to_uvicorn = False  # access lines on fastserve.access, unless the config routes them
     if config_file is None:
         logging.config.dictConfig(default_config(level or "info"))
         return
@@ -80,10 +82,10 @@ def configure_logging(level: Optional[str] = None, config_file: Union[str, Dict[
             _apply_dict(config_file)
         except Exception as exc:  # dictConfig's ValueError, TypeError, ...
             raise LogConfigError(f"log config: {exc}") from None
-        _route_to_uvicorns_loggers("dict")
+        _route_to_uvicorns_loggers("log_config (a dict)")
     else:
         _apply_file(config_file)
-        _route_to_uvicorns_loggers(config_file)
+        _route_to_uvicorns_loggers(f"--log-config {config_file}")
     if level is not None:
         for name in LOGGER_NAMES:
             logging.getLogger(name).setLevel(level_number(level))
@@ -100,18 +102,17 @@ class ToLogger(logging.Handler):
         self.target.handle(record)
 
 
-def _route_to_uvicorns_loggers(config_file: str) -> None:
-    """After a ``--log-config`` file: fastserve's loggers that it gives no handler log through
-    uvicorn's (``UVICORN_LOGGERS``) when it configures those; else a warning says their lines
-    would be dropped."""
+def _route_to_uvicorns_loggers(source: str) -> None:
+    """After a ``--log-config`` file (or ``run()``'s dict), named by ``source`` in the warning:
+    fastserve's loggers that it gives no handler log through uvicorn's (``UVICORN_LOGGERS``)
+    when it configures those; else a warning says their lines would be dropped."""
     global access_to_uvicorn
     unheard = [name for name in LOGGER_NAMES if not logging.getLogger(name).hasHandlers()]
-    access_to_uvicorn = False
     for name in unheard:
         ours, theirs = logging.getLogger(name), logging.getLogger(UVICORN_LOGGERS[name])
         if not theirs.hasHandlers():
             logging.getLogger("fastserve").warning(
-                "--log-config %s gives the %r logger no handler: its lines are dropped", config_file, name)
+                "%s gives the %r logger no handler: its lines are dropped", source, name)
             continue
         ours.setLevel(theirs.getEffectiveLevel())
         ours.propagate = False
