@@ -24,6 +24,7 @@ from server_helpers import (  # noqa: E402
     RawConnection,
     RawResponse,
     port_from_url,
+    server_side_of,
     unread_bytes,
     wait_unread,
 )
@@ -320,7 +321,8 @@ def test_tls_handshakes_under_way_count_toward_max_connections(ca, docroot: DocR
     srv, port = start(tmp_path, str(docroot.root), certfile, keyfile, "--max-connections", "2")
     with srv:
         silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
-        time.sleep(0.2)  # the idle worker takes them from the queue at once
+        for sock in silent:
+            server_side_of(srv.pid, sock)  # the worker took it from the queue
         outgoing, incoming = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
         with pytest.raises(ssl.SSLWantReadError):
