@@ -994,9 +994,7 @@ cdef class HttpProtocol:
         if next_out and self.transport is not None:
             if self.sock_fd < 0:
                 return data if size <= WRITE_HIGH_WATER else FileSender(self, None, -1, [data])
-            self._write_out()  # the answers before this one
-            if _socket_is_next(self):
-                sent = send(self.sock_fd, <const char*>data, size, MSG_NOSIGNAL | MSG_DONTWAIT)
+            sent = self.send_now(data)
             if sent == size:
                 return None
         rest = FileSender(self, None, -1, [data])
@@ -1200,10 +1198,11 @@ cdef class HttpProtocol:
             self._write(data)
 
     cpdef Py_ssize_t send_now(self, bytes data):
-        """For the current job: send ``data`` on the socket itself, now; returns how many bytes
-        it took (the rest is the caller's to send, a ``FileSender`` counting what leaves), or -1
-        when the bytes must go through the transport (TLS, bytes it holds, a socket error),
-        which the caller then uses with ``write``."""
+        """For the current job, or an answer with nothing ahead of it: send ``data`` on the
+        socket itself, now, after what the connection holds (``_write_out``); returns how many
+        bytes it took (the rest is the caller's to send, a ``FileSender`` counting what leaves),
+        or -1 when the bytes must go through the transport (TLS, bytes it holds, a socket
+        error), which the caller then uses with ``write``."""
         cdef Py_ssize_t sent
         if self.transport is None:
             return 0
