@@ -40,6 +40,10 @@ def _use_installed_build() -> None:
 _use_installed_build()
 
 
+# uvicorn.run's keywords for --reload-dir/--reload-include/--reload-exclude (lists, named in the plural).
+_RELOAD_LISTS = ("reload_dirs", "reload_includes", "reload_excludes")
+
+
 def _take_uvicorn_only_options(options: Dict[str, Any]) -> None:
     """Remove from ``options`` the ``uvicorn.run`` keywords that name no fastserve setting, as
     the command line takes their flags: ``loop``, ``http``, ``ws`` and ``interface`` naming what
@@ -54,7 +58,7 @@ def _take_uvicorn_only_options(options: Dict[str, Any]) -> None:
                 raise ValueError(f"{name}={value!r}: fastserve runs {' or '.join(map(repr, choices))}")
     if options.pop("http2", False):
         raise ValueError("http2=True: fastserve speaks HTTP/1.1 (put an HTTP/2 proxy or CDN in front)")
-    for name in (*ACCEPTED_WITHOUT_EFFECT, "reload_dirs", "reload_includes", "reload_excludes", "reload_delay"):
+    for name in (*ACCEPTED_WITHOUT_EFFECT, *_RELOAD_LISTS, "reload_delay"):
         options.pop(name, None)
 
 
@@ -88,7 +92,7 @@ def run(app: Any, **options: Any) -> int:
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
         from fastserve.cli import command_line, main
 
-        for plural in ("reload_dirs", "reload_includes", "reload_excludes"):  # uvicorn.run's names
+        for plural in _RELOAD_LISTS:
             values = options.pop(plural, None)
             if values:
                 options[plural[:-1]] = [values] if isinstance(values, str) else values
