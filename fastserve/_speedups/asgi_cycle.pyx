@@ -21,7 +21,7 @@ from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
-from fastserve._speedups.protocol cimport HttpProtocol
+from fastserve._speedups.protocol cimport WRITE_HIGH_WATER, HttpProtocol
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport connection_pair
 
@@ -35,11 +35,6 @@ cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# A body piece larger than this goes to the socket itself, and what it does not take (or, under
-# TLS, all of it) through a FileSender, a chunk at a time: a client that does not read then
-# holds one buffer of it in the transport, not a copy of the whole piece, and one that goes
-# away is logged with about what it got.
-cdef Py_ssize_t SENDER_PIECE = 64 * 1024
 cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 
@@ -567,7 +562,7 @@ cdef class HttpCycle(Job):
             elif self.declared >= 0:
                 body = body[:self._within_declared(len(body))]
             head, tail = self._framing(len(body), more)
-            if len(body) > SENDER_PIECE:
+            if len(body) > WRITE_HIGH_WATER:  # the socket, then a FileSender: no copy held (protocol.pxd)
                 return self._send_pieces([head, body, tail], more)
             data = head + body + tail if tail else (head + body if head else body)
             if data:
@@ -653,7 +648,7 @@ cdef class HttpCycle(Job):
         ``--metrics``): what it does not take at once goes out through a FileSender, which
         counts what leaves before the client goes away (nginx's ``$bytes_sent``); the app waits
         for it as it would for the transport to drain. Under TLS the transport stands for the
-        socket. (A large piece always goes through a FileSender: ``SENDER_PIECE``.)"""
+        socket. (A piece over ``WRITE_HIGH_WATER`` always goes through a FileSender.)"""
         cdef Py_ssize_t taken = self.conn.send_now(data)
         if taken < 0:
             self._write(data)

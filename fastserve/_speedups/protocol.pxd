@@ -7,6 +7,13 @@ from fastserve._speedups.filesender cimport WritableWatch
 from fastserve._speedups.requesthead cimport FieldSpan, RequestHead
 from fastserve._speedups.staticanswer cimport WireAnswer
 
+# The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
+# An answer from memory or an app's body piece larger than this goes to the socket itself, and
+# what it does not take (under TLS, all of it) through a FileSender, a chunk at a time: a client
+# that does not read holds one buffer of it in the transport, not a copy of the whole.
+cdef enum:
+    WRITE_HIGH_WATER = 64 * 1024
+
 
 cdef class ServerState:
     cdef public object app

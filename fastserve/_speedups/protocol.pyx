@@ -110,8 +110,6 @@ cdef enum:
     HEAD_UPGRADE = 32           # an Upgrade field
     HEAD_METHOD_REFUSED = 64    # httptools does not know the method: 501 once the request line ends well
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# The transport pauses our writing past this many buffered bytes (and resumes when it is empty).
-cdef Py_ssize_t WRITE_HIGH_WATER = 64 * 1024
 # Seconds a connection that sent its last answer keeps reading (and dropping) what the client
 # still sends before it closes, when the client does not close first (_close_after_answers).
 cdef double LINGER = 5.0
