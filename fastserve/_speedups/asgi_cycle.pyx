@@ -21,7 +21,7 @@ from fastserve._speedups.pathlookup cimport origin_form, percent_decode
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
-from fastserve._speedups.protocol cimport WRITE_HIGH_WATER, HttpProtocol
+from fastserve._speedups.protocol cimport WRITE_HIGH_WATER, HttpProtocol, records_requests
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport connection_pair
 
@@ -315,7 +315,7 @@ cdef class HttpCycle(Job):
         self.method = method
         self.raw_url = raw_url
         self.head_read_at = monotonic()  # the clock the connection measures durations with
-        self.counted = conn.state.counters is not None or conn.state.access_logger is not None
+        self.counted = records_requests(conn.state)
         # The context the app runs in: the connection's as the request arrived (an empty one
         # with --reset-contextvars). A pipelined request starts from the one before it, whose
         # context must not leak into it.

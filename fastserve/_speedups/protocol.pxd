@@ -56,6 +56,11 @@ cdef class ServerState:
     cdef void give_head(self, RequestHead head)
 
 
+cdef inline bint records_requests(ServerState state):
+    """Whether this worker records each request (``--metrics``, ``--access-log``)."""
+    return state.counters is not None or state.access_logger is not None
+
+
 cdef class HttpProtocol:
     # Thousands of these are held by idle keep-alive clients: pointers first, then 8-byte
     # numbers, 4-byte ones, and one-byte flags last, so the object has no padding.

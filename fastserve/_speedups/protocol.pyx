@@ -940,7 +940,7 @@ cdef class HttpProtocol:
         the bytes it sent (none, for one the client never let begin).
         """
         cdef WireAnswer answer = self.state.answer
-        cdef bint recording = self.state.counters is not None or self.state.access_logger is not None
+        cdef bint recording = records_requests(self.state)
         cdef double started = monotonic() if recording else 0
         cdef long long sent = 0
         answer_static(answer, self.state.cache, self.state.max_ranges, request)
@@ -1004,7 +1004,7 @@ cdef class HttpProtocol:
         """Send an answer of the connection's own (an error, an admin path) in its place,
         recorded with what the socket took of it as ``_answer_deferred``'s are."""
         cdef RequestHead head = self.head
-        if self.transport is not None and (self.state.counters is not None or self.state.access_logger is not None):
+        if self.transport is not None and records_requests(self.state):
             item = self._bytes_answer(data, self.current_job is None and not self.queue)
             if type(item) is FileSender:
                 (<FileSender>item).record = (method, head.target, status, started, head.user_agent, head.referer, None)
@@ -1051,7 +1051,7 @@ cdef class HttpProtocol:
         cdef ServerState state = self.state
         cdef double seconds
         state.requests += 1
-        if status > 0 and (state.counters is not None or state.access_logger is not None):
+        if status > 0 and records_requests(state):
             seconds = monotonic() - started
             if state.counters is not None:
                 state.counters.record(method, status, sent, seconds)
