@@ -23,7 +23,7 @@ from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
 from fastserve._speedups.protocol cimport WRITE_HIGH_WATER, HttpProtocol, records_requests
 from fastserve._speedups.requesthead cimport RequestHead
-from fastserve._speedups.wire cimport connection_pair
+from fastserve._speedups.wire cimport connection_pair, continue_response
 
 logger = logging.getLogger("fastserve")
 
@@ -34,7 +34,6 @@ cdef str TASK_NAME = "fastserve-http"
 cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
-cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 
@@ -470,8 +469,7 @@ cdef class HttpCycle(Job):
             elif not self.complete:
                 self.conn.reset()  # the client must not take a cut-short body for a whole one
         finally:
-            if self.more_body and (self.expect_continue or self.too_large):
-                # The client may still be holding back a body nobody asked for: end here.
+            if self._body_held_back():
                 self.keep_alive = False
             if self.buffered > BODY_HIGH_WATER:
                 # A body the app never read held reading paused: drop it, and read on (the
@@ -481,6 +479,11 @@ cdef class HttpCycle(Job):
             self.buffered = 0
             self._account()
             self.conn.job_finished(not self.keep_alive)
+
+    cdef inline bint _body_held_back(self):
+        """Whether the client may still be holding back a body nobody asked for (it expects
+        a 100, or the body is over the limit): the connection cannot carry another request."""
+        return self.more_body and (self.expect_continue or self.too_large)
 
     cdef bint _nothing_sent(self):
         """Whether the app began its response but no byte of it left: the head waits for the
@@ -506,7 +509,7 @@ cdef class HttpCycle(Job):
     async def receive(self):
         if self.expect_continue and self.more_body and not self.started and not self.disconnected:
             self.expect_continue = False  # the app wants the body: tell the client to send it
-            self._write(CONTINUE)
+            self._write(continue_response())
         while not self.body and self.more_body and not self.disconnected and not self.too_large:
             self.waiter = self.loop.create_future()
             await self.waiter
@@ -756,9 +759,9 @@ cdef class HttpCycle(Job):
             else:
                 self.chunked = True
                 fields.append((b"transfer-encoding", b"chunked"))
-        if self.more_body and (self.expect_continue or self.too_large):
-            # Answered before its body was asked for: the client may be holding it back, so
-            # this answer ends the connection, and says so (RFC 9110 section 10.1.1).
+        if self._body_held_back():
+            # Answered before its body was asked for: this answer ends the connection, and
+            # says so (RFC 9110 section 10.1.1).
             self.keep_alive = False
         connection = connection_pair(self.keep_alive, self.http10)
         if connection is not None:

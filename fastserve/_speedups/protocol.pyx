@@ -76,7 +76,7 @@ from fastserve._speedups.requesthead cimport (
     span_bytes,
 )
 from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer_static, method_not_allowed
-from fastserve._speedups.wire cimport plain_answer, response_head, status_line
+from fastserve._speedups.wire cimport continue_response, plain_answer, response_head, status_line
 
 cdef bytes GET = b"GET"
 cdef bytes RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # struct linger: on, 0 s (close sends RST)
@@ -109,7 +109,6 @@ cdef enum:
     HEAD_BODY_QUEUED = 16       # its exchange waits behind others: its body is not read meanwhile
     HEAD_UPGRADE = 32           # an Upgrade field
     HEAD_METHOD_REFUSED = 64    # httptools does not know the method: 501 once the request line ends well
-cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Seconds a connection that sent its last answer keeps reading (and dropping) what the client
 # still sends before it closes, when the client does not close first (_close_after_answers).
 cdef double LINGER = 5.0
@@ -790,7 +789,7 @@ cdef class HttpProtocol:
         the body is read and dropped as any body sent to a static root; another method is
         answered 405 at once and the connection closed, the body never read."""
         if self.head.is_get or self.head.is_head:
-            self._emit(CONTINUE)
+            self._emit(continue_response())
         else:
             self._fail(405, method_not_allowed(False, self.head.http10))
 
