@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    import ssl
 
 MIN_TICK = 0.05  # seconds: the shortest clock tick short timeouts can ask for
 
@@ -34,7 +37,8 @@ UVICORN_NAMES = {
 
 @dataclass
 class Config:
-    """Settings for one ``serve()`` run; the CLI flags map one-to-one onto these fields.
+    """Settings for one ``serve()`` run; the CLI flags map one-to-one onto these fields
+    (all but ``ssl_context_factory``, a callable that only ``fastserve.run`` takes).
 
     ``target`` is what to serve: a directory (served by ``StaticFiles`` on the fast path),
     a ``"module:attribute"`` string naming an ASGI app, or an ASGI app object.
@@ -75,6 +79,8 @@ class Config:
     ssl_cert_reqs: int = 0  # ssl.CERT_NONE (0), CERT_OPTIONAL (1) or CERT_REQUIRED (2) for clients
     ssl_ciphers: Optional[str] = None  # OpenSSL cipher list; None: OpenSSL's defaults
     ssl_version: int = 17  # uvicorn's --ssl-version: ssl.PROTOCOL_TLS_SERVER (17) or PROTOCOL_TLS (2): TLS 1.2
+    # run() only, as uvicorn.run takes it: factory(config, default) -> ssl.SSLContext (server.tls.make_context)
+    ssl_context_factory: Optional[Callable[["Config", Callable[[], ssl.SSLContext]], ssl.SSLContext]] = None
     # and newer; PROTOCOL_TLSv1_2 (5): TLS 1.2 alone (fastserve.server.tls.PROTOCOL_VERSIONS)
 
     # response headers added by the server

@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -348,3 +350,94 @@ def test_tls_handshakes_under_way_count_toward_max_connections(ca, docroot: DocR
         for sock in [waiting, *silent]:
             sock.close()
         assert "--max-connections (2) reached" in srv.output()
+
+
+# ---- ssl_context_factory: uvicorn.run's keyword for a context the program builds itself ----
+
+FACTORY_SCRIPT = textwrap.dedent('''
+    import ssl, sys
+    import fastserve
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = scope["scheme"].encode()
+        await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}})
+        await send({{"type": "http.response.body", "body": body}})
+
+    def factory(config, default):
+        print("factory called with", type(config).__name__, flush=True)
+        {body}
+
+    sys.exit(fastserve.run(app, host="127.0.0.1", port={port}, graceful_timeout=2, ssl_context_factory=factory,
+                           {options}))
+''')
+
+
+def run_factory_script(tmp_path: Path, body: str, options: str = "") -> Tuple["subprocess.Popen[bytes]", int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "serve_factory.py"
+    script.write_text(FACTORY_SCRIPT.format(body=body, port=port, options=options))
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT), port
+
+
+def https_answer(port: int, ca, proc, timeout: float = 15.0) -> RawResponse:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with TlsConnection(port, client_context(ca)) as conn:
+                return conn.exchange("GET", "/")
+        except (ConnectionRefusedError, ConnectionResetError):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no TLS server"
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("uses_default", [False, True])
+def test_run_serves_with_the_context_ssl_context_factory_builds(ca, tmp_path: Path, uses_default: bool) -> None:
+    """``fastserve.run(app, ssl_context_factory=f)`` as ``uvicorn.run`` takes it: ``f(config,
+    default)`` returns the context; ``default()`` is the one the ``ssl_*`` settings describe.
+    It used to be refused as an unknown keyword."""
+    certfile, keyfile = write_cert(ca, tmp_path, "server")
+    if uses_default:
+        body = "context = default(); context.options |= ssl.OP_NO_TICKET; return context"
+        options = f"ssl_certfile={str(certfile)!r}, ssl_keyfile={str(keyfile)!r}"
+    else:  # no ssl_* setting at all: the factory alone turns TLS on
+        body = (f"context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); "
+                f"context.load_cert_chain({str(certfile)!r}, {str(keyfile)!r}); return context")
+        options = ""
+    proc, port = run_factory_script(tmp_path, body, options)
+    try:
+        answer = https_answer(port, ca, proc)
+        assert (answer.status, answer.body) == (200, b"https")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    output = proc.stdout.read().decode()
+    assert "factory called with Config" in output and f"on https://127.0.0.1:{port}" in output, output
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return None", "ssl_context_factory returned NoneType, not an ssl.SSLContext"),
+    ("return default()", "ssl_context_factory asked for the default context, which needs ssl_certfile"),
+])
+def test_a_factory_that_gives_no_context_stops_the_start(tmp_path: Path, body: str, message: str) -> None:
+    proc, _ = run_factory_script(tmp_path, body)
+    assert proc.wait(20) != 0
+    assert message in proc.stdout.read().decode()
+
+
+def test_sighup_with_a_factory_context_and_no_certificate_file_keeps_serving(caplog) -> None:
+    """SIGHUP re-reads the certificate files; a context the factory built from elsewhere has
+    none to re-read, and stays as it is."""
+    from fastserve.config import Config
+    from fastserve.server.tls import reload_certificate, tls_enabled
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    config = Config(ssl_context_factory=lambda config, default: context)
+    assert tls_enabled(config)
+    with caplog.at_level("INFO", logger="fastserve"):
+        reload_certificate(context, config)
+    assert "no certificate file to reload" in caplog.text

@@ -22,7 +22,7 @@ class TlsConfigError(Exception):
 
 
 def tls_enabled(config: Config) -> bool:
-    return config.ssl_certfile is not None
+    return config.ssl_certfile is not None or config.ssl_context_factory is not None
 
 
 # uvicorn's --ssl-version takes the ``ssl.PROTOCOL_*`` numbers: the TLS version each pins (None:
@@ -35,7 +35,33 @@ PROTOCOL_VERSIONS = {
 
 
 def make_context(config: Config) -> Optional[ssl.SSLContext]:
-    """The server context for ``config`` (None without ``--ssl-certfile``); raises ``TlsConfigError``."""
+    """The server context for ``config`` (None without ``--ssl-certfile`` or
+    ``ssl_context_factory``); raises ``TlsConfigError``.
+
+    ``config.ssl_context_factory``, as ``uvicorn.run`` takes it, is called as
+    ``factory(config, default)`` and returns the ``ssl.SSLContext`` to serve with; ``default()``
+    builds the context the ``--ssl-*`` settings describe (it needs ``ssl_certfile``). It is
+    called once in each process that serves, and once before the workers start, where a
+    failure stops the start.
+    """
+    factory = config.ssl_context_factory
+    if factory is None:
+        return _context_from_settings(config)
+
+    def default() -> ssl.SSLContext:
+        if config.ssl_certfile is None:
+            raise TlsConfigError("ssl_context_factory asked for the default context, which needs ssl_certfile")
+        context = _context_from_settings(config)
+        assert context is not None
+        return context
+
+    context = factory(config, default)
+    if not isinstance(context, ssl.SSLContext):
+        raise TlsConfigError(f"ssl_context_factory returned {type(context).__name__}, not an ssl.SSLContext")
+    return context
+
+
+def _context_from_settings(config: Config) -> Optional[ssl.SSLContext]:
     if config.ssl_certfile is None:
         if config.ssl_keyfile is not None:
             raise TlsConfigError("--ssl-keyfile needs --ssl-certfile")
@@ -75,7 +101,12 @@ def load_certificate(context: ssl.SSLContext, config: Config) -> None:
 
 
 def reload_certificate(context: ssl.SSLContext, config: Config) -> None:
-    """SIGHUP: load the certificate files again; on failure keep serving the old one and say why."""
+    """SIGHUP: load the certificate files again; on failure keep serving the old one and say why.
+    A context from ``ssl_context_factory`` with no ``ssl_certfile`` has no files to re-read."""
+    if config.ssl_certfile is None:
+        logger.info("worker %d: SIGHUP: no certificate file to reload (the context came from ssl_context_factory)",
+                    os.getpid())
+        return
     try:
         load_certificate(context, config)
     except TlsConfigError as exc:
