@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--reset-contextvars", action="store_true",
                      help="run each request (and WebSocket) in a fresh contextvars.Context, hiding context "
                           "set outside it")
+    app.add_argument("--pathsend", action="store_true",
+                     help="offer apps the http.response.pathsend and zerocopysend extensions (FileResponse by "
+                          "sendfile); a middleware that rewrites bodies, such as GZipMiddleware, then no longer "
+                          "sees the file's bytes (off: as uvicorn)")
     app.add_argument("--root-path", default=DEFAULTS.root_path, help="ASGI root_path for apps mounted below /")
     app.add_argument("--proxy-headers", dest="proxy_headers", action="store_true", default=DEFAULTS.proxy_headers,
                      help="take the client and scheme from X-Forwarded-For/-Proto (default: on)")

@@ -70,6 +70,7 @@ class Config:
     env_file: Optional[str] = None  # KEY=VALUE lines loaded into os.environ before the app
     lifespan: str = "auto"  # "auto": run it if the app speaks it; "on": it must; "off": never
     reset_contextvars: bool = False  # each request's (and WebSocket's) task starts from an empty context
+    pathsend: bool = False  # offer apps http.response.pathsend and zerocopysend (uvicorn offers neither)
 
     # TLS (no certificate: plain HTTP)
     ssl_certfile: Optional[str] = None

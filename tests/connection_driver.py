@@ -11,6 +11,7 @@ clock with ``tick``, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, List
 
 from fastserve._speedups.protocol import HttpProtocol
@@ -135,6 +136,15 @@ class Driven:
         """Let the app's tasks run until they wait on something outside."""
         for _ in range(turns):
             await asyncio.sleep(0)
+
+    async def settle_until_closed(self, timeout: float = 5.0) -> None:
+        """``settle`` until the connection is closed, for an app whose file is opened and read
+        in worker threads (as a ``FileResponse`` does without ``--pathsend``)."""
+        deadline = time.monotonic() + timeout
+        await self.settle()
+        while not self.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+            await self.settle()
 
 
 def statuses(output: bytes) -> List[int]:

@@ -67,9 +67,11 @@ def test_proxy_headers_apply_only_when_present_and_trusted():
 
 def test_an_http_request_scope_is_made_whole():
     scope = build_scope("http", CONN, b"/a?b", [], "", {}, None, "POST", True)
-    assert (scope["method"], scope["http_version"], scope["asgi"]["spec_version"]) == ("POST", "1.0", "2.4")
-    assert set(scope["extensions"]) == {"http.response.pathsend", "http.response.zerocopysend"}
-    other = build_scope("http", CONN, b"/a", [], "", {}, None, "GET")
-    assert other["http_version"] == "1.1" and other["extensions"] is not scope["extensions"]
+    assert (scope["method"], scope["http_version"], scope["asgi"]["spec_version"]) == ("POST", "1.0", "2.3")
+    assert scope["extensions"] == {}  # as uvicorn offers: none
+    offering = build_scope("http", CONN, b"/a", [], "", {}, None, "GET", False, True)  # --pathsend
+    assert set(offering["extensions"]) == {"http.response.pathsend", "http.response.zerocopysend"}
+    other = build_scope("http", CONN, b"/a", [], "", {}, None, "GET", False, True)
+    assert other["http_version"] == "1.1" and other["extensions"] is not offering["extensions"]
     websocket = build_scope("websocket", CONN, b"/", [], "", {}, None)
     assert "method" not in websocket and websocket["asgi"]["spec_version"] == "2.3"

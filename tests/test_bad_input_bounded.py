@@ -290,7 +290,8 @@ def test_a_body_that_matches_keeps_the_connection() -> None:
     run(main)
 
 
-def test_file_response_with_a_stat_result_larger_than_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pathsend", [False, True])
+def test_file_response_with_a_stat_result_larger_than_the_file(tmp_path: Path, pathsend: bool) -> None:
     path = tmp_path / "f.txt"
     path.write_bytes(b"1234")
     larger = os.stat_result((*os.stat(path)[:6], 10, *os.stat(path)[7:]))
@@ -299,9 +300,9 @@ def test_file_response_with_a_stat_result_larger_than_the_file(tmp_path: Path) -
         async def app(scope: dict, receive: Any, send: Any) -> None:
             await FileResponse(path, stat_result=larger)(scope, receive, send)
 
-        driven = Driven(app)
+        driven = Driven(app, pathsend=pathsend)
         driven.send(PIPELINED)
-        await driven.settle()
+        await driven.settle_until_closed()
         head, _, body = driven.output.partition(b"\r\n\r\n")
         assert b"content-length: 10" in head.lower() and body == b"1234"
         assert driven.closed and statuses(driven.output) == [200]
@@ -341,10 +342,11 @@ def test_an_informational_status_from_an_app_is_a_500_not_an_interim_answer(
     run(main)
 
 
-@pytest.mark.parametrize("how", ["file gone", "returned", "started twice"])
+@pytest.mark.parametrize("how", ["file gone", "file gone, pathsend", "returned", "started twice"])
 def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_path: Path, how: str) -> None:
     # http.response.start is held until the first body piece: an app that fails or returns in
-    # between (a FileResponse whose file went away before it was opened) has sent nothing yet.
+    # between (a FileResponse whose file went away before it was opened, by the response in a
+    # thread or, with --pathsend, by the server) has sent nothing yet.
     gone = tmp_path / "gone.txt"
     gone.write_bytes(b"hello")
     stat = os.stat(gone)
@@ -352,15 +354,15 @@ def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_pa
 
     async def main() -> None:
         async def app(scope: dict, receive: Any, send: Any) -> None:
-            if how == "file gone":
+            if how.startswith("file gone"):
                 await FileResponse(gone, stat_result=stat)(scope, receive, send)
                 return
             for _ in range(1 if how == "returned" else 2):
                 await send({"type": "http.response.start", "status": 200, "headers": []})
 
-        driven = Driven(app)
+        driven = Driven(app, pathsend=how.endswith("pathsend"))
         driven.send(PIPELINED)
-        await driven.settle()
+        await driven.settle_until_closed()
         assert statuses(driven.output) == [500], driven.output
         assert b"connection: close" in driven.output.lower() and driven.closed
 

@@ -53,7 +53,8 @@ def app_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app_dir):
-    proc, port = start(app_dir, "--max-body-size", "1000000", "--graceful-timeout", "1")
+    # --pathsend: the app's FileResponse and its zerocopysend answer go out by sendfile
+    proc, port = start(app_dir, "--max-body-size", "1000000", "--graceful-timeout", "1", "--pathsend")
     yield port
     proc.terminate()
     assert proc.wait(10) == 0

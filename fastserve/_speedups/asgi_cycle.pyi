@@ -7,6 +7,7 @@ class ClientDisconnected(OSError): ...
 def build_scope(
     kind: str, conn: Any, raw_url: bytes, headers: List[Tuple[bytes, bytes]], root_path: str,
     state: Dict[str, Any], proxy: Any, method: Optional[str] = ..., http10: bool = ...,
+    file_extensions: bool = ...,
 ) -> Dict[str, Any]: ...
 
 class ServerFields:
@@ -24,6 +25,7 @@ class Exchanges:
     admin_prefix: Optional[bytes]
     admin_app: Any
     reset_contextvars: bool
+    file_extensions: bool
     def __init__(
         self, loop: Any, app: Any, max_body_size: int, root_path: str, state: Dict[str, Any], proxy: Any,
         server_fields: ServerFields,

@@ -34,7 +34,10 @@ cdef str TASK_NAME = "fastserve-http"
 cdef frozenset NO_BODY_STATUSES = frozenset({204, 304})
 # Body bytes buffered for an app before the connection stops reading from the client.
 cdef Py_ssize_t BODY_HIGH_WATER = 256 * 1024
-cdef dict HTTP_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+# Offered to apps only with --pathsend: a middleware between the response and the server that
+# rewrites bodies (GZipMiddleware) or knows nothing of these messages would otherwise answer
+# differently than under uvicorn, which offers neither.
+cdef dict FILE_EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 
 class ClientDisconnected(OSError):
@@ -160,17 +163,21 @@ cdef inline bytes _raw_root_path(str root_path):
     return _root_path_bytes
 
 
-cdef dict ASGI_HTTP = {"version": "3.0", "spec_version": "2.4"}
-cdef dict ASGI_SESSION = {"version": "3.0", "spec_version": "2.3"}
+# 2.3, as uvicorn reports it: under 2.4 Starlette's StreamingResponse and FileResponse stop
+# watching receive() for the client leaving, so a stream waiting on its next event (server-sent
+# events) would run on after a disconnect until it next sends. (send() still raises
+# ClientDisconnected after one, which 2.3 allows.)
+cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
 
 cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str root_path, dict state, object proxy,
-                       str method=None, bint http10=False):
+                       str method=None, bint http10=False, bint file_extensions=False):
     """The scope keys HTTP and WebSocket requests share; ``path`` is None if undecodable.
     ``OPTIONS *`` has the path ``*``, as under uvicorn.
 
-    With ``method``, an HTTP request's whole scope (ASGI 2.4: ``method``, ``http_version`` from
-    ``http10``, ``extensions``).
+    With ``method``, an HTTP request's whole scope (``method``, ``http_version`` from ``http10``,
+    ``extensions``: ``http.response.pathsend`` and ``http.response.zerocopysend`` when
+    ``file_extensions``, else none, as uvicorn offers).
     """
     target = origin_form(raw_url)
     cdef bytes raw_path = b""
@@ -203,7 +210,7 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     if proxy is not None:
         client, scheme = resolve_forwarded(proxy, client, headers, scheme)
     cdef dict scope = (HTTP_SCOPE if http else WEBSOCKET_SCOPE).copy()
-    scope["asgi"] = (ASGI_SESSION if method is None else ASGI_HTTP).copy()
+    scope["asgi"] = ASGI_VERSION.copy()
     if http10:
         scope["http_version"] = "1.0"
     scope["server"] = server
@@ -221,7 +228,7 @@ cpdef dict build_scope(str kind, object conn, bytes raw_url, list headers, str r
     scope["state"] = state.copy()
     if method is not None:
         scope["method"] = method
-        scope["extensions"] = HTTP_EXTENSIONS.copy()
+        scope["extensions"] = FILE_EXTENSIONS.copy() if file_extensions else {}
     return scope
 
 
@@ -243,6 +250,7 @@ cdef class Exchanges:
     cdef public bytes admin_prefix   # requests below it go to admin_app instead (None: no admin paths)
     cdef public object admin_app
     cdef public bint reset_contextvars  # each exchange's task starts from an empty context
+    cdef public bint file_extensions  # scopes offer http.response.pathsend and zerocopysend (--pathsend)
 
     def __init__(self, loop, app, Py_ssize_t max_body_size, str root_path, dict state, proxy,
                  ServerFields server_fields):
@@ -438,7 +446,7 @@ cdef class HttpCycle(Job):
             # Made when the app's turn comes, not when the head is read: the exchanges of one read
             # batch then do not all hold a scope at once (see bench/README.md).
             self.scope = build_scope("http", self.conn, self.raw_url, self.headers, shared.root_path, shared.state,
-                                     shared.proxy, self.method.decode("ascii"), self.http10)
+                                     shared.proxy, self.method.decode("ascii"), self.http10, shared.file_extensions)
             self.bad_request = self.scope["path"] is None
             if self.bad_request:
                 await self._send_plain(400)

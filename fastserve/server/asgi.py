@@ -42,6 +42,7 @@ class AsgiBridge:
         self.exchanges = Exchanges(loop, app, config.max_body_size, self.root_path, self.state, self.proxy,
                                    self.server_fields)
         self.exchanges.reset_contextvars = config.reset_contextvars
+        self.exchanges.file_extensions = config.pathsend
         # The connection calls this for every request an app answers: compiled, no Python frame.
         self.begin: Callable[[Any, bytes, bytes, Headers], HttpCycle] = self.exchanges.begin
 
