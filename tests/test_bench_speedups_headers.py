@@ -81,13 +81,13 @@ def python_parse_range(value: bytes | None, size: int, max_ranges: int = 16):
             ranges.append((start, min(end, size - 1)))
     if not listed:
         return None
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
+    merged: list[list[int]] = []  # [start, end, where the first range merged into it was listed]
+    for start, end, listed_at in sorted((start, end, i) for i, (start, end) in enumerate(ranges)):
         if merged and start <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            merged[-1] = [merged[-1][0], max(merged[-1][1], end), min(merged[-1][2], listed_at)]
         else:
-            merged.append((start, end))
-    return merged
+            merged.append([start, end, listed_at])
+    return [(start, end) for start, end, _ in sorted(merged, key=lambda each: each[2])]
 
 
 def python_parse_http_date(value: bytes | None) -> int:

@@ -272,7 +272,7 @@ def rng(
 def test_evaluate_range_outcomes() -> None:
     assert rng(None) == (200, None)
     assert rng(b"bytes=0-99") == (206, [(0, 99)])
-    assert rng(b"bytes=-1, 0-0") == (206, [(0, 0), (999, 999)])
+    assert rng(b"bytes=-1, 0-0") == (206, [(999, 999), (0, 0)])  # in the order listed
     assert rng(b"bytes=1000-") == (416, None)
     assert rng(b"bytes=-0") == (416, None)
     # an empty representation: a suffix range is satisfiable there (RFC 9110 section 14.1.1) and

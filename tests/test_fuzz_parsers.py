@@ -154,13 +154,15 @@ def reference_parse_range(value: bytes, size: int, max_ranges: int) -> Optional[
             ranges.append((first, size - 1 if last is None else min(last, size - 1)))
     if listed == 0:
         return None
-    merged: List[Tuple[int, int]] = []
-    for first, last in sorted(ranges):
+    # overlapping or adjacent ranges merged; the rest (a merged one where its first range was
+    # listed) in the order listed
+    merged: List[List[int]] = []
+    for first, last, listed_at in sorted((first, last, i) for i, (first, last) in enumerate(ranges)):
         if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            merged[-1] = [merged[-1][0], max(merged[-1][1], last), min(merged[-1][2], listed_at)]
         else:
-            merged.append((first, last))
-    return merged
+            merged.append([first, last, listed_at])
+    return [(first, last) for first, last, _ in sorted(merged, key=lambda each: each[2])]
 
 
 NUMBERS = st.one_of(

@@ -50,8 +50,11 @@ from fastserve._speedups.headers import (
         (b"  bytes=0-1  ", 10, [(0, 1)]),
         (b"bytes=0-1,2-3", 10, [(0, 3)]),  # adjacent ranges coalesce
         (b"bytes=0-5,3-8", 10, [(0, 8)]),  # overlapping ranges coalesce
-        (b"bytes=6-7,0-1", 10, [(0, 1), (6, 7)]),  # sorted ascending
+        (b"bytes=6-7,0-1", 10, [(6, 7), (0, 1)]),  # in the order listed (RFC 9110 section 15.3.7.2)
         (b"bytes=0-1,5-6,2-3", 10, [(0, 3), (5, 6)]),
+        (b"bytes=5-6,2-3,0-1", 10, [(5, 6), (0, 3)]),  # a merged range where its first range was listed
+        (b"bytes=8-9,0-1,4-5", 10, [(8, 9), (0, 1), (4, 5)]),
+        (b"bytes=8-9,1-2,0-0,4-5", 10, [(8, 9), (0, 2), (4, 5)]),
         (b"bytes=0-9,2-3", 10, [(0, 9)]),  # a contained range disappears
         (b"bytes=-3,0-", 10, [(0, 9)]),
         (b"bytes=0-1 , 4-5 ,\t8-9", 10, [(0, 1), (4, 5), (8, 9)]),
@@ -204,13 +207,13 @@ def _reference_parse_range(value: str, size: int, max_ranges: int = 16):
         if a >= size:
             continue
         resolved.append((a, size - 1 if b is None or b >= size else b))
-    merged: list[tuple[int, int]] = []
-    for a, b in sorted(resolved):
+    merged: list[list[int]] = []  # [a, b, where the first range merged into it was listed]
+    for a, b, listed_at in sorted((a, b, i) for i, (a, b) in enumerate(resolved)):
         if merged and a <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            merged[-1] = [merged[-1][0], max(merged[-1][1], b), min(merged[-1][2], listed_at)]
         else:
-            merged.append((a, b))
-    return merged
+            merged.append([a, b, listed_at])
+    return [(a, b) for a, b, _ in sorted(merged, key=lambda each: each[2])]
 
 
 def test_parse_range_matches_reference_model_on_random_input() -> None:

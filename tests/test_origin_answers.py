@@ -16,7 +16,7 @@ from typing import List, Tuple
 import pytest
 
 from inprocess import call_asgi
-from server_helpers import RawResponse
+from server_helpers import RawResponse, check_byteranges
 
 MTIME = 1_700_000_000
 SCRIPT = b"console.log('fastserve');\n" * 40
@@ -222,3 +222,46 @@ def test_a_large_file_rewritten_in_place_is_never_sent_under_its_old_validators(
     # the file unchanged: answered from the cache, still the same
     again = server.open().request("GET", "/big.bin")
     assert again.body == new and again.header("etag") == response.header("etag")
+
+
+# -- RFC 9110 section 15.3.7.2: the parts of a multipart/byteranges answer ------------------------
+
+# Range value -> the parts sent, in order: overlapping or adjacent ranges merged (a server may,
+# whatever their order), the rest in the order listed, a merged one where the first of its
+# ranges was listed, an unsatisfiable one left out. One part left is a plain 206. A negative
+# offset counts from the end of the file.
+PART_ORDERS = [
+    ("bytes=20-29,0-9", [(20, 29), (0, 9)]),
+    ("bytes=0-9,20-29", [(0, 9), (20, 29)]),
+    ("bytes=500-509,0-9,100-109", [(500, 509), (0, 9), (100, 109)]),
+    ("bytes=-10,0-9", [(-10, -1), (0, 9)]),
+    ("bytes=100-149,0-9,120-199", [(100, 199), (0, 9)]),
+    ("bytes=100-109,0-9,110-119", [(100, 119), (0, 9)]),
+    ("bytes=300-309,50-59,0-4,3-9", [(300, 309), (50, 59), (0, 9)]),
+    ("bytes=50-59,999999-,0-9", [(50, 59), (0, 9)]),
+    ("bytes=20-29,0-9,25-", [(20, -1), (0, 9)]),
+    ("bytes=20-29,0-25", [(0, 29)]),
+]
+
+
+@pytest.mark.parametrize("name", ["a.txt", "big.bin"])
+@pytest.mark.parametrize("value, parts", PART_ORDERS, ids=[value for value, _ in PART_ORDERS])
+def test_byteranges_parts_come_in_the_order_listed(site, serve_cli, name, value, parts):
+    """RFC 9110 section 15.3.7.2: the parts SHOULD come in the order their ranges are listed,
+    leaving out only those that were coalesced or unsatisfiable (nginx keeps that order too). They
+    were sorted by offset: a client reading them in the order it asked got them in another."""
+    server = serve_cli(str(site))
+    data = (site / name).read_bytes()
+    parts = [(first % len(data), last % len(data)) for first, last in parts]
+    for response in both(server, "GET", f"/{name}", [("Range", value)]):
+        if len(parts) == 1:
+            first, last = parts[0]
+            assert response.status == 206 and response.header("content-range") == f"bytes {first}-{last}/{len(data)}"
+            assert response.body == data[first:last + 1]
+        else:
+            check_byteranges(response, data, parts)
+    # a HEAD gets the GET's fields: the same length for the same parts
+    gets = both(server, "GET", f"/{name}", [("Range", value)])
+    for head in both(server, "HEAD", f"/{name}", [("Range", value)]):
+        assert head.status == 206 and head.body == b""
+        assert head.header("content-length") == gets[0].header("content-length")

@@ -57,6 +57,7 @@ cdef enum:
 ctypedef struct _ByteRange:
     long long first
     long long last
+    Py_ssize_t order  # where the range (or the first of those merged into it) was listed
 
 
 cdef inline Py_ssize_t _parse_number(
@@ -96,12 +97,21 @@ cdef int _compare_ranges(const void* a, const void* b) noexcept nogil:
     return (fa > fb) - (fa < fb)
 
 
+cdef int _compare_orders(const void* a, const void* b) noexcept nogil:
+    cdef Py_ssize_t oa = (<const _ByteRange*>a).order
+    cdef Py_ssize_t ob = (<const _ByteRange*>b).order
+    return (oa > ob) - (oa < ob)
+
+
 cpdef object parse_range(bytes value, long long size, int max_ranges=16):
     """Parse a ``Range`` header for a representation of ``size`` bytes.
 
     Returns None when the header must be ignored (absent, other unit, bad syntax, more than
     ``max_ranges`` ranges), ``[]`` when it is valid but nothing is satisfiable (answer 416), or
-    a sorted list of inclusive ``(first, last)`` tuples with overlapping/adjacent ranges merged.
+    a list of inclusive ``(first, last)`` tuples: overlapping or adjacent ranges merged into one
+    (RFC 9110 section 15.3.7.2 lets a server coalesce them whatever their order), the rest in
+    the order the header lists them (a merged range where the first of its ranges is listed),
+    as that section asks of a multipart answer's parts.
     """
     if value is None:
         return None
@@ -125,8 +135,9 @@ cpdef object parse_range(bytes value, long long size, int max_ranges=16):
     cdef Py_ssize_t kept = 0
     cdef Py_ssize_t listed = 0
     cdef long long first, last
-    cdef Py_ssize_t k, first_start, first_end
+    cdef Py_ssize_t k, first_start, first_end, merged
     cdef bint ok = True
+    cdef bint listed_in_order
     cdef list result
 
     try:
@@ -191,25 +202,38 @@ cpdef object parse_range(bytes value, long long size, int max_ranges=16):
                 ranges = grown
             ranges[kept].first = first
             ranges[kept].last = last
+            ranges[kept].order = kept
             kept += 1
 
         if not ok or listed == 0:
             return None
-        if kept > 1:
-            qsort(ranges, kept, sizeof(_ByteRange), _compare_ranges)
-        result = []
-        first = ranges[0].first if kept else 0
-        last = ranges[0].last if kept else 0
+        if kept == 1:
+            return [(ranges[0].first, ranges[0].last)]
+        if kept == 0:
+            return []
+        # Merge in ascending order, each merged range keeping the earliest place of its ranges
+        # (in ranges[merged]); then put them back in the order the header listed them.
+        qsort(ranges, kept, sizeof(_ByteRange), _compare_ranges)
+        merged = 0
+        listed_in_order = True
         for k in range(1, kept):
-            if ranges[k].first <= last + 1:
-                if ranges[k].last > last:
-                    last = ranges[k].last
+            if ranges[k].first <= ranges[merged].last + 1:
+                if ranges[k].last > ranges[merged].last:
+                    ranges[merged].last = ranges[k].last
+                if ranges[k].order < ranges[merged].order:
+                    ranges[merged].order = ranges[k].order
             else:
-                result.append((first, last))
-                first = ranges[k].first
-                last = ranges[k].last
-        if kept:
-            result.append((first, last))
+                merged += 1
+                ranges[merged] = ranges[k]
+        for k in range(1, merged + 1):
+            if ranges[k].order < ranges[k - 1].order:
+                listed_in_order = False
+                break
+        if not listed_in_order:
+            qsort(ranges, merged + 1, sizeof(_ByteRange), _compare_orders)
+        result = []
+        for k in range(merged + 1):
+            result.append((ranges[k].first, ranges[k].last))
         return result
     finally:
         if ranges != stack_ranges:
