@@ -1,10 +1,17 @@
 """fastserve: a Cython-compiled uvloop + httptools server for static files and ASGI apps."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
+import tempfile
+from contextlib import contextmanager
 from importlib.machinery import EXTENSION_SUFFIXES
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Iterator
+
+if TYPE_CHECKING:
+    from fastserve.config import Config
 
 __version__ = "0.1.0"
 
@@ -75,32 +82,69 @@ def run(app: Any, **options: Any) -> int:
     ``reload_delay``, as ``uvicorn.run`` takes them) restarts the server
     when a source file changes, as ``--reload`` does: ``app`` must then be an import string or a
     directory, and the call returns when the reloader stops.
-    Logging is set up as the command line sets it (``log_level``; ``log_config``: a file, or a
-    ``logging.config.dictConfig`` dict, as ``uvicorn.run`` takes it), so the start-up line, the
-    access log (``access_log=True``) and errors are written.
-    Returns the exit code (0 after a clean stop). Raises ``ValueError`` for a setting out of
-    range (``Config.problems``) and for ``loop``, ``http``, ``ws`` or ``interface`` naming what
-    fastserve does not run or ``http2=True``, ``TypeError`` for an option that is no setting,
-    ``fastserve.server.logs.LogConfigError`` for a ``log_config`` that cannot be applied.
-    """
-    from fastserve.config import UVICORN_NAMES, Config
-    from fastserve.server.logs import configure_logging
-    from fastserve.server.serve import serve
+    Logging is set up as the command line sets it (``log_level``: a name or a ``logging`` level
+    number; ``log_config``: a file, or a ``logging.config.dictConfig`` dict, as ``uvicorn.run``
+    takes them), so the start-up line, the access log (``access_log=True``) and errors are written.
 
+    Returns 0 after a clean stop. What the command line refuses with exit code 2 is raised,
+    with or without ``reload=True``, before anything starts: ``ValueError`` for a setting out of
+    its range or of the wrong kind (``Config.problems``), not among its choices
+    (``config.CHOICES``), and for ``loop``, ``http``, ``ws`` or ``interface`` naming what fastserve
+    does not run or ``http2=True``; ``TypeError`` for an option that is no setting. A start that
+    fails (the app cannot be imported, the port is taken, a file a setting names cannot be used,
+    the lifespan startup failed) is said in one line on stderr and ends the process with exit
+    code 3, ``SystemExit(3)``, as the command line ends and as ``uvicorn.run`` exits.
+    """
+    from fastserve.cli import command_line, main, serve_logged
+
+    level = options.get("log_level")
+    if isinstance(level, int) and not isinstance(level, bool):  # uvicorn.run(log_level=logging.DEBUG)
+        options["log_level"] = logging.getLevelName(level).lower()
     if options.pop("reload", False):
         if not isinstance(app, str):
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
-        from fastserve.cli import command_line, main
-
+        _checked_config(app, dict(options))  # refused here as without reload=True, not as a usage error
         for plural in _RELOAD_LISTS:
             values = options.pop(plural, None)
             if values:
                 options[plural[:-1]] = [values] if isinstance(values, str) else values
-        return main(command_line(app, options) + ["--reload"])
+        with _log_config_as_file(options):
+            code = main(command_line(app, options) + ["--reload"])
+    else:
+        code = serve_logged(_checked_config(app, options))
+    if code:
+        raise SystemExit(code)
+    return 0
+
+
+def _checked_config(app: Any, options: Dict[str, Any]) -> "Config":
+    """The ``Config`` that ``run(app, **options)`` serves with; raises ``ValueError`` or
+    ``TypeError`` as ``run`` says. Takes the ``uvicorn.run``-only keywords out of ``options``."""
+    from fastserve.config import UVICORN_NAMES, Config
+
     _take_uvicorn_only_options(options)
     config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()
     if problems:
         raise ValueError("; ".join(problems))
-    configure_logging(config.log_level, config.log_config)  # the banner, the access log: as the CLI's
-    return serve(config)
+    return config
+
+
+@contextmanager
+def _log_config_as_file(options: Dict[str, Any]) -> Iterator[None]:
+    """For ``run(reload=True)``, whose server is started from a command line: a ``log_config``
+    dict goes to it as a JSON file for the reloader's run (``ValueError`` if it is no JSON)."""
+    config = options.get("log_config")
+    if not isinstance(config, dict):
+        yield
+        return
+    try:
+        text = json.dumps(config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"log_config: with reload=True the dict must be JSON ({exc})") from None
+    with tempfile.TemporaryDirectory(prefix="fastserve-") as folder:
+        path = os.path.join(folder, "log_config.json")
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+        options["log_config"] = path
+        yield

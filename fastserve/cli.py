@@ -16,8 +16,7 @@ import sys
 from typing import Any, Callable, List, Mapping, NoReturn, Optional, Tuple
 
 import fastserve
-from fastserve.config import UVICORN_NAMES, Config
-from fastserve.server.logs import LEVELS
+from fastserve.config import CHOICES, UVICORN_NAMES, Config
 
 DEFAULTS = Config()
 ENV_PREFIX = "FASTSERVE_"
@@ -160,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="its private key (default: in the certificate file)")
     tls.add_argument("--ssl-keyfile-password", default=None, metavar="PASSWORD", help="the key's password")
     tls.add_argument("--ssl-ca-certs", default=None, metavar="FILE", help="CA certificates for client certificates")
-    tls.add_argument("--ssl-cert-reqs", type=int, default=DEFAULTS.ssl_cert_reqs, choices=[0, 1, 2],
+    tls.add_argument("--ssl-cert-reqs", type=int, default=DEFAULTS.ssl_cert_reqs, choices=CHOICES["ssl_cert_reqs"],
                      help="client certificates: 0 none, 1 optional, 2 required (default: %(default)s)")
     tls.add_argument("--ssl-ciphers", default=None, metavar="LIST", help="OpenSSL cipher list (default: OpenSSL's)")
     tls.add_argument("--ssl-version", type=int, default=DEFAULTS.ssl_version, metavar="N",
@@ -201,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --reload, the longest wait before the reloader looks at its server again; "
                               "less than 0.05 counts as 0.05 (default: %(default)s)")
     logs = parser.add_argument_group("logging")
-    logs.add_argument("--log-level", default=None, choices=LEVELS,
+    logs.add_argument("--log-level", default=None, choices=CHOICES["log_level"],
                       help="level of fastserve's loggers (default: info)")
     logs.add_argument("--log-config", default=None, metavar="FILE",
                       help="logging configuration: dictConfig .json/.yaml, or an INI file")
@@ -210,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--no-use-colors", dest="use_colors", action="store_false", help="the same")
     logs.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     logs.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not (the default)")
-    logs.add_argument("--access-log-format", default=DEFAULTS.access_log_format, choices=["common", "combined", "json"],
+    logs.add_argument("--access-log-format", default=DEFAULTS.access_log_format, choices=CHOICES["access_log_format"],
                       help="access log lines: NCSA common or combined, or one JSON object (default: %(default)s)")
     admin = parser.add_argument_group("health and metrics")
     admin.add_argument("--admin-prefix", default=DEFAULTS.admin_prefix, metavar="PATH",
@@ -224,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import module:app from this directory (default: the current one)")
     app.add_argument("--env-file", default=None, metavar="FILE",
                      help="load KEY=VALUE lines into the environment before the app is imported")
-    app.add_argument("--lifespan", default=DEFAULTS.lifespan, choices=["auto", "on", "off"],
+    app.add_argument("--lifespan", default=DEFAULTS.lifespan, choices=CHOICES["lifespan"],
                      help="run the app's lifespan: auto (if it speaks it), on (it must), off (default: %(default)s)")
     app.add_argument("--reset-contextvars", action="store_true",
                      help="run each request (and WebSocket) in a fresh contextvars.Context, hiding context "
@@ -274,9 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="GLOB=VALUE",
                         help="Cache-Control VALUE for files matching GLOB (a path with '/', else the name); "
                              "first match wins; an empty VALUE sends none (repeatable)")
-    static.add_argument("--etag", default=DEFAULTS.etag, choices=["on", "off"],
+    static.add_argument("--etag", default=DEFAULTS.etag, choices=CHOICES["etag"],
                         help="send a strong ETag with files (default: %(default)s)")
-    static.add_argument("--if-modified-since", default=DEFAULTS.if_modified_since, choices=["exact", "before"],
+    static.add_argument("--if-modified-since", default=DEFAULTS.if_modified_since, choices=CHOICES["if_modified_since"],
                         help="304 when the file's Last-Modified is the date given (exact) or at or before it "
                              "(before); a future date never gives 304 (default: %(default)s)")
     static.add_argument("--spa", action="store_true",
@@ -284,10 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     static.add_argument("--error-page", dest="error_pages", action="append", type=_error_page, default=None,
                         metavar="CODE=PATH",
                         help="answer 404 or 403 with this page from the root (repeatable)")
-    static.add_argument("--dotfiles", default=DEFAULTS.dotfiles, choices=["allow", "deny"],
+    static.add_argument("--dotfiles", default=DEFAULTS.dotfiles, choices=CHOICES["dotfiles"],
                         help="serve paths with a segment starting with '.' (allow), or answer them 404 "
                              "except below /.well-known/ (deny) (default: %(default)s)")
-    static.add_argument("--compress", default=DEFAULTS.compress, choices=["on", "off"],
+    static.add_argument("--compress", default=DEFAULTS.compress, choices=CHOICES["compress"],
                         help="compress text, JavaScript, JSON, XML, SVG, wasm and fonts of more than 1 KiB "
                              "on the fly (br, zstd or gzip, as Accept-Encoding prefers), once per file "
                              "version (default: %(default)s)")
@@ -417,6 +416,10 @@ def config_from_args(argv: Optional[List[str]] = None) -> Config:
     return Config(**{key: value for key, value in args.items() if key in fields})
 
 
+# The repeatable flags whose values are pairs, and what joins the two on the command line.
+PAIR_SEPARATORS = {"headers": ":", "cache_rules": "=", "error_pages": "="}
+
+
 def command_line(target: str, options: Mapping[str, Any]) -> List[str]:
     """The command line (after the program name) that serves ``target`` with ``options``:
     ``Config`` field names (or uvicorn's, ``UVICORN_NAMES``) as keywords, each written as the
@@ -437,8 +440,9 @@ def command_line(target: str, options: Mapping[str, Any]) -> List[str]:
         elif action.nargs == 0:  # --x / --no-x as two flags setting the same value
             argv += [each.option_strings[0] for each in found if each.const == bool(value)][:1]
         elif isinstance(action, argparse._AppendAction):
-            for item in value:
-                argv += [flag, str(item)]
+            for item in value:  # a pair as the flag spells it: NAME:VALUE, GLOB=VALUE, CODE=PATH
+                text = PAIR_SEPARATORS[action.dest].join(map(str, item)) if isinstance(item, tuple) else str(item)
+                argv += [flag, text]
         else:
             argv += [flag, str(value)]
     return argv
@@ -462,16 +466,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         import fastserve._speedups  # noqa: F401  (says in one line when the extensions are not built)
     except ImportError as exc:
         return _refused(exc, 1)
-    from fastserve.server.logs import LogConfigError, configure_logging
     from fastserve.server.supervisor import STARTUP_FAILED
 
     config = config_from_args(argv)
     for problem in config.problems():
         return _refused(problem, USAGE_ERROR)
-    try:
-        configure_logging(args.log_level, args.log_config)
-    except LogConfigError as exc:
-        return _refused(exc, STARTUP_FAILED)
+    failed = _start_logging(config)
+    if failed:
+        return failed
     if args.reload:
         from pathlib import Path
 
@@ -501,6 +503,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             listener.close()
             remove_socket_file(config)
     return serve_reporting_errors(config)
+
+
+def serve_logged(config: Config) -> int:
+    """What ``fastserve`` and ``fastserve.run`` do with settings already checked
+    (``Config.problems``): set up logging as they ask, then serve. Returns the exit code: 0
+    after a clean stop, 3 after one line on stderr saying why the start failed."""
+    return _start_logging(config) or serve_reporting_errors(config)
+
+
+def _start_logging(config: Config) -> int:
+    """``configure_logging`` for ``config``; 0, or 3 when its ``--log-config`` cannot be used."""
+    from fastserve.server.logs import LogConfigError, configure_logging
+    from fastserve.server.supervisor import STARTUP_FAILED
+
+    try:
+        configure_logging(config.log_level, config.log_config)
+    except LogConfigError as exc:
+        return _refused(exc, STARTUP_FAILED)
+    return 0
 
 
 def serve_reporting_errors(config: Config) -> int:

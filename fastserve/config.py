@@ -1,7 +1,7 @@
 """Everything a server run is told: where to listen, what to serve, and every limit."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 if TYPE_CHECKING:
@@ -25,6 +25,19 @@ RANGES: Tuple[Tuple[str, float, Optional[float]], ...] = (
     ("cache_valid", 0, None), ("cache_entries", 1, None), ("cache_bytes", 0, None), ("cache_max_file", 0, None),
     ("compress_bytes", 0, None), ("compress_max_file", 0, None), ("tick_interval", MIN_TICK, None),
 )
+
+# The values each setting that picks a way of working may take: the command line's choices, and
+# what ``Config.problems`` holds ``fastserve.run``'s keywords to (``log_level`` in any case).
+CHOICES: Dict[str, Tuple[Any, ...]] = {
+    "access_log_format": ("common", "combined", "json"),
+    "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "lifespan": ("auto", "on", "off"),
+    "ssl_cert_reqs": (0, 1, 2),
+    "etag": ("on", "off"),
+    "if_modified_since": ("exact", "before"),
+    "dotfiles": ("allow", "deny"),
+    "compress": ("on", "off"),
+}
 
 # uvicorn's names for settings fastserve has under its own: ``--timeout-keep-alive`` on the
 # command line, ``timeout_keep_alive=`` for ``fastserve.run``, as ``uvicorn.run`` takes them.
@@ -142,16 +155,27 @@ class Config:
     ready_callback: Optional[Callable[[], None]] = None
 
     def problems(self) -> List[str]:
-        """What is out of range (``RANGES``), one sentence per setting, named as its flag;
-        empty when every value can be served with (a NaN is never in range)."""
+        """What no server can run with, one sentence per setting, named as its flag: a number
+        out of its range (``RANGES``; a NaN is never in range) or of the wrong kind (a fraction
+        of a count, a string), a value not among its ``CHOICES``. Empty when all is well."""
         found = []
         for name, least, most in RANGES:
             value = getattr(self, name)
             if value is None:
                 continue
-            if not least <= value <= (most if most is not None else float("inf")):
+            flag = "--" + name.replace("_", "-")
+            whole = name in WHOLE_NUMBERS
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+                found.append(f"{flag} must be {'a whole number' if whole else 'a number'}, not {value!r}")
+            elif not least <= value <= (most if most is not None else float("inf")):
                 span = f"between {least:g} and {most:g}" if most is not None else f"at least {least:g}"
-                found.append(f"--{name.replace('_', '-')} must be {span}, not {value!r}")
+                found.append(f"{flag} must be {span}, not {value!r}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if name == "log_level" and (value is None or isinstance(value, str) and value.lower() in choices):
+                continue
+            if value not in choices or isinstance(value, bool):
+                found.append(f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, not {value!r}")
         return found
 
     def clock_tick(self) -> float:
@@ -163,3 +187,7 @@ class Config:
         timeouts = [t for t in (self.header_timeout, self.body_timeout, self.keepalive_timeout,
                                 self.send_timeout) if t > 0]
         return max(MIN_TICK, min([self.tick_interval, *(t / 4 for t in timeouts)]))
+
+
+# The numeric settings that count (bytes, connections, ...): whole numbers only.
+WHOLE_NUMBERS = frozenset(each.name for each in fields(Config) if each.type in ("int", "Optional[int]"))

@@ -139,3 +139,125 @@ def test_run_takes_a_log_config_dict_as_uvicorn_run_does(tmp_path):
     lines = log.read_text().splitlines()
     assert lines[0].startswith("DICT fastserve fastserve serving . on http://127.0.0.1:"), lines
     assert lines[-1] == "DICT fastserve fastserve stopped", lines
+
+
+FAILED_STARTS = {
+    "import": ("'nosuchmodule_for_run:app'", {}, 'Error loading ASGI app. Could not import module "nosuchmodule_for_run".'),
+    "port": ("'.'", {"port": "TAKEN"}, "address already in use"),
+    "log_config": ("'.'", {"log_config": "'missing.json'"}, "'missing.json' does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILED_STARTS))
+def test_a_failed_start_ends_run_as_it_ends_the_command_line(tmp_path, case):
+    """The app cannot be imported, the port is taken, a file a setting names is missing:
+    ``fastserve.run`` says why in the command line's one line and ends the process with its
+    exit code 3 (as ``uvicorn.run`` exits), where it used to raise a traceback (exit code 1)
+    and, from a script that ignored its return value, could even end with 0."""
+    target, options, line = FAILED_STARTS[case]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        keywords = ", ".join(f"{name}={value}" for name, value in {"port": 0, **options}.items())
+        script = tmp_path / "start.py"
+        script.write_text(f"import fastserve\nfastserve.run({target}, {keywords.replace('TAKEN', str(port))})\n")
+        by_run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        flags = {"port": ["--port", str(port)], "log_config": ["--log-config", "missing.json"]}.get(case, [])
+        by_cli = subprocess.run([sys.executable, "-m", "fastserve", target.strip("'"), "--port", "0", *flags],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert (by_run.returncode, by_cli.returncode) == (3, 3), (by_run.stderr, by_cli.stderr)
+    assert line in by_run.stderr and "Traceback" not in by_run.stderr, by_run.stderr
+    ours = [text for text in by_run.stderr.splitlines() if text.startswith("fastserve: ")]
+    assert ours == [text for text in by_cli.stderr.splitlines() if text.startswith("fastserve: ")], by_run.stderr
+
+
+BAD_OPTIONS = [
+    ({"loop": "asyncio"}, "loop='asyncio'"),
+    ({"http": "h11"}, "http='h11'"),
+    ({"http2": True}, "http2=True"),
+    ({"etag": "maybe"}, "--etag must be one of on, off, not 'maybe'"),
+    ({"lifespan": "yes"}, "--lifespan must be one of auto, on, off"),
+    ({"access_log_format": "xml"}, "--access-log-format must be one of common, combined, json"),
+    ({"log_level": "loud"}, "--log-level must be one of critical"),
+    ({"ssl_cert_reqs": 7}, "--ssl-cert-reqs must be one of 0, 1, 2, not 7"),
+    ({"dotfiles": "yes"}, "--dotfiles"),
+    ({"compress": "gzip"}, "--compress"),
+    ({"if_modified_since": "after"}, "--if-modified-since"),
+    ({"port": "8000"}, "--port must be a whole number, not '8000'"),
+    ({"workers": 2.5}, "--workers must be a whole number, not 2.5"),
+    ({"graceful_timeout": "10"}, "--graceful-timeout must be a number"),
+    ({"port": 70000}, "--port must be between 0 and 65535"),
+    ({"limit_concurrency": 0}, "--max-connections must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("reload", [False, True], ids=["run", "reload"])
+@pytest.mark.parametrize("options, message", BAD_OPTIONS, ids=[next(iter(o)) + "=" + repr(o[next(iter(o))])
+                                                                for o, _ in BAD_OPTIONS])
+def test_a_bad_keyword_is_a_value_error_with_or_without_reload(monkeypatch, options, message, reload):
+    """Each value the command line refuses with a usage error is a ``ValueError`` from run(),
+    before anything starts; ``reload=True`` used to hand it to the command line, whose usage
+    error ended the process (exit code 2), and values not among a setting's choices
+    (``etag="maybe"``) or of the wrong kind were served with, silently."""
+    import fastserve.cli
+    import fastserve.server.serve
+
+    started = []
+    monkeypatch.setattr(fastserve.cli, "main", lambda argv: started.append(argv) or 0)
+    monkeypatch.setattr(fastserve.server.serve, "serve", lambda config: started.append(config) or 0)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fastserve.run("main:app", reload=reload, **options)
+    assert started == []
+
+
+def test_the_command_line_offers_the_choices_run_checks():
+    """One list per setting: the command line's choices are those ``Config.problems`` checks."""
+    from fastserve.cli import build_parser
+    from fastserve.config import CHOICES, Config
+
+    offered = {action.dest: tuple(action.choices) for action in build_parser()._actions
+               if action.dest in CHOICES and action.choices is not None}
+    assert offered == CHOICES
+    for name, choices in CHOICES.items():
+        assert all(Config(**{name: choice}).problems() == [] for choice in choices)
+
+
+def test_reload_true_passes_pairs_a_log_config_dict_and_a_level_number_to_its_server(monkeypatch, tmp_path):
+    """``run(reload=True)`` hands its settings to the reloader as a command line: ``headers``
+    (and the other pairs) used to be written as Python tuples, refused there as usage errors,
+    and a ``log_config`` dict as its repr, a file that does not exist. Now each reaches the
+    server as the settings ``run`` would serve with; a level number (``logging.DEBUG``, as
+    ``uvicorn.run`` takes it) too."""
+    import json
+    import logging
+
+    import fastserve.cli
+
+    log_config = {"version": 1, "loggers": {"fastserve": {"level": "DEBUG"}}}
+    seen = []
+
+    def main(argv):
+        config = fastserve.cli.config_from_args(argv[:-1])
+        with open(config.log_config) as file:
+            seen.append((config, json.load(file)))
+        return 0
+
+    monkeypatch.setattr(fastserve.cli, "main", main)
+    assert fastserve.run("main:app", reload=True, headers=[("x-served-by", "edge 1")], error_pages=[(404, "nf.html")],
+                         cache_rules=[("*.map", "no-store")], log_config=log_config, log_level=logging.DEBUG) == 0
+    ((config, file_config),) = seen
+    assert config.headers == [("x-served-by", "edge 1")] and config.error_pages == [(404, "nf.html")]
+    assert config.cache_rules == [("*.map", "no-store")] and config.log_level == "debug"
+    assert file_config == log_config
+    with pytest.raises(ValueError, match="must be JSON"):
+        fastserve.run("main:app", reload=True, log_config={"version": 1, "filters": {"f": {"()": object()}}})
+
+
+def test_a_failed_reloader_start_ends_run_with_its_exit_code(monkeypatch):
+    import fastserve.cli
+
+    monkeypatch.setattr(fastserve.cli, "main", lambda argv: 3)
+    with pytest.raises(SystemExit) as ended:
+        fastserve.run("main:app", reload=True)
+    assert ended.value.code == 3

@@ -28,8 +28,10 @@ import logging.config
 import os
 from typing import Any, Dict, Optional, Union
 
+from fastserve.config import CHOICES
+
 TRACE = 5  # below DEBUG: ASGI calls and messages (fastserve.server.trace)
-LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LEVELS = CHOICES["log_level"]
 LOGGER_NAMES = ("fastserve", "fastserve.access")
 UVICORN_LOGGERS = {"fastserve": "uvicorn.error", "fastserve.access": "uvicorn.access"}
 access_to_uvicorn = False  # access lines go to uvicorn.access, in uvicorn's shape (see the module)
