@@ -86,3 +86,38 @@ def test_workers_that_fail_before_accepting_stop_the_server_instead_of_restartin
     output = proc.stdout.read().decode()
     assert output.count(" failed\nTraceback") == 2 and "cannot start its event loop" in output, output  # one per slot
     assert "starting a new one" not in output, output
+
+
+def test_a_slot_added_after_sigttou_starts_with_no_failed_starts(monkeypatch) -> None:
+    """SIGTTOU drops a slot, and with it all the supervisor keeps for it: its failed starts in a
+    row outlived it, so the worker of a slot SIGTTIN added back waited 8 s after its first
+    failed start, as if it were the slot's fourth, instead of the first retry's 1 s."""
+    import os
+    import socket
+
+    from fastserve.config import Config
+    from fastserve.server import supervisor as module
+
+    signalled = []
+    monkeypatch.setattr(module, "_signal", lambda pid, signum: signalled.append(pid))
+    with socket.socket() as shared:
+        sup = module.Supervisor(Config(workers=2), app=None, shared=shared)
+        try:
+            monkeypatch.setattr(sup, "_spawn", lambda slot: sup.workers.setdefault(2001, slot) and 2001)
+            sup.workers = {1001: 0, 1002: 1}
+            sup.served = True
+            sup.failed_starts = {1: 3}  # slot 1's worker failed to start three times in a row
+            sup.respawns = [(time.monotonic() + 4.0, 1, None)]
+            sup._remove_slot()
+            assert signalled == [1002] and sup.respawns == [] and sup.failed_starts == {}
+            sup._add_slot()
+            assert sup.workers == {1001: 0, 2001: 1}
+            exits = [(2001, module.STARTUP_FAILED << 8)]  # its worker fails to start: exit code 3
+            monkeypatch.setattr(os, "waitpid", lambda pid, options: exits.pop() if exits else (0, 0))
+            before = time.monotonic()
+            sup._reap(restart=True)
+            ((when, slot, _),) = sup.respawns
+            assert slot == 1 and when - before <= module.RETRY_FIRST + 0.5, when - before
+        finally:
+            for fd in (sup.control_r, sup.control_w, sup.wake_r, sup.wake_w):
+                os.close(fd)

@@ -181,7 +181,7 @@ class Supervisor:
         if self.shared is None:
             self.listeners.pop().close()  # the worker's copy is now the last one
         leaving = [retiring for _, each, retiring in self.respawns if each == slot and retiring is not None]
-        self.respawns = [respawn for respawn in self.respawns if respawn[1] != slot]
+        self._forget_slot(slot)
         for pid in [pid for pid, each in self.workers.items() if each == slot]:
             del self.workers[pid]
             leaving.append(pid)
@@ -192,6 +192,13 @@ class Supervisor:
             self.dismissed.add(pid)
             _signal(pid, signal.SIGTERM)
         logger.info("SIGTTOU: a worker removed, %d now", self.slots)
+
+    def _forget_slot(self, slot: int) -> None:
+        """What the supervisor keeps per slot, dropped with the slot (SIGTTOU): its pending
+        restarts and its failed starts in a row, which a slot added later must not inherit
+        (its first failed start would wait as if it followed the old slot's)."""
+        self.respawns = [respawn for respawn in self.respawns if respawn[1] != slot]
+        self.failed_starts.pop(slot, None)
 
     def _ignore(self, signum: int, frame: Any) -> None:
         self.hangups += 1  # logged from the loop, not from the handler
