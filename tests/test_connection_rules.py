@@ -602,6 +602,7 @@ def test_answers_a_client_cut_short_are_logged_with_the_bytes_the_socket_took(
         assert len(lines) == 21 and lines[0][2] == b"/" + first.encode()
         assert sum(line[5] for line in lines) == taken
         assert lines[-1][5] == 0  # queued behind the cut: none of it was sent
+        assert all(line[4] == 499 for line in lines if line[5] == 0)  # nginx's "client closed request"
 
 
 

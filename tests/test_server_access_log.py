@@ -237,3 +237,34 @@ def test_a_transfer_the_client_resets_is_logged_with_the_bytes_the_socket_took(
     counted = next(float(sample.split()[-1]) for sample in metrics.splitlines()
                    if sample.startswith("fastserve_response_bytes_total"))
     assert counted == logged + sum(behind)
+
+
+SLOW_APP = textwrap.dedent('''
+    import asyncio
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+''')
+
+
+@pytest.mark.parametrize("face", ["static", "app"])
+def test_a_client_that_resets_before_its_answer_is_logged_499(tmp_path: Path, face: str) -> None:
+    """nginx's 499: a client that resets while the app works on its request (or while a static
+    request's body is still arriving) is one line, status 499, 0 bytes; there was none."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "a.txt").write_bytes(b"a\n")
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    target = "root" if face == "static" else "slowapp:app"
+    with CliProcess([target, "--port", "0", "--access-log", "--access-log-format", "json", "--lifespan", "off"],
+                    log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        conn = RawConnection(port)
+        conn.send(build_request("GET", "/a.txt", [("Content-Length", "100")]) + b"part")
+        time.sleep(0.1)
+        conn.reset()
+        (line,) = access_lines(srv, 1, '"path":"/a.txt"')
+    assert (json.loads(line)["status"], json.loads(line)["bytes"]) == (499, 0), line

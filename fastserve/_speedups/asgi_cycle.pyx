@@ -427,6 +427,9 @@ cdef class HttpCycle(Job):
         return True
 
     cpdef connection_lost(self):
+        if self.task is None and not self.disconnected:
+            self.disconnected = True
+            self._account()  # its turn never came: recorded as unanswered (no byte sent)
         self.disconnected = True
         self.sender = None
         self._wake()

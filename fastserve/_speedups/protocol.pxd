@@ -14,6 +14,13 @@ from fastserve._speedups.staticanswer cimport WireAnswer
 cdef enum:
     WRITE_HIGH_WATER = 64 * 1024
 
+# The status the access log and the metrics record for a request whose connection ended before
+# any byte of its answer left (the client went away while an app was working on it, while the
+# request waited behind others or for its body, or before a WebSocket handshake was answered):
+# nginx's 499, "client closed request", with 0 bytes.
+cdef enum:
+    CLIENT_CLOSED_REQUEST = 499
+
 
 cdef class ServerState:
     cdef public object app
@@ -143,6 +150,7 @@ cdef class HttpProtocol:
     cdef void _queue_append(self, object item)
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent, bytes referer, object client=*)
+    cdef void account_unanswered(self, RequestHead request)
     # what jobs call (C calls from the ASGI exchange, Python ones from the rest)
     cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent=*, bytes referer=*, object client=*)

@@ -343,8 +343,12 @@ cdef class HttpProtocol:
         if self.state.accept_paused:  # a descriptor is free again
             self.state.accept_paused = False
             self.state.acceptor.resume()
-        if self.current_job is not None and not self.state.static_only:
-            self._read_addresses()  # an ASGI exchange not yet running makes its scope from them
+        unanswered = self.in_message and not self.in_head and not self.closing and self.body_job is None \
+            and self.upgrade_request is None  # a static request whose body was still arriving
+        if self.current_job is not None or self.queue or unanswered:
+            # An ASGI exchange not yet running makes its scope from them; an access-log line for
+            # a request never answered names the peer.
+            self._read_addresses()
         self.transport = None
         self._close_watch()
         if self.upgraded is not None:
@@ -358,12 +362,18 @@ cdef class HttpProtocol:
         if job is not None:
             (<Job>job).connection_lost()
         if queue is not None:
+            # Each request waiting for its turn is recorded, with no byte sent: a transfer that
+            # never began, an ASGI exchange never run, a static request kept as its head.
             for item in queue:
-                if type(item) is FileSender:  # a transfer that never began: accounted with 0 bytes
-                    (<FileSender>item).connection_lost()
+                if type(item) is RequestHead:
+                    self.account_unanswered(<RequestHead>item)
+                elif type(item) is not bytes:  # (bytes: an answer recorded when it was made)
+                    (<Job>item).connection_lost()
         if self.body_job is not None and self.body_job is not job:
             self.body_job.connection_lost()
         self.body_job = None
+        if unanswered:
+            self.account_unanswered(self.head)
 
     def eof_received(self):
         """The peer finished sending: answer what it asked, then close."""
@@ -1046,11 +1056,15 @@ cdef class HttpProtocol:
     cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
                        bytes user_agent, bytes referer, object client=None):
         """One request answered: count it, and give it to the metrics and the access log
-        (``client``: the scope's, when a trusted proxy named another than the peer)."""
+        (``client``: the scope's, when a trusted proxy named another than the peer). One of
+        which no byte left (``sent`` 0; ``status`` 0: none was begun) is recorded as
+        ``CLIENT_CLOSED_REQUEST``: the connection ended before its answer began."""
         cdef ServerState state = self.state
         cdef double seconds
         state.requests += 1
-        if status > 0 and records_requests(state):
+        if status <= 0 or sent <= 0:  # no byte of an answer left: the connection ended first
+            status = CLIENT_CLOSED_REQUEST
+        if records_requests(state):
             seconds = monotonic() - started
             if state.counters is not None:
                 state.counters.record(method, status, sent, seconds)
@@ -1058,6 +1072,12 @@ cdef class HttpProtocol:
                 state.access_logger(self, method, url, status, sent, seconds, user_agent, referer, client)
         if state.requests == state.request_limit:
             state.on_limit()
+
+    cdef void account_unanswered(self, RequestHead request):
+        """``request`` ends with its connection before any answer to it began: recorded as
+        ``CLIENT_CLOSED_REQUEST``, no bytes sent (its duration: none, it never began)."""
+        self._account(request.method, request.target, 0, 0, monotonic(), request.user_agent, request.referer,
+                      self._forwarded_client(request))
 
     cdef object _forwarded_client(self, RequestHead request):
         """The client a static request's access-log line names: what a trusted proxy's
@@ -1070,7 +1090,7 @@ cdef class HttpProtocol:
                        bytes user_agent=None, bytes referer=None, object client=None):
         """For responses made outside the connection (ASGI, WebSocket handshakes): ``started``
         is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response,
-        ``client`` the scope's (None: the peer's)."""
+        ``client`` the scope's (None: the peer's); ``status`` 0 for none begun (see ``_account``)."""
         self._account(method, url, status, sent, started, user_agent, referer, client)
 
     # -- ordered output -----------------------------------------------------------------
@@ -1493,4 +1513,6 @@ cdef class EncodingWait(Job):
         conn._answer_again(self.request)
 
     cpdef connection_lost(self):
+        if self.conn is not None:
+            self.conn.account_unanswered(self.request)
         self.conn = None

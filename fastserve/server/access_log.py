@@ -14,7 +14,9 @@ A static answer is logged with the bytes the socket took (nginx's ``$bytes_sent`
 size its head promised: one the socket took whole at once at its size; any other (a file's body,
 bytes the socket did not take, answers waiting behind another) when its last byte went to the
 socket, or when the client went away, with what left by then (none, for an answer never begun);
-its duration runs that long too. An app's answer counts the same way, its file bodies
+its duration runs that long too. A request whose connection ended before any byte of its
+answer left is logged with nginx's status 499 ("client closed request") and 0 bytes, on
+both faces (``CLIENT_CLOSED_REQUEST``, decided in the connection's ``_account``). An app's answer counts the same way, its file bodies
 (``FileResponse``, ``http.response.pathsend``) and the bytes it sends alike. Under TLS the TLS
 layer's transport stands for the socket. The metrics count the same bytes.
 
