@@ -6,17 +6,21 @@ exception handlers are looked up by class, and an endpoint parameter annotated `
 ``WebSocket`` or ``UploadFile`` is recognised by ``issubclass`` of the annotation. So that an
 app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep working:
 
-- classes apps *return, raise or annotate with* (``Response``, ``HTTPException``,
-  ``WebSocketException``, ``UploadFile``, ``BackgroundTasks``) derive from Starlette's class of the same name
-  (``framework_base``), or, where Starlette's class is an ABC (``HTTPConnection``, ``Request``,
-  ``WebSocket``), are registered as its virtual subclass (``counts_as``), so no Starlette method
-  ever runs on a fastserve object;
+- classes apps *return or annotate with* (``Response``, ``UploadFile``, ``BackgroundTasks``)
+  derive from Starlette's class of the same name (``framework_base``), or, where Starlette's
+  class is an ABC (``HTTPConnection``, ``Request``, ``WebSocket``), are registered as its
+  virtual subclass (``counts_as``), so no Starlette method ever runs on a fastserve object;
 - classes apps *test with* ``isinstance`` on objects the framework made (``UploadFile``, over the
-  values of ``await request.form()``) also claim the framework class's instances
-  (``ClaimsFrameworkInstances``), so the test answers as it did with the framework's import;
-- classes apps *catch or compare* while the framework raises or returns them
-  (``WebSocketDisconnect``, ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class,
-  because ``except`` and ``==`` match the real class: a look-alike could never be caught.
+  values of ``await request.form()``; ``Request``, ``WebSocket`` and ``HTTPConnection``, over the
+  connection a FastAPI endpoint, dependency or middleware is handed) also claim the framework
+  class's instances (``ClaimsFrameworkInstances``), so the test answers as it did with the
+  framework's import;
+- classes apps *catch, compare or key exception handlers by* while the framework raises or
+  returns them (``HTTPException``, ``WebSocketException``, ``WebSocketDisconnect``,
+  ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class, because ``except``, ``==``
+  and Starlette's handler lookup (along the raised exception's ``__mro__``) match the real class:
+  a look-alike could never be caught, and a handler registered for it would never answer the
+  ``404``/``405`` the framework raises.
 
 Without Starlette every one of them is fastserve's own class.
 """
@@ -39,22 +43,30 @@ def framework_base(module: str, name: str, fallback: Any) -> Any:
 
 def counts_as(module: str, name: str) -> Callable[[T], T]:
     """Class decorator: register the class as a virtual subclass of ``module.name`` when that
-    class can be imported and is an ABC (``issubclass`` then holds; nothing is inherited)."""
+    class can be imported and is an ABC (``issubclass`` then holds; nothing is inherited), and,
+    for a class made by ``ClaimsFrameworkInstances``, name it as the class whose instances it
+    claims."""
 
     def register(cls: T) -> T:
         framework_class = framework_base(module, name, None)
         if isinstance(framework_class, ABCMeta):
             framework_class.register(cls)
+            if isinstance(cls, ClaimsFrameworkInstances):
+                cls._framework_class = framework_class  # type: ignore[attr-defined]
         return cls
 
     return register
 
 
-class ClaimsFrameworkInstances(type):
-    """Metaclass of a fastserve class that derives from a framework's class of the same name
-    (``framework_base``) and names it in ``_framework_class``: ``isinstance`` and ``issubclass``
-    against the fastserve class also hold for the framework class's instances and subclasses.
-    Only the class that names it claims them, not its own subclasses."""
+class ClaimsFrameworkInstances(ABCMeta):
+    """Metaclass of a fastserve class that stands for a framework's class of the same name and
+    names it in ``_framework_class`` (set in the class body, or by ``counts_as``): ``isinstance``
+    and ``issubclass`` against the fastserve class also hold for the framework class's instances
+    and real subclasses. Only the class that names it claims them, not its own subclasses.
+
+    A claim follows real inheritance (the candidate's ``__mro__``), never the framework class's
+    registered virtual subclasses: those include the fastserve class itself, and asking the
+    framework's ABC would ask the fastserve class again, without end."""
 
     def __instancecheck__(cls, instance: Any) -> bool:
         return super().__instancecheck__(instance) or cls._claims(type(instance))
@@ -64,4 +76,4 @@ class ClaimsFrameworkInstances(type):
 
     def _claims(cls, candidate: type) -> bool:
         framework_class = cls.__dict__.get("_framework_class")
-        return framework_class is not None and issubclass(candidate, framework_class)
+        return framework_class is not None and framework_class in getattr(candidate, "__mro__", ())

@@ -24,7 +24,7 @@ def _reason_phrase(status_code: int) -> str:
         return ""
 
 
-class HTTPException(framework_base("starlette.exceptions", "HTTPException", Exception)):  # type: ignore[misc]
+class HTTPException(Exception):
     """Raise to answer the current request with ``status_code``.
 
     ``detail`` defaults to the standard reason phrase ("Not Found" for 404);
@@ -48,7 +48,7 @@ class HTTPException(framework_base("starlette.exceptions", "HTTPException", Exce
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class WebSocketException(framework_base("starlette.exceptions", "WebSocketException", Exception)):  # type: ignore[misc]
+class WebSocketException(Exception):
     """Raise inside a WebSocket endpoint to close the connection with ``code`` and ``reason``."""
 
     def __init__(self, code: int, reason: str | None = None) -> None:
@@ -60,6 +60,14 @@ class WebSocketException(framework_base("starlette.exceptions", "WebSocketExcept
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+# Apps register exception handlers for these and catch them while the framework raises its own
+# (a route's 404 and 405, a security dependency's 401): where Starlette is installed they are
+# Starlette's classes, as Starlette finds a handler along the raised exception's __mro__ and
+# ``except`` matches the real class (see _interop).
+HTTPException = framework_base("starlette.exceptions", "HTTPException", HTTPException)  # type: ignore[misc]
+WebSocketException = framework_base("starlette.exceptions", "WebSocketException", WebSocketException)  # type: ignore[misc]
 
 
 class ClientDisconnect(Exception):

@@ -14,7 +14,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
-from fastserve._interop import counts_as
+from fastserve._interop import ClaimsFrameworkInstances, counts_as
 from fastserve.datastructures import URL, Address, FormData, Headers, QueryParams, State
 from fastserve.exceptions import ClientDisconnect, HTTPException
 from fastserve.formparsers import FormParser, MultiPartException, MultiPartParser, parse_content_type
@@ -62,9 +62,13 @@ class RequestJSONDecodeError(json.JSONDecodeError):
 
 
 @counts_as("starlette.requests", "HTTPConnection")
-class HTTPConnection(Mapping[str, Any]):
+class HTTPConnection(Mapping[str, Any], metaclass=ClaimsFrameworkInstances):
     """What HTTP requests and WebSocket connections have in common: a read-only mapping over the
-    ASGI scope plus parsed views of it (URL, headers, query, cookies, client, state...)."""
+    ASGI scope plus parsed views of it (URL, headers, query, cookies, client, state...).
+
+    Where Starlette is installed, ``isinstance(conn, HTTPConnection)`` (and ``Request``,
+    ``WebSocket``) also holds for Starlette's objects, the ones a FastAPI or Starlette app hands
+    its endpoints, dependencies and middleware (see ``fastserve._interop``)."""
 
     def __init__(self, scope: Scope, receive: Receive | None = None) -> None:
         assert scope["type"] in ("http", "websocket"), f"Unsupported scope type {scope['type']!r}"

@@ -101,3 +101,105 @@ def test_an_upload_the_framework_parsed_is_a_fastserve_upload_file():
         pass
 
     assert not isinstance(StarletteUploadFile(__import__("io").BytesIO()), Own)
+
+
+def test_handlers_keyed_by_fastserves_http_exception_answer_what_the_framework_raises(tmp_path):
+    """FastAPI's "override the default exception handlers" recipe, with the import swapped: a
+    handler registered for ``HTTPException`` answers the router's 404 and 405, a security
+    dependency's 401 and a mounted StaticFiles miss (Starlette's or fastserve's), as the handler
+    registered for Starlette's class does; ``except`` catches the framework's raise too."""
+    from fastapi import Depends, WebSocketException as FastAPIWebSocketException
+    from fastapi.security import OAuth2PasswordBearer
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.staticfiles import StaticFiles as StarletteStaticFiles
+
+    from fastserve.exceptions import WebSocketException
+    from fastserve.responses import PlainTextResponse
+
+    (tmp_path / "static").mkdir()
+    app = FastAPI()
+    app.mount("/starlette", StarletteStaticFiles(directory=tmp_path / "static"))
+    app.mount("/fastserve", StaticFiles(directory=tmp_path / "static"))
+
+    @app.exception_handler(HTTPException)
+    async def custom(request, exc):
+        return PlainTextResponse(f"custom {exc.status_code}: {exc.detail}", status_code=exc.status_code)
+
+    @app.get("/secure")
+    async def secure(token: str = Depends(OAuth2PasswordBearer(tokenUrl="token"))):
+        return {"token": token}
+
+    @app.get("/mine")
+    async def mine():
+        raise HTTPException(status_code=409, detail="taken")
+
+    client = TestClient(app)
+    answers = {path: client.get(path) for path in ["/nope", "/secure", "/mine", "/starlette/x.css", "/fastserve/x.css"]}
+    assert {path: (r.status_code, r.text) for path, r in answers.items()} == {
+        "/nope": (404, "custom 404: Not Found"),
+        "/secure": (401, "custom 401: Not authenticated"),
+        "/mine": (409, "custom 409: taken"),
+        "/starlette/x.css": (404, "custom 404: Not Found"),
+        "/fastserve/x.css": (404, "custom 404: Not Found"),
+    }
+    assert client.post("/mine").text == "custom 405: Method Not Allowed"
+
+    for framework_raise, fastserve_class in [
+        (StarletteHTTPException(404), HTTPException),
+        (FastAPIWebSocketException(code=1008), WebSocketException),
+    ]:
+        try:
+            raise framework_raise
+        except fastserve_class as caught:
+            assert caught is framework_raise
+
+
+def test_isinstance_against_fastserve_connection_classes_holds_for_the_frameworks():
+    """A FastAPI app hands its endpoints, dependencies and middleware Starlette's objects; an
+    ``isinstance`` test written against the swapped import answers as with Starlette's."""
+    from fastapi import Depends
+    from starlette.requests import HTTPConnection as StarletteHTTPConnection
+    from starlette.requests import Request as StarletteRequest
+    from starlette.websockets import WebSocket as StarletteWebSocket
+
+    from fastserve.requests import HTTPConnection, Request
+    from fastserve.websockets import WebSocket
+
+    def kinds(conn: object) -> list:
+        return [isinstance(conn, cls) for cls in (HTTPConnection, Request, WebSocket)]
+
+    def conn_kinds(conn: HTTPConnection) -> list:  # a dependency shared by HTTP and WebSocket routes
+        return kinds(conn)
+
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def mark(request, call_next):
+        response = await call_next(request)
+        response.headers["x-kinds"] = str(kinds(request))
+        return response
+
+    @app.get("/http")
+    async def http(request: Request, seen: list = Depends(conn_kinds)):
+        return {"endpoint": kinds(request), "dependency": seen}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, seen: list = Depends(conn_kinds)):
+        await websocket.accept()
+        await websocket.send_json({"endpoint": kinds(websocket), "dependency": seen})
+        await websocket.close()
+
+    client = TestClient(app)
+    answer = client.get("/http")
+    assert answer.json() == {"endpoint": [True, True, False], "dependency": [True, True, False]}
+    assert answer.headers["x-kinds"] == "[True, True, False]"
+    with client.websocket_connect("/ws") as websocket:
+        assert websocket.receive_json() == {"endpoint": [True, False, True], "dependency": [True, False, True]}
+
+    class OwnRequest(Request):  # a subclass claims its own instances only
+        pass
+
+    assert not issubclass(StarletteRequest, OwnRequest)
+    assert issubclass(StarletteWebSocket, WebSocket) and not issubclass(StarletteWebSocket, Request)
+    # The claim follows real inheritance: asking Starlette's ABC about an unrelated class ends.
+    assert not issubclass(int, StarletteHTTPConnection) and not isinstance({}, HTTPConnection)
