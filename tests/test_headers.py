@@ -606,8 +606,74 @@ def test_content_type_for_does_not_depend_on_the_hosts_tables(monkeypatch: pytes
 
 
 def test_content_type_for_other_suffixes_follow_mimetypes() -> None:
-    for path in ("a.rtf", "a.tar", "a.mid", "a.eps"):
+    for path in ("a.tar", "a.eps", "a.opus", "a.latex"):
         assert content_type_for(path) == _expected_type(path)
+
+
+# What nginx's own mime.types answers for suffixes a site serves, that Python's table alone (a
+# slim container has no /etc/mime.types) does not know or names otherwise: each was sent as
+# application/octet-stream there, so a browser downloaded a feed, a calendar or a video (with
+# X-Content-Type-Options: nosniff it may not guess).
+NGINX_TYPES_FOR_SITES = [
+    ("page.shtml", "text/html; charset=utf-8"),
+    ("page.xhtml", "application/xhtml+xml"),
+    ("feed.rss", "application/rss+xml"),
+    ("feed.atom", "application/atom+xml"),
+    ("event.ics", "text/calendar; charset=utf-8"),
+    ("table.tsv", "text/tab-separated-values; charset=utf-8"),
+    ("map.geojson", "application/geo+json"),
+    ("map.kml", "application/vnd.google-earth.kml+xml"),
+    ("map.kmz", "application/vnd.google-earth.kmz"),
+    ("config.yaml", "application/yaml"),  # RFC 9512
+    ("config.yml", "application/yaml"),
+    ("scan.tif", "image/tiff"),
+    ("scan.tiff", "image/tiff"),
+    ("photo.jxl", "image/jxl"),
+    ("photo.heic", "image/heic"),
+    ("photo.heif", "image/heif"),
+    ("model.glb", "model/gltf-binary"),
+    ("model.gltf", "model/gltf+json"),
+    ("sound.oga", "audio/ogg"),
+    ("clip.ogv", "video/ogg"),
+    ("sound.weba", "audio/webm"),
+    ("sound.aac", "audio/aac"),
+    ("tune.mid", "audio/midi"),
+    ("tune.midi", "audio/midi"),
+    ("clip.m4v", "video/x-m4v"),
+    ("clip.mov", "video/quicktime"),
+    ("clip.mkv", "video/x-matroska"),
+    ("clip.3gp", "video/3gpp"),
+    ("clip.3gpp", "video/3gpp"),
+    ("letter.rtf", "application/rtf"),
+    ("book.epub", "application/epub+zip"),
+    ("letter.doc", "application/msword"),
+    ("sheet.xls", "application/vnd.ms-excel"),
+    ("slides.ppt", "application/vnd.ms-powerpoint"),
+    ("letter.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("sheet.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("slides.pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    ("letter.odt", "application/vnd.oasis.opendocument.text"),
+    ("sheet.ods", "application/vnd.oasis.opendocument.spreadsheet"),
+    ("slides.odp", "application/vnd.oasis.opendocument.presentation"),
+    ("drawing.odg", "application/vnd.oasis.opendocument.graphics"),
+    ("archive.7z", "application/x-7z-compressed"),
+    ("archive.rar", "application/vnd.rar"),  # IANA's name (nginx: application/x-rar-compressed)
+    ("lib.jar", "application/java-archive"),
+]
+
+
+@pytest.mark.parametrize("path, expected", NGINX_TYPES_FOR_SITES)
+def test_content_type_for_a_slim_container_is_nginxs(monkeypatch: pytest.MonkeyPatch, path: str,
+                                                      expected: str) -> None:
+    bare = mimetypes.MimeTypes(filenames=())  # Python's own table alone
+    headers.clear_content_type_cache()
+    monkeypatch.setattr(mimetypes, "guess_type", bare.guess_type)
+    try:
+        assert content_type_for(path) == expected
+        assert content_type_for(path.upper()) == expected
+    finally:
+        monkeypatch.undo()
+        headers.clear_content_type_cache()
 
 
 def test_content_type_for_charset_rules() -> None:

@@ -644,6 +644,28 @@ WEB_MEDIA_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".mpd": "application/dash+xml",
     ".gz": "application/gzip", ".tgz": "application/gzip", ".zst": "application/zstd",
     ".br": "application/octet-stream",
+    # What else nginx's own table names and a site serves (feeds, documents, media, 3D models),
+    # so a slim container answers them as nginx does, not as application/octet-stream (a
+    # browser then downloads a feed or a video instead of showing it, nosniff forbidding a guess)
+    ".shtml": "text/html", ".xhtml": "application/xhtml+xml", ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml", ".ics": "text/calendar", ".tsv": "text/tab-separated-values",
+    ".geojson": "application/geo+json", ".yaml": "application/yaml", ".yml": "application/yaml",
+    ".kml": "application/vnd.google-earth.kml+xml", ".kmz": "application/vnd.google-earth.kmz",
+    ".tif": "image/tiff", ".tiff": "image/tiff", ".jxl": "image/jxl", ".heic": "image/heic",
+    ".heif": "image/heif", ".glb": "model/gltf-binary", ".gltf": "model/gltf+json",
+    ".oga": "audio/ogg", ".ogv": "video/ogg", ".weba": "audio/webm", ".aac": "audio/aac",
+    ".mid": "audio/midi", ".midi": "audio/midi", ".m4v": "video/x-m4v", ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska", ".3gp": "video/3gpp", ".3gpp": "video/3gpp",
+    ".rtf": "application/rtf", ".epub": "application/epub+zip", ".doc": "application/msword",
+    ".xls": "application/vnd.ms-excel", ".ppt": "application/vnd.ms-powerpoint",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".odt": "application/vnd.oasis.opendocument.text", ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".odp": "application/vnd.oasis.opendocument.presentation",
+    ".odg": "application/vnd.oasis.opendocument.graphics",
+    ".7z": "application/x-7z-compressed", ".rar": "application/vnd.rar",
+    ".jar": "application/java-archive",
 }
 
 cdef dict _content_types = {}

@@ -137,6 +137,18 @@ def build_site(root: Path) -> None:
         "font.woff": b"wOFF",
         "doc.pdf": b"%PDF-1.4\n",
         "noext": b"no extension\n",
+        "page.shtml": b"<p>server-side</p>\n",
+        "page.xhtml": b"<html xmlns='http://www.w3.org/1999/xhtml'/>\n",
+        "feed.rss": b"<rss version='2.0'/>\n",
+        "feed.atom": b"<feed xmlns='http://www.w3.org/2005/Atom'/>\n",
+        "letter.rtf": b"{\\rtf1}\n",
+        "letter.docx": b"PK\3\4",
+        "map.kml": b"<kml/>\n",
+        "tune.mid": b"MThd",
+        "clip.3gp": b"\0\0\0\x14ftyp3gp",
+        "clip.m4v": b"\0\0\0\x14ftypM4V ",
+        "lib.jar": b"PK\3\4",
+        "archive.7z": b"7z\xbc\xaf",
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -241,7 +253,8 @@ def cases() -> List[Case]:
     # -- names and types
     for name in ("a.txt", "empty.txt", "big.bin", "app.js", "lib.mjs", "style.css", "m.wasm", "i.svg", "d.json",
                  "p.webp", "p.avif", "f.woff2", "app.js.map", "page.html", "data.xml", "pic.png", "font.woff",
-                 "doc.pdf", "noext", "a%20b.txt", "100%25.txt", "gr%C3%BC%C3%9Fe.txt", "plus+sign.txt",
+                 "doc.pdf", "noext", "page.shtml", "page.xhtml", "feed.rss", "feed.atom", "letter.rtf",
+                 "letter.docx", "map.kml", "tune.mid", "clip.3gp", "clip.m4v", "lib.jar", "archive.7z", "a%20b.txt", "100%25.txt", "gr%C3%BC%C3%9Fe.txt", "plus+sign.txt",
                  "plus%2Bsign.txt", "dir/sub/x.txt", "%61.txt"):
         add(Case(f"GET /{name}", "/" + name))
         add(Case(f"HEAD /{name}", "/" + name, method="HEAD"))
