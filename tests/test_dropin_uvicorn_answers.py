@@ -26,6 +26,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
+from connection_driver import Driven, run
+
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
@@ -333,3 +335,53 @@ def test_a_stream_ends_at_the_disconnect_as_under_uvicorn(both_servers: Dict[str
         while b'["closed"]' not in _exchange(port, b"GET /ended HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
             assert time.monotonic() < deadline, f"the stream on port {port} outlived its client"
             time.sleep(0.05)
+
+
+# -- an app's failures are logged in uvicorn's words -----------------------------------------------
+
+async def _raises(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+    raise RuntimeError("the app failed")
+
+
+async def _returns_unstarted(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+
+
+async def _returns_incomplete(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+    await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+
+
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+@pytest.mark.parametrize("app, raw, line", [
+    (_raises, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "Exception in ASGI application"),
+    (_returns_unstarted, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "ASGI callable returned without starting response."),
+    (_returns_incomplete, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "ASGI callable returned without completing response."),
+    (_raises, HANDSHAKE, "Exception in ASGI application"),
+    (_returns_unstarted, HANDSHAKE, "ASGI callable returned without sending handshake."),
+], ids=["http raises", "http unstarted", "http incomplete", "websocket raises", "websocket no handshake"])
+def test_an_app_failure_is_logged_in_uvicorns_words(caplog: pytest.LogCaptureFixture, app: Any, raw: bytes,
+                                                     line: str) -> None:
+    """Operators alert on these lines (and uvicorn's log configs route them): the same words."""
+
+    async def main() -> None:
+        driven = Driven(app)
+        driven.send(raw)
+        for _ in range(100):
+            await driven.settle()
+            if any(record.getMessage() == line for record in caplog.records):
+                break
+            await asyncio.sleep(0.001)
+
+    with caplog.at_level("ERROR", logger="fastserve"):
+        run(main)
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [line]
+    if line.startswith("Exception"):
+        assert caplog.records[-1].exc_info is not None

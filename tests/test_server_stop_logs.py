@@ -75,7 +75,7 @@ def test_requests_cancelled_at_the_graceful_timeout_are_one_warning(tmp_path: Pa
         failing.close()
     output = srv.output()
     # The app's real failure: an error, with its traceback.
-    assert "ERROR exception in ASGI app" in output and "RuntimeError: a real failure" in output
+    assert "ERROR Exception in ASGI application" in output and "RuntimeError: a real failure" in output
     assert output.count("Traceback") == 1 and output.count(" ERROR ") == 1, output
     assert "CancelledError" not in output, output
     assert "WARNING worker %d: graceful timeout (0.3 s): closing 2 connections, cancelling 2 requests still " \
@@ -142,7 +142,7 @@ def test_an_app_cancelled_while_its_client_waits_is_an_app_error(serve, caplog) 
         task.cancel()
         [response] = client.wait_for(1)
     assert response.status == 500
-    assert "exception in ASGI app" in caplog.text
+    assert "Exception in ASGI application" in caplog.text
 
 
 def test_a_send_refused_after_the_client_left_is_no_app_error(serve, caplog) -> None:

@@ -460,10 +460,10 @@ cdef class HttpCycle(Job):
             else:
                 await self.app(self.scope, self.receive, self.send)
                 if not self.started and not self.disconnected:
-                    logger.error("ASGI app returned without starting a response")
+                    logger.error("ASGI callable returned without starting response.")
                     await self._send_plain(500)
                 elif not self.complete and not self.disconnected:
-                    logger.error("ASGI app returned without completing its response")
+                    logger.error("ASGI callable returned without completing response.")
                     if self._nothing_sent():
                         await self._send_plain(500, replacing=True)
                     else:
@@ -474,7 +474,7 @@ cdef class HttpCycle(Job):
             if not (self.disconnected and isinstance(exc, (CancelledError, ClientDisconnected))):
                 # With its client gone, a send refused (ASGI's OSError) is the client's doing, and
                 # a cancellation the stopping worker's, which says so: neither is an app error.
-                logger.error("exception in ASGI app", exc_info=exc)
+                logger.error("Exception in ASGI application", exc_info=exc)
             if not self.disconnected and (not self.started or self._nothing_sent()):
                 await self._send_plain(500, replacing=True)
             elif not self.complete:

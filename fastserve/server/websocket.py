@@ -287,14 +287,14 @@ class WebSocketSession:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            logger.error("exception in ASGI WebSocket app", exc_info=exc)
+            logger.error("Exception in ASGI application", exc_info=exc)
             if self.handshake in (_AWAITING_APP, _DENYING):
                 self._answer_http(500, [], b"Internal Server Error")
             elif self.handshake == _ACCEPTED and self.protocol.state is OPEN and self.transport is not None:
                 self._close_websocket(1011, "")
             return
         if self.handshake in (_AWAITING_APP, _DENYING) and self.transport is not None:
-            logger.error("ASGI WebSocket app returned without accepting, refusing or completing a response")
+            logger.error("ASGI callable returned without sending handshake.")
             self._answer_http(500, [], b"Internal Server Error")
         elif self.handshake == _ACCEPTED and self.protocol.state is OPEN and self.transport is not None:
             self._close_websocket(1000, "")  # the app is done with an open connection: close it cleanly
