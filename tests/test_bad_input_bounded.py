@@ -4,7 +4,8 @@ unbounded memory. In-process, bytes in and bytes out (``connection_driver``):
 * a framing error after the head (bad chunk size, bad chunk terminator, bare LF, ...) is
   ``400`` + close, and an app reading the body gets ``http.disconnect``;
 * a client that half-closes mid-body: the app gets ``http.disconnect``; a body that stalls
-  past ``--body-timeout``: ``408`` + close;
+  past ``--body-timeout``: ``408`` + close; a body cut into tiny chunks holds about its bytes
+  while it waits for the app, not an object per chunk;
 * an app whose body disagrees with its own Content-Length: cut or closed, never glued to
   the next response; ``204``/``304`` carry no Content-Length or body on the wire;
 * pipelined requests for a client that is not reading: the bytes the connection holds stay
@@ -235,6 +236,71 @@ def test_a_stalled_body_to_a_static_root_is_408(tmp_path: Path) -> None:
         driven.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
         driven.tick(2.5)
         assert statuses(driven.output) == [408] and driven.closed
+
+    run(main)
+
+
+class GatedBodyReader(BodyReader):
+    """A ``BodyReader`` that starts reading only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self.gate.wait()
+        await super().__call__(scope, receive, send)
+
+
+def chunked_pieces(sizes: List[int], total: int) -> tuple[bytes, bytes]:
+    """A chunked body of about ``total`` bytes cut into chunks of ``sizes`` in turn:
+    (the framing, the data it carries)."""
+    framing, data, index = bytearray(), bytearray(), 0
+    while len(data) < total:
+        size = sizes[index % len(sizes)]
+        piece = bytes([97 + index % 26]) * size
+        framing += b"%x\r\n" % size + piece + b"\r\n"
+        data += piece
+        index += 1
+    return bytes(framing), bytes(data)
+
+
+@pytest.mark.parametrize("sizes", [[2], [7], [600], [1, 2, 3, 2000, 1, 5000, 7]],
+                         ids=["2-byte", "7-byte", "600-byte", "mixed"])
+def test_a_body_chunked_finely_holds_about_its_bytes_while_the_app_waits(sizes: List[int]) -> None:
+    """Body pieces waiting for an app were held one object each, counted by their bytes alone:
+    256 KiB of 2-byte chunks (the bound) held 131,072 objects, ~7 MiB a connection. Small
+    pieces are now gathered into one buffer, and the app still gets every byte, in order, as
+    bytes."""
+    import tracemalloc
+
+    async def main() -> None:
+        app = GatedBodyReader()
+        driven = Driven(app)
+        framing, data = chunked_pieces(sizes, 1024 * 1024)
+        driven.send(POST_CHUNKED)
+        await driven.settle()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            sent = 0
+            while driven.transport.reading and sent < len(framing):
+                driven.send(framing[sent:sent + 65536])  # what one read brings
+                sent += 65536
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert not driven.transport.reading  # the bound was reached: reading paused
+        assert held < 1024 * 1024, held  # 256 KiB waiting, and what the last read brought
+        app.gate.set()
+        for start in range(sent, len(framing), 65536):
+            await driven.settle()
+            driven.send(framing[start:start + 65536])
+        driven.send(b"0\r\n\r\n")
+        await driven.settle()
+        assert statuses(driven.output) == [200]
+        assert all(type(message["body"]) is bytes for message in app.messages)
+        assert b"".join(message["body"] for message in app.messages) == data
 
     run(main)
 
