@@ -1,6 +1,7 @@
 """--ws-max-queue, in-process: how many WebSocket messages a connection reads ahead of an app
 that is not receiving, counted message by message on a driven connection (bytes in, the
-transport's pause/resume seen directly). That uvloop's transport really stops reading from the
+transport's pause/resume seen directly); and what a message cut into many fragments holds
+while it is assembled. That uvloop's transport really stops reading from the
 socket when paused is checked over loopback in tests/test_server_websocket.py
 (``test_reading_pauses_while_the_app_is_not_receiving``).
 """
@@ -14,7 +15,7 @@ from typing import Any, Dict, List
 import pytest
 
 from connection_driver import Driven, run
-from test_server_websocket import BINARY, TEXT, frame_bytes
+from test_server_websocket import BINARY, CLOSE, CONT, TEXT, frame_bytes
 
 HANDSHAKE = (
     "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -22,9 +23,9 @@ HANDSHAKE = (
 ).encode()
 
 
-def held_back_app(release: asyncio.Event, received: List[bytes]):
-    """Accepts, then receives nothing until ``release`` is set; then takes every message until
-    the text ``done``."""
+def held_back_app(release: asyncio.Event, received: List[Dict[str, Any]]):
+    """Accepts, then receives nothing until ``release`` is set; then records every message
+    until the text ``done`` or the disconnect (recorded too)."""
     async def app(scope: Dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
@@ -33,7 +34,9 @@ def held_back_app(release: asyncio.Event, received: List[bytes]):
             message = await receive()
             if message.get("text") == "done":
                 return
-            received.append(message["bytes"])
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
     return app
 
 
@@ -66,8 +69,8 @@ def test_ws_max_queue_bounds_the_messages_read_ahead_of_the_app(queue: int) -> N
             sent += 1
         driven.send(frame_bytes(TEXT, b"done"))
         await driven.settle()
-        assert [message[:4] for message in received] == [i.to_bytes(4, "big") for i in range(sent)]
-        assert all(len(message) == 1024 for message in received)
+        assert [message["bytes"][:4] for message in received] == [i.to_bytes(4, "big") for i in range(sent)]
+        assert all(len(message["bytes"]) == 1024 for message in received)
 
     run(main)
 
@@ -101,5 +104,74 @@ def test_reading_resumes_at_a_quarter_of_the_queue() -> None:
             waiting.append(driven.transport.reading)
         assert waiting == [False] * 5 + [True]
         assert taken == [bytes([i]) for i in range(6)]
+
+    run(main)
+
+
+ZERO_MASK = b"\0\0\0\0"  # masking is no part of what is measured
+
+
+@pytest.mark.parametrize("opcode, piece, count", [
+    (BINARY, b"\x01", 50_000),
+    (TEXT, "é".encode(), 50_000),    # each fragment half a character: valid only whole
+    (TEXT, b"", 100_000),           # empty fragments: no size limit sees them
+], ids=["binary-1-byte", "text-split-characters", "empty"])
+def test_a_message_in_tiny_fragments_holds_about_its_bytes(opcode: int, piece: bytes, count: int) -> None:
+    """Fragments were kept one object each until the last: a message of 1-byte fragments held
+    ~50 bytes per byte (under --ws-max-size, 16 MiB, that is ~800 MiB), and one of empty
+    fragments grew with their count. The message is now gathered into one buffer."""
+    import tracemalloc
+
+    async def main() -> None:
+        release, received = asyncio.Event(), []
+        driven = Driven(held_back_app(release, received), ws_ping_interval=0, ws_per_message_deflate=False)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        assert driven.output.startswith(b"HTTP/1.1 101 ")
+        fragments = [bytes([byte]) for byte in piece] if piece else [b""]
+        batch = b"".join(frame_bytes(CONT, fragment, fin=False, mask_key=ZERO_MASK) for fragment in fragments) * 1000
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            driven.send(frame_bytes(opcode, b"", fin=False, mask_key=ZERO_MASK))
+            for _ in range(count // 1000):
+                driven.send(batch)
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held < len(piece) * count + 256 * 1024, held
+        driven.send(frame_bytes(CONT, b"", mask_key=ZERO_MASK))
+        driven.send(frame_bytes(CLOSE, (1000).to_bytes(2, "big"), mask_key=ZERO_MASK))
+        release.set()
+        await driven.settle()
+        message = received[0]
+        if opcode == TEXT:
+            assert message["text"] == piece.decode() * count
+        else:
+            assert type(message["bytes"]) is bytes and message["bytes"] == piece * count
+        assert received[1]["type"] == "websocket.disconnect" and received[1]["code"] == 1000
+
+    run(main)
+
+
+@pytest.mark.parametrize("fragments, code", [
+    ([b"caf", b"\xc3", b"\xa9"], None),                  # a character across fragments
+    ([b"ok", b"\xff", b"never"], 1007),                  # a bad byte mid-message: failed there
+    ([b"\xe2\x82"], 1007),                               # a message ending mid-character
+], ids=["split-character", "bad-byte", "cut-character"])
+def test_fragmented_text_is_checked_as_it_comes(fragments: List[bytes], code: Any) -> None:
+    async def main() -> None:
+        release, received = asyncio.Event(), []
+        driven = Driven(held_back_app(release, received), ws_ping_interval=0, ws_per_message_deflate=False)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        for index, fragment in enumerate(fragments):
+            driven.send(frame_bytes(TEXT if index == 0 else CONT, fragment, fin=index == len(fragments) - 1))
+        release.set()
+        await driven.settle()
+        if code is None:
+            assert received[0] == {"type": "websocket.receive", "text": b"".join(fragments).decode()}
+        else:
+            assert received[0]["type"] == "websocket.disconnect" and received[0]["code"] == code
 
     run(main)

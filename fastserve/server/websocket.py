@@ -151,9 +151,10 @@ class WebSocketSession:
         self.write_blocked = False
         self.early_full = False
         self.closing_read = False
-        # a message arriving in fragments
+        # a message arriving in fragments: its bytes so far (None between messages), and for
+        # text the decoder that checks them as they come
         self.message_text = False
-        self.message_parts: List[Any] = []
+        self.message_bytes: Optional[bytearray] = None
         self.decoder: Any = None
         # toward the client
         self.writable = asyncio.Event()
@@ -302,7 +303,7 @@ class WebSocketSession:
     def _app_finished(self, task: asyncio.Task) -> None:
         self.task = None
         self.inbox.clear()
-        self.message_parts = []
+        self.message_bytes = None
         if self.close_deferred:
             self.close_deferred = False
             self._end_transport()
@@ -459,25 +460,44 @@ class WebSocketSession:
         self._note_closed()
 
     def _collect(self, frame: Frame) -> bool:
-        """Add a data frame to the message being assembled; False when its text is not UTF-8."""
+        """Add a data frame to the message being assembled; False when its text is not UTF-8.
+
+        A fragmented message is gathered into one buffer: its memory is its size (bounded by
+        ``--ws-max-size``), however many fragments it was cut into. Kept one object per
+        fragment, a message of 1-byte fragments held ~50 bytes per byte, and one of empty
+        fragments grew with their count, which no size limit sees.
+        """
+        data: Any = frame.data
         if frame.opcode is not Opcode.CONT:
             self.message_text = frame.opcode is Opcode.TEXT
-            self.message_parts = []
+            if frame.fin:  # a whole message in one frame (RFC 6455 section 5.4: most are)
+                if not self.message_text:
+                    self._deliver({"type": "websocket.receive", "bytes": data})
+                    return True
+                try:
+                    text = str(data, "utf-8")
+                except UnicodeDecodeError:
+                    self.protocol.fail(1007, "invalid UTF-8 in a text message")
+                    return False
+                self._deliver({"type": "websocket.receive", "text": text})
+                return True
+            self.message_bytes = bytearray()
             self.decoder = _Utf8Decoder() if self.message_text else None
-        data: Any = frame.data
+        if self.message_bytes is None:
+            return True  # a continuation with no message begun: the frame layer refuses it first
         if self.decoder is not None:
             try:
-                data = self.decoder.decode(data, frame.fin)  # fails at the first bad byte, mid-message too
+                self.decoder.decode(data, frame.fin)  # fails at the first bad byte, mid-message too
             except UnicodeDecodeError:
                 self.protocol.fail(1007, "invalid UTF-8 in a text message")
                 return False
-        self.message_parts.append(data)
+        self.message_bytes += data
         if frame.fin:
-            parts, self.message_parts, self.decoder = self.message_parts, [], None
+            whole, self.message_bytes, self.decoder = self.message_bytes, None, None
             if self.message_text:
-                self._deliver({"type": "websocket.receive", "text": parts[0] if len(parts) == 1 else "".join(parts)})
+                self._deliver({"type": "websocket.receive", "text": whole.decode("utf-8")})
             else:
-                self._deliver({"type": "websocket.receive", "bytes": parts[0] if len(parts) == 1 else b"".join(parts)})
+                self._deliver({"type": "websocket.receive", "bytes": bytes(whole)})
         return True
 
     def _deliver(self, message: Message) -> None:
