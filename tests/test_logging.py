@@ -73,6 +73,49 @@ def test_trace_level_logs_every_asgi_call_and_message(serve, level: int, traced:
     ]
 
 
+@pytest.mark.parametrize("face", ["static", "app"])
+@pytest.mark.parametrize("level, traced", [(TRACE, True), (logging.DEBUG, False)])
+def test_trace_level_logs_connections_and_the_static_fast_paths_answers(serve, tmp_path: Path, face: str,
+                                                                       level: int, traced: bool) -> None:
+    """As uvicorn's --log-level trace: each connection made and lost, named by its peer, on both
+    faces; and what the static fast path answers (no ASGI call, so the ASGI trace never showed
+    it), and a request the connection refuses itself. Nothing of it above TRACE."""
+    (tmp_path / "a.txt").write_bytes(b"a" * 100)
+    (tmp_path / "big.bin").write_bytes(b"b" * 100_000)
+    parent, kept = logging.getLogger("fastserve"), Kept()
+    saved = parent.level
+    parent.setLevel(level)
+    logging.getLogger("fastserve.connection").addHandler(kept)
+    try:
+        server = serve(tmp_path if face == "static" else echo_body)
+        client = server.open()
+        if face == "static":
+            assert client.request("GET", "/a.txt").status == 200
+            assert client.request("GET", "/big.bin", [("Range", "bytes=0-9,20-29")]).status == 206
+            assert client.request("HEAD", "/missing").status == 404
+        else:
+            assert client.request("POST", "/", body=b"x").status == 200
+        client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+        assert client.closed  # 501, and the connection closes: lost
+    finally:
+        parent.setLevel(saved)
+        logging.getLogger("fastserve.connection").removeHandler(kept)
+    if not traced:
+        assert kept.lines == [] and server.state.tracer is None
+        return
+    static = [
+        "127.0.0.1:40000 - static GET /a.txt: 200 from memory",
+        "127.0.0.1:40000 - static GET /big.bin: 206 ranges of the file",
+        "127.0.0.1:40000 - static HEAD /missing: 404 from memory",
+    ]
+    assert kept.lines == [
+        "127.0.0.1:40000 - HTTP connection made",
+        *(static if face == "static" else []),
+        "127.0.0.1:40000 - refused GET /a.txt: 501, closing",
+        "127.0.0.1:40000 - HTTP connection lost",
+    ]
+
+
 @pytest.mark.parametrize("level", ["critical", "error", "warning"])
 def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
     with ServerProcess(docroot.root, ["--log-level", level, "--access-log"], log_path=tmp_path / "log") as srv:

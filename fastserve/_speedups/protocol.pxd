@@ -54,6 +54,7 @@ cdef class ServerState:
     cdef public long long request_limit    # --limit-max-requests (0: none); on_limit() is called at it
     cdef public object on_limit
     cdef public bint log_agents            # the access log wants User-Agent and Referer
+    cdef public object tracer              # --log-level trace: fastserve.server.trace.ConnectionTrace, else None
     cdef public object proxy               # ProxyTrust: whose X-Forwarded-For names the client an access log shows; None: no one's
     cdef public int accept_ceiling         # a new connection's descriptor at or above it pauses accepting (0: never)
     cdef public object acceptor            # the worker's listener: pause() -> bool, resume(); None: not watched

@@ -36,6 +36,7 @@ class ServerState:
     on_limit: Any
     log_agents: bool
     proxy: Optional[Any]
+    tracer: Optional[Any]  # fastserve.server.trace.ConnectionTrace at --log-level trace
     accept_ceiling: int
     acceptor: Any
     accept_paused: bool

@@ -156,6 +156,7 @@ cdef class ServerState:
         self.request_limit = 0
         self.log_agents = False
         self.proxy = None
+        self.tracer = None
 
     def set_admin(self, admin) -> None:
         """Answer the admin paths of ``admin`` (``fastserve.server.admin.Admin``) on the static path."""
@@ -293,6 +294,8 @@ cdef class HttpProtocol:
         self.idle_since = self.state.now
         # Under TLS every byte must go through the transport: no send(), no sendfile.
         self.tls = transport.get_extra_info("sslcontext") is not None
+        if self.state.tracer is not None:
+            self.state.tracer.connection_made(self)
         if len(self.state.connections) >= self.state.max_connections:
             transport.write(
                 status_line(503) + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -337,6 +340,8 @@ cdef class HttpProtocol:
             server[:2] if type(server) is tuple and len(<tuple>server) > 2 else server)
 
     def connection_lost(self, exc):
+        if self.state.tracer is not None:
+            self.state.tracer.connection_lost(self, exc)
         self.state.connections.pop(self, None)
         if self.state.shutting_down and not self.state.connections and self.state.on_drained is not None:
             self.state.on_drained()
@@ -953,6 +958,9 @@ cdef class HttpProtocol:
         cdef double started = monotonic() if recording else 0
         cdef long long sent = 0
         answer_static(answer, self.state.cache, self.state.max_ranges, request)
+        if self.state.tracer is not None:
+            self.state.tracer.static_answer(self, request.method, request.target, answer.status,
+                                            answer.file is None, answer.segments is not None)
         if answer.status == 0:
             waiting = answer.waiting
             answer.waiting = None
@@ -1335,6 +1343,8 @@ cdef class HttpProtocol:
         self.head.is_get = True
         self.head.is_head = False
         self.response_status = status
+        if self.state.tracer is not None:
+            self.state.tracer.refused(self, method, self.head.target, status)
         if data is None:
             data = plain_answer(status, b"", False, self.head.http10, False)
         self._emit_answer(data, method, status, monotonic())

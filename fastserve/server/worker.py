@@ -27,6 +27,7 @@ from fastserve.server.listen import describe
 from fastserve.server.logs import TRACE, reopen_log_files
 from fastserve.server.response_headers import ServerHeaders
 from fastserve.server.tls import make_context, reload_certificate
+from fastserve.server.trace import connection_trace
 
 logger = logging.getLogger("fastserve")
 
@@ -70,6 +71,7 @@ def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> Se
     if access_log is not None and config.proxy_headers:  # its lines name whom a trusted proxy forwarded for
         state.proxy = bridge.proxy if bridge is not None else ProxyTrust(config.forwarded_allow_ips)
     state.request_limit = worker_request_limit(config)
+    state.tracer = connection_trace()
     metrics = for_worker(config)
     if metrics is not None:
         state.counters = metrics.counters
