@@ -173,6 +173,31 @@ def test_ctrl_c_once_lets_requests_finish_and_twice_stops_now(tmp_path, workers)
     assert "response" not in result
 
 
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("flags", [["--workers", "2"], ["--reload"]], ids=["workers", "reload"])
+def test_sigint_to_the_supervisor_alone_after_a_stop_stops_its_workers_now(tmp_path, first, flags):
+    """``kill -INT`` to the server's pid (a container runtime signals its pid 1 only): with
+    workers (or under the reloader), a SIGINT after the stop began (by SIGINT or SIGTERM) is the
+    second Ctrl+C it is for one process, passed on to the server processes; the supervisor (and
+    the reloader) used to take it for the stop it already was, and the workers waited out
+    --graceful-timeout."""
+    if "--reload" in flags:
+        pytest.importorskip("watchfiles")
+    proc, port = launch(tmp_path, "lifespan_app:app", *flags, "--graceful-timeout", "30")
+    wait_accepting(proc, port)
+    thread, result = slow_request_in_flight(tmp_path, port, 30)
+    proc.send_signal(first)
+    time.sleep(1.0)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert (tmp_path / "marker").read_text() == "shutdown ran"
+    assert "SIGINT again: closing 1 connection, cancelling 1 request still running" in proc.stdout.read().decode()
+    thread.join(5)
+    assert "response" not in result
+
+
 def lifespan_raising_at(phase):
     """A raw ASGI app that runs the lifespan protocol and raises at ``phase`` ('startup' before
     any reply, or 'shutdown' after its startup completed)."""

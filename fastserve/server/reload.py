@@ -198,6 +198,8 @@ class Reloader:
         return 0
 
     def _stop(self, signum: int, frame: object) -> None:
+        if self.stopping and signum == signal.SIGINT:
+            self._pass_on(signum, frame)  # Ctrl+C again, to the reloader alone: the server stops now
         self.stopping = True
         self.stop_requested.set()
 

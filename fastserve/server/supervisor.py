@@ -140,6 +140,10 @@ class Supervisor:
                     _signal(self.handoffs.pop(pid), signal.SIGTERM)
 
     def _stop(self, signum: int, frame: Any) -> None:
+        if self.stopping and signum == signal.SIGINT:
+            # Ctrl+C again, sent to the supervisor alone (kill -INT, a container's pid 1): the
+            # workers stop now, as a lone process does; a terminal's press reaches them itself.
+            self._forward(signum, frame)
         self.stopping = True
 
     def _remember_operator_signal(self, signum: int, frame: Any) -> None:
