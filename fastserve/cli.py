@@ -3,7 +3,8 @@
 Every flag can also come from the environment: ``--max-body-size`` from
 ``FASTSERVE_MAX_BODY_SIZE``, ``--no-html`` from ``FASTSERVE_HTML=false`` (the name follows the
 setting, not the spelling of the flag). A flag on the command line wins over its variable.
-``WEB_CONCURRENCY`` is the default for ``--workers`` when ``FASTSERVE_WORKERS`` is not set.
+``WEB_CONCURRENCY`` is the default for ``--workers`` and ``FORWARDED_ALLOW_IPS`` for
+``--forwarded-allow-ips`` when neither fastserve's nor uvicorn's variable is set (as uvicorn reads them).
 """
 from __future__ import annotations
 
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="uvicorn's ssl.PROTOCOL_* number: 17 or 2, TLS 1.2 and newer; 5, TLS 1.2 alone; "
                           "TLS 1.0 and 1.1 are refused (default: %(default)s)")
     process = parser.add_argument_group("processes")
-    process.add_argument("--workers", type=int, default=_int_env("WEB_CONCURRENCY", DEFAULTS.workers),
+    process.add_argument("--workers", type=int, default=DEFAULTS.workers,
                          help="worker processes; SIGTTIN to the server adds one, SIGTTOU removes one "
                               "(default: $WEB_CONCURRENCY or 1)")
     process.add_argument("--graceful-timeout", *UVICORN_SPELLINGS["graceful_timeout"], type=float,
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="take the client and scheme from X-Forwarded-For/-Proto (default: on)")
     app.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false")
     app.add_argument("--forwarded-allow-ips",
-                     default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULTS.forwarded_allow_ips),
+                     default=DEFAULTS.forwarded_allow_ips,
                      help="comma-separated addresses/networks (or *) whose proxy headers are trusted "
                           "(default: $FORWARDED_ALLOW_IPS or %(default)s)")
     # uvicorn's implementation choices: fastserve is always uvloop, its own HTTP/1.1 reader,
@@ -353,11 +354,6 @@ def _version_line() -> str:
             f"{platform.python_version()} on {platform.system()}")
 
 
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() else default
-
-
 def env_name(dest: str) -> str:
     """The environment variable that sets the flag whose setting is ``dest``."""
     return ENV_PREFIX + dest.upper()
@@ -369,19 +365,25 @@ def uvicorn_env_name(dest: str) -> str:
     return UVICORN_ENV_PREFIX + theirs.upper()
 
 
+# Variables the platforms set, read (as uvicorn reads them) after fastserve's and uvicorn's own.
+PLATFORM_VARIABLES = {"workers": "WEB_CONCURRENCY", "forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}
+
+
 def _defaults_from_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Turn each ``FASTSERVE_<SETTING>`` variable, else uvicorn's ``UVICORN_<NAME>``, into its
-    flag's default; a bad value is a usage error."""
+    """Turn each ``FASTSERVE_<SETTING>`` variable, else uvicorn's ``UVICORN_<NAME>``, else the
+    platform's (``PLATFORM_VARIABLES``), into its flag's default; a bad value is a usage error
+    naming the variable."""
     for action in parser._actions:
         if action.dest in ("help", "version"):
             continue
-        name = env_name(action.dest)
-        uvicorns = name not in environ
-        if uvicorns:
-            name = uvicorn_env_name(action.dest)
-        raw = environ.get(name)
-        if raw is None:
+        names = [env_name(action.dest), uvicorn_env_name(action.dest)]
+        if action.dest in PLATFORM_VARIABLES:
+            names.append(PLATFORM_VARIABLES[action.dest])
+        name = next((each for each in names if each in environ), None)
+        if name is None:
             continue
+        uvicorns = name != names[0]
+        raw = environ[name]
         try:
             if isinstance(action, _Refused) and uvicorns and not _boolean(raw):
                 continue  # UVICORN_HTTP2=false: asks for nothing fastserve refuses

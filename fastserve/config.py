@@ -170,6 +170,9 @@ class Config:
             elif not least <= value <= (most if most is not None else float("inf")):
                 span = f"between {least:g} and {most:g}" if most is not None else f"at least {least:g}"
                 found.append(f"{flag} must be {span}, not {value!r}")
+        if self.admin_prefix and not self.admin_prefix.startswith("/"):  # its paths would match no request
+            found.append(f"--admin-prefix must begin with '/' ('' turns health and metrics off), "
+                         f"not {self.admin_prefix!r}")
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if name == "log_level" and (value is None or isinstance(value, str) and value.lower() in choices):

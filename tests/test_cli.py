@@ -305,6 +305,37 @@ def test_web_concurrency_is_the_default_for_workers(monkeypatch) -> None:
     assert config_from_args(["--workers", "1"]).workers == 1
 
 
+def test_a_bad_web_concurrency_is_one_line_naming_it(monkeypatch, capsys) -> None:
+    """The platforms' variable is read as fastserve's own are: ``WEB_CONCURRENCY=four`` used to
+    be ignored (one worker, silently)."""
+    monkeypatch.setenv("WEB_CONCURRENCY", "four")
+    code, _, err = parsing_ends(["--version"], capsys)
+    assert code == 2
+    assert err.splitlines()[0].startswith("fastserve: WEB_CONCURRENCY='four': ")
+    monkeypatch.setenv("UVICORN_WORKERS", "5")  # uvicorn's own variable comes first, as under uvicorn
+    assert config_from_args([]).workers == 5
+
+
+def test_forwarded_allow_ips_comes_from_the_variables_in_uvicorns_order(monkeypatch) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8")
+    assert config_from_args([]).forwarded_allow_ips == "10.0.0.0/8"
+    monkeypatch.setenv("UVICORN_FORWARDED_ALLOW_IPS", "*")
+    assert config_from_args([]).forwarded_allow_ips == "*"
+    assert config_from_args(["--forwarded-allow-ips", "192.0.2.1"]).forwarded_allow_ips == "192.0.2.1"
+
+
+def test_an_error_page_that_names_no_file_is_warned_about_at_start(docroot: DocRoot, tmp_path: Path) -> None:
+    """A typo in ``--error-page`` left the plain 404 answered with no word said."""
+    args = [str(docroot.root), "--port", "0", "--error-page", "404=errors/nothere.html",
+            "--error-page", "403=small.txt"]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/missing").body == b"Not Found"
+        assert srv.stop() == 0
+    warnings = [line for line in srv.output().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "--error-page 404=errors/nothere.html: no such file in " in warnings[0], warnings
+
+
 def test_a_bad_variable_is_one_line_naming_it(monkeypatch, capsys) -> None:
     monkeypatch.setenv("FASTSERVE_MAX_BODY_SIZE", "lots")
     code, _, err = parsing_ends(["--version"], capsys)
@@ -346,6 +377,8 @@ def test_sigint_stop_is_logged(docroot: DocRoot, tmp_path: Path) -> None:
     ("--ws-max-size", "0", "--ws-max-size must be at least 1, not 0"),
     ("--max-age", "-1", "--max-age must be at least 0, not -1"),
     ("--listing-max-entries", "0", "--listing-max-entries must be at least 1, not 0"),
+    # health and metrics at "health/health" would match no request: they were silently off
+    ("--admin-prefix", "health", "--admin-prefix must begin with '/' ('' turns health and metrics off), not 'health'"),
 ])
 def test_a_value_out_of_range_is_a_usage_error_before_anything_starts(flag, value, message, tmp_path, capsys) -> None:
     """Used to be a traceback (--port 180710, --fd -3) or a server running with a limit that

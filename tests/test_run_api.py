@@ -189,6 +189,7 @@ BAD_OPTIONS = [
     ({"graceful_timeout": "10"}, "--graceful-timeout must be a number"),
     ({"port": 70000}, "--port must be between 0 and 65535"),
     ({"limit_concurrency": 0}, "--max-connections must be at least 1"),
+    ({"admin_prefix": "_fastserve"}, "--admin-prefix must begin with '/'"),
 ]
 
 

@@ -49,6 +49,7 @@ def serve(config: Config) -> int:
 
 def _run(config: Config, app: object) -> int:
     _report_static_app(app)
+    _report_missing_error_pages(config)
     if config.workers <= 1 and config.limit_max_requests is None:
         sock = open_listener(config)
         with _running(config):
@@ -109,6 +110,18 @@ def _report_static_app(app: object) -> None:
             "as under uvicorn; StaticFiles(..., answers=\"static\") or `fastserve DIRECTORY` answers "
             "from the static fast path"
         )
+
+
+def _report_missing_error_pages(config: Config) -> None:
+    """Say once at start which ``--error-page`` names no file below the served directory: its
+    status is answered with the plain page until the file is there (it is looked for again as
+    the cache revalidates), which a typo would otherwise leave unnoticed."""
+    if not (isinstance(config.target, str) and os.path.isdir(config.target)):
+        return
+    for status, page in config.error_pages:
+        if not os.path.isfile(os.path.join(config.target, page.lstrip("/"))):
+            logger.warning("--error-page %d=%s: no such file in %s; %d answers are the plain ones until it is there",
+                           status, page, config.target, status)
 
 
 def _report_compression(app: object) -> None:
