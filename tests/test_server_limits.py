@@ -123,3 +123,50 @@ def test_file_truncated_while_sent_closes_the_connection(start_server, fresh_doc
         assert now.body == fresh_docroot.large[:new_size]
 
 
+
+
+def test_file_grown_while_sent_keeps_the_connection_in_step(start_server, fresh_docroot: DocRoot) -> None:
+    """A file appended to (a log, an upload still arriving) while sendfile sends it: exactly the
+    Content-Length promised leaves, the bytes it had, and the next pipelined answer follows in
+    step (the appended bytes would be read as the next answer's head); for a whole file and a
+    range alike."""
+    srv = start_server(fresh_docroot.root, "--cache-valid", "0")
+    path = fresh_docroot.path("large.bin")
+    original = fresh_docroot.large
+    for headers, expected in (([], original), ([("Range", "bytes=1000-")], original[1000:])):
+        path.write_bytes(original)
+        with RawConnection(srv.port, timeout=5.0, rcvbuf=4096) as conn:
+            conn.send(build_request("GET", "/large.bin", headers) + build_request("GET", "/small.txt"))
+            head = conn.read_head()
+            assert head.status == (206 if headers else 200)
+            assert int(head.header("content-length")) == len(expected)
+            with open(path, "ab") as grown:
+                grown.write(b"appended while it was sent " * 40000)
+            assert conn.read_exact(len(expected)) == expected
+            after = conn.read_response()
+            assert (after.status, after.body) == (200, fresh_docroot.small)
+
+
+def test_file_truncated_while_its_parts_are_sent_closes_the_connection(start_server, fresh_docroot: DocRoot) -> None:
+    """A multipart/byteranges answer whose file shrinks under it cannot send the length it
+    promised: the connection is closed, never left waiting or with the next answer read as the
+    rest of this one."""
+    srv = start_server(fresh_docroot.root, "--cache-valid", "0")
+    path = fresh_docroot.path("large.bin")
+    size = len(fresh_docroot.large)
+    path.write_bytes(fresh_docroot.large)
+    with RawConnection(srv.port, timeout=5.0, rcvbuf=4096) as conn:
+        conn.send(build_request("GET", "/large.bin", [("Range", f"bytes={size - 100}-,0-{size // 2}")])
+                  + build_request("GET", "/small.txt"))
+        head = conn.read_head()
+        assert head.status == 206
+        promised = int(head.header("content-length"))
+        os.truncate(path, 1024 * 1024)
+        started = time.monotonic()
+        try:
+            received = conn.read_to_eof()
+        except socket.timeout:
+            pytest.fail("the connection hung after the file was truncated")
+        assert time.monotonic() - started < 4.0
+        assert len(received) < promised
+        assert b"HTTP/1.1 200" not in received[-4096:]  # no answer after the cut one
