@@ -443,7 +443,10 @@ class FileResponse(Response):
     The content type, ``ETag`` and ``Last-Modified`` come from the same rules the static file
     server uses, and the answer (200, 206 single or multipart, 416 with the validators) from
     the same decision, ``staticanswer.decide``, over this response's headers. The file is read
-    in ``chunk_size`` pieces in a worker thread.
+    in ``chunk_size`` pieces in a worker thread, from a descriptor opened before the answer
+    starts: ``Content-Length``, ``ETag`` and ``Last-Modified`` (those not set by the app) are
+    that descriptor's, also when a ``stat_result`` was given and the file has changed since.
+    ``RuntimeError`` when the path is missing or no regular file.
     """
 
     chunk_size = 64 * 1024
@@ -472,6 +475,7 @@ class FileResponse(Response):
         if filename is not None:
             self.headers.setdefault("content-disposition", _content_disposition(content_disposition_type, filename))
         self.stat_result = stat_result
+        self._fields_from_stat: frozenset[str] = frozenset()  # those set_stat_headers added
         if stat_result is not None:
             self.set_stat_headers(stat_result)
 
@@ -482,12 +486,21 @@ class FileResponse(Response):
 
     def set_stat_headers(self, stat_result: os.stat_result) -> None:
         """Add ``content-length``, ``last-modified`` and ``etag`` (unless already set) from a stat."""
+        for name, value in self._stat_fields(stat_result):
+            if name not in self.headers:
+                self.headers[name] = value
+                self._fields_from_stat = getattr(self, "_fields_from_stat", frozenset()) | {name}
+
+    @staticmethod
+    def _stat_fields(stat_result: os.stat_result) -> list[tuple[str, str]]:
         mtime_ns = getattr(stat_result, "st_mtime_ns", None)
         if mtime_ns is None:
             mtime_ns = int(stat_result.st_mtime * 1_000_000_000)
-        self.headers.setdefault("content-length", str(stat_result.st_size))
-        self.headers.setdefault("last-modified", format_http_date(stat_result.st_mtime).decode("latin-1"))
-        self.headers.setdefault("etag", make_etag(mtime_ns, stat_result.st_size).decode("latin-1"))
+        return [
+            ("content-length", str(stat_result.st_size)),
+            ("last-modified", format_http_date(stat_result.st_mtime).decode("latin-1")),
+            ("etag", make_etag(mtime_ns, stat_result.st_size).decode("latin-1")),
+        ]
 
     async def _stat(self) -> os.stat_result:
         try:
@@ -497,6 +510,34 @@ class FileResponse(Response):
         if not stat.S_ISREG(stat_result.st_mode):
             raise RuntimeError(f"File at path {self.path} is not a file.")
         return stat_result
+
+    def _open(self) -> tuple[int, os.stat_result]:
+        """``(descriptor, its fstat)`` for the file to send (run in a worker thread): opened
+        first and described by that descriptor, as nginx does, so the fields sent describe the
+        bytes read (a file replaced between a stat and an open would otherwise be sent under the
+        old one's length and validators). ``RuntimeError`` as ``_stat`` raises it."""
+        try:
+            # O_NONBLOCK: a FIFO in the file's place must not hold the thread until a writer comes
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            raise RuntimeError(f"File at path {self.path} does not exist.") from None
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise RuntimeError(f"File at path {self.path} is not a file.")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, opened
+
+    def _describe(self, opened: os.stat_result) -> None:
+        """Make the fields taken from a stat (``set_stat_headers``'s, not the app's own) those
+        of ``opened``, the file being sent."""
+        taken: frozenset[str] = getattr(self, "_fields_from_stat", frozenset())
+        for name, value in self._stat_fields(opened):
+            if name in taken:
+                self.headers[name] = value
+        self.set_stat_headers(opened)
 
     def _answer(self, stat_result: os.stat_result, request: RequestHead) -> StaticAnswer:
         """``staticanswer.decide``'s answer to ``request`` for this file, sent with these headers."""
@@ -510,11 +551,31 @@ class FileResponse(Response):
         method = scope["method"].upper() if is_http else "GET"
         header_only = is_http and method == "HEAD"
 
+        fd = -1
         stat_result = self.stat_result
-        if stat_result is None:
-            stat_result = await self._stat()
-            self.set_stat_headers(stat_result)
+        if header_only:
+            if stat_result is None:
+                stat_result = await self._stat()
+                self.set_stat_headers(stat_result)
+        else:
+            with anyio.CancelScope(shield=True):  # a cancelled open must not leave the file open
+                fd, opened = await anyio.to_thread.run_sync(self._open)
+            if stat_result is None or not _same_version(stat_result, opened):
+                self._describe(opened)
+                stat_result = opened
+        try:
+            await self._respond(scope, receive, send, stat_result, fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)  # a close of a regular file: no thread needed
+        if self.background is not None:
+            await self.background()
 
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, stat_result: os.stat_result, fd: int) -> None:
+        """The answer for the file ``stat_result`` describes, its slices read from ``fd``."""
+        is_http = scope["type"] == "http"
+        method = scope["method"].upper() if is_http else "GET"
+        header_only = is_http and method == "HEAD"
         # Whatever the method, the file is the answer; a GET or HEAD for a 200 honours Range
         # (a HEAD gets a GET's fields, RFC 9110 section 9.3.2), as the static file server and
         # Starlette answer. Preconditions are not evaluated here (as in Starlette): StaticFiles
@@ -547,22 +608,17 @@ class FileResponse(Response):
             segments = answer.segments
 
             async def send_body() -> None:
-                await self._send_file_slices(send, segments)
+                await send_slices(send, segments, fd, self.chunk_size, self.path)
 
             if is_http and _spec_version(scope) < (2, 4):
                 await _run_until_disconnect(send_body, receive)
             else:
                 await send_body()
 
-        if self.background is not None:
-            await self.background()
 
-    async def _send_file_slices(self, send: Send, segments: list[bytes | tuple[int, int]]) -> None:
-        with anyio.CancelScope(shield=True):  # a cancelled open must not leave the file open
-            file = await anyio.to_thread.run_sync(open, self.path, "rb")
-        try:
-            await send_slices(send, segments, file.fileno(), self.chunk_size, self.path)
-        finally:
-            # Close even when the transfer is cancelled by a disconnect.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(file.close)
+def _same_version(described: os.stat_result, opened: os.stat_result) -> bool:
+    """Whether the file opened is the one ``described`` stat'ed, unchanged since."""
+    return (
+        described.st_ino == opened.st_ino and described.st_dev == opened.st_dev
+        and described.st_size == opened.st_size and described.st_mtime_ns == opened.st_mtime_ns
+    )

@@ -782,12 +782,63 @@ async def test_directory_raises(tmp_path: Path) -> None:
         await call(FileResponse(tmp_path))
 
 
-async def test_file_shorter_than_its_stat_raises(data_file: Path) -> None:
+@pytest.mark.parametrize("change", ["rewritten", "replaced"])
+async def test_a_file_changed_after_its_stat_is_described_as_it_is_sent(data_file: Path, change: str) -> None:
+    """The file is opened first and the answer's Content-Length, ETag and Last-Modified are the
+    opened file's, as nginx describes what it sends: a file rewritten in place or replaced by a
+    rename (a deploy) after the stat the response was given (``StaticFiles`` with a
+    ``lookup_path`` of its own stats, then answers later) was sent under the old one's length and
+    validators (cut short, or a connection closed mid-body, and a cache kept the mix). A field the
+    app set itself is kept."""
     stale = os.stat(data_file)
-    response = FileResponse(data_file, stat_result=stale)
-    data_file.write_bytes(b"short")
-    with pytest.raises(RuntimeError, match="shorter than expected"):
-        await call(response)
+    if change == "rewritten":
+        data_file.write_bytes(b"the new version")
+    else:
+        (data_file.parent / "new.bin").write_bytes(b"the new version")
+        os.replace(data_file.parent / "new.bin", data_file)
+    os.utime(data_file, (1_700_000_000, 1_700_000_000))
+    now = os.stat(data_file)
+    sent = await call(FileResponse(data_file, stat_result=stale, headers={"etag": '"mine"'}))
+    assert sent.status == 200 and sent.body == b"the new version"
+    assert sent.headers["content-length"] == str(len(b"the new version"))
+    assert sent.headers["last-modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert sent.headers["etag"] == '"mine"'
+    ranged = await call(FileResponse(data_file, stat_result=stale), scope=range_scope("bytes=4-6"))
+    assert ranged.status == 206 and ranged.body == b"new"
+    assert ranged.headers["content-range"] == f"bytes 4-6/{len(b'the new version')}"
+    assert ranged.headers["etag"] == make_etag(now.st_mtime_ns, now.st_size).decode()
+    # the stat it was given still describes the file: it is used as it is (HEAD opens nothing)
+    for method in ("GET", "HEAD"):
+        same = await call(FileResponse(data_file, stat_result=now), scope=http_scope(method))
+        assert same.headers["etag"] == make_etag(now.st_mtime_ns, now.st_size).decode()
+
+
+async def test_a_file_response_without_a_stat_describes_the_descriptor_it_sends(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a stat given, a GET opens the file and describes it by that descriptor (``fstat``):
+    no window between a stat by name and the open for a deploy to replace the file in."""
+    def no_stat(*args: Any, **kwargs: Any) -> os.stat_result:
+        raise AssertionError("stat by name")
+
+    expected = os.stat(data_file)
+    monkeypatch.setattr(os, "stat", no_stat)
+    sent = await call(FileResponse(data_file))
+    assert sent.status == 200 and sent.body == PAYLOAD
+    assert sent.headers["etag"] == make_etag(expected.st_mtime_ns, expected.st_size).decode()
+
+
+async def test_a_file_shorter_than_its_slices_raises(data_file: Path) -> None:
+    """A file that ends before a slice does (truncated while it is read) cannot give the length
+    promised: ``send_slices`` raises, and the server closes the connection."""
+    from fastserve.responses import send_slices
+
+    fd = os.open(data_file, os.O_RDONLY)
+    try:
+        with pytest.raises(RuntimeError, match="shorter than expected"):
+            await send_slices(Recorder(), [(0, len(PAYLOAD) + 10)], fd, 4096, data_file)
+    finally:
+        os.close(fd)
 
 
 def test_given_stat_result_sets_headers_up_front(tmp_path: Path) -> None:
