@@ -144,6 +144,68 @@ def test_chunked_body_over_max_body_size_gives_413(limited, docroot):
     assert_healthy(limited, docroot)
 
 
+class BodyLength:
+    """An ASGI app that reads the body and answers its length; records what it received."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        size = 0
+        while True:
+            message = await receive()
+            self.messages.append(message)
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message["body"])
+            if not message.get("more_body"):
+                break
+        text = b"%d" % size
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+
+
+TOO_LARGE_HEADS = [
+    b"Content-Length: 9223372036854775807\r\n\r\n",          # 19 digits: was not read as a length
+    b"Content-Length: 18446744073709551615\r\n\r\n",         # 20, the most httptools takes
+    b"Content-Length: 00000000000000000000000000002048\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\n801\r\n",              # one chunk over the limit
+    b"Transfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffff;ext=1\r\nabc",
+]
+
+
+@pytest.mark.parametrize("face", ["static", "app"])
+@pytest.mark.parametrize("fields", TOO_LARGE_HEADS)
+def test_a_length_over_max_body_size_is_413_without_waiting_however_it_is_written(serve, docroot, face, fields):
+    """A Content-Length of 19 digits or more, and a chunk whose size alone is over the limit,
+    were waited on: read up to the limit, or held to the header or body timeout, while a
+    shorter declared length over it was 413 at once. Each is 413 + close at once now; the
+    app, which may already be running, never gets a byte of such a body."""
+    app = BodyLength()
+    server = serve(docroot.root if face == "static" else app, **LIMITS)
+    client = server.open().send(b"POST /small.txt HTTP/1.1\r\nHost: x\r\n" + fields)
+    assert_refused_and_closed(client, 413)
+    assert all(message["type"] == "http.disconnect" for message in app.messages), app.messages
+    if face == "static":
+        assert_healthy(server, docroot)
+
+
+@pytest.mark.parametrize("fields, body", [
+    (b"Content-Length: 0000000000000000000000000000000005\r\n\r\n", b"abcde"),      # leading zeros
+    (b"Transfer-Encoding: chunked\r\n\r\n", b"400\r\n" + b"a" * 1024 + b"\r\n0\r\n\r\n"),  # at the limit
+    (b"Transfer-Encoding: chunked\r\n\r\n", b"0000000000000000000000003\r\nabc\r\n0\r\n\r\n"),
+])
+def test_lengths_within_max_body_size_are_read_however_they_are_written(serve, fields, body):
+    server = serve(BodyLength(), **LIMITS)
+    client = server.open().send(b"POST /n HTTP/1.1\r\nHost: x\r\n" + fields + body)
+    response = client.wait_for(1)[0]
+    assert response.status == 200 and int(response.body) == len(body.split(b"\r\n")[1] if b"\r\n" in body else body)
+    assert not client.closed
+
+
 def test_small_body_trickling_in_is_still_answered(serve, docroot):
     # each byte arrives well inside the keep-alive timeout, so the connection is not idle (and
     # the whole request inside the header timeout, which a static root's request must keep)

@@ -92,6 +92,9 @@ cdef enum:
     MAX_LISTED_LINES = 64
 # A body sent to a static file is read and dropped (keeping the connection) up to this size.
 cdef long long DISCARD_LIMIT = 64 * 1024
+# The length a Content-Length of 19 or more significant digits is taken for: more than any
+# --max-body-size, so it is refused (413) as any declared length over the limit is.
+cdef long long DECLARED_TOO_LARGE = 1LL << 62
 
 # Where the bytes fed to httptools end in a chunked body (RFC 9112 §7.1): only to know where it ends.
 cdef enum:
@@ -536,6 +539,12 @@ cdef class HttpProtocol:
                     # A framing error in a body an app is reading ends that request too.
                     self._fail_body(505 if self.in_head and _other_major_version(error, piece) else 400)
                     return
+            if self.chunk_state == CHUNK_DATA and self.body_left - 2 > self.state.max_body_size:
+                # A chunk whose size alone is over the limit (httptools took the number: it
+                # fits in 64 bits) is refused now, as a Content-Length over it is, not read
+                # up to the limit or waited on until a timeout.
+                self._fail_body(413)
+                return
             if self.head_flags & HEAD_METHOD_REFUSED and self.line_state == LINE_DONE:
                 # RFC 9110 section 9.1: a method token the server does not recognise is 501 (a
                 # method that is no token was refused above, 400), once its line has ended well.
@@ -680,8 +689,12 @@ cdef class HttpProtocol:
             option = connection_option(value)
             if option == HEAD_CONNECTION_CLOSE or self.connection == HEAD_CONNECTION_DEFAULT:
                 self.connection = option
-        elif index == IS_CONTENT_LENGTH and value.isdigit() and len(value) < 19:
-            self.head.declared_length = int(value)
+        elif index == IS_CONTENT_LENGTH and value.isdigit():
+            if size < 19:
+                self.head.declared_length = int(value)
+            else:  # leading zeros aside, 19 digits and more do not fit: past any limit
+                value = value.lstrip(b"0")
+                self.head.declared_length = int(value or b"0") if len(value) < 19 else DECLARED_TOO_LARGE
         elif index == IS_EXPECT:
             if self.state.static_only and value.lower() == b"100-continue":
                 self.head_flags |= HEAD_EXPECTS_CONTINUE
