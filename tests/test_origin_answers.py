@@ -326,3 +326,25 @@ def test_a_file_past_4_gib_answers_lengths_and_ranges_past_2_to_the_32(site, hug
                 assert response.header("content-range") == where
                 assert response.header("content-length") == str(len(body))
                 assert response.body == (body if method == "GET" else b"")
+
+
+# -- an operator's --header Cache-Control ----------------------------------------------------------
+
+
+def test_an_operators_cache_control_header_is_the_one_files_are_sent_with(site, serve_cli):
+    """``--header 'Cache-Control: ...'`` (an nginx ``add_header Cache-Control`` carried over) made
+    every file answer carry two Cache-Control fields, the operator's and the cache policy's: two
+    ``max-age`` a cache takes the first of or reads as stale (RFC 9111 section 4.2.1). The
+    operator's replaces the policy's, on every representation and answer of a file."""
+    wanted = "public, max-age=31536000"
+    server = serve_cli(str(site), "--header", f"Cache-Control: {wanted}", "--max-age", "120")
+    etag = server.open().request("GET", "/app.js").header("etag")
+    for name, headers in (("/app.js", []), ("/app.js", [("Accept-Encoding", "gzip")]), ("/app.js", [("If-None-Match", etag)]),
+                          ("/app.js", [("Range", "bytes=0-3")]), ("/big.bin", []), ("/big.bin", [("Range", "bytes=0-3,9-9")])):
+        for method in ("GET", "HEAD"):
+            fast = server.open().request(method, name, headers)
+            assert fast.status in (200, 206, 304)
+            assert fast.header_values("cache-control") == [wanted], (method, name, headers)
+    # without it, the cache policy's
+    plain = serve_cli(str(site), "--max-age", "120").open().request("GET", "/app.js")
+    assert plain.header_values("cache-control") == ["public, max-age=120"]

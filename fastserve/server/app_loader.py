@@ -103,7 +103,6 @@ def _directory(config: Config, target: str) -> Any:
         problem = templates_problem(config.templates)
         if problem is not None:
             raise AppLoadError(f"--templates {config.templates!r}: {problem}")
-    from fastserve.cachepolicy import CachePolicy
     from fastserve.staticfiles import StaticFiles
 
     return StaticFiles(
@@ -112,7 +111,7 @@ def _directory(config: Config, target: str) -> Any:
         follow_symlink=config.follow_symlink,
         precompressed=config.precompressed,
         dotfiles=config.dotfiles == "allow",
-        cache_policy=CachePolicy.from_config(config),
+        cache_policy=_cache_policy(config),
         etag=config.etag == "on",
         if_modified_since=config.if_modified_since,
         spa=config.spa,
@@ -125,6 +124,18 @@ def _directory(config: Config, target: str) -> Any:
         answers="static",  # the fast path's answers, should a request it answers reach the app
         max_ranges=config.max_ranges,
     )
+
+
+def _cache_policy(config: Config) -> Any:
+    """The ``Cache-Control`` policy for a directory's files: the cache policy (``--max-age``,
+    ``--cache-rule``), or none when the operator's own ``--header Cache-Control:`` is to be sent
+    instead (on every answer, as ``--header`` fields are): a file answer carried both fields, two
+    conflicting ``max-age`` a cache reads as stale or takes the first of (RFC 9111 section 4.2.1)."""
+    from fastserve.cachepolicy import CachePolicy
+
+    if any(name.strip().lower() == "cache-control" for name, _ in config.headers):
+        return None
+    return CachePolicy.from_config(config)
 
 
 def asgi3_app(app: Any, what: str) -> Any:
