@@ -31,7 +31,7 @@ from connection_driver import Driven, run
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from fastapi import FastAPI  # noqa: E402
+from fastapi import BackgroundTasks, FastAPI  # noqa: E402
 from fastapi.responses import FileResponse, StreamingResponse  # noqa: E402
 from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 from starlette.staticfiles import StaticFiles as StarletteStaticFiles  # noqa: E402
@@ -385,3 +385,76 @@ def test_an_app_failure_is_logged_in_uvicorns_words(caplog: pytest.LogCaptureFix
     assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [line]
     if line.startswith("Exception"):
         assert caplog.records[-1].exc_info is not None
+
+
+# -- an app running on after its response (background tasks) --------------------------------------
+
+def _background_app(finished: List[str], go_on: asyncio.Event) -> FastAPI:
+    app = FastAPI()
+
+    async def send_mail() -> None:
+        await go_on.wait()
+        finished.append("mail sent")
+
+    @app.get("/signup")
+    async def signup(background_tasks: BackgroundTasks) -> Dict[str, bool]:
+        background_tasks.add_task(send_mail)
+        return {"ok": True}
+
+    return app
+
+
+def test_a_background_task_holds_neither_the_next_request_nor_the_close(serve) -> None:
+    """As under uvicorn: once a response is complete the connection goes on to its next request
+    (or, for a last one, closes) while the app runs its background tasks."""
+    finished: List[str] = []
+    go_on = asyncio.Event()
+    server = serve(_background_app(finished, go_on))
+    client = server.open()
+    client.send(b"GET /signup HTTP/1.1\r\nHost: x\r\n\r\nGET /signup HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, second = client.wait_for(2)
+    assert (first.status, first.body, second.status, second.body) == (200, b'{"ok":true}', 200, b'{"ok":true}')
+    server.run_until(lambda: client.closed)
+    assert finished == []  # both tasks still wait: they held nothing
+    go_on.set()
+    server.run_until(lambda: finished == ["mail sent", "mail sent"])
+
+
+STOP_APP = '''
+import asyncio, os
+from fastapi import BackgroundTasks, FastAPI
+
+app = FastAPI()
+
+async def send_mail():
+    print("mail started", flush=True)
+    await asyncio.sleep(1)
+    with open(os.environ["MAIL_LOG"], "a") as log:
+        log.write("mail sent\\n")
+
+@app.get("/signup")
+async def signup(background_tasks: BackgroundTasks):
+    background_tasks.add_task(send_mail)
+    return {"ok": True}
+'''
+
+
+def test_a_stop_waits_for_background_tasks_within_the_graceful_timeout(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their connections have gone on, but a stopping worker still lets the apps finish (within
+    --graceful-timeout), as uvicorn waits for its request tasks."""
+    from server_helpers import RawConnection, running_server
+    from test_server_process import wait_for
+
+    (tmp_path / "stop_app.py").write_text(textwrap.dedent(STOP_APP))
+    monkeypatch.setenv("MAIL_LOG", str(tmp_path / "mail.log"))
+    with running_server(Path("stop_app:app"), ["--graceful-timeout", "5"], log_path=tmp_path / "log",
+                        cwd=tmp_path) as srv:
+        connection = RawConnection(srv.port)
+        assert connection.exchange("GET", "/signup", headers=[("Connection", "close")]).status == 200
+        assert wait_for(lambda: "mail started" in srv.output(), 5.0), srv.output()
+        srv.terminate()
+        assert srv.wait_exit(10.0) == 0, srv.output()
+        connection.close()
+    assert (tmp_path / "mail.log").read_text() == "mail sent\n"
+    assert "cancelling" not in srv.output(), srv.output()

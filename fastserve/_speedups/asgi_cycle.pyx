@@ -317,6 +317,7 @@ cdef class HttpCycle(Job):
     cdef long long sent      # response bytes written, for metrics and the access log
     cdef bint counted        # sent is recorded (--access-log, --metrics): count what the socket took
     cdef double head_read_at
+    cdef bint released       # the connection has gone on to its next request (_release)
 
     def __init__(self, Exchanges shared, conn, bytes method, bytes raw_url, list headers, object app=None):
         """``app``: the ASGI app that answers (default: the bridge's)."""
@@ -500,16 +501,32 @@ cdef class HttpCycle(Job):
             elif not self.complete:
                 self.conn.reset()  # the client must not take a cut-short body for a whole one
         finally:
-            if self._body_held_back():
-                self.keep_alive = False
-            if self.buffered > BODY_HIGH_WATER:
-                # A body the app never read held reading paused: drop it, and read on (the
-                # rest of it is dropped as it comes, then the next request is read).
-                self.conn.set_body_backpressure(False)
-            self.body = self.tail = None
-            self.buffered = 0
-            self._account()
-            self.conn.job_finished(not self.keep_alive)
+            self._release()
+
+    cdef void _release(self):
+        """Hand the connection back: this exchange is recorded (access log, metrics) and the
+        connection goes on to its next request, or closes. Once, when the app returns or, as
+        under uvicorn, on the loop turn after its response is complete (``_piece_sent``): an
+        app still running then (Starlette's background tasks) holds neither the next request
+        nor, for a last response, the close."""
+        if self.released:
+            return
+        self.released = True
+        if self._body_held_back():
+            self.keep_alive = False
+        if self.buffered > BODY_HIGH_WATER:
+            # A body the app never read held reading paused: drop it, and read on (the
+            # rest of it is dropped as it comes, then the next request is read).
+            self.conn.set_body_backpressure(False)
+        self.body = self.tail = None
+        self.buffered = 0
+        self._account()
+        self.conn.job_finished(not self.keep_alive)
+
+    def _release_after_response(self):
+        """``loop.call_soon`` target: an app that returns in the same turn as its last send
+        has released the connection already, and this does nothing."""
+        self._release()
 
     cdef inline bint _body_held_back(self):
         """Whether the client may still be holding back a body nobody asked for (it expects
@@ -675,6 +692,10 @@ cdef class HttpCycle(Job):
             self.keep_alive = False
         self.complete = True
         self._wake()
+        if not self.released:
+            # From the loop, not inside the app's send: the next request's app never starts
+            # nested in this one's call.
+            self.loop.call_soon(self._release_after_response)
         return False
 
     cdef object _send_counted(self, bytes data, bint more):

@@ -384,7 +384,9 @@ async def _drain(state: ServerState, handshakes: "Handshakes", timeout: float) -
     Idle connections get a moment to send one more request (answered, with Connection:
     close), so a client sending its next request, or the first on a connection just accepted
     (or whose TLS handshake finishes now), does not meet a closed connection; the others close
-    after their answers. Returns when no connection and no handshake is left, or at the timeout.
+    after their answers. Returns when no connection, no handshake and no request's app is left
+    (an app runs on after its response, for its background tasks, with its connection gone
+    on), or at the timeout.
     """
     loop = asyncio.get_running_loop()
     drained = asyncio.Event()
@@ -397,7 +399,9 @@ async def _drain(state: ServerState, handshakes: "Handshakes", timeout: float) -
         state.now = loop.time()
         if state.now - started >= grace:  # (idle times stamped before the stop are a tick coarse)
             state.close_idle(grace)
-        if not (state.connections or handshakes.pending(state.now)) or state.now >= deadline:
+        if state.now >= deadline or not (
+            state.connections or handshakes.pending(state.now) or _tasks(lambda task: task.get_name() in REQUEST_TASKS)
+        ):
             return
         await _until(drained, state, min(SHUTDOWN_STEP, deadline - state.now))
 
