@@ -11,7 +11,8 @@ unbounded memory. In-process, bytes in and bytes out (``connection_driver``):
 * pipelined requests for a client that is not reading: the bytes the connection holds stay
   under ``--max-response-buffer``, and every answer still comes, in order, once it reads;
 * empty lines before a request count toward ``--header-timeout``;
-* HTTP/1.1 without ``Host`` or with two: ``400`` (RFC 9112 §3.2).
+* HTTP/1.1 without ``Host`` or with two: ``400`` (RFC 9112 §3.2); an absolute-form target's
+  authority, which stands for it, is held to the same rule.
 """
 from __future__ import annotations
 
@@ -695,6 +696,39 @@ def test_http11_needs_exactly_one_host(tmp_path: Path, head: bytes, status: int,
             assert got == [status], driven.output
         if status == 400:
             assert driven.closed
+
+    run(main)
+
+
+@pytest.mark.parametrize("target, status, path", [
+    (b"http://[::1/a.txt", 400, None),             # a broken IP literal
+    (b"http://user:secret@x/a.txt", 400, None),    # userinfo (RFC 9110 section 4.2.4)
+    (b"http:///a.txt", 400, None),                 # an empty host (RFC 9110 section 4.2.1)
+    (b"http://x y/a.txt", 400, None),
+    (b"http://[::1]:8000/a.txt", 200, "/a.txt"),
+    (b"http://x?to=/a.txt", 200, "/"),             # a slash in the query was taken for the path
+])
+@pytest.mark.parametrize("server", ["static", "asgi"])
+def test_the_authority_of_an_absolute_form_target_is_held_to_hosts_rule(tmp_path: Path, target: bytes, status: int,
+                                                                        path: Any, server: str) -> None:
+    """It stands for the Host field (RFC 9112 section 3.2.2), yet any authority was taken: a
+    request Host would have refused went through, on the fast path and to apps alike."""
+    (tmp_path / "a.txt").write_bytes(b"a")
+    paths: List[str] = []
+
+    async def asgi(scope: dict, receive: Any, send: Any) -> None:
+        paths.append(scope["path"])
+        await answering(200, [(b"content-length", b"1")], b"a")(scope, receive, send)
+
+    async def main() -> None:
+        driven = Driven(StaticFiles(directory=tmp_path, answers="static") if server == "static" else asgi)
+        driven.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+        await driven.settle()
+        if server == "asgi":
+            assert statuses(driven.output) == [status], driven.output
+            assert paths == ([] if path is None else [path])
+        else:  # "/" is a directory StaticFiles shows nothing for: 404
+            assert statuses(driven.output) == [404 if path == "/" else status], driven.output
 
     run(main)
 

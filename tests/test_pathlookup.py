@@ -176,6 +176,15 @@ def test_percent_decode_long_paths():
         (b"http://example.com/a#f", b"/a"),
         (b"http://example.com#f", b"/"),
         (b"#", None),
+        # the authority stands for Host (RFC 9112 section 3.2.2): held to Host's rule
+        (b"http://example.com?to=/admin", b"/?to=/admin"),  # a slash in the query is no path
+        (b"http://[::1]:8080/x", b"/x"),
+        (b"http://[::1/x", None),                           # a broken IP literal
+        (b"http:///x", None),                                # an empty host (RFC 9110 section 4.2.1)
+        (b"http://", None),
+        (b"http://user:secret@example.com/x", None),         # userinfo (RFC 9110 section 4.2.4)
+        (b"http://exa mple.com/x", None),
+        (b"http://example.com:8o/x", None),
     ],
 )
 def test_origin_form(target, expected):

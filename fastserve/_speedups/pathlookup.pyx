@@ -22,6 +22,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr
 
 from fastserve._speedups.charclass cimport hex_value
+from fastserve._speedups.requesthead cimport host_value_valid
 
 cdef object _stat = os.stat
 cdef object _realpath = os.path.realpath
@@ -85,9 +86,12 @@ cpdef object origin_form(bytes target):
     cannot use.
 
     An absolute-form target (``http://host/path``, what proxies send) loses its scheme and
-    authority; ``*`` and authority-form (CONNECT) targets give None.
+    authority; ``*`` and authority-form (CONNECT) targets give None, and so does an absolute
+    form whose authority is no ``uri-host [":" port]``: it stands for the Host field (RFC 9112
+    section 3.2.2) and is held to the same rule, so an empty host (RFC 9110 section 4.2.1),
+    userinfo (section 4.2.4) or a broken IP literal (``http://[::1/``) is refused (400).
     """
-    cdef Py_ssize_t start, slash
+    cdef Py_ssize_t start, end, query
     target = without_fragment(target)
     if len(target) > 0 and (<const char*>target)[0] == b"/":
         return target
@@ -98,11 +102,15 @@ cpdef object origin_form(bytes target):
         start = 8
     else:
         return None
-    slash = target.find(b"/", start)
-    if slash < 0:
-        query = target.find(b"?", start)
-        return b"/" if query < 0 else b"/" + target[query:]
-    return target[slash:]
+    end = target.find(b"/", start)
+    query = target.find(b"?", start)
+    if end < 0 or 0 <= query < end:
+        end = len(target) if query < 0 else query
+    if end == start or not host_value_valid(<const unsigned char*><const char*>target + start, end - start):
+        return None
+    if end == len(target) or (<const char*>target)[end] == b"?":
+        return b"/" + target[end:]
+    return target[end:]
 
 
 cpdef object split_url_path(str path):
