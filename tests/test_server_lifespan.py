@@ -91,6 +91,16 @@ def test_startup_state_reaches_requests_and_shutdown_runs(tmp_path, workers):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert (tmp_path / "marker").read_text() == "shutdown ran"
+    # uvicorn's lines, once per worker, in order: deploy scripts and health checks wait for them
+    lines = [line.split(" INFO ", 1)[-1] for line in proc.stdout.read().decode().splitlines()
+             if line.endswith(("application startup.", "Application startup complete.",
+                               "application shutdown.", "Application shutdown complete."))]
+    assert sorted(lines) == sorted(["Waiting for application startup.", "Application startup complete.",
+                                    "Waiting for application shutdown.", "Application shutdown complete."]
+                                   * int(workers)), lines
+    if workers == "1":
+        assert lines == ["Waiting for application startup.", "Application startup complete.",
+                         "Waiting for application shutdown.", "Application shutdown complete."]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -254,4 +264,5 @@ def test_a_startup_that_says_it_failed_then_raises_is_reported_once(caplog):
     caplog.set_level("INFO", logger="fastserve")
     with pytest.raises(LifespanFailure, match="no database"):
         run_lifespan(app)
-    assert not [r for r in caplog.records if r.levelno >= 20], caplog.records
+    said = [r.getMessage() for r in caplog.records if r.levelno >= 20]
+    assert said == ["Waiting for application startup."], said  # (uvicorn's line before it begins)

@@ -121,6 +121,8 @@ class _Lifespan:
         await self.replies.put(message)
 
     async def startup(self) -> None:
+        # The lines uvicorn writes (each worker, at info): deploy scripts and health checks wait for them.
+        logger.info("Waiting for application startup.")
         self.task = asyncio.get_running_loop().create_task(self._run())
         await self.events.put({"type": "lifespan.startup"})
         reply = await self.replies.get()
@@ -129,10 +131,12 @@ class _Lifespan:
         if reply["type"] == "lifespan.unsupported" and self.required:
             reason = f"it raised {self.error!r}" if self.error is not None else "it returned without answering"
             raise LifespanFailure(f"--lifespan on: the app does not run the lifespan protocol ({reason})")
+        logger.info("Application startup complete.")
 
     async def shutdown(self, timeout: float) -> None:
         if not self.supported or self.task is None or self.task.done():
             return
+        logger.info("Waiting for application shutdown.")
         await self.events.put({"type": "lifespan.shutdown"})
         try:
             reply = await asyncio.wait_for(self.replies.get(), timeout)
@@ -144,3 +148,5 @@ class _Lifespan:
             return
         if reply["type"] == "lifespan.shutdown.failed":
             logger.error("application shutdown failed: %s", reply.get("message", ""))
+        elif reply["type"] == "lifespan.shutdown.complete":
+            logger.info("Application shutdown complete.")
