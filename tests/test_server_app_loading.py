@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fastserve.config import Config
-from fastserve.server.app_loader import load_app
+from fastserve.server.app_loader import AppLoadError, load_app
 from inprocess import cli_options
 from server_helpers import CliProcess, fetch, port_from_url
 
@@ -134,6 +134,27 @@ def test_env_file_is_loaded_before_the_app_without_overriding(tmp_path: Path, ap
     with CliProcess(["loadme:app", "--port", "0", "--env-file", str(env_file)], log_path=tmp_path / "log2",
                     cwd=app_dir, env={"GREETING": "from-environment"}) as srv:
         assert fetch(port_from_url(srv.wait_listening()), "/").body == b"greeting=from-environment started=True"
+
+
+def test_a_module_named_without_its_app_is_told_how_to_name_it(tmp_path: Path, app_dir: Path, caplog) -> None:
+    """``fastserve loadme`` typed for ``loadme:app``: a target without ':' is a directory, and
+    there was none, which was all the line said; now it says how to name the module's app.
+    A package directory named so is served (it is a directory), with a warning that its
+    sources are served too."""
+    with pytest.raises(AppLoadError) as refused:
+        load_app(Config(target="loadme", app_dir=str(app_dir)))
+    assert str(refused.value) == (
+        f"Directory 'loadme' does not exist. To run an app of the module 'loadme' ({app_dir / 'loadme.py'}), "
+        "name it 'module:attribute': loadme:app")
+    with pytest.raises(AppLoadError) as refused:
+        load_app(Config(target="nothing_here", app_dir=str(app_dir)))
+    assert str(refused.value) == "Directory 'nothing_here' does not exist."
+    (app_dir / "pkg").mkdir()
+    (app_dir / "pkg" / "__init__.py").write_text("app = None\n")
+    with caplog.at_level(logging.WARNING, logger="fastserve"):
+        load_app(Config(target=str(app_dir / "pkg")))
+    assert "is a Python package: its files, sources included, are served as they are" in caplog.text
+    assert "(pkg:app)" in caplog.text
 
 
 def test_missing_env_file_does_not_exist(tmp_path: Path, app_dir: Path) -> None:

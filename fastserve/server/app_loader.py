@@ -94,9 +94,13 @@ def _takes_no_arguments(app: Any) -> bool:
 
 def _directory(config: Config, target: str) -> Any:
     if not os.path.exists(target):
-        raise AppLoadError(f"Directory {target!r} does not exist.")
+        raise AppLoadError(f"Directory {target!r} does not exist.{_module_hint(config, target)}")
     if not os.path.isdir(target):
         raise AppLoadError(f"{target!r} is not a directory (an app is named 'module:attribute').")
+    if os.path.isfile(os.path.join(target, "__init__.py")):
+        logging.getLogger("fastserve").warning(
+            "%r is a Python package: its files, sources included, are served as they are; to run an app "
+            "it holds, name it 'module:attribute' (%s:app)", target, os.path.basename(os.path.normpath(target)))
     if config.templates is not None:
         from fastserve.listing import templates_problem
 
@@ -136,6 +140,15 @@ def _cache_policy(config: Config) -> Any:
     if any(name.strip().lower() == "cache-control" for name, _ in config.headers):
         return None
     return CachePolicy.from_config(config)
+
+
+def _module_hint(config: Config, target: str) -> str:
+    """For a target that is no directory but names a module beside it (``fastserve main``, typed
+    for ``main:app``): how to name its app."""
+    path = os.path.join(config.app_dir or os.getcwd(), *target.split(".")) + ".py"
+    if target.replace(".", "").replace("_", "").isalnum() and os.path.isfile(path):
+        return f" To run an app of the module {target!r} ({path}), name it 'module:attribute': {target}:app"
+    return ""
 
 
 def asgi3_app(app: Any, what: str) -> Any:
