@@ -91,6 +91,24 @@ def build_docroot(base: Path, *, with_404: bool = True) -> DocRoot:
                    large=large, unicode_body=UNICODE_BODY)
 
 
+def releases(tmp_path: Path) -> Path:
+    """``current`` -> ``v1``, the layout of an atomic symlink deploy, and a ``v2`` to swap in."""
+    for name, body in (("v1", "one"), ("v2", "two")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.txt").write_text(body)
+    (tmp_path / "v2" / "new.txt").write_text("new")
+    (tmp_path / "v2" / "old.txt").symlink_to(tmp_path / "v1" / "a.txt")  # into the release swapped out
+    (tmp_path / "current").symlink_to("v1")
+    return tmp_path / "current"
+
+
+def swap(current: Path, release: str) -> None:
+    """``ln -sfn RELEASE current`` done atomically, as deploy tools do it (a rename)."""
+    staged = current.with_name("current.new")
+    staged.symlink_to(release)
+    os.replace(staged, current)
+
+
 # ---------------------------------------------------------------------------------------------
 # the server process
 

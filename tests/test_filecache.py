@@ -14,6 +14,7 @@ from fastserve._speedups.filecache import (
     choose_representation,
 )
 from fastserve._speedups.headers import format_http_date, make_etag
+from server_helpers import releases, swap
 
 FILE, MISSING, REDIRECT, FORBIDDEN = KIND_FILE, KIND_MISSING, KIND_REDIRECT, KIND_FORBIDDEN
 
@@ -301,3 +302,29 @@ def test_open_file_unchanged_until_the_file_is_written_in_place_or_its_mode_chan
         time.sleep(0.01)  # coarse file-system clocks: a change must land on another tick
         change()
         assert not handle.unchanged()
+
+
+def test_a_root_symlink_swapped_to_a_new_release_is_followed_after_the_validity_interval(tmp_path):
+    """The atomic deploy nginx follows: the root was resolved once, at start, so a server kept
+    serving the first release until restarted. Now the roots are resolved again each
+    ``valid_for`` seconds, the old release's entries dropped; what lies outside the new target
+    (a link back into the old release) is outside the root."""
+    current = releases(tmp_path)
+    cache = FileCache([current], valid_for=0.05)
+    assert cache.lookup("/a.txt").body == b"one" and cache.lookup("/new.txt").kind == MISSING
+    swap(current, "v2")
+    assert cache.lookup("/a.txt").body == b"one"  # within the interval: still trusted
+    time.sleep(0.06)
+    assert cache.lookup("/a.txt").body == b"two" and cache.lookup("/new.txt").body == b"new"
+    assert cache.roots == (str(tmp_path / "v2"),) and cache.configured_roots == (str(current),)
+    assert cache.lookup("/old.txt").kind == MISSING  # a symlink out of the root, as any other
+    assert len(cache) == 3  # v1's entries went with it
+
+
+def test_with_follow_symlink_the_root_is_walked_anew_on_each_lookup(tmp_path):
+    current = releases(tmp_path)
+    cache = FileCache([current], valid_for=0.05, follow_symlink=True)
+    assert cache.lookup("/a.txt").body == b"one"
+    swap(current, "v2")
+    time.sleep(0.06)
+    assert cache.lookup("/a.txt").body == b"two" and cache.roots == (str(current),)

@@ -139,3 +139,18 @@ def test_a_late_request_on_a_closing_connection_costs_no_byte_of_the_answer(
         assert response.header("connection") == "close"
         assert len(response.body) == len(docroot.large) and response.body == docroot.large
         assert conn.read_to_eof() == b""
+
+
+def test_a_release_swapped_in_by_its_root_symlink_is_served_without_a_restart(tmp_path) -> None:
+    """``fastserve /srv/current`` with ``current`` a symlink, swapped to the next release (the
+    atomic deploy nginx follows): served from the new release within --cache-valid seconds;
+    the server kept the first release until restarted."""
+    from server_helpers import CliProcess, port_from_url, releases, swap
+
+    current = releases(tmp_path)
+    with CliProcess([str(current), "--port", "0", "--cache-valid", "0.2"], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert fetch(port, "/a.txt").body == b"one"
+        swap(current, "v2")
+        time.sleep(0.3)
+        assert (fetch(port, "/a.txt").body, fetch(port, "/new.txt").body) == (b"two", b"new")

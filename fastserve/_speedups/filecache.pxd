@@ -65,7 +65,9 @@ cpdef CacheEntry encoded_entry(CacheEntry entry, int index, bytes body)
 
 
 cdef class FileCache:
-    cdef readonly tuple roots
+    cdef readonly tuple roots                # absolute, real unless follow_symlink: resolved again (see lookup)
+    cdef readonly tuple configured_roots     # absolute, as given: a symlink among them stays one
+    cdef double roots_resolved_at            # monotonic time roots were last resolved
     cdef readonly bint html
     cdef readonly bint follow_symlink
     cdef readonly double valid_for
@@ -89,6 +91,7 @@ cdef class FileCache:
     cdef readonly long long misses
     cdef readonly long long evictions
     cpdef CacheEntry lookup(self, str path)
+    cdef void _resolve_roots(self, double now)
     cdef CacheEntry _build(self, str path)
     cdef bint _unchanged(self, str path, CacheEntry entry)
     cdef object _locate(self, tuple parts)

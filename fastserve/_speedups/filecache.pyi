@@ -50,6 +50,7 @@ def encoded_entry(entry: CacheEntry, index: int, body: bytes) -> CacheEntry: ...
 
 class FileCache:
     roots: Tuple[str, ...]
+    configured_roots: Tuple[str, ...]
     html: bool
     follow_symlink: bool
     valid_for: float

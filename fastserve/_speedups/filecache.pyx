@@ -288,7 +288,8 @@ cdef class FileCache:
     """Bounded cache of URL path -> ``CacheEntry`` over one or several roots.
 
     ``roots`` are made absolute here (real paths unless ``follow_symlink``), so the
-    containment check in ``resolve_path`` compares like with like. ``dotfiles=False``
+    containment check in ``resolve_path`` compares like with like; they are resolved again
+    every ``valid_for`` seconds, so a root that is a symlink follows it when it is swapped. ``dotfiles=False``
     answers every path with a hidden segment (``pathlookup.is_hidden``) as missing.
     ``cache_policy`` (a ``fastserve.cachepolicy.CachePolicy``, or any callable of the URL path
     and the content type returning the ``Cache-Control`` value or None) adds that field to
@@ -331,8 +332,9 @@ cdef class FileCache:
         bint listing=False,
         bint file_slash=True,
     ):
-        absolute = os.path.abspath if follow_symlink else os.path.realpath
-        self.roots = tuple(absolute(os.fspath(root)) for root in roots)
+        self.configured_roots = tuple(os.path.abspath(os.fspath(root)) for root in roots)
+        self.roots = self.configured_roots if follow_symlink else tuple(map(os.path.realpath, self.configured_roots))
+        self.roots_resolved_at = monotonic()
         self.html = html
         self.follow_symlink = follow_symlink
         self.valid_for = valid_for
@@ -361,8 +363,11 @@ cdef class FileCache:
 
     cpdef CacheEntry lookup(self, str path):
         """The entry for a decoded URL path (``/a/b.txt``), from the cache when fresh."""
-        cdef CacheEntry entry = self.entries.get(path)
+        cdef CacheEntry entry
         cdef double now = monotonic()
+        if now - self.roots_resolved_at >= self.valid_for:
+            self._resolve_roots(now)
+        entry = self.entries.get(path)
         if entry is not None:
             if now - entry.checked_at < self.valid_for:
                 if (entry.file is None and entry.variants is None) or _sent_files_unchanged(entry):
@@ -379,6 +384,19 @@ cdef class FileCache:
         if entry.status != 503:  # out of descriptors: answered, never kept
             self._store(path, entry)
         return entry
+
+    cdef void _resolve_roots(self, double now):
+        """Resolve the roots again, as often as entries are checked (``valid_for``): a root that
+        is a symlink swapped to a new release (``ln -sfn v2 current``, the atomic deploy nginx
+        follows) is served from its new target from then on, the old tree's entries dropped.
+        With ``follow_symlink`` the roots are kept as given, and the path walks them anew."""
+        self.roots_resolved_at = now
+        if self.follow_symlink:
+            return
+        roots = tuple(map(os.path.realpath, self.configured_roots))
+        if roots != self.roots:
+            self.roots = roots
+            self.clear()
 
     cdef bint _unchanged(self, str path, CacheEntry entry):
         """Whether ``path`` still leads to the file ``entry`` was built from, unchanged.
