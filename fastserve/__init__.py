@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import TYPE_CHECKING, Any, Dict, Iterator
@@ -94,6 +95,10 @@ def run(app: Any, **options: Any) -> int:
     fails (the app cannot be imported, the port is taken, a file a setting names cannot be used,
     the lifespan startup failed) is said in one line on stderr and ends the process with exit
     code 3, ``SystemExit(3)``, as the command line ends and as ``uvicorn.run`` exits.
+    Called from a thread other than the main one, it serves without signal handlers (Python
+    runs them in the main thread only) until the process ends, as ``uvicorn.run`` does there;
+    ``workers`` > 1, ``limit_max_requests`` and ``reload=True``, which need them, are then a
+    ``RuntimeError``.
     """
     from fastserve.cli import command_line, main, serve_logged
 
@@ -103,6 +108,9 @@ def run(app: Any, **options: Any) -> int:
     if options.pop("reload", False):
         if not isinstance(app, str):
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("run(reload=True) must be called from the main thread: the reloader is told of "
+                               "stops by signals")
         _checked_config(app, dict(options))  # refused here as without reload=True, not as a usage error
         for plural in _RELOAD_LISTS:
             values = options.pop(plural, None)

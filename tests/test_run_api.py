@@ -262,3 +262,54 @@ def test_a_failed_reloader_start_ends_run_with_its_exit_code(monkeypatch):
     with pytest.raises(SystemExit) as ended:
         fastserve.run("main:app", reload=True)
     assert ended.value.code == 3
+
+
+def test_run_from_a_thread_serves_without_signal_handlers(tmp_path):
+    """``fastserve.run`` called from a thread (a test harness, a desktop app, a notebook), as
+    ``uvicorn.run`` can be: Python sets signal handlers in the main thread only, and run()
+    failed there at once (ValueError: signal only works in main thread). It serves now, until
+    the process ends; what needs signals (workers, the reloader) is a RuntimeError saying so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "threaded.py"
+    script.write_text(textwrap.dedent(f'''
+        import threading
+        import time
+        import urllib.request
+
+        import fastserve
+
+        async def app(scope, receive, send):
+            if scope["type"] == "http":
+                await send({{"type": "http.response.start", "status": 200, "headers": []}})
+                await send({{"type": "http.response.body", "body": b"from a thread"}})
+
+        failed = []
+
+        def serve(target=app, **options):
+            try:
+                fastserve.run(target, host="127.0.0.1", **options)
+            except BaseException as exc:
+                failed.append(exc)
+
+        threading.Thread(target=serve, kwargs={{"port": {port}}}, daemon=True).start()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                print(urllib.request.urlopen("http://127.0.0.1:{port}/", timeout=2).read().decode())
+                break
+            except OSError:
+                assert not failed and time.monotonic() < deadline, failed
+                time.sleep(0.1)
+        for options in ({{"workers": 2}}, {{"limit_max_requests": 5}}, {{"target": "main:app", "reload": True}}):
+            worker = threading.Thread(target=serve, kwargs={{"port": 0, **options}})
+            worker.start()
+            worker.join(10)
+        print([type(exc).__name__ for exc in failed])
+    '''))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["from a thread", "['RuntimeError', 'RuntimeError', 'RuntimeError']"], (
+        result.stdout, result.stderr)
+    assert "from a thread other than the main one: no signal stops it" in result.stderr

@@ -21,7 +21,7 @@ from fastserve.server.listen import (
 )
 from fastserve.server.supervisor import Supervisor
 from fastserve.server.tls import make_context, tls_enabled
-from fastserve.server.worker import EarlySignals, run_worker
+from fastserve.server.worker import EarlySignals, handles_signals, run_worker
 
 logger = logging.getLogger("fastserve")
 
@@ -36,6 +36,9 @@ def serve(config: Config) -> int:
     Raises ``AppLoadError`` (nothing to serve), ``ListenError`` (the socket cannot be
     opened) or ``LifespanFailure`` (the app's startup failed, single process only).
     """
+    if not handles_signals() and (config.workers > 1 or config.limit_max_requests is not None):
+        raise RuntimeError("fastserve.run with workers > 1 or limit_max_requests must be called from the main "
+                           "thread: its supervisor is told of its workers and of stops by signals")
     make_context(config)  # a bad certificate stops the start here, before any worker
     metrics.prepare(config)  # the counters every worker writes, mapped before they fork
     load_env_file(config)
@@ -93,8 +96,10 @@ def _announce(config: Config, where: str) -> None:
     target = config.target  # a directory, "module:app", or the app itself: its name, or its class's
     what = target if isinstance(target, str) else getattr(target, "__name__", type(target).__name__)
     logger.info(
-        "fastserve serving %s on %s (pid %d, %d worker%s); press Ctrl+C or send SIGTERM to stop",
+        "fastserve serving %s on %s (pid %d, %d worker%s); %s",
         what, where, os.getpid(), config.workers, "" if config.workers == 1 else "s",
+        "press Ctrl+C or send SIGTERM to stop" if handles_signals() else
+        "from a thread other than the main one: no signal stops it, the process's end does",
     )
     sys.stderr.flush()
 

@@ -9,6 +9,7 @@ import random
 import signal
 import socket
 import struct
+import threading
 import weakref
 from typing import Any, Callable, Coroutine, Dict, List, Optional
 
@@ -96,6 +97,17 @@ OPERATOR_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTT
 KEPT_SIGNALS = (signal.SIGHUP, *OPERATOR_SIGNALS)
 
 
+def handles_signals() -> bool:
+    """Whether this thread can be told of signals: Python runs signal handlers in its main thread
+    only, so ``fastserve.run`` called from another thread serves without them (a single worker,
+    until its process ends, as ``uvicorn.run`` does there)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def _no_signal_handler(*args: Any) -> None:
+    """``add_signal_handler``/``remove_signal_handler`` off the main thread: nothing to do."""
+
+
 class EarlySignals:
     """Remembers the stop signals and SIGHUP that arrive before the event loop can handle them.
 
@@ -111,6 +123,8 @@ class EarlySignals:
     def install(cls) -> None:
         cls.received = None
         cls.reload_pending = False
+        if not handles_signals():
+            return
         for signum in STOP_SIGNALS:
             signal.signal(signum, cls._remember)
         signal.signal(signal.SIGHUP, cls._remember_reload)
@@ -215,8 +229,12 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             stopped_by[:] = [signum, loop.time()]
         stop.set()
 
+    # Off the main thread (fastserve.run called from a thread) no signal reaches the loop:
+    # the worker serves until its process ends, as uvicorn.run does there.
+    on_signal = loop.add_signal_handler if handles_signals() else _no_signal_handler
+    off_signal = loop.remove_signal_handler if handles_signals() else _no_signal_handler
     for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop_signal, signum)
+        on_signal(signum, stop_signal, signum)
     if EarlySignals.received is not None:
         stop.set()
     if bridge is not None and not state.static_only:
@@ -226,7 +244,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             logger.info("worker %d stopped before the app's lifespan startup finished", os.getpid())
             await _cancel(_tasks(lambda task: True))
             for signum in STOP_SIGNALS:
-                loop.remove_signal_handler(signum)
+                off_signal(signum)
             return
     tls = make_context(config)
 
@@ -264,13 +282,13 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     state.acceptor = acceptor
     state.accept_ceiling = current_accept_ceiling()
     if tls is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
+        on_signal(signal.SIGHUP, reload_certificate, tls, config)
         if EarlySignals.reload_pending:  # a SIGHUP came while the worker was starting
             reload_certificate(tls, config)
     else:
-        loop.add_signal_handler(signal.SIGHUP, nothing_to_reload)
+        on_signal(signal.SIGHUP, nothing_to_reload)
     for signum in OPERATOR_SIGNALS:
-        loop.add_signal_handler(signum, on_operator_signal, signum)
+        on_signal(signum, on_operator_signal, signum)
 
     def retire() -> None:
         logger.info("worker %d answered %d requests (--limit-max-requests): retiring", os.getpid(), state.requests)
@@ -311,7 +329,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             return
         hurry.set()
 
-    loop.add_signal_handler(signal.SIGINT, sigint_while_draining)
+    on_signal(signal.SIGINT, sigint_while_draining)
     if config.shutdown_delay > 0:
         logger.info("worker %d draining: health 503 for %g s before the listener closes",
                     os.getpid(), config.shutdown_delay)
@@ -359,7 +377,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
         await _cancel(left)
     for signum in (*STOP_SIGNALS, *KEPT_SIGNALS):
-        loop.remove_signal_handler(signum)
+        off_signal(signum)
 
 
 async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
