@@ -10,6 +10,15 @@ import httpx2
 import pytest
 
 import fastserve
+from server_helpers import free_port
+
+
+def app_source(body: bytes) -> str:
+    """An ASGI app answering ``body``, as a script's source (one line, to put in an f-string)."""
+    return ("async def app(scope, receive, send):\n"
+            "    if scope['type'] == 'http':\n"
+            "        await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+            f"        await send({{'type': 'http.response.body', 'body': {body!r}}})\n")
 
 
 @pytest.fixture(autouse=True)
@@ -86,18 +95,11 @@ def test_reload_true_runs_the_reloader_with_the_same_settings_as_flags(monkeypat
 
 
 def test_run_serves_an_app_object_until_sigterm(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     script = tmp_path / "serve_it.py"
-    script.write_text(textwrap.dedent(f'''
+    script.write_text(app_source(b"from run()") + textwrap.dedent(f'''
         import sys
         import fastserve
-
-        async def app(scope, receive, send):
-            if scope["type"] == "http":
-                await send({{"type": "http.response.start", "status": 200, "headers": []}})
-                await send({{"type": "http.response.body", "body": b"from run()"}})
 
         sys.exit(fastserve.run(app, host="127.0.0.1", port={port}, graceful_timeout=2, access_log=True))
     '''))
@@ -269,21 +271,15 @@ def test_run_from_a_thread_serves_without_signal_handlers(tmp_path):
     ``uvicorn.run`` can be: Python sets signal handlers in the main thread only, and run()
     failed there at once (ValueError: signal only works in main thread). It serves now, until
     the process ends; what needs signals (workers, the reloader) is a RuntimeError saying so."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     script = tmp_path / "threaded.py"
-    script.write_text(textwrap.dedent(f'''
+    script.write_text(app_source(b"from a thread") + textwrap.dedent(f'''
         import threading
         import time
         import urllib.request
 
         import fastserve
 
-        async def app(scope, receive, send):
-            if scope["type"] == "http":
-                await send({{"type": "http.response.start", "status": 200, "headers": []}})
-                await send({{"type": "http.response.body", "body": b"from a thread"}})
 
         failed = []
 
