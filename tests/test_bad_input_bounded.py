@@ -7,7 +7,9 @@ unbounded memory. In-process, bytes in and bytes out (``connection_driver``):
   past ``--body-timeout``: ``408`` + close; a body cut into tiny chunks holds about its bytes
   while it waits for the app, not an object per chunk;
 * an app whose body disagrees with its own Content-Length: cut or closed, never glued to
-  the next response; ``204``/``304`` carry no Content-Length or body on the wire;
+  the next response; ``204``/``304`` carry no Content-Length or body on the wire; an app
+  streaming a body nothing is written for (HEAD, 204) is suspended at each piece and stops
+  when its client leaves;
 * pipelined requests for a client that is not reading: the bytes the connection holds stay
   under ``--max-response-buffer``, and every answer still comes, in order, once it reads;
 * empty lines before a request count toward ``--header-timeout``;
@@ -531,6 +533,101 @@ def test_a_websocket_denial_of_204_or_304_carries_no_length_or_body(status: int)
         assert driven.closed
 
     run(main)
+
+
+DROPPED_BODIES = {   # a request, the status the app answers, the body pieces it streams
+    "HEAD": (b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n", 200, b"x" * 100),
+    "204": (b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", 204, b"x" * 100),
+    "empty-pieces": (b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", 200, b""),
+}
+
+
+def streaming(status: int, piece: bytes, pieces: int, sent: List[int], ended: List[BaseException],
+              gate: Any = None) -> Any:
+    """An ASGI app streaming ``pieces`` body pieces (counted in ``sent``), recording in ``ended``
+    the exception that stopped it; with ``gate``, once that event is set."""
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if gate is not None:
+            await gate.wait()
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        try:
+            for _ in range(pieces):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent[0] += 1
+        except BaseException as exc:
+            ended.append(exc)
+            raise
+        await send({"type": "http.response.body", "body": b""})
+    return app
+
+
+@pytest.mark.parametrize("case", list(DROPPED_BODIES))
+def test_an_app_streaming_a_body_nothing_is_written_for_lets_the_loop_run(case: str) -> None:
+    """``await send(...)`` of a piece that writes nothing (the body of a HEAD answer or a 204,
+    an empty piece) completed at once: no client backpressure ever suspends the app, so one
+    streaming without end held the worker for good, every other connection with it, and
+    could not even hear its own client leave. Such a send now gives the loop a turn."""
+    request, status, piece = DROPPED_BODIES[case]
+
+    async def main() -> None:
+        sent, ended, seen = [0], [], set()
+        driven = Driven(streaming(status, piece, 2000, sent, ended))
+
+        async def other_work() -> None:
+            while sent[0] < 2000 and not ended:
+                seen.add(sent[0])
+                await asyncio.sleep(0)
+
+        other = asyncio.ensure_future(other_work())
+        driven.send(request)
+        for _ in range(100):
+            await driven.settle()
+            if sent[0] == 2000:
+                break
+        await other
+        assert sent[0] == 2000 and not ended
+        assert len(seen) > 1000, sorted(seen)[:10]  # the loop ran between the app's sends
+        assert statuses(driven.output) == [status] and not driven.closed
+
+    run(main)
+
+
+def test_a_head_answer_streamed_without_end_stops_when_its_client_leaves() -> None:
+    """With nothing written, no write ever fails: the client's FIN is the only word that it
+    left, and the app's next send raises (ASGI's OSError), so it stops."""
+    async def main() -> None:
+        sent, ended = [0], []
+        driven = Driven(streaming(200, b"x" * 100, 10 ** 6, sent, ended))
+        driven.send(DROPPED_BODIES["HEAD"][0])
+        await driven.settle()
+        assert statuses(driven.output) == [200] and 0 < sent[0] < 10 ** 6
+        driven.half_close()
+        await driven.settle()
+        assert ended and isinstance(ended[0], OSError), ended
+        assert sent[0] < 10 ** 6 and driven.closed
+
+    run(main)
+
+
+def test_an_app_streaming_after_its_request_was_refused_413_stops_when_the_connection_closes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A body over --max-body-size while the app runs is answered 413 on its behalf, and what
+    the app sends next is dropped; the connection waited for the app to return before it
+    closed, so an app streaming without end held it (and spun) for good. It closes once the
+    413 is out, and the app's next send raises (ASGI's OSError), no app error logged."""
+    async def main() -> None:
+        sent, ended, gate = [0], [], asyncio.Event()
+        driven = Driven(streaming(200, b"x", 10 ** 6, sent, ended, gate), max_body_size=10)
+        driven.send(POST_CHUNKED)
+        await driven.settle()
+        driven.send(b"14\r\n" + b"x" * 20 + b"\r\n")
+        gate.set()
+        await driven.settle()
+        assert statuses(driven.output) == [413] and driven.closed
+        assert ended and isinstance(ended[0], OSError) and sent[0] < 10 ** 6
+
+    run(main)
+    assert "Exception in ASGI application" not in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------

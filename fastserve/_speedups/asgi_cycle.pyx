@@ -7,7 +7,7 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 import logging
 import os
 import sys
-from asyncio import CancelledError, Task
+from asyncio import CancelledError, Task, sleep
 from contextvars import Context, copy_context
 from urllib.parse import quote
 
@@ -77,6 +77,15 @@ cdef class _Done:
 
 
 cdef _Done DONE = _Done()
+
+
+cdef object _dropped(bint more):
+    """What ``send`` returns for a message that wrote nothing and is not the response's last:
+    a turn of the loop. An app streaming a body the server drops (the answer to a HEAD request,
+    one refused on its behalf) was otherwise never suspended: ``await send(...)`` completed at
+    once, the loop never ran, and an app streaming without end held the worker for good
+    (every connection, the client's going away too, waited on it)."""
+    return sleep(0) if more else DONE
 
 
 cdef inline bint _named(object name, const char* lowered):
@@ -410,7 +419,9 @@ cdef class HttpCycle(Job):
         self._wake()
 
     cdef void _refuse(self, int status):
-        """Answer ``status`` on the app's behalf; whatever the app sends afterwards is dropped."""
+        """Answer ``status`` on the app's behalf; whatever the app sends afterwards is dropped.
+        The answer is complete: the connection closes on the next loop turn, as after an app's
+        own last piece, without waiting for the app (whose sends fail once the client is gone)."""
         self.started = self.refused = True
         self.keep_alive = False
         text = reason_phrase(status)
@@ -418,6 +429,8 @@ cdef class HttpCycle(Job):
             (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
         ]) + text)
         self.complete = True
+        if not self.released:
+            self.loop.call_soon(self._release_after_response)
 
     cpdef start(self):
         if self.loop.get_task_factory() is None:
@@ -589,10 +602,11 @@ cdef class HttpCycle(Job):
         returned is already complete; it waits only while the client is not reading, or for a file."""
         cdef bint more
         kind = message["type"]
-        if self.refused:
-            return DONE  # already answered 413 on the app's behalf: what the app sends is dropped
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
+        if self.refused:
+            # Already answered (413) on the app's behalf: what the app sends is dropped.
+            return _dropped(message.get("more_body", False))
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
@@ -620,6 +634,14 @@ cdef class HttpCycle(Job):
                 if self.counted:
                     return self._send_counted(data, more)
                 self._write(data)
+            elif more:
+                # Nothing written (a HEAD answer's body, a 204's, an empty piece): no client
+                # backpressure will ever make the app wait, so give the loop a turn; and no
+                # write will ever fail, so a client that has sent its FIN has left for good.
+                if self.conn.peer_finished:
+                    self.disconnected = True  # (the app's stopping there is no app error)
+                    raise ClientDisconnected("the client closed the connection")
+                return _dropped(True)
             if self._piece_sent(more):
                 return self._wait_drain()
             return DONE
