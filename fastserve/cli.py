@@ -39,7 +39,7 @@ UVICORN_ENV_NAMES = {
 }
 
 # uvicorn's settings fastserve takes and has no use for (its help for each says why).
-ACCEPTED_WITHOUT_EFFECT = ("use_colors", "timeout_worker_healthcheck", "h11_max_incomplete_event_size")
+ACCEPTED_WITHOUT_EFFECT = ("use_colors", "h11_max_incomplete_event_size")
 
 UVICORN_CHOICES = {
     "--loop": ["auto", "uvloop"],
@@ -181,9 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--limit-max-requests-jitter", type=int, default=DEFAULTS.limit_max_requests_jitter,
                          metavar="N", help="each worker retires after a random 0..N more requests, so workers "
                                            "started together are not replaced together (default: %(default)s)")
-    process.add_argument("--timeout-worker-healthcheck", type=float, default=None, metavar="S",
-                         help="uvicorn's flag, accepted: fastserve's supervisor is told by each worker when it "
-                              "accepts and replaces one that exits, rather than pinging them")
+    process.add_argument("--timeout-worker-healthcheck", type=float, default=DEFAULTS.timeout_worker_healthcheck,
+                         metavar="S",
+                         help="with --workers: a worker whose event loop has not run for S seconds (an app "
+                              "blocking it, a stopped process) is killed and replaced; 0: never "
+                              "(default: %(default)s)")
     process.add_argument("--pid-file", default=None, metavar="PATH",
                          help="write the server's process id here (removed on exit)")
     process.add_argument("--reload", action="store_true",

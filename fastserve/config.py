@@ -14,6 +14,7 @@ MIN_TICK = 0.05  # seconds: the shortest clock tick short timeouts can ask for
 RANGES: Tuple[Tuple[str, float, Optional[float]], ...] = (
     ("port", 0, 65535), ("fd", 0, None), ("workers", 1, None), ("backlog", 1, None),
     ("graceful_timeout", 0, None), ("shutdown_delay", 0, None), ("limit_max_requests", 1, None),
+    ("timeout_worker_healthcheck", 0, None),
     ("limit_max_requests_jitter", 0, None),
     ("max_age", 0, None), ("listing_max_entries", 1, None),
     ("max_header_bytes", 1, None), ("max_header_count", 1, None), ("max_url_length", 1, None),
@@ -68,6 +69,7 @@ class Config:
     shutdown_delay: float = 0.0  # after SIGTERM: seconds of health 503 with the listener still open
     limit_max_requests: Optional[int] = None  # a worker retires (and is replaced) after this many
     limit_max_requests_jitter: int = 0  # each worker's limit is raised by a random 0..N: they retire apart
+    timeout_worker_healthcheck: float = 30.0  # s a worker's event loop may stay blocked before it is killed; 0: never
     pid_file: Optional[str] = None
     access_log: bool = False
     access_log_format: str = "common"  # common, combined or json

@@ -157,10 +157,11 @@ def test_uvicorns_newer_flags_set_what_they_name() -> None:
     ])
     assert (config.limit_max_requests, config.limit_max_requests_jitter) == (1000, 50)
     assert (config.ssl_version, config.ws_max_queue, config.reset_contextvars) == (2, 32, True)
-    # The last two are accepted for uvicorn's command lines and change nothing (their help says why).
+    assert config.timeout_worker_healthcheck == 5
+    # The last one is accepted for uvicorn's command lines and changes nothing (its help says why).
     assert config == config_from_args([
         "app:app", "--limit-max-requests", "1000", "--limit-max-requests-jitter", "50", "--ssl-version", "2",
-        "--ws-max-queue", "32", "--reset-contextvars",
+        "--ws-max-queue", "32", "--reset-contextvars", "--timeout-worker-healthcheck", "5",
     ])
 
 

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from server_helpers import DocRoot, fetch
 
 
@@ -121,3 +123,54 @@ def test_a_slot_added_after_sigttou_starts_with_no_failed_starts(monkeypatch) ->
         finally:
             for fd in (sup.control_r, sup.control_w, sup.wake_r, sup.wake_w):
                 os.close(fd)
+
+
+BLOCKING_APP = '''
+import time
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/block":
+        time.sleep(60)  # a blocking call in an async app: the worker's event loop stops
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+@pytest.mark.parametrize("how", ["blocked", "stopped"])
+def test_a_worker_whose_event_loop_stops_is_killed_and_replaced(tmp_path: Path, how: str) -> None:
+    """--timeout-worker-healthcheck (uvicorn's flag, accepted without effect before): a worker
+    whose event loop no longer runs (an app blocking it, a process stopped) held its slot's
+    listening socket for ever, the connections the kernel gave that socket waiting unanswered;
+    it is killed once its loop has not ticked for that long, logged, and replaced."""
+    import os
+    import signal
+    import socket
+
+    from server_helpers import CliProcess, port_from_url
+    from test_server_process import wait_for
+
+    (tmp_path / "blocking.py").write_text(BLOCKING_APP)
+    args = ["blocking:app", "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1"]
+    with CliProcess(args, log_path=tmp_path / "log", cwd=tmp_path) as srv:
+        port = port_from_url(srv.wait_listening())
+        assert wait_for(lambda: srv.output().count("Application startup complete.") == 2, 10.0)
+        time.sleep(0.5)  # both accept, and have told the supervisor their first beat
+        before = set(srv.children())
+        if how == "blocked":
+            blocked = socket.create_connection(("127.0.0.1", port), timeout=5)
+            blocked.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+        else:
+            os.kill(sorted(before)[0], signal.SIGSTOP)
+        assert wait_for(lambda: "its event loop has not run for" in srv.output(), 10.0), srv.output()
+        assert wait_for(lambda: len(srv.children()) == 2 and set(srv.children()) != before, 10.0), srv.output()
+        for _ in range(6):  # both slots answer again (each has a running worker)
+            assert fetch(port, "/").status == 200
+        if how == "blocked":
+            blocked.close()
+        assert srv.stop() == 0
+    output = srv.output()
+    assert output.count("its event loop has not run for") == 1, output
+    assert "was killed by signal 9 (SIGKILL); starting a new one" in output

@@ -9,6 +9,7 @@ slot's next worker instead of being reset with the socket.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import select
 import signal
@@ -22,8 +23,8 @@ from fastserve.server import metrics
 from fastserve.server.listen import ListenError, open_listener
 from fastserve.server.tls import tls_enabled
 from fastserve.server.worker import (
-    KEPT_SIGNALS, MESSAGE, OPERATOR_SIGNALS, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, nothing_to_reload,
-    on_operator_signal, run_worker,
+    BEAT, KEPT_SIGNALS, MESSAGE, OPERATOR_SIGNALS, READY, RETIRING, STOP_SIGNALS, EarlySignals, Handoff, Heartbeat,
+    nothing_to_reload, on_operator_signal, run_worker,
 )
 
 logger = logging.getLogger("fastserve")
@@ -69,6 +70,8 @@ class Supervisor:
         self.served = False  # a worker has accepted: its app can start
         self.respawns: List[Tuple[float, int, Optional[int]]] = []  # (when, slot, the retiring worker it replaces)
         self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
+        # Each slot's (worker pid, time of its event loop's last tick): see Heartbeat, _kill_hung.
+        self.heartbeats = mmap.mmap(-1, BEAT.size * self.most_slots)
 
     def run(self) -> int:
         for signum in STOP_SIGNALS:
@@ -92,6 +95,7 @@ class Supervisor:
                 self._spawn(slot)
             while not self.stopping:
                 self._reap(restart=True)
+                self._kill_hung()
                 self._wait(self._respawn_due())
                 if self.hangups:
                     self.hangups = 0
@@ -105,6 +109,23 @@ class Supervisor:
             self._close_listeners()
             for fd in (self.control_r, self.control_w, self.wake_r, self.wake_w):
                 os.close(fd)
+            self.heartbeats.close()
+
+    def _kill_hung(self) -> None:
+        """``--timeout-worker-healthcheck``: kill a worker whose event loop has not ticked for
+        that long (an app blocking it, a process stopped); it is replaced as any worker that
+        dies. Only workers that accept are checked (one whose app still starts has not beaten)."""
+        timeout = self.config.timeout_worker_healthcheck
+        if not timeout:
+            return
+        now = time.monotonic()
+        for pid, slot in list(self.workers.items()):
+            beaten_by, at = BEAT.unpack_from(self.heartbeats, slot * BEAT.size)
+            if beaten_by == pid and now - at > timeout:
+                logger.error("worker %d: its event loop has not run for %.1f s (--timeout-worker-healthcheck %g): "
+                             "killing it", pid, now - at, timeout)
+                BEAT.pack_into(self.heartbeats, slot * BEAT.size, 0, 0.0)  # killed once
+                _signal(pid, signal.SIGKILL)
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a signal arrives, a worker writes to the control pipe, or ``timeout`` s."""
@@ -226,6 +247,7 @@ class Supervisor:
                 EarlySignals.install()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
                 metrics.SLOT = slot
+                Heartbeat.install(self.heartbeats, slot)
                 for fd in (self.control_r, self.wake_r, self.wake_w):
                     os.close(fd)
                 Handoff.install(self.control_w, supervisor)

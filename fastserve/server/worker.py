@@ -10,6 +10,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 import weakref
 from typing import Any, Callable, Coroutine, Dict, List, Optional
 
@@ -177,6 +178,28 @@ HANDSHAKE_WAIT = 5.0  # s: the longest a stopping worker waits for a TLS handsha
 SAME_PRESS = 0.25  # s: a SIGINT this soon after the SIGTERM that began a stop belongs to the same Ctrl+C
 
 
+class Heartbeat:
+    """A worker's side of the supervisor's liveness check (``--timeout-worker-healthcheck``):
+    on each clock tick, from its event loop, the worker writes its pid and the time into its
+    slot of a block shared with the supervisor (``BEAT``), which kills a worker whose beat is
+    older than the timeout. A lone process has no block and beats nothing."""
+
+    block: Any = None  # the shared block (an mmap), None without a supervisor
+    offset: int = 0
+
+    @classmethod
+    def install(cls, block: Any, slot: int) -> None:
+        cls.block, cls.offset = block, slot * BEAT.size
+
+    @classmethod
+    def beat(cls) -> None:
+        if cls.block is not None:
+            BEAT.pack_into(cls.block, cls.offset, os.getpid(), time.monotonic())
+
+
+BEAT = struct.Struct("=qd")  # (worker pid, time.monotonic() of its last tick) per slot
+
+
 class Handoff:
     """A worker's side of the supervisor's control pipe (None: a lone process, no supervisor).
 
@@ -301,6 +324,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     trimmer = heap_trimmer()  # freed TLS buffers and the like go back to the kernel after a burst
 
     def tick() -> None:
+        Heartbeat.beat()
         state.tick(loop.time())
         handshakes.pending(state.now)
         observe(state)
@@ -313,6 +337,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
 
     ticker = [loop.call_later(interval, tick)]
     logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
+    Heartbeat.beat()  # from now on the supervisor expects one each tick
     Handoff.tell(READY)
     if config.ready_callback is not None:
         config.ready_callback()
