@@ -95,9 +95,9 @@ class Config:
     ssl_cert_reqs: int = 0  # ssl.CERT_NONE (0), CERT_OPTIONAL (1) or CERT_REQUIRED (2) for clients
     ssl_ciphers: Optional[str] = None  # OpenSSL cipher list; None: OpenSSL's defaults
     ssl_version: int = 17  # uvicorn's --ssl-version: ssl.PROTOCOL_TLS_SERVER (17) or PROTOCOL_TLS (2): TLS 1.2
+    # and newer; PROTOCOL_TLSv1_2 (5): TLS 1.2 alone (fastserve.server.tls.PROTOCOL_VERSIONS)
     # run() only, as uvicorn.run takes it: factory(config, default) -> ssl.SSLContext (server.tls.make_context)
     ssl_context_factory: Optional[Callable[["Config", Callable[[], ssl.SSLContext]], ssl.SSLContext]] = None
-    # and newer; PROTOCOL_TLSv1_2 (5): TLS 1.2 alone (fastserve.server.tls.PROTOCOL_VERSIONS)
 
     # response headers added by the server
     server_header: bool = True
