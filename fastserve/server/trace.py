@@ -18,7 +18,7 @@ ASGI call, are traced on ``fastserve.connection`` by ``ConnectionTrace``:
     127.0.0.1:50312 - HTTP connection made
     127.0.0.1:50312 - static GET /app.js: 200 from memory
     127.0.0.1:50312 - static GET /video.mp4: 206 ranges of the file
-    127.0.0.1:50312 - refused: 431
+    127.0.0.1:50312 - refused 431, closing
     127.0.0.1:50312 - HTTP connection lost
 
 (the first and last as uvicorn's ``--log-level trace`` writes them); below TRACE the worker
