@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from importlib.machinery import EXTENSION_SUFFIXES
 from typing import TYPE_CHECKING, Any, Dict, Iterator
@@ -108,7 +107,9 @@ def run(app: Any, **options: Any) -> int:
     if options.pop("reload", False):
         if not isinstance(app, str):
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
-        if threading.current_thread() is not threading.main_thread():
+        from fastserve.server.worker import handles_signals
+
+        if not handles_signals():
             raise RuntimeError("run(reload=True) must be called from the main thread: the reloader is told of "
                                "stops by signals")
         _checked_config(app, dict(options))  # refused here as without reload=True, not as a usage error
