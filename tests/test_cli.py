@@ -337,6 +337,35 @@ def test_an_error_page_that_names_no_file_is_warned_about_at_start(docroot: DocR
     assert len(warnings) == 1 and "--error-page 404=errors/nothere.html: no such file in " in warnings[0], warnings
 
 
+@pytest.mark.parametrize("follow_symlink", [False, True])
+def test_an_error_page_is_looked_for_at_start_as_the_cache_looks_for_it(tmp_path: Path, caplog,
+                                                                      follow_symlink: bool) -> None:
+    """The start-up warning and the open-file cache agree on which pages exist: one that climbs
+    out of the served directory, or (without --follow-symlink) a symlink leading out of it, is
+    never answered, so it is warned about though a file stands at the joined path."""
+    from fastserve._speedups.filecache import FileCache
+    from fastserve.config import Config
+    from fastserve.server.serve import _report_missing_error_pages
+
+    root = tmp_path / "site"
+    (root / "errors").mkdir(parents=True)
+    (root / "errors" / "404.html").write_text("gone")
+    (tmp_path / "outside.html").write_text("outside")
+    (root / "errors" / "link.html").symlink_to(tmp_path / "outside.html")
+    pages = ["errors/404.html", "/errors/404.html", "../outside.html", "errors/../../outside.html",
+             "errors/link.html", "errors", "errors/none.html"]
+    config = Config(target=str(root), follow_symlink=follow_symlink,
+                    error_pages=[(404, page) for page in pages])
+    with caplog.at_level("WARNING", logger="fastserve"):
+        _report_missing_error_pages(config)
+    warned = {page for page in pages if any(f"--error-page 404={page}: " in r.getMessage() for r in caplog.records)}
+    answered = {page for page in pages
+                if FileCache([str(root)], follow_symlink=follow_symlink, error_pages={404: page}).lookup("/x").body
+                not in (None, b"Not Found")}
+    assert answered == {"errors/404.html", "/errors/404.html"} | ({"errors/link.html"} if follow_symlink else set())
+    assert warned == set(pages) - answered
+
+
 def test_a_bad_variable_is_one_line_naming_it(monkeypatch, capsys) -> None:
     monkeypatch.setenv("FASTSERVE_MAX_BODY_SIZE", "lots")
     code, _, err = parsing_ends(["--version"], capsys)

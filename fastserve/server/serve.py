@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -120,11 +121,22 @@ def _report_static_app(app: object) -> None:
 def _report_missing_error_pages(config: Config) -> None:
     """Say once at start which ``--error-page`` names no file below the served directory: its
     status is answered with the plain page until the file is there (it is looked for again as
-    the cache revalidates), which a typo would otherwise leave unnoticed."""
+    the cache revalidates), which a typo would otherwise leave unnoticed. The page is looked
+    for as the open-file cache looks for it (``split_url_path``, ``resolve_path``): a path that
+    climbs out of the directory, or a symlink leading out of it, names no file there."""
     if not (isinstance(config.target, str) and os.path.isdir(config.target)):
         return
+    from fastserve._speedups.pathlookup import resolve_path, split_url_path
+
+    root = os.path.abspath(config.target)
+    roots = (root if config.follow_symlink else os.path.realpath(root),)
     for status, page in config.error_pages:
-        if not os.path.isfile(os.path.join(config.target, page.lstrip("/"))):
+        parts = split_url_path(page)
+        try:
+            found = resolve_path(roots, parts, config.follow_symlink) if parts else None
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found[1].st_mode):
             logger.warning("--error-page %d=%s: no such file in %s; %d answers are the plain ones until it is there",
                            status, page, config.target, status)
 
