@@ -568,11 +568,10 @@ class FileResponse(Response):
         if scope["type"] == "websocket":
             send = _websocket_denial(send)
         method = scope["method"].upper() if is_http else "GET"
-        header_only = is_http and method == "HEAD"
 
         fd = -1
         stat_result = self.stat_result
-        if header_only:
+        if method == "HEAD":
             if stat_result is None:
                 stat_result = await self._stat()
                 self.set_stat_headers(stat_result)
@@ -583,18 +582,18 @@ class FileResponse(Response):
                 self._describe(opened)
                 stat_result = opened
         try:
-            await self._respond(scope, receive, send, stat_result, fd)
+            await self._respond(scope, receive, send, is_http, method, stat_result, fd)
         finally:
             if fd >= 0:
                 os.close(fd)  # a close of a regular file: no thread needed
         if self.background is not None:
             await self.background()
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, stat_result: os.stat_result, fd: int) -> None:
-        """The answer for the file ``stat_result`` describes, its slices read from ``fd``."""
-        is_http = scope["type"] == "http"
-        method = scope["method"].upper() if is_http else "GET"
-        header_only = is_http and method == "HEAD"
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, is_http: bool, method: str,
+                       stat_result: os.stat_result, fd: int) -> None:
+        """The answer to ``method`` (``"GET"`` for a WebSocket's scope) for the file
+        ``stat_result`` describes, its slices read from ``fd``."""
+        header_only = method == "HEAD"
         # Whatever the method, the file is the answer; a GET or HEAD for a 200 honours Range
         # (a HEAD gets a GET's fields, RFC 9110 section 9.3.2), as the static file server and
         # Starlette answer. Preconditions are not evaluated here (as in Starlette): StaticFiles
