@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from connection_driver import Driven, run
+from server_helpers import free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -245,12 +246,6 @@ REQUESTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _exchange(port: int, raw: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(raw)
@@ -291,7 +286,7 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str,
     stamp = time.time() - 100  # one modification time for both servers' validators
     for name in ("data.txt", "index.html"):
         os.utime(base / "static" / name, (stamp, stamp))
-    ports = {"uvicorn": _free_port(), "fastserve": _free_port()}
+    ports = {"uvicorn": free_port(), "fastserve": free_port()}
     procs = [
         subprocess.Popen([sys.executable, "-m", server, "parity_app:app", "--port", str(port), "--log-level", "warning"],
                          cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
