@@ -312,8 +312,8 @@ cdef class HttpCycle(Job):
     cdef Py_ssize_t body_size
     cdef Py_ssize_t buffered
     cdef Py_ssize_t max_body_size
-    cdef list body           # body pieces the app has not received yet; None when there are none
-    cdef bytearray tail      # body's last piece while small pieces are gathered into it, else None
+    cdef list body           # body pieces the app has not received yet, None when there are none:
+                             # bytes, the last one a bytearray while small ones are gathered (_hold)
     cdef bytes pending_head
     cdef object waiter
     cdef object drain
@@ -370,7 +370,7 @@ cdef class HttpCycle(Job):
             # A cycle still queued behind earlier responses answers when its turn comes (run()).
             self.too_large = True
             self.keep_alive = False
-            self.body = self.tail = None
+            self.body = None
             self.conn.set_body_backpressure(True)
             if self.task is not None and not self.started:
                 self._refuse(413)
@@ -382,20 +382,23 @@ cdef class HttpCycle(Job):
         self._wake()
 
     cdef void _hold(self, bytes chunk):
-        """Keep ``chunk`` for the app: as it is, or gathered with the small pieces before it,
-        so what waits costs about the bytes counted toward BODY_HIGH_WATER, however finely
-        the client cut its chunked body."""
+        """Keep ``chunk`` for the app: as it is, or gathered with the small pieces before it
+        into a bytearray (``body``'s last piece, the only one that is not bytes), so what
+        waits costs about the bytes counted toward BODY_HIGH_WATER, however finely the client
+        cut its chunked body."""
         if self.body is None:
             self.body = [chunk]
-        elif PyBytes_GET_SIZE(chunk) >= SMALL_PIECE:
-            self.tail = None
+            return
+        cdef Py_ssize_t last = len(self.body) - 1  # (no negative indexes here)
+        gathered = self.body[last]
+        if PyBytes_GET_SIZE(chunk) >= SMALL_PIECE:
             self.body.append(chunk)
-        elif self.tail is not None:
-            self.tail += chunk
-        elif len(self.body[len(self.body) - 1]) < SMALL_PIECE:  # (no negative indexes here)
-            self.tail = bytearray(self.body[len(self.body) - 1])
-            self.tail += chunk
-            self.body[len(self.body) - 1] = self.tail
+        elif type(gathered) is bytearray:
+            gathered += chunk
+        elif PyBytes_GET_SIZE(gathered) < SMALL_PIECE:
+            gathered = bytearray(gathered)
+            gathered += chunk
+            self.body[last] = gathered
         else:
             self.body.append(chunk)
 
@@ -410,7 +413,7 @@ cdef class HttpCycle(Job):
         self.failed_status = status
         self.more_body = False
         self.keep_alive = False
-        self.body = self.tail = None
+        self.body = None
         if self.buffered > BODY_HIGH_WATER:
             self.conn.set_body_backpressure(False)
         self.buffered = 0
@@ -531,7 +534,7 @@ cdef class HttpCycle(Job):
             # A body the app never read held reading paused: drop it, and read on (the
             # rest of it is dropped as it comes, then the next request is read).
             self.conn.set_body_backpressure(False)
-        self.body = self.tail = None
+        self.body = None
         self.buffered = 0
         self._account()
         self.conn.job_finished(not self.keep_alive)
@@ -577,8 +580,8 @@ cdef class HttpCycle(Job):
         if self.disconnected or self.too_large or self.failed_status or (self.complete and not self.body):
             return {"type": "http.disconnect"}
         if self.body:
-            chunk = self.body[0] if len(self.body) == 1 and self.tail is None else b"".join(self.body)
-            self.body = self.tail = None
+            chunk = self.body[0] if len(self.body) == 1 and type(self.body[0]) is bytes else b"".join(self.body)
+            self.body = None
             if self.buffered > BODY_HIGH_WATER:
                 self.conn.set_body_backpressure(False)
             self.buffered = 0
