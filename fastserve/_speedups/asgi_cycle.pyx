@@ -432,8 +432,7 @@ cdef class HttpCycle(Job):
             (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
         ]) + text)
         self.complete = True
-        if not self.released:
-            self.loop.call_soon(self._release_after_response)
+        self._release_soon()
 
     cpdef start(self):
         if self.loop.get_task_factory() is None:
@@ -522,7 +521,7 @@ cdef class HttpCycle(Job):
     cdef void _release(self):
         """Hand the connection back: this exchange is recorded (access log, metrics) and the
         connection goes on to its next request, or closes. Once, when the app returns or, as
-        under uvicorn, on the loop turn after its response is complete (``_piece_sent``): an
+        under uvicorn, on the loop turn after its response is complete (``_release_soon``): an
         app still running then (Starlette's background tasks) holds neither the next request
         nor, for a last response, the close."""
         if self.released:
@@ -538,6 +537,13 @@ cdef class HttpCycle(Job):
         self.buffered = 0
         self._account()
         self.conn.job_finished(not self.keep_alive)
+
+    cdef void _release_soon(self):
+        """The response is complete (the app's last piece, or a refusal on its behalf): release
+        the connection on the next loop turn, not inside the app's send, so the next request's
+        app never starts nested in this one's call."""
+        if not self.released:
+            self.loop.call_soon(self._release_after_response)
 
     def _release_after_response(self):
         """``loop.call_soon`` target: an app that returns in the same turn as its last send
@@ -717,10 +723,7 @@ cdef class HttpCycle(Job):
             self.keep_alive = False
         self.complete = True
         self._wake()
-        if not self.released:
-            # From the loop, not inside the app's send: the next request's app never starts
-            # nested in this one's call.
-            self.loop.call_soon(self._release_after_response)
+        self._release_soon()
         return False
 
     cdef object _send_counted(self, bytes data, bint more):
