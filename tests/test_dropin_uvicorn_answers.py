@@ -27,7 +27,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from connection_driver import Driven, run
-from server_helpers import free_port
+from inprocess import parse_responses
+from server_helpers import free_port, wait_until_accepting
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -255,25 +256,16 @@ def _exchange(port: int, raw: bytes) -> bytes:
     return data
 
 
-def _answer(data: bytes, head: bool) -> Tuple[str, List[Tuple[str, str]], bytes]:
+def _answer(data: bytes, head: bool) -> Tuple[int, List[Tuple[str, str]], bytes]:
     """Status, fields (but date, server and the framing the two servers may choose) and body."""
-    head_bytes, _, body = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    fields = [(name.lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])]
-    if ("transfer-encoding", "chunked") in fields and not head:
-        whole, rest = b"", body
-        while True:
-            size, _, rest = rest.partition(b"\r\n")
-            if int(size, 16) == 0:
-                break
-            whole, rest = whole + rest[: int(size, 16)], rest[int(size, 16) + 2:]
-        body = whole
+    [response], _ = parse_responses(data, [head])
+    fields, body = response.headers, response.body
     if ("content-encoding", "gzip") in fields:
         body = gzip.decompress(body)
     kept = [field for field in fields if field[0] not in ("date", "server", "transfer-encoding", "connection")]
     if ("content-encoding", "gzip") in fields:  # the compressed length may differ with zlib's buffering
         kept = [field for field in kept if field[0] != "content-length"]
-    return lines[0].split(" ")[1], kept, body
+    return response.status, kept, body
 
 
 @pytest.fixture(scope="module")
@@ -293,15 +285,8 @@ def both_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str,
         for server, port in ports.items()
     ]
     try:
-        deadline = time.monotonic() + 30
-        for port in ports.values():
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "a server did not start"
-                    time.sleep(0.05)
+        for port, proc in zip(ports.values(), procs):
+            wait_until_accepting(port, proc, timeout=30)
         yield ports
     finally:
         for proc in procs:
