@@ -146,3 +146,22 @@ def test_limit_max_requests_retires_and_replaces_workers(docroot: DocRoot, tmp_p
         total = scrape(port)
         assert requests(total, "2xx", "GET") >= served  # the counters of retired workers are kept
         assert srv.stop() == 0
+
+
+def test_worker_restarts_are_counted(docroot: DocRoot, tmp_path: Path) -> None:
+    """A worker that dies (here: killed) and is replaced is counted, so an operator can alert on
+    a crash loop that the server itself survives; a retirement is no restart."""
+    import os
+    import signal
+
+    from test_server_process import wait_for
+
+    args = [str(docroot.root), "--port", "0", "--metrics", "--workers", "2"]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert wait_for(lambda: len(child_pids(srv.pid)) == 2, 10.0)
+        assert scrape(port)[("fastserve_worker_restarts_total", ())] == 0
+        first = child_pids(srv.pid)
+        os.kill(first[0], signal.SIGKILL)
+        assert wait_for(lambda: len(child_pids(srv.pid)) == 2 and child_pids(srv.pid) != first, 10.0)
+        assert scrape(port)[("fastserve_worker_restarts_total", ())] == 1

@@ -31,7 +31,8 @@ CACHE_MISSES = CACHE_HITS + 1
 CACHE_EVICTIONS = CACHE_MISSES + 1
 COMPRESSED_ANSWERS = CACHE_EVICTIONS + 1       # on-the-fly compression (set on each tick)
 COMPRESSION_SAVED_BYTES = COMPRESSED_ANSWERS + 1
-OWNER_PID = COMPRESSION_SAVED_BYTES + 1        # the worker now writing the slot
+WORKER_RESTARTS = COMPRESSION_SAVED_BYTES + 1  # the slot's workers replaced after dying (the supervisor adds)
+OWNER_PID = WORKER_RESTARTS + 1                # the worker now writing the slot
 SLOT_VALUES = OWNER_PID + 1
 SLOT_BYTES = SLOT_VALUES * 8
 

@@ -36,6 +36,11 @@ class SharedCounters:
         counters.set(layout.OWNER_PID, os.getpid())
         return counters
 
+    def add(self, index: int, value: int, amount: int = 1) -> None:
+        """Add ``amount`` to value ``value`` of slot ``index`` (the supervisor's own counts)."""
+        values = self.view[index * layout.SLOT_BYTES:(index + 1) * layout.SLOT_BYTES].cast("q")
+        values[value] += amount
+
     def totals(self) -> List[int]:
         """Every value summed over the slots; gauges only over slots whose worker is alive."""
         total = [0] * layout.SLOT_VALUES
@@ -131,6 +136,9 @@ class _Collector:
         cache.add_metric(["miss"], total[layout.CACHE_MISSES])
         cache.add_metric(["eviction"], total[layout.CACHE_EVICTIONS])
         yield cache
+        yield CounterMetricFamily("fastserve_worker_restarts",
+                                  "Workers replaced after they died, were killed or failed to start (not retirements).",
+                                  value=total[layout.WORKER_RESTARTS])
         yield CounterMetricFamily("fastserve_compressed_responses", "GET answers sent in an encoding made on the fly.",
                                   value=total[layout.COMPRESSED_ANSWERS])
         yield CounterMetricFamily("fastserve_compression_saved_bytes",
@@ -153,6 +161,12 @@ def prepare(config: Any) -> None:
     except ImportError:
         raise MetricsUnavailable("--metrics needs prometheus-client: pip install 'fastserve[metrics]'") from None
     SHARED = SharedCounters(max(1, config.workers) + ADDED_SLOTS)
+
+
+def count_restart(slot: int) -> None:
+    """In the supervisor: a worker of ``slot`` is being replaced after it died (``--metrics`` only)."""
+    if SHARED is not None:
+        SHARED.add(slot, layout.WORKER_RESTARTS)
 
 
 def for_worker(config: Any) -> Optional[Metrics]:

@@ -300,6 +300,7 @@ class Supervisor:
                 self.exit_code = STARTUP_FAILED
             if slot is None or not restart or self.stopping:
                 continue
+            metrics.count_restart(slot)
             if failed_start:
                 # The app started before (its other workers, or the one retiring, still serve):
                 # a passing failure (a database away) must not stop the server. Try again later.
