@@ -235,7 +235,7 @@ class WebSocketSession:
         else:
             self._queue_disconnect(1006)
             if self.handshake in (_AWAITING_APP, _DENYING):  # gone before its handshake was answered
-                self._log_access(self.denial[0] if self.denial is not None else 0, 0)
+                self._log_access(0, 0)  # recorded as the connection records any such: 499
         if self.shutting_down and self.task is not None and not self.task.done():
             # The server is stopping and the client is gone: nobody is left to talk to.
             self.task.cancel()
@@ -678,7 +678,8 @@ class WebSocketSession:
 
     def _log_access(self, status: int, sent: int) -> None:
         """The handshake is answered (101, or an HTTP response), or the client left before it was
-        (``sent`` 0, and ``status`` the app's denial's, or 0: none begun): count it and log it."""
+        (``status`` and ``sent`` 0, which the connection records as ``CLIENT_CLOSED_REQUEST``,
+        499): count it and log it."""
         fields = dict(self.request_headers)
         self.conn.account(self.method, self.raw_url, status, sent, self.started,
                           fields.get(b"user-agent"), fields.get(b"referer"), self.scope["client"])
