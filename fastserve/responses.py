@@ -522,13 +522,13 @@ class FileResponse(Response):
         ]
 
     async def _stat(self) -> os.stat_result:
+        """The file's stat (a HEAD's answer, which opens nothing); ``RuntimeError`` as
+        ``_regular_file`` raises it."""
         try:
             stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
-        except FileNotFoundError:
-            raise RuntimeError(f"File at path {self.path} does not exist.") from None
-        if not stat.S_ISREG(stat_result.st_mode):
-            raise RuntimeError(f"File at path {self.path} is not a file.")
-        return stat_result
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing() from None
+        return self._regular_file(stat_result)
 
     def _open(self) -> tuple[int, os.stat_result]:
         """``(descriptor, its fstat)`` for the file to send (run in a worker thread): opened
@@ -539,15 +539,24 @@ class FileResponse(Response):
             # O_NONBLOCK: a FIFO in the file's place must not hold the thread until a writer comes
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
-            raise RuntimeError(f"File at path {self.path} does not exist.") from None
+            raise self._missing() from None
         try:
-            opened = os.fstat(fd)
-            if not stat.S_ISREG(opened.st_mode):
-                raise RuntimeError(f"File at path {self.path} is not a file.")
+            opened = self._regular_file(os.fstat(fd))
         except BaseException:
             os.close(fd)
             raise
         return fd, opened
+
+    def _missing(self) -> RuntimeError:
+        """What a path that names no file raises (in Starlette's words), a component of it that
+        is no directory included."""
+        return RuntimeError(f"File at path {self.path} does not exist.")
+
+    def _regular_file(self, stat_result: os.stat_result) -> os.stat_result:
+        """``stat_result``; ``RuntimeError`` (in Starlette's words) when it is no regular file."""
+        if not stat.S_ISREG(stat_result.st_mode):
+            raise RuntimeError(f"File at path {self.path} is not a file.")
+        return stat_result
 
     def _describe(self, opened: os.stat_result) -> None:
         """Make the fields taken from a stat (``set_stat_headers``'s, not the app's own) those

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -780,6 +781,18 @@ async def test_missing_file_raises(tmp_path: Path) -> None:
 async def test_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=f"File at path {tmp_path} is not a file."):
         await call(FileResponse(tmp_path))
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("name, words", [("nope.txt", "does not exist"), ("data.bin/below", "does not exist"),
+                                         (".", "is not a file")])
+async def test_a_path_that_names_no_file_raises_alike_for_get_and_head(data_file: Path, method: str, name: str,
+                                                                        words: str) -> None:
+    """A GET opens the file, a HEAD only stats it: both raise the same RuntimeError for a path
+    that names no regular file, one below a file (NotADirectoryError) included."""
+    path = os.path.normpath(data_file.parent / name)
+    with pytest.raises(RuntimeError, match=re.escape(f"File at path {path} {words}.")):
+        await call(FileResponse(path), scope=http_scope(method))
 
 
 @pytest.mark.parametrize("change", ["rewritten", "replaced"])
