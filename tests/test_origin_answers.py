@@ -351,3 +351,41 @@ def test_an_operators_cache_control_header_is_the_one_files_are_sent_with(site, 
     # without it, the cache policy's
     plain = serve_cli(str(site), "--max-age", "120").open().request("GET", "/app.js")
     assert plain.header_values("cache-control") == ["public, max-age=120"]
+
+
+# -- Vary on every answer for a file with other representations ----------------------------------
+
+# (request fields, the status) for /app.js, which has a .gz sibling; "{etag}" and "{gz_etag}"
+# are the identity's and the sibling's ETags.
+VARY_CASES = [
+    ([], 200),
+    ([("Accept-Encoding", "gzip")], 200),
+    ([("Accept-Encoding", "br;q=0.5, gzip;q=0.5")], 200),
+    ([("If-None-Match", "{etag}")], 304),
+    ([("Accept-Encoding", "gzip"), ("If-None-Match", "{gz_etag}")], 304),
+    ([("If-Modified-Since", "Tue, 14 Nov 2023 22:13:20 GMT")], 304),
+    ([("Range", "bytes=0-3")], 206),
+    ([("Range", "bytes=0-3,9-9")], 206),
+    ([("Accept-Encoding", "gzip"), ("Range", "bytes=0-3")], 200),
+    ([("Range", "bytes=999999-")], 416),
+    ([("If-Match", '"other"')], 412),
+    ([("Accept-Encoding", "identity;q=0, br")], 406),
+]
+
+
+@pytest.mark.parametrize("fields, status", VARY_CASES, ids=[str(fields) for fields, _ in VARY_CASES])
+def test_every_answer_for_a_file_with_siblings_says_it_varies_once(site, serve_cli, fields, status):
+    """A cache keys a URL's answers by Vary: each answer for a file that has other
+    representations (200 in each coding, 304, 206, 416, 412, 406; GET and HEAD) carries
+    ``Vary: Accept-Encoding`` exactly once, on the fast path and StaticFiles alike; a file that has
+    none carries no Vary."""
+    server = serve_cli(str(site), "--compress", "off")
+    etag = server.open().request("GET", "/app.js").header("etag")
+    gz_etag = server.open().request("GET", "/app.js", [("Accept-Encoding", "gzip")]).header("etag")
+    headers = [(name, value.format(etag=etag, gz_etag=gz_etag)) for name, value in fields]
+    for method in ("GET", "HEAD"):
+        for response in both(server, method, "/app.js", headers):
+            assert response.status == status, (method, headers)
+            assert response.header_values("vary") == ["Accept-Encoding"], (method, headers)
+        for response in both(server, method, "/a.txt", [(n, v) for n, v in headers if n != "If-None-Match"]):
+            assert response.header_values("vary") == [], (method, headers)
