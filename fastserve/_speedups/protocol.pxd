@@ -89,6 +89,7 @@ cdef class HttpProtocol:
     cdef object out          # ready answers: None, one bytes, or a list of them (pipelined)
     cdef list queue          # bytes, Jobs and deferred RequestHeads behind the current job; None when none wait
     cdef object current_job
+    cdef bytes held_input    # what a read brought past --max-pipeline waiting requests, parsed once they go down; None
 
     cdef double writing_paused_since
     cdef double body_read_at # when the body being read last made progress
@@ -124,6 +125,7 @@ cdef class HttpProtocol:
     cdef unsigned char head_flags     # what the head httptools reads says beyond its fields (HEAD_*)
     cdef unsigned char line_state     # how far the request line httptools reads has come (requesthead.LINE_*)
     cdef unsigned char connection     # the Connection option httptools' request carried (requesthead.CONNECTION_*)
+    cdef unsigned char held_scheduled # held_input is to be parsed on the next loop turn
 
     cdef void _read_addresses(self)
     cdef object _receive(self, bytes data)
@@ -169,3 +171,4 @@ cdef class HttpProtocol:
     cdef bint _last_answer_says_close(self)
     cdef void _fail(self, int status, bytes data=*)
     cdef void _update_reading(self)
+    cdef bint _holds_back(self)
