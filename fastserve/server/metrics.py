@@ -29,25 +29,27 @@ class SharedCounters:
         self.block = mmap.mmap(-1, slots * layout.SLOT_BYTES)  # anonymous and shared across fork
         self.view = memoryview(self.block)
 
+    def _bytes(self, index: int) -> memoryview:
+        """Slot ``index``'s bytes in the block."""
+        start = index * layout.SLOT_BYTES
+        return self.view[start:start + layout.SLOT_BYTES]
+
     def slot(self, index: int) -> Counters:
         """The counters of slot ``index``, claimed by the calling process."""
-        start = index * layout.SLOT_BYTES
-        counters = Counters(self.view[start:start + layout.SLOT_BYTES])
+        counters = Counters(self._bytes(index))
         counters.set(layout.OWNER_PID, os.getpid())
         return counters
 
     def add(self, index: int, value: int, amount: int = 1) -> None:
         """Add ``amount`` to value ``value`` of slot ``index`` (the supervisor's own counts)."""
-        values = self.view[index * layout.SLOT_BYTES:(index + 1) * layout.SLOT_BYTES].cast("q")
-        values[value] += amount
+        self._bytes(index).cast("q")[value] += amount
 
     def totals(self) -> List[int]:
         """Every value summed over the slots; gauges only over slots whose worker is alive."""
         total = [0] * layout.SLOT_VALUES
         gauges = (layout.CONNECTIONS,)
         for index in range(self.slots):
-            start = index * layout.SLOT_BYTES
-            values = self.view[start:start + layout.SLOT_BYTES].cast("q")
+            values = self._bytes(index).cast("q")
             alive = _alive(values[layout.OWNER_PID])
             for i in range(layout.SLOT_VALUES):
                 if i in gauges and not alive:
