@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import sys
-import unicodedata
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import format_datetime
@@ -430,30 +429,12 @@ def starlette_range_answer(request: RequestHead, size: int, etag: str | None, la
     return None
 
 
-# RFC 8187 section 3.2.1's attr-char beyond letters, digits and "-._~" (which quote() keeps).
-_ATTR_CHAR_PUNCTUATION = "!#$&+^`|"
-
-
 def _content_disposition(disposition_type: str, filename: str) -> str:
-    """The ``Content-Disposition`` value naming ``filename`` (RFC 6266).
-
-    A name of plain URL-safe characters is sent as ``filename="..."``, as Starlette sends it;
-    any other goes in the extended form ``filename*=utf-8''...`` (RFC 8187: percent-encoded
-    UTF-8, every byte outside attr-char encoded, ``/`` included), after a ``filename="..."``
-    fallback for the clients that read no extended parameter (``curl -OJ``), as RFC 6266
-    section 4.3 advises: the name's letters without their accents, any other character that
-    is not plain printable ASCII, and ``"``, ``\\`` and ``%`` (which some read as escapes:
-    RFC 6266 appendix D), as ``_``.
-    """
-    if quote(filename) == filename:
+    escaped = quote(filename)
+    if escaped == filename:
         return f'{disposition_type}; filename="{filename}"'
-    fallback = "".join(
-        c if " " <= c <= "~" and c not in '"\\%' else "_"
-        for c in unicodedata.normalize("NFKD", filename)
-        if not unicodedata.combining(c)
-    )
-    encoded = quote(filename, safe=_ATTR_CHAR_PUNCTUATION)
-    return f"{disposition_type}; filename=\"{fallback}\"; filename*=utf-8''{encoded}"
+    # Anything beyond plain URL-safe characters goes in the RFC 5987 extended form.
+    return f"{disposition_type}; filename*=utf-8''{escaped}"
 
 
 class FileResponse(Response):
