@@ -881,6 +881,12 @@ def test_given_headers_are_not_overwritten(data_file: Path) -> None:
         ("\u6587\u4ef6.txt", "inline", "inline; filename*=utf-8''%E6%96%87%E4%BB%B6.txt"),
         ("my file.txt", "inline", "inline; filename*=utf-8''my%20file.txt"),
         ('say "hi".txt', "attachment", "attachment; filename*=utf-8''say%20%22hi%22.txt"),
+        ("gr\u00fc\u00dfe.txt", "attachment", "attachment; filename*=utf-8''gr%C3%BC%C3%9Fe.txt"),
+        ("50%.txt", "attachment", "attachment; filename*=utf-8''50%25.txt"),
+        ("a\\b.txt", "attachment", "attachment; filename*=utf-8''a%5Cb.txt"),
+        ("line\r\nbreak.txt", "attachment", "attachment; filename*=utf-8''line%0D%0Abreak.txt"),  # no header split
+        ("dir/\u00e9t\u00e9.txt", "attachment", "attachment; filename*=utf-8''dir/%C3%A9t%C3%A9.txt"),
+        ("a+b!.txt", "attachment", "attachment; filename*=utf-8''a%2Bb%21.txt"),
     ],
 )
 async def test_content_disposition(data_file: Path, filename: str, disposition_type: str, expected: str) -> None:
