@@ -540,9 +540,15 @@ cdef class HttpCycle(Job):
 
     cdef void _release_soon(self):
         """The response is complete (the app's last piece, or a refusal on its behalf): release
-        the connection on the next loop turn, not inside the app's send, so the next request's
-        app never starts nested in this one's call."""
-        if not self.released:
+        the connection now when nothing waits behind this exchange and the connection goes on
+        (the usual kept-alive request: releasing then starts nothing), else on the next loop
+        turn, not inside the app's send, so the next request's app never starts nested in this
+        one's call and a close never happens under it."""
+        if self.released:
+            return
+        if self.keep_alive and self.conn.queue is None and self.conn.pending_upgrade is None:
+            self._release()
+        else:
             self.loop.call_soon(self._release_after_response)
 
     def _release_after_response(self):
