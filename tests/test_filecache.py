@@ -321,6 +321,31 @@ def test_a_root_symlink_swapped_to_a_new_release_is_followed_after_the_validity_
     assert len(cache) == 3  # v1's entries went with it
 
 
+@pytest.mark.parametrize("change", ["root symlink", "symlink above the root", "directory renamed in"])
+def test_a_swapped_root_is_seen_at_the_next_lookup_when_every_lookup_checks(tmp_path, change):
+    """``valid_for=0`` (the library ``StaticFiles``): the roots are checked on every lookup, by
+    one ``stat`` each (the ``realpath`` walk only when what a root names changed); each way a
+    root comes to name another directory is seen at once."""
+    current = releases(tmp_path)
+    root = current / "site" if change == "symlink above the root" else current
+    for release, body in (("v1", b"one"), ("v2", b"two")):
+        (tmp_path / release / "site").mkdir()
+        (tmp_path / release / "site" / "a.txt").write_bytes(body)
+    if change == "directory renamed in":
+        current.unlink()
+        (tmp_path / "v1").rename(current)
+        root = current
+    cache = FileCache([root], valid_for=0)
+    assert cache.lookup("/a.txt").body == b"one"
+    assert cache.lookup("/a.txt").body == b"one"  # nothing changed: still served
+    if change == "directory renamed in":
+        current.rename(tmp_path / "v1")  # mv current v1 && mv v2 current
+        (tmp_path / "v2").rename(current)
+    else:
+        swap(current, "v2")
+    assert cache.lookup("/a.txt").body == b"two"
+
+
 def test_with_follow_symlink_the_root_is_walked_anew_on_each_lookup(tmp_path):
     current = releases(tmp_path)
     cache = FileCache([current], valid_for=0.05, follow_symlink=True)

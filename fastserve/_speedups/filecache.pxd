@@ -68,6 +68,8 @@ cdef class FileCache:
     cdef readonly tuple roots                # absolute, real unless follow_symlink: resolved again (see lookup)
     cdef readonly tuple configured_roots     # absolute, as given: a symlink among them stays one
     cdef double roots_resolved_at            # monotonic time roots were last resolved
+    cdef tuple encoded_roots                 # configured_roots as bytes, for stat()
+    cdef tuple root_stamps                   # (device, inode) each named when last resolved; None: unknown
     cdef readonly bint html
     cdef readonly bint follow_symlink
     cdef readonly double valid_for

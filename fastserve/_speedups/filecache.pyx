@@ -15,7 +15,7 @@ import os
 import stat as stat_module
 
 from libc.time cimport time
-from posix.stat cimport fstat, struct_stat
+from posix.stat cimport fstat, stat, struct_stat
 from posix.time cimport timespec
 
 from fastserve._speedups.clock cimport monotonic
@@ -284,6 +284,18 @@ cpdef CacheEntry choose_representation(CacheEntry entry, bytes accept_encoding):
     return entry if chosen is None else <CacheEntry>chosen
 
 
+cdef tuple _root_stamps(tuple encoded_roots):
+    """``(device, inode)`` of the directory each root names now (its symlinks followed), or
+    None when one cannot be ``stat``'ed."""
+    cdef struct_stat st
+    cdef list stamps = []
+    for root in encoded_roots:
+        if stat(<bytes>root, &st) != 0:
+            return None
+        stamps.append((st.st_dev, st.st_ino))
+    return tuple(stamps)
+
+
 cdef class FileCache:
     """Bounded cache of URL path -> ``CacheEntry`` over one or several roots.
 
@@ -333,6 +345,8 @@ cdef class FileCache:
         bint file_slash=True,
     ):
         self.configured_roots = tuple(os.path.abspath(os.fspath(root)) for root in roots)
+        self.encoded_roots = tuple(map(os.fsencode, self.configured_roots))
+        self.root_stamps = _root_stamps(self.encoded_roots)
         self.roots = self.configured_roots if follow_symlink else tuple(map(os.path.realpath, self.configured_roots))
         self.roots_resolved_at = monotonic()
         self.html = html
@@ -389,10 +403,18 @@ cdef class FileCache:
         """Resolve the roots again, as often as entries are checked (``valid_for``): a root that
         is a symlink swapped to a new release (``ln -sfn v2 current``, the atomic deploy nginx
         follows) is served from its new target from then on, the old tree's entries dropped.
-        With ``follow_symlink`` the roots are kept as given, and the path walks them anew."""
+        With ``follow_symlink`` the roots are kept as given, and the path walks them anew.
+
+        Each root is first ``stat``'ed (one call, no path walk in Python): while every root
+        still names the directory it named (device and inode), nothing was swapped and the
+        ``realpath`` walk is skipped. The library ``StaticFiles`` checks on every request."""
         self.roots_resolved_at = now
         if self.follow_symlink:
             return
+        stamps = _root_stamps(self.encoded_roots)
+        if stamps is not None and stamps == self.root_stamps:
+            return
+        self.root_stamps = stamps
         roots = tuple(map(os.path.realpath, self.configured_roots))
         if roots != self.roots:
             self.roots = roots
