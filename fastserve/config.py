@@ -175,6 +175,10 @@ class Config:
         if self.admin_prefix and not self.admin_prefix.startswith("/"):  # its paths would match no request
             found.append(f"--admin-prefix must begin with '/' ('' turns health and metrics off), "
                          f"not {self.admin_prefix!r}")
+        for name, _ in self.headers:
+            if name.strip().lower() in FRAMING_FIELDS:
+                found.append(f"--header {name.strip()}: the server writes that field itself for each response "
+                             f"(it frames the message or the connection); a second one would contradict it")
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if name == "log_level" and (value is None or isinstance(value, str) and value.lower() in choices):
@@ -193,6 +197,12 @@ class Config:
                                 self.send_timeout) if t > 0]
         return max(MIN_TICK, min([self.tick_interval, *(t / 4 for t in timeouts)]))
 
+
+# Fields that frame a message or its connection (RFC 9112 sections 6 and 9.6, RFC 9110 section
+# 7.6.1): the server writes them for each response, so an operator's --header copy would put a
+# second, contradicting length or framing on the wire (a desync for the client or a cache).
+FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                            "trailer", "proxy-connection"})
 
 # The numeric settings that count (bytes, connections, ...): whole numbers only.
 WHOLE_NUMBERS = frozenset(each.name for each in fields(Config) if each.type in ("int", "Optional[int]"))

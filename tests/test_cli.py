@@ -393,6 +393,10 @@ def test_sigint_stop_is_logged(docroot: DocRoot, tmp_path: Path) -> None:
     assert "fastserve stopped" in srv.output()
 
 
+FRAMED = ("the server writes that field itself for each response (it frames the message or the connection); "
+          "a second one would contradict it")
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--port", "180710", "--port must be between 0 and 65535, not 180710"),
     ("--port", "-1", "--port must be between 0 and 65535, not -1"),
@@ -409,12 +413,36 @@ def test_sigint_stop_is_logged(docroot: DocRoot, tmp_path: Path) -> None:
     ("--listing-max-entries", "0", "--listing-max-entries must be at least 1, not 0"),
     # health and metrics at "health/health" would match no request: they were silently off
     ("--admin-prefix", "health", "--admin-prefix must begin with '/' ('' turns health and metrics off), not 'health'"),
+    # a second length or framing beside the server's own: a desync for the client (both faces)
+    *[("--header", f"{name}: {value}", f"--header {name}: {FRAMED}") for name, value in [
+        ("Content-Length", "5"), ("transfer-encoding", "chunked"), ("Connection", "close"), ("Upgrade", "h2c")]],
 ])
 def test_a_value_out_of_range_is_a_usage_error_before_anything_starts(flag, value, message, tmp_path, capsys) -> None:
     """Used to be a traceback (--port 180710, --fd -3) or a server running with a limit that
     refuses everything (--max-connections 0, --max-header-bytes -1)."""
     assert main([str(tmp_path), flag, value]) == 2
     assert capsys.readouterr().err.strip() == f"fastserve: {message}"
+
+
+@pytest.mark.parametrize("name", ["Content-Type", "etag", "Last-Modified", "Accept-Ranges", "Vary", "Content-Encoding"])
+def test_a_header_a_files_answer_sets_itself_is_refused_for_a_directory(name, tmp_path, capsys) -> None:
+    """``--header Content-Type: ...`` (or ETag, Accept-Ranges, ...) on a directory went out beside
+    the file's own field: two values for one field on every file answer."""
+    assert main([str(tmp_path), "--header", f"{name}: x"]) == 3
+    assert f"--header {name}: a file's answer sets that field itself" in capsys.readouterr().err
+
+
+def test_an_app_may_still_be_given_a_default_content_type_by_header() -> None:
+    """For an ASGI app the server's --header fields give way to the app's own (ServerHeaders):
+    a default Content-Type stays an operator's choice there."""
+    from fastserve.config import Config
+    from fastserve.server.app_loader import load_app
+
+    async def app(scope, receive, send):  # pragma: no cover - never called
+        pass
+
+    config = Config(target=app, headers=[("Content-Type", "application/json")])
+    assert config.problems() == [] and load_app(config) is not None
 
 
 def test_the_defaults_and_the_range_ends_are_in_range() -> None:

@@ -192,6 +192,7 @@ BAD_OPTIONS = [
     ({"port": 70000}, "--port must be between 0 and 65535"),
     ({"limit_concurrency": 0}, "--max-connections must be at least 1"),
     ({"admin_prefix": "_fastserve"}, "--admin-prefix must begin with '/'"),
+    ({"headers": [("Content-Length", "5")]}, "--header Content-Length: the server writes that field itself"),
 ]
 
 

@@ -92,6 +92,13 @@ def _takes_no_arguments(app: Any) -> bool:
     return not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(app).parameters.values())
 
 
+# Fields a directory's answers set per file or per request (RFC 9110 sections 8 and 14, 12.5.5,
+# 10.2): an operator's --header copy of one went out beside it, two values for one field.
+# (Cache-Control is the cache policy's, which an operator's --header replaces: _cache_policy.)
+STATIC_ANSWER_FIELDS = frozenset({"content-type", "content-encoding", "content-range", "accept-ranges", "etag",
+                                  "last-modified", "vary", "location", "allow"})
+
+
 def _directory(config: Config, target: str) -> Any:
     if not os.path.exists(target):
         raise AppLoadError(f"Directory {target!r} does not exist.{_module_hint(config, target)}")
@@ -101,6 +108,10 @@ def _directory(config: Config, target: str) -> Any:
         logging.getLogger("fastserve").warning(
             "%r is a Python package: its files, sources included, are served as they are; to run an app "
             "it holds, name it 'module:attribute' (%s:app)", target, os.path.basename(os.path.normpath(target)))
+    for name, _ in config.headers:
+        if name.strip().lower() in STATIC_ANSWER_FIELDS:
+            raise AppLoadError(f"--header {name.strip()}: a file's answer sets that field itself (it describes "
+                               f"the file, or this answer): a second would contradict it; leave it out for a directory")
     if config.templates is not None:
         from fastserve.listing import templates_problem
 
