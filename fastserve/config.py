@@ -179,6 +179,9 @@ class Config:
             if name.strip().lower() in FRAMING_FIELDS:
                 found.append(f"--header {name.strip()}: the server writes that field itself for each response "
                              f"(it frames the message or the connection); a second one would contradict it")
+            elif name.strip().lower() == "date":  # RFC 9110 section 6.6.1: one Date, the origination time
+                found.append(f"--header {name.strip()}: the server writes the Date of each response itself "
+                             f"(--no-date-header leaves it out)")
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if name == "log_level" and (value is None or isinstance(value, str) and value.lower() in choices):

@@ -416,6 +416,9 @@ FRAMED = ("the server writes that field itself for each response (it frames the 
     # a second length or framing beside the server's own: a desync for the client (both faces)
     *[("--header", f"{name}: {value}", f"--header {name}: {FRAMED}") for name, value in [
         ("Content-Length", "5"), ("transfer-encoding", "chunked"), ("Connection", "close"), ("Upgrade", "h2c")]],
+    # it went out beside the server's own Date: two for one response
+    ("--header", "Date: x", "--header Date: the server writes the Date of each response itself "
+                            "(--no-date-header leaves it out)"),
 ])
 def test_a_value_out_of_range_is_a_usage_error_before_anything_starts(flag, value, message, tmp_path, capsys) -> None:
     """Used to be a traceback (--port 180710, --fd -3) or a server running with a limit that
