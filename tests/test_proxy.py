@@ -51,6 +51,8 @@ def test_a_unix_socket_peer_is_trusted_with_star_or_unix(allow, client):
 
 # -- resolve_forwarded, the C reading of the fields, against the rule written plainly ----------
 
+import ipaddress  # noqa: E402
+
 from hypothesis import given, strategies as st  # noqa: E402
 
 from fastserve._speedups.forwarded import resolve_forwarded  # noqa: E402
@@ -61,7 +63,7 @@ def reference_resolve(trust, client, headers, scheme):
     hops_value = proto = None
     for name, value in headers:
         if name.lower() == b"x-forwarded-for":
-            hops_value = value
+            hops_value = value if hops_value is None else hops_value + b", " + value
         elif name.lower() == b"x-forwarded-proto":
             proto = value
     if hops_value is None and proto is None:
@@ -77,11 +79,22 @@ def reference_resolve(trust, client, headers, scheme):
             scheme = ("https" if secure else "http") if web else ("wss" if secure else "ws")
     if hops_value is not None:
         hops = [reference_hop(hop.strip(" \t")) for hop in hops_value.decode("latin-1").split(",") if hop.strip(" \t")]
-        for hop in reversed(hops):
-            if not trust.trusts(hop[0]):
-                return hop, scheme
-        if hops:
-            client = hops[0]
+        leftmost = None
+        for host, port in reversed(hops):
+            try:
+                address = ipaddress.ip_address(host) if "%" not in host else None
+            except ValueError:
+                address = None
+            if address is None:
+                if host in trust.names:
+                    continue
+                return client, scheme  # no address: what lies left of it cannot be read
+            trusted = trust.everyone or any(address in network for network in trust.networks)
+            if not trusted:
+                return (str(address), port), scheme
+            leftmost = (str(address), port)
+        if leftmost is not None:
+            client = leftmost
     return client, scheme
 
 
@@ -106,7 +119,8 @@ def reference_hop(hop):
 
 HOPS = st.sampled_from(["203.0.113.7", "10.0.0.2", "127.0.0.1", "::1", "2001:db8::5", "", " ", "\t", "unix:x", "é",
                         "203.0.113.7:4711", "127.0.0.1:80", "[2001:db8::5]:443", "[::1]", "[::1]:8", "[]", "[]:1",
-                        "10.0.0.2:65536", "10.0.0.2:", "10.0.0.2:x", "[::1]x", "[::1:5", "10.0.0.2:\xb2"])
+                        "10.0.0.2:65536", "10.0.0.2:", "10.0.0.2:x", "[::1]x", "[::1:5", "10.0.0.2:\xb2",
+                        "unknown", "<script>", "2001:DB8::0005", "fe80::1%eth0", "[fe80::1%25x]:1", "unix:"])
 FIELD_VALUES = st.lists(st.tuples(st.sampled_from(["", " ", "\t"]), HOPS, st.sampled_from(["", " "])).map("".join),
                         max_size=5).map(lambda hops: ",".join(hops).encode("latin-1"))
 PROTOS = st.lists(st.sampled_from(["http", "HTTPS", "ws", "wss", " https ", "\thttp", "gopher", "", "Https"]),
@@ -131,7 +145,7 @@ def test_resolve_forwarded_follows_the_rule(headers, client, scheme, allow) -> N
     (b"[2001:db8::1]", ("2001:db8::1", 0)),
     (b"2001:db8::1", ("2001:db8::1", 0)),
     (b"203.0.113.7:41234, 127.0.0.1:5000", ("203.0.113.7", 41234)),  # a trusted hop with a port is still trusted
-    (b"203.0.113.7:99999", ("203.0.113.7:99999", 0)),  # not a port: the hop is kept as it came
+    (b"203.0.113.7:99999", ("127.0.0.1", 1)),  # not a port: no address, so the peer stays the client
 ])
 def test_a_hop_may_name_the_clients_port(hops, client) -> None:
     """As under uvicorn, ``request.client.host`` is the address alone, so allow-lists and rate
@@ -139,11 +153,16 @@ def test_a_hop_may_name_the_clients_port(hops, client) -> None:
     assert ProxyTrust("127.0.0.1").resolve(("127.0.0.1", 1), [(b"x-forwarded-for", hops)], "http")[0] == client
 
 
-def test_a_field_given_twice_counts_by_its_last_line() -> None:
+def test_a_field_given_on_several_lines_is_one_list() -> None:
+    """RFC 9110 section 5.3: the lines are one list, in order; X-Forwarded-Proto's last member is
+    the last line's, and X-Forwarded-For is walked from the right across the lines (a last line
+    of trusted hops alone does not make a trusted hop the client)."""
     trust = ProxyTrust("127.0.0.1")
     headers = [(b"x-forwarded-for", b"203.0.113.1"), (b"x-forwarded-proto", b"https"),
                (b"x-forwarded-for", b"203.0.113.2"), (b"x-forwarded-proto", b"http")]
     assert resolve_forwarded(trust, ("127.0.0.1", 1), headers, "https") == (("203.0.113.2", 0), "http")
+    headers = [(b"x-forwarded-for", b"203.0.113.1"), (b"x-forwarded-for", b"127.0.0.1")]
+    assert resolve_forwarded(trust, ("127.0.0.1", 1), headers, "http") == (("203.0.113.1", 0), "http")
 
 
 def test_hops_are_trimmed_and_empty_members_skipped() -> None:
@@ -155,4 +174,47 @@ def test_hops_are_trimmed_and_empty_members_skipped() -> None:
 def test_decisions_are_remembered_per_address() -> None:
     trust = ProxyTrust("127.0.0.1")
     resolve_forwarded(trust, ("127.0.0.1", 1), [(b"x-forwarded-for", b"203.0.113.9")], "http")
-    assert trust.known == {"127.0.0.1": True, "203.0.113.9": False}
+    assert trust.known == {"127.0.0.1": (True, "127.0.0.1"), "203.0.113.9": (False, "203.0.113.9")}
+
+
+@pytest.mark.parametrize("hops", [
+    b"<script>alert(1)</script>", b"unknown", b"_hidden", b"example.com", b"1.2.3.4.5", b"300.1.1.1",
+    b"203.0.113.7:99999", b"203.0.113.7:x", b"[::1]:80x", b"fe80::1%eth0", b"[fe80::1%25eth0]:80",
+    b"\xff\xfe", b"1" * 10240, b"a\x00b", b"203.0.113.7 203.0.113.8", b'"203.0.113.7"',
+    b"<script>, 127.0.0.1",  # a trusted hop, then no address: the walk stops there
+])
+@pytest.mark.parametrize("allow", ["127.0.0.1", "*"])
+def test_a_hop_that_is_no_address_leaves_the_peer_as_the_client(hops, allow) -> None:
+    """What the scope's client (and so the access log) names is an address: a hop that is not
+    one never reaches it, whether the proxy is trusted by address or by ``*``."""
+    trust = ProxyTrust(allow)
+    headers = [(b"x-forwarded-for", hops), (b"x-forwarded-proto", b"https")]
+    assert resolve_forwarded(trust, ("127.0.0.1", 4000), headers, "http") == (("127.0.0.1", 4000), "https")
+
+
+@pytest.mark.parametrize("hops, client", [
+    (b"unknown, 203.0.113.7", ("203.0.113.7", 0)),  # the untrusted hop is found before the bad one
+    (b"<script>, 203.0.113.7:8080, 127.0.0.1", ("203.0.113.7", 8080)),
+    (b"2001:DB8:0::0001", ("2001:db8::1", 0)),  # canonical text, as the socket's peer is written
+    (b"[2001:0DB8::1]:443", ("2001:db8::1", 443)),
+])
+def test_the_client_is_an_address_in_its_canonical_text(hops, client) -> None:
+    trust = ProxyTrust("127.0.0.1")
+    assert resolve_forwarded(trust, ("127.0.0.1", 1), [(b"x-forwarded-for", hops)], "http")[0] == client
+
+
+def test_a_listed_name_is_passed_over_and_never_the_client() -> None:
+    trust = ProxyTrust("127.0.0.1, unix:")
+    assert trust.resolve(("127.0.0.1", 1), [(b"x-forwarded-for", b"203.0.113.7, unix:")], "http")[0] == ("203.0.113.7", 0)
+    assert trust.resolve(("127.0.0.1", 1), [(b"x-forwarded-for", b"unix:, 127.0.0.1")], "http")[0] == ("127.0.0.1", 0)
+    assert trust.resolve(("127.0.0.1", 1), [(b"x-forwarded-for", b"unix:")], "http")[0] == ("127.0.0.1", 1)
+
+
+def test_long_hops_are_not_remembered() -> None:
+    """The decisions kept are for hosts no longer than an address: 4,096 hops of 10 KB each
+    would have held 40 MB per worker."""
+    trust = ProxyTrust("127.0.0.1")
+    for n in range(50):
+        resolve_forwarded(trust, ("127.0.0.1", 1), [(b"x-forwarded-for", b"%d" % n + b"x" * 10240)], "http")
+    assert max(len(host) for host in trust.known) <= 45
+    assert len(trust.known) == 1

@@ -192,6 +192,39 @@ def test_static_lines_name_the_client_a_trusted_proxy_forwarded_for(docroot: Doc
     assert line.startswith(f"{client or peer} - - ["), line
 
 
+@pytest.mark.parametrize("hops", ["<script>alert(1)</script>", "unknown", "198.51.100.1, x" * 600,
+                                  "203.0.113.9:99999", "[::1]:80x", "fe80::1%eth0"])
+def test_a_forwarded_hop_that_is_no_address_never_names_the_client(docroot: DocRoot, serve, caplog, hops) -> None:
+    """From a trusted proxy, an X-Forwarded-For whose walk meets a hop that is no IP address
+    leaves the peer as the client: in the static path's access line, in an app's scope and in
+    the app's access line alike; the value never reaches either as it came."""
+    from fastserve.server.worker import observe
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["client"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    caplog.set_level(logging.INFO, logger="fastserve.access")
+    lines = []
+    for target in (docroot.root, app):
+        server = serve(target, access_log=True)
+        connection = server.open()
+        peer = connection.conn.client
+        response = connection.request("GET", "/small.txt", [("X-Forwarded-For", hops)])
+        assert response.status in (200, 204)
+        # the same peer's address is what a trusted proxy's hop is taken from
+        assert connection.request("GET", "/small.txt", [("X-Forwarded-For", "203.0.113.9")]).status in (200, 204)
+        server.settle()
+        observe(server.state)
+        lines += [r.getMessage() for r in caplog.records if r.name == "fastserve.access"]
+        caplog.clear()
+    assert seen == [peer, ("203.0.113.9", 0)]
+    assert len(lines) == 4 and [line.split(" ")[0] for line in lines] == [peer[0], "203.0.113.9"] * 2, lines
+
+
 FILE_APP = textwrap.dedent('''
     from fastserve.responses import FileResponse
 

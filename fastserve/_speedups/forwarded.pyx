@@ -13,12 +13,13 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from fastserve._speedups.charclass cimport equals_lowercase, is_ows
 
 
-cdef inline bint _trusts(object trust, dict known, object host):
-    """``trust.trusts(host)``, without the call when ``host`` was decided before."""
+cdef inline tuple _decision(object trust, dict known, object host):
+    """``trust.decide(host)``, ``(trusted, address text or None)``, without the call when
+    ``host`` was decided before."""
     cdef PyObject* decided = PyDict_GetItem(known, host)
     if decided != NULL:
-        return <object>decided is True
-    return trust.trusts(host)
+        return <tuple>decided
+    return trust.decide(host)
 
 
 cdef inline bint _is_forwarded(bytes name, const char* suffix, Py_ssize_t suffix_length):
@@ -67,7 +68,7 @@ cdef inline str _scheme_from(bytes proto, str scheme):
 cdef tuple _hop_address(str hop):
     """An X-Forwarded-For hop as ``(host, port)``: some proxies add the client's port
     (``203.0.113.5:41234``, ``[2001:db8::1]:41234``); a hop without one (a bare IPv6 address
-    too) has port 0, and one whose port is not a port is kept whole."""
+    too) has port 0, and one whose port is not a port is kept whole (so it is no address)."""
     cdef Py_ssize_t colon = hop.rfind(":")
     cdef str host, port
     if colon < 0:
@@ -93,21 +94,29 @@ cdef tuple _hop_address(str hop):
 
 cdef object _client_from(object trust, dict known, bytes hops_value):
     """The right-most hop of an X-Forwarded-For list that ``trust`` does not trust, as a
-    ``(host, port)`` client (``_hop_address``); the left-most hop when it trusts them all; None
-    when there is none."""
+    ``(address, port)`` client (``_hop_address``; the address in its canonical text); the
+    left-most hop when it trusts them all. None (the client stays the peer) when there is no
+    hop, or when the walk meets one that is no IP address before an untrusted one: a name the
+    operator listed is passed over, anything else (``unknown``, markup, a bad port) ends it,
+    since what lies left of it cannot be read."""
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(hops_value)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(hops_value)
     cdef Py_ssize_t start, stop
-    cdef tuple address
+    cdef tuple hop, decision
     cdef tuple leftmost = None
     while end >= 0:
         end = _member_before(s, end, &start, &stop)
         if start == stop:
             continue
-        address = _hop_address(PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL))
-        if not _trusts(trust, known, address[0]):
-            return address
-        leftmost = address
+        hop = _hop_address(PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL))
+        decision = _decision(trust, known, hop[0])
+        if decision[1] is None:
+            if decision[0]:
+                continue
+            return None
+        if not decision[0]:
+            return (decision[1], hop[1])
+        leftmost = (decision[1], hop[1])
     return leftmost
 
 
@@ -119,7 +128,10 @@ cpdef tuple resolve_forwarded(object trust, object client, list headers, str sch
     ``trust`` does not trust changes nothing. From a trusted one, X-Forwarded-Proto's last
     member (http, https, ws or wss, any case) sets whether the scheme is secure, and the client
     becomes the right-most X-Forwarded-For hop that is not itself trusted (with the port the
-    hop names, else 0), so a client cannot forge its way past the last proxy. A field given twice counts by its last line.
+    hop names, else 0), so a client cannot forge its way past the last proxy; a hop that is no
+    IP address stops the walk and leaves the peer as the client (``_client_from``). A field
+    given on several lines is one list, the lines joined in order (RFC 9110 section 5.3), as
+    the static path reads it for the access log.
     """
     cdef bytes name
     cdef bytes hops_value = None
@@ -129,7 +141,7 @@ cpdef tuple resolve_forwarded(object trust, object client, list headers, str sch
         if PyBytes_GET_SIZE(name) < 15 or (<const char*>PyBytes_AS_STRING(name))[0] != b"x":
             continue
         if _is_forwarded(name, "for", 3):
-            hops_value = pair[1]
+            hops_value = pair[1] if hops_value is None else hops_value + b", " + pair[1]
         elif _is_forwarded(name, "proto", 5):
             proto = pair[1]
     return resolve_fields(trust, client, hops_value, proto, scheme)
@@ -143,7 +155,7 @@ cdef tuple resolve_fields(object trust, object client, bytes hops_value, bytes p
     if client is None:  # a unix socket's peer (nginx in front over --uds) has no address
         if not trust.unix_peers:
             return client, scheme
-    elif not _trusts(trust, known, client[0]):
+    elif not _decision(trust, known, client[0])[0]:
         return client, scheme
     if proto is not None:
         scheme = _scheme_from(proto, scheme)
