@@ -432,3 +432,126 @@ def test_template_ships_as_package_data() -> None:
     assert package in setuptools["packages"], (package, setuptools["packages"])
     globs = setuptools["package-data"][package]
     assert any(fnmatch.fnmatch(TEMPLATE_NAME, pattern) for pattern in globs), (TEMPLATE_NAME, globs)
+
+
+def test_rendered_listings_are_reused_while_the_directory_is_unchanged(tmp_path: Path, monkeypatch) -> None:
+    """``DirectoryListing.answer`` renders once per ``valid_for`` while the directory's device,
+    inode and modification time hold; a name added shows at once; ``valid_for`` 0 renders each
+    time; what it keeps is bounded in count and bytes."""
+    import fastserve.listing as listing_module
+    from fastserve.listing import DirectoryListing
+
+    root = tmp_path / "public"
+    root.mkdir()
+    _write(root / "a.txt", b"a")
+    renderer = DirectoryListing()
+    renders: List[Tuple[str, ...]] = []
+    real_render = renderer.render
+
+    def counted(directories, url_parts, **kwargs):
+        renders.append(url_parts)
+        return real_render(directories, url_parts, **kwargs)
+
+    monkeypatch.setattr(renderer, "render", counted)
+    clock = [1000.0]
+    monkeypatch.setattr(listing_module.time, "monotonic", lambda: clock[0])
+    dirs = [(str(root), str(root))]
+
+    def names(valid_for: float, query: bytes = b"", gzip_wanted: bool = False) -> List[str]:
+        rendered = renderer.answer(dirs, (), root_path="", query_string=query, accept="application/json",
+                                   dotfiles=False, follow_symlink=False, gzip_wanted=gzip_wanted, valid_for=valid_for)
+        body = gzip.decompress(rendered.body) if rendered.coding == "gzip" else rendered.body
+        return [entry["name"] for entry in json.loads(body)["entries"]]
+
+    assert names(1.0) == ["a.txt"] and len(renders) == 1
+    assert names(1.0) == ["a.txt"] and len(renders) == 1  # reused
+    assert names(1.0, b"sort=size") == ["a.txt"] and len(renders) == 2  # another order: its own
+    _write(root / "b.txt", b"b" * 2000)
+    os.utime(root, ns=(os.stat(root).st_atime_ns, os.stat(root).st_mtime_ns + 1_000_000))  # coarse clocks
+    assert names(1.0) == ["a.txt", "b.txt"] and len(renders) == 3  # a name added: at once
+    _write(root / "a.txt", b"aaa")  # a file's new size: within valid_for
+    clock[0] += 0.5
+    assert names(1.0) == ["a.txt", "b.txt"] and len(renders) == 3
+    clock[0] += 0.6
+    assert names(1.0) == ["a.txt", "b.txt"] and len(renders) == 4
+    assert names(0.0) == ["a.txt", "b.txt"] and names(0.0) == ["a.txt", "b.txt"] and len(renders) == 6
+    assert names(1.0, gzip_wanted=True) == ["a.txt", "b.txt"] and len(renders) == 7  # gzip: its own
+    assert names(1.0, gzip_wanted=True) == ["a.txt", "b.txt"] and len(renders) == 7
+
+    monkeypatch.setattr(listing_module, "KEPT_LISTINGS", 2)
+    for query in (b"sort=name", b"sort=size", b"sort=mtime", b"order=desc"):
+        names(1.0, query)
+    assert len(renderer._kept) == 2
+    one_size = max(len(kept[0].body) for kept in renderer._kept.values())
+    monkeypatch.setattr(listing_module, "KEPT_LISTING_BYTES", one_size + 10)  # room for one
+    for query in (b"sort=name", b"sort=size"):
+        names(1.0, query)
+    assert len(renderer._kept) == 1 and 0 < renderer._kept_bytes <= one_size + 10
+    monkeypatch.setattr(listing_module, "KEPT_LISTING_BYTES", 10)  # none fits: none kept, none dropped
+    names(1.0, b"order=desc")
+    assert len(renderer._kept) == 1
+
+
+def test_concurrent_listings_render_one_at_a_time_and_share_the_render(tmp_path: Path, monkeypatch) -> None:
+    """Many requests for one listing at once: one worker thread renders at a time (each more
+    would take the GIL from the event loop), and with ``cache_valid`` the others get its render."""
+    import threading
+    import time
+
+    import anyio
+
+    from fastserve.listing import DirectoryListing
+
+    root = tmp_path / "public"
+    root.mkdir()
+    for number in range(50):
+        _write(root / f"f{number:02d}.txt", b"x")
+    active = [0]
+    most = [0]
+    renders = [0]
+    lock = threading.Lock()
+    real_render = DirectoryListing.render
+
+    def slow_render(self, *args, **kwargs):
+        with lock:
+            active[0] += 1
+            renders[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real_render(self, *args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(DirectoryListing, "render", slow_render)
+
+    async def ask_many(app: StaticFiles, count: int) -> List[int]:
+        statuses: List[int] = []
+
+        async def one() -> None:
+            scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "root_path": "",
+                     "query_string": b"", "headers": [(b"host", b"x")], "http_version": "1.1", "scheme": "http",
+                     "server": ("x", 80), "client": ("127.0.0.1", 1)}
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            await app(scope, receive, send)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(one)
+        return statuses
+
+    uncached = StaticFiles(directory=root, listing=True)  # the library's default: cache_valid 0
+    assert anyio.run(ask_many, uncached, 6) == [200] * 6
+    assert most[0] == 1 and renders[0] == 6
+    renders[0] = 0
+    cached = StaticFiles(directory=root, listing=True, cache_valid=30.0)
+    assert anyio.run(ask_many, cached, 6) == [200] * 6
+    assert most[0] == 1 and renders[0] == 1
