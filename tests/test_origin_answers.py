@@ -15,7 +15,7 @@ from typing import List, Tuple
 
 import pytest
 
-from inprocess import call_asgi
+from inprocess import call_asgi, request
 from server_helpers import RawResponse, check_byteranges
 
 MTIME = 1_700_000_000
@@ -328,29 +328,146 @@ def test_a_file_past_4_gib_answers_lengths_and_ranges_past_2_to_the_32(site, hug
                 assert response.body == (body if method == "GET" else b"")
 
 
-# -- an operator's --header Cache-Control ----------------------------------------------------------
+# -- an operator's --header fields beside an answer's own -----------------------------------------
+
+# (method, target, request fields, status, whether the answer is a file's: the cache policy's
+# Cache-Control) for the site below with a docs/ directory; "{etag}" is /app.js's ETag.
+ANSWER_KINDS = [
+    ("GET", "/a.txt", [], 200, True), ("HEAD", "/a.txt", [], 200, True),
+    ("GET", "/big.bin", [], 200, True), ("HEAD", "/big.bin", [], 200, True),
+    ("GET", "/app.js", [("Accept-Encoding", "gzip")], 200, True),
+    ("GET", "/app.js", [("If-None-Match", "{etag}")], 304, True),
+    ("HEAD", "/app.js", [("If-None-Match", "{etag}")], 304, True),
+    ("GET", "/a.txt", [("Range", "bytes=0-3")], 206, True),
+    ("GET", "/big.bin", [("Range", "bytes=0-3,9-9")], 206, True),
+    ("HEAD", "/big.bin", [("Range", "bytes=0-3")], 206, True),
+    ("GET", "/a.txt", [("Range", "bytes=999999-")], 416, False),
+    ("HEAD", "/a.txt", [("Range", "bytes=999999-")], 416, False),
+    ("GET", "/app.js", [("If-Match", '"other"')], 412, False),
+    ("GET", "/app.js", [("Accept-Encoding", "identity;q=0, br")], 406, False),
+    ("GET", "/missing", [], 404, False), ("HEAD", "/missing", [], 404, False),
+    ("GET", "/docs", [], 301, False),
+    ("POST", "/a.txt", [], 405, False), ("OPTIONS", "/a.txt", [], 405, False),
+    ("GET", "/%zz", [], 400, False),
+]
+OPERATOR = [("Cache-Control", "private, max-age=5"), ("Content-Type", "application/x-operator"),
+            ("X-Frame-Options", "DENY")]
 
 
-def test_an_operators_cache_control_header_is_the_one_files_are_sent_with(site, serve_cli):
-    """``--header 'Cache-Control: ...'`` (an nginx ``add_header Cache-Control`` carried over) made
-    every file answer carry two Cache-Control fields, the operator's and the cache policy's: two
-    ``max-age`` a cache takes the first of or reads as stale (RFC 9111 section 4.2.1). The
-    operator's replaces the policy's, on every representation and answer of a file."""
+def _ask(server, method: str, target: str, fields=()) -> RawResponse:
+    """One request on a new connection, waited for (an app may answer from a thread)."""
+    client = server.open().send(request(method, target, fields), [method == "HEAD"])
+    return client.wait_for(1)[0]
+
+
+def _kinds(server):
+    """Each ANSWER_KINDS request's answer from ``server``, checked to carry no field twice."""
+    etag = _ask(server, "GET", "/app.js").header("etag")
+    out = []
+    for method, target, fields, status, is_file in ANSWER_KINDS:
+        response = _ask(server, method, target, [(n, v.format(etag=etag)) for n, v in fields])
+        case = (method, target, fields)
+        assert response.status == status, case
+        names = [name for name, _ in response.headers]
+        assert sorted(set(names)) == sorted(names), (case, response.headers)  # every field once
+        out.append((case, is_file, response))
+    return out
+
+
+@pytest.fixture
+def docs(site):
+    (site / "docs").mkdir()
+    (site / "docs" / "index.html").write_bytes(b"<p>docs</p>\n")
+    return site
+
+
+def test_a_static_apps_own_fields_win_over_the_operators_on_every_answer(docs, serve):
+    """A ``StaticFiles(answers="static", cache_policy=...)`` app run with ``--header
+    Cache-Control: ...`` sent two Cache-Control fields on every file answer (and two Content-Type
+    with ``--header Content-Type``, on errors too): the fast path put the server's fields before
+    the answer's own whatever their names. As an app's own field wins on the ASGI face, the
+    answer's own field wins in every head the server writes (fast path, 405, 301, 400, admin
+    paths), each field once; the operator's fields go where the answer has none of that name, on
+    errors too. The same app run through the ASGI bridge gets the same values."""
+    from fastserve.cachepolicy import CachePolicy
+    from fastserve.exceptions import HTTPException
+    from fastserve.responses import PlainTextResponse
+    from fastserve.staticfiles import StaticFiles
+
+    def static_app():
+        return StaticFiles(directory=docs, html=True, answers="static", precompressed=True,
+                           cache_policy=CachePolicy(max_age=30))
+
+    fast = serve(static_app(), headers=OPERATOR)
+    assert fast.state.static_only  # answered on the fast path
+    inner = static_app()
+
+    async def bridged(scope, receive, send):  # the same app, called through the ASGI bridge
+        try:
+            await inner(scope, receive, send)
+        except HTTPException as exc:  # what Starlette's exception middleware answers for it
+            await PlainTextResponse(exc.detail, exc.status_code, exc.headers)(scope, receive, send)
+
+    bridge = serve(bridged, headers=OPERATOR)
+    assert not bridge.state.static_only
+    for (case, is_file, mine), (_, _, theirs) in zip(_kinds(fast), _kinds(bridge)):
+        assert mine.header("x-frame-options") == "DENY", case
+        wanted = "public, max-age=30" if is_file else "private, max-age=5"
+        assert mine.header("cache-control") == wanted, case
+        assert (theirs.header("cache-control"), theirs.header("content-type").split(";")[0]) == (
+            mine.header("cache-control"), mine.header("content-type").split(";")[0]), case  # boundaries aside
+        if mine.status in (200, 206) and case[0] == "GET":
+            assert mine.header("content-type") != "application/x-operator", case
+    for server in (fast, bridge):
+        health = _ask(server, "GET", "/_fastserve/health")
+        assert (health.status, health.header("cache-control")) == (200, "no-store")
+        assert health.header("content-type").startswith("text/plain")
+
+
+def test_an_operators_cache_control_header_is_the_directorys_file_policy(docs, serve_cli):
+    """For a directory, ``--header 'Cache-Control: ...'`` (an nginx ``add_header Cache-Control``
+    carried over) is the cache policy of every file: a file's 200, 206, 304 and HEAD carry the
+    operator's value alone (beside the policy's, two ``max-age`` a cache takes the first of or
+    reads as stale: RFC 9111 section 4.2.1), and a miss, an error, a 416 or a redirect carry none,
+    as nginx's ``add_header`` skips them (a year's ``max-age`` on a 404 has a CDN keep the miss
+    after the file is deployed). Other ``--header`` fields go on every answer, errors included."""
     wanted = "public, max-age=31536000"
-    server = serve_cli(str(site), "--header", f"Cache-Control: {wanted}", "--max-age", "120")
-    etag = server.open().request("GET", "/app.js").header("etag")
-    for name, headers, status, coding in (
-        ("/app.js", [], 200, None), ("/app.js", [("Accept-Encoding", "gzip")], 200, "gzip"),
-        ("/app.js", [("If-None-Match", etag)], 304, None), ("/app.js", [("Range", "bytes=0-3")], 206, None),
-        ("/big.bin", [], 200, None), ("/big.bin", [("Range", "bytes=0-3,9-9")], 206, None),
-    ):
-        for method in ("GET", "HEAD"):
-            fast = server.open().request(method, name, headers)
-            assert (fast.status, fast.header("content-encoding")) == (status, coding), (method, name, headers)
-            assert fast.header_values("cache-control") == [wanted], (method, name, headers)
+    server = serve_cli(str(docs), "--header", f"Cache-Control: {wanted}", "--header", "X-Frame-Options: DENY",
+                       "--max-age", "120")
+    for case, is_file, response in _kinds(server):
+        assert response.header("cache-control") == (wanted if is_file else None), case
+        assert response.header("x-frame-options") == "DENY", case
+    health = server.open().request("GET", "/_fastserve/health")
+    assert health.header("cache-control") == "no-store"
+    # the StaticFiles app the directory runs (for what the fast path hands it) has the same policy
+    app = call_asgi(server.app, "GET", "/app.js")
+    assert app.header("cache-control") == wanted
     # without it, the cache policy's
-    plain = serve_cli(str(site), "--max-age", "120").open().request("GET", "/app.js")
+    plain = serve_cli(str(docs), "--max-age", "120").open().request("GET", "/app.js")
     assert plain.header_values("cache-control") == ["public, max-age=120"]
+
+
+def test_an_operators_field_is_left_out_where_the_connection_answers_with_its_own(serve):
+    """The connection's own answers (a malformed request's 400, a 405 before any lookup, the
+    admin paths) carry their own Content-Type and Cache-Control once, for an app run with
+    ``--header Content-Type`` (an API's default) and ``--header Cache-Control``."""
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    server = serve(app, headers=OPERATOR)
+    client = server.open()
+    answered = client.request("GET", "/")
+    assert [answered.header(n) for n, _ in OPERATOR] == [v for _, v in OPERATOR]
+    health = server.open().request("GET", "/_fastserve/health")
+    assert (health.header("cache-control"), health.header("x-frame-options")) == ("no-store", "DENY")
+    assert health.header("content-type").startswith("text/plain")
+    refused = server.open().send(b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n").parsed()[-1]
+    assert refused.status == 400 and refused.header("content-type").startswith("text/plain")
+    assert (refused.header("cache-control"), refused.header("x-frame-options")) == ("private, max-age=5", "DENY")
+    broken = server.open().send(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    bad = broken.parsed()[-1]
+    assert bad.status == 400 and bad.header("content-type").startswith("text/plain")
 
 
 # -- Vary on every answer for a file with other representations ----------------------------------

@@ -390,7 +390,7 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
             date = current_http_date()
             _refresh_memo(entry, date)
             if entry.memo_whole is None:
-                entry.memo_whole = b"".join((head_start(entry.status, date), entry.wire_fields, CRLF, entry.body))
+                entry.memo_whole = b"".join((head_start(entry.status, entry.wire_fields, date), entry.wire_fields, CRLF, entry.body))
             _ready(out, entry.status, entry.memo_whole)
             return
         if kind == ANSWER_WHOLE and entry.body is None and not head:
@@ -398,14 +398,14 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
             date = current_http_date()
             _refresh_memo(entry, date)
             if entry.memo_whole is None:
-                entry.memo_whole = b"".join((head_start(entry.status, date), entry.wire_fields, CRLF))
+                entry.memo_whole = b"".join((head_start(entry.status, entry.wire_fields, date), entry.wire_fields, CRLF))
             _ready_slice(out, entry.status, entry.memo_whole, entry.file, 0, entry.size)
             return
         if kind == ANSWER_NOT_MODIFIED:
             date = current_http_date()
             _refresh_memo(entry, date)
             if entry.memo_not_modified is None:
-                entry.memo_not_modified = b"".join((head_start(304, date), entry.wire_not_modified, CRLF))
+                entry.memo_not_modified = b"".join((head_start(304, entry.wire_not_modified, date), entry.wire_not_modified, CRLF))
             _ready(out, 304, entry.memo_not_modified)
             return
     _fill(answer, entry, kind, request, max_ranges)

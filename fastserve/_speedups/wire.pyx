@@ -1,7 +1,9 @@
 """Response heads on the wire (RFC 9112 section 4): what every answer the connection writes starts with.
 
 ``fields`` arguments are header lines already serialised (``b"Name: value\\r\\n"`` each); the
-head adds the status line, ``Server``, ``Date``, the ``Connection`` field and the blank line.
+head adds the status line, ``Server``, ``--header`` fields and ``Date``, the ``Connection`` field
+and the blank line. A server field whose name the answer's own ``fields`` carry is left out of
+that answer's head, so no head carries one field twice (RFC 9110 section 5.3).
 """
 from fastserve._speedups.headers cimport current_http_date, reason_phrase
 
@@ -9,6 +11,10 @@ cdef bytes CRLF = b"\r\n"
 cdef bytes DATE = b"Date: "
 # What follows every status line: Server and --header fields (set_server_fields), then Date.
 cdef bytes SERVER_FIELDS = b"Server: fastserve\r\n"
+# The same fields one by one, as (b"\nname:", line) (names lowercased), when an answer may carry
+# one of them itself (any --header field given); empty otherwise: Server alone is never an
+# answer's own field, so its block needs no look at the answer.
+cdef tuple _OWN_FIELDS = ()
 cdef bint SEND_DATE = True
 cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
@@ -75,16 +81,21 @@ cdef bytes connection_field(bint keep_alive, bint http10):
     return CONNECTION_CLOSE if pair is CLOSE_PAIR else CONNECTION_KEEP_ALIVE
 
 
-def set_server_fields(bytes fields, bint date) -> None:
+def set_server_fields(list fields, bint date) -> None:
     """Set what every head of this process carries after its status line.
 
-    ``fields``: serialised lines (``fastserve.server.response_headers.ServerHeaders.static_block``);
-    ``date``: whether a ``Date`` field follows them (RFC 9110 section 6.6.1).
+    ``fields``: ``[(lowercased name, b"Name: value\\r\\n"), ...]`` in order
+    (``fastserve.server.response_headers.ServerHeaders.static_fields``); one whose name an
+    answer's own fields carry is left out of that answer's head. ``date``: whether a ``Date``
+    field follows them (RFC 9110 section 6.6.1).
     """
-    global SERVER_FIELDS, SEND_DATE, _block_date
-    SERVER_FIELDS = fields
+    global SERVER_FIELDS, SEND_DATE, _block_date, _OWN_FIELDS
+    SERVER_FIELDS = b"".join([line for _, line in fields])
     SEND_DATE = date
     _block_date = None
+    _OWN_FIELDS = ()
+    if any(name != b"server" for name, _ in fields):
+        _OWN_FIELDS = tuple([(b"\n" + name + b":", line) for name, line in fields])
 
 
 # SERVER_FIELDS and the Date line together, rebuilt when the date (a new object each second) changes.
@@ -103,9 +114,33 @@ cdef inline bytes _server_block(bytes date):
     return _date_block
 
 
-cdef bytes head_start(int status, bytes date):
-    """The status line, the server's fields and ``Date: <date>`` (when dates are sent)."""
-    return status_line(status) + _server_block(date)
+cdef bytes _block_for(bytes fields, bytes date):
+    """``_server_block``, less the server fields whose names ``fields`` (the answer's own lines) carry."""
+    cdef list kept
+    cdef bytes lowered
+    cdef Py_ssize_t i
+    if len(_OWN_FIELDS) == 0:
+        return _server_block(date)
+    lowered = b"\n" + fields.lower()  # each line starts after a LF: b"\nname:" finds a field by its name
+    kept = None
+    for i in range(len(_OWN_FIELDS)):
+        needle, line = _OWN_FIELDS[i]
+        if needle in lowered:
+            if kept is None:
+                kept = [each[1] for each in _OWN_FIELDS[:i]]
+        elif kept is not None:
+            kept.append(line)
+    if kept is None:
+        return _server_block(date)
+    if SEND_DATE:
+        kept += [DATE, date, CRLF]
+    return b"".join(kept)
+
+
+cdef bytes head_start(int status, bytes fields, bytes date):
+    """The status line, the server's fields (less those ``fields`` carry) and ``Date: <date>``
+    (when dates are sent); ``fields``, the answer's own lines, follow it."""
+    return status_line(status) + _block_for(fields, date)
 
 
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10):
@@ -115,7 +150,7 @@ cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
 cdef bytes whole_response(int status, bytes fields, bint keep_alive, bint http10, bytes body):
     """The head (``fields`` are serialised lines) and ``body`` in one bytes object, copied once."""
     return b"".join((
-        status_line(status), _server_block(current_http_date()), fields, connection_field(keep_alive, http10),
+        status_line(status), _block_for(fields, current_http_date()), fields, connection_field(keep_alive, http10),
         CRLF, body,
     ))
 

@@ -18,6 +18,12 @@ class AppLoadError(Exception):
     """The target names nothing that can be served; the message says why."""
 
 
+def names_directory(target: Any) -> bool:
+    """Whether ``Config.target`` is a directory to serve (a path, or anything without the
+    ``:`` of ``"module:attribute"``) rather than an app."""
+    return isinstance(target, str) and (os.path.isdir(target) or ":" not in target)
+
+
 def load_env_file(config: Config) -> None:
     """Load ``config.env_file`` (``KEY=VALUE`` lines, dotenv syntax) into ``os.environ``.
 
@@ -44,9 +50,9 @@ def load_app(config: Config) -> Any:
     target = config.target
     if not isinstance(target, str):
         return asgi3_app(target, "The app given")
-    module_name, sep, attribute = target.partition(":")
-    if os.path.isdir(target) or not sep:
+    if names_directory(target):
         return _directory(config, target)
+    module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise AppLoadError(f"{target!r} is neither a directory nor a 'module:attribute' app.")
     app_dir = os.path.abspath(config.app_dir or os.getcwd())
@@ -143,13 +149,18 @@ def _directory(config: Config, target: str) -> Any:
 
 def _cache_policy(config: Config) -> Any:
     """The ``Cache-Control`` policy for a directory's files: the cache policy (``--max-age``,
-    ``--cache-rule``), or none when the operator's own ``--header Cache-Control:`` is to be sent
-    instead (on every answer, as ``--header`` fields are): a file answer carried both fields, two
-    conflicting ``max-age`` a cache reads as stale or takes the first of (RFC 9111 section 4.2.1)."""
+    ``--cache-rule``), or the operator's own ``--header Cache-Control:`` value for every file.
+
+    The operator's value goes where the policy's would (a file's 200, 206, 304 and HEAD), and
+    never on a miss, an error, a ``416`` or a redirect, as nginx's ``add_header`` skips them: a
+    long ``max-age`` on a ``404`` would have a cache keep the miss after the file is deployed
+    (RFC 9111 section 4.2.1). ``ServerHeaders.from_config`` leaves it out of the fields every
+    answer gets."""
     from fastserve.cachepolicy import CachePolicy
 
-    if any(name.strip().lower() == "cache-control" for name, _ in config.headers):
-        return None
+    own = [value.strip() for name, value in config.headers if name.strip().lower() == "cache-control"]
+    if own:
+        return CachePolicy(rules=[("*", ", ".join(own))])
     return CachePolicy.from_config(config)
 
 

@@ -1,15 +1,19 @@
 """The header fields the server adds to every response: ``Server``, ``Date`` and ``--header`` ones.
 
 Defined once from the config and read by every face that answers: the ASGI bridge (HTTP and
-WebSocket handshakes) and the static fast path. A field the app sets itself wins over the
-server's field of the same name, so a response never carries two ``Server`` or ``Date``
-fields (RFC 9110 §10.2.4, §6.6.1).
+WebSocket handshakes) and the heads the server writes itself (``wire``: static answers, admin
+paths, the connection's own errors). A field the answer sets itself (the app's, or a static
+answer's ``Cache-Control`` or ``Content-Type``) wins over the server's field of the same name,
+so a response never carries one field twice: two ``Server``, ``Date`` or ``Cache-Control``
+(RFC 9110 §10.2.4, §6.6.1, §5.3). For a directory, ``--header Cache-Control`` is its files'
+cache policy (``app_loader._cache_policy``), not a field of every answer.
 """
 from __future__ import annotations
 
 from typing import Iterable, List, Optional, Tuple
 
 from fastserve.config import Config
+from fastserve.server.app_loader import names_directory
 
 Field = Tuple[bytes, bytes]
 
@@ -34,10 +38,13 @@ class ServerHeaders:
     def from_config(cls, config: Config) -> "ServerHeaders":
         server: Optional[bytes] = b"fastserve" if config.server_header else None
         extra: List[Field] = []
+        directory = names_directory(config.target)
         for name, value in config.headers:
             field = encode_field(name, value)
             if field[0] == b"server":
                 server = field[1]  # --header server:X names the server, even with --no-server-header
+            elif field[0] == b"cache-control" and directory:
+                continue  # a directory's files' cache policy (app_loader._cache_policy), not every answer's
             else:
                 extra.append(field)
         return cls(server, config.date_header, extra)
@@ -55,10 +62,11 @@ class ServerHeaders:
                 fields.append((name, value))
         return fields
 
-    def static_block(self) -> bytes:
-        """``Server`` and ``--header`` fields as wire bytes (``Name: value\\r\\n`` each), for pre-built responses."""
+    def static_fields(self) -> List[Field]:
+        """``Server`` and ``--header`` fields as ``(lowercased name, b"Name: value\\r\\n")``, in
+        order, for the heads the server writes itself (``wire.set_server_fields``)."""
         fields = ([(b"server", self.server)] if self.server is not None else []) + self.extra
-        return b"".join(b"%s: %s\r\n" % (_display_name(name), value) for name, value in fields)
+        return [(name, b"%s: %s\r\n" % (_display_name(name), value)) for name, value in fields]
 
 
 def encode_field(name: str, value: str) -> Field:

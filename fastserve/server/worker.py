@@ -59,7 +59,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
 
 
 def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
-    set_server_fields(ServerHeaders.from_config(config).static_block(), config.date_header)
+    set_server_fields(ServerHeaders.from_config(config).static_fields(), config.date_header)
     cache = static_cache_for(app, config)
     bridge = None
     if cache is None or getattr(app, "listing", False):
