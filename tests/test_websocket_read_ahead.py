@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import zlib
 from typing import Any, Dict, List
 
 import pytest
@@ -173,5 +174,69 @@ def test_fragmented_text_is_checked_as_it_comes(fragments: List[bytes], code: An
             assert received[0] == {"type": "websocket.receive", "text": b"".join(fragments).decode()}
         else:
             assert received[0]["type"] == "websocket.disconnect" and received[0]["code"] == code
+
+    run(main)
+
+
+def deflated_frame(payload: bytes) -> bytes:
+    """A client's permessage-deflate message (RFC 7692 section 7.2.1: RSV1, no context
+    takeover needed, the final empty block's four bytes taken off)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    frame = frame_bytes(BINARY, data[:-4], mask_key=ZERO_MASK)
+    return bytes([frame[0] | 0x40]) + frame[1:]
+
+
+def message_number(i: int, size: int) -> bytes:
+    return i.to_bytes(4, "big") + bytes(size - 4)
+
+
+@pytest.mark.parametrize("compressed, count, size, bound", [
+    # 40 messages of 1 MiB in 40 KiB: the read held all 40 (40 MiB) for an app taking none
+    (True, 40, 1024 * 1024 - 1, 7 * 1024 * 1024),
+    # 20,000 empty-ish messages in 160 KB: ~6 MB of queued messages from one read
+    (False, 20_000, 4, 1024 * 1024),
+], ids=["deflate-1MiB-messages", "tiny-messages"])
+def test_one_read_queues_no_more_than_ws_max_queue_messages(compressed: bool, count: int, size: int,
+                                                            bound: int) -> None:
+    """--ws-max-queue bounds the messages one read can queue too: the frame layer is fed a
+    slice at a time and the rest of the read waits unparsed, so a connection holds about
+    --ws-max-queue x --ws-max-size, not whatever one read's frames decompress to. Nothing is
+    lost or reordered, and a close and end of input sent behind the messages are seen after
+    them (1000, not 1006)."""
+    import tracemalloc
+
+    async def main() -> None:
+        release, received = asyncio.Event(), []
+        extension = b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n" if compressed else b"\r\n"
+        driven = Driven(held_back_app(release, received), ws_max_queue=4, ws_max_size=1024 * 1024,
+                        ws_ping_interval=0, ws_per_message_deflate=compressed)
+        driven.send(HANDSHAKE[:-2] + extension)
+        await driven.settle()
+        assert driven.output.startswith(b"HTTP/1.1 101 ")
+        assert (b"permessage-deflate" in driven.output) == compressed
+        make = deflated_frame if compressed else (lambda payload: frame_bytes(BINARY, payload, mask_key=ZERO_MASK))
+        read = b"".join(make(message_number(i, size)) for i in range(count))
+        read += frame_bytes(CLOSE, (1000).to_bytes(2, "big"), mask_key=ZERO_MASK)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            driven.send(read)
+            await driven.settle()
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held < bound, f"{held} bytes held after one read of {len(read)}"
+        assert not driven.transport.reading
+        driven.half_close()
+        await driven.settle()
+        assert not driven.closed  # the end of input waits behind the messages it follows
+        release.set()
+        for _ in range(200):
+            await driven.settle()
+            if received and received[-1]["type"] == "websocket.disconnect":
+                break
+        assert [m["bytes"] for m in received[:-1]] == [message_number(i, size) for i in range(count)]
+        assert received[-1] == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
 
     run(main)

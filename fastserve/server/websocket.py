@@ -47,6 +47,13 @@ Headers = List[Tuple[bytes, bytes]]
 
 # Data messages waiting for the app before the connection stops reading is --ws-max-queue;
 # it reads again when a quarter of that (at least one) is left.
+# Bytes handed to the frame layer at a time: what it parses in one go can complete many
+# messages (thousands of small ones, or, compressed, up to ~1,030 bytes per byte read), so a
+# read is fed in slices, and once the queue is full the rest waits unparsed (``unfed``): past
+# --ws-max-queue messages, one slice completes at most ~2,700 empty messages, or with
+# permessage-deflate about 1 MiB besides the message it ends.
+FEED_SLICE = 16 * 1024
+COMPRESSED_FEED_SLICE = 1024
 # Bytes a client may send before its handshake is answered (they are kept for later).
 EARLY_INPUT_LIMIT = 64 * 1024
 # Seconds to wait for the peer's half of a closing handshake, or for a closed
@@ -143,6 +150,11 @@ class WebSocketSession:
         self.disconnect: Optional[Message] = None
         self.disconnect_delivered = False
         self.early_input = bytearray()
+        # bytes read while the queue was full, not yet parsed (at most one read: reading is
+        # paused while there are any), and the end of input seen behind them
+        self.unfed = bytearray()
+        self.unfed_eof = False
+        self.feed_scheduled = False
         self.reading_paused = False
         # why reading is paused: messages wait for the app, the client is not reading our
         # writes (pongs included), early frames wait for the handshake; closing_read: our
@@ -210,21 +222,70 @@ class WebSocketSession:
                     self.early_full = True
                     self._update_reading()
             return  # after a refusal nothing the client sends matters
-        self.protocol.receive_data(data)
-        self._process_events()
+        if self.unfed:
+            self.unfed += data  # behind what waits already: order is kept
+            self._update_reading()
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Hand ``data`` to the frame layer a ``FEED_SLICE`` at a time, delivering what each
+        slice completes; once the app's queue is full (and our close is not waiting for its
+        reply) the rest is kept in ``unfed`` and reading pauses, so the queue holds
+        ``--ws-max-queue`` messages plus what one slice completes, never a whole read's worth
+        (256 KiB, which compressed could have been ~260 MiB of messages)."""
+        size = len(data)
+        piece = COMPRESSED_FEED_SLICE if self.protocol.extensions else FEED_SLICE
+        if size <= piece and not self.inbox_full:  # most reads: one small message or a few
+            self.protocol.receive_data(data)
+            self._process_events()
+            return
+        view = memoryview(data)
+        offset = 0
+        while offset < size:
+            if self.inbox_full and not self.closing_read and self.transport is not None:
+                self.unfed += view[offset:]
+                self._update_reading()
+                return
+            self.protocol.receive_data(bytes(view[offset:offset + piece]))
+            offset += piece
+            self._process_events()
+
+    def _feed_unfed(self) -> None:
+        """Parse what waited while the queue was full (``_update_reading`` calls this once the
+        app has taken the queue down), then the end of input that came behind it."""
+        self.feed_scheduled = False
+        if not self.unfed or self.handshake != _ACCEPTED:
+            return
+        data = bytes(self.unfed)
+        self.unfed.clear()
+        self._feed(data)
+        if not self.unfed:
+            if self.unfed_eof:
+                self.unfed_eof = False
+                self._receive_eof()
+            self._update_reading()
 
     def eof_received(self) -> bool:
         if self.handshake == _ACCEPTED:
-            self.protocol.receive_eof()
-            self._flush()
-            self._note_closed()
+            if self.unfed:
+                self.unfed_eof = True  # read after the messages waiting in front of it
+                return True
+            self._receive_eof()
         # True keeps a stopping server's half-open socket until the app has finished.
         return self.close_deferred
+
+    def _receive_eof(self) -> None:
+        self.protocol.receive_eof()
+        self._flush()
+        self._note_closed()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.transport = None
         self._cancel_timers()
         self.early_input.clear()
+        self.unfed.clear()  # nobody is left to answer: what waited unparsed is dropped
+        self.unfed_eof = False
         self.writable.set()  # senders wake up and find the connection gone
         if self.handshake == _ACCEPTED:
             received = self.protocol.close_rcvd
@@ -537,9 +598,14 @@ class WebSocketSession:
             self.receiver.set_result(None)
 
     def _update_reading(self) -> None:
-        """Read unless the client is not reading us, or (before our close) the app is behind."""
+        """Read unless the client is not reading us, or (before our close) the app is behind,
+        or bytes read before still wait unparsed (parsed first, on the next loop turn, once
+        the app is no longer behind)."""
         waiting = (self.inbox_full or self.early_full) and not self.closing_read
-        on = not (self.write_blocked or waiting)
+        if self.unfed and not waiting and not self.feed_scheduled and self.transport is not None:
+            self.feed_scheduled = True
+            self.loop.call_soon(self._feed_unfed)
+        on = not (self.write_blocked or waiting or self.unfed)
         if self.transport is None or on != self.reading_paused:
             return
         self.reading_paused = not on
