@@ -6,10 +6,11 @@ exception handlers are looked up by class, and an endpoint parameter annotated `
 ``WebSocket`` or ``UploadFile`` is recognised by ``issubclass`` of the annotation. So that an
 app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep working:
 
-- classes apps *return or annotate with* (``Response``, ``UploadFile``, ``BackgroundTasks``)
-  derive from Starlette's class of the same name (``framework_base``), or, where Starlette's
-  class is an ABC (``HTTPConnection``, ``Request``, ``WebSocket``), are registered as its
-  virtual subclass (``counts_as``), so no Starlette method ever runs on a fastserve object;
+- classes apps *return or annotate with* (``Response`` and each of its subclasses,
+  ``UploadFile``, ``BackgroundTasks``) derive from Starlette's class of the same name
+  (``framework_base``), or, where Starlette's class is an ABC (``HTTPConnection``,
+  ``Request``, ``WebSocket``), are registered as its virtual subclass (``counts_as``), so no
+  Starlette method ever runs on a fastserve object;
 - classes apps *test with* ``isinstance`` on objects the framework made (``UploadFile``, over the
   values of ``await request.form()``; ``Request``, ``WebSocket`` and ``HTTPConnection``, over the
   connection a FastAPI endpoint, dependency or middleware is handed) also claim the framework
@@ -20,7 +21,9 @@ app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep 
   ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class, because ``except``, ``==``
   and Starlette's handler lookup (along the raised exception's ``__mro__``) match the real class:
   a look-alike could never be caught, and a handler registered for it would never answer the
-  ``404``/``405`` the framework raises.
+  ``404``/``405`` the framework raises;
+- values a framework compares with ``is`` (``routing.Match``, what a route makes of a scope)
+  are Starlette's own, so routes of either kind match in a router of the other.
 
 Without Starlette every one of them is fastserve's own class.
 """

@@ -229,15 +229,26 @@ class Response(framework_base("starlette.responses", "Response", object)):  # ty
             await self.background()
 
 
-class HTMLResponse(Response):
+def _framework_class(name: str) -> Any:
+    """Starlette's response class called ``name`` where Starlette is installed, else ``object``.
+
+    Each fastserve response class takes it as its second base, after fastserve's ``Response``
+    (whose methods come first in the MRO), so that a framework testing ``issubclass`` against
+    one of its own classes answers for fastserve's as for Starlette's: FastAPI documents a
+    ``response_class`` that is a ``JSONResponse`` with the route's model, and any other with
+    ``{"type": "string"}``. See ``fastserve._interop``."""
+    return framework_base("starlette.responses", name, object)
+
+
+class HTMLResponse(Response, _framework_class("HTMLResponse")):  # type: ignore[misc]
     media_type = "text/html"
 
 
-class PlainTextResponse(Response):
+class PlainTextResponse(Response, _framework_class("PlainTextResponse")):  # type: ignore[misc]
     media_type = "text/plain"
 
 
-class JSONResponse(Response):
+class JSONResponse(Response, _framework_class("JSONResponse")):  # type: ignore[misc]
     """``content`` serialised as compact UTF-8 JSON (no NaN/Infinity, non-ASCII kept as is)."""
 
     media_type = "application/json"
@@ -262,7 +273,7 @@ class JSONResponse(Response):
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"
 
 
-class RedirectResponse(Response):
+class RedirectResponse(Response, _framework_class("RedirectResponse")):  # type: ignore[misc]
     """An empty response pointing the client at ``url`` (307 keeps the method and body)."""
 
     def __init__(
@@ -276,7 +287,7 @@ class RedirectResponse(Response):
         self.headers["location"] = quote(str(url), safe=_LOCATION_SAFE)
 
 
-class StreamingResponse(Response):
+class StreamingResponse(Response, _framework_class("StreamingResponse")):  # type: ignore[misc]
     """A body produced piece by piece by an async iterable or a plain (blocking) iterable.
 
     Blocking iterables are advanced in a worker thread. ``str`` pieces are encoded with
@@ -437,7 +448,7 @@ def _content_disposition(disposition_type: str, filename: str) -> str:
     return f"{disposition_type}; filename*=utf-8''{escaped}"
 
 
-class FileResponse(Response):
+class FileResponse(Response, _framework_class("FileResponse")):  # type: ignore[misc]
     """Send a file from disk: validators, ``Range`` requests (206/416), ``HEAD`` and ``pathsend``.
 
     The content type, ``ETag`` and ``Last-Modified`` come from the same rules the static file

@@ -87,9 +87,19 @@ _NO_MATCH = (NoMatchFound, _FrameworkNoMatchFound)
 
 
 class Match(Enum):
+    """What a route makes of a scope: ``NONE``, ``PARTIAL`` (the path matches but the method
+    does not: a candidate for ``405``) or ``FULL``."""
+
     NONE = 0
-    PARTIAL = 1  # the path matches but the method does not (a candidate for 405)
+    PARTIAL = 1
     FULL = 2
+
+
+# Routers compare a route's answer with ``is``: where Starlette is installed this is Starlette's
+# own ``Match``, so fastserve's routes match inside a Starlette or FastAPI router and Starlette's
+# inside fastserve's (a look-alike enum matched nothing there, and the router's slash redirect
+# then answered every request with a 307 to itself). See ``fastserve._interop``.
+Match = framework_base("starlette.routing", "Match", Match)  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- path convertors

@@ -203,3 +203,88 @@ def test_isinstance_against_fastserve_connection_classes_holds_for_the_framework
     assert issubclass(StarletteWebSocket, WebSocket) and not issubclass(StarletteWebSocket, Request)
     # The claim follows real inheritance: asking Starlette's ABC about an unrelated class ends.
     assert not issubclass(int, StarletteHTTPConnection) and not isinstance({}, HTTPConnection)
+
+
+def test_fastserve_routes_match_inside_a_starlette_app_and_starlette_routes_inside_fastserves(tmp_path):
+    """Routers compare what a route's ``matches`` returns with ``is``: fastserve's ``Route``,
+    ``Mount`` and ``WebSocketRoute`` in ``Starlette(routes=...)`` answer as Starlette's own do
+    (they had matched nothing, and the slash redirect answered every request with a 307 to
+    itself), and Starlette's routes in fastserve's ``Router`` answer there."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route as StarletteRoute
+
+    from fastserve.responses import PlainTextResponse
+    from fastserve.routing import Mount, Route, Router, WebSocketRoute
+
+    (tmp_path / "a.txt").write_text("file")
+
+    async def hello(request):
+        return PlainTextResponse("hello")
+
+    async def echo(websocket):
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    for app in (
+        Starlette(routes=[Route("/x", hello), Mount("/static", StaticFiles(directory=tmp_path)), WebSocketRoute("/ws", echo)]),
+        Router(routes=[StarletteRoute("/x", hello), Mount("/static", StaticFiles(directory=tmp_path)), WebSocketRoute("/ws", echo)]),
+    ):
+        client = TestClient(app)
+        answers = {
+            "/x": client.get("/x"),
+            "/x/": client.get("/x/"),
+            "/static/a.txt": client.get("/static/a.txt"),
+            "/static/b.txt": client.get("/static/b.txt"),
+        }
+        assert {path: (r.status_code, r.text, len(r.history)) for path, r in answers.items()} == {
+            "/x": (200, "hello", 0),
+            "/x/": (200, "hello", 1),  # one redirect to /x, as Starlette's routes get
+            "/static/a.txt": (200, "file", 0),
+            "/static/b.txt": (404, "Not Found", 0),
+        }
+        wrong_method = client.post("/x")
+        # Starlette's Route lists its methods from a set, in an order that varies between runs.
+        allowed = set(wrong_method.headers["allow"].split(", "))
+        assert (wrong_method.status_code, allowed) == (405, {"GET", "HEAD"})
+        with client.websocket_connect("/ws") as websocket:
+            websocket.send_text("ping")
+            assert websocket.receive_text() == "ping"
+
+
+def test_fastapi_documents_a_fastserve_json_response_class_with_the_routes_model():
+    """FastAPI gives a route whose ``response_class`` is a ``JSONResponse`` the schema of its
+    model, and any other class ``{"type": "string"}``; it asks ``issubclass`` against
+    Starlette's class, which each of fastserve's response classes derives from."""
+    import starlette.responses
+    from pydantic import BaseModel
+
+    import fastserve.responses
+
+    class Item(BaseModel):
+        name: str
+
+    def documented(response_class: type) -> dict:
+        app = FastAPI(default_response_class=response_class)
+
+        @app.get("/item", response_model=Item)
+        async def item():
+            return {"name": "x"}
+
+        class JsonApi(response_class):  # type: ignore[misc, valid-type]
+            media_type = "application/vnd.api+json"
+
+        @app.get("/api", response_model=Item, response_class=JsonApi)
+        async def api():
+            return {"name": "x"}
+
+        answer = TestClient(app).get("/api")
+        assert (answer.json(), answer.headers["content-type"]) == ({"name": "x"}, "application/vnd.api+json")
+        return {path: op["get"]["responses"]["200"]["content"] for path, op in app.openapi()["paths"].items()}
+
+    ours = documented(fastserve.responses.JSONResponse)
+    assert ours == documented(starlette.responses.JSONResponse)
+    assert ours["/api"] == {"application/vnd.api+json": {"schema": {"$ref": "#/components/schemas/Item"}}}
+    for name in fastserve.responses.__all__:
+        theirs = getattr(starlette.responses, name)
+        assert issubclass(getattr(fastserve.responses, name), theirs), name
