@@ -14,6 +14,9 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 * a WebSocket handshake with a body: ``400`` + close; an HTTP/1.0 request's ``Upgrade`` is
   ignored (RFC 9110 §7.8): the app answers it as plain HTTP;
 * a file asked for with a trailing slash (``/a.txt/``): ``404`` from the server, as nginx answers;
+* a HEAD request the connection refuses once its method is read (no Host, two lengths, another
+  version, a coding, a body too large) gets the refusal's head without its text (RFC 9110
+  §9.3.2), as nginx answers it; a GET refused after a HEAD on the same connection keeps its text;
 * a static field sent on several lines is one value, its lines joined with ", " (RFC 9110 §5.3):
   a list field (If-None-Match, If-Match, Accept-Encoding) holds every member, a repeated
   singleton (If-Modified-Since, Range, If-Range) is invalid and ignored, on the fast path and in
@@ -130,6 +133,54 @@ def test_another_major_version_is_505(site, serve, version, face):
     (response,) = client.parsed()
     assert response.status == 505 and response.header("connection") == "close"
     assert client.closed and app.calls == []
+
+
+# -- a refusal of a HEAD request -----------------------------------------------------------------
+
+# (what follows "HEAD /a.txt", the status): refusals made once the request's method is read
+HEAD_REFUSALS = [
+    (b" HTTP/1.1\r\n\r\n", 400),                                                   # no Host
+    (b" HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b" HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b" HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n" + b"x" * 99, 413),
+    (b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n63\r\n" + b"x" * 99 + b"\r\n0\r\n\r\n", 413),
+    # past the limit only with its second chunk: an app is already reading it
+    (b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1e\r\n" + b"x" * 30 + b"\r\n1e\r\n" + b"x" * 30
+     + b"\r\n0\r\n\r\n", 413),
+]
+
+
+def _answer_bytes(client: Any, before: int) -> bytes:
+    return bytes(client.transport.data[before:])
+
+
+@pytest.mark.parametrize("rest, status", HEAD_REFUSALS, ids=[
+    "no-host", "two-hosts", "two-lengths", "http2", "gzip-chunked", "gzip", "length-over", "chunk-over",
+    "second-chunk-over"])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+@pytest.mark.parametrize("after_head", [False, True])
+def test_a_refused_head_request_gets_no_content(site, serve, rest, status, face, after_head):
+    """The refusal's text went out after its head whatever the method: a HEAD's answer carries
+    none (RFC 9110 section 9.3.2; nginx sends none). The same refusal of a GET keeps its text,
+    after a HEAD answered on the same connection too (whose method is not the GET's)."""
+    app = Recorder()
+    server = serve(site if face == "static" else app, max_body_size=50)
+    for method in (b"HEAD", b"GET"):
+        client = server.open()
+        if after_head:
+            client.send(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nX-First: 1\r\n\r\n")
+            server.run_until(lambda: len(client.transport.data) > 0)
+        before = len(client.transport.data)
+        client.send(method + b" /a.txt" + rest)
+        server.run_until(lambda: client.closed)
+        head, _, content = _answer_bytes(client, before).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), (method, head)
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+        assert length > 0 and content == (b"" if method == b"HEAD" else content[:length]) and (
+            method == b"HEAD" or len(content) == length), (method, head, content)
 
 
 # -- request lines and methods -------------------------------------------------------------------

@@ -430,7 +430,7 @@ cdef class HttpCycle(Job):
         text = reason_phrase(status)
         self._write(self._build_head(status, [
             (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(text))
-        ]) + text)
+        ]) + (b"" if self.head_request else text))  # a HEAD's answer has no content (RFC 9110 section 9.3.2)
         self.complete = True
         self._release_soon()
 

@@ -116,6 +116,7 @@ cdef class HttpProtocol:
     cdef unsigned char body_backpressure
     cdef unsigned char in_message    # httptools has begun a request it has not finished
     cdef unsigned char in_head
+    cdef unsigned char method_read   # head.method is the request now read's, not an earlier one's
     cdef unsigned char awaiting_head  # bytes came after the last complete head: the header timeout runs
     cdef unsigned char closing
     cdef readonly unsigned char peer_finished  # the client sent its FIN: it will ask nothing more

@@ -517,6 +517,7 @@ cdef class HttpProtocol:
                         start += 1
                     if start < size:
                         self.line_state = LINE_START
+                        self.method_read = False  # a new request: its method is not read yet
                 end = self._blank_line_end(chars, start, size)
                 self.raw_head_bytes += (size if end < 0 else end) - start
                 if self.raw_head_bytes > limit:
@@ -679,6 +680,7 @@ cdef class HttpProtocol:
     def on_message_begin(self):
         self.in_message = True
         self.in_head = True
+        self.method_read = False
         self.header_count = 0
         self.host_count = 0
         if not self.awaiting_head:
@@ -762,6 +764,7 @@ cdef class HttpProtocol:
         self.body_read_at = self.state.now
         parser = self.parser
         method = self.head.method = parser.get_method()
+        self.method_read = True
         self.head.is_get = method == GET
         self.head.is_head = method == HEAD
         version = parser.get_http_version()
@@ -896,6 +899,7 @@ cdef class HttpProtocol:
             if end <= 0:
                 break
             self.head.method = HEAD if head.is_head else GET
+            self.method_read = True
             self.head.is_head = head.is_head
             self.head.is_get = not head.is_head
             self.head.target = span_bytes(chars, head.target)
@@ -1383,14 +1387,17 @@ cdef class HttpProtocol:
 
     cdef void _fail(self, int status, bytes data=None):
         """Answer a request we refuse to parse further (``data``: the whole answer, else the
-        plain one for ``status``), then close."""
+        plain one for ``status``, without its text for a HEAD request: RFC 9110 section 9.3.2),
+        then close."""
         if self.closing:
             return
         self.closing = True
         if self.head is None:
             self.head = self.state.take_head()
         self.head.keep_alive = False
-        method = None if self.in_head else self.head.method  # a head cut short has no method yet
+        method = self.head.method if self.method_read else None
+        if method is None and self.in_head and self.head.target is not None and self.parser is not None:
+            method = self.parser.get_method()  # httptools read the method before the target it gave
         self.head.method = GET
         self.head.is_get = True
         self.head.is_head = False
@@ -1398,7 +1405,7 @@ cdef class HttpProtocol:
         if self.state.tracer is not None:
             self.state.tracer.refused(self, method, self.head.target, status)
         if data is None:
-            data = plain_answer(status, b"", False, self.head.http10, False)
+            data = plain_answer(status, b"", False, self.head.http10, method == HEAD)
         self._emit_answer(data, method, status, monotonic())
         self._flush()
 
