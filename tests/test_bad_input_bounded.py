@@ -469,6 +469,55 @@ def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_pa
     run(main)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "socket"])
+def test_pathsend_of_what_is_no_regular_file_is_a_500_and_never_blocks_the_loop(tmp_path: Path, kind: str) -> None:
+    """The server opens what an app names with http.response.pathsend on the event loop: a
+    FIFO there (put in the place of a file the app had checked, or named by mistake) held the
+    worker in open() until a writer came, and a device was read as a file. It is opened
+    without waiting and sent only when it is a regular file; anything else fails the app's
+    send before any byte left: a 500, the connection closed."""
+    import socket
+    import threading
+
+    target = tmp_path / kind
+    unblock = threading.Event()
+    if kind == "fifo":
+        os.mkfifo(target)
+
+        def writer() -> None:  # frees an open() that waits for a writer, so a failure cannot hang
+            if not unblock.wait(3.0):
+                os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+
+        threading.Thread(target=writer, daemon=True).start()
+    elif kind == "directory":
+        target.mkdir()
+    elif kind == "device":
+        target = Path("/dev/zero")
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(target))
+
+    async def main() -> None:
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+            await send({"type": "http.response.pathsend", "path": str(target)})
+
+        driven = Driven(app, pathsend=True)
+        started = time.monotonic()
+        driven.send(PIPELINED)
+        await driven.settle_until_closed()
+        assert time.monotonic() - started < 2.0, "the event loop waited in open()"
+        assert statuses(driven.output) == [500], driven.output
+        assert b"connection: close" in driven.output.lower() and driven.closed
+
+    try:
+        run(main)
+    finally:
+        unblock.set()
+        if kind == "socket":
+            listener.close()
+
+
 WS_HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 

@@ -18,6 +18,7 @@ from fastserve._speedups.charclass cimport equals_lowercase
 from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
 from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.filecache cimport OpenFile, open_to_send
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.forwarded cimport resolve_forwarded
 from fastserve._speedups.job cimport Job
@@ -666,10 +667,13 @@ cdef class HttpCycle(Job):
 
     async def _send_extension(self, dict message):
         kind = message["type"]
+        cdef OpenFile opened
         if kind == "http.response.pathsend":
-            with open(message["path"], "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                await self._send_file(file, 0, size, more=False)
+            # On the event loop: opened without waiting on a FIFO, and only a regular file is
+            # sent (a FIFO or device put in the place of the file the app checked fails here,
+            # before any byte left: a 500).
+            opened = open_to_send(os.fsdecode(message["path"]))
+            await self._send_file(opened, 0, opened.size, more=False)
         else:
             file = message["file"]
             fd = file.fileno()

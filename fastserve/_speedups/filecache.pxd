@@ -10,7 +10,11 @@ cdef class OpenFile:
     cdef readonly int fd
     # what fstat said of the file when it was opened (nanoseconds for the times)
     cdef long long size, mtime_ns, ctime_ns
+    cdef bint regular
     cpdef bint unchanged(self)
+
+
+cpdef OpenFile open_to_send(str path)
 
 
 cdef class CacheEntry:

@@ -15,7 +15,7 @@ import os
 import stat as stat_module
 
 from libc.time cimport time
-from posix.stat cimport fstat, stat, struct_stat
+from posix.stat cimport S_IFMT, S_IFREG, fstat, stat, struct_stat
 from posix.time cimport timespec
 
 from fastserve._speedups.clock cimport monotonic
@@ -82,8 +82,10 @@ cdef class OpenFile:
             self.size = st.st_size
             self.mtime_ns = _nanoseconds(st.st_mtim)
             self.ctime_ns = _nanoseconds(st.st_ctim)
+            self.regular = (st.st_mode & S_IFMT) == S_IFREG
         else:
             self.size = -1  # never matches: unchanged() is False
+            self.regular = False
 
     cpdef bint unchanged(self):
         """Whether the file behind the descriptor has the size and the modification and change
@@ -102,6 +104,18 @@ cdef class OpenFile:
 
     def fileno(self) -> int:
         return self.fd
+
+
+cpdef OpenFile open_to_send(str path):
+    """``path`` opened to be sent, as an ``OpenFile`` (read-only, without waiting on a FIFO);
+    ``FileNotFoundError`` (ENOENT) when what it names is no regular file: a FIFO, a device, a
+    directory (a socket, and what cannot be opened, raise ``os.open``'s ``OSError``). The one
+    way a file is opened to be answered with: the open-file cache's entries and the files apps
+    name with ``http.response.pathsend``."""
+    cdef OpenFile handle = OpenFile(path)
+    if not handle.regular:  # a FIFO, device or directory in a file's place: not here
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+    return handle
 
 
 cdef class CacheEntry:
@@ -143,11 +157,9 @@ cdef CacheEntry _file_entry(
     without ``with_etag`` the entry has no ETag (``etag`` None, no field).
     """
     cdef CacheEntry entry = CacheEntry()
-    cdef OpenFile handle = OpenFile(full_path)
+    cdef OpenFile handle = open_to_send(full_path)
     cdef bytes body = None
     st = os.fstat(handle.fd)
-    if not S_ISREG(st.st_mode):  # a FIFO, device or directory in a file's place: not here
-        raise FileNotFoundError(errno.ENOENT, "not a regular file", full_path)
     if st.st_size <= max_body:
         body, st = _read_settled(handle.fd, st)
     entry.kind = ENTRY_FILE if status == 200 else ENTRY_MISSING
