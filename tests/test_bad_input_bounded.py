@@ -532,6 +532,40 @@ def denying(status: int) -> Any:
     return app
 
 
+@pytest.mark.parametrize("versions, status", [
+    ([b"8"], 426), ([b"12"], 426), ([b"14"], 426), ([b"013"], 426), ([b"13, 8"], 426), ([b"13", b"13"], 426),
+    ([b" 13 "], 101), ([b"13"], 101), ([], 400),
+])
+def test_a_websocket_version_other_than_13_is_answered_with_the_one_spoken(versions: List[bytes], status: int) -> None:
+    """RFC 6455 section 4.4: a handshake for a version the server does not speak gets one that
+    names the version it does (Sec-WebSocket-Version: 13), here 426 Upgrade Required with the
+    Upgrade field RFC 9110 section 15.5.22 asks of a 426; the app is never called. The frame
+    layer answered 400 without naming it. A handshake naming no version stays 400."""
+    called = []
+
+    async def main() -> None:
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            called.append(scope["type"])
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+
+        driven = Driven(app)
+        head = WS_HANDSHAKE.replace(b"Sec-WebSocket-Version: 13\r\n", b"")
+        head = head[:-2] + b"".join(b"Sec-WebSocket-Version: %s\r\n" % version for version in versions) + b"\r\n"
+        driven.send(head)
+        await driven.settle_until_closed() if status != 101 else await driven.settle()
+        assert statuses(driven.output) == [status], driven.output
+        fields = driven.output.split(b"\r\n\r\n")[0].lower()
+        if status == 426:
+            assert b"\r\nsec-websocket-version: 13\r\n" in fields and b"\r\nupgrade: websocket\r\n" in fields
+            assert b"\r\nconnection: upgrade, close" in fields and driven.closed
+            assert called == []
+        elif status == 101:
+            assert called == ["websocket"]
+
+    run(main)
+
+
 @pytest.mark.parametrize("status", [100, 101, 103])
 def test_an_informational_status_in_a_websocket_denial_is_a_500(status: int) -> None:
     # A 101 would tell the client its handshake succeeded (without Sec-WebSocket-Accept); a

@@ -96,6 +96,14 @@ class _FrameLog(logging.LoggerAdapter):
 _frame_log = _FrameLog(logging.getLogger("fastserve.websocket"), {})
 
 
+def speaks_another_version(headers: Headers) -> bool:
+    """Whether a handshake asks for a WebSocket version other than 13, the one RFC 6455 defines
+    and the server speaks (section 4.1: one ``Sec-WebSocket-Version`` field, ``13``). A
+    handshake that names none is the frame layer's to refuse (400)."""
+    versions = [value.strip(b" \t") for name, value in headers if name == b"sec-websocket-version"]
+    return bool(versions) and versions != [b"13"]
+
+
 def offered_subprotocols(headers: Headers) -> List[str]:
     """The subprotocols a handshake request offers, in the client's order."""
     offered: List[str] = []
@@ -195,6 +203,14 @@ class WebSocketSession:
             return
         if self.conn.state.shutting_down:  # the server began stopping while this request waited its turn
             self._answer_http(503, [], b"Service Unavailable")
+            return
+        if speaks_another_version(self.headers):
+            # RFC 6455 section 4.4: a version the server does not speak is answered with the
+            # one it does, in 426 Upgrade Required (RFC 9110 section 15.5.22: with Upgrade, and
+            # "upgrade" in Connection, section 7.8); the frame layer answered 400 without it.
+            self._answer_http(426, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")],
+                              b"Failed to open a WebSocket connection: this server speaks Sec-WebSocket-Version 13.\n",
+                              connection=b"upgrade, close")
             return
         response = self.protocol.accept(self._handshake_request())
         if response.status_code != 101:
@@ -638,15 +654,16 @@ class WebSocketSession:
         if self.abort_timer is None and self.transport is not None:
             self.abort_timer = self.loop.call_later(CLOSE_TIMEOUT, self._abort)
 
-    def _answer_http(self, status: int, fields: Headers, body: bytes) -> None:
-        """A plain HTTP response instead of a WebSocket, then the end of the connection."""
+    def _answer_http(self, status: int, fields: Headers, body: bytes, connection: bytes = b"close") -> None:
+        """A plain HTTP response instead of a WebSocket, then the end of the connection
+        (``connection``: the Connection field's value, which names ``close``)."""
         own = self.bridge.server_headers.for_response([name for name, _ in fields], current_http_date())
         length: Headers = [(b"content-length", b"%d" % len(body))]
         if status == 204 or status == 304:
             body, length = b"", []  # no content, so no length of it (RFC 9110 §8.6, §15.3.5, §15.4.5)
         elif not any(name == b"content-type" for name, _ in fields):
             fields = [*fields, _PLAIN_TEXT]
-        head = serialize_headers(status, [*own, *fields, *length, (b"connection", b"close")])
+        head = serialize_headers(status, [*own, *fields, *length, (b"connection", connection)])
         self.handshake = _ANSWERED
         self.early_input.clear()
         if self.transport is not None:
