@@ -39,7 +39,7 @@ async def app(scope, receive, send):
     assert scope["type"] == "http"
     if scope["path"] == "/block":
         # Hold the worker's loop: connections that arrive meanwhile wait in the kernel's queue.
-        print("blocking", os.getpid(), flush=True)
+        os.write(1, f"blocking {os.getpid()}\\n".encode())  # one write: no other process's line inside it
         time.sleep(10)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})

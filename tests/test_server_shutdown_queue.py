@@ -23,8 +23,11 @@ async def app(scope, receive, send):
     assert scope["type"] in ("http", "websocket")  # no lifespan: the server's "auto" runs without it
     if scope["path"] == "/block":
         # Hold the worker's loop until the test has queued connections and sent SIGTERM:
-        # new connections wait in the accept queue meanwhile.
-        print("blocking", os.getpid(), flush=True)
+        # new connections wait in the accept queue meanwhile. The line the test looks for is
+        # one write: print() writes "blocking", " ", the pid and "\\n" as four, and the two
+        # workers, held by connections that arrive together, printed at once into the shared
+        # log ("blockingblocking  12341235"), a line the test never found.
+        os.write(1, f"blocking {os.getpid()}\\n".encode())
         deadline = time.monotonic() + 10
         while not os.path.exists(os.environ["RELEASE_FILE"]) and time.monotonic() < deadline:
             time.sleep(0.01)
