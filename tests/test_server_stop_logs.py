@@ -8,10 +8,13 @@ import asyncio
 import base64
 import logging
 import os
+import re
+import signal
 import socket
 import textwrap
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -21,6 +24,8 @@ from test_server_process import wait_for
 HANGING_APP = '''
 import asyncio
 import os
+import signal
+import time
 
 
 async def app(scope, receive, send):
@@ -28,9 +33,16 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if os.environ.get("HANG") == "startup":
-                    print("starting up", flush=True)
+                hang = os.environ.get("HANG", "")
+                if hang.startswith("startup"):
+                    os.write(1, b"starting up\\n")  # one write: workers starting together print at once
+                if hang == "startup":
                     await asyncio.sleep(3600)
+                elif hang == "startup-blocking":  # a synchronous call: the event loop gets no turn
+                    time.sleep(3600)
+                elif hang == "startup-deaf":  # code no signal reaches
+                    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+                    time.sleep(3600)
                 await send({"type": "lifespan.startup.complete"})
             else:
                 if os.environ.get("HANG") == "shutdown":
@@ -108,6 +120,86 @@ def test_a_hanging_lifespan_does_not_hold_a_stop(tmp_path: Path, monkeypatch: py
         assert "stopped before the app's lifespan startup finished" in output
     else:
         assert "WARNING the app's lifespan shutdown did not finish within 0.3 s (--graceful-timeout)" in output
+
+
+def start_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang: str, flags: List[str], workers: int):
+    """A server whose app's lifespan startup hangs as ``hang`` says, once each of its
+    ``workers`` has begun that startup."""
+    from server_helpers import ServerProcess
+
+    (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
+    monkeypatch.setenv("HANG", hang)
+    srv = ServerProcess(Path("hanging:app"), ["--lifespan", "on", *flags], log_path=tmp_path / "log", cwd=tmp_path)
+    assert wait_for(lambda: srv.output().count("starting up\n") == workers, 10.0), srv.output()
+    return srv
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")])
+def test_a_startup_blocking_the_event_loop_is_stopped_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             workers: int, signum: int) -> None:
+    """A startup in a synchronous call (time.sleep, a blocking client, a model loaded) gives the
+    event loop no turn to hear the stop: the signal's handler cancels it where it runs. It used
+    to hold a lone server until the call returned (SIGTERM and Ctrl+C alike), and workers until
+    the supervisor killed them after twice --graceful-timeout."""
+    srv = start_hanging(tmp_path, monkeypatch, "startup-blocking", ["--workers", str(workers), "--graceful-timeout",
+                                                                     "5"], workers)
+    try:
+        started = time.monotonic()
+        srv.proc.send_signal(signum)
+        code = srv.wait_exit(8.0)  # (the supervisor killed its workers after 2 x 5 + 2 s)
+        took = time.monotonic() - started
+    finally:
+        if srv.alive():
+            srv.kill_all()
+    output = srv.output()
+    assert code == 0 and took < 8.0, (code, took, output)
+    assert output.count("stopped before the app's lifespan startup finished") == workers, output
+    assert " ERROR " not in output and "Traceback" not in output and "startup complete" not in output, output
+
+
+def test_a_starting_worker_no_signal_reaches_is_killed_after_the_graceful_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = start_hanging(tmp_path, monkeypatch, "startup-deaf", ["--workers", "2", "--graceful-timeout", "2"], 2)
+    workers = srv.children()
+    try:
+        started = time.monotonic()
+        srv.terminate()
+        code = srv.wait_exit(10.0)
+        took = time.monotonic() - started
+    finally:
+        if srv.alive():
+            srv.kill_all()
+    output = srv.output()
+    # --graceful-timeout and a second: not the 2 x 2 + 2 s a serving worker gets to drain.
+    assert code == 0 and 2.9 < took < 5.5, (code, took, output)
+    for pid in workers:
+        assert (f"ERROR worker {pid} has not stopped 3 s after SIGTERM while its app's lifespan startup ran: "
+                "killing it") in output, output
+
+
+def test_a_worker_still_starting_is_reported_and_left_to_start(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor says which workers are still starting after --timeout-worker-healthcheck,
+    then after twice and four times as long...; it does not kill them (a startup may load for
+    minutes), and it used to say nothing at all."""
+    srv = start_hanging(tmp_path, monkeypatch, "startup",
+                        ["--workers", "2", "--timeout-worker-healthcheck", "0.5", "--graceful-timeout", "1"], 2)
+    workers = srv.children()
+    try:
+        def reports(pid: int) -> List[float]:
+            return [float(after) for after in re.findall(
+                f"WARNING worker {pid} is still starting after ([0-9.]+) s: its app's lifespan startup has not "
+                "finished, and the connections it is given wait until it does", srv.output())]
+
+        assert wait_for(lambda: all(len(reports(pid)) >= 2 for pid in workers), 10.0), srv.output()
+        assert srv.children() == workers
+        for pid in workers:
+            first, second = reports(pid)[:2]
+            assert 0.5 <= first < second and second >= 2 * first - 0.1, srv.output()
+    finally:
+        code = srv.stop(5.0)
+    assert code == 0, srv.output()
 
 
 async def never_answers(scope, receive, send):

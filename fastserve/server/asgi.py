@@ -79,6 +79,14 @@ class LifespanFailure(Exception):
     """The app reported that its startup (or shutdown) failed; the server must not serve."""
 
 
+class StartupCancelled(Exception):
+    """The app's lifespan startup was cancelled from inside (``interrupt_lifespan``): a stop
+    came while it held the event loop. Nothing was served; the worker ends."""
+
+
+CANCELLED = "fastserve.lifespan.cancelled"  # the reply _Lifespan._run leaves when its task is cancelled
+
+
 class _Lifespan:
     """Runs the app's lifespan protocol; an app that does not speak it is simply skipped."""
 
@@ -96,11 +104,11 @@ class _Lifespan:
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         try:
-            await self.app(scope, self.events.get, self._send)
+            await _in_lifespan(self.app, scope, self.events.get, self._send)
         except asyncio.CancelledError:
             # The worker stopped before the app's startup or shutdown finished: its doing, not the app's.
             self.supported = False
-            self.replies.put_nowait({"type": "lifespan.unsupported"})
+            self.replies.put_nowait({"type": CANCELLED})
             raise
         except BaseException as exc:
             self.error = exc
@@ -126,6 +134,8 @@ class _Lifespan:
         self.task = asyncio.get_running_loop().create_task(self._run())
         await self.events.put({"type": "lifespan.startup"})
         reply = await self.replies.get()
+        if reply["type"] == CANCELLED:
+            raise StartupCancelled()
         if reply["type"] == "lifespan.startup.failed":
             raise LifespanFailure(f"application startup failed: {reply.get('message', '')}")
         if reply["type"] == "lifespan.unsupported" and self.required:
@@ -150,3 +160,21 @@ class _Lifespan:
             logger.error("application shutdown failed: %s", reply.get("message", ""))
         elif reply["type"] == "lifespan.shutdown.complete":
             logger.info("Application shutdown complete.")
+
+
+async def _in_lifespan(app: Any, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+    """The app's lifespan call; while its frame is on the stack, the app's lifespan code runs."""
+    await app(scope, receive, send)
+
+
+def interrupt_lifespan(frame: Any) -> None:
+    """Called from a signal handler with the frame the signal interrupted: when that is the
+    app's lifespan code, running without giving the event loop a turn (a synchronous call in
+    its startup: ``time.sleep``, a blocking client, a model loaded), raise ``CancelledError``
+    there, which ends the lifespan task as a cancel from the loop would. The loop could not
+    deliver the stop itself until that code returned. Elsewhere (the loop waiting, the app
+    awaiting) it does nothing: the loop hears the signal and cancels what it must."""
+    while frame is not None:
+        if frame.f_code is _in_lifespan.__code__:
+            raise asyncio.CancelledError("stopped while the app's lifespan code held the event loop")
+        frame = frame.f_back

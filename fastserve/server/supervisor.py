@@ -35,6 +35,7 @@ RESTART_DELAY = 0.1  # s: before a worker that died is replaced (no spinning if 
 RETRY_FIRST = 1.0  # s: before a slot whose worker's app failed to start tries again (doubling each time)
 RETRY_MAX = 30.0  # s: the longest wait between two such tries
 STARTUP_FAILED = 3  # exit code when a worker cannot start: the app's lifespan startup failed, or an error before it accepted
+SLOW_START = 30.0  # s: a worker still starting is reported after this long (or --timeout-worker-healthcheck), then at 2x, 4x...
 
 
 class Supervisor:
@@ -72,6 +73,9 @@ class Supervisor:
         self.failed_starts: Dict[int, int] = {}  # slot -> its workers' startup failures in a row
         # Each slot's (worker pid, time of its event loop's last tick): see Heartbeat, _kill_hung.
         self.heartbeats = mmap.mmap(-1, BEAT.size * self.most_slots)
+        # Workers that have not yet told READY (their app's lifespan startup runs): pid -> (when
+        # forked, when next reported as slow); see _report_slow_starts.
+        self.starting: Dict[int, Tuple[float, float]] = {}
 
     def run(self) -> int:
         for signum in STOP_SIGNALS:
@@ -96,7 +100,7 @@ class Supervisor:
             while not self.stopping:
                 self._reap(restart=True)
                 self._kill_hung()
-                self._wait(self._respawn_due())
+                self._wait(min(self._respawn_due(), self._report_slow_starts()))
                 if self.hangups:
                     self.hangups = 0
                     nothing_to_reload()
@@ -127,6 +131,21 @@ class Supervisor:
                 BEAT.pack_into(self.heartbeats, slot * BEAT.size, 0, 0.0)  # killed once
                 _signal(pid, signal.SIGKILL)
 
+    def _report_slow_starts(self) -> float:
+        """Say which workers are still starting (their app's lifespan startup has not finished)
+        after ``--timeout-worker-healthcheck`` seconds (30 when it is off), then each time that
+        time has doubled: the connections their sockets take wait meanwhile. They are not
+        killed for it: a startup may load for minutes (uvicorn waits for it too). Returns the
+        seconds until the next report is due."""
+        now = time.monotonic()
+        for pid, (forked, report_at) in list(self.starting.items()):
+            if now >= report_at:
+                self.starting[pid] = (forked, forked + 2 * (now - forked))
+                logger.warning("worker %d is still starting after %g s: its app's lifespan startup has not "
+                               "finished, and the connections it is given wait until it does",
+                               pid, round(now - forked, 1))
+        return min([IDLE_WAIT, *(report_at - now for _, report_at in self.starting.values())])
+
     def _wait(self, timeout: float) -> None:
         """Sleep until a signal arrives, a worker writes to the control pipe, or ``timeout`` s."""
         try:
@@ -156,6 +175,7 @@ class Supervisor:
                 self.handoffs[self._spawn(slot)] = pid
             elif kind == READY:
                 self.served = True
+                self.starting.pop(pid, None)
                 self.failed_starts.pop(self.workers.get(pid, -1), None)
                 if pid in self.handoffs:
                     _signal(self.handoffs.pop(pid), signal.SIGTERM)
@@ -267,6 +287,8 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.workers[pid] = slot
+        forked = time.monotonic()
+        self.starting[pid] = (forked, forked + (self.config.timeout_worker_healthcheck or SLOW_START))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
         return pid
 
@@ -278,6 +300,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            self.starting.pop(pid, None)
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 if pid in self.dismissed:
@@ -339,18 +362,35 @@ class Supervisor:
         self._close_listeners()
         for pid in [*self.workers, *self.retiring]:
             _signal(pid, signal.SIGTERM)
-        # Each worker's connections get --graceful-timeout, then its app's lifespan shutdown as long.
-        deadline = time.monotonic() + self.config.shutdown_delay + 2 * self.config.graceful_timeout + 2.0
+        # Each worker's connections get --graceful-timeout, then its app's lifespan shutdown as
+        # long. A worker still starting has nothing to drain: its startup is cancelled at once,
+        # and one that has not ended a second after --graceful-timeout (its startup holds it in
+        # code no signal interrupts) is killed then.
+        starting_limit = self.config.graceful_timeout + 1.0
+        longest = self.config.shutdown_delay + 2 * self.config.graceful_timeout + 2.0
+        began = time.monotonic()
         while True:
             self._reap(restart=False)
-            left = deadline - time.monotonic()
-            if not (self.workers or self.retiring) or left <= 0:
+            now = time.monotonic()
+            if self.starting and now - began >= starting_limit:
+                for pid in list(self.starting):
+                    self._kill_late(pid, starting_limit, " while its app's lifespan startup ran")
+            if not (self.workers or self.retiring) or now - began >= longest:
                 break
-            self._wait(min(left, IDLE_WAIT))  # a worker's exit (SIGCHLD) wakes it
+            wake = began + (starting_limit if self.starting else longest)
+            self._wait(min(max(wake - now, 0.0), IDLE_WAIT))  # a worker's exit (SIGCHLD) wakes it sooner
         for pid in [*self.workers, *self.retiring]:
-            _signal(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            self._kill_late(pid, longest)
         return self.exit_code
+
+    def _kill_late(self, pid: int, waited: float, why: str = "") -> None:
+        """SIGKILL a worker that has not stopped ``waited`` seconds after its SIGTERM, and say so."""
+        logger.error("worker %d has not stopped %g s after SIGTERM%s: killing it", pid, waited, why)
+        _signal(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        self.starting.pop(pid, None)
+        self.workers.pop(pid, None)
+        self.retiring.discard(pid)
 
 
 def describe_exit(status: int) -> str:

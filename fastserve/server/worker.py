@@ -12,7 +12,8 @@ import struct
 import threading
 import time
 import weakref
-from typing import Any, Callable, Coroutine, Dict, List, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tuple
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
@@ -21,6 +22,7 @@ from fastserve.config import Config
 from fastserve.server.access_log import AccessLog
 from fastserve.server.acceptor import Acceptor, take_accept_queue
 from fastserve.server.admin import make_admin
+from fastserve.server.asgi import StartupCancelled, interrupt_lifespan
 from fastserve.server.heap import heap_trimmer
 from fastserve.server.metrics import for_worker
 from fastserve.server.proxy import ProxyTrust
@@ -262,8 +264,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         stop.set()
     if bridge is not None and not state.static_only:
         # Before the first connection is taken; LifespanFailure ends the run, and so does a
-        # stop while the app is still starting (its startup is cancelled: nothing was served).
-        if not await _first(bridge.startup(), stop):
+        # stop while the app is still starting (its startup is cancelled: nothing was served),
+        # one that holds the event loop with a synchronous call included.
+        with lifespan_interruptible(STOP_SIGNALS):
+            try:
+                started = await _first(bridge.startup(), stop)
+            except StartupCancelled:
+                started = False
+        if not started:
             logger.info("worker %d stopped before the app's lifespan startup finished", os.getpid())
             await _cancel(_tasks(lambda task: True))
             for signum in STOP_SIGNALS:
@@ -403,6 +411,41 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         await _cancel(left)
     for signum in (*STOP_SIGNALS, *KEPT_SIGNALS):
         off_signal(signum)
+        if Handoff.supervisor is not None and signum in STOP_SIGNALS:
+            # A forked worker about to exit: a stop signal now (Ctrl+C pressed again, which
+            # its supervisor passes on) has nothing left to stop; by its default action it
+            # would end the worker in a KeyboardInterrupt traceback, a failed worker.
+            signal.signal(signum, signal.SIG_IGN)
+
+
+@contextmanager
+def lifespan_interruptible(signals: Tuple[int, ...]) -> Iterator[None]:
+    """While the ``with`` block runs, each of ``signals`` also cancels the app's lifespan code
+    if the signal comes while that code holds the event loop (``asgi.interrupt_lifespan``).
+
+    The loop's own handlers (``add_signal_handler``) still run: Python calls a handler set
+    with ``signal.signal`` in the main thread between two bytecodes, even inside the app's
+    blocking call, and the loop is told of the signal all the same (its wakeup descriptor).
+    Off the main thread there are no signals to take, and nothing is changed.
+    """
+    if not handles_signals():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        earlier = previous[signum]
+        if callable(earlier):
+            earlier(signum, frame)
+        interrupt_lifespan(frame)
+
+    for signum in signals:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
 
 
 async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
