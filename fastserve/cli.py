@@ -506,7 +506,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         finally:
             listener.close()
             remove_socket_file(config)
-    return serve_reporting_errors(config)
+    return _past_leftover_threads(serve_reporting_errors(config))
+
+
+def _past_leftover_threads(code: int) -> int:
+    """``code``, once the server has stopped; but when threads the app started still run (a
+    synchronous endpoint or startup in a thread pool, which a stop cannot cancel), the process
+    ends here with ``code``, after a warning naming them: Python would wait for each of them
+    at exit, past --graceful-timeout and without a word (an executor's threads too)."""
+    import logging
+    import threading
+
+    left = [thread for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+    if not left:
+        return code
+    logging.getLogger("fastserve").warning(
+        "%d thread%s the app started still run%s (%s): exiting without waiting for %s",
+        len(left), "" if len(left) == 1 else "s", "s" if len(left) == 1 else "",
+        ", ".join(thread.name for thread in left), "it" if len(left) == 1 else "them")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def serve_logged(config: Config) -> int:

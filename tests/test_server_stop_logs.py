@@ -43,6 +43,8 @@ async def app(scope, receive, send):
                 elif hang == "startup-deaf":  # code no signal reaches
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
                     time.sleep(3600)
+                elif hang == "startup-thread":  # a synchronous call in a thread, which no stop cancels
+                    await asyncio.to_thread(time.sleep, 3600)
                 await send({"type": "lifespan.startup.complete"})
             else:
                 if os.environ.get("HANG") == "shutdown":
@@ -54,6 +56,9 @@ async def app(scope, receive, send):
         await send({"type": "websocket.accept"})
     elif scope["path"] == "/fail":
         raise RuntimeError("a real failure")
+    elif scope["path"] == "/thread":  # a synchronous endpoint, run in a thread pool
+        os.write(1, b"in a thread\\n")
+        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 3600)
     print("running", scope["type"], flush=True)
     await asyncio.sleep(3600)
 '''
@@ -200,6 +205,34 @@ def test_a_worker_still_starting_is_reported_and_left_to_start(tmp_path: Path,
     finally:
         code = srv.stop(5.0)
     assert code == 0, srv.output()
+
+
+@pytest.mark.parametrize("where", ["startup", "request"])
+def test_threads_the_app_left_running_do_not_hold_the_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           where: str) -> None:
+    """A synchronous call in a thread (asyncio.to_thread, an executor, a framework's thread pool
+    for a sync endpoint) goes on after its request or startup is cancelled; Python waited for
+    it at exit, so the server never ended after "fastserve stopped"."""
+    if where == "startup":
+        srv = start_hanging(tmp_path, monkeypatch, "startup-thread", ["--graceful-timeout", "0.5"], 1)
+    else:
+        from server_helpers import ServerProcess
+
+        (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
+        srv = ServerProcess(Path("hanging:app"), ["--graceful-timeout", "0.5"], log_path=tmp_path / "log", cwd=tmp_path)
+        srv.wait_ready()
+        client = RawConnection(srv.port)
+        client.request("GET", "/thread")
+        assert wait_for(lambda: "in a thread" in srv.output(), 5.0), srv.output()
+    try:
+        srv.terminate()
+        code = srv.wait_exit(5.0)
+    finally:
+        if srv.alive():
+            srv.kill_all()
+    output = srv.output()
+    assert code == 0, output
+    assert "INFO fastserve stopped" in output and "WARNING 1 thread the app started still runs (" in output, output
 
 
 async def never_answers(scope, receive, send):
