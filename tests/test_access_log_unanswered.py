@@ -6,6 +6,7 @@ In-process: bytes in, the client's reset as ``connection_lost``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -98,3 +99,26 @@ def test_unanswered_requests_are_counted_as_4xx_in_the_metrics(serve) -> None:
     reset(server, client, stalled)
     exposition = server.state.admin.metrics.exposition().decode()
     assert 'fastserve_requests_total{method="GET",status="4xx"} 2.0' in exposition, exposition
+
+
+def test_the_duration_of_a_request_never_answered(serve, tmp_path: Path) -> None:
+    """What README says of ``duration_us`` for a 499: next to nothing for a static request that
+    never came to be answered (nothing was done for it), and for an app's request waiting its turn, the time
+    from its head to the client going away."""
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    server = serve(tmp_path, access_log=True)
+    client = server.open()
+    client.send(request("GET", "/a.txt", [("Content-Length", "100")])[:-2] + b"\r\n\r\npart")
+    time.sleep(0.05)
+    reset(server, client)
+    [line] = server.state.access_logger.pending
+    assert (line[2], line[4]) == (b"/a.txt", 499) and line[6] < 0.001, line  # not the 0.05 s it waited
+
+    stalled = asyncio.Event()
+    server = serve(make_app(stalled), access_log=True)
+    client = server.open()
+    client.send(request("GET", "/stall") + request("GET", "/behind"))
+    time.sleep(0.05)
+    reset(server, client, stalled)
+    seconds = {line[2]: line[6] for line in server.state.access_logger.pending}
+    assert seconds[b"/behind"] >= 0.05, seconds
