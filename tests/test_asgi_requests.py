@@ -241,12 +241,23 @@ def test_app_that_never_responds_does_not_block_others(server):
     assert server.open().request("GET", "/echo").status == 200
 
 
-def test_app_that_raises_after_starting_cuts_the_connection(server):
+@pytest.mark.parametrize("query, version, body, reset", [
+    ("", "HTTP/1.1", b"x" * 10, False),  # short of the promised 100
+    ("unsized", "HTTP/1.1", b"a\r\n" + b"x" * 10 + b"\r\n", False),  # no last chunk
+    ("unsized", "HTTP/1.0", b"x" * 10, True),  # the close would read as its end
+    ("unsized&returns", "HTTP/1.1", b"a\r\n" + b"x" * 10 + b"\r\n", False),  # returned, not raised
+    ("unsized&returns", "HTTP/1.0", b"x" * 10, True),
+], ids=["content-length", "chunked", "close-delimited", "chunked returned", "close-delimited returned"])
+def test_app_that_raises_after_starting_cuts_the_connection(server, query, version, body, reset):
+    """A response the app broke off (raising, or returning before its last body message)
+    closes its connection after what the app sent: with a FIN where the framing shows the body
+    cut short, as uvicorn and nginx close it (the client keeps every byte sent, and reads the
+    message as incomplete); with a reset where only the close would end the body."""
     client = server.open()
-    client.send(request("GET", "/half/"))
-    head, _, body = bytes(client.transport.data).partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 ") and body == b"x" * 10  # short of the promised 100: cut
-    assert client.closed
+    client.send(request("GET", "/half/?" + query, version=version))
+    head, _, sent = bytes(client.transport.data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and sent == body
+    assert client.closed and client.transport.aborted == reset
     assert server.open().request("GET", "/echo").status == 200
 
 

@@ -504,7 +504,7 @@ cdef class HttpCycle(Job):
                     if self._nothing_sent():
                         await self._send_plain(500, replacing=True)
                     else:
-                        self.conn.reset()  # the client must not take a cut-short body for a whole one
+                        self._cut_short()
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -515,9 +515,25 @@ cdef class HttpCycle(Job):
             if not self.disconnected and (not self.started or self._nothing_sent()):
                 await self._send_plain(500, replacing=True)
             elif not self.complete:
-                self.conn.reset()  # the client must not take a cut-short body for a whole one
+                self._cut_short()
         finally:
             self._release()
+
+    cdef void _cut_short(self):
+        """The app's response broke off before its end (it raised, or returned without its
+        last body message): the connection cannot go on, and the client must not take the
+        bytes so far for the whole body. A body framed by ``Content-Length`` or chunked says so
+        itself when the connection closes before its end (RFC 9112 section 8: the length not
+        reached, no last chunk), so the connection closes after writing what the app sent, with
+        a FIN, as uvicorn and nginx end it: the client keeps every byte already on its way (a
+        stream's last events, a download's part to resume from) and its HTTP library reports
+        the message incomplete. Only a body the close delimits (HTTP/1.0 without a length) ends
+        in a reset, which a client cannot take for its end; a reset also discards what the
+        kernel has not sent yet."""
+        if self._sends_body() and not self.chunked and self.declared < 0:
+            self.conn.reset()
+        else:
+            self.keep_alive = False  # _release closes the connection once the rest is written
 
     cdef void _release(self):
         """Hand the connection back: this exchange is recorded (access log, metrics) and the
