@@ -13,13 +13,54 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from fastserve._speedups.charclass cimport equals_lowercase, is_ows
 
 
-cdef inline tuple _decision(object trust, dict known, object host):
-    """``trust.decide(host)``, ``(trusted, address text or None)``, without the call when
-    ``host`` was decided before."""
+cdef extern from "arpa/inet.h" nogil:
+    int inet_pton(int af, const char* src, void* dst)
+    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
+
+cdef extern from "sys/socket.h" nogil:
+    int AF_INET
+    int AF_INET6
+
+cdef enum:
+    ADDRESS_TEXT_MAX = 45  # the longest text of an IP address (INET6_ADDRSTRLEN less its NUL)
+
+
+cdef inline bint _trusts(object trust, dict known, object host):
+    """``trust.trusts(host)``, without the call when ``host`` was decided before."""
     cdef PyObject* decided = PyDict_GetItem(known, host)
     if decided != NULL:
-        return <tuple>decided
-    return trust.decide(host)
+        return <object>decided is True
+    return trust.trusts(host)
+
+
+cdef str _address_text(str host):
+    """``host`` as an IP address in its canonical text (inet_ntop's: ``2001:DB8::0001`` is
+    ``2001:db8::1``), or None when it is no IPv4 or IPv6 address: a name, ``unknown``, markup,
+    an IPv6 zone (``fe80::1%eth0``), an IPv4 part with a leading zero. Read in C: a list of
+    hops costs no Python parsing, however long."""
+    cdef Py_ssize_t n = len(host), i = 0
+    cdef char text[ADDRESS_TEXT_MAX + 1]
+    cdef char canonical[ADDRESS_TEXT_MAX + 1]
+    cdef unsigned char address[16]
+    cdef int family
+    cdef Py_UCS4 c
+    if n == 0 or n > ADDRESS_TEXT_MAX:
+        return None
+    for c in host:
+        if c == 0 or c > 127:
+            return None
+        text[i] = <char>c
+        i += 1
+    text[n] = 0
+    if inet_pton(AF_INET, text, address) == 1:
+        family = AF_INET
+    elif inet_pton(AF_INET6, text, address) == 1:
+        family = AF_INET6
+    else:
+        return None
+    if inet_ntop(family, address, canonical, sizeof(canonical)) == NULL:
+        return None
+    return (<bytes>canonical).decode("ascii")
 
 
 cdef inline bint _is_forwarded(bytes name, const char* suffix, Py_ssize_t suffix_length):
@@ -98,25 +139,28 @@ cdef object _client_from(object trust, dict known, bytes hops_value):
     left-most hop when it trusts them all. None (the client stays the peer) when there is no
     hop, or when the walk meets one that is no IP address before an untrusted one: a name the
     operator listed is passed over, anything else (``unknown``, markup, a bad port) ends it,
-    since what lies left of it cannot be read."""
+    since what lies left of it cannot be read. Under ``*`` no hop is handed to Python."""
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(hops_value)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(hops_value)
     cdef Py_ssize_t start, stop
-    cdef tuple hop, decision
+    cdef tuple hop
+    cdef str text
+    cdef bint everyone = trust.everyone
+    cdef object names = trust.names
     cdef tuple leftmost = None
     while end >= 0:
         end = _member_before(s, end, &start, &stop)
         if start == stop:
             continue
         hop = _hop_address(PyUnicode_DecodeLatin1(<const char*>s + start, stop - start, NULL))
-        decision = _decision(trust, known, hop[0])
-        if decision[1] is None:
-            if decision[0]:
+        text = _address_text(hop[0])
+        if text is None:
+            if hop[0] in names:
                 continue
             return None
-        if not decision[0]:
-            return (decision[1], hop[1])
-        leftmost = (decision[1], hop[1])
+        if not everyone and not _trusts(trust, known, text):
+            return (text, hop[1])
+        leftmost = (text, hop[1])
     return leftmost
 
 
@@ -155,7 +199,7 @@ cdef tuple resolve_fields(object trust, object client, bytes hops_value, bytes p
     if client is None:  # a unix socket's peer (nginx in front over --uds) has no address
         if not trust.unix_peers:
             return client, scheme
-    elif not _decision(trust, known, client[0])[0]:
+    elif not trust.everyone and not _trusts(trust, known, client[0]):
         return client, scheme
     if proto is not None:
         scheme = _scheme_from(proto, scheme)
