@@ -442,11 +442,14 @@ def test_an_informational_status_from_an_app_is_a_500_not_an_interim_answer(
     run(main)
 
 
-@pytest.mark.parametrize("how", ["file gone", "file gone, pathsend", "returned", "started twice"])
+@pytest.mark.parametrize("how", ["file gone", "file gone, pathsend", "returned", "started twice",
+                                 "body str", "body list", "body int", "body dict"])
 def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_path: Path, how: str) -> None:
     # http.response.start is held until the first body piece: an app that fails or returns in
     # between (a FileResponse whose file went away before it was opened, by the response in a
-    # thread or, with --pathsend, by the server) has sent nothing yet.
+    # thread or, with --pathsend, by the server) has sent nothing yet. A first body that is no
+    # bytes (a str the app forgot to encode) is refused before the held head is framed: the
+    # head was taken for the piece and lost with it, so the client got no answer at all.
     gone = tmp_path / "gone.txt"
     gone.write_bytes(b"hello")
     stat = os.stat(gone)
@@ -456,6 +459,11 @@ def test_an_app_failing_after_its_start_but_before_any_byte_left_is_a_500(tmp_pa
         async def app(scope: dict, receive: Any, send: Any) -> None:
             if how.startswith("file gone"):
                 await FileResponse(gone, stat_result=stat)(scope, receive, send)
+                return
+            if how.startswith("body "):
+                body = {"str": "text", "list": [b"a"], "int": 5, "dict": {}}[how[5:]]
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": body})
                 return
             for _ in range(1 if how == "returned" else 2):
                 await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -654,6 +654,10 @@ cdef class HttpCycle(Job):
         if kind == "http.response.body":
             more = message.get("more_body", False)
             body = message.get("body", b"")
+            if type(body) is not bytes and not isinstance(body, (bytearray, memoryview)):
+                # Refused before the head held back is framed with it: a first piece that is
+                # no bytes (a str) still leaves the head unsent, so the app gets its 500.
+                raise TypeError(f"'body' in http.response.body must be bytes, not {type(body).__name__}")
             if not self._sends_body():
                 body = b""
             elif self.declared >= 0:
