@@ -31,9 +31,10 @@ def is_async_callable(obj: Any) -> bool:
 async def run_until_first_complete(*args: tuple[Callable[..., Awaitable[Any]], dict[str, Any]]) -> None:
     """Deprecated (as in Starlette): run each ``(async_function, kwargs)`` pair concurrently and
     return once the first returns, cancelling the others. An exception from any is raised."""
+    # Starlette's words first, which warning filters written for it match (from the start).
     warnings.warn(
-        "run_until_first_complete is deprecated and will be removed: start the tasks in an "
-        "anyio task group and cancel its scope when the first one returns.",
+        "run_until_first_complete is deprecated and will be removed in a future version. Start the "
+        "tasks in an anyio task group and cancel its scope when the first one returns.",
         FastServeDeprecationWarning,
         stacklevel=2,
     )

@@ -186,12 +186,14 @@ class HTTPConnection(Mapping[str, Any], metaclass=ClaimsFrameworkInstances):
         return url_path.make_absolute_url(base_url=self.base_url)
 
 
+# The receive and send of a request made from a scope alone: their errors are Starlette's
+# words, which an app's tests match with ``pytest.raises(match=...)``.
 async def empty_receive() -> NoReturn:
-    raise RuntimeError("This request was created without a receive channel.")
+    raise RuntimeError("Receive channel has not been made available")
 
 
 async def empty_send(message: Message) -> NoReturn:
-    raise RuntimeError("This request was created without a send channel.")
+    raise RuntimeError("Send channel has not been made available")
 
 
 class AwaitableOrContextManager(Generic[T]):

@@ -228,13 +228,18 @@ def test_request_method_and_receive() -> None:
     assert isinstance(request, HTTPConnection)
 
 
-async def test_request_without_channels_says_so() -> None:
-    request = Request(http_scope())
-    with pytest.raises(RuntimeError, match="receive"):
-        await request.body()
-    request = Request(http_scope(extensions={"http.response.push": {}}), body_receiver(b""))
-    with pytest.raises(RuntimeError, match="send"):
-        await request.send_push_promise("/style.css")
+async def test_request_without_channels_says_so_in_starlettes_words() -> None:
+    """An app's tests match these with ``pytest.raises(match=...)``: Starlette's words, each."""
+    said = []
+    for cls in (Request, StarletteRequest):
+        request = cls(http_scope())
+        with pytest.raises(RuntimeError) as no_receive:
+            await request.body()
+        request = cls(http_scope(extensions={"http.response.push": {}}), body_receiver(b""))
+        with pytest.raises(RuntimeError) as no_send:
+            await request.send_push_promise("/style.css")
+        said.append((str(no_receive.value), str(no_send.value)))
+    assert said[0] == said[1] == ("Receive channel has not been made available", "Send channel has not been made available")
 
 
 async def test_body_joins_every_chunk() -> None:
