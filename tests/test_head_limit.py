@@ -176,3 +176,50 @@ def test_a_chunked_body_ends_where_its_framing_does_at_every_split(server):
     for cut in range(len(chunked) - 2, len(chunked) + len(body) + 3):
         assert_refused(send_in(srv.open(), stream, [cut]), answered=2)
     assert_answered(send_in(srv.open(), chunked + body + head_of(200), list(range(1, len(chunked) + len(body) + 200))), 2)
+
+
+@pytest.mark.parametrize("piece", [0, 7, 4096])
+def test_a_request_line_past_the_limit_is_414_however_it_is_split(server, piece):
+    """A request line longer than --max-header-bytes was 431 when it ended in the same read as
+    the bytes that passed the limit, 414 when read in smaller pieces: it is 414 either way (RFC
+    9112 section 3, as nginx answers), and a head past the limit by its fields stays 431."""
+    for line, status in (
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n", 414),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 900 + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n", 431),
+    ):
+        client = server(max_header_bytes=4096, max_url_length=2048).open()
+        for i in range(0, len(line), piece or len(line)):
+            client.send(line[i:i + (piece or len(line))])
+        assert answers(client) == [status] and client.closed, (line[:30], piece)
+
+
+@pytest.mark.parametrize("piece", [0, 7])
+def test_a_head_request_refused_for_its_size_gets_no_content(server, piece):
+    """A HEAD refused 431 or 414 got the refusal's text after its head: none now (RFC 9110
+    section 9.3.2), in one read or in pieces; a GET refused after a HEAD was answered on the same
+    connection keeps its text."""
+    for line in (head_of(5000, method=b"HEAD"), b"HEAD /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+        for method, first in ((b"HEAD", b""), (b"GET", b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n")):
+            client = server(max_header_bytes=4096, max_url_length=2048).open()
+            client.send(first)
+            before = len(client.transport.data)
+            data = method + line[4:]
+            for i in range(0, len(data), piece or len(data)):
+                client.send(data[i:i + (piece or len(data))])
+            head, _, content = bytes(client.transport.data[before:]).partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] in (b"414", b"431") and client.closed, head
+            assert (content == b"") == (method == b"HEAD"), (method, head, content)
+
+
+def test_a_refused_head_is_logged_as_its_own_not_as_the_request_before_it(serve, tmp_path):
+    """A head refused before it was read (431, 414) after a HEAD answered on the same connection
+    was logged under that HEAD's method and target: its access line names neither."""
+    (tmp_path / "a.txt").write_bytes(b"hi")
+    server = serve(tmp_path, access_log=True, max_header_bytes=4096)
+    client = server.open()
+    client.send(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n")
+    client.send(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = [line[1:5] for line in server.state.access_logger.pending]
+    assert lines == [(b"HEAD", b"/a.txt", False, 200), (None, None, False, 431)]

@@ -14,7 +14,7 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 * a WebSocket handshake with a body: ``400`` + close; an HTTP/1.0 request's ``Upgrade`` is
   ignored (RFC 9110 §7.8): the app answers it as plain HTTP;
 * a file asked for with a trailing slash (``/a.txt/``): ``404`` from the server, as nginx answers;
-* a HEAD request the connection refuses once its method is read (no Host, two lengths, another
+* a HEAD request the connection refuses (no Host, a target it cannot read, two lengths, another
   version, a coding, a body too large) gets the refusal's head without its text (RFC 9110
   §9.3.2), as nginx answers it; a GET refused after a HEAD on the same connection keeps its text;
 * a static field sent on several lines is one value, its lines joined with ", " (RFC 9110 §5.3):
@@ -140,6 +140,7 @@ def test_another_major_version_is_505(site, serve, version, face):
 # (what follows "HEAD /a.txt", the status): refusals made once the request's method is read
 HEAD_REFUSALS = [
     (b" HTTP/1.1\r\n\r\n", 400),                                                   # no Host
+    (b"\xc3\xbc HTTP/1.1\r\nHost: x\r\n\r\n", 400),                                   # raw UTF-8 in the target
     (b" HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
     (b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
     (b" HTTP/2.0\r\nHost: x\r\n\r\n", 505),
@@ -158,7 +159,7 @@ def _answer_bytes(client: Any, before: int) -> bytes:
 
 
 @pytest.mark.parametrize("rest, status", HEAD_REFUSALS, ids=[
-    "no-host", "two-hosts", "two-lengths", "http2", "gzip-chunked", "gzip", "length-over", "chunk-over",
+    "no-host", "non-ascii-target", "two-hosts", "two-lengths", "http2", "gzip-chunked", "gzip", "length-over", "chunk-over",
     "second-chunk-over"])
 @pytest.mark.parametrize("face", ["static", "asgi"])
 @pytest.mark.parametrize("after_head", [False, True])

@@ -68,6 +68,7 @@ from fastserve._speedups.requesthead cimport (
     FIELD_USER_AGENT,
     FieldSpan,
     LINE_DONE,
+    LINE_METHOD,
     LINE_START,
     SimpleHead,
     Span,
@@ -501,6 +502,7 @@ cdef class HttpProtocol:
         cdef const char* chars = data
         cdef Py_ssize_t pos = 0, start, end, size = len(data)
         cdef Py_ssize_t limit = self.state.max_header_bytes
+        cdef const char* line_end
         view = None
         if self.parser is None:  # most connections only ever send heads the scanner reads
             self.parser = HttpRequestParser(self)
@@ -521,10 +523,22 @@ cdef class HttpProtocol:
                 end = self._blank_line_end(chars, start, size)
                 self.raw_head_bytes += (size if end < 0 else end) - start
                 if self.raw_head_bytes > limit:
-                    # A request line that has not ended by then holds a target longer than any
-                    # the server reads: 414 (RFC 9112 section 3), as one that ends there gets.
-                    self._fail(414 if self.line_state != LINE_DONE and memchr(
-                        chars + start, 10, (size if end < 0 else end) - start) == NULL else 431)
+                    if self.line_state == LINE_START and size - start > 5 and memcmp(chars + start, b"HEAD ", 5) == 0:
+                        # a HEAD whose head began in this read, refused before httptools read it
+                        if self.head is None:
+                            self.head = self.state.take_head()
+                        self.head.method = HEAD
+                        self.method_read = True
+                    # A request line that has not ended by then, or that ends in this read longer
+                    # than --max-url-length (every byte of the head before this read is its), holds
+                    # a target longer than any the server reads: 414 (RFC 9112 section 3), as one
+                    # read in smaller pieces gets; past a long enough line, the fields are 431.
+                    line_end = NULL
+                    if self.line_state != LINE_DONE:
+                        line_end = <const char*>memchr(chars + start, 10, (size if end < 0 else end) - start)
+                    self._fail(414 if self.line_state != LINE_DONE and (line_end == NULL or self.raw_head_bytes - (
+                        (size if end < 0 else end) - start) + (line_end - (chars + start)) > self.state.max_url_length)
+                        else 431)
                     return
                 if end < 0:
                     end = size
@@ -1395,9 +1409,13 @@ cdef class HttpProtocol:
         if self.head is None:
             self.head = self.state.take_head()
         self.head.keep_alive = False
-        method = self.head.method if self.method_read else None
-        if method is None and self.in_head and self.head.target is not None and self.parser is not None:
-            method = self.parser.get_method()  # httptools read the method before the target it gave
+        method = self.head.method if self.method_read else None  # a head cut short: "-" in the log
+        if not self.method_read and not self.in_head:
+            self.head.target = None  # what it holds is an earlier request's on this connection
+        cdef bint head_request = method == HEAD
+        if (method is None and self.in_head and self.parser is not None and not self.head_flags & HEAD_METHOD_REFUSED
+                and self.line_state != LINE_START and self.line_state != LINE_METHOD):
+            head_request = self.parser.get_method() == HEAD  # the line got past its method, which httptools read
         self.head.method = GET
         self.head.is_get = True
         self.head.is_head = False
@@ -1405,7 +1423,7 @@ cdef class HttpProtocol:
         if self.state.tracer is not None:
             self.state.tracer.refused(self, method, self.head.target, status)
         if data is None:
-            data = plain_answer(status, b"", False, self.head.http10, method == HEAD)
+            data = plain_answer(status, b"", False, self.head.http10, head_request)
         self._emit_answer(data, method, status, monotonic())
         self._flush()
 

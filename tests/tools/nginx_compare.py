@@ -68,20 +68,25 @@ DECIDED = [
     (r"/lib\.mjs$", "nginx 1.22's mime.types has no .mjs; a module script needs a JavaScript type"),
     (r"/app\.js\.map$", "a source map is JSON: application/json (nginx: application/octet-stream)"),
     (r"^GET /app\.js\.gz$", "a .gz asked for by its own name is application/gzip (nginx: application/octet-stream)"),
-    (r"^GET /(dir/sub|noindex)/?$",
+    (r"^(GET|HEAD) /(dir/sub|noindex)/?(\?.*)?$",
      "a directory without index.html is 404 with or without its slash (README); nginx 301s then 403s"),
-    (r"^GET /(%2e%2e|\.\.)/a\.txt$", "a path climbing above the root is 404 (nginx: 400)"),
+    (r"^(GET|HEAD) /(%2e%2e|\.\.)(/a\.txt)?$", "a path climbing above the root is 404 (nginx: 400)"),
     (r"%00", "a NUL in the path names no file: 404 (nginx: 400)"),
     (r"^GET /gr", "a request-target with raw non-ASCII bytes is invalid (RFC 9112 section 3.2): 400"),
     (r"^(POST|PUT|DELETE|OPTIONS|PATCH|TRACE) ", "a 405 MUST carry Allow (RFC 9110 section 15.5.6); nginx's has none"),
-    (r"IMS with length$", "an invalid If-Modified-Since is ignored (RFC 9110 section 13.1.3); nginx reads a prefix"),
+    (r"IMS (with length|without GMT|\+0000)$",
+     "an invalid If-Modified-Since is ignored (RFC 9110 section 13.1.3); nginx reads a prefix"),
     (r"IUS invalid$", "an invalid If-Unmodified-Since is ignored (RFC 9110 section 13.1.4); nginx answers 412"),
     (r"IM ok \+ IUS earlier$", "If-Unmodified-Since is not evaluated beside If-Match (RFC 9110 section 13.2.2)"),
     (r"INM etag \+ IMS earlier$", "If-Modified-Since is not evaluated beside If-None-Match (RFC 9110 section 13.2.2)"),
-    (r"Range bytes=(5-4|x-y|1-2-3|-)$", "an invalid range set is ignored (RFC 9110 section 14.2 allows it); nginx 416"),
+    (r"Range bytes=(5-4|x-y|1-2-3|-|2-1,0-0)$",
+     "an invalid range set is ignored (RFC 9110 section 14.2 allows it); nginx 416, or 206 for the valid ones"),
+    (r"Range bytes=(0-99999999999999999999999|-99999999999999999999999)$",
+     "a last-pos or suffix past the length is cut to it however many digits it has (RFC 9110 section 14.1.1); "
+     "nginx 416 past 2^63"),
     (r"^GET /empty\.txt Range bytes=-0$", "bytes=-0 is unsatisfiable on any file (RFC 9110 section 14.1.1); nginx: 200 on an empty one"),
     (r"Range bytes=(,0-5|0-5,)$", "empty list elements are allowed (RFC 9110 section 5.6.1.2); nginx 416"),
-    (r"Range bytes=(0-9,5-14|0-9,10-19|99999-100000,99999-)$|^GET /one\.txt Range bytes=(0-0,-1|-10,0-9)$",
+    (r"Range bytes=(0-9,5-14|0-9,10-19|99999-100000,99999-|0-0,0-0)$|^GET /one\.txt Range bytes=(0-0,-1|-10,0-9)$",
      "overlapping or adjacent ranges are merged into one part (RFC 9110 section 15.3.7.2 allows it, whatever "
      "their order); nginx sends each as asked"),
     (r"^GET /a.txt 40 ranges$", "more ranges than --max-ranges: the whole file (RFC 9110 section 14.2); nginx 206"),
@@ -280,7 +285,8 @@ def cases() -> List[Case]:
         add(Case(f"GET {target}", target))
     for target in ("/dir%2Fsub%2Fx.txt", "/a.txt%00", "/a.txt%00.png", "/dir\\sub\\x.txt", "/%252e%252e/a.txt",
                    "/a.txt.", "/a.txt;v=1", "/dir/sub/x.txt?", "/a%2etxt", "/%7Eu", "/" + "a" * 300 + ".txt",
-                   "/index.html/", "/dir/index.html?x", "/dir/./sub/../", "/dir//sub//x.txt"):
+                   "/index.html/", "/dir/index.html?x", "/dir/./sub/../", "/dir//sub//x.txt", "/..", "/a.txt%3Fx",
+                   "/a.txt%23x", "/dir/%2e/index.html", "/dir/%2E%2E/a.txt", "/dir/.", "/dir/sub/..", "/%64ir/"):
         add(Case(f"GET {target}", target))
     for label, headers in (("IM *", [("If-Match", "*")]), ("INM *", [("If-None-Match", "*")]),
                            ("Range", [("Range", "bytes=0-1")]), ("IMS", [("If-Modified-Since", "Tue, 14 Nov 2023 22:13:20 GMT")])):
@@ -327,6 +333,8 @@ def cases() -> List[Case]:
             ("IMS invalid", [("If-Modified-Since", "yesterday")]),
             ("IMS lowercase", [("If-Modified-Since", imf_at.lower())]),
             ("IMS with length", [("If-Modified-Since", imf_at + "; length=6200")]),
+            ("IMS without GMT", [("If-Modified-Since", imf_at[:-4])]),
+            ("IMS +0000", [("If-Modified-Since", imf_at[:-3] + "+0000")]),
             ("IUS at", [("If-Unmodified-Since", imf_at)]),
             ("IUS earlier", [("If-Unmodified-Since", earlier)]),
             ("IUS later", [("If-Unmodified-Since", later)]),
@@ -350,7 +358,9 @@ def cases() -> List[Case]:
                      "bytes=0-9,20-29", "bytes=20-29,0-9", "bytes=0-9,5-14", "bytes=0-9,10-19",
                      "bytes=0-9,500-509,1000-1009", "bytes=1000-1009,0-9,500-509", "bytes=-10,0-9", "bytes=5-4", "bytes=x-y", "bytes=1-2-3", "items=0-5",
                      "bytes = 0-5", "bytes=0-5 ,  10-15", "BYTES=0-5", "bytes=,0-5", "bytes=", "bytes=-",
-                     "bytes=0-5,", "bytes=99999-,0-0", "bytes=0-5,99999-", "bytes=99999-100000,99999-"):
+                     "bytes=0-5,", "bytes=99999-,0-0", "bytes=0-5,99999-", "bytes=99999-100000,99999-",
+                     "bytes=0-0,0-0", "bytes=2-1,0-0", "bytes=0-99999999999999999999999",
+                     "bytes=-99999999999999999999999"):
             add(Case(f"GET {path} Range {spec}", path, [("Range", spec)]))
         add(Case(f"HEAD {path} Range 0-5", path, [("Range", "bytes=0-5")], method="HEAD"))
         add(Case(f"HEAD {path} Range past end", path, [("Range", "bytes=99999-")], method="HEAD"))
@@ -390,6 +400,15 @@ def cases() -> List[Case]:
              raw=b"GET /a.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"))
     add(Case("empty Host", "/a.txt", raw=b"GET /a.txt HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"))
     add(Case("HEAD HTTP/1.0", "/a.txt", raw=b"HEAD /a.txt HTTP/1.0\r\n\r\n"))
+    # refusals of a HEAD request: the head alone (a body after it is a difference of its own)
+    add(Case("HEAD no Host", "/a.txt", method="HEAD", raw=b"HEAD /a.txt HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    add(Case("HEAD two Host fields", "/a.txt", method="HEAD",
+             raw=b"HEAD /a.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"))
+    add(Case("HEAD HTTP/2.0", "/a.txt", method="HEAD", raw=b"HEAD /a.txt HTTP/2.0\r\nHost: x\r\n\r\n"))
+    add(Case("HEAD two lengths", "/a.txt", method="HEAD",
+             raw=b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"))
+    add(Case("HEAD gzip coding", "/a.txt", method="HEAD",
+             raw=b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"))
     add(Case("If-None-Match on HTTP/1.0", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nIf-None-Match: {etag}\r\n\r\n"))
     add(Case("Range on HTTP/1.0", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nRange: bytes=0-3\r\n\r\n"))
     add(Case("Range on HTTP/1.0 two ranges", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\nRange: bytes=0-3,6-9\r\n\r\n"))
@@ -584,6 +603,8 @@ def compare(fast_port: int, nginx_port: int, args: argparse.Namespace) -> int:
         for name, why in KNOWN.items():
             if fast.get(name) != nginx.get(name) and name not in also:
                 seen_known.setdefault(name, why)
+        if case.method == "HEAD" and fast.body:  # never decided away: a HEAD's answer has no content
+            diff["body after a HEAD's head"] = (fast.body[:40], nginx.body[:40])
         for name, _ in fast.fields:  # never decided away: one field per name
             if fast.count(name) > 1 and name not in ("set-cookie",):
                 diff[f"{name} (sent {fast.count(name)} times)"] = (fast.get(name), nginx.get(name))
