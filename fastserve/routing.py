@@ -22,6 +22,10 @@ Errors a Router answers by itself (so a bare Router behaves like a finished app)
   app can handle bad JSON itself; the Router only answers 400 when the app did not. It does
   this only for errors raised by ``Request.json()`` on the request body: a JSONDecodeError from
   anything else (a corrupt file the app reads, say) is a server bug and stays a 500.
+
+Inside a Starlette or FastAPI application (``app`` in the scope) the 404, the 405 and an
+endpoint's ``HTTPException`` or ``WebSocketException`` are raised instead, for the
+application's exception handlers to answer, as Starlette's routes leave them.
 """
 
 from __future__ import annotations
@@ -383,6 +387,8 @@ class Route(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
             allow = ", ".join(sorted(self.methods))
+            if _inside_an_app(scope):
+                raise HTTPException(status_code=405, headers={"Allow": allow})
             response = PlainTextResponse("Method Not Allowed", status_code=405, headers={"Allow": allow})
             await response(scope, receive, send)
         else:
@@ -521,6 +527,15 @@ async def _no_lifespan(app: Any) -> AsyncIterator[None]:
     yield None
 
 
+def _inside_an_app(scope: Scope) -> bool:
+    """Whether a Starlette or FastAPI application runs this request (it put itself in the
+    scope as ``app``): then the routes raise ``HTTPException`` (404, 405, an endpoint's own) and
+    ``WebSocketException`` for the application's exception handlers, which answer them (FastAPI's
+    as JSON, or an app's own handler), as Starlette's routes do; a Router that is the whole app
+    answers them itself."""
+    return "app" in scope
+
+
 def _error_response(exc: HTTPException | RequestJSONDecodeError) -> Response:
     if isinstance(exc, RequestJSONDecodeError):
         return PlainTextResponse("Invalid JSON", status_code=400)
@@ -589,6 +604,8 @@ class Router:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
             return
+        if _inside_an_app(scope):
+            raise HTTPException(status_code=404)
         await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
 
     async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -664,6 +681,8 @@ class Router:
         try:
             await route.handle(scope, receive, watch_send)
         except (HTTPException, RequestJSONDecodeError) as exc:
+            if isinstance(exc, HTTPException) and _inside_an_app(scope):
+                raise  # the app's handlers answer it
             if started or closed:
                 raise RuntimeError("Caught handled exception, but response already started.") from exc
             if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
@@ -672,6 +691,6 @@ class Router:
                 return
             await _error_response(exc)(scope, receive, send)
         except WebSocketException as exc:
-            if scope["type"] != "websocket" or closed:
+            if scope["type"] != "websocket" or closed or _inside_an_app(scope):
                 raise
             await send({"type": "websocket.close", "code": exc.code, "reason": exc.reason})

@@ -288,3 +288,57 @@ def test_fastapi_documents_a_fastserve_json_response_class_with_the_routes_model
     for name in fastserve.responses.__all__:
         theirs = getattr(starlette.responses, name)
         assert issubclass(getattr(fastserve.responses, name), theirs), name
+
+
+def test_fastserve_routes_in_a_fastapi_app_leave_their_errors_to_its_handlers():
+    """Inside a Starlette or FastAPI app (``app`` in the scope) fastserve's routes raise their
+    404, 405 and an endpoint's ``HTTPException`` or ``WebSocketException`` to the app's exception
+    handlers, as Starlette's routes do: FastAPI answers them as JSON, an app's own handler as it
+    says. The same app built with Starlette's routing classes gets the same answers."""
+    import starlette.routing
+
+    import fastserve.routing
+    from fastserve.exceptions import WebSocketException
+    from fastserve.responses import PlainTextResponse
+    from fastserve.websockets import WebSocketDisconnect
+
+    async def teapot(request):
+        raise HTTPException(status_code=418, detail="short and stout", headers={"x-pot": "1"})
+
+    async def ok(request):
+        return PlainTextResponse("ok")
+
+    async def refuse(websocket):
+        await websocket.accept()
+        raise WebSocketException(code=4003, reason="not you")
+
+    def answers(routing) -> dict:
+        app = FastAPI()
+        app.router.routes.append(routing.Route("/teapot", teapot))
+        app.router.routes.append(routing.Route("/ok", ok, methods=["POST"]))
+        app.router.routes.append(routing.WebSocketRoute("/ws", refuse))
+        app.router.routes.append(routing.Mount("/sub", routes=[routing.Route("/ok", ok)]))
+
+        @app.exception_handler(404)
+        async def not_found(request, exc):
+            return PlainTextResponse(f"custom 404 for {request.url.path}", status_code=404)
+
+        client = TestClient(app)
+        seen = {}
+        for method, path in [("GET", "/teapot"), ("GET", "/ok"), ("GET", "/sub/nope"), ("GET", "/sub/ok")]:
+            answer = client.request(method, path)
+            fields = {name: answer.headers.get(name) for name in ("content-type", "allow", "x-pot")}
+            seen[path] = (answer.status_code, answer.text, fields)
+        with client.websocket_connect("/ws") as websocket:
+            try:
+                websocket.receive_text()
+            except WebSocketDisconnect as closed:
+                seen["/ws"] = (closed.code, closed.reason)
+        return seen
+
+    ours = answers(fastserve.routing)
+    assert ours == answers(starlette.routing)
+    assert ours["/teapot"] == (418, '{"detail":"short and stout"}', {"content-type": "application/json", "allow": None, "x-pot": "1"})
+    assert ours["/ok"][:2] == (405, '{"detail":"Method Not Allowed"}') and ours["/ok"][2]["allow"] == "POST"
+    assert ours["/sub/nope"][:2] == (404, "custom 404 for /sub/nope")
+    assert ours["/ws"] == (4003, "not you")
