@@ -9,17 +9,19 @@ each on a free port of 127.0.0.1, and sends both the same raw HTTP/1.1 requests:
 conditionals (every HTTP-date form, entity-tag lists, weak tags, precedence), ranges (single,
 suffix, multiple, overlapping, past the end, If-Range), content codings (a ``.gz`` sibling,
 q-values, ``identity;q=0``), methods, names (MIME types, percent-encoding, directories).
-With ``--header NAME:VALUE`` among the flags, nginx gets ``add_header NAME "VALUE" always``
-(``Cache-Control`` without ``always``: for a directory it is the files' cache policy) and that
-field is compared too. Entity-tags and dates in a request are each server's own (``{etag}``, ``{etag_gz}``,
-``{lm}``: read from a plain GET first), so the two are asked the same question.
+With ``--etag off`` among the flags nginx gets ``etag off``; with ``--header NAME:VALUE``, it
+gets ``add_header NAME "VALUE" always`` (``Cache-Control`` without ``always``: for a directory
+it is the files' cache policy) and that field is compared too. Entity-tags and dates in a
+request are each server's own (``{etag}``, ``{etag_gz}``, ``{lm}``: read from a plain GET
+first), so the two are asked the same question.
 
 For each request it compares the status, the fields a cache or a client acts on (those in
 ``COMPARED``) and the body (a multipart boundary made constant), and prints each difference.
 Some differences are fastserve's on purpose: its cache policy (``KNOWN``, listed once), its
 charset on ``text/*`` and its ETag's form (normalised away), and the requests where fastserve
 follows RFC 9110 and nginx does not, or a rule README states (``DECIDED``, each with its
-reason: counted, and printed with ``--verbose``). Exits 1 when any other difference is found,
+reason: counted, and printed with ``--verbose``); a field fastserve sends twice and content
+after the head of a HEAD's answer are differences whatever the case. Exits 1 when any other difference is found,
 2 when nginx is missing. Not part of the test suite (nginx is not a test
 dependency); every rule it found broken has an in-process test of its own.
 """
@@ -198,7 +200,7 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         index index.html;
-{add_headers}
+{add_headers}{etag}
     }}
 }}
 """
@@ -541,8 +543,10 @@ def start_nginx(root: Path, port: int, run: Path, flags: Sequence[str] = ()) -> 
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / name).mkdir(parents=True, exist_ok=True)
     conf = run / "nginx.conf"
+    etag_off = any(flags[i:i + 2] == ["--etag", "off"] for i in range(len(flags))) or "--etag=off" in flags
     conf.write_text(NGINX_CONF.format(run=run, port=port, root=root,
-                                      add_headers=add_header_lines(operator_headers(flags))))
+                                      add_headers=add_header_lines(operator_headers(flags)),
+                                      etag="        etag off;\n" if etag_off else ""))
     process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(run)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     wait_until_accepting(port, process, timeout=60)
