@@ -759,9 +759,13 @@ cdef class HttpProtocol:
 
     cdef void _read_transfer_coding(self, bytes value):
         """Note what a Transfer-Encoding line says: whether it names a coding besides chunked
-        (which only chunked's framing is known here), and whether it ends in chunked."""
-        codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
+        (which only chunked's framing is known here), and whether it ends in chunked. Empty
+        list members are no codings (RFC 9110 section 5.6.1.2: ignored, as httptools frames
+        ``, chunked`` as chunked); a line of nothing else is read as one naming no chunked."""
+        codings = [coding for coding in (member.strip(b" \t").lower() for member in value.split(b",")) if coding]
         self.head_flags |= HEAD_TRANSFER_CODED
+        if not codings:
+            codings = [b""]
         if codings[len(codings) - 1] == b"chunked":
             self.head_flags |= HEAD_CHUNKED_LAST
         else:
