@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, List
@@ -16,6 +19,7 @@ from server_helpers import (
     ServerProcess,
     fetch,
     running_server,
+    server_env,
 )
 
 
@@ -328,3 +332,24 @@ def test_sigterm_while_workers_start_stops_them_promptly(docroot: DocRoot) -> No
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the workers too, should the stop have failed
             proc.wait()
+
+
+def test_a_privileged_port_without_the_capability_says_what_to_do(docroot: DocRoot, tmp_path: Path) -> None:
+    """Port 80 as an unprivileged user (a container's non-root user, a developer): one line that
+    says why and what to do, exit code 3; it said "Permission denied" alone."""
+    from fastserve.server.listen import unprivileged_port_start
+
+    lowest = unprivileged_port_start()
+    if lowest <= 1:
+        pytest.skip("this kernel lets any process bind any port (net.ipv4.ip_unprivileged_port_start)")
+    argv = [sys.executable, "-m", "fastserve", str(docroot.root), "--port", "1"]
+    if os.geteuid() == 0:  # root: run without the capability, as a container that drops it does
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, and no setpriv to drop CAP_NET_BIND_SERVICE")
+        argv = [setpriv, "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=server_env())
+    assert result.returncode == 3, result
+    assert (f"fastserve: cannot listen on 127.0.0.1:1: permission denied: a port below {lowest} needs the "
+            "CAP_NET_BIND_SERVICE capability") in result.stderr, result.stderr
+    assert f"listen on a port from {lowest} up" in result.stderr and "Traceback" not in result.stderr

@@ -58,8 +58,19 @@ def _bind(sock: socket.socket, address: Any, where: str, backlog: Optional[int])
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ListenError(f"cannot listen on {where}: {_reason(exc)}") from None
+        port = address[1] if isinstance(address, tuple) else None
+        raise ListenError(f"cannot listen on {where}: {_reason(exc, port)}") from None
     return sock
+
+
+def unprivileged_port_start() -> int:
+    """The lowest TCP port a process without ``CAP_NET_BIND_SERVICE`` may bind (Linux's
+    ``net.ipv4.ip_unprivileged_port_start``, for IPv6 too; 1024 where it cannot be read)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 1024
 
 
 def resolve_port(config: Config) -> Config:
@@ -138,7 +149,15 @@ def describe(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://{host_port(address[0], address[1])}"
 
 
-def _reason(exc: OSError) -> str:
+def _reason(exc: OSError, port: Optional[int] = None) -> str:
+    """Why a socket could not be opened, in words an operator can act on (``port``: the TCP port
+    it was to bind)."""
     if exc.errno == errno.EADDRINUSE:
         return "address already in use"
+    if exc.errno == errno.EACCES and port is not None and 0 < port < unprivileged_port_start():
+        lowest = unprivileged_port_start()
+        return (f"permission denied: a port below {lowest} needs the CAP_NET_BIND_SERVICE capability, which this "
+                f"process lacks (net.ipv4.ip_unprivileged_port_start is {lowest}); listen on a port from {lowest} up "
+                f"(a container or load balancer can map port {port} to it), or grant the capability (systemd's "
+                "AmbientCapabilities, docker run --cap-add NET_BIND_SERVICE, setcap on the Python executable)")
     return exc.strerror or str(exc)
