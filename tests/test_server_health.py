@@ -1,6 +1,8 @@
-"""/_fastserve/health: 200 while serving, 503 from SIGTERM on; --admin-prefix; files win."""
+"""/_fastserve/health: 200 while serving, 503 from SIGTERM on and while the served directory is gone;
+--admin-prefix; files win."""
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 import time
@@ -8,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, fetch, port_from_url
+from server_helpers import CliProcess, DocRoot, RawConnection, ServerProcess, fetch, port_from_url, running_server
+from test_server_process import wait_for
 
 
 def test_health_on_the_static_face(server: ServerProcess, docroot: DocRoot) -> None:
@@ -92,3 +95,26 @@ def test_sigterm_turns_health_to_503_before_the_listener_closes(docroot: DocRoot
             assert fetch(port, "/small.txt" if target == "static" else "/x").status == 200
         assert srv.wait_exit(6) == 0
         assert time.monotonic() - sigterm_sent >= delay - 0.1, "the listener closed before --shutdown-delay"
+
+
+def test_a_served_directory_that_goes_away_is_said_and_turns_health_to_503(tmp_path: Path) -> None:
+    """A volume unmounted or a deploy that deletes before it copies: every file is 404, and
+    health said "ok", so a load balancer kept the replica. Now health is 503 while it is gone,
+    one error line says so, and both come back with the directory."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    with running_server(root, [], log_path=tmp_path / "log") as srv:
+        assert (fetch(srv.port, "/_fastserve/health").status, fetch(srv.port, "/a.txt").status) == (200, 200)
+        shutil.rmtree(root)
+        assert wait_for(lambda: fetch(srv.port, "/_fastserve/health").status == 503, 5.0)
+        assert fetch(srv.port, "/_fastserve/health").body == b"served directory missing\n"
+        assert (f"ERROR worker {srv.pid}: the served directory {root} is gone: files are 404 and health 503 until "
+                "it is back") in srv.output()
+        assert wait_for(lambda: fetch(srv.port, "/a.txt").status == 404, 5.0)  # once --cache-valid has passed
+        root.mkdir()
+        (root / "a.txt").write_text("a\n")
+        assert wait_for(lambda: fetch(srv.port, "/_fastserve/health").status == 200, 5.0)
+        assert f"INFO worker {srv.pid}: the served directory {root} is back" in srv.output()
+        assert wait_for(lambda: fetch(srv.port, "/a.txt").status == 200, 5.0)
+    assert srv.output().count("the served directory") == 2, srv.output()

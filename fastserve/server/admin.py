@@ -2,7 +2,8 @@
 
 * ``{prefix}/health``: ``200 ok`` while the worker serves, ``503 draining`` from SIGTERM on
   (during ``--shutdown-delay`` the listener stays open, so a load balancer that polls this
-  stops sending before connections are refused);
+  stops sending before connections are refused), ``503 served directory missing`` while a
+  directory the static face serves is gone (``worker.ServedDirectories``);
 * ``{prefix}/metrics`` (with ``--metrics``): Prometheus text, summed over all workers.
 
 Only these exact paths (any query) are answered, to GET and HEAD. They never shadow a file:
@@ -19,6 +20,7 @@ from fastserve.config import Config
 Answer = Tuple[int, bytes, bytes]  # status, content type, body
 HEALTHY: Answer = (200, b"text/plain; charset=utf-8", b"ok\n")
 DRAINING: Answer = (503, b"text/plain; charset=utf-8", b"draining\n")
+DIRECTORY_GONE: Answer = (503, b"text/plain; charset=utf-8", b"served directory missing\n")
 
 
 class Admin:
@@ -31,12 +33,15 @@ class Admin:
         self.metrics = metrics  # a fastserve.server.metrics.Metrics, or None
         self.metrics_path = self.prefix + b"/metrics" if metrics is not None else None
         self.state: Any = None
+        self.served: Any = None  # the worker's ServedDirectories (a static face), or None
 
     def answer(self, raw_url: bytes) -> Optional[Answer]:
         """The answer for ``raw_url`` (a request-target), or None when it is no admin path."""
         path = raw_url.split(b"?", 1)[0]
         if path == self.health_path:
-            return DRAINING if self.state is not None and self.state.draining else HEALTHY
+            if self.state is not None and self.state.draining:
+                return DRAINING
+            return DIRECTORY_GONE if self.served is not None and self.served.missing else HEALTHY
         if path == self.metrics_path:
             self.metrics.update(len(self.state.connections), self.state.cache)  # this worker's, up to now
             return 200, self.metrics.content_type, self.metrics.exposition()

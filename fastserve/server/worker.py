@@ -161,6 +161,36 @@ def nothing_to_reload() -> None:
     logger.warning("process %d: SIGHUP ignored (it reloads the TLS certificate; this server has none)", os.getpid())
 
 
+class ServedDirectories:
+    """The directories a worker's open-file cache serves from, looked at on the clock tick (at
+    most once a second): one that is gone (a volume unmounted, a deploy that deletes before it
+    copies) is said once, as an error, and health answers ``503`` until it is back (logged too),
+    so a load balancer stops sending requests that could only be ``404``."""
+
+    EVERY = 1.0  # s between two looks
+
+    def __init__(self, directories: Tuple[str, ...]) -> None:
+        self.directories = directories
+        self.missing: Tuple[str, ...] = ()
+        self.looked_at = float("-inf")
+
+    def look(self, now: float) -> None:
+        if now - self.looked_at < self.EVERY:
+            return
+        self.looked_at = now
+        missing = tuple(directory for directory in self.directories if not os.path.isdir(directory))
+        if missing == self.missing:
+            return
+        for directory in missing:
+            if directory not in self.missing:
+                logger.error("worker %d: the served directory %s is gone: files are 404 and health 503 until it "
+                             "is back", os.getpid(), directory)
+        for directory in self.missing:
+            if directory not in missing:
+                logger.info("worker %d: the served directory %s is back", os.getpid(), directory)
+        self.missing = missing
+
+
 def observe(state: ServerState) -> None:
     """On each tick: write the buffered access log, refresh the gauges the metrics show."""
     if state.access_logger is not None:
@@ -331,9 +361,15 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     interval = config.clock_tick()
     trimmer = heap_trimmer()  # freed TLS buffers and the like go back to the kernel after a burst
 
+    served = ServedDirectories(state.cache.configured_roots) if state.cache is not None else None
+    if served is not None and state.admin is not None:
+        state.admin.served = served
+
     def tick() -> None:
         Heartbeat.beat()
         state.tick(loop.time())
+        if served is not None:
+            served.look(state.now)
         handshakes.pending(state.now)
         observe(state)
         if trimmer is not None:
