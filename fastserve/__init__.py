@@ -84,7 +84,11 @@ def run(app: Any, **options: Any) -> int:
     directory, and the call returns when the reloader stops.
     Logging is set up as the command line sets it (``log_level``: a name or a ``logging`` level
     number; ``log_config``: a file, or a ``logging.config.dictConfig`` dict, as ``uvicorn.run``
-    takes them), so the start-up line, the access log (``access_log=True``) and errors are written.
+    takes them), so the start-up line, the access log (``access_log=True``) and errors are written;
+    ``log_config=None`` sets up none, as ``uvicorn.run`` then does: fastserve's records go to the
+    handlers the program gave the root logger (or uvicorn's loggers), at the level it set there
+    unless ``log_level`` is given. Any other keyword given ``None`` (``uvicorn.run``'s default
+    for ``workers``, ``ssl_keyfile``, ``limit_max_requests``, ...) is fastserve's default.
 
     Returns 0 after a clean stop. What the command line refuses with exit code 2 is raised,
     with or without ``reload=True``, before anything starts: ``ValueError`` for a setting out of
@@ -100,7 +104,13 @@ def run(app: Any, **options: Any) -> int:
     ``RuntimeError``.
     """
     from fastserve.cli import command_line, main, serve_logged
+    from fastserve.server.logs import AS_THE_PROGRAM_SET_IT
 
+    if "log_config" in options and options["log_config"] is None:
+        options["log_config"] = dict(AS_THE_PROGRAM_SET_IT)  # uvicorn.run's: configure no logging
+    # uvicorn.run's keywords default to None where fastserve has a default of its own (workers,
+    # ssl_keyfile, limit_max_requests, ...): a keyword given None is one not given.
+    options = {name: value for name, value in options.items() if value is not None}
     level = options.get("log_level")
     if isinstance(level, int) and not isinstance(level, bool):  # uvicorn.run(log_level=logging.DEBUG)
         options["log_level"] = logging.getLevelName(level).lower()

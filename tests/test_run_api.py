@@ -1,4 +1,5 @@
 """``fastserve.run(app, ...)``: the programmatic way to serve an app."""
+import json
 import signal
 import socket
 import subprocess
@@ -310,3 +311,69 @@ def test_run_from_a_thread_serves_without_signal_handlers(tmp_path):
     assert result.stdout.splitlines() == ["from a thread", "['RuntimeError', 'RuntimeError', 'RuntimeError']"], (
         result.stdout, result.stderr)
     assert "from a thread other than the main one: no signal stops it" in result.stderr
+
+
+def test_a_keyword_given_none_is_one_not_given(monkeypatch):
+    """``uvicorn.run``'s keywords default to None (``workers``, ``ssl_keyfile``, ``headers``...),
+    and programs pass them so (``workers=None``, ``ssl_keyfile=os.environ.get("KEY")``): run()
+    raised a TypeError from deep inside, and with ``reload=True`` wrote ``--workers None`` on its
+    server's command line. Each is now fastserve's default, with and without reload=True."""
+    import inspect
+
+    import fastserve.cli
+    import fastserve.server.serve
+    from fastserve.config import Config
+    from fastserve.server.logs import AS_THE_PROGRAM_SET_IT
+
+    uvicorn = pytest.importorskip("uvicorn")
+    nones = {name: None for name, parameter in inspect.signature(uvicorn.run).parameters.items()
+             if parameter.default is None}
+    assert {"workers", "ssl_keyfile", "headers", "limit_max_requests", "timeout_graceful_shutdown"} <= set(nones)
+    seen = []
+    monkeypatch.setattr(fastserve.server.serve, "serve", lambda config: seen.append(config) or 0)
+    assert fastserve.run(".", log_config=None, **nones) == 0
+    assert seen[0] == Config(target=".", log_config=AS_THE_PROGRAM_SET_IT)
+
+    argvs = []
+
+    def main(argv):
+        config = fastserve.cli.config_from_args(argv[:-1])
+        with open(config.log_config) as file:
+            argvs.append((argv, json.load(file)))
+        return 0
+
+    monkeypatch.setattr(fastserve.cli, "main", main)
+    assert fastserve.run("main:app", reload=True, port=8001, log_config=None, **nones) == 0
+    ((argv, log_config),) = argvs
+    assert argv == ["main:app", "--port", "8001", "--log-config", argv[4], "--reload"], argv
+    assert log_config == AS_THE_PROGRAM_SET_IT
+
+
+LEFT_TO_THE_PROGRAM = textwrap.dedent('''
+    import json, logging, os, signal, sys
+    import fastserve
+
+
+    class Json(logging.Formatter):
+        def format(self, record):
+            return json.dumps({"logger": record.name, "level": record.levelname, "message": record.getMessage()})
+
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(Json())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    fastserve.run(".", port=0, log_config=None, ready_callback=lambda: os.kill(os.getpid(), signal.SIGTERM))
+''')
+
+
+def test_log_config_none_leaves_logging_as_the_program_set_it(tmp_path):
+    """``uvicorn.run(app, log_config=None)``, the recipe for an app that formats every record
+    itself (JSON, structlog): the server sets up no logging. fastserve set up its own stderr
+    handler all the same, so its lines went out in its format, past the program's."""
+    result = subprocess.run([sys.executable, "-c", LEFT_TO_THE_PROGRAM], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0]["logger"] == "fastserve" and records[0]["message"].startswith("fastserve serving . on "), records
+    assert records[-1] == {"logger": "fastserve", "level": "INFO", "message": "fastserve stopped"}, records
+    assert "fastserve" not in result.stderr, result.stderr

@@ -37,6 +37,10 @@ UVICORN_LOGGERS = {"fastserve": "uvicorn.error", "fastserve.access": "uvicorn.ac
 access_to_uvicorn = False  # access lines go to uvicorn.access, in uvicorn's shape (see the module)
 
 logging.addLevelName(TRACE, "TRACE")
+# ``run(log_config=None)``, ``uvicorn.run``'s way to set up no logging: a dictConfig that changes
+# nothing, so fastserve's loggers keep no handler of their own and their records reach the
+# handlers the program set up (``_route_to_uvicorns_loggers``).
+AS_THE_PROGRAM_SET_IT: Dict[str, Any] = {"version": 1, "incremental": True}
 
 
 class LogConfigError(Exception):
@@ -84,7 +88,7 @@ def configure_logging(level: Optional[str] = None, config_file: Union[str, Dict[
             _apply_dict(config_file)
         except Exception as exc:  # dictConfig's ValueError, TypeError, ...
             raise LogConfigError(f"log config: {exc}") from None
-        _route_to_uvicorns_loggers("log_config (a dict)")
+        _route_to_uvicorns_loggers("log_config=None" if config_file == AS_THE_PROGRAM_SET_IT else "log_config (a dict)")
     else:
         _apply_file(config_file)
         _route_to_uvicorns_loggers(f"--log-config {config_file}")
