@@ -228,30 +228,38 @@ def test_the_command_line_offers_the_choices_run_checks():
         assert all(Config(**{name: choice}).problems() == [] for choice in choices)
 
 
+def reloader_started(monkeypatch) -> list:
+    """What ``run(reload=True)`` starts the reloader with, once per call: ``(argv, the Config it
+    reads, the log config file's JSON)``; the reloader itself is not run."""
+    import fastserve.cli
+
+    seen = []
+
+    def main(argv):
+        config = fastserve.cli.config_from_args(argv[:-1])
+        with open(config.log_config) as file:
+            seen.append((argv, config, json.load(file)))
+        return 0
+
+    monkeypatch.setattr(fastserve.cli, "main", main)
+    return seen
+
+
 def test_reload_true_passes_pairs_a_log_config_dict_and_a_level_number_to_its_server(monkeypatch, tmp_path):
     """``run(reload=True)`` hands its settings to the reloader as a command line: ``headers``
     (and the other pairs) used to be written as Python tuples, refused there as usage errors,
     and a ``log_config`` dict as its repr, a file that does not exist. Now each reaches the
     server as the settings ``run`` would serve with; a level number (``logging.DEBUG``, as
     ``uvicorn.run`` takes it) too."""
-    import json
     import logging
 
     import fastserve.cli
 
     log_config = {"version": 1, "loggers": {"fastserve": {"level": "DEBUG"}}}
-    seen = []
-
-    def main(argv):
-        config = fastserve.cli.config_from_args(argv[:-1])
-        with open(config.log_config) as file:
-            seen.append((config, json.load(file)))
-        return 0
-
-    monkeypatch.setattr(fastserve.cli, "main", main)
+    seen = reloader_started(monkeypatch)
     assert fastserve.run("main:app", reload=True, headers=[("x-served-by", "edge 1")], error_pages=[(404, "nf.html")],
                          cache_rules=[("*.map", "no-store")], log_config=log_config, log_level=logging.DEBUG) == 0
-    ((config, file_config),) = seen
+    ((_, config, file_config),) = seen
     assert config.headers == [("x-served-by", "edge 1")] and config.error_pages == [(404, "nf.html")]
     assert config.cache_rules == [("*.map", "no-store")] and config.log_level == "debug"
     assert file_config == log_config
@@ -334,17 +342,9 @@ def test_a_keyword_given_none_is_one_not_given(monkeypatch):
     assert fastserve.run(".", log_config=None, **nones) == 0
     assert seen[0] == Config(target=".", log_config=AS_THE_PROGRAM_SET_IT)
 
-    argvs = []
-
-    def main(argv):
-        config = fastserve.cli.config_from_args(argv[:-1])
-        with open(config.log_config) as file:
-            argvs.append((argv, json.load(file)))
-        return 0
-
-    monkeypatch.setattr(fastserve.cli, "main", main)
+    argvs = reloader_started(monkeypatch)
     assert fastserve.run("main:app", reload=True, port=8001, log_config=None, **nones) == 0
-    ((argv, log_config),) = argvs
+    ((argv, _, log_config),) = argvs
     assert argv == ["main:app", "--port", "8001", "--log-config", argv[4], "--reload"], argv
     assert log_config == AS_THE_PROGRAM_SET_IT
 
