@@ -36,16 +36,17 @@ import math
 import re
 import traceback
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from fastserve._interop import framework_base
 from fastserve.concurrency import is_async_callable, run_in_threadpool
-from fastserve.datastructures import URL, URLPath
-from fastserve.exceptions import HTTPException, WebSocketException
+from fastserve.datastructures import URL, Headers, URLPath, is_valid_host_header
+from fastserve.exceptions import FastServeDeprecationWarning, HTTPException, WebSocketException
 from fastserve.requests import Request, RequestJSONDecodeError
 from fastserve.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastserve.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,6 +54,7 @@ from fastserve.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "BaseRoute",
     "Convertor",
+    "Host",
     "Match",
     "Mount",
     "NoMatchFound",
@@ -71,23 +73,18 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 T = TypeVar("T")
 
 
-_FrameworkNoMatchFound = framework_base("starlette.routing", "NoMatchFound", Exception)
-
-
-class NoMatchFound(_FrameworkNoMatchFound):  # type: ignore[misc, valid-type]
-    """``url_path_for`` found no route with that name and exactly those path parameters.
-
-    Where Starlette is installed this is also Starlette's ``NoMatchFound``, so a Starlette
-    ``Mount`` holding a fastserve ``Router`` moves on to its next route after a miss.
-    """
+class NoMatchFound(Exception):
+    """``url_path_for`` found no route with that name and exactly those path parameters."""
 
     def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
         params = ", ".join(path_params)
-        Exception.__init__(self, f'No route exists for name "{name}" and params "{params}".')
+        super().__init__(f'No route exists for name "{name}" and params "{params}".')
 
 
-# A miss from this module's routes or from a Starlette app mounted among them.
-_NO_MATCH = (NoMatchFound, _FrameworkNoMatchFound)
+# Where Starlette is installed this is Starlette's own class (see _interop): ``except
+# NoMatchFound`` with either import catches a miss from either framework's routes, and a
+# Starlette ``Mount`` holding a fastserve ``Router`` moves on to its next route after a miss.
+NoMatchFound = framework_base("starlette.routing", "NoMatchFound", NoMatchFound)  # type: ignore[misc]
 
 
 class Match(Enum):
@@ -173,7 +170,8 @@ class FloatConvertor(Convertor[float]):
 
 
 class UUIDConvertor(Convertor[uuid.UUID]):
-    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    # Any case, dashes optional (32 hex digits in a row too), as uuid.UUID reads them and Starlette routes them.
+    regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
     def convert(self, value: str) -> uuid.UUID:
         return uuid.UUID(value)
@@ -191,9 +189,22 @@ CONVERTOR_TYPES: dict[str, Convertor[Any]] = {
 }
 
 
+# Starlette's registry where it is installed: a convertor registered with either framework's
+# register_url_convertor is known to the routes of both.
+_FRAMEWORK_CONVERTOR_TYPES: dict[str, Any] = framework_base("starlette.convertors", "CONVERTOR_TYPES", {})
+
+
 def register_url_convertor(key: str, convertor: Convertor[Any]) -> None:
-    """Make ``{name:key}`` available in route paths compiled from now on."""
+    """Make ``{name:key}`` available in route paths compiled from now on (Starlette's routes'
+    too, where Starlette is installed)."""
     CONVERTOR_TYPES[key] = convertor
+    _FRAMEWORK_CONVERTOR_TYPES[key] = convertor
+
+
+def _convertor(name: str) -> Convertor[Any]:
+    convertor = CONVERTOR_TYPES.get(name) or _FRAMEWORK_CONVERTOR_TYPES.get(name)
+    assert convertor is not None, f"Unknown path convertor '{name}'"
+    return convertor
 
 
 # --------------------------------------------------------------------------- path templates
@@ -209,34 +220,48 @@ def compile_path(path: str) -> tuple[re.Pattern[str], str, dict[str, Convertor[A
     duplicates: set[str] = set()
     end = 0
     for param in _PARAM.finditer(path):
-        name, convertor_name = param.group(1), (param.group(2) or ":str")[1:]
-        assert convertor_name in CONVERTOR_TYPES, f"Unknown path convertor '{convertor_name}'"
+        name, convertor = param.group(1), _convertor((param.group(2) or ":str")[1:])
         literal = path[end : param.start()]
-        pattern += re.escape(literal) + f"(?P<{name}>{CONVERTOR_TYPES[convertor_name].regex})"
+        pattern += re.escape(literal) + f"(?P<{name}>{convertor.regex})"
         path_format += literal + "{" + name + "}"
         if name in convertors:
             duplicates.add(name)
-        convertors[name] = CONVERTOR_TYPES[convertor_name]
+        convertors[name] = convertor
         end = param.end()
     if duplicates:
         plural = "s" if len(duplicates) > 1 else ""
         raise ValueError(f"Duplicated param name{plural} {', '.join(sorted(duplicates))} at path {path}")
-    pattern += re.escape(path[end:]) + "$"
-    path_format += path[end:]
-    return re.compile(pattern), path_format, convertors
+    tail = path[end:]
+    if path.startswith("/"):
+        pattern += re.escape(tail) + "$"
+        flags = 0
+    else:
+        # A Host template: the port is not matched (Host.matches reads the host without it), and
+        # host names are case-insensitive (RFC 9110 section 4.2.3).
+        pattern += re.escape(tail if tail.endswith("]") else tail.rsplit(":", 1)[0]) + "$"
+        flags = re.IGNORECASE
+    path_format += tail
+    return re.compile(pattern, flags), path_format, convertors
+
+
+_SLOT = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")  # a parameter's slot in a path format
 
 
 def replace_params(
-    path_format: str, convertors: Mapping[str, Convertor[Any]], path_params: dict[str, Any]
+    path: str, param_convertors: Mapping[str, Convertor[Any]], path_params: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
-    """Fill the ``{name}`` slots of ``path_format``; return the path and the params left over."""
+    """Fill the ``{name}`` slots of the template ``path``; return the path and the params left
+    over (a new dict: ``path_params`` is left as it was)."""
     remaining = dict(path_params)
-    for name, value in path_params.items():
-        slot = "{" + name + "}"
-        if slot in path_format:
-            path_format = path_format.replace(slot, convertors[name].to_string(value))
-            del remaining[name]
-    return path_format, remaining
+
+    def fill(slot: re.Match[str]) -> str:
+        name = slot.group(1)
+        if name not in remaining:
+            return slot.group(0)
+        return param_convertors[name].to_string(remaining.pop(name))
+
+    # One pass over the template: a value that reads like a slot ("{id}") is not filled again.
+    return _SLOT.sub(fill, path), remaining
 
 
 def get_route_path(scope: Scope) -> str:
@@ -281,16 +306,60 @@ def request_response(func: Callable[[Request], Awaitable[Response] | Response]) 
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        try:
+
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
             if call_async:
                 response = await func(request)  # type: ignore[misc]
             else:
                 response = await run_in_threadpool(func, request)
             await response(scope, receive, send)
+
+        try:
+            await _under_the_apps_handlers(respond, request, scope, receive, send)
         finally:
             await request.close()
 
     return app
+
+
+async def _under_the_apps_handlers(app: ASGIApp, conn: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run an endpoint's ``app``; inside a Starlette or FastAPI application, an exception it
+    raises that one of the application's handlers is registered for (an ``HTTPException`` by
+    its status first, then by the exception's classes, nearest first) is answered by that
+    handler, called with ``conn`` (the endpoint's request or websocket) and the exception, here
+    at the endpoint, as Starlette's endpoints are: inside the middleware of the routes and mounts
+    around it. Anything else is raised on. A handler cannot answer once the response began:
+    ``RuntimeError``."""
+    handlers = scope.get("starlette.exception_handlers")
+    if handlers is None:
+        await app(scope, receive, send)
+        return
+    by_class, by_status = handlers
+    started = False
+
+    async def watch(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, watch)
+    except Exception as exc:
+        handler = by_status.get(exc.status_code) if isinstance(exc, HTTPException) else None
+        if handler is None:
+            handler = next((by_class[cls] for cls in type(exc).__mro__ if cls in by_class), None)
+        if handler is None:
+            raise
+        if started:
+            raise RuntimeError("Caught handled exception, but response already started.") from exc
+        if is_async_callable(handler):
+            response = await handler(conn, exc)
+        else:
+            response = await run_in_threadpool(handler, conn, exc)
+        if response is not None:
+            await response(scope, receive, watch)
+        exc.__traceback__ = None  # a handled exception kept for reuse gathers no frames
 
 
 def websocket_session(func: Callable[[Any], Awaitable[None]]) -> ASGIApp:
@@ -299,9 +368,124 @@ def websocket_session(func: Callable[[Any], Awaitable[None]]) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         from fastserve.websockets import WebSocket
 
-        await func(WebSocket(scope, receive=receive, send=send))
+        websocket = WebSocket(scope, receive=receive, send=send)
+
+        async def session(scope: Scope, receive: Receive, send: Send) -> None:
+            await func(websocket)
+
+        await _under_the_apps_handlers(session, websocket, scope, receive, send)
 
     return app
+
+
+# --------------------------------------------------------------------------- what wraps a route's app
+
+
+def _wrapped(app: ASGIApp, middleware: Sequence[Any] | None, max_body_size: int | None = None) -> ASGIApp:
+    """``app`` inside ``middleware`` (each a ``(cls, args, kwargs)`` triple, as Starlette's
+    ``Middleware`` unpacks: the first listed is the outermost) and, outside those, the
+    ``max_body_size`` limit, as Starlette's routes wrap their app."""
+    for cls, args, kwargs in reversed(middleware or ()):
+        app = cls(app, *args, **kwargs)
+    if max_body_size is not None:
+        app = _BodyLimit(app, max_body_size)
+    return app
+
+
+_BODY_COUNT_KEY = "fastserve.body_count"  # the request's _BodyCount, once a limit counts it
+
+
+class _TooLarge(Exception):
+    """The request body went past the limit in force."""
+
+
+class _Refused(Exception):
+    """The limit answered ``413`` in the place of the app's answer."""
+
+
+class _BodyCount:
+    """One request's body bytes against the limit in force: the innermost ``max_body_size``
+    (a Route's over its Mount's over its Router's) decides, once the request reaches it."""
+
+    def __init__(self, limit: int, declared: int | None, receive: Receive, send: Send) -> None:
+        self.limit = limit
+        self.declared = declared  # the request's Content-Length, None without a usable one
+        self.received = 0
+        self.started = False
+        self.receive = receive
+        self.send = send
+
+    def over(self) -> bool:
+        return self.received > self.limit or (self.declared is not None and self.declared > self.limit)
+
+    async def counted_receive(self) -> Message:
+        if self.declared is not None and self.declared > self.limit:
+            raise _TooLarge
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                raise _TooLarge
+        return message
+
+    async def checked_send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if self.declared is not None and self.declared > self.limit:
+                # Answered without reading a body declared too large: 413 in its place.
+                await _too_large()({"type": "http"}, self.receive, self.send)
+                raise _Refused
+        await self.send(message)
+
+
+def _too_large() -> Response:
+    return PlainTextResponse("Content Too Large", status_code=413)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    value = Headers(scope=scope).get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class _OwnBodyLimit:
+    """``max_body_size=N`` of a Route, Mount or Router: an HTTP request whose body (declared by
+    ``Content-Length``, or received) passes N bytes is answered ``413 Content Too Large``, unless
+    the app's response has begun (then the app's read raises). An inner limit replaces an outer
+    one for the requests that reach it, larger or smaller."""
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        count: _BodyCount | None = scope.get(_BODY_COUNT_KEY)
+        if count is not None:  # an outer limit counts this request: this one is in force now
+            count.limit = self.max_body_size
+            if count.received > count.limit:
+                raise _TooLarge
+            await self.app(scope, receive, send)
+            return
+        count = _BodyCount(self.max_body_size, _declared_length(scope), receive, send)
+        scope[_BODY_COUNT_KEY] = count
+        try:
+            await self.app(scope, count.counted_receive, count.checked_send)
+        except _TooLarge:
+            if count.started:
+                raise
+            await _too_large()(scope, receive, send)
+        except _Refused:
+            pass
+        finally:
+            scope.pop(_BODY_COUNT_KEY, None)
+
+
+# Starlette's own limit where it is installed: one request then has one count whichever
+# framework's routes, mounts and app set the limits (Starlette(max_body_size=...) around a
+# fastserve Route(max_body_size=...)), and the innermost decides across them.
+_BodyLimit = framework_base("starlette.middleware.body_limit", "RequestBodyLimitMiddleware", _OwnBodyLimit)
 
 
 # --------------------------------------------------------------------------- routes
@@ -348,6 +532,8 @@ class Route(BaseRoute):
         methods: Collection[str] | None = None,
         name: str | None = None,
         include_in_schema: bool = True,
+        middleware: Sequence[Any] | None = None,
+        max_body_size: int | None = None,
     ) -> None:
         assert path.startswith("/"), "Routed paths must start with '/'"
         self.path = path
@@ -360,6 +546,7 @@ class Route(BaseRoute):
                 methods = ["GET"]
         else:
             self.app = endpoint
+        self.app = _wrapped(self.app, middleware, max_body_size)
         self.methods: set[str] | None = None
         if methods is not None:
             self.methods = {method.upper() for method in methods}
@@ -409,12 +596,14 @@ class Route(BaseRoute):
 class WebSocketRoute(BaseRoute):
     """A WebSocket endpoint at ``path``: an async function taking a ``WebSocket``, or an ASGI app."""
 
-    def __init__(self, path: str, endpoint: Callable[..., Any], *, name: str | None = None) -> None:
+    def __init__(
+        self, path: str, endpoint: Callable[..., Any], *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> None:
         assert path.startswith("/"), "Routed paths must start with '/'"
         self.path = path
         self.endpoint = endpoint
         self.name = get_name(endpoint) if name is None else name
-        self.app: ASGIApp = websocket_session(endpoint) if _is_plain_function(endpoint) else endpoint
+        self.app: ASGIApp = _wrapped(websocket_session(endpoint) if _is_plain_function(endpoint) else endpoint, middleware)
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -443,7 +632,44 @@ class WebSocketRoute(BaseRoute):
         return f"{type(self).__name__}(path={self.path!r}, name={self.name!r})"
 
 
-class Mount(BaseRoute):
+class _HandsOver(BaseRoute):
+    """A route that hands what it matches to an app of its own (``Mount``, ``Host``), whose
+    routes (``_base_app``'s, inside any middleware) are its own for ``url_path_for``."""
+
+    _base_app: ASGIApp
+    app: ASGIApp
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return getattr(self._base_app, "routes", [])
+
+    name: str | None
+
+    def _names_itself(self, name: str, path_params: Mapping[str, Any]) -> bool:
+        """``url_path_for(name, path=...)`` asks for a path below this route itself."""
+        return self.name is not None and name == self.name and "path" in path_params
+
+    def _child_name(self, name: str) -> str | None:
+        """The name ``name`` asks its routes for (``"<name>:<child>"``, or any name when this
+        route has none); None when it asks for no route of this one."""
+        if self.name is None:
+            return name
+        return name[len(self.name) + 1 :] if name.startswith(self.name + ":") else None
+
+    def _child_url(self, child_name: str, path_params: dict[str, Any]) -> URLPath | None:
+        """The URL path of the first of its routes that knows ``child_name`` with ``path_params``."""
+        for route in self.routes:
+            try:
+                return route.url_path_for(child_name, **path_params)
+            except NoMatchFound:
+                continue
+        return None
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class Mount(_HandsOver):
     """Hands every request below ``path`` to ``app`` (or to a Router of ``routes``).
 
     The mounted app sees the same ``path``; ``root_path`` grows by the mounted prefix, so the
@@ -457,17 +683,17 @@ class Mount(BaseRoute):
         app: ASGIApp | None = None,
         routes: Sequence[BaseRoute] | None = None,
         name: str | None = None,
+        *,
+        middleware: Sequence[Any] | None = None,
+        max_body_size: int | None = None,
     ) -> None:
         assert path == "" or path.startswith("/"), "Routed paths must start with '/'"
         assert app is not None or routes is not None, "Either 'app=...', or 'routes=' must be specified"
         self.path = path.rstrip("/")
-        self.app: ASGIApp = app if app is not None else Router(routes=routes)
+        self._base_app: ASGIApp = app if app is not None else Router(routes=routes)
+        self.app: ASGIApp = _wrapped(self._base_app, middleware, max_body_size)
         self.name = name
         self.path_regex, self.path_format, self.param_convertors = compile_path(self.path + "/{path:path}")
-
-    @property
-    def routes(self) -> list[BaseRoute]:
-        return getattr(self.app, "routes", [])
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] not in ("http", "websocket"):
@@ -487,28 +713,22 @@ class Mount(BaseRoute):
         }
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        if self.name is not None and name == self.name and "path" in path_params:
+        child_name = self._child_name(name)
+        if self._names_itself(name, path_params):
             # The mount itself, with "path" naming a file or sub-path below it.
             params = {**path_params, "path": str(path_params["path"]).lstrip("/")}
             path, remaining = replace_params(self.path_format, self.param_convertors, params)
             if not remaining:
                 return URLPath(path=path)
-        elif self.name is None or name.startswith(self.name + ":"):
-            child_name = name if self.name is None else name[len(self.name) + 1 :]
+        elif child_name is not None:
             child_path = path_params.get("path")
             prefix, remaining = replace_params(self.path_format, self.param_convertors, {**path_params, "path": ""})
             if child_path is not None:
                 remaining["path"] = child_path
-            for route in self.routes:
-                try:
-                    url = route.url_path_for(child_name, **remaining)
-                except _NO_MATCH:
-                    continue
+            url = self._child_url(child_name, remaining)
+            if url is not None:
                 return URLPath(path=prefix.rstrip("/") + str(url), protocol=url.protocol)
         raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, Mount) and (self.path, self.app) == (other.path, other.app)
@@ -519,12 +739,84 @@ class Mount(BaseRoute):
         return f"{type(self).__name__}(path={self.path!r}, name={self.name or ''!r}, app={self.app!r})"
 
 
+def _request_host(scope: Scope) -> str | None:
+    """The host the request's ``Host`` field names, lowercased, without its port (an IP literal
+    keeps its brackets; any digits count as a port, which routing ignores); None when the field
+    is missing or names no valid host."""
+    value = Headers(scope=scope).get("host")
+    if value is None:
+        return None
+    cut = value.index("]") + 1 if value.startswith("[") and "]" in value else value.find(":")
+    host, port = (value, "") if cut < 0 else (value[:cut], value[cut:])
+    if not is_valid_host_header(host) or not (port == "" or (port[:1] == ":" and port[1:].isdigit())):
+        return None
+    return host.lower()
+
+
+class Host(_HandsOver):
+    """Hands every request whose ``Host`` field matches ``host`` to ``app`` (a template as a
+    path's: ``{subdomain}.example.com``; its parameters join ``path_params``). ``url_path_for``
+    of its routes carries the host, so ``url_for`` builds the URL on it."""
+
+    def __init__(self, host: str, app: ASGIApp, name: str | None = None) -> None:
+        assert not host.startswith("/"), "Host must not start with '/'"
+        self.host = host
+        self.app = self._base_app = app
+        self.name = name
+        self.host_regex, self.host_format, self.param_convertors = compile_path(host)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] not in ("http", "websocket"):
+            return Match.NONE, {}
+        host = _request_host(scope)
+        matched = None if host is None else self.host_regex.match(host)
+        if matched is None:
+            return Match.NONE, {}
+        params = {name: self.param_convertors[name].convert(value) for name, value in matched.groupdict().items()}
+        return Match.FULL, {"path_params": {**scope.get("path_params", {}), **params}, "endpoint": self.app}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        child_name = self._child_name(name)
+        if self._names_itself(name, path_params):
+            params = dict(path_params)
+            path = params.pop("path")
+            host, remaining = replace_params(self.host_format, self.param_convertors, params)
+            if not remaining:
+                return URLPath(path=path, host=host)
+        elif child_name is not None:
+            host, remaining = replace_params(self.host_format, self.param_convertors, dict(path_params))
+            url = self._child_url(child_name, remaining)
+            if url is not None:
+                return URLPath(path=str(url), protocol=url.protocol, host=host)
+        raise NoMatchFound(name, path_params)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Host) and (self.host, self.app) == (other.host, other.app)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(host={self.host!r}, name={self.name or ''!r}, app={self.app!r})"
+
+
 # --------------------------------------------------------------------------- router
 
 
 @asynccontextmanager
 async def _no_lifespan(app: Any) -> AsyncIterator[None]:
     yield None
+
+
+def _lifted(lifespan: Callable[[Any], Any]) -> Lifespan:
+    """A (deprecated) plain generator function lifespan, entered and left as an async one."""
+    entered = contextmanager(lifespan)
+
+    @asynccontextmanager
+    async def lifted(app: Any) -> AsyncIterator[Any]:
+        with entered(app) as state:
+            yield state
+
+    return lifted
 
 
 def _inside_an_app(scope: Scope) -> bool:
@@ -561,6 +853,9 @@ class Router:
         redirect_slashes: bool = True,
         default: ASGIApp | None = None,
         lifespan: Lifespan | None = None,
+        *,
+        middleware: Sequence[Any] | None = None,
+        max_body_size: int | None = None,
     ) -> None:
         self.routes: list[BaseRoute] = [] if routes is None else list(routes)
         self.redirect_slashes = redirect_slashes
@@ -568,14 +863,36 @@ class Router:
         if lifespan is None:
             self.lifespan_context: Lifespan = _no_lifespan
         elif inspect.isasyncgenfunction(lifespan):
+            warnings.warn(
+                "async generator function lifespans are deprecated, use an @contextlib.asynccontextmanager function instead",
+                FastServeDeprecationWarning,
+                stacklevel=2,
+            )
             self.lifespan_context = asynccontextmanager(lifespan)
+        elif inspect.isgeneratorfunction(lifespan):
+            warnings.warn(
+                "generator function lifespans are deprecated, use an @contextlib.asynccontextmanager function instead",
+                FastServeDeprecationWarning,
+                stacklevel=2,
+            )
+            self.lifespan_context = _lifted(lifespan)
         else:
             self.lifespan_context = lifespan
+        # What __call__ runs: the dispatch (``app``) inside the middleware and the body limit.
+        self.middleware_stack: ASGIApp = _wrapped(self.app, middleware, max_body_size)
 
     # building ----------------------------------------------------------------------------------
 
     def mount(self, path: str, app: ASGIApp, name: str | None = None) -> None:
         self.routes.append(Mount(path, app=app, name=name))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Router) and self.routes == other.routes
+
+    __hash__ = object.__hash__
+
+    def host(self, host: str, app: ASGIApp, name: str | None = None) -> None:
+        self.routes.append(Host(host, app=app, name=name))
 
     def add_route(
         self,
@@ -594,7 +911,7 @@ class Router:
         for route in self.routes:
             try:
                 return route.url_path_for(name, **path_params)
-            except _NO_MATCH:
+            except NoMatchFound:
                 pass
         raise NoMatchFound(name, path_params)
 
@@ -627,6 +944,10 @@ class Router:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.middleware_stack(scope, receive, send)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The dispatch itself, which the router's ``middleware`` wrap."""
         assert scope["type"] in ("http", "websocket", "lifespan"), f"Unsupported scope type {scope['type']!r}"
         scope.setdefault("router", self)
         if scope["type"] == "lifespan":

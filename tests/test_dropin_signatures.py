@@ -24,6 +24,7 @@ MODULES = [
     "exceptions",
     "requests",
     "responses",
+    "routing",
     "staticfiles",
     "status",
     "templating",

@@ -27,6 +27,7 @@ from fastserve.requests import Request
 from fastserve.responses import JSONResponse, PlainTextResponse, Response
 from fastserve.routing import (
     Convertor,
+    Host,
     Match,
     Mount,
     NoMatchFound,
@@ -614,17 +615,29 @@ def test_lifespan_receives_the_app() -> None:
     assert received == [router]
 
 
-def test_async_generator_lifespan() -> None:
+def test_generator_function_lifespans_run_and_are_deprecated_in_starlettes_words() -> None:
     events: list[str] = []
 
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        events.append("up")
+    async def async_lifespan(app: Any) -> AsyncIterator[None]:
+        events.append("async up")
         yield
+        events.append("async down")
+
+    def lifespan(app: Any) -> Any:
+        events.append("up")
+        yield {"ready": True}
         events.append("down")
 
-    with TestClient(Router(lifespan=lifespan)):
-        pass
-    assert events == ["up", "down"]
+    for given, kind in [(async_lifespan, "async generator"), (lifespan, "generator")]:
+        with pytest.warns(DeprecationWarning) as caught:
+            router = Router(lifespan=given)
+        assert [str(w.message) for w in caught] == [
+            f"{kind} function lifespans are deprecated, use an @contextlib.asynccontextmanager function instead"
+        ]
+        assert caught[0].filename == __file__  # the line that made the Router
+        with TestClient(router):
+            pass
+    assert events == ["async up", "async down", "up", "down"]
 
 
 def test_lifespan_startup_failure_is_reported() -> None:
@@ -767,3 +780,190 @@ def test_router_is_a_complete_app_under_uvicorn() -> None:
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+# --------------------------------------------------------------------------- Starlette's route keywords
+
+
+class Tag:
+    """A pure ASGI middleware adding ``x-tag`` to HTTP answers; the outer ones add theirs last."""
+
+    def __init__(self, app: Any, tag: str, *, suffix: str = "") -> None:
+        self.app, self.tag = app, tag + suffix
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"x-tag", self.tag.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def test_routes_mounts_and_routers_take_starlettes_middleware() -> None:
+    """``middleware=[Middleware(cls, *args, **kwargs), ...]``, Starlette's ``Middleware`` or any
+    ``(cls, args, kwargs)`` triple: the first listed is the outermost, as in Starlette."""
+    from starlette.middleware import Middleware
+
+    inner = Router(routes=[Route("/r", text("r"), middleware=[Middleware(Tag, "route")])])
+    router = Router(
+        routes=[
+            Mount("/m", app=inner, middleware=[Middleware(Tag, "mount", suffix="!"), (Tag, ("second",), {})]),
+            WebSocketRoute("/ws", ASGIApp(_accept_and_close), middleware=[Middleware(Tag, "ws")]),
+        ],
+        middleware=[Middleware(Tag, "router")],
+    )
+    answer = TestClient(router).get("/m/r")
+    assert (answer.text, answer.headers.get_list("x-tag")) == ("r", ["route", "second", "mount!", "router"])
+    missing = TestClient(router).get("/nope")  # the router's middleware wraps its 404 too
+    assert (missing.status_code, missing.headers.get_list("x-tag")) == (404, ["router"])
+    assert router.routes[0].routes == inner.routes  # a mount's routes are its app's, middleware or not
+    with TestClient(router).websocket_connect("/ws") as websocket:
+        with pytest.raises(WebSocketDisconnect):
+            websocket.receive_text()
+
+
+async def _accept_and_close(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def read_body(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(str(len(await request.body())))
+
+
+async def ignore_body(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("not read")
+
+
+@pytest.mark.parametrize("limit", ["starlette's", "fastserve's own"])
+def test_max_body_size_answers_413_and_the_innermost_limit_decides(monkeypatch: pytest.MonkeyPatch, limit: str) -> None:
+    """Where Starlette is installed the limit is Starlette's own middleware (one count per
+    request across both frameworks' routes); fastserve's own, used without Starlette, answers
+    the same."""
+    import fastserve.routing
+
+    if limit == "fastserve's own":
+        monkeypatch.setattr(fastserve.routing, "_BodyLimit", fastserve.routing._OwnBodyLimit)
+    router = Router(
+        routes=[
+            Route("/small", read_body, methods=["POST"]),
+            Route("/large", read_body, methods=["POST"], max_body_size=100),
+            Route("/ignored", ignore_body, methods=["POST"]),
+            Mount("/m", routes=[Route("/r", read_body, methods=["POST"])], max_body_size=5),
+        ],
+        max_body_size=10,
+    )
+    client = TestClient(router)
+
+    def post(path: str, body: bytes, chunked: bool = False) -> tuple[int, str]:
+        answer = client.post(path, content=iter([body]) if chunked else body)
+        return answer.status_code, answer.text
+
+    assert post("/small", b"x" * 10) == (200, "10")
+    assert post("/small", b"x" * 11) == (413, "Content Too Large")
+    assert post("/small", b"x" * 11, chunked=True) == (413, "Content Too Large")  # counted as received
+    assert post("/large", b"x" * 50) == (200, "50")  # the route's limit replaces the router's
+    assert post("/large", b"x" * 101) == (413, "Content Too Large")
+    assert post("/ignored", b"x" * 11) == (413, "Content Too Large")  # declared too large, never read
+    assert post("/ignored", b"x" * 10) == (200, "not read")
+    assert post("/m/r", b"x" * 6) == (413, "Content Too Large")
+    assert TestClient(Route("/", read_body, methods=["POST"], max_body_size=0)).post("/", content=b"").text == "0"
+
+
+def test_a_routes_max_body_size_replaces_a_starlette_apps() -> None:
+    app = Starlette(routes=[Route("/", read_body, methods=["POST"], max_body_size=100)], max_body_size=10)
+    client = TestClient(app)
+    assert client.post("/", content=b"x" * 50).text == "50"
+    assert client.post("/", content=b"x" * 101).status_code == 413
+
+
+def test_convertors_registered_with_either_framework_serve_both() -> None:
+    from starlette.convertors import register_url_convertor as starlette_register
+
+    class Year(Convertor[int]):
+        regex = "[0-9]{4}"
+
+        def convert(self, value: str) -> int:
+            return int(value)
+
+        def to_string(self, value: int) -> str:
+            return f"{value:04d}"
+
+    starlette_register("fidelity_year", Year())
+    register_url_convertor("fidelity_year2", Year())
+    for kind in ("fidelity_year", "fidelity_year2"):
+        ours = Route(f"/{{y:{kind}}}", show_scope, name="y")
+        theirs = StarletteRoute(f"/{{y:{kind}}}", show_scope, name="y")
+        assert ours.url_path_for("y", y=7) == theirs.url_path_for("y", y=7) == "/0007"
+
+
+def test_uuid_paths_are_read_in_any_case_with_or_without_dashes() -> None:
+    router = Router(routes=[Route("/{id:uuid}", show_scope)])
+    for given in ("00000000-aaaa-ffff-9999-000000000000", "00000000AAAAFFFF9999000000000000"):
+        assert TestClient(router).get("/" + given).json()["path_params"] == {"id": "00000000-aaaa-ffff-9999-000000000000"}
+
+
+def test_routers_are_equal_when_their_routes_are() -> None:
+    assert Mount("/m", app=Router([Route("/", show_scope)])) == Mount("/m", app=Router([Route("/", show_scope)]))
+    assert Router([Route("/", show_scope)]) != Router([Route("/x", show_scope)])
+
+
+def test_host_routes_by_the_host_field_and_builds_urls_on_it() -> None:
+    api = Router(routes=[Route("/users/{id}", show_scope, name="user")])
+    router = Router(
+        routes=[Host("{tenant}.example.com", app=api, name="tenant"), Route("/", text("plain"))]
+    )
+    client = TestClient(router)
+    answer = client.get("/users/7", headers={"host": "ACME.example.com:8000"})
+    assert answer.json()["path_params"] == {"tenant": "acme", "id": "7"}
+    assert client.get("/", headers={"host": "example.com"}).text == "plain"
+    assert client.get("/users/7", headers={"host": "example.com"}).status_code == 404
+    url = router.url_path_for("tenant:user", tenant="acme", id=7)
+    assert (url, url.host) == ("/users/7", "acme.example.com")
+    assert str(url.make_absolute_url("http://example.com/")) == "http://acme.example.com/users/7"
+    added = Router()
+    added.host("static.example.com", app=Route("/", text("s")), name="static")
+    assert TestClient(added).get("/", headers={"host": "static.example.com"}).text == "s"
+    assert added.routes == [Host("static.example.com", app=added.routes[0].app)]
+
+
+def test_an_apps_handlers_answer_an_endpoints_exception_inside_the_middleware_around_it() -> None:
+    """Inside a Starlette app, an endpoint's exception that the app has a handler for is answered
+    at the endpoint, as Starlette's endpoints answer it: the middleware of the mount around it
+    sees the handler's answer. One no handler is registered for is raised on (a 500)."""
+    from starlette.middleware import Middleware
+
+    class Teapot(Exception):
+        pass
+
+    async def forbidden(request: Request) -> Response:
+        raise HTTPException(status_code=403, detail="no")
+
+    async def teapot(request: Request) -> Response:
+        raise Teapot()
+
+    async def broken(request: Request) -> Response:
+        raise KeyError("bug")
+
+    def on_teapot(request: Any, exc: Exception) -> Response:  # a plain function: run in a thread
+        return PlainTextResponse(f"teapot at {request.url.path}", status_code=418)
+
+    app = Starlette(
+        routes=[
+            Mount(
+                "/m",
+                routes=[Route("/forbidden", forbidden), Route("/teapot", teapot), Route("/broken", broken)],
+                middleware=[Middleware(Tag, "mount")],
+            )
+        ],
+        exception_handlers={Teapot: on_teapot},
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    answers = {path: client.get("/m/" + path) for path in ("forbidden", "teapot", "broken")}
+    assert {path: (a.status_code, a.text, a.headers.get("x-tag")) for path, a in answers.items()} == {
+        "forbidden": (403, "no", "mount"),
+        "teapot": (418, "teapot at /m/teapot", "mount"),
+        "broken": (500, "Internal Server Error", None),
+    }
