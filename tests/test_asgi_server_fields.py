@@ -94,3 +94,25 @@ def test_the_apps_content_length_given_twice_alike_is_sent_once(serve) -> None:
         response = client.request("GET", "/")
         assert response.status == 200 and response.body == b"hi"
         assert response.header_values("content-length") == ["2"]
+
+
+def test_a_304_gets_none_of_the_operators_representation_metadata(serve) -> None:
+    """``--header Content-Type`` (an API's default), ``Content-Language`` or ``Content-Encoding``
+    went out on an app's 304 too, whose fields a cache puts in place of the ones it stored (RFC
+    9111 section 4.3.4): the stored file relabelled. A 304 gets none of them (RFC 9110 section
+    15.4.5); its other fields and every other answer still do."""
+    defaults = [("Content-Type", "application/json"), ("Content-Language", "en"), ("Content-Encoding", "br")]
+
+    async def app(scope, receive, send):
+        status = 304 if scope["path"] == "/same" else 200
+        await send({"type": "http.response.start", "status": status, "headers": [(b"etag", b'"v1"')]})
+        await send({"type": "http.response.body", "body": b"" if status == 304 else b"{}"})
+
+    client = serve(app, headers=EXTRA + defaults).open()
+    for _ in range(2):  # the second time from the fields kept for this Date
+        same = client.request("GET", "/same")
+        assert same.status == 304 and same.header("etag") == '"v1"'
+        assert [same.header(name) for name, _ in defaults] == [None, None, None]
+        assert same.header("x-frame-options") == "DENY"
+        fresh = client.request("GET", "/")
+        assert [fresh.header(name) for name, _ in defaults] == [value for _, value in defaults]

@@ -133,12 +133,14 @@ cdef class ServerFields:
 
     cdef readonly object rule
     cdef frozenset extra_names
+    cdef bint drops_on_304
     cdef bytes kept_date
     cdef list kept
 
     def __init__(self, rule):
         self.rule = rule
         self.extra_names = frozenset(rule.extra_names)
+        self.drops_on_304 = len(rule.not_on_304) > 0
 
     cdef bint overridden_by(self, object name):
         """Whether an app field called ``name`` replaces one of the server's (RFC 9110 §5.1: any case)."""
@@ -146,11 +148,12 @@ cdef class ServerFields:
             return True
         return len(self.extra_names) > 0 and type(name) is bytes and (<bytes>name).lower() in self.extra_names
 
-    cdef list for_app_fields(self, list app_fields, bint overridden):
-        """The fields to put before ``app_fields`` (``overridden``: some name in it is one of ours)."""
+    cdef list for_app_fields(self, list app_fields, bint overridden, int status):
+        """The fields to put before ``app_fields`` (``overridden``: some name in it is one of
+        ours) in a ``status`` response."""
         cdef bytes date = current_http_date()
-        if overridden:
-            return self.rule.for_response([pair[0].lower() for pair in app_fields], date)
+        if overridden or (status == 304 and self.drops_on_304):
+            return self.rule.for_response([pair[0].lower() for pair in app_fields], date, status)
         if date is not self.kept_date:
             self.kept = self.rule.for_response((), date)
             self.kept_date = date
@@ -862,7 +865,7 @@ cdef class HttpCycle(Job):
             elif not overridden:
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
-        cdef list fields = server_fields.for_app_fields(kept, overridden) + kept
+        cdef list fields = server_fields.for_app_fields(kept, overridden, status) + kept
         if not has_length and not no_body:
             if self.http10:
                 self.keep_alive = False  # the end of the body is the end of the connection

@@ -11,9 +11,9 @@ cdef bytes CRLF = b"\r\n"
 cdef bytes DATE = b"Date: "
 # What follows every status line: Server and --header fields (set_server_fields), then Date.
 cdef bytes SERVER_FIELDS = b"Server: fastserve\r\n"
-# The same fields one by one, as (b"\nname:", line) (names lowercased), when an answer may carry
-# one of them itself (any --header field given); empty otherwise: Server alone is never an
-# answer's own field, so its block needs no look at the answer.
+# The same fields one by one, as (b"\nname:", line, whether a 304 leaves it out) (names
+# lowercased), when an answer may carry one of them itself (any --header field given); empty
+# otherwise: Server alone is never an answer's own field, so its block needs no look at the answer.
 cdef tuple _OWN_FIELDS = ()
 cdef bint SEND_DATE = True
 cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
@@ -84,18 +84,18 @@ cdef bytes connection_field(bint keep_alive, bint http10):
 def set_server_fields(list fields, bint date) -> None:
     """Set what every head of this process carries after its status line.
 
-    ``fields``: ``[(lowercased name, b"Name: value\\r\\n"), ...]`` in order
-    (``fastserve.server.response_headers.ServerHeaders.static_fields``); one whose name an
-    answer's own fields carry is left out of that answer's head. ``date``: whether a ``Date``
+    ``fields``: ``[(lowercased name, b"Name: value\\r\\n", whether a 304 leaves it out), ...]``
+    in order (``fastserve.server.response_headers.ServerHeaders.static_fields``); one whose name
+    an answer's own fields carry is left out of that answer's head. ``date``: whether a ``Date``
     field follows them (RFC 9110 section 6.6.1).
     """
     global SERVER_FIELDS, SEND_DATE, _block_date, _OWN_FIELDS
-    SERVER_FIELDS = b"".join([line for _, line in fields])
+    SERVER_FIELDS = b"".join([each[1] for each in fields])
     SEND_DATE = date
     _block_date = None
     _OWN_FIELDS = ()
-    if any(name != b"server" for name, _ in fields):
-        _OWN_FIELDS = tuple([(b"\n" + name + b":", line) for name, line in fields])
+    if any(each[0] != b"server" for each in fields):
+        _OWN_FIELDS = tuple([(b"\n" + name + b":", line, bool(not_on_304)) for name, line, not_on_304 in fields])
 
 
 # SERVER_FIELDS and the Date line together, rebuilt when the date (a new object each second) changes.
@@ -114,8 +114,9 @@ cdef inline bytes _server_block(bytes date):
     return _date_block
 
 
-cdef bytes _block_for(bytes fields, bytes date):
-    """``_server_block``, less the server fields whose names ``fields`` (the answer's own lines) carry."""
+cdef bytes _block_for(int status, bytes fields, bytes date):
+    """``_server_block``, less the server fields whose names ``fields`` (the answer's own lines)
+    carry, and on a 304 those ``set_server_fields`` says it leaves out."""
     cdef list kept
     cdef bytes lowered
     cdef Py_ssize_t i
@@ -124,8 +125,8 @@ cdef bytes _block_for(bytes fields, bytes date):
     lowered = b"\n" + fields.lower()  # each line starts after a LF: b"\nname:" finds a field by its name
     kept = None
     for i in range(len(_OWN_FIELDS)):
-        needle, line = _OWN_FIELDS[i]
-        if needle in lowered:
+        needle, line, not_on_304 = _OWN_FIELDS[i]
+        if needle in lowered or (status == 304 and not_on_304):
             if kept is None:
                 kept = [each[1] for each in _OWN_FIELDS[:i]]
         elif kept is not None:
@@ -140,7 +141,7 @@ cdef bytes _block_for(bytes fields, bytes date):
 cdef bytes head_start(int status, bytes fields, bytes date):
     """The status line, the server's fields (less those ``fields`` carry) and ``Date: <date>``
     (when dates are sent); ``fields``, the answer's own lines, follow it."""
-    return status_line(status) + _block_for(fields, date)
+    return status_line(status) + _block_for(status, fields, date)
 
 
 cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10):
@@ -150,7 +151,8 @@ cdef bytes response_head(int status, bytes fields, bint keep_alive, bint http10)
 cdef bytes whole_response(int status, bytes fields, bint keep_alive, bint http10, bytes body):
     """The head (``fields`` are serialised lines) and ``body`` in one bytes object, copied once."""
     return b"".join((
-        status_line(status), _block_for(fields, current_http_date()), fields, connection_field(keep_alive, http10),
+        status_line(status), _block_for(status, fields, current_http_date()), fields,
+        connection_field(keep_alive, http10),
         CRLF, body,
     ))
 

@@ -17,6 +17,11 @@ from fastserve.server.app_loader import names_directory
 
 Field = Tuple[bytes, bytes]
 
+# Representation metadata (RFC 9110 §8.3-8.5) an operator may give as a default: never on a 304,
+# which names no representation of its own (§15.4.5) while a cache puts its fields in place of the
+# ones it stored (RFC 9111 §4.3.4): a default Content-Type there would relabel a stored file.
+NOT_ON_304 = frozenset({b"content-type", b"content-encoding", b"content-language"})
+
 # RFC 9110 §5.6.2 token characters, for header names given on the command line.
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -33,6 +38,7 @@ class ServerHeaders:
         self.date = date
         self.extra = extra
         self.extra_names = frozenset(name for name, _ in extra)
+        self.not_on_304 = self.extra_names & NOT_ON_304
 
     @classmethod
     def from_config(cls, config: Config) -> "ServerHeaders":
@@ -49,9 +55,12 @@ class ServerHeaders:
                 extra.append(field)
         return cls(server, config.date_header, extra)
 
-    def for_response(self, app_names: Iterable[bytes], date: bytes) -> List[Field]:
-        """The fields to put before the app's own, given the (lowercased) names the app sets."""
+    def for_response(self, app_names: Iterable[bytes], date: bytes, status: int = 200) -> List[Field]:
+        """The fields to put before the app's own, given the (lowercased) names the app sets and
+        the response's status (a 304 gets none of ``NOT_ON_304``)."""
         names = set(app_names)
+        if status == 304:
+            names |= self.not_on_304
         fields: List[Field] = []
         if self.server is not None and b"server" not in names:
             fields.append((b"server", self.server))
@@ -62,11 +71,12 @@ class ServerHeaders:
                 fields.append((name, value))
         return fields
 
-    def static_fields(self) -> List[Field]:
-        """``Server`` and ``--header`` fields as ``(lowercased name, b"Name: value\\r\\n")``, in
-        order, for the heads the server writes itself (``wire.set_server_fields``)."""
+    def static_fields(self) -> List[Tuple[bytes, bytes, bool]]:
+        """``Server`` and ``--header`` fields as ``(lowercased name, b"Name: value\\r\\n", whether
+        a 304 leaves it out)``, in order, for the heads the server writes itself
+        (``wire.set_server_fields``)."""
         fields = ([(b"server", self.server)] if self.server is not None else []) + self.extra
-        return [(name, b"%s: %s\r\n" % (_display_name(name), value)) for name, value in fields]
+        return [(name, b"%s: %s\r\n" % (_display_name(name), value), name in NOT_ON_304) for name, value in fields]
 
 
 def encode_field(name: str, value: str) -> Field:
