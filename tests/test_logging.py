@@ -346,3 +346,81 @@ def test_sigusr1_reopens_log_files_after_rotation_and_sigusr2_is_refused(docroot
         assert wait_for(lambda: "SIGUSR2 ignored" in server_log.read_text(), 5.0)
         assert fetch(srv.port, "/small.txt").status == 200
         assert srv.stop() == 0
+
+
+def test_an_access_log_nobody_reads_any_more_is_said_once_and_the_worker_serves_on(docroot: DocRoot,
+                                                                                    tmp_path: Path) -> None:
+    """stdout a pipe whose reader is gone (a log shipper restarted, ``| head``): the write's
+    BrokenPipeError escaped the worker's clock tick, which then never ran again (no keep-alive
+    timeout, no heartbeat, no more lines), and the stop ended in a traceback. Now the lines are
+    dropped, one error line says so, and the worker serves and keeps time as before."""
+    import time
+
+    from server_helpers import RawConnection, free_port, server_env, wait_until_accepting
+
+    port = free_port()
+    with open(tmp_path / "stderr", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "fastserve", str(docroot.root), "--port", str(port),
+                                 "--access-log", "--keepalive-timeout", "1"],
+                                stdout=subprocess.PIPE, stderr=stderr, env=server_env())
+    try:
+        proc.stdout.close()  # the reader is gone
+        wait_until_accepting(port, proc)
+        for _ in range(3):  # lines written on the next tick of the clock, and failing there
+            assert fetch(port, "/small.txt").status == 200
+            time.sleep(0.6)
+        with RawConnection(port) as idle:
+            assert idle.exchange("GET", "/small.txt").status == 200
+            started = time.monotonic()
+            assert idle.sock.recv(1) == b""  # closed by the keep-alive timeout: the clock still runs
+            assert time.monotonic() - started < 3.0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = (tmp_path / "stderr").read_text()
+    assert output.count(f"ERROR worker {proc.pid}: the access log cannot be written (Broken pipe): its lines are "
+                        "dropped until it can be") == 1, output
+    assert "Traceback" not in output and "Exception in callback" not in output, output
+
+
+def test_access_lines_dropped_while_the_stream_fails_are_counted_when_it_works_again(monkeypatch) -> None:
+    from fastserve.server import access_log
+
+    class Flaky:
+        failing = True
+        written: List[str] = []
+
+        def write(self, text: str) -> None:
+            if self.failing:
+                raise OSError(28, "No space left on device")
+            self.written.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Flaky()
+    monkeypatch.setattr(access_log.logger, "handlers", [access_log.AccessHandler(stream)])
+    monkeypatch.setattr(access_log.logger, "level", logging.INFO)
+    said = Kept()
+    monkeypatch.setattr(logging.getLogger("fastserve"), "handlers", [said])
+
+    class Conn:
+        client = ("127.0.0.1", 5000)
+        http10 = False
+
+    log = access_log.AccessLog()
+    for status in (200, 404):
+        log(Conn(), b"GET", b"/a", status, 10, 0.001, None, None)
+        log.flush()
+    stream.failing = False
+    log(Conn(), b"GET", b"/b", 200, 10, 0.001, None, None)
+    log.flush()
+    assert [line.split('"')[1] for line in stream.written] == ["GET /b HTTP/1.1"]
+    assert said.lines == [
+        f"worker {log.worker}: the access log cannot be written (No space left on device): its lines are dropped "
+        "until it can be",
+        f"worker {log.worker}: the access log is written again; 2 lines were dropped",
+    ]

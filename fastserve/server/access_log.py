@@ -62,6 +62,7 @@ class AccessLog:
         self._second = -1
         self._clf_time = ""
         self._iso_time = ""
+        self.dropped = 0  # lines lost since the stream last took a write (0: it is being written)
 
     def __call__(self, conn: Any, method: Optional[bytes], url: Optional[bytes], status: int, sent: int,
                  seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
@@ -120,13 +121,32 @@ class AccessLog:
         lines = [self.format_line(*facts) for facts in pending]
         handlers = logger.handlers
         if len(handlers) == 1 and type(handlers[0]) is AccessHandler and not logger.filters:
-            handler = handlers[0]
-            with handler.lock:  # type: ignore[union-attr]
-                handler.stream.write("\n".join(lines) + "\n")
-                handler.flush()
+            self._write(handlers[0], lines)  # type: ignore[arg-type]
             return
         for line in lines:
             logger.info(line)
+
+    def _write(self, handler: AccessHandler, lines: List[str]) -> None:
+        """Write ``lines`` to ``handler``'s stream in one write. A stream that cannot take them
+        (a pipe whose reader is gone, a full disk) loses them, as nginx loses what its log
+        cannot take: said once, as an error on the ``fastserve`` logger, and once more when a
+        write succeeds again; the worker serves on (a logging handler's error, raised here,
+        stopped its clock: no timeouts, no heartbeat, and a stop ended in a traceback)."""
+        try:
+            with handler.lock:  # type: ignore[union-attr]
+                handler.stream.write("\n".join(lines) + "\n")
+                handler.flush()
+        except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+            if not self.dropped:
+                logging.getLogger("fastserve").error(
+                    "worker %d: the access log cannot be written (%s): its lines are dropped until it can be",
+                    self.worker, getattr(exc, "strerror", None) or exc)
+            self.dropped += len(lines)
+            return
+        if self.dropped:
+            logging.getLogger("fastserve").warning("worker %d: the access log is written again; %d lines were "
+                                                   "dropped", self.worker, self.dropped)
+            self.dropped = 0
 
 
 _json = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a quoted, escaped JSON string

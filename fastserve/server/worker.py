@@ -366,6 +366,9 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         state.admin.served = served
 
     def tick() -> None:
+        # The next tick first: an error below (the loop logs it) must not stop the clock, by
+        # which the timeouts, the heartbeat and the access log's writes run.
+        ticker[0] = loop.call_later(interval, tick)
         Heartbeat.beat()
         state.tick(loop.time())
         if served is not None:
@@ -377,7 +380,6 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         if Handoff.orphaned() and not stop.is_set():
             logger.warning("worker %d: its supervisor (pid %d) is gone; stopping", os.getpid(), Handoff.supervisor)
             stop.set()
-        ticker[0] = loop.call_later(interval, tick)
 
     ticker = [loop.call_later(interval, tick)]
     logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
