@@ -668,6 +668,20 @@ class _HandsOver(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
+    _by: ClassVar[str]  # the attribute it routes by: "path" (Mount) or "host" (Host)
+
+    def __eq__(self, other: Any) -> bool:
+        return (
+            isinstance(other, _HandsOver)
+            and other._by == self._by
+            and (getattr(self, self._by), self.app) == (getattr(other, other._by), other.app)
+        )
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._by}={getattr(self, self._by)!r}, name={self.name or ''!r}, app={self.app!r})"
+
 
 class Mount(_HandsOver):
     """Hands every request below ``path`` to ``app`` (or to a Router of ``routes``).
@@ -676,6 +690,8 @@ class Mount(_HandsOver):
     app routes on what is left (see :func:`get_route_path`). ``app_root_path`` keeps the
     outermost root path, which ``url_for`` builds absolute URLs from.
     """
+
+    _by = "path"
 
     def __init__(
         self,
@@ -730,13 +746,6 @@ class Mount(_HandsOver):
                 return URLPath(path=prefix.rstrip("/") + str(url), protocol=url.protocol)
         raise NoMatchFound(name, path_params)
 
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, Mount) and (self.path, self.app) == (other.path, other.app)
-
-    __hash__ = object.__hash__
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={self.path!r}, name={self.name or ''!r}, app={self.app!r})"
 
 
 def _request_host(scope: Scope) -> str | None:
@@ -757,6 +766,8 @@ class Host(_HandsOver):
     """Hands every request whose ``Host`` field matches ``host`` to ``app`` (a template as a
     path's: ``{subdomain}.example.com``; its parameters join ``path_params``). ``url_path_for``
     of its routes carries the host, so ``url_for`` builds the URL on it."""
+
+    _by = "host"
 
     def __init__(self, host: str, app: ASGIApp, name: str | None = None) -> None:
         assert not host.startswith("/"), "Host must not start with '/'"
@@ -790,13 +801,6 @@ class Host(_HandsOver):
                 return URLPath(path=str(url), protocol=url.protocol, host=host)
         raise NoMatchFound(name, path_params)
 
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, Host) and (self.host, self.app) == (other.host, other.app)
-
-    __hash__ = object.__hash__
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(host={self.host!r}, name={self.name or ''!r}, app={self.app!r})"
 
 
 # --------------------------------------------------------------------------- router
