@@ -291,3 +291,19 @@ def test_an_apps_other_connection_options_leave_keep_alive_to_the_server(serve) 
     http10.send(request("GET", "/", version="HTTP/1.0"))
     # An HTTP/1.0 request without keep-alive closes; the one field says so, not the app's.
     assert http10.parsed()[0].header_values("connection") == ["close"] and http10.closed
+
+
+def test_an_app_failing_between_its_start_and_its_first_body_message_is_answered_500(serve) -> None:
+    """The head waits for the first body message, so nothing of the app's answer has left when
+    it fails there (a streaming response whose iterator raises at once): the client gets a
+    whole 500, and the connection closes after it, where uvicorn has sent the app's 200 head and
+    then closes mid-body (README: "The server, beside uvicorn")."""
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        raise RuntimeError("the stream's first item failed")
+
+    client = serve(app).open()
+    response = client.request("GET", "/")
+    assert (response.status, response.body) == (500, b"Internal Server Error")
+    assert response.header("connection") == "close" and client.closed
