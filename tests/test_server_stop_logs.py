@@ -49,6 +49,9 @@ async def app(scope, receive, send):
             else:
                 if os.environ.get("HANG") == "shutdown":
                     await asyncio.sleep(3600)
+                elif os.environ.get("HANG") == "shutdown-blocking":  # a synchronous call: the loop gets no turn
+                    os.write(1, b"shutting down\\n")
+                    time.sleep(3600)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["type"] == "websocket":
@@ -161,6 +164,41 @@ def test_a_startup_blocking_the_event_loop_is_stopped_at_once(tmp_path: Path, mo
     assert code == 0 and took < 8.0, (code, took, output)
     assert output.count("stopped before the app's lifespan startup finished") == workers, output
     assert " ERROR " not in output and "Traceback" not in output and "startup complete" not in output, output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("by", ["graceful-timeout", "SIGINT"])
+def test_a_shutdown_blocking_the_event_loop_ends_at_the_graceful_timeout_or_sigint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, by: str) -> None:
+    """The lifespan shutdown held in a synchronous call hears neither its --graceful-timeout nor
+    the SIGINT that cuts it short: a lone server never ended, and workers were killed after
+    twice --graceful-timeout plus 2 s. SIGALRM at the timeout, and the SIGINT, cancel it where
+    it runs."""
+    from server_helpers import ServerProcess
+
+    (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
+    monkeypatch.setenv("HANG", "shutdown-blocking")
+    timeout = "2" if by == "graceful-timeout" else "30"
+    srv = ServerProcess(Path("hanging:app"), ["--lifespan", "on", "--workers", str(workers), "--graceful-timeout",
+                                              timeout], log_path=tmp_path / "log", cwd=tmp_path)
+    try:
+        srv.wait_ready()
+        assert wait_for(lambda: srv.output().count("Application startup complete.") == workers, 10.0), srv.output()
+        started = time.monotonic()
+        srv.terminate()
+        assert wait_for(lambda: srv.output().count("shutting down\n") == workers, 10.0), srv.output()
+        if by == "SIGINT":
+            srv.proc.send_signal(signal.SIGINT)  # passed on to the workers by their supervisor
+        code = srv.wait_exit(10.0)
+        took = time.monotonic() - started
+    finally:
+        if srv.alive():
+            srv.kill_all()
+    output = srv.output()
+    assert code == 0 and took < 5.0, (code, took, output)  # (2 x 2 + 2 = 6 s for workers, never alone)
+    assert output.count("WARNING the app's lifespan shutdown was cancelled where it held the event loop "
+                        f"(--graceful-timeout {timeout} s passed, or SIGINT came)") == workers, output
+    assert " ERROR " not in output and "Traceback" not in output, output
 
 
 def test_a_starting_worker_no_signal_reaches_is_killed_after_the_graceful_timeout(

@@ -156,7 +156,10 @@ class _Lifespan:
             self.task.cancel()
             await asyncio.wait([self.task], timeout=1.0)
             return
-        if reply["type"] == "lifespan.shutdown.failed":
+        if reply["type"] == CANCELLED:  # interrupt_lifespan: it held the loop past the timeout, or SIGINT came
+            logger.warning("the app's lifespan shutdown was cancelled where it held the event loop (--graceful-timeout "
+                           "%g s passed, or SIGINT came)", timeout)
+        elif reply["type"] == "lifespan.shutdown.failed":
             logger.error("application shutdown failed: %s", reply.get("message", ""))
         elif reply["type"] == "lifespan.shutdown.complete":
             logger.info("Application shutdown complete.")
@@ -170,7 +173,7 @@ async def _in_lifespan(app: Any, scope: Dict[str, Any], receive: Any, send: Any)
 def interrupt_lifespan(frame: Any) -> None:
     """Called from a signal handler with the frame the signal interrupted: when that is the
     app's lifespan code, running without giving the event loop a turn (a synchronous call in
-    its startup: ``time.sleep``, a blocking client, a model loaded), raise ``CancelledError``
+    its startup or shutdown: ``time.sleep``, a blocking client), raise ``CancelledError``
     there, which ends the lifespan task as a cancel from the loop would. The loop could not
     deliver the stop itself until that code returned. Elsewhere (the loop waiting, the app
     awaiting) it does nothing: the loop hears the signal and cancels what it must."""

@@ -441,8 +441,11 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     observe(state)
     if bridge is not None:
         hurry.clear()  # the lifespan shutdown runs all the same; one more SIGINT cuts it short
-        if not await _first(bridge.shutdown(), hurry):
-            logger.warning("worker %d: the app's lifespan shutdown was cut short by SIGINT", os.getpid())
+        # A shutdown held in a synchronous call hears neither: SIGINT, and SIGALRM at
+        # --graceful-timeout, then cancel it where it runs.
+        with lifespan_interruptible((signal.SIGINT, signal.SIGALRM)), alarm_after(config.graceful_timeout):
+            if not await _first(bridge.shutdown(), hurry):
+                logger.warning("worker %d: the app's lifespan shutdown was cut short by SIGINT", os.getpid())
     left = _tasks(lambda task: True)
     if left:
         logger.info("worker %d: cancelling %s the app left running", os.getpid(), _count(len(left), "task"))
@@ -484,6 +487,20 @@ def lifespan_interruptible(signals: Tuple[int, ...]) -> Iterator[None]:
     finally:
         for signum, earlier in previous.items():
             signal.signal(signum, earlier)
+
+
+@contextmanager
+def alarm_after(seconds: float) -> Iterator[None]:
+    """SIGALRM ``seconds`` into the ``with`` block, unless it ended first (none off the main
+    thread, or for 0 s); the block handles it (``lifespan_interruptible``)."""
+    if not handles_signals() or seconds <= 0:
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 async def _first(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
