@@ -14,7 +14,7 @@ import socket
 import textwrap
 import time
 from pathlib import Path
-from typing import List
+from typing import Callable, List, Optional, Tuple
 
 import pytest
 
@@ -142,6 +142,20 @@ def start_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang: str, fl
     return srv
 
 
+def stop_timed(srv, stop: Callable[[], None], timeout: float) -> Tuple[Optional[int], float, str]:
+    """``stop()`` (signals to ``srv``), then its exit: the exit code (None: it was still running
+    ``timeout`` s later, and was killed), the seconds from ``stop()`` to the exit, the output."""
+    try:
+        started = time.monotonic()
+        stop()
+        code = srv.wait_exit(timeout)
+        took = time.monotonic() - started
+    finally:
+        if srv.alive():
+            srv.kill_all()
+    return code, took, srv.output()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")])
 def test_a_startup_blocking_the_event_loop_is_stopped_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -152,15 +166,7 @@ def test_a_startup_blocking_the_event_loop_is_stopped_at_once(tmp_path: Path, mo
     the supervisor killed them after twice --graceful-timeout."""
     srv = start_hanging(tmp_path, monkeypatch, "startup-blocking", ["--workers", str(workers), "--graceful-timeout",
                                                                      "5"], workers)
-    try:
-        started = time.monotonic()
-        srv.proc.send_signal(signum)
-        code = srv.wait_exit(8.0)  # (the supervisor killed its workers after 2 x 5 + 2 s)
-        took = time.monotonic() - started
-    finally:
-        if srv.alive():
-            srv.kill_all()
-    output = srv.output()
+    code, took, output = stop_timed(srv, lambda: srv.proc.send_signal(signum), 8.0)  # (workers were killed at 12 s)
     assert code == 0 and took < 8.0, (code, took, output)
     assert output.count("stopped before the app's lifespan startup finished") == workers, output
     assert " ERROR " not in output and "Traceback" not in output and "startup complete" not in output, output
@@ -181,20 +187,19 @@ def test_a_shutdown_blocking_the_event_loop_ends_at_the_graceful_timeout_or_sigi
     timeout = "2" if by == "graceful-timeout" else "30"
     srv = ServerProcess(Path("hanging:app"), ["--lifespan", "on", "--workers", str(workers), "--graceful-timeout",
                                               timeout], log_path=tmp_path / "log", cwd=tmp_path)
-    try:
-        srv.wait_ready()
-        assert wait_for(lambda: srv.output().count("Application startup complete.") == workers, 10.0), srv.output()
-        started = time.monotonic()
+    def stop() -> None:
         srv.terminate()
         assert wait_for(lambda: srv.output().count("shutting down\n") == workers, 10.0), srv.output()
         if by == "SIGINT":
             srv.proc.send_signal(signal.SIGINT)  # passed on to the workers by their supervisor
-        code = srv.wait_exit(10.0)
-        took = time.monotonic() - started
-    finally:
-        if srv.alive():
-            srv.kill_all()
-    output = srv.output()
+
+    try:
+        srv.wait_ready()
+        assert wait_for(lambda: srv.output().count("Application startup complete.") == workers, 10.0), srv.output()
+    except BaseException:
+        srv.kill_all()
+        raise
+    code, took, output = stop_timed(srv, stop, 10.0)
     assert code == 0 and took < 5.0, (code, took, output)  # (2 x 2 + 2 = 6 s for workers, never alone)
     assert output.count("WARNING the app's lifespan shutdown was cancelled where it held the event loop "
                         f"(--graceful-timeout {timeout} s passed, or SIGINT came)") == workers, output
@@ -205,15 +210,7 @@ def test_a_starting_worker_no_signal_reaches_is_killed_after_the_graceful_timeou
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     srv = start_hanging(tmp_path, monkeypatch, "startup-deaf", ["--workers", "2", "--graceful-timeout", "2"], 2)
     workers = srv.children()
-    try:
-        started = time.monotonic()
-        srv.terminate()
-        code = srv.wait_exit(10.0)
-        took = time.monotonic() - started
-    finally:
-        if srv.alive():
-            srv.kill_all()
-    output = srv.output()
+    code, took, output = stop_timed(srv, srv.terminate, 10.0)
     # --graceful-timeout and a second: not the 2 x 2 + 2 s a serving worker gets to drain.
     assert code == 0 and 2.9 < took < 5.5, (code, took, output)
     for pid in workers:
