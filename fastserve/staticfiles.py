@@ -111,12 +111,17 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _cache_key(path: str, scope: Scope) -> Optional[str]:
-    """The URL path the open-file cache knows ``path`` (``get_path``'s answer) by, or None
-    for an absolute path (never served, as in ``lookup_path``). A trailing slash on the
-    request's path is kept: it decides between a directory's redirect and its index."""
-    if path.startswith(("/", "\\")):
-        return None
+# A URL path every lookup refuses (it climbs above the root): the key an absolute path is looked
+# up by, so it is answered as any refused path is (404, or html mode's 404 page).
+_REFUSED_KEY = "/.."
+
+
+def _cache_key(path: str, scope: Scope) -> str:
+    """The URL path the open-file cache knows ``path`` (``get_path``'s answer) by; an absolute
+    path, never served (as in ``lookup_path``), is known by a path the cache refuses. A trailing
+    slash on the request's path is kept: it decides between a directory's redirect and its index."""
+    if path.startswith("/") or path.startswith(os.sep):
+        return _REFUSED_KEY
     key = "/" + path.replace(os.sep, "/")
     if not key.endswith("/") and names_directory(scope.get("path", "")):
         key += "/"
@@ -352,9 +357,22 @@ class StaticFiles:
         await response(scope, receive, send)
 
     def get_path(self, scope: Scope) -> str:
-        """The path to serve, relative, with OS separators and ``.``/``..`` removed."""
+        """The path to serve, relative, with OS separators and ``.``/``..`` removed (``"."`` for
+        the directory itself).
+
+        Decided by ``pathlookup.split_url_path``, the rule the server's fast path looks paths up
+        by, so both faces serve the same file for every request path: a path holding a NUL or a
+        backslash anywhere, or climbing above the root, is refused before its dot segments are
+        removed (``/%00/..`` and ``/a%5cb/../x`` are 404, not ``/`` and ``/x``). A refused path
+        comes back as the request spelled it, less its leading slashes, which every lookup
+        (``lookup_path`` and the open-file cache) refuses again: html mode's ``404.html``
+        answers it.
+        """
         route_path = _route_path(scope)
-        return os.path.normpath(os.path.join(*route_path.split("/")))
+        parts = split_url_path(route_path)
+        if parts is None:
+            return route_path.lstrip("/")
+        return os.sep.join(parts) if parts else "."
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         """The response for ``path`` (``get_path``'s answer) given the request's method and
@@ -370,8 +388,8 @@ class StaticFiles:
         if self.uses_own_lookup():
             key = _cache_key(path, scope)
             cache = self.current_file_cache()
-            entry = cache.lookup(key) if key is not None else None
-            if key is not None and entry is not None and entry.kind == KIND_LISTING:
+            entry = cache.lookup(key)
+            if entry.kind == KIND_LISTING:
                 parts = split_url_path(key) or ()
                 directories = listed_directories(cache.roots, parts, self.follow_symlink)
                 return await self.listing_response(directories, parts, scope)
@@ -409,9 +427,7 @@ class StaticFiles:
                 return FileResponse(full_path, stat_result=stat_result, status_code=404)
         raise HTTPException(status_code=404)
 
-    def _cached_response(self, entry: Optional[CacheEntry], scope: Scope) -> Response:
-        if entry is None:
-            raise HTTPException(status_code=404)
+    def _cached_response(self, entry: CacheEntry, scope: Scope) -> Response:
         if entry.kind == KIND_REDIRECT:
             return self._slash_redirect(scope)
         if entry.kind == KIND_FORBIDDEN:
