@@ -76,6 +76,7 @@ class Supervisor:
         # Workers that have not yet told READY (their app's lifespan startup runs): pid -> (when
         # forked, when next reported as slow); see _report_slow_starts.
         self.starting: Dict[int, Tuple[float, float]] = {}
+        self.killed: Set[int] = set()  # workers this supervisor sent SIGKILL (_kill_hung), not yet reaped
 
     def run(self) -> int:
         for signum in STOP_SIGNALS:
@@ -129,6 +130,7 @@ class Supervisor:
                 logger.error("worker %d: its event loop has not run for %.1f s (--timeout-worker-healthcheck %g): "
                              "killing it", pid, now - at, timeout)
                 BEAT.pack_into(self.heartbeats, slot * BEAT.size, 0, 0.0)  # killed once
+                self.killed.add(pid)
                 _signal(pid, signal.SIGKILL)
 
     def _report_slow_starts(self) -> float:
@@ -301,6 +303,8 @@ class Supervisor:
             if pid == 0:
                 return
             self.starting.pop(pid, None)
+            killed_here = pid in self.killed
+            self.killed.discard(pid)
             if pid in self.retiring:
                 self.retiring.discard(pid)
                 if pid in self.dismissed:
@@ -332,7 +336,12 @@ class Supervisor:
                 logger.error("worker %d: its startup failed; its slot tries again in %g s", pid, delay)
             else:
                 delay = RESTART_DELAY
-                logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
+                if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and not killed_here:
+                    # Not this supervisor's doing: most often the kernel's, out of memory (gunicorn says so too).
+                    logger.error("worker %d %s, which fastserve did not send: perhaps out of memory (the kernel's "
+                                 "OOM killer sends it; see dmesg); starting a new one", pid, describe_exit(status))
+                else:
+                    logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
             self.respawns.append((time.monotonic() + delay, slot, retiring))
 
     def _respawn_due(self) -> float:
