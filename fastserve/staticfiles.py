@@ -16,6 +16,7 @@ import importlib.util
 import os
 import stat
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from urllib.parse import quote
 
 import anyio
 import anyio.lowlevel
@@ -35,7 +36,7 @@ from fastserve._speedups.pathlookup import (
     has_dot_segment, is_hidden, is_within, names_directory, resolve_path, split_url_path,
 )
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
-from fastserve._speedups.staticanswer import StaticAnswer, decide
+from fastserve._speedups.staticanswer import StaticAnswer, decide, slash_location
 from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
@@ -51,6 +52,8 @@ from fastserve.responses import (
 from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
+# What a path keeps unencoded when a scope has no raw_path (RFC 3986 section 3.3's pchar and "/").
+_PATH_SAFE = "/!$&'()*+,;=:@~"
 
 
 
@@ -192,8 +195,9 @@ class StaticFiles:
         a date later than now never gives 304. ``ValueError`` for another value.
         ``spa``: a GET/HEAD of a missing path whose last segment has no extension is answered
         with the root's ``index.html`` (200). ``error_pages``: ``{404: "errors/404.html",
-        403: ...}``, pages below the directory the server answers those statuses with (the
-        library raises ``HTTPException(401)`` for a refused file, as Starlette does).
+        403: ...}``, pages below the directory the server answers those statuses with (with the
+        default ``answers="starlette"`` the library raises ``HTTPException(401)`` for a refused
+        file, as Starlette does).
         ``compress``: compress text, JavaScript, JSON, XML, SVG, wasm and uncompressed fonts
         of more than 1 KiB on the fly, in br, zstd or gzip as ``Accept-Encoding`` prefers, once
         per file version (``fastserve.compression``; off by default, as in Starlette; the
@@ -216,8 +220,10 @@ class StaticFiles:
         ``"static"`` as the fastserve server's static path does (RFC 9110 section 14.2: a
         ``Range`` that cannot be used is ignored, at most ``max_ranges`` ranges; ``416`` and
         ``304`` name the file's ``ETag`` and ``Last-Modified``; an error page has none, since it
-        stands in for what is not there; a directory asked for without its slash is ``301``,
-        where Starlette answers ``307``), and ``python -m fastserve module:app`` answers this
+        stands in for what is not there; a directory asked for without its slash is ``301`` to
+        the path with the slash, where Starlette answers ``307`` to the absolute URL; a file the
+        filesystem refuses is ``403``, or the ``error_pages`` 403 page, where Starlette raises
+        ``401``), and ``python -m fastserve module:app`` answers this
         app's requests from its fast path. ``ValueError`` for another value.
         ``max_ranges``: with ``answers="static"``, the most ranges one ``Range`` header may
         list (RFC 9110 section 14.2); a header listing more gets the whole file (200). The
@@ -381,7 +387,8 @@ class StaticFiles:
         Only ``scope["method"]`` is required (``headers`` when there are any); ``path`` and
         the rest of a request's scope are needed only for html mode's redirect of a
         directory to its slash form. Raises ``HTTPException`` 405 (with ``Allow``), 404,
-        or 401 when the filesystem refuses, as Starlette's ``StaticFiles`` does.
+        or 401 when the filesystem refuses, as Starlette's ``StaticFiles`` does (403 with
+        ``answers="static"``, as the server answers).
         """
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
@@ -430,8 +437,9 @@ class StaticFiles:
     def _cached_response(self, entry: CacheEntry, scope: Scope) -> Response:
         if entry.kind == KIND_REDIRECT:
             return self._slash_redirect(scope)
-        if entry.kind == KIND_FORBIDDEN:
-            raise HTTPException(status_code=401)
+        if entry.kind == KIND_FORBIDDEN and (self.answers != "static" or entry.path is None):
+            # Starlette's 401; the server's 403 (as nginx) with answers="static", or its error page below
+            raise HTTPException(status_code=401 if self.answers != "static" else entry.status)
         if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
             if entry.status == 503:  # out of descriptors: the file may well be there
                 raise HTTPException(status_code=503, headers={"Retry-After": "1"})
@@ -502,18 +510,28 @@ class StaticFiles:
         return self._listing_limit[1]
 
     def _slash_redirect(self, scope: Scope) -> Response:
-        """The redirect of a directory asked for without its slash: 307 as Starlette's, 301
-        (``answers="static"``) as the server's fast path and nginx answer it."""
-        url = URL(scope=scope)
+        """The redirect of a directory asked for without its slash: 307 to the absolute URL as
+        Starlette's; with ``answers="static"``, 301 to the path ``staticanswer.slash_location``
+        gives the server's fast path (nginx's status; a path, prefix and query kept as sent)."""
         route_path = _route_path(scope)
-        status = 301 if self.answers == "static" else 307
+        if self.answers == "static":
+            path = scope["path"]
+            raw_path = scope.get("raw_path")
+            if raw_path is None:  # a server that gives none: the path, percent-encoded
+                raw_path = quote(path, safe=_PATH_SAFE).encode("ascii")
+            query = scope.get("query_string", b"")
+            location = slash_location(raw_path, path, b"?" + query if query else b"")
+            if location is None:
+                raise HTTPException(status_code=400)
+            return Response(status_code=301, headers={"location": location.decode("latin-1")})
+        url = URL(scope=scope)
         if has_dot_segment(route_path):
             # To the directory the dot segments lead to (RFC 3986 section 5.2.4), as the server
             # redirects; Starlette's would go through them (/sub/../dir/).
             mount = scope["path"][:len(scope["path"]) - len(route_path)]
             target = url.replace(path=url_base(mount, split_url_path(route_path) or ()))
-            return RedirectResponse(url=target, status_code=status)
-        return RedirectResponse(url=url.replace(path=url.path + "/"), status_code=status)
+            return RedirectResponse(url=target, status_code=307)
+        return RedirectResponse(url=url.replace(path=url.path + "/"), status_code=307)
 
     def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
         """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``

@@ -375,9 +375,7 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
         return
     entry = cache.lookup(path)
     if entry.kind == ENTRY_REDIRECT:
-        if has_dot_segment(path):  # to the directory the dot segments lead to, not through them
-            raw_path = directory_path(split_url_path(path)).encode("ascii")
-        _redirect(out, raw_path, raw[q:] if q >= 0 else b"", head, keep_alive, http10)
+        _redirect(out, slash_location(raw_path, path, raw[q:] if q >= 0 else b""), head, keep_alive, http10)
         return
     if entry.kind == ENTRY_LISTING:
         _ready(out, STATUS_LISTING, None)
@@ -450,13 +448,31 @@ cdef void render_wire(WireAnswer out, StaticAnswer answer, bint keep_alive, bint
         _ready(out, answer.status, whole_response(answer.status, wire_fields, keep_alive, http10, answer.body or b""))
 
 
-cdef void _redirect(WireAnswer out, bytes raw_path, bytes query, bint head, bint keep_alive, bint http10):
-    # Collapse leading slashes so "//host/dir" can never become a protocol-relative URL.
+cpdef bytes slash_location(bytes raw_path, str path, bytes query):
+    """The ``Location`` of the 301 that sends a directory asked for without its slash to its
+    slash form, or None when it cannot be written (a CR, LF or NUL in it: the caller answers 400).
+
+    ``raw_path``: the path as the client spelled it (percent-encoding kept; for an app below a
+    mount or ``--root-path``, the whole path, prefix included, as ASGI's ``raw_path``), ``path``
+    the same decoded, ``query`` ``b""`` or ``b"?"`` and the query as sent. The answer is a
+    path (RFC 9110 section 10.2.2 allows a relative reference), the same on the fast path and
+    ``StaticFiles(answers="static")``: the raw path with one slash added, leading slashes
+    collapsed so ``//host/dir`` never becomes a protocol-relative URL, or, when the path has dot
+    segments, the directory they lead to (RFC 3986 section 5.2.4), not a path through them.
+    """
+    if has_dot_segment(path):
+        raw_path = directory_path(split_url_path(path)).encode("ascii")
     location = b"/" + raw_path.strip(b"/") + b"/" + query
     for c in b"\r\n\x00":
         if c in location:
-            _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
-            return
+            return None
+    return location
+
+
+cdef void _redirect(WireAnswer out, bytes location, bint head, bint keep_alive, bint http10):
+    if location is None:
+        _ready(out, 400, plain_answer(400, b"", keep_alive, http10, head))
+        return
     # 301, as nginx and Apache answer it: the slash form is the directory's one URL, so a CDN or
     # browser may keep the redirect (RFC 9111 section 4.2.2); only GET and HEAD come here.
     _ready(out, 301, response_head(301, b"Location: %s\r\nContent-Length: 0\r\n" % location, keep_alive, http10))
