@@ -57,13 +57,14 @@ def _take_uvicorn_only_options(options: Dict[str, Any]) -> None:
     fastserve does (any other value is a ``ValueError``), ``http2=False``, the reload keywords
     without ``reload=True`` (uvicorn ignores them too), and the ones that change nothing here."""
     from fastserve.cli import ACCEPTED_WITHOUT_EFFECT, UVICORN_CHOICES
+    from fastserve.config import switch
 
     for name in ("loop", "http", "ws", "interface"):
         if name in options:
             value, choices = options.pop(name), UVICORN_CHOICES["--" + name]
             if value not in choices:
                 raise ValueError(f"{name}={value!r}: fastserve runs {' or '.join(map(repr, choices))}")
-    if options.pop("http2", False):
+    if switch("http2", options.pop("http2", False)):
         raise ValueError("http2=True: fastserve speaks HTTP/1.1 (put an HTTP/2 proxy or CDN in front)")
     for name in (*ACCEPTED_WITHOUT_EFFECT, *_RELOAD_LISTS, "reload_delay"):
         options.pop(name, None)
@@ -94,7 +95,11 @@ def run(app: Any, **options: Any) -> int:
     with or without ``reload=True``, before anything starts: ``ValueError`` for a setting out of
     its range or of the wrong kind (``Config.problems``), not among its choices
     (``config.CHOICES``), and for ``loop``, ``http``, ``ws`` or ``interface`` naming what fastserve
-    does not run or ``http2=True``; ``TypeError`` for an option that is no setting. A start that
+    does not run or ``http2=True``, and for a setting that is on or off (``access_log``,
+    ``follow_symlink``, ...) given anything but True or False (1 or 0): ``"false"`` would turn it
+    on (``ws_per_message_deflate`` takes the words its flag takes, ``"true"``/``"false"``, ...);
+    ``TypeError`` for an option that is no setting, and for ``reload`` or ``http2`` given
+    anything but True or False. A start that
     fails (the app cannot be imported, the port is taken, a file a setting names cannot be used,
     the lifespan startup failed) is said in one line on stderr and ends the process with exit
     code 3, ``SystemExit(3)``, as the command line ends and as ``uvicorn.run`` exits.
@@ -104,6 +109,7 @@ def run(app: Any, **options: Any) -> int:
     ``RuntimeError``.
     """
     from fastserve.cli import command_line, main, serve_logged
+    from fastserve.config import switch
     from fastserve.server.logs import AS_THE_PROGRAM_SET_IT
 
     if "log_config" in options and options["log_config"] is None:
@@ -114,7 +120,7 @@ def run(app: Any, **options: Any) -> int:
     level = options.get("log_level")
     if isinstance(level, int) and not isinstance(level, bool):  # uvicorn.run(log_level=logging.DEBUG)
         options["log_level"] = logging.getLevelName(level).lower()
-    if options.pop("reload", False):
+    if switch("reload", options.pop("reload", False)):
         if not isinstance(app, str):
             raise TypeError("run(reload=True) needs the app as an import string ('module:app') or a directory")
         from fastserve.server.worker import handles_signals
@@ -139,9 +145,13 @@ def run(app: Any, **options: Any) -> int:
 def _checked_config(app: Any, options: Dict[str, Any]) -> "Config":
     """The ``Config`` that ``run(app, **options)`` serves with; raises ``ValueError`` or
     ``TypeError`` as ``run`` says. Takes the ``uvicorn.run``-only keywords out of ``options``."""
-    from fastserve.config import UVICORN_NAMES, Config
+    from fastserve.cli import FALSE_WORDS, TRUE_WORDS
+    from fastserve.config import UVICORN_NAMES, Config, switch
 
     _take_uvicorn_only_options(options)
+    if isinstance(options.get("ws_per_message_deflate"), str):  # as --ws-per-message-deflate takes it
+        options["ws_per_message_deflate"] = switch("ws_per_message_deflate", options["ws_per_message_deflate"].lower(),
+                                                   {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)})
     config = Config(target=app, **{UVICORN_NAMES.get(name, name): value for name, value in options.items()})
     problems = config.problems()
     if problems:

@@ -40,6 +40,24 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "compress": ("on", "off"),
 }
 
+
+def switch(name: str, value: Any, words: Optional[Dict[str, bool]] = None) -> bool:
+    """``value`` given for ``name``, a setting that is on or off, as a bool: ``True`` or
+    ``False`` (``1`` and ``0`` too), or one of ``words``, the command line's spelling of it
+    (``{"allow": True, "deny": False}`` for ``dotfiles``). Raises ``ValueError`` for another
+    string and ``TypeError`` for any other value: a string such as ``"deny"`` or ``"false"`` is
+    true to Python, so taken as it is it would turn the setting on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and words:
+        if value in words:
+            return words[value]
+        raise ValueError(f"{name} must be True, False, {' or '.join(map(repr, words))}, not {value!r}")
+    raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
 # uvicorn's names for settings fastserve has under its own: ``--timeout-keep-alive`` on the
 # command line, ``timeout_keep_alive=`` for ``fastserve.run``, as ``uvicorn.run`` takes them.
 UVICORN_NAMES = {
@@ -182,6 +200,11 @@ class Config:
             elif name.strip().lower() == "date":  # RFC 9110 section 6.6.1: one Date, the origination time
                 found.append(f"--header {name.strip()}: the server writes the Date of each response itself "
                              f"(--no-date-header leaves it out)")
+        for name in SWITCHES:
+            try:
+                switch("--" + name.replace("_", "-"), getattr(self, name))
+            except TypeError as exc:
+                found.append(str(exc))
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if name == "log_level" and (value is None or isinstance(value, str) and value.lower() in choices):
@@ -209,3 +232,6 @@ FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "connection",
 
 # The numeric settings that count (bytes, connections, ...): whole numbers only.
 WHOLE_NUMBERS = frozenset(each.name for each in fields(Config) if each.type in ("int", "Optional[int]"))
+
+# The settings that are on or off (``--access-log``, ``--follow-symlink``, ...): True or False.
+SWITCHES = tuple(each.name for each in fields(Config) if each.type == "bool")

@@ -38,6 +38,7 @@ from fastserve._speedups.pathlookup import (
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide, slash_location
 from fastserve.compression import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILE, EncodedCache, report_missing
+from fastserve.config import switch
 from fastserve.datastructures import URL, Headers
 from fastserve.exceptions import HTTPException
 from fastserve.listing import MAX_ENTRIES, DirectoryListing, listed_directories, url_base
@@ -176,6 +177,15 @@ class StaticFiles:
     ) -> None:
         """Starlette's keywords, and fastserve's own.
 
+        The keywords that turn something on or off take ``True`` or ``False`` (``1``/``0``);
+        ``dotfiles`` also ``"allow"``/``"deny"``, ``etag`` and ``compress`` also ``"on"``/``"off"``,
+        as the server's flags spell them. Any other value raises ``TypeError`` (``ValueError``
+        for another word), at once, and again at the next request after such an attribute is
+        set: a string like ``"deny"`` or ``"false"`` is true and would turn the setting on.
+        ``cache_valid``, ``listing_max_entries`` and ``max_ranges`` take numbers (``TypeError``
+        for a string, ``ValueError`` below 0, 1 and 0), ``cache_policy`` a callable or None
+        (``TypeError``), ``error_pages`` the statuses 404 and 403 (``ValueError`` for another).
+
         ``precompressed``: send ``file.br``/``file.zst``/``file.gz`` beside ``file`` to
         clients whose ``Accept-Encoding`` allows it, with ``Content-Encoding``,
         ``Vary: Accept-Encoding`` and an ETag of their own (off by default, as in Starlette).
@@ -232,31 +242,33 @@ class StaticFiles:
         self.directory = directory
         self.packages = packages
         self.all_directories = self.get_directories(directory, packages)
-        self.html = html
+        self.html = switch("html", html)
         self.config_checked = False
-        self.follow_symlink = follow_symlink
-        self.precompressed = precompressed
-        self.cache_valid = cache_valid
-        self.dotfiles = dotfiles
+        self.follow_symlink = switch("follow_symlink", follow_symlink)
+        self.precompressed = switch("precompressed", precompressed)
+        self.cache_valid = _number("cache_valid", cache_valid, 0)
+        self.dotfiles = switch("dotfiles", dotfiles, ALLOW_DENY)
+        if cache_policy is not None and not callable(cache_policy):
+            raise TypeError(f"cache_policy must be a CachePolicy, a callable or None, not {cache_policy!r}")
         self.cache_policy = cache_policy
-        self.etag = etag
+        self.etag = switch("etag", etag, ON_OFF)
         if if_modified_since not in ("before", "exact"):
             raise ValueError(f"if_modified_since must be 'before' or 'exact', not {if_modified_since!r}")
         self.if_modified_since = if_modified_since
-        self.spa = spa
-        self.error_pages = dict(error_pages or {})
-        self.compress = compress
-        self.listing = listing
+        self.spa = switch("spa", spa)
+        self.error_pages = _error_pages(error_pages)
+        self.compress = switch("compress", compress, ON_OFF)
+        self.listing = switch("listing", listing)
         self.templates = templates
-        self.listing_max_entries = listing_max_entries
-        self.file_slash = file_slash
+        self.listing_max_entries = int(_number("listing_max_entries", listing_max_entries, 1, whole=True))
+        self.file_slash = switch("file_slash", file_slash)
         if answers not in ("starlette", "static"):
             raise ValueError(f"answers must be 'starlette' or 'static', not {answers!r}")
         self.answers = answers
-        self.max_ranges = max_ranges
+        self.max_ranges = int(_number("max_ranges", max_ranges, 0, whole=True))
         self._listing_renderer: Optional[DirectoryListing] = None
         self._listing_limit: Optional[Tuple[Any, anyio.CapacityLimiter]] = None
-        if check_dir and directory is not None and not os.path.isdir(directory):
+        if switch("check_dir", check_dir) and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
         self._file_cache_settings: Optional[Tuple[Any, ...]] = None
@@ -278,9 +290,17 @@ class StaticFiles:
         ``etag``, ``if_modified_since``, ``spa``, ``error_pages``, ``compress``, ``listing``,
         ``file_slash``), made anew when one changed."""
         if self.file_cache is None or self._settings() != self._file_cache_settings:
+            self._check_switches()  # an attribute set since: held to what __init__ takes
             self.use_file_cache(self.build_file_cache(self.cache_valid))
         assert self.file_cache is not None
         return self.file_cache
+
+    def _check_switches(self) -> None:
+        for name in ("html", "follow_symlink", "precompressed", "spa", "listing", "file_slash"):
+            setattr(self, name, switch(name, getattr(self, name)))
+        self.dotfiles = switch("dotfiles", self.dotfiles, ALLOW_DENY)
+        self.etag = switch("etag", self.etag, ON_OFF)
+        self.compress = switch("compress", self.compress, ON_OFF)
 
     def use_file_cache(self, cache: FileCache) -> None:
         """Answer from ``cache`` (``build_file_cache``'s, for the current settings) until a
@@ -536,6 +556,7 @@ class StaticFiles:
     def lookup_path(self, path: str) -> Tuple[str, Optional[os.stat_result]]:
         """``(full_path, stat_result)`` of ``path`` in the first directory holding it, or ``("", None)``
         (also for a hidden path when ``dotfiles`` is false)."""
+        self._check_switches()
         parts = split_url_path(path.replace(os.sep, "/"))
         if parts is None or path.startswith(("/", "\\")) or (not self.dotfiles and is_hidden(parts)):
             return "", None
@@ -594,6 +615,35 @@ class StaticFiles:
             )
             == 304
         )
+
+
+# The command line's words for the switches it spells as values (--etag on|off, --compress on|off).
+ON_OFF = {"on": True, "off": False}
+ALLOW_DENY = {"allow": True, "deny": False}  # --dotfiles allow|deny
+
+
+def _number(name: str, value: Any, least: float, whole: bool = False) -> float:
+    """``value`` for a numeric keyword, at least ``least``: ``TypeError`` for a string, a bool or
+    (``whole``) a fraction, ``ValueError`` below ``least`` or NaN."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        raise TypeError(f"{name} must be {'a whole number' if whole else 'a number'}, not {value!r}")
+    if not value >= least:
+        raise ValueError(f"{name} must be at least {least:g}, not {value!r}")
+    return value
+
+
+def _error_pages(pages: Optional[Dict[Any, str]]) -> Dict[int, str]:
+    """``error_pages`` keyed by status: 404 and 403 only (``"404"`` as ``--error-page 404=PATH``
+    spells it), each a URL path; ``ValueError`` for another status, which would never be used."""
+    checked: Dict[int, str] = {}
+    for status, page in dict(pages or {}).items():
+        code = int(status) if isinstance(status, str) and status.strip().isdigit() else status
+        if isinstance(code, bool) or code not in (403, 404):
+            raise ValueError(f"error_pages answers 404 and 403 only, not {status!r}")
+        if not isinstance(page, (str, os.PathLike)):
+            raise TypeError(f"error_pages[{status!r}] must be a URL path below the directory, not {page!r}")
+        checked[code] = os.fspath(page)
+    return checked
 
 
 # What file_response asks decide about; If-None-Match and If-Modified-Since go to is_not_modified.
