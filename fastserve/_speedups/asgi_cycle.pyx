@@ -134,6 +134,7 @@ cdef class ServerFields:
     cdef readonly object rule
     cdef frozenset extra_names
     cdef bint drops_on_304
+    cdef readonly bint merges_vary  # the operator gave a Vary: an app's Vary takes its members (rule.merged)
     cdef bytes kept_date
     cdef list kept
 
@@ -141,6 +142,7 @@ cdef class ServerFields:
         self.rule = rule
         self.extra_names = frozenset(rule.extra_names)
         self.drops_on_304 = len(rule.not_on_304) > 0
+        self.merges_vary = rule.vary is not None
 
     cdef bint overridden_by(self, object name):
         """Whether an app field called ``name`` replaces one of the server's (RFC 9110 §5.1: any case)."""
@@ -865,6 +867,8 @@ cdef class HttpCycle(Job):
             elif not overridden:
                 overridden = server_fields.overridden_by(name)
             kept.append(pair)
+        if overridden and server_fields.merges_vary:
+            kept = server_fields.rule.merged(kept)
         cdef list fields = server_fields.for_app_fields(kept, overridden, status) + kept
         if not has_length and not no_body:
             if self.http10:

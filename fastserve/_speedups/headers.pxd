@@ -16,5 +16,6 @@ cdef enum:
     CODING_NONE = -1
 cpdef int negotiate_coding(bytes value, int offered)
 cpdef bytes reason_phrase(int status)
+cpdef bytes vary_union(bytes first, bytes second)
 cpdef bytes serialize_headers(int status, list headers)
 cpdef tuple byteranges_layout(list ranges, bytes content_type, long long size, bytes boundary)

@@ -891,6 +891,35 @@ _REASONS = {
 cdef list _REASON_BY_STATUS = [_REASONS.get(code, b"") for code in range(600)]
 
 
+cpdef bytes vary_union(bytes first, bytes second):
+    """One ``Vary`` value naming every member of ``first`` and of ``second`` once (RFC 9110
+    section 12.5.5: a list of field names, which are case-insensitive, or ``*``).
+
+    ``first``'s members come first, as written; ``second``'s follow where ``first`` lacks them
+    (compared without case), so ``first`` comes back unchanged when it names them all. ``*``
+    in either (the answer varies on more than fields) is ``*`` alone. Empty list members
+    (RFC 9110 section 5.6.1.2) are dropped.
+    """
+    cdef list members = []
+    cdef set seen = set()
+    cdef bint added = False
+    for index, value in enumerate((first, second)):
+        for member in value.split(b","):
+            member = member.strip(b" \t")
+            if not member:
+                continue
+            if member == b"*":
+                return b"*"
+            lowered = member.lower()
+            if lowered not in seen:
+                seen.add(lowered)
+                members.append(member)
+                added = added or index == 1
+    if not added and members:
+        return first
+    return b", ".join(members)
+
+
 cpdef bytes reason_phrase(int status):
     """Reason phrase for a status code (RFC 9110 wording); b"" when unknown."""
     if 0 <= status < 600:

@@ -3,9 +3,10 @@
 ``fields`` arguments are header lines already serialised (``b"Name: value\\r\\n"`` each); the
 head adds the status line, ``Server``, ``--header`` fields and ``Date``, the ``Connection`` field
 and the blank line. A server field whose name the answer's own ``fields`` carry is left out of
-that answer's head, so no head carries one field twice (RFC 9110 section 5.3).
+that answer's head, so no head carries one field twice (RFC 9110 section 5.3); an operator's
+``Vary`` is merged into the answer's own instead (``render_fields``).
 """
-from fastserve._speedups.headers cimport current_http_date, reason_phrase
+from fastserve._speedups.headers cimport current_http_date, reason_phrase, vary_union
 
 cdef bytes CRLF = b"\r\n"
 cdef bytes DATE = b"Date: "
@@ -16,6 +17,8 @@ cdef bytes SERVER_FIELDS = b"Server: fastserve\r\n"
 # otherwise: Server alone is never an answer's own field, so its block needs no look at the answer.
 cdef tuple _OWN_FIELDS = ()
 cdef bint SEND_DATE = True
+# The operator's --header Vary value, merged into an answer's own Vary (render_fields); None: none given.
+cdef bytes _OPERATOR_VARY = None
 cdef bytes CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef dict _STATUS_LINES = {}
@@ -47,10 +50,15 @@ cdef bytes status_line(int status):
 cpdef bytes render_fields(list fields):
     """``[(lowercase name, value), ...]`` as header lines (``Name: value\\r\\n`` each).
 
-    The wire rendering of a field list whose ASGI rendering is the list itself.
+    The wire rendering of a field list whose ASGI rendering is the list itself; a ``Vary``
+    carries the operator's ``--header Vary`` members too (``headers.vary_union``), as an app's
+    does on the ASGI face (``ServerHeaders.merged``), and the server's own line of it is then
+    left out of the head.
     """
     cdef list lines = []
     for name, value in fields:
+        if _OPERATOR_VARY is not None and name == b"vary":
+            value = vary_union(value, _OPERATOR_VARY)  # a list: the operator's members join the answer's
         lines.append(_WIRE_NAMES.get(name, name))
         lines.append(b": ")
         lines.append(value)
@@ -81,17 +89,19 @@ cdef bytes connection_field(bint keep_alive, bint http10):
     return CONNECTION_CLOSE if pair is CLOSE_PAIR else CONNECTION_KEEP_ALIVE
 
 
-def set_server_fields(list fields, bint date) -> None:
+def set_server_fields(list fields, bint date, bytes vary=None) -> None:
     """Set what every head of this process carries after its status line.
 
     ``fields``: ``[(lowercased name, b"Name: value\\r\\n", whether a 304 leaves it out), ...]``
     in order (``fastserve.server.response_headers.ServerHeaders.static_fields``); one whose name
     an answer's own fields carry is left out of that answer's head. ``date``: whether a ``Date``
-    field follows them (RFC 9110 section 6.6.1).
+    field follows them (RFC 9110 section 6.6.1). ``vary``: the operator's ``Vary`` value
+    (``ServerHeaders.vary``), merged into the ``Vary`` of each answer rendered from now on.
     """
-    global SERVER_FIELDS, SEND_DATE, _block_date, _OWN_FIELDS
+    global SERVER_FIELDS, SEND_DATE, _block_date, _OWN_FIELDS, _OPERATOR_VARY
     SERVER_FIELDS = b"".join([each[1] for each in fields])
     SEND_DATE = date
+    _OPERATOR_VARY = vary
     _block_date = None
     _OWN_FIELDS = ()
     if any(each[0] != b"server" for each in fields):

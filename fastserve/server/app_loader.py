@@ -98,11 +98,12 @@ def _takes_no_arguments(app: Any) -> bool:
     return not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(app).parameters.values())
 
 
-# Fields a directory's answers set per file or per request (RFC 9110 sections 8 and 14, 12.5.5,
-# 10.2): an operator's --header copy of one went out beside it, two values for one field.
-# (Cache-Control is the cache policy's, which an operator's --header replaces: _cache_policy.)
+# Fields a directory's answers set per file or per request (RFC 9110 sections 8 and 14, 10.2):
+# an operator's --header copy of one went out beside it, two values for one field.
+# (Cache-Control is the cache policy's, which an operator's --header replaces: _cache_policy;
+# Vary is a list, which the operator's members join: response_headers.ServerHeaders.merged.)
 STATIC_ANSWER_FIELDS = frozenset({"content-type", "content-encoding", "content-range", "accept-ranges", "etag",
-                                  "last-modified", "vary", "location", "allow"})
+                                  "last-modified", "location", "allow"})
 
 
 def _directory(config: Config, target: str) -> Any:

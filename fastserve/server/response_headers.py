@@ -5,13 +5,17 @@ WebSocket handshakes) and the heads the server writes itself (``wire``: static a
 paths, the connection's own errors). A field the answer sets itself (the app's, or a static
 answer's ``Cache-Control`` or ``Content-Type``) wins over the server's field of the same name,
 so a response never carries one field twice: two ``Server``, ``Date`` or ``Cache-Control``
-(RFC 9110 §10.2.4, §6.6.1, §5.3). For a directory, ``--header Cache-Control`` is its files'
-cache policy (``app_loader._cache_policy``), not a field of every answer.
+(RFC 9110 §10.2.4, §6.6.1, §5.3). ``Vary`` is the exception: a list of the fields the answer
+was chosen by (§12.5.5), so the operator's members are added to the answer's own, each once,
+in one field (``merged``; ``wire.render_fields`` on the heads the server writes). For a
+directory, ``--header Cache-Control`` is its files' cache policy (``app_loader._cache_policy``),
+not a field of every answer.
 """
 from __future__ import annotations
 
 from typing import Iterable, List, Optional, Tuple
 
+from fastserve._speedups.headers import vary_union
 from fastserve.config import Config
 from fastserve.server.app_loader import names_directory
 
@@ -28,7 +32,8 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 
 class ServerHeaders:
     """``server``: the ``Server`` value (None: not sent); ``date``: whether ``Date`` is sent;
-    ``extra``: the other ``--header`` fields, names lowercased, in the order given.
+    ``extra``: the other ``--header`` fields, names lowercased, in the order given (several
+    ``Vary`` given as one); ``vary``: the operator's ``Vary`` value, or None.
 
     Raises ``ValueError`` for a name that is not an RFC 9110 token or a value with CR, LF or NUL.
     """
@@ -39,6 +44,7 @@ class ServerHeaders:
         self.extra = extra
         self.extra_names = frozenset(name for name, _ in extra)
         self.not_on_304 = self.extra_names & NOT_ON_304
+        self.vary: Optional[bytes] = next((value for name, value in extra if name == b"vary"), None)
 
     @classmethod
     def from_config(cls, config: Config) -> "ServerHeaders":
@@ -51,6 +57,8 @@ class ServerHeaders:
                 server = field[1]  # --header server:X names the server, even with --no-server-header
             elif field[0] == b"cache-control" and directory:
                 continue  # a directory's files' cache policy (app_loader._cache_policy), not every answer's
+            elif field[0] == b"vary" and any(name == b"vary" for name, _ in extra):
+                extra = [(name, vary_union(value, field[1]) if name == b"vary" else value) for name, value in extra]
             else:
                 extra.append(field)
         return cls(server, config.date_header, extra)
@@ -70,6 +78,28 @@ class ServerHeaders:
             if name not in names:
                 fields.append((name, value))
         return fields
+
+    def merged(self, app_fields: List[Field]) -> List[Field]:
+        """``app_fields`` with the operator's ``Vary`` members merged into the app's
+        (``headers.vary_union``), in the place of its first ``Vary`` (any case) and as one field;
+        the list itself when there is nothing to merge. ``for_response`` then leaves the
+        server's ``Vary`` out, as for any field the app sets."""
+        if self.vary is None:
+            return app_fields
+        out: List[Field] = []
+        place = -1
+        for name, value in app_fields:
+            if bytes(name).lower() != b"vary":
+                out.append((name, value))
+            elif place < 0:
+                place = len(out)
+                out.append((name, bytes(value)))
+            else:
+                out[place] = (out[place][0], vary_union(out[place][1], bytes(value)))
+        if place < 0:
+            return app_fields
+        out[place] = (out[place][0], vary_union(out[place][1], self.vary))
+        return out
 
     def static_fields(self) -> List[Tuple[bytes, bytes, bool]]:
         """``Server`` and ``--header`` fields as ``(lowercased name, b"Name: value\\r\\n", whether

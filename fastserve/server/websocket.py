@@ -446,7 +446,8 @@ class WebSocketSession:
     def _accept(self, message: Message) -> None:
         response = self.upgrade_response
         assert response is not None
-        app_fields = [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []]
+        app_fields = self.bridge.server_headers.merged(
+            [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []])
         fields = self.bridge.server_headers.for_response([name for name, _ in app_fields], current_http_date())
         for name, value in response.headers.raw_items():
             if name.lower() != "date":
@@ -657,6 +658,7 @@ class WebSocketSession:
     def _answer_http(self, status: int, fields: Headers, body: bytes, connection: bytes = b"close") -> None:
         """A plain HTTP response instead of a WebSocket, then the end of the connection
         (``connection``: the Connection field's value, which names ``close``)."""
+        fields = self.bridge.server_headers.merged(fields)
         own = self.bridge.server_headers.for_response([name for name, _ in fields], current_http_date())
         length: Headers = [(b"content-length", b"%d" % len(body))]
         if status == 204 or status == 304:

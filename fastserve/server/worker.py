@@ -61,7 +61,8 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
 
 
 def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
-    set_server_fields(ServerHeaders.from_config(config).static_fields(), config.date_header)
+    server_headers = ServerHeaders.from_config(config)
+    set_server_fields(server_headers.static_fields(), config.date_header, server_headers.vary)
     cache = static_cache_for(app, config)
     bridge = None
     if cache is None or getattr(app, "listing", False):
