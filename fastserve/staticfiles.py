@@ -463,7 +463,7 @@ class StaticFiles:
         if entry.kind == KIND_MISSING and entry.path is None:  # no 404.html to send
             if entry.status == 503:  # out of descriptors: the file may well be there
                 raise HTTPException(status_code=503, headers={"Retry-After": "1"})
-            raise HTTPException(status_code=404)
+            raise HTTPException(status_code=entry.status)  # 404, or 500 when the cache policy failed
         request = _request_head(scope)
         if self.answers == "static":
             return _StaticAnswerResponse(decide(entry, request, self.max_ranges), entry, request, self.max_ranges)

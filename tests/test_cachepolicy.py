@@ -152,3 +152,42 @@ def test_cli_cache_flags():
     assert config.cache_rules == [("*.js", "public, max-age=1"), ("*.map", "")]
     with pytest.raises(SystemExit):
         config_from_args(["--cache-rule", "no-equals-sign"])
+
+
+# -- a policy that fails, or answers what would split the head ----------------------------------
+
+
+def _raising(url_path, content_type):
+    raise RuntimeError("policy bug")
+
+
+@pytest.mark.parametrize("policy", [
+    lambda url_path, content_type: b"no-cache\r\nSet-Cookie: evil=1",
+    lambda url_path, content_type: b"no-cache\nSet-Cookie: evil=1",
+    lambda url_path, content_type: b"no-cache\rSet-Cookie: evil=1",
+    lambda url_path, content_type: b"no-cache\x00",
+    lambda url_path, content_type: "no-cache",  # a str: not written as it is either
+    _raising,
+], ids=["crlf", "lf", "cr", "nul", "str", "raises"])
+@pytest.mark.parametrize("name, size", [("small.js", 100), ("large.js", 100_000)])  # from memory, from the descriptor
+def test_a_cache_policy_value_never_splits_the_head(tmp_path, serve, caplog, policy, name, size):
+    """The fast path wrote the policy's value into the file's pre-built head as it was: a CR or LF
+    in it started a field of the policy's making (``Set-Cookie``), and a policy that raised, or
+    answered a str, broke off the connection without an answer. Each is a 500 now, on both faces,
+    with the reason logged, and the connection goes on."""
+    from inprocess import call_asgi
+
+    (tmp_path / name).write_bytes(b"x" * size)
+    (tmp_path / "ok.txt").write_bytes(b"fine")
+    app = StaticFiles(directory=tmp_path, answers="static",
+                      cache_policy=lambda url_path, content_type: b"no-cache" if url_path == "/ok.txt" else policy(
+                          url_path, content_type))
+    client = serve(app).open()
+    response = client.request("GET", "/" + name)
+    assert (response.status, response.body) == (500, b"Internal Server Error")
+    assert b"evil" not in response.raw_head and response.header("cache-control") is None
+    assert "the cache policy" in caplog.text and "answering 500" in caplog.text
+    good = client.request("GET", "/ok.txt")  # the same connection, answered
+    assert (good.status, good.body, good.header("cache-control")) == (200, b"fine", "no-cache")
+    library = call_asgi(StaticFiles(directory=tmp_path, cache_policy=app.cache_policy), "GET", "/" + name)
+    assert library.status == 500 and library.header("set-cookie") is None

@@ -11,6 +11,7 @@ never sent under its old validators. The cache is bounded in entries and in body
 evicting the oldest insertions first.
 """
 import errno
+import logging
 import os
 import stat as stat_module
 
@@ -21,7 +22,7 @@ from posix.time cimport timespec
 from fastserve._speedups.clock cimport monotonic
 
 from fastserve._speedups.headers import CODINGS, content_type_for, format_http_date, make_etag
-from fastserve._speedups.headers cimport CODING_IDENTITY, negotiate_coding
+from fastserve._speedups.headers cimport CODING_IDENTITY, is_field_value, negotiate_coding
 from fastserve._speedups.pathlookup cimport is_hidden, is_within, names_directory, resolve_path, split_url_path
 from fastserve._speedups.wire cimport render_fields
 
@@ -50,6 +51,12 @@ cdef bytes FORBIDDEN_BODY = b"Forbidden"
 # the file, so the answer is 503 and it is looked up again for the next request.
 cdef tuple OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 cdef bytes UNAVAILABLE_BODY = b"Service Unavailable"
+cdef bytes INTERNAL_ERROR_BODY = b"Internal Server Error"
+logger = logging.getLogger("fastserve")
+
+
+class _PolicyFailed(Exception):
+    """The cache policy raised, or answered what is no field value: the file gets a 500."""
 # What an error page (404.html, --error-page) is sent with, and the largest one used (held in
 # memory whatever --cache-max-file says).
 cdef tuple ERROR_PAGE_FIELDS = (b"content-type", b"content-length")
@@ -317,7 +324,10 @@ cdef class FileCache:
     answers every path with a hidden segment (``pathlookup.is_hidden``) as missing.
     ``cache_policy`` (a ``fastserve.cachepolicy.CachePolicy``, or any callable of the URL path
     and the content type returning the ``Cache-Control`` value or None) adds that field to
-    each file's answers; None (the default) sends none, as Starlette does. ``etag=False``
+    each file's answers; None (the default) sends none, as Starlette does. A policy that raises,
+    or answers what is no field value (not bytes, or holding CR, LF or NUL, which would split
+    the head: ``headers.is_field_value``), has that file answered 500, with an error logged.
+    ``etag=False``
     sends files without an ETag; ``modified_since_exact`` answers If-Modified-Since with 304
     only for the file's exact Last-Modified (``conditional.evaluate_preconditions``).
     ``spa``: a missing path whose last segment has no extension (``/users/42``) is answered
@@ -574,6 +584,9 @@ cdef class FileCache:
             if not found[2] and not self.file_slash and names_directory(path):
                 return self._missing()  # a file is no directory
             return self._file(found[0], parts + ("index.html",) if found[2] else parts)
+        except _PolicyFailed as exc:
+            logger.error("%s; answering 500", exc)
+            return _plain_entry(ENTRY_MISSING, 500, INTERNAL_ERROR_BODY, b"text/plain; charset=utf-8")
         except PermissionError:
             entry = self._error_page(403)
             if entry is not None:
@@ -593,7 +606,15 @@ cdef class FileCache:
         content_type = content_type_for(full_path).encode("latin-1")
         cache_control = None
         if self.cache_policy is not None:
-            cache_control = self.cache_policy("/" + "/".join(url_parts), content_type)
+            url_path = "/" + "/".join(url_parts)
+            try:
+                cache_control = self.cache_policy(url_path, content_type)
+            except Exception as exc:
+                raise _PolicyFailed(f"the cache policy failed for {url_path}: {exc!r}") from exc
+            if cache_control is not None and not is_field_value(cache_control):
+                # Written as it is, a CR or LF would end the Cache-Control line and start another.
+                raise _PolicyFailed(f"the cache policy answered {cache_control!r} for {url_path}: a Cache-Control "
+                                    f"value is bytes without CR, LF or NUL")
         cdef CacheEntry entry
         if self.precompressed:
             entry = self._file_with_variants(full_path, content_type, cache_control)

@@ -939,12 +939,22 @@ cdef inline Py_ssize_t _checked_field_size(object name, object value) except -1:
     for i in range(n):
         if not is_tchar(s[i]):
             raise ValueError(f"invalid header name {name!r}")
-    cdef Py_ssize_t v = len(<bytes>value)
-    s = <const unsigned char*>PyBytes_AS_STRING(value)
-    for i in range(v):
+    if not is_field_value(value):
+        raise ValueError(f"invalid header value for {name!r}")
+    return n + len(<bytes>value)
+
+
+cpdef bint is_field_value(object value):
+    """Whether ``value`` may be written as a field value: bytes holding no CR, LF or NUL (RFC
+    9110 section 5.5), which would end its line and start another (a response split)."""
+    if type(value) is not bytes:
+        return False
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i
+    for i in range(len(<bytes>value)):
         if s[i] == 13 or s[i] == 10 or s[i] == 0:
-            raise ValueError(f"invalid header value for {name!r}")
-    return n + v
+            return False
+    return True
 
 
 cpdef bytes serialize_headers(int status, list headers):
