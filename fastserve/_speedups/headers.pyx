@@ -666,6 +666,30 @@ WEB_MEDIA_TYPES = {
     ".odg": "application/vnd.oasis.opendocument.graphics",
     ".7z": "application/x-7z-compressed", ".rar": "application/vnd.rar",
     ".jar": "application/java-archive",
+    # The rest of nginx's mime.types (1.22), so no suffix it names is left to the host's tables
+    # (a slim container has none: .exe, .flv, .wmv then went as application/octet-stream, and a
+    # host's .msm was model/vnd.gdl); nginx's type, but for a type IANA registers for the suffix
+    # (.asf, .swf, .mml, .prc, .deb, .pem, as .js, .xml, .bmp, .ico, .m4a, .rar above), and .svgz:
+    # a gzip stream, labelled so, where nginx says image/svg+xml of bytes that are not SVG (sent
+    # without Content-Encoding, as a file is sent as it is: RFC 9110 section 8.3).
+    ".ai": "application/postscript", ".asf": "application/vnd.ms-asf", ".asx": "video/x-ms-asf",
+    ".avi": "video/x-msvideo", ".bin": "application/octet-stream", ".cco": "application/x-cocoa",
+    ".crt": "application/x-x509-ca-cert", ".deb": "application/vnd.debian.binary-package",
+    ".der": "application/x-x509-ca-cert", ".dll": "application/octet-stream", ".dmg": "application/octet-stream",
+    ".ear": "application/java-archive", ".eps": "application/postscript", ".exe": "application/octet-stream",
+    ".flv": "video/x-flv", ".hqx": "application/mac-binhex40", ".htc": "text/x-component",
+    ".img": "application/octet-stream", ".iso": "application/octet-stream",
+    ".jad": "text/vnd.sun.j2me.app-descriptor", ".jardiff": "application/x-java-archive-diff",
+    ".jng": "image/x-jng", ".jnlp": "application/x-java-jnlp-file", ".kar": "audio/midi",
+    ".mml": "application/mathml+xml", ".mng": "video/x-mng", ".mpeg": "video/mpeg", ".mpg": "video/mpeg",
+    ".msi": "application/octet-stream", ".msm": "application/octet-stream", ".msp": "application/octet-stream",
+    ".pdb": "application/x-pilot", ".pem": "application/pem-certificate-chain", ".pl": "application/x-perl",
+    ".pm": "application/x-perl", ".prc": "model/prc", ".ps": "application/postscript", ".ra": "audio/x-realaudio",
+    ".rpm": "application/x-redhat-package-manager", ".run": "application/x-makeself", ".sea": "application/x-sea",
+    ".sit": "application/x-stuffit", ".svgz": "application/gzip", ".swf": "application/vnd.adobe.flash.movie",
+    ".tcl": "application/x-tcl", ".tk": "application/x-tcl", ".war": "application/java-archive",
+    ".wbmp": "image/vnd.wap.wbmp", ".wml": "text/vnd.wap.wml", ".wmlc": "application/vnd.wap.wmlc",
+    ".wmv": "video/x-ms-wmv", ".xpi": "application/x-xpinstall", ".xspf": "application/xspf+xml",
 }
 
 cdef dict _content_types = {}
