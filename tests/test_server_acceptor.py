@@ -137,8 +137,11 @@ def test_a_connection_the_batch_path_takes_is_served_and_keeps_no_socket_object(
     uvloop.run(scenario())
 
 
-def test_a_tls_client_that_never_finishes_its_handshake_is_closed(monkeypatch, tmp_path) -> None:
-    """uvloop would wait 60 s; the acceptor gives a handshake ``TLS_HANDSHAKE_TIMEOUT``."""
+@pytest.mark.parametrize("sent", ["nothing", "half a ClientHello", "a ClientHello"])
+def test_a_tls_client_that_never_finishes_its_handshake_is_closed(monkeypatch, tmp_path, sent) -> None:
+    """uvloop would wait 60 s; the acceptor gives a handshake ``TLS_HANDSHAKE_TIMEOUT``, whether
+    the client stalls before its first byte, half way through its ClientHello, or after it (the
+    server's flight sent, the client's never coming)."""
     trustme = pytest.importorskip("trustme")
     import ssl
 
@@ -146,6 +149,13 @@ def test_a_tls_client_that_never_finishes_its_handshake_is_closed(monkeypatch, t
     cert = trustme.CA().issue_cert("127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     cert.configure_cert(context)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    with pytest.raises(ssl.SSLWantReadError):
+        client_context.wrap_bio(ssl.MemoryBIO(), outgoing).do_handshake()
+    hello = outgoing.read()
+    first_bytes = {"nothing": b"", "half a ClientHello": hello[:len(hello) // 2], "a ClientHello": hello}[sent]
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
@@ -156,12 +166,13 @@ def test_a_tls_client_that_never_finishes_its_handshake_is_closed(monkeypatch, t
         acceptor = Acceptor(loop, lambda sock_fd=-1: Made(made), listener, 8, context, [])
         await acceptor.start()
         client = socket.create_connection(listener.getsockname())
+        client.sendall(first_bytes)
         client.setblocking(False)
         started = loop.time()
         try:
             while loop.time() - started < 5.0:
                 try:
-                    if client.recv(1) == b"":
+                    if client.recv(65536) == b"":
                         break
                 except BlockingIOError:
                     pass
