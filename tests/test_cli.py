@@ -125,6 +125,7 @@ def test_banner_brackets_an_ipv6_address(docroot: DocRoot, tmp_path: Path) -> No
     (["--no-server-header", "--server-header"], []),
     (["--no-date-header", "--no-server-header"], ["--no-server-header", "--no-date-header"]),
     (["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--interface", "asgi3"], []),
+    (["--loop", "auto", "--http", "auto", "--ws", "websockets-sansio", "--interface", "asgi2"], []),
     (["--ws-per-message-deflate", "false"], ["--no-ws-per-message-deflate"]),
     (["--ws-per-message-deflate", "True"], []),
     (["--no-use-colors"], []),
