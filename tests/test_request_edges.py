@@ -1,8 +1,9 @@
 """Requests at the edges of HTTP/1.1 framing, found by attacking a running server, each answered
 as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out):
 
-* ``Expect: 100-continue`` to a static root: a GET or HEAD gets ``100 (Continue)`` and then its
-  answer (the client holds its body back until then); another method ``405`` at once, unread;
+* ``Expect: 100-continue`` to a static root: a GET or HEAD whose body the client holds back gets
+  ``100 (Continue)`` and then its answer (one without a body, its answer alone); another method
+  ``405`` at once, unread;
 * a request line of another major version (``HTTP/2.0``, ``HTTP/3.0``, ``HTTP/0.9``): ``505`` + close;
 * a request line without an HTTP-version (HTTP/0.9's ``GET /path``), one broken by a CR or LF
   before it, or a method that is no token: ``400`` + close as soon as the bytes say so, never a
@@ -109,6 +110,14 @@ def test_no_100_when_the_body_came_with_the_head_or_the_client_speaks_http10(sit
     assert bytes(old.transport.data) == b""  # RFC 9110 section 10.1.1: no 100 to HTTP/1.0
     old.send(b"hello")
     assert [r.status for r in old.parsed()] == [200]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_no_100_for_a_request_without_a_body(site, serve, method):
+    """Nothing to hold back: the answer alone, at once (RFC 9110 section 10.1.1)."""
+    client = serve(site).open()
+    client.send(f"{method} /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n".encode(), [method == "HEAD"])
+    assert [r.status for r in client.parsed()] == [200] and not client.closed
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
