@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--factory", action="store_true",
                      help="module:name is a function that returns the app")
     app.add_argument("--app-dir", default=DEFAULTS.app_dir, metavar="DIR",
-                     help="import module:app from this directory (default: the current one)")
+                     help="import module:app from this directory (default: the current directory)")
     app.add_argument("--env-file", default=None, metavar="FILE",
                      help="load KEY=VALUE lines into the environment before the app is imported")
     app.add_argument("--lifespan", default=DEFAULTS.lifespan, choices=CHOICES["lifespan"],
