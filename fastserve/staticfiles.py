@@ -242,9 +242,9 @@ class StaticFiles:
         self.directory = directory
         self.packages = packages
         self.all_directories = self.get_directories(directory, packages)
-        self.html = switch("html", html)
+        self.html = switch("html", _falsy_none(html))
         self.config_checked = False
-        self.follow_symlink = switch("follow_symlink", follow_symlink)
+        self.follow_symlink = switch("follow_symlink", _falsy_none(follow_symlink))
         self.precompressed = switch("precompressed", precompressed)
         self.cache_valid = _number("cache_valid", cache_valid, 0)
         self.dotfiles = switch("dotfiles", dotfiles, ALLOW_DENY)
@@ -268,7 +268,7 @@ class StaticFiles:
         self.max_ranges = int(_number("max_ranges", max_ranges, 0, whole=True))
         self._listing_renderer: Optional[DirectoryListing] = None
         self._listing_limit: Optional[Tuple[Any, anyio.CapacityLimiter]] = None
-        if switch("check_dir", check_dir) and directory is not None and not os.path.isdir(directory):
+        if switch("check_dir", _falsy_none(check_dir)) and directory is not None and not os.path.isdir(directory):
             raise RuntimeError(f"Directory '{directory}' does not exist")
         self.file_cache: Optional[FileCache] = None
         self._file_cache_settings: Optional[Tuple[Any, ...]] = None
@@ -296,7 +296,9 @@ class StaticFiles:
         return self.file_cache
 
     def _check_switches(self) -> None:
-        for name in ("html", "follow_symlink", "precompressed", "spa", "listing", "file_slash"):
+        for name in ("html", "follow_symlink"):
+            setattr(self, name, switch(name, _falsy_none(getattr(self, name))))
+        for name in ("precompressed", "spa", "listing", "file_slash"):
             setattr(self, name, switch(name, getattr(self, name)))
         self.dotfiles = switch("dotfiles", self.dotfiles, ALLOW_DENY)
         self.etag = switch("etag", self.etag, ON_OFF)
@@ -620,6 +622,13 @@ class StaticFiles:
 # The command line's words for the switches it spells as values (--etag on|off, --compress on|off).
 ON_OFF = {"on": True, "off": False}
 ALLOW_DENY = {"allow": True, "deny": False}  # --dotfiles allow|deny
+
+
+def _falsy_none(value: Any) -> Any:
+    """``False`` for ``None`` given to a switch Starlette has too (``html``, ``check_dir``,
+    ``follow_symlink``), which Starlette reads as false: an app passing ``html=None`` runs as
+    under Starlette. fastserve's own switches refuse ``None`` (``config.switch``)."""
+    return False if value is None else value
 
 
 def _number(name: str, value: Any, least: float, whole: bool = False) -> float:

@@ -55,11 +55,29 @@ def test_etag_and_compress_take_on_and_off(site, name, words):
     assert call_asgi(off, "GET", "/a.txt", headers).header(field) is None
 
 
-@pytest.mark.parametrize("name", STATICFILES_SWITCHES)
-@pytest.mark.parametrize("value", ["false", "no", "", "0", None, 2, 0.0, [], b"off"])
+STARLETTE_SWITCHES = ("html", "check_dir", "follow_symlink")  # Starlette's own: None is false there
+
+
+@pytest.mark.parametrize("name, value", [
+    (name, value)
+    for name in STATICFILES_SWITCHES
+    for value in ["false", "no", "", "0", None, 2, 0.0, [], b"off"]
+    if not (value is None and name in STARLETTE_SWITCHES)  # test_none_is_false_for_starlettes_own_switches
+])
 def test_a_switch_given_anything_else_is_refused(site, name, value):
     with pytest.raises((TypeError, ValueError), match=name):
         StaticFiles(directory=site, **{name: value})
+
+
+def test_none_is_false_for_starlettes_own_switches(site, tmp_path):
+    """``html=None``, ``check_dir=None``, ``follow_symlink=None`` run as under Starlette (falsy):
+    no index page, no directory check, no link followed."""
+    app = StaticFiles(directory=site, html=None, follow_symlink=None)
+    assert (app.html, app.follow_symlink) == (False, False)
+    assert call_asgi(app, "GET", "/link.txt").status == 404
+    StaticFiles(directory=tmp_path / "not-yet", check_dir=None)  # no RuntimeError: not checked
+    app.html = None  # set later: read the same way at the next request
+    assert call_asgi(app, "GET", "/a.txt").status == 200 and app.html is False
 
 
 @pytest.mark.parametrize("name, value", [("dotfiles", "Deny"), ("dotfiles", "on"), ("etag", "true"),
