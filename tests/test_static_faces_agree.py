@@ -161,6 +161,7 @@ CONFIGURATIONS = {
     "listing, error page, dotfiles, no etag": (
         ("--listing", "--no-html", "--error-page", "403=/errors/403.html", "--dotfiles", "allow", "--etag", "off"), ""),
     "spa, symlinks followed, mounted": (("--spa", "--follow-symlink", "--if-modified-since", "before"), "/static"),
+    "behind a proxy's prefix": (("--root-path", "/site"), ""),
 }
 
 
@@ -201,6 +202,17 @@ def test_the_named_answers_on_both_faces(site, serve, refuse_unreadable):
     assert fast is not None and app is not None
     for response in (fast, app):
         assert (response.status, response.body) == (403, b"<p>refused</p>\n")
+
+
+def test_a_redirect_behind_root_path_names_the_prefix_on_both_faces(site, serve):
+    """With ``--root-path`` (a proxy takes the prefix off), the fast path's redirect named the
+    path without it, which leads the client out of the prefix; an app's names it, from its raw_path."""
+    faces = Faces(serve, site, ("--root-path", "/site/a b"), "")
+    for target, location in (("/dir?v=1", "/site/a%20b/dir/?v=1"), ("/x/../dir", "/site/a%20b/dir/")):
+        raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        for response in faces.both(raw, target, False):
+            assert response is not None
+            assert (response.status, response.header("location")) == (301, location), target
 
 
 def test_testclient_gets_the_fast_paths_answers(site, refuse_unreadable):

@@ -9,7 +9,6 @@ import os
 import sys
 from asyncio import CancelledError, Task, sleep
 from contextvars import Context, copy_context
-from urllib.parse import quote
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memchr
@@ -17,7 +16,7 @@ from libc.string cimport memchr
 from fastserve._speedups.charclass cimport equals_lowercase
 from fastserve._speedups.clock cimport monotonic
 from fastserve._speedups.headers cimport current_http_date, reason_phrase, serialize_headers
-from fastserve._speedups.pathlookup cimport origin_form, percent_decode
+from fastserve._speedups.pathlookup cimport origin_form, percent_decode, raw_path_prefix
 from fastserve._speedups.filecache cimport OpenFile, open_to_send
 from fastserve._speedups.filesender cimport FileSender
 from fastserve._speedups.forwarded cimport resolve_forwarded
@@ -177,7 +176,7 @@ cdef inline bytes _raw_root_path(str root_path):
     """``root_path`` as a ``raw_path`` prefix: percent-encoded where it is not ASCII."""
     global _root_path_seen, _root_path_bytes
     if root_path is not _root_path_seen:
-        _root_path_bytes = quote(root_path, safe="/!$&'()*+,;=:@~").encode("ascii")
+        _root_path_bytes = raw_path_prefix(root_path)
         _root_path_seen = root_path
     return _root_path_bytes
 

@@ -161,6 +161,13 @@ cpdef bint has_dot_segment(str path):
     return False
 
 
+cpdef bytes raw_path_prefix(str root_path):
+    """``root_path`` (``--root-path``) as it is put in front of a raw path (ASGI's ``raw_path``, a
+    redirect's ``Location``): percent-encoded where a path may not hold it as it is (RFC 3986
+    section 3.3)."""
+    return quote(root_path, safe="/!$&'()*+,;=:@~").encode("ascii")
+
+
 cpdef str directory_path(tuple parts):
     """The percent-encoded absolute path of the URL directory ``parts`` (``split_url_path``'s
     answer), ending in ``/``: each segment encoded whole, a ``%`` or ``?`` in a name included,

@@ -35,7 +35,7 @@ from fastserve._speedups.headers cimport (
     reason_phrase,
 )
 from fastserve._speedups.pathlookup cimport (
-    directory_path, has_dot_segment, origin_form, percent_decode, split_url_path, without_fragment,
+    directory_path, has_dot_segment, origin_form, percent_decode, raw_path_prefix, split_url_path, without_fragment,
 )
 from fastserve._speedups.requesthead cimport RequestHead
 from fastserve._speedups.wire cimport head_start, plain_answer, render_fields, response_head, whole_response
@@ -61,6 +61,10 @@ cdef list NOT_ACCEPTABLE_FIELDS = [
     (CONTENT_TYPE, PLAIN_TEXT), (CONTENT_LENGTH, b"%d" % len(NOT_ACCEPTABLE)), (b"vary", b"Accept-Encoding"),
 ]
 cdef bytes NOTHING = b""
+# --root-path (set_root_path): the prefix a proxy takes off before the fast path sees a request,
+# put back in front of a redirect's Location, as an app's raw_path carries it.
+cdef str _ROOT_PATH = ""
+cdef bytes _ROOT_RAW = b""
 # What makes an answer storable by a cache (RFC 9111 section 4.2.1): a file's 200, 206 and 304 carry them.
 cdef tuple FRESHNESS_FIELDS = (b"cache-control", b"expires")
 cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" matches it
@@ -68,6 +72,13 @@ cdef bytes NO_ETAG = b""  # a file sent without an ETag (--etag off): only "*" m
 # GET answers whose body was encoded on the fly, and the bytes that saved (this process's).
 cdef long long encoded_answers = 0
 cdef long long encoded_saved_bytes = 0
+
+
+def set_root_path(str root_path) -> None:
+    """The ``--root-path`` the fast path's redirects name their target below (``""``: none)."""
+    global _ROOT_PATH, _ROOT_RAW
+    _ROOT_PATH = root_path
+    _ROOT_RAW = raw_path_prefix(root_path)
 
 
 def compression_totals() -> tuple:
@@ -375,6 +386,8 @@ cdef void answer_static(WireAnswer out, FileCache cache, int max_ranges, Request
         return
     entry = cache.lookup(path)
     if entry.kind == ENTRY_REDIRECT:
+        if _ROOT_PATH:
+            raw_path, path = _ROOT_RAW + raw_path, _ROOT_PATH + path
         _redirect(out, slash_location(raw_path, path, raw[q:] if q >= 0 else b""), head, keep_alive, http10)
         return
     if entry.kind == ENTRY_LISTING:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tup
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
+from fastserve._speedups.staticanswer import set_root_path
 from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
 from fastserve.server.access_log import AccessLog
@@ -62,6 +63,7 @@ def static_cache_for(app: Any, config: Config) -> Optional[FileCache]:
 
 def build_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> ServerState:
     server_headers = ServerHeaders.from_config(config)
+    set_root_path(config.root_path)
     set_server_fields(server_headers.static_fields(), config.date_header, server_headers.vary)
     cache = static_cache_for(app, config)
     bridge = None
