@@ -38,9 +38,9 @@ def whole(response) -> bool:
     return response.header("content-length") == str(len(response.body))
 
 
-def test_changes_within_the_validity_interval_answer_as_before_and_whole(site, serve_cli):
-    server = serve_cli(str(site), "--cache-valid", "3600", "--cache-max-file", "1024")
-    client = server.open()
+def change_after_answering(client, site: Path) -> None:
+    """Each file answered once, then: one deleted, one replaced by a directory, the symlink
+    pointed at a directory instead of a file."""
     for target in ("/deleted.txt", "/to-dir.txt", "/large.bin", "/link"):
         assert client.request("GET", target).status == 200
     (site / "deleted.txt").unlink()
@@ -48,6 +48,12 @@ def test_changes_within_the_validity_interval_answer_as_before_and_whole(site, s
     (site / "to-dir.txt").mkdir()
     (site / "link").unlink()
     os.symlink("tdir", site / "link")
+
+
+def test_changes_within_the_validity_interval_answer_as_before_and_whole(site, serve_cli):
+    server = serve_cli(str(site), "--cache-valid", "3600", "--cache-max-file", "1024")
+    client = server.open()
+    change_after_answering(client, site)
     for target, body in (("/deleted.txt", SMALL), ("/to-dir.txt", SMALL), ("/link", SMALL)):
         response = client.request("GET", target)
         assert (response.status, response.body) == (200, body), target
@@ -65,13 +71,7 @@ def test_changes_within_the_validity_interval_answer_as_before_and_whole(site, s
 def test_changes_are_seen_once_every_lookup_checks(site, serve_cli):
     server = serve_cli(str(site), "--cache-valid", "0", "--cache-max-file", "1024")
     client = server.open()
-    for target in ("/deleted.txt", "/to-dir.txt", "/large.bin", "/link"):
-        assert client.request("GET", target).status == 200
-    (site / "deleted.txt").unlink()
-    (site / "to-dir.txt").unlink()
-    (site / "to-dir.txt").mkdir()
-    (site / "link").unlink()
-    os.symlink("tdir", site / "link")
+    change_after_answering(client, site)
     os.truncate(site / "large.bin", 100)
     assert client.request("GET", "/deleted.txt").status == 404
     assert client.request("GET", "/to-dir.txt").status == 404  # a directory without index.html
