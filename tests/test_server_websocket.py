@@ -107,6 +107,10 @@ async def deny_untyped(ws):
     await ws.send_denial_response(Response(b"", status_code=401))
 
 
+async def deny_varying(ws):
+    await ws.send_denial_response(PlainTextResponse("not for you", status_code=403, headers={"vary": "Cookie"}))
+
+
 async def boom_before(ws):
     raise ValueError("boom before accept")
 
@@ -253,6 +257,7 @@ app = Starlette(routes=[
     WebSocketRoute("/refuse", refuse),
     WebSocketRoute("/deny", deny),
     WebSocketRoute("/deny-untyped", deny_untyped),
+    WebSocketRoute("/deny-varying", deny_varying),
     WebSocketRoute("/boom-before", boom_before),
     WebSocketRoute("/boom-after", boom_after),
     WebSocketRoute("/accept-and-return", accept_and_return),
@@ -638,6 +643,19 @@ def test_denial_response_with_custom_status_headers_and_body(server: ServerProce
     assert response.status_code == 418
     assert response.headers["X-Denied"] == "yes"
     assert response.body == b"no entry for you"
+
+
+def test_a_denial_responses_vary_takes_the_operators_members(start_server, app_dir: Path) -> None:
+    """``--header Vary: Origin`` joins a denial response's own ``Vary``, in one field
+    (``ServerHeaders.merged``), as on an app's HTTP answers (tests/test_vary_merge.py)."""
+    srv = start_server(Path("tests_ws_app:app"), "--ws-ping-interval", "0", "--header", "Vary: Origin", cwd=app_dir)
+    with pytest.raises(InvalidStatus) as info:
+        connect(ws_url(srv, "/deny-varying"), open_timeout=OPEN_TIMEOUT)
+    response = info.value.response
+    assert response.status_code == 403 and response.headers.get_all("vary") == ["Cookie, Origin"]
+    with pytest.raises(InvalidStatus) as info:
+        connect(ws_url(srv, "/deny-untyped"), open_timeout=OPEN_TIMEOUT)
+    assert info.value.response.headers.get_all("vary") == ["Origin"]
 
 
 def test_app_exception_before_accept_is_500(server: ServerProcess) -> None:
