@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:
     from fastserve.config import Config
@@ -52,20 +52,40 @@ def _switches(part: str) -> int:
     return count
 
 
+def _rule(rule: Union[Tuple[str, str], str]) -> Tuple[str, str]:
+    """One of ``CachePolicy``'s ``rules`` as ``(glob, value)``."""
+    if isinstance(rule, str):
+        glob, sep, value = rule.partition("=")
+        if not sep or not glob.strip():
+            raise ValueError(f"the cache rule {rule!r} is not GLOB=VALUE")
+        return glob.strip(), value
+    if isinstance(rule, (tuple, list)) and len(rule) == 2 and all(isinstance(part, str) for part in rule):
+        return rule[0], rule[1]
+    raise TypeError(f"a cache rule is a (glob, value) pair of strings or 'GLOB=VALUE', not {rule!r}")
+
+
 class CachePolicy:
     """``Cache-Control`` for static files; see the module's docstring.
 
-    ``max_age``: seconds for files that are neither HTML nor fingerprinted (``--max-age``).
-    ``rules``: ``(glob, value)`` pairs, first match wins (``--cache-rule GLOB=VALUE``).
-    Raises ``ValueError`` for a negative ``max_age`` or a value holding CR, LF or NUL.
+    ``max_age``: seconds (a whole number) for files that are neither HTML nor fingerprinted
+    (``--max-age``). ``rules``: ``(glob, value)`` pairs, first match wins, or ``"GLOB=VALUE"``
+    strings as ``--cache-rule`` spells them (a dict ``{glob: value}`` keeps its order).
+    Raises ``ValueError`` for a negative ``max_age``, a rule string without ``=``, or a value
+    holding CR, LF or NUL; ``TypeError`` for a ``max_age`` that is no whole number (a string,
+    a bool) or a rule that is neither a pair nor a string.
     """
 
-    def __init__(self, max_age: int = 60, rules: Sequence[Tuple[str, str]] = ()) -> None:
+    def __init__(self, max_age: int = 60, rules: Union[Sequence[Union[Tuple[str, str], str]], Mapping[str, str]] = (),
+                 ) -> None:
+        if isinstance(max_age, bool) or not isinstance(max_age, int):
+            raise TypeError(f"max_age must be a whole number of seconds, not {max_age!r}")
         if max_age < 0:
             raise ValueError("max_age must not be negative")
         self.max_age = max_age
         self.rules: List[Tuple[str, bool, Optional[bytes]]] = []
-        for glob, value in rules:
+        if isinstance(rules, str):
+            raise TypeError(f"rules must be a list of (glob, value) pairs or 'GLOB=VALUE' strings, not {rules!r}")
+        for glob, value in (rules.items() if isinstance(rules, Mapping) else map(_rule, rules)):
             raw = value.strip().encode("latin-1")
             if any(c in raw for c in b"\r\n\0"):
                 raise ValueError(f"the Cache-Control value for {glob!r} holds CR, LF or NUL")

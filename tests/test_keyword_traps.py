@@ -177,3 +177,27 @@ def test_run_refuses_a_string_for_reload_and_http2(served, name):
 def test_every_switch_of_the_config_is_checked():
     assert {"access_log", "follow_symlink", "html", "proxy_headers", "ws_per_message_deflate"} <= set(SWITCHES)
     assert Config(html="no").problems() == ["--html must be True or False, not 'no'"]
+
+
+# -- CachePolicy -----------------------------------------------------------------------------
+
+
+def test_cache_policy_takes_rules_as_the_command_line_spells_them():
+    spelled = CachePolicy(rules=["/assets/*=public, max-age=31536000, immutable", "*.map="])
+    assert spelled("/assets/app.js", b"text/javascript") == b"public, max-age=31536000, immutable"
+    assert spelled("/x.map", b"application/json") is None
+    assert CachePolicy(rules={"*.js": "no-store"})("/a.js", b"text/javascript") == b"no-store"
+
+
+@pytest.mark.parametrize("keywords, error, message", [
+    ({"max_age": "60"}, TypeError, "max_age must be a whole number"),
+    ({"max_age": True}, TypeError, "max_age must be a whole number"),  # was max-age=1
+    ({"max_age": 1.5}, TypeError, "max_age must be a whole number"),  # was max-age=1
+    ({"rules": "*.js=no-store"}, TypeError, "rules must be a list"),  # was one rule per character
+    ({"rules": ["*j"]}, ValueError, "is not GLOB=VALUE"),  # was the glob '*' with the value 'j'
+    ({"rules": [("*.js", "no-store", "x")]}, TypeError, "a cache rule is a"),
+    ({"rules": [("*.js", b"no-store")]}, TypeError, "a cache rule is a"),
+])
+def test_cache_policy_refuses_the_wrong_kind(keywords, error, message):
+    with pytest.raises(error, match=message):
+        CachePolicy(**keywords)
