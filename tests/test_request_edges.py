@@ -113,6 +113,22 @@ def test_no_100_when_the_body_came_with_the_head_or_the_client_speaks_http10(sit
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_static_get_or_heads_large_body_is_read_and_dropped(site, serve, method):
+    """Past the 64 KiB an other method's body may have: a GET or HEAD is answered once its
+    body is in (up to --max-body-size), and the connection goes on; a POST that declares as
+    much is 405 and a close at once, its body never read."""
+    client = serve(site).open()
+    client.send(f"{method} /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode()
+                + b"a" * 60_000, [method == "HEAD"])
+    assert client.parsed() == [] and not client.closed
+    client.send(b"a" * 40_000 + b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [r.status for r in client.parsed()] == [200, 200] and not client.closed
+    refused = serve(site).open()
+    refused.send(b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    assert [r.status for r in refused.parsed()] == [405] and refused.closed
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_no_100_for_a_request_without_a_body(site, serve, method):
     """Nothing to hold back: the answer alone, at once (RFC 9110 section 10.1.1)."""
     client = serve(site).open()
