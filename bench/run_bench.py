@@ -1455,6 +1455,11 @@ def installed_from(python: str) -> Optional[dict]:
     record = {"url": direct["url"], "editable": bool(direct.get("dir_info", {}).get("editable")),
               "git_commit": direct.get("vcs_info", {}).get("commit_id"), "git_dirty": None}
     local = direct["url"][len("file://"):] if direct["url"].startswith("file://") else None
+    imported = imported_from(python)
+    if imported is not None and local is not None and Path(imported) != Path(local):
+        # another checkout ahead of the installed one (PYTHONPATH: a baseline build): that one runs
+        record.update(url="file://" + imported, editable=False, git_commit=None)
+        local = imported
     if record["git_commit"] is None and local and Path(local).is_dir():
         def git(*args: str) -> Optional[str]:
             try:
@@ -1468,6 +1473,18 @@ def installed_from(python: str) -> Optional[dict]:
             status = git("status", "--porcelain", "--untracked-files=no")
             record["git_dirty"] = None if status is None else bool(status)
     return record
+
+
+def imported_from(python: str) -> Optional[str]:
+    """The directory holding the ``fastserve`` package `python` imports (from NEUTRAL_DIR), or None."""
+    try:
+        done = subprocess.run([python, "-c", "import fastserve, os; print(os.path.dirname(os.path.dirname("
+                               "os.path.abspath(fastserve.__file__))))"], capture_output=True, text=True,
+                              timeout=30, check=False, cwd=NEUTRAL_DIR)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = done.stdout.strip() if done.returncode == 0 else ""
+    return found if found and Path(found, "fastserve", "__init__.py").is_file() else None
 
 
 def describe_build(python: str, source: Optional[dict]) -> str:

@@ -1218,6 +1218,27 @@ def test_installed_from_reads_pips_record_and_the_checkouts_commit(tmp_path: Pat
     assert run_bench.describe_build(silent, None).endswith("(install source not recorded)")
 
 
+def test_a_checkout_ahead_on_pythonpath_is_the_build_described(tmp_path: Path) -> None:
+    """A baseline run as the same venv with another checkout on PYTHONPATH (a wrapper script)
+    is described by that checkout, not by what pip installed into the venv."""
+    checkout = tmp_path / "baseline"
+    (checkout / "fastserve").mkdir(parents=True)
+    (checkout / "fastserve" / "__init__.py").write_text("")
+    git = ["git", "-C", str(checkout), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "fastserve"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "baseline"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    wrapper = tmp_path / "baseline-python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={checkout} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    if run_bench.installed_from(sys.executable) is None:
+        pytest.fail("this interpreter's fastserve has no pip record to compare with (install it with pip)")
+    record = run_bench.installed_from(str(wrapper))
+    assert record is not None and record["url"] == f"file://{checkout}" and record["git_commit"] == commit
+    assert run_bench.describe_build(str(wrapper), record) == f"{wrapper} (from {checkout}, git {commit[:10]})"
+
+
 def test_json_records_the_baseline_build_as_it_records_fastserves(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # run from a checkout: its fastserve.egg-info must not answer for what the interpreters have
