@@ -114,7 +114,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--static-only", action="store_true")
     parser.add_argument("--batches", type=int, default=BATCHES)
     parser.add_argument("--batch", type=int, default=STATIC_BATCH)
-    parser.add_argument("--only", choices=["1k", "304", "404"], help="run this static scenario alone")
+    parser.add_argument("--only", choices=["1k", "304", "404", "hello"], help="run this scenario alone")
     return parser.parse_args()
 
 
@@ -152,7 +152,7 @@ async def main() -> None:
         for name, data in requests.items():
             if args.only in (None, name):
                 results[name] = await fastest_static(static, data)
-    if not args.static_only:
+    if not args.static_only and args.only in (None, "hello"):
         asgi = build_state(Config(target=hello_app, **options), hello_app, loop)
         await asgi.asgi_bridge.startup()
         results["hello (ASGI)"] = await fastest_asgi(asgi, request("/", *extra))
