@@ -242,30 +242,31 @@ class StaticFiles:
         self.directory = directory
         self.packages = packages
         self.all_directories = self.get_directories(directory, packages)
-        self.html = switch("html", _falsy_none(html))
+        self.html = html
         self.config_checked = False
-        self.follow_symlink = switch("follow_symlink", _falsy_none(follow_symlink))
-        self.precompressed = switch("precompressed", precompressed)
+        self.follow_symlink = follow_symlink
+        self.precompressed = precompressed
         self.cache_valid = _number("cache_valid", cache_valid, 0)
-        self.dotfiles = switch("dotfiles", dotfiles, ALLOW_DENY)
+        self.dotfiles = dotfiles
         if cache_policy is not None and not callable(cache_policy):
             raise TypeError(f"cache_policy must be a CachePolicy, a callable or None, not {cache_policy!r}")
         self.cache_policy = cache_policy
-        self.etag = switch("etag", etag, ON_OFF)
+        self.etag = etag
         if if_modified_since not in ("before", "exact"):
             raise ValueError(f"if_modified_since must be 'before' or 'exact', not {if_modified_since!r}")
         self.if_modified_since = if_modified_since
-        self.spa = switch("spa", spa)
+        self.spa = spa
         self.error_pages = _error_pages(error_pages)
-        self.compress = switch("compress", compress, ON_OFF)
-        self.listing = switch("listing", listing)
+        self.compress = compress
+        self.listing = listing
         self.templates = templates
         self.listing_max_entries = int(_number("listing_max_entries", listing_max_entries, 1, whole=True))
-        self.file_slash = switch("file_slash", file_slash)
+        self.file_slash = file_slash
         if answers not in ("starlette", "static"):
             raise ValueError(f"answers must be 'starlette' or 'static', not {answers!r}")
         self.answers = answers
         self.max_ranges = int(_number("max_ranges", max_ranges, 0, whole=True))
+        self._check_switches()
         self._listing_renderer: Optional[DirectoryListing] = None
         self._listing_limit: Optional[Tuple[Any, anyio.CapacityLimiter]] = None
         if switch("check_dir", _falsy_none(check_dir)) and directory is not None and not os.path.isdir(directory):
@@ -296,13 +297,10 @@ class StaticFiles:
         return self.file_cache
 
     def _check_switches(self) -> None:
-        for name in ("html", "follow_symlink"):
-            setattr(self, name, switch(name, _falsy_none(getattr(self, name))))
-        for name in ("precompressed", "spa", "listing", "file_slash"):
-            setattr(self, name, switch(name, getattr(self, name)))
-        self.dotfiles = switch("dotfiles", self.dotfiles, ALLOW_DENY)
-        self.etag = switch("etag", self.etag, ON_OFF)
-        self.compress = switch("compress", self.compress, ON_OFF)
+        """Each on/off attribute as a bool, by the rule ``__init__`` takes it by (``_SWITCHES``)."""
+        for name, words, none_is_false in _SWITCHES:
+            value = getattr(self, name)
+            setattr(self, name, switch(name, _falsy_none(value) if none_is_false else value, words))
 
     def use_file_cache(self, cache: FileCache) -> None:
         """Answer from ``cache`` (``build_file_cache``'s, for the current settings) until a
@@ -622,6 +620,13 @@ class StaticFiles:
 # The command line's words for the switches it spells as values (--etag on|off, --compress on|off).
 ON_OFF = {"on": True, "off": False}
 ALLOW_DENY = {"allow": True, "deny": False}  # --dotfiles allow|deny
+# StaticFiles' on/off attributes: (name, the command line's words for it, whether None is false:
+# Starlette's own switches, as Starlette reads them).
+_SWITCHES: Tuple[Tuple[str, Optional[Dict[str, bool]], bool], ...] = (
+    ("html", None, True), ("follow_symlink", None, True), ("precompressed", None, False),
+    ("dotfiles", ALLOW_DENY, False), ("etag", ON_OFF, False), ("spa", None, False),
+    ("compress", ON_OFF, False), ("listing", None, False), ("file_slash", None, False),
+)
 
 
 def _falsy_none(value: Any) -> Any:
