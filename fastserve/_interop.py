@@ -23,7 +23,17 @@ app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep 
   a look-alike could never be caught, and a handler registered for it would never answer the
   ``404``/``405`` the framework raises;
 - values a framework compares with ``is`` (``routing.Match``, what a route makes of a scope)
-  are Starlette's own, so routes of either kind match in a router of the other.
+  are Starlette's own, so routes of either kind match in a router of the other;
+- value classes apps compare, copy or ``isinstance``-check beside the framework's
+  (``datastructures``' multi-dicts, headers, ``URL``, ``State``...) both count as the framework's
+  class (``counts_as``, where it is an ABC) and claim its instances, so ``==`` answers the same
+  in either order, as it does between two of Starlette's (whose ``__eq__`` asks ``isinstance``
+  against its own class); ``Address``, a named tuple, is Starlette's own;
+- routes (``routing``' ``Route``, ``WebSocketRoute``, ``Mount``, ``Host``, ``Router`` and
+  ``BaseRoute``) derive from Starlette's class of their name and claim its instances: Starlette's
+  ``SchemaGenerator``, its OpenTelemetry middleware and FastAPI's router read a route's kind by
+  ``isinstance`` (FastAPI dropped a fastserve route from an ``APIRouter`` it included), and
+  every method they call is fastserve's own.
 
 Without Starlette every one of them is fastserve's own class.
 """
@@ -48,14 +58,14 @@ def counts_as(module: str, name: str) -> Callable[[T], T]:
     """Class decorator: register the class as a virtual subclass of ``module.name`` when that
     class can be imported and is an ABC (``issubclass`` then holds; nothing is inherited), and,
     for a class made by ``ClaimsFrameworkInstances``, name it as the class whose instances it
-    claims."""
+    claims (an ABC or not: a plain framework class is claimed, though it cannot register)."""
 
     def register(cls: T) -> T:
         framework_class = framework_base(module, name, None)
         if isinstance(framework_class, ABCMeta):
             framework_class.register(cls)
-            if isinstance(cls, ClaimsFrameworkInstances):
-                cls._framework_class = framework_class  # type: ignore[attr-defined]
+        if isinstance(framework_class, type) and isinstance(cls, ClaimsFrameworkInstances):
+            cls._framework_class = framework_class  # type: ignore[attr-defined]
         return cls
 
     return register

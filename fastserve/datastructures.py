@@ -9,7 +9,7 @@ from shlex import shlex
 from typing import Any, BinaryIO, NamedTuple, TypeVar, Union
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
-from fastserve._interop import ClaimsFrameworkInstances, framework_base
+from fastserve._interop import ClaimsFrameworkInstances, counts_as, framework_base
 from fastserve.concurrency import run_in_threadpool
 
 __all__ = [
@@ -35,6 +35,11 @@ class Address(NamedTuple):
 
     host: str
     port: int
+
+
+# A named tuple cannot claim another class's instances: where Starlette is installed this is its
+# own ``Address``, so ``isinstance(request.client, Address)`` holds for a FastAPI request's too.
+Address = framework_base("starlette.datastructures", "Address", Address)  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- Host header checks
@@ -117,7 +122,8 @@ def _url_from_scope(scope: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- URL
 
 
-class URL:
+@counts_as("starlette.datastructures", "URL")
+class URL(metaclass=ClaimsFrameworkInstances):
     """An immutable URL string with parsed, read-only components.
 
     Build from a string (``URL("https://example.com/a?b=1")``), from an ASGI scope
@@ -244,7 +250,8 @@ class URL:
         return f"{type(self).__name__}({url!r})"
 
 
-class URLPath(str):
+@counts_as("starlette.datastructures", "URLPath")
+class URLPath(str, metaclass=ClaimsFrameworkInstances):
     """A path produced by URL reversal, which may also carry the protocol and host it belongs to."""
 
     protocol: str
@@ -276,7 +283,8 @@ class URLPath(str):
 # --------------------------------------------------------------------------- small value types
 
 
-class Secret:
+@counts_as("starlette.datastructures", "Secret")
+class Secret(metaclass=ClaimsFrameworkInstances):
     """A string that keeps itself out of reprs and tracebacks; ``str(secret)`` gives the value."""
 
     def __init__(self, value: str) -> None:
@@ -292,7 +300,8 @@ class Secret:
         return bool(self._value)
 
 
-class CommaSeparatedStrings(Sequence[str]):
+@counts_as("starlette.datastructures", "CommaSeparatedStrings")
+class CommaSeparatedStrings(Sequence[str], metaclass=ClaimsFrameworkInstances):
     """``"a, 'b,c', d"`` -> ``["a", "b,c", "d"]``: comma-separated, quotes group, items stripped."""
 
     def __init__(self, value: str | Sequence[str]) -> None:
@@ -320,7 +329,8 @@ class CommaSeparatedStrings(Sequence[str]):
         return ", ".join(repr(item) for item in self._items)
 
 
-class State:
+@counts_as("starlette.datastructures", "State")
+class State(metaclass=ClaimsFrameworkInstances):
     """Attribute (and item) access to a dict: ``request.state.user``, ``app.state.db``."""
 
     _state: dict[str, Any]
@@ -370,7 +380,8 @@ def _pairs_of(value: Any) -> list[tuple[Any, Any]]:
     return list(value)
 
 
-class ImmutableMultiDict(Mapping[KeyT, ValueT]):
+@counts_as("starlette.datastructures", "ImmutableMultiDict")
+class ImmutableMultiDict(Mapping[KeyT, ValueT], metaclass=ClaimsFrameworkInstances):
     """A read-only mapping that remembers every value given for a key.
 
     ``d[key]`` and ``items()`` give the last value for each key; ``getlist(key)`` and
@@ -417,7 +428,12 @@ class ImmutableMultiDict(Mapping[KeyT, ValueT]):
 
     def __eq__(self, other: Any) -> bool:
         # Order between different keys does not matter; order among one key's values does.
-        if not isinstance(other, type(self)):
+        # Of one kind as Starlette decides it: the other is an instance of this one's class (a
+        # framework's multi-dict counts as its fastserve namesake). Where the other is the
+        # framework's, its class decides, as its own __eq__ does when asked first, so either
+        # order answers alike (a bare ImmutableMultiDict of Starlette's takes any of ours).
+        framework_side = not isinstance(type(other), ClaimsFrameworkInstances)
+        if not (isinstance(self, type(other)) if framework_side else isinstance(other, type(self))):
             return False
         return sorted(self._list, key=_first) == sorted(other._list, key=_first)
 
@@ -429,6 +445,7 @@ def _first(pair: tuple[Any, Any]) -> Any:
     return pair[0]
 
 
+@counts_as("starlette.datastructures", "MultiDict")
 class MultiDict(ImmutableMultiDict[Any, Any]):
     """A mutable :class:`ImmutableMultiDict`."""
 
@@ -484,6 +501,7 @@ class MultiDict(ImmutableMultiDict[Any, Any]):
         self._dict.update(incoming._dict)
 
 
+@counts_as("starlette.datastructures", "QueryParams")
 class QueryParams(ImmutableMultiDict[str, str]):
     """The parsed query string: an immutable multi-dict of ``str`` to ``str``.
 
@@ -515,7 +533,8 @@ def _header_key(key: str) -> bytes:
     return key.lower().encode("latin-1")
 
 
-class Headers(Mapping[str, str]):
+@counts_as("starlette.datastructures", "Headers")
+class Headers(Mapping[str, str], metaclass=ClaimsFrameworkInstances):
     """Read-only, case-insensitive HTTP headers that keep repeated fields.
 
     Stored as the ASGI list of lower-cased ``(name, value)`` byte pairs. Build from a
@@ -592,6 +611,7 @@ class Headers(Mapping[str, str]):
         return f"{type(self).__name__}(raw={self.raw!r})"
 
 
+@counts_as("starlette.datastructures", "MutableHeaders")
 class MutableHeaders(Headers):
     """Headers that can be changed in place; ``raw`` is the live list, not a copy."""
 
@@ -763,6 +783,7 @@ class UploadFile(_FrameworkUploadFile or object, metaclass=ClaimsFrameworkInstan
 _UPLOAD_CLASSES = tuple({UploadFile, *UploadFile.__bases__} - {object})
 
 
+@counts_as("starlette.datastructures", "FormData")
 class FormData(ImmutableMultiDict[str, Union[UploadFile, str]]):
     """A parsed form: an immutable multi-dict of field name to ``str`` or :class:`UploadFile`."""
 

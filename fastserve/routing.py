@@ -43,7 +43,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from fastserve._interop import framework_base
+from fastserve._interop import ClaimsFrameworkInstances, counts_as, framework_base
 from fastserve.concurrency import is_async_callable, run_in_threadpool
 from fastserve.datastructures import URL, Headers, URLPath, is_valid_host_header
 from fastserve.exceptions import FastServeDeprecationWarning, HTTPException, WebSocketException
@@ -491,7 +491,17 @@ _BodyLimit = framework_base("starlette.middleware.body_limit", "RequestBodyLimit
 # --------------------------------------------------------------------------- routes
 
 
-class BaseRoute:
+def _framework_route(name: str) -> Any:
+    """Starlette's routing class ``name``, the base of fastserve's of that name (``object``
+    without Starlette): Starlette's ``SchemaGenerator`` and middleware and FastAPI's router read
+    a route's kind by ``isinstance``. fastserve's classes define every method Starlette's do, so
+    none of Starlette's runs on them; each also claims Starlette's instances (``counts_as``), so
+    ``==`` between routes of the two frameworks answers alike in either order."""
+    return framework_base("starlette.routing", name, object)
+
+
+@counts_as("starlette.routing", "BaseRoute")
+class BaseRoute(_framework_route("BaseRoute"), metaclass=ClaimsFrameworkInstances):  # type: ignore[misc]
     """Something a Router can try: ``matches(scope)``, ``handle(...)``, ``url_path_for(...)``."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -516,7 +526,8 @@ class BaseRoute:
         await self.handle(scope, receive, send)
 
 
-class Route(BaseRoute):
+@counts_as("starlette.routing", "Route")
+class Route(BaseRoute, _framework_route("Route")):  # type: ignore[misc]
     """An HTTP endpoint at ``path``.
 
     ``endpoint`` is a function (sync or async) taking a :class:`Request` and returning a response,
@@ -593,7 +604,8 @@ class Route(BaseRoute):
         return f"{type(self).__name__}(path={self.path!r}, name={self.name!r}, methods={sorted(self.methods or [])!r})"
 
 
-class WebSocketRoute(BaseRoute):
+@counts_as("starlette.routing", "WebSocketRoute")
+class WebSocketRoute(BaseRoute, _framework_route("WebSocketRoute")):  # type: ignore[misc]
     """A WebSocket endpoint at ``path``: an async function taking a ``WebSocket``, or an ASGI app."""
 
     def __init__(
@@ -671,11 +683,8 @@ class _HandsOver(BaseRoute):
     _by: ClassVar[str]  # the attribute it routes by: "path" (Mount) or "host" (Host)
 
     def __eq__(self, other: Any) -> bool:
-        return (
-            isinstance(other, _HandsOver)
-            and other._by == self._by
-            and (getattr(self, self._by), self.app) == (getattr(other, other._by), other.app)
-        )
+        kind = Mount if self._by == "path" else Host  # Starlette's Mount or Host counts as it too
+        return isinstance(other, kind) and (getattr(self, self._by), self.app) == (getattr(other, self._by), other.app)
 
     __hash__ = object.__hash__
 
@@ -683,7 +692,8 @@ class _HandsOver(BaseRoute):
         return f"{type(self).__name__}({self._by}={getattr(self, self._by)!r}, name={self.name or ''!r}, app={self.app!r})"
 
 
-class Mount(_HandsOver):
+@counts_as("starlette.routing", "Mount")
+class Mount(_HandsOver, _framework_route("Mount")):  # type: ignore[misc]
     """Hands every request below ``path`` to ``app`` (or to a Router of ``routes``).
 
     The mounted app sees the same ``path``; ``root_path`` grows by the mounted prefix, so the
@@ -762,7 +772,8 @@ def _request_host(scope: Scope) -> str | None:
     return host.lower()
 
 
-class Host(_HandsOver):
+@counts_as("starlette.routing", "Host")
+class Host(_HandsOver, _framework_route("Host")):  # type: ignore[misc]
     """Hands every request whose ``Host`` field matches ``host`` to ``app`` (a template as a
     path's: ``{subdomain}.example.com``; its parameters join ``path_params``). ``url_path_for``
     of its routes carries the host, so ``url_for`` builds the URL on it."""
@@ -842,7 +853,8 @@ def _error_response(exc: HTTPException | RequestJSONDecodeError) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-class Router:
+@counts_as("starlette.routing", "Router")
+class Router(_framework_route("Router"), metaclass=ClaimsFrameworkInstances):  # type: ignore[misc]
     """An ASGI app dispatching to the first matching route (see the module docstring for the
     errors it answers itself).
 
