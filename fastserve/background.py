@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastserve._interop import framework_base
+from fastserve._interop import ClaimsFrameworkInstances, counts_as, framework_base
 from fastserve.concurrency import is_async_callable, run_in_threadpool
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
 
 
-class BackgroundTask:
+@counts_as("starlette.background", "BackgroundTask")
+class BackgroundTask(metaclass=ClaimsFrameworkInstances):
     """``func(*args, **kwargs)``, awaited if it is async, otherwise run in a worker thread."""
 
     def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -27,6 +28,7 @@ class BackgroundTask:
             await run_in_threadpool(self.func, *self.args, **self.kwargs)
 
 
+@counts_as("starlette.background", "BackgroundTasks")
 class BackgroundTasks(
     BackgroundTask, framework_base("starlette.background", "BackgroundTasks", object)  # type: ignore[misc]
 ):

@@ -23,7 +23,7 @@ from fastserve._speedups.filecache import described_file
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
 from fastserve._speedups.requesthead import RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
-from fastserve._interop import framework_base
+from fastserve._interop import ClaimsFrameworkInstances, counts_as, framework_base
 from fastserve.background import BackgroundTask
 from fastserve.concurrency import iterate_in_threadpool
 from fastserve.datastructures import URL, MutableHeaders
@@ -90,7 +90,8 @@ async def _run_until_disconnect(work: Callable[[], Awaitable[None]], receive: Re
         raise error from origin
 
 
-class Response(framework_base("starlette.responses", "Response", object)):  # type: ignore[misc]
+@counts_as("starlette.responses", "Response")
+class Response(framework_base("starlette.responses", "Response", object), metaclass=ClaimsFrameworkInstances):  # type: ignore[misc]
     """A response whose whole body is known up front.
 
     ``content`` is rendered to bytes by :meth:`render`; ``content-length`` and
@@ -240,14 +241,17 @@ def _framework_class(name: str) -> Any:
     return framework_base("starlette.responses", name, object)
 
 
+@counts_as("starlette.responses", "HTMLResponse")
 class HTMLResponse(Response, _framework_class("HTMLResponse")):  # type: ignore[misc]
     media_type = "text/html"
 
 
+@counts_as("starlette.responses", "PlainTextResponse")
 class PlainTextResponse(Response, _framework_class("PlainTextResponse")):  # type: ignore[misc]
     media_type = "text/plain"
 
 
+@counts_as("starlette.responses", "JSONResponse")
 class JSONResponse(Response, _framework_class("JSONResponse")):  # type: ignore[misc]
     """``content`` serialised as compact UTF-8 JSON (no NaN/Infinity, non-ASCII kept as is)."""
 
@@ -273,6 +277,7 @@ class JSONResponse(Response, _framework_class("JSONResponse")):  # type: ignore[
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"
 
 
+@counts_as("starlette.responses", "RedirectResponse")
 class RedirectResponse(Response, _framework_class("RedirectResponse")):  # type: ignore[misc]
     """An empty response pointing the client at ``url`` (307 keeps the method and body)."""
 
@@ -287,6 +292,7 @@ class RedirectResponse(Response, _framework_class("RedirectResponse")):  # type:
         self.headers["location"] = quote(str(url), safe=_LOCATION_SAFE)
 
 
+@counts_as("starlette.responses", "StreamingResponse")
 class StreamingResponse(Response, _framework_class("StreamingResponse")):  # type: ignore[misc]
     """A body produced piece by piece by an async iterable or a plain (blocking) iterable.
 
@@ -448,6 +454,7 @@ def _content_disposition(disposition_type: str, filename: str) -> str:
     return f"{disposition_type}; filename*=utf-8''{escaped}"
 
 
+@counts_as("starlette.responses", "FileResponse")
 class FileResponse(Response, _framework_class("FileResponse")):  # type: ignore[misc]
     """Send a file from disk: validators, ``Range`` requests (206/416), ``HEAD`` and ``pathsend``.
 

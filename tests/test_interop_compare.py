@@ -211,3 +211,47 @@ def test_a_starlette_app_of_fastserve_routes_serves_and_names_them() -> None:
     assert client.post("/api/made").status_code == 201
     assert client.get("/page", headers={"host": "docs.example.com"}).text == "endpoint"
     assert app.url_path_for("endpoint", item_id=3) == "/items/3"
+
+
+# --------------------------------------------------------------------------- responses and tasks
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Response", "HTMLResponse", "PlainTextResponse", "JSONResponse", "RedirectResponse", "StreamingResponse", "FileResponse"],
+)
+def test_isinstance_against_fastserves_response_classes_holds_for_starlettes(name: str) -> None:
+    import starlette.responses as theirs
+
+    import fastserve.responses as ours
+
+    assert issubclass(getattr(theirs, name), getattr(ours, name))
+    assert issubclass(getattr(ours, name), getattr(theirs, name))
+    # a kind is claimed, not every response: Starlette's plain Response is no JSONResponse
+    assert isinstance(theirs.Response(), ours.Response)
+    if name != "Response":
+        assert not isinstance(theirs.Response(), getattr(ours, name))
+
+
+def test_what_a_fastapi_app_hands_its_middleware_and_endpoints_is_an_instance_of_fastserves_class() -> None:
+    from fastserve.background import BackgroundTask, BackgroundTasks
+    from fastserve.responses import JSONResponse, Response
+
+    app = fastapi.FastAPI()
+    seen: dict[str, bool] = {}
+
+    @app.middleware("http")
+    async def look(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        seen["call_next"] = isinstance(response, Response)
+        return response
+
+    @app.get("/")
+    def read(tasks: fastapi.BackgroundTasks) -> Any:
+        seen["tasks"] = isinstance(tasks, BackgroundTasks) and isinstance(tasks, BackgroundTask)
+        answer = fastapi.responses.JSONResponse({"a": 1})
+        seen["json"] = isinstance(answer, JSONResponse)
+        return answer
+
+    assert TestClient(app).get("/").json() == {"a": 1}
+    assert seen == {"call_next": True, "tasks": True, "json": True}
