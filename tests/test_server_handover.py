@@ -197,9 +197,11 @@ def retiring_with(tmp_path: Path, marker: str) -> Iterator[Tuple[ServerProcess, 
 def test_a_retiring_worker_stops_once_the_successor_of_its_crashed_replacement_accepts(tmp_path: Path) -> None:
     with retiring_with(tmp_path, "crash-next") as (srv, retiring):
         assert wait_for(lambda: "starting a new one" in srv.output(), 10.0), srv.output()
-        assert wait_for(lambda: retiring not in srv.children() and len(srv.children()) == 1, 10.0), (
+        # The supervisor says so after it reaps the worker: waiting for the line (not for the
+        # worker to leave /proc, which comes first) leaves no moment between the two to lose.
+        assert wait_for(lambda: f"worker {retiring} retired (--limit-max-requests)" in srv.output(), 10.0), (
             f"the retiring worker {retiring} serves on beside {srv.children()}\n{srv.output()}")
-        assert f"worker {retiring} retired (--limit-max-requests)" in srv.output()
+        assert retiring not in srv.children() and len(srv.children()) == 1, srv.output()
 
 
 def test_a_replacement_whose_app_fails_to_start_is_retried_while_the_old_worker_serves(tmp_path: Path) -> None:

@@ -28,13 +28,19 @@ import signal
 import time
 
 
+def sleep_in_a_thread(line):
+    # Said from the thread itself: a stop that comes before the thread runs finds none to name.
+    os.write(1, line)
+    time.sleep(3600)
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 hang = os.environ.get("HANG", "")
-                if hang.startswith("startup"):
+                if hang.startswith("startup") and hang != "startup-thread":
                     os.write(1, b"starting up\\n")  # one write: workers starting together print at once
                 if hang == "startup":
                     await asyncio.sleep(3600)
@@ -44,7 +50,7 @@ async def app(scope, receive, send):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
                     time.sleep(3600)
                 elif hang == "startup-thread":  # a synchronous call in a thread, which no stop cancels
-                    await asyncio.to_thread(time.sleep, 3600)
+                    await asyncio.to_thread(sleep_in_a_thread, b"starting up\\n")
                 await send({"type": "lifespan.startup.complete"})
             else:
                 if os.environ.get("HANG") == "shutdown":
@@ -60,8 +66,7 @@ async def app(scope, receive, send):
     elif scope["path"] == "/fail":
         raise RuntimeError("a real failure")
     elif scope["path"] == "/thread":  # a synchronous endpoint, run in a thread pool
-        os.write(1, b"in a thread\\n")
-        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 3600)
+        await asyncio.get_running_loop().run_in_executor(None, sleep_in_a_thread, b"in a thread\\n")
     print("running", scope["type"], flush=True)
     await asyncio.sleep(3600)
 '''
