@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -165,3 +166,91 @@ def test_worker_restarts_are_counted(docroot: DocRoot, tmp_path: Path) -> None:
         os.kill(first[0], signal.SIGKILL)
         assert wait_for(lambda: len(child_pids(srv.pid)) == 2 and child_pids(srv.pid) != first, 10.0)
         assert scrape(port)[("fastserve_worker_restarts_total", ())] == 1
+
+
+PROCESS_FAMILIES = {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+                    "process_open_fds", "process_max_fds", "process_start_time_seconds"}
+
+
+def started_at(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the epoch (as /proc tells it)."""
+    import os
+
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_samples(samples: Samples) -> Dict[str, Dict[str, float]]:
+    """The process_* samples of a scrape: family name -> worker label ('' for none) -> value."""
+    found: Dict[str, Dict[str, float]] = {}
+    for (name, labels), value in samples.items():
+        if name.startswith("process_"):
+            found.setdefault(name, {})[dict(labels).get("worker", "")] = value
+            assert set(dict(labels)) <= {"worker"}, (name, labels)
+    return found
+
+
+def test_a_lone_server_has_the_process_metrics_of_any_exporter(docroot: DocRoot, tmp_path: Path) -> None:
+    """process_* as prometheus-client's ProcessCollector gives them for one process: no label,
+    and the figures of the server's own process."""
+    import os
+
+    with CliProcess([str(docroot.root), "--port", "0", "--metrics"], log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port) as held:  # one descriptor more, while it is open
+            assert held.exchange("GET", "/small.txt").status == 200
+            processes = process_samples(scrape(port))
+            fds = len(os.listdir(f"/proc/{srv.pid}/fd"))
+            rss = int(Path(f"/proc/{srv.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        assert set(processes) == PROCESS_FAMILIES
+        assert all(set(by_worker) == {""} for by_worker in processes.values()), processes
+        assert abs(processes["process_start_time_seconds"][""] - started_at(srv.pid)) < 0.02
+        assert abs(processes["process_open_fds"][""] - fds) <= 2  # the scrape's own connection came and went
+        assert 0.5 * rss < processes["process_resident_memory_bytes"][""] < 2 * rss
+        assert processes["process_cpu_seconds_total"][""] > 0
+        [python] = [labels for name, labels in scrape(port) if name == "python_info"]
+        assert dict(python)["version"] == platform.python_version()
+        assert srv.stop() == 0
+
+
+def test_each_process_of_a_supervised_server_has_its_process_metrics_by_slot(docroot: DocRoot,
+                                                                              tmp_path: Path) -> None:
+    """With workers: one series per process, labelled worker="supervisor" or the worker's slot;
+    a worker replaced keeps its slot's label (its start time says it is a new process), and a
+    dead worker's series are gone with it, so the series never multiply."""
+    import os
+    import signal
+
+    from test_server_process import wait_for
+
+    args = [str(docroot.root), "--port", "0", "--metrics", "--workers", "2"]
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        assert wait_for(lambda: len(child_pids(srv.pid)) == 2, 10.0)
+
+        def started() -> Dict[str, float]:
+            processes = process_samples(scrape(port))
+            assert set(processes) == PROCESS_FAMILIES, processes
+            labels = {label for by_worker in processes.values() for label in by_worker}
+            assert labels <= {"supervisor", "0", "1"}, labels
+            return processes["process_start_time_seconds"]
+
+        def matches(workers: list) -> bool:
+            times = started()
+            return (set(times) == {"supervisor", "0", "1"}
+                    and abs(times["supervisor"] - started_at(srv.pid)) < 0.02
+                    and all(abs(a - b) < 0.02 for a, b in zip(sorted([times["0"], times["1"]]),
+                                                               sorted(started_at(pid) for pid in workers))))
+
+        first = child_pids(srv.pid)
+        assert len(first) == 2 and wait_for(lambda: matches(first), 5.0), started()
+        before = started()
+        os.kill(first[0], signal.SIGKILL)
+        assert wait_for(lambda: len(child_pids(srv.pid)) == 2 and child_pids(srv.pid) != first, 10.0)
+        after = child_pids(srv.pid)
+        assert wait_for(lambda: matches(after), 5.0), (started(), after)
+        changed = [label for label in ("0", "1") if started()[label] != before[label]]
+        assert len(changed) == 1, (before, started())
+        assert srv.stop() == 0

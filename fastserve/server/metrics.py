@@ -4,13 +4,14 @@ Each worker counts into its slot of one shared memory block (``fastserve._speedu
 mapped before the workers are forked; a replacement worker takes over its predecessor's slot
 and keeps adding, so counters never go backwards. A scrape, whichever worker answers it, reads
 all slots and renders them with ``prometheus_client``'s metric families and exposition format
-(``pip install 'fastserve[metrics]'``).
+(``pip install 'fastserve[metrics]'``). Beside them, each process's ``process_*`` families
+(``_Processes``) and ``python_info``.
 """
 from __future__ import annotations
 
 import mmap
 import os
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fastserve._speedups import counters as layout
 from fastserve._speedups.counters import Counters
@@ -43,6 +44,15 @@ class SharedCounters:
     def add(self, index: int, value: int, amount: int = 1) -> None:
         """Add ``amount`` to value ``value`` of slot ``index`` (the supervisor's own counts)."""
         self._bytes(index).cast("q")[value] += amount
+
+    def owners(self) -> List[Tuple[int, int]]:
+        """``(slot, pid)`` of each slot some worker has claimed (that worker may have ended since)."""
+        found = []
+        for index in range(self.slots):
+            pid = self._bytes(index).cast("q")[layout.OWNER_PID]
+            if pid > 0:
+                found.append((index, pid))
+        return found
 
     def totals(self) -> List[int]:
         """Every value summed over the slots; gauges only over slots whose worker is alive."""
@@ -85,6 +95,10 @@ class Metrics:
         self._generate = generate_latest
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(shared))
+        self.registry.register(_Processes(shared, SUPERVISOR))
+        from prometheus_client import PlatformCollector
+
+        PlatformCollector(registry=self.registry)  # python_info, the same for every process
 
     def update(self, connections: int, cache: Any) -> None:
         """On each tick: the gauges and the open-file cache figures of this worker."""
@@ -148,7 +162,69 @@ class _Collector:
                                   value=total[layout.COMPRESSION_SAVED_BYTES])
 
 
+class _Processes:
+    """``process_*`` (prometheus-client's ``ProcessCollector``: CPU seconds, resident and virtual
+    memory, open and most descriptors, start time) for each of the server's processes.
+
+    A lone server is one process: its families carry no label, as any exporter's do. Under a
+    supervisor (``--workers N``, ``--limit-max-requests``) every process has its series, labelled
+    ``worker``: the slot's number (``"0"`` .. ``"N-1"``, more after SIGTTIN) for the worker
+    serving it now, ``"supervisor"`` for the supervisor. A slot keeps its label across the
+    workers that serve it one after another, so the series are as many as the slots; a
+    replacement shows as a counter reset and a new ``process_start_time_seconds``, as a restarted
+    process does. A retiring worker leaves its slot's series to its replacement as soon as the
+    replacement starts. Each is read from ``/proc`` at the scrape (Linux; none elsewhere).
+    """
+
+    def __init__(self, shared: SharedCounters, supervisor: Optional[int]) -> None:
+        from prometheus_client import ProcessCollector
+
+        self.shared = shared
+        self.supervisor = supervisor
+        self.pid: Any = "self"
+        self.reader = ProcessCollector(pid=lambda: self.pid, registry=None)
+
+    def collect(self) -> Iterator[Any]:
+        if self.supervisor is None:
+            self.pid = "self"
+            yield from self.reader.collect()
+            return
+        from prometheus_client.metrics_core import Metric
+
+        families: Dict[str, Any] = {}
+        for label, pid in self.processes():
+            self.pid = pid
+            for family in self.reader.collect():
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+                for sample in family.samples:
+                    merged.samples.append(sample._replace(labels={**sample.labels, "worker": label}))
+        yield from families.values()
+
+    def processes(self) -> List[Tuple[str, int]]:
+        """``(label, pid)`` of the supervisor and of each slot's worker that is alive: a child of
+        the supervisor (a slot's recorded pid may have ended, or been reused by another process)."""
+        supervisor = self.supervisor
+        assert supervisor is not None
+        found = [("supervisor", supervisor)]
+        for slot, pid in self.shared.owners():
+            if _parent(pid) == supervisor:
+                found.append((str(slot), pid))
+        return found
+
+
+def _parent(pid: int) -> Optional[int]:
+    """The parent process of ``pid`` (``/proc/PID/stat``), or None when there is none to read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 SHARED: Optional[SharedCounters] = None  # mapped by the main process before workers fork
+SUPERVISOR: Optional[int] = None  # in a worker forked by a supervisor: the supervisor's pid
 SLOT = 0  # this process's slot (set in each forked worker)
 ADDED_SLOTS = 64  # slots beyond --workers, for the workers SIGTTIN may add
 

@@ -269,6 +269,7 @@ class Supervisor:
                 EarlySignals.install()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
                 metrics.SLOT = slot
+                metrics.SUPERVISOR = supervisor
                 Heartbeat.install(self.heartbeats, slot)
                 for fd in (self.control_r, self.wake_r, self.wake_w):
                     os.close(fd)
