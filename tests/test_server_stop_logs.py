@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -14,11 +15,11 @@ import socket
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from server_helpers import RawConnection, running_server
+from server_helpers import RawConnection, ServerProcess, running_server
 from test_server_process import wait_for
 
 HANGING_APP = '''
@@ -65,6 +66,12 @@ async def app(scope, receive, send):
         await send({"type": "websocket.accept"})
     elif scope["path"] == "/fail":
         raise RuntimeError("a real failure")
+    elif scope["path"] == "/blocking":  # a synchronous call on the event loop: it hears no signal meanwhile
+        os.write(1, b"blocking\\n")
+        time.sleep(float(os.environ.get("BLOCK_FOR", "3600")))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     elif scope["path"] == "/thread":  # a synchronous endpoint, run in a thread pool
         await asyncio.get_running_loop().run_in_executor(None, sleep_in_a_thread, b"in a thread\\n")
     print("running", scope["type"], flush=True)
@@ -366,3 +373,83 @@ def test_a_thread_the_app_module_started_does_not_hold_a_failed_start(tmp_path: 
     assert result.returncode == 3, result
     assert "address already in use" in result.stderr
     assert "1 thread the app started still runs (scheduler): exiting without waiting for it" in result.stderr
+
+
+@contextlib.contextmanager
+def blocked_server(tmp_path: Path, flags: List[str]) -> Iterator[Tuple[ServerProcess, RawConnection]]:
+    """A server whose app holds the event loop in ``time.sleep`` (``BLOCK_FOR`` s, an hour
+    unless set) for a request under way: the server and that request's client, both ended
+    at the block's exit (the server killed if it still runs)."""
+    (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
+    srv = ServerProcess(Path("hanging:app"), flags, log_path=tmp_path / "log", cwd=tmp_path)
+    try:
+        srv.wait_ready()
+        with RawConnection(srv.port, timeout=10.0) as client:
+            client.request("GET", "/blocking")
+            assert wait_for(lambda: "\nblocking\n" in srv.output(), 5.0), srv.output()
+            yield srv, client
+    finally:
+        if srv.alive():
+            srv.kill_all()
+
+
+FORCED = "again, and the event loop has not run since the first stop signal"
+
+
+@pytest.mark.parametrize("second", [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")])
+def test_a_second_stop_signal_ends_a_lone_server_whose_app_holds_the_event_loop(tmp_path: Path, second: int) -> None:
+    """The first SIGTERM waits for the event loop, which the app's synchronous call holds (a
+    lone server ignored SIGTERM and Ctrl+C for as long as the call ran); a second stop signal
+    ends the process by that signal, with a warning that says why."""
+    with blocked_server(tmp_path, ["--graceful-timeout", "30"]) as (srv, _):
+        srv.terminate()
+        time.sleep(0.5)
+        assert srv.alive(), srv.output()  # the loop has not heard it: no stop can begin
+        code, took, output = stop_timed(srv, lambda: srv.proc.send_signal(second), 5.0)
+    assert code == -second and took < 5.0, (code, took, output)
+    assert f"WARNING worker {srv.pid}: {signal.Signals(second).name} {FORCED}" in output, output
+
+
+def test_a_second_ctrl_c_ends_a_worker_whose_app_holds_the_event_loop(tmp_path: Path) -> None:
+    """With workers: SIGTERM to the supervisor, then SIGINT to it alone (passed on to the
+    workers, as a second Ctrl+C): the blocked worker ends at once, and the supervisor with it,
+    where it waited twice --graceful-timeout and killed the worker."""
+    with blocked_server(tmp_path, ["--workers", "2", "--graceful-timeout", "30"]) as (srv, _):
+        srv.terminate()
+        assert wait_for(lambda: "shutting down" in srv.output(), 5.0), srv.output()  # the other worker heard it
+        time.sleep(0.3)
+        code, took, output = stop_timed(srv, lambda: srv.proc.send_signal(signal.SIGINT), 5.0)
+    assert code == 0 and took < 5.0, (code, took, output)
+    assert output.count(f"SIGINT {FORCED}") == 1, output
+
+
+def test_one_ctrl_c_as_sigterm_and_sigint_together_waits_for_the_blocked_loop(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM and a SIGINT together are one press (a reloader's SIGTERM and the terminal's
+    SIGINT): the stop waits for the loop, then drains as ever; the request is answered."""
+    monkeypatch.setenv("BLOCK_FOR", "1.5")
+    with blocked_server(tmp_path, ["--graceful-timeout", "30"]) as (srv, client):
+        srv.terminate()
+        srv.proc.send_signal(signal.SIGINT)
+        response = client.read_response()
+        assert srv.wait_exit(5.0) == 0, srv.output()
+    assert (response.status, response.body) == (200, b"ok")
+    assert FORCED not in srv.output(), srv.output()
+
+
+def test_a_second_sigterm_once_the_loop_heard_the_first_leaves_the_drain_alone(tmp_path: Path) -> None:
+    """Once the stop has begun, a second SIGTERM changes nothing: the request gets its
+    --graceful-timeout and the process ends cleanly."""
+    (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
+    with running_server(Path("hanging:app"), ["--graceful-timeout", "1.5"], log_path=tmp_path / "log",
+                        cwd=tmp_path) as srv:
+        client = RawConnection(srv.port)
+        client.request("GET", "/hang")
+        assert wait_for(lambda: "running http" in srv.output(), 5.0), srv.output()
+        srv.terminate()
+        assert wait_for(lambda: "shutting down" in srv.output(), 5.0), srv.output()
+        srv.terminate()
+        assert srv.wait_exit(10.0) == 0, srv.output()
+        client.close()
+    output = srv.output()
+    assert FORCED not in output and "graceful timeout (1.5 s): closing 1 connection" in output, output

@@ -235,6 +235,58 @@ class Heartbeat:
 BEAT = struct.Struct("=qd")  # (worker pid, time.monotonic() of its last tick) per slot
 
 
+class UnheardStops:
+    """A second stop signal while the event loop has not yet heard the first forces the exit.
+
+    The loop hears a stop on its next turn; an app holding it in a synchronous call
+    (``time.sleep`` in an ``async`` route, a blocking client) gives it none, so the graceful
+    stop cannot begin, and a lone server ignored SIGTERM and Ctrl+C for as long as the call
+    ran. Python still runs ``signal.signal`` handlers in the main thread between two bytecodes
+    (a ``time.sleep`` is interrupted for them); ``watch`` puts one in front of the loop's own
+    for a stop signal. When a stop signal arrives while an earlier one is still unheard, and
+    later than ``SAME_PRESS`` after it (one Ctrl+C can reach a process as SIGINT and as the
+    SIGTERM a reloader or supervisor passes on), the worker says so and ends by that signal's
+    default action, as an uncaught one would end it: no drain, no lifespan shutdown, the
+    ``--pid-file`` and ``--uds`` file left as a kill leaves them. Code that never returns to
+    the interpreter (a long computation inside a C extension) runs no handler; only SIGKILL
+    ends it. Once the loop has heard a stop (``heard``), a second signal is the graceful
+    stop's business again (SIGINT cuts the drain short).
+    """
+
+    def __init__(self) -> None:
+        self.since: Optional[float] = None  # when the first stop signal the loop has not heard came
+
+    def watch(self, signum: int) -> None:
+        """Put the check in front of the handler the event loop set for ``signum`` (call it
+        after each ``add_signal_handler`` for a stop signal: that replaces the handler)."""
+        loop_handler = signal.getsignal(signum)
+
+        def handler(signum: int, frame: Any) -> None:
+            now = time.monotonic()
+            if self.since is None:
+                self.since = now
+            elif now - self.since >= SAME_PRESS:
+                self.force(signum, now - self.since)
+            if callable(loop_handler):
+                loop_handler(signum, frame)
+
+        signal.signal(signum, handler)
+
+    def heard(self) -> None:
+        """The event loop ran a stop signal's callback: it has heard every stop so far."""
+        self.since = None
+
+    @staticmethod
+    def force(signum: int, waited: float) -> None:
+        logger.warning("worker %d: %s again, and the event loop has not run since the first stop signal %.1f s ago "
+                       "(the app holds it in a synchronous call): exiting now", os.getpid(),
+                       signal.Signals(signum).name, waited)
+        for handler in logging.getLogger().handlers + logger.handlers:
+            handler.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
 class Handoff:
     """A worker's side of the supervisor's control pipe (None: a lone process, no supervisor).
 
@@ -281,8 +333,10 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     bridge = state.asgi_bridge
     stop = asyncio.Event()
     stopped_by: List[Any] = []  # the signal that began the stop, and when (loop time)
+    unheard = UnheardStops()
 
     def stop_signal(signum: int) -> None:
+        unheard.heard()
         if not stop.is_set():
             stopped_by[:] = [signum, loop.time()]
         stop.set()
@@ -293,6 +347,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     off_signal = loop.remove_signal_handler if handles_signals() else _no_signal_handler
     for signum in STOP_SIGNALS:
         on_signal(signum, stop_signal, signum)
+        if handles_signals():
+            unheard.watch(signum)
     if EarlySignals.received is not None:
         stop.set()
     if bridge is not None and not state.static_only:
@@ -399,11 +455,14 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
     hurry = asyncio.Event()
 
     def sigint_while_draining() -> None:
+        unheard.heard()
         if stopped_by and stopped_by[0] == signal.SIGTERM and loop.time() - stopped_by[1] < SAME_PRESS:
             return
         hurry.set()
 
     on_signal(signal.SIGINT, sigint_while_draining)
+    if handles_signals():
+        unheard.watch(signal.SIGINT)
     if config.shutdown_delay > 0:
         logger.info("worker %d draining: health 503 for %g s before the listener closes",
                     os.getpid(), config.shutdown_delay)
