@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="client certificates: 0 none, 1 optional, 2 required (default: %(default)s)")
     tls.add_argument("--ssl-ciphers", default=None, metavar="LIST", help="OpenSSL cipher list (default: OpenSSL's)")
     tls.add_argument("--ssl-version", type=int, default=DEFAULTS.ssl_version, metavar="N",
+                     choices=CHOICES["ssl_version"],
                      help="uvicorn's ssl.PROTOCOL_* number: 17 or 2, TLS 1.2 and newer; 5, TLS 1.2 alone; "
                           "TLS 1.0 and 1.1 are refused (default: %(default)s)")
     process = parser.add_argument_group("processes")

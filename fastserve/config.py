@@ -34,6 +34,10 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
     "lifespan": ("auto", "on", "off"),
     "ssl_cert_reqs": (0, 1, 2),
+    # uvicorn's ssl.PROTOCOL_* numbers fastserve serves (fastserve.server.tls.PROTOCOL_VERSIONS):
+    # TLS 1.2 and newer (2, 17) or TLS 1.2 alone (5); TLS 1.0 and 1.1 (3, 4) are refused (RFC 8996),
+    # and 16 (PROTOCOL_TLS_CLIENT) cannot serve.
+    "ssl_version": (2, 5, 17),
     "etag": ("on", "off"),
     "if_modified_since": ("exact", "before"),
     "dotfiles": ("allow", "deny"),
@@ -211,6 +215,32 @@ class Config:
                 continue
             if value not in choices or isinstance(value, bool):
                 found.append(f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        found.extend(self._tls_problems())
+        return found
+
+    def _tls_problems(self) -> List[str]:
+        """TLS settings that no file could make work, refused before anything starts (they were
+        found when the context was built, or never): a key without a certificate, a cipher
+        list OpenSSL selects nothing from, and client certificates asked for with no CA to
+        verify them against (every client that sent one failed its handshake). A file that
+        cannot be read is the start's failure (``fastserve.server.tls``), not a usage error."""
+        import ssl
+
+        found = []
+        if self.ssl_certfile is None and self.ssl_context_factory is None:
+            for flag, value in (("--ssl-keyfile", self.ssl_keyfile), ("--ssl-keyfile-password", self.ssl_keyfile_password)):
+                if value is not None:
+                    found.append(f"{flag} needs --ssl-certfile")
+        if isinstance(self.ssl_ciphers, str) and self.ssl_ciphers:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(self.ssl_ciphers)
+            except ssl.SSLError:
+                found.append(f"--ssl-ciphers {self.ssl_ciphers!r}: OpenSSL selects no cipher from it "
+                             f"(`openssl ciphers -v LIST` shows what a list selects)")
+        if (self.ssl_certfile is not None and self.ssl_context_factory is None and self.ssl_cert_reqs in (1, 2)
+                and not self.ssl_ca_certs):
+            found.append(f"--ssl-cert-reqs {self.ssl_cert_reqs} needs --ssl-ca-certs: without the CAs to verify "
+                         f"them against, every client certificate fails its handshake")
         return found
 
     def clock_tick(self) -> float:

@@ -175,19 +175,46 @@ def test_encrypted_key_with_password(ca, tls_server: int) -> None:
         assert conn.exchange("GET", "/small.txt").status == 200
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--ssl-keyfile-password", "wrong"], "cannot load the certificate"),
-    (["--ssl-ciphers", "NO-SUCH-CIPHER"], "TLS settings"),
-    (["--ssl-version", "3"], "--ssl-version 3 is not one fastserve serves; use 2 (PROTOCOL_TLS), 5 (PROTOCOL_TLSv1_2)"),
-    (["--ssl-version", "16"], "--ssl-version 16 is not one fastserve serves"),
-])
-def test_bad_tls_settings_are_one_line(ca, docroot: DocRoot, tmp_path: Path, flags, message) -> None:
+def test_a_key_its_password_cannot_open_is_one_line(ca, docroot: DocRoot, tmp_path: Path) -> None:
     certfile, keyfile = write_cert(ca, tmp_path, "server", password=b"s3cret")
-    args = [str(docroot.root), "--port", "0", "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *flags]
+    args = [str(docroot.root), "--port", "0", "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile),
+            "--ssl-keyfile-password", "wrong"]
     with CliProcess(args, log_path=tmp_path / "log") as srv:
         assert srv.wait_exit(10) == 3
     lines = srv.output().strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
+    assert len(lines) == 1 and "cannot load the certificate" in lines[0], lines
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ssl-version", "3"], "argument --ssl-version: invalid choice: 3 (choose from 2, 5, 17)"),
+    (["--ssl-certfile", "cert.pem", "--ssl-version", "16"], "argument --ssl-version: invalid choice: 16"),
+    (["--ssl-certfile", "cert.pem", "--ssl-ciphers", "NO-SUCH-CIPHER"],
+     "--ssl-ciphers 'NO-SUCH-CIPHER': OpenSSL selects no cipher from it"),
+    (["--ssl-keyfile", "key.pem"], "--ssl-keyfile needs --ssl-certfile"),
+    (["--ssl-keyfile-password", "s3cret"], "--ssl-keyfile-password needs --ssl-certfile"),
+    (["--ssl-certfile", "cert.pem", "--ssl-cert-reqs", "2"], "--ssl-cert-reqs 2 needs --ssl-ca-certs"),
+    (["--ssl-certfile", "cert.pem", "--ssl-cert-reqs", "1"], "--ssl-cert-reqs 1 needs --ssl-ca-certs"),
+])
+def test_tls_settings_no_file_could_make_work_are_usage_errors(tmp_path: Path, flags, message, capsys) -> None:
+    """Refused before any file is read or the port opened (exit code 2, one line), where a
+    TLS 1.0 --ssl-version and a cipher list selecting nothing were found as the context was
+    built (exit code 3), and client certificates asked for with no CA, or an --ssl-version
+    without --ssl-certfile, were served with."""
+    from fastserve.cli import main
+
+    try:
+        code = main([str(tmp_path), "--port", "0", *flags])
+    except SystemExit as exc:  # argparse's own refusal of a value not among the choices
+        code = exc.code
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f"fastserve: {message}")
+
+
+def test_the_ssl_versions_offered_are_the_ones_the_context_pins() -> None:
+    from fastserve.config import CHOICES
+    from fastserve.server.tls import PROTOCOL_VERSIONS
+
+    assert CHOICES["ssl_version"] == tuple(PROTOCOL_VERSIONS)
 
 
 def test_missing_certificate_does_not_exist(docroot: DocRoot, tmp_path: Path) -> None:

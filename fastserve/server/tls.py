@@ -26,7 +26,8 @@ def tls_enabled(config: Config) -> bool:
 
 
 # uvicorn's --ssl-version takes the ``ssl.PROTOCOL_*`` numbers: the TLS version each pins (None:
-# TLS 1.2 and newer, fastserve's default). TLS 1.0 and 1.1 (3, 4) are refused: RFC 8996.
+# TLS 1.2 and newer, fastserve's default). Others (TLS 1.0 and 1.1, RFC 8996) are refused with the
+# other usage errors (``Config.problems``: ``CHOICES["ssl_version"]`` are these keys).
 PROTOCOL_VERSIONS = {
     2: ("PROTOCOL_TLS", None),
     5: ("PROTOCOL_TLSv1_2", ssl.TLSVersion.TLSv1_2),
@@ -62,15 +63,10 @@ def make_context(config: Config) -> Optional[ssl.SSLContext]:
 
 
 def _context_from_settings(config: Config) -> Optional[ssl.SSLContext]:
-    if config.ssl_certfile is None:
-        if config.ssl_keyfile is not None:
-            raise TlsConfigError("--ssl-keyfile needs --ssl-certfile")
+    if config.ssl_certfile is None:  # (a key without it is a usage error: Config.problems)
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if config.ssl_version not in PROTOCOL_VERSIONS:
-        raise TlsConfigError(f"--ssl-version {config.ssl_version} is not one fastserve serves; use "
-                             + ", ".join(f"{number} ({name})" for number, (name, _) in PROTOCOL_VERSIONS.items()))
-    _, only = PROTOCOL_VERSIONS[config.ssl_version]
+    _, only = PROTOCOL_VERSIONS[config.ssl_version]  # one of CHOICES["ssl_version"] (Config.problems)
     context.minimum_version = only or ssl.TLSVersion.TLSv1_2
     if only is not None:
         context.maximum_version = only
