@@ -1,6 +1,7 @@
 """Everything a server run is told: where to listen, what to serve, and every limit."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -216,6 +217,13 @@ class Config:
             if value not in choices or isinstance(value, bool):
                 found.append(f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, not {value!r}")
         found.extend(self._tls_problems())
+        if isinstance(self.forwarded_allow_ips, str):
+            for item in self.forwarded_allow_ips.split(","):
+                if "/" in item:  # meant as a network: one that is none would trust no peer, silently
+                    try:
+                        ipaddress.ip_network(item.strip(), strict=False)
+                    except ValueError:
+                        found.append(f"--forwarded-allow-ips: {item.strip()!r} is no network (ADDRESS/PREFIX)")
         return found
 
     def _tls_problems(self) -> List[str]:

@@ -414,6 +414,8 @@ FRAMED = ("the server writes that field itself for each response (it frames the 
     ("--listing-max-entries", "0", "--listing-max-entries must be at least 1, not 0"),
     # health and metrics at "health/health" would match no request: they were silently off
     ("--admin-prefix", "health", "--admin-prefix must begin with '/' ('' turns health and metrics off), not 'health'"),
+    # a network that is none trusted no proxy, silently (uvicorn refuses it, with a traceback)
+    ("--forwarded-allow-ips", "127.0.0.1, 10.0.0.0/33", "--forwarded-allow-ips: '10.0.0.0/33' is no network (ADDRESS/PREFIX)"),
     # a second length or framing beside the server's own: a desync for the client (both faces)
     *[("--header", f"{name}: {value}", f"--header {name}: {FRAMED}") for name, value in [
         ("Content-Length", "5"), ("transfer-encoding", "chunked"), ("Connection", "close"), ("Upgrade", "h2c")]],

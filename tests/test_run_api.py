@@ -187,6 +187,7 @@ BAD_OPTIONS = [
     ({"ssl_version": 3}, "--ssl-version must be one of 2, 5, 17, not 3"),
     ({"ssl_ciphers": "NONE-SUCH"}, "--ssl-ciphers 'NONE-SUCH': OpenSSL selects no cipher"),
     ({"ssl_keyfile": "key.pem"}, "--ssl-keyfile needs --ssl-certfile"),
+    ({"forwarded_allow_ips": "10.0.0.0/8,fd00::/129"}, "--forwarded-allow-ips: 'fd00::/129' is no network"),
     ({"dotfiles": "yes"}, "--dotfiles"),
     ({"compress": "gzip"}, "--compress"),
     ({"if_modified_since": "after"}, "--if-modified-since"),
