@@ -65,7 +65,9 @@ class FormParser:
     """Parses an ``application/x-www-form-urlencoded`` body into :class:`FormData`.
 
     ``max_fields`` bounds the number of ``name=value`` pairs, ``max_part_size`` the bytes of one
-    pair. Percent-escapes are decoded as UTF-8 (latin-1 for bytes that are not UTF-8).
+    pair. A name or value is percent-decoded to bytes and read as UTF-8, a sequence that is not
+    UTF-8 as U+FFFD (the WHATWG URL standard's ``application/x-www-form-urlencoded`` parsing):
+    what Starlette's parser and the query string give for escaped bytes, and raw UTF-8 is kept.
     """
 
     def __init__(
@@ -111,7 +113,7 @@ class FormParser:
 
     @staticmethod
     def _unquote(raw: bytearray) -> str:
-        return _decode(unquote_to_bytes(bytes(raw).replace(b"+", b" ")), "utf-8")
+        return unquote_to_bytes(bytes(raw).replace(b"+", b" ")).decode("utf-8", "replace")
 
     async def parse(self) -> FormData:
         parser = python_multipart.QuerystringParser(
@@ -302,7 +304,7 @@ class MultiPartParser:
         try:
             parser = self._parser_for(boundary)
         except FormParserError as exc:  # python-multipart refuses a boundary it cannot take
-            raise MultiPartException("Invalid multipart boundary.") from exc
+            raise MultiPartException("Invalid multipart data.") from exc  # Starlette's words for it
         received = 0
         try:
             async for chunk in self.stream:
