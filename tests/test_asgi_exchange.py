@@ -307,3 +307,40 @@ def test_an_app_failing_between_its_start_and_its_first_body_message_is_answered
     response = client.request("GET", "/")
     assert (response.status, response.body) == (500, b"Internal Server Error")
     assert response.header("connection") == "close" and client.closed
+
+
+def app_sending_buffers(kind: Any, size: int, declared: bool):
+    """Sends two pieces of ``size`` bytes each as ``kind`` (a bytearray or a memoryview of one),
+    filling the same buffer again for the second once the first send returned."""
+    async def app(scope, receive, send):
+        headers = [(b"content-length", b"%d" % (2 * size))] if declared else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        buffer = bytearray(b"A" * size)
+        await send({"type": "http.response.body", "body": kind(buffer), "more_body": True})
+        buffer[:] = b"B" * size
+        await send({"type": "http.response.body", "body": kind(buffer)})
+    return app
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+@pytest.mark.parametrize("size", [10, 70_000, 1 << 20])  # under and over the 64 KiB the socket is asked to take
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_piece_may_be_a_bytearray_or_a_memoryview(serve, kind, size, declared) -> None:
+    """send() took them (the ASGI spec names bytes; uvicorn writes any buffer) and then failed:
+    a bytearray after the first piece of a declared length raised TypeError at the write, and a
+    piece over 64 KiB left the response hanging with no byte of it sent and nothing logged."""
+    client = serve(app_sending_buffers(kind, size, declared)).open()
+    response = client.request("GET", "/")
+    assert response.status == 200 and response.body == b"A" * size + b"B" * size
+    assert not client.closed
+
+
+def test_a_memoryview_body_counts_its_bytes_not_its_items(serve) -> None:
+    import array
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
+        await send({"type": "http.response.body", "body": memoryview(array.array("i", [1, 2]))})
+
+    response = serve(app).open().request("GET", "/")
+    assert response.status == 200 and response.body == array.array("i", [1, 2]).tobytes()

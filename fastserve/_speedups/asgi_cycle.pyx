@@ -658,10 +658,16 @@ cdef class HttpCycle(Job):
         if kind == "http.response.body":
             more = message.get("more_body", False)
             body = message.get("body", b"")
-            if type(body) is not bytes and not isinstance(body, (bytearray, memoryview)):
-                # Refused before the head held back is framed with it: a first piece that is
-                # no bytes (a str) still leaves the head unsent, so the app gets its 500.
-                raise TypeError(f"'body' in http.response.body must be bytes, not {type(body).__name__}")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytearray, memoryview)):
+                    # Refused before the head held back is framed with it: a first piece that
+                    # is no bytes (a str) still leaves the head unsent, so the app gets its 500.
+                    raise TypeError(f"'body' in http.response.body must be bytes, not {type(body).__name__}")
+                # A buffer is taken as its bytes, copied now: the framing, the writes and a
+                # FileSender holding a large piece handle bytes alone (a bytearray piece failed
+                # at the write or left the response hanging), and the app may refill its buffer
+                # once send() returns. len() of a memoryview counts items, not bytes.
+                body = bytes(body)
             if not self._sends_body():
                 body = b""
             elif self.declared >= 0:

@@ -497,6 +497,12 @@ class WebSocketSession:
         text = message.get("text")
         try:
             if data is not None:
+                if type(data) is not bytes:
+                    # A buffer goes out as its bytes: a memoryview's len() counts its items,
+                    # and the frame layer sized the message by it (8 bytes of int32s went as 2).
+                    if not isinstance(data, (bytearray, memoryview)):
+                        raise TypeError(f"'bytes' in websocket.send must be bytes, not {type(data).__name__}")
+                    data = bytes(data)
                 self.protocol.send_binary(data)
             elif text is not None:
                 self.protocol.send_text(text.encode("utf-8"))

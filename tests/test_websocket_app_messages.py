@@ -1,0 +1,85 @@
+"""What a WebSocket app sends, as the session takes it (in-process: bytes in, bytes out): the
+buffers a binary message may be given as."""
+from __future__ import annotations
+
+import array
+import base64
+import os
+import struct
+from typing import Any, List, Tuple
+
+import pytest
+
+from connection_driver import Driven, run
+
+HANDSHAKE = (
+    "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+).encode()
+
+
+def server_frames(data: bytes) -> List[Tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked, uncompressed frame a server wrote in ``data``."""
+    frames = []
+    while data:
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F
+        at = 2
+        if length == 126:
+            (length,), at = struct.unpack("!H", data[2:4]), 4
+        elif length == 127:
+            (length,), at = struct.unpack("!Q", data[2:10]), 10
+        frames.append((opcode, data[at:at + length]))
+        data = data[at + length:]
+    return frames
+
+
+def test_a_binary_message_may_be_a_bytearray_or_memoryview_of_any_format() -> None:
+    """A message is its bytes: a memoryview of int32s went out as as many bytes as it has items
+    (the frame layer sized it by len()), 2 of 8; a bytearray the app refills after its send
+    returned goes out as it was when sent."""
+    ints = array.array("i", [1, 2])
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": memoryview(ints)})
+        buffer = bytearray(b"a" * 300)
+        await send({"type": "websocket.send", "bytes": buffer})
+        buffer[:] = b"b" * 300
+        await send({"type": "websocket.send", "bytes": memoryview(buffer)})
+        await receive()
+
+    async def main() -> None:
+        driven = Driven(app, ws_per_message_deflate=False, ws_ping_interval=0)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        head, _, frames = driven.output.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert server_frames(frames) == [(2, ints.tobytes()), (2, b"a" * 300), (2, b"b" * 300)]
+
+    run(main)
+
+
+@pytest.mark.parametrize("data", ["text", 12, [1, 2]])
+def test_a_binary_message_that_is_no_bytes_is_refused(data: Any) -> None:
+    """The app's send raises TypeError (its failure closes the socket 1011), nothing is sent."""
+    seen: List[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.send", "bytes": data})
+        except TypeError as exc:
+            seen.append(str(exc))
+            raise
+
+    async def main() -> None:
+        driven = Driven(app, ws_per_message_deflate=False, ws_ping_interval=0)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        frames = server_frames(driven.output.partition(b"\r\n\r\n")[2])
+        assert [opcode for opcode, _ in frames] == [8] and frames[0][1][:2] == struct.pack("!H", 1011)
+        assert seen and "websocket.send" in seen[0]
+
+    run(main)
