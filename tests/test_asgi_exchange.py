@@ -309,6 +309,34 @@ def test_an_app_failing_between_its_start_and_its_first_body_message_is_answered
     assert response.header("connection") == "close" and client.closed
 
 
+def app_starting(status: Any):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+    return app
+
+
+@pytest.mark.parametrize("status", [0, 99, 600, 999, 1000, -200, 2 ** 70, "200", 200.0, None])
+def test_a_status_that_is_no_final_status_code_is_answered_500(serve, status, caplog) -> None:
+    """RFC 9110 section 15: a status code is 100..599, and http.response.start's is a final one
+    (200..599; the 1xx are held in tests/test_bad_input_bounded.py). A 600 or 999 went out as
+    the app gave it, with an empty reason phrase; a client may read it as its class's x00 or drop
+    the connection (uvicorn drops it). The app gets its 500, and the log says why."""
+    client = serve(app_starting(status)).open()
+    response = client.request("GET", "/")
+    assert (response.status, response.body) == (500, b"Internal Server Error")
+    assert client.closed
+    assert "http.response.start" in caplog.text
+
+
+def test_a_final_status_may_be_an_int_subclass(serve) -> None:
+    from http import HTTPStatus
+
+    response = serve(app_starting(HTTPStatus.ACCEPTED)).open().request("GET", "/")
+    assert (response.status, response.body) == (202, b"ok")
+    assert serve(app_starting(599)).open().request("GET", "/").status == 599
+
+
 def app_sending_buffers(kind: Any, size: int, declared: bool):
     """Sends two pieces of ``size`` bytes each as ``kind`` (a bytearray or a memoryview of one),
     filling the same buffer again for the second once the first send returned."""

@@ -574,10 +574,12 @@ def test_a_websocket_version_other_than_13_is_answered_with_the_one_spoken(versi
     run(main)
 
 
-@pytest.mark.parametrize("status", [100, 101, 103])
-def test_an_informational_status_in_a_websocket_denial_is_a_500(status: int) -> None:
+@pytest.mark.parametrize("status", [100, 101, 103, 600, 999, 0, "403", 403.0])
+def test_an_informational_status_in_a_websocket_denial_is_a_500(status: Any) -> None:
     # A 101 would tell the client its handshake succeeded (without Sec-WebSocket-Accept); a
-    # 100/103 is interim, so the body after it would be read as the final answer's head.
+    # 100/103 is interim, so the body after it would be read as the final answer's head. The
+    # rest are no final status (RFC 9110 section 15): the rule http.response.start is held to
+    # (asgi_cycle.final_status), which the session had a copy of.
     async def main() -> None:
         driven = Driven(denying(status))
         driven.send(WS_HANDSHAKE)

@@ -1,5 +1,5 @@
 """What a WebSocket app sends, as the session takes it (in-process: bytes in, bytes out): the
-buffers a binary message may be given as."""
+status of a denial and the buffers a binary message may be given as."""
 from __future__ import annotations
 
 import array
@@ -10,7 +10,7 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from connection_driver import Driven, run
+from connection_driver import Driven, run, statuses
 
 HANDSHAKE = (
     "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -31,6 +31,23 @@ def server_frames(data: bytes) -> List[Tuple[int, bytes]]:
         frames.append((opcode, data[at:at + length]))
         data = data[at + length:]
     return frames
+
+
+def test_a_denial_status_may_be_an_int_subclass() -> None:
+    from http import HTTPStatus
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": HTTPStatus.FORBIDDEN, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    async def main() -> None:
+        driven = Driven(app)
+        driven.send(HANDSHAKE)
+        await driven.settle()
+        assert statuses(driven.output) == [403] and driven.output.endswith(b"\r\n\r\nno")
+
+    run(main)
 
 
 def test_a_binary_message_may_be_a_bytearray_or_memoryview_of_any_format() -> None:

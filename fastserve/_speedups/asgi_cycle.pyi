@@ -4,6 +4,8 @@ from fastserve._speedups.job import Job
 
 class ClientDisconnected(OSError): ...
 
+def final_status(status: Any, message: str) -> int: ...
+
 def build_scope(
     kind: str, conn: Any, raw_url: bytes, headers: List[Tuple[bytes, bytes]], root_path: str,
     state: Dict[str, Any], proxy: Any, method: Optional[str] = ..., http10: bool = ...,

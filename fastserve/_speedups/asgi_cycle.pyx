@@ -51,6 +51,23 @@ class ClientDisconnected(OSError):
     """
 
 
+cpdef int final_status(object status, str message) except -1:
+    """The status of the final response an app starts (``http.response.start``, or a WebSocket
+    denial's ``websocket.http.response.start``, named by ``message``): an int from 200 to 599.
+
+    Raises ``ValueError`` for any other, which the caller answers 500 for the app. A 1xx there
+    is read by the client as an interim answer and what follows as the final head (RFC 9110
+    section 15.2); a number outside 100..599 is no status code at all (section 15: a client may
+    read it as its class's x00, or drop the connection). ``TypeError`` for what is no int.
+    """
+    if type(status) is not int and not isinstance(status, int):
+        raise TypeError(f"'status' in {message} must be an int, not {type(status).__name__}")
+    if not 200 <= status <= 599:
+        raise ValueError(f"invalid status code {status!r} in {message} (RFC 9110 section 15: "
+                         f"{'1xx is interim' if 100 <= status < 200 else 'a final status is 200 to 599'})")
+    return status
+
+
 cdef class _Done:
     """A coroutine that is already complete: ``send`` returns it when its work is done, so an
     app's ``await send(...)`` costs no coroutine of its own (``asyncio.create_task`` takes it too)."""
@@ -648,7 +665,8 @@ cdef class HttpCycle(Job):
                 raise RuntimeError("http.response.start sent twice")
             # Started only once the head is built: an app whose fields are refused (not bytes,
             # a bad name, CR/LF in a value) has sent nothing yet, so it is answered 500.
-            self.pending_head = self._build_head(message["status"], list(message.get("headers", ())))
+            self.pending_head = self._build_head(final_status(message["status"], "http.response.start"),
+                                                 list(message.get("headers", ())))
             self.started = True
             return DONE
         if not self.started:
@@ -841,10 +859,6 @@ cdef class HttpCycle(Job):
         cdef bint no_body = status in NO_BODY_STATUSES
         cdef ServerFields server_fields = self.shared.server_fields
         cdef list kept = []
-        if status < 200:
-            # http.response.start begins the final response (RFC 9110 §15.2): a 1xx there is
-            # read by the client as an interim answer, and what follows as the final head.
-            raise ValueError(f"invalid status code {status} for http.response.start (1xx is interim)")
         self.status = status
         self.declared = -1
         self.chunked = False

@@ -34,7 +34,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from fastserve._speedups.asgi_cycle import ClientDisconnected  # one class for HTTP and WebSocket sends
+# One class for HTTP and WebSocket sends, one rule for the status an app's answer starts with.
+from fastserve._speedups.asgi_cycle import ClientDisconnected, final_status
 from fastserve.types import Message
 from fastserve._speedups.headers import current_http_date, serialize_headers
 
@@ -432,10 +433,8 @@ class WebSocketSession:
             self._queue_disconnect(1006)
             self._answer_http(403, [], b"")
         elif kind == "websocket.http.response.start":
-            status = message["status"]
-            # A 1xx is no answer: 101 would say the handshake succeeded, 100/103 are interim.
-            if not isinstance(status, int) or not 200 <= status <= 599:
-                raise RuntimeError(f"invalid HTTP status {status!r} in websocket.http.response.start")
+            # A 1xx is no answer (101 would say the handshake succeeded), nor is 600 or 999.
+            status = final_status(message["status"], "websocket.http.response.start")
             self.denial = (status, [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []], [])
             self.handshake = _DENYING
         else:
