@@ -4,6 +4,7 @@
 from fastserve._speedups.counters cimport Counters
 from fastserve._speedups.filecache cimport FileCache, OpenFile
 from fastserve._speedups.filesender cimport WritableWatch
+from fastserve._speedups.readhub cimport HubMember, ReadHub
 from fastserve._speedups.requesthead cimport FieldSpan, RequestHead
 from fastserve._speedups.staticanswer cimport WireAnswer
 
@@ -59,6 +60,7 @@ cdef class ServerState:
     cdef public int accept_ceiling         # a new connection's descriptor at or above it pauses accepting (0: never)
     cdef public object acceptor            # the worker's listener: pause() -> bool, resume(); None: not watched
     cdef public bint accept_paused         # paused at the ceiling: the next closed connection resumes it
+    cdef public ReadHub read_hub           # reads the plain-TCP connections of a static root; None: their transports do
     cdef RequestHead spare_head            # held by no connection: the next request is read into it
     cdef RequestHead take_head(self)
     cdef void give_head(self, RequestHead head)
@@ -69,7 +71,7 @@ cdef inline bint records_requests(ServerState state):
     return state.counters is not None or state.access_logger is not None
 
 
-cdef class HttpProtocol:
+cdef class HttpProtocol(HubMember):
     # Thousands of these are held by idle keep-alive clients: pointers first, then 8-byte
     # numbers, 4-byte ones, and one-byte flags last, so the object has no padding.
     cdef readonly ServerState state
@@ -127,8 +129,11 @@ cdef class HttpProtocol:
     cdef unsigned char line_state     # how far the request line httptools reads has come (requesthead.LINE_*)
     cdef unsigned char connection     # the Connection option httptools' request carried (requesthead.CONNECTION_*)
     cdef unsigned char held_scheduled # held_input is to be parsed on the next loop turn
+    cdef unsigned char hub_took       # the read hub took reading over from the transport (and keeps it, member or not)
 
     cdef void _read_addresses(self)
+    cdef void _take(self, bytes data)
+    cdef void _transport_reading(self, bint on)
     cdef object _receive(self, bytes data)
     cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
     cdef Py_ssize_t _chunked_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)

@@ -3,6 +3,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from fastserve._speedups.counters import Counters
 from fastserve._speedups.filecache import FileCache
+from fastserve._speedups.readhub import HubMember, ReadHub
 
 class ServerState:
     app: Any
@@ -40,6 +41,7 @@ class ServerState:
     accept_ceiling: int
     acceptor: Any
     accept_paused: bool
+    read_hub: Optional[ReadHub]
     def __init__(
         self, config: Any, *, app: Any = ..., cache: Optional[FileCache] = ..., asgi_bridge: Any = ...,
         access_logger: Any = ...,
@@ -50,7 +52,7 @@ class ServerState:
     def shutdown(self) -> None: ...
     def close_idle(self, idle_for: float = ...) -> None: ...
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(HubMember, asyncio.Protocol):
     state: ServerState
     loop: asyncio.AbstractEventLoop
     transport: Any

@@ -41,6 +41,7 @@ from fastserve._speedups.charclass cimport hex_value, is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
 from fastserve._speedups.forwarded cimport resolve_fields
 from fastserve._speedups.job cimport Job
+from fastserve._speedups.readhub cimport HUB_BUFFER_SIZE, READS_PER_TURN, HubMember, ReadHub
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
     CONNECTION_DEFAULT as HEAD_CONNECTION_DEFAULT,
@@ -347,6 +348,8 @@ cdef class HttpProtocol:
         if self.state.tracer is not None:
             self.state.tracer.connection_lost(self, exc)
         self.state.connections.pop(self, None)
+        if self.hub_serial:
+            self.state.read_hub.drop(self, self.sock_fd)
         if self.state.shutting_down and not self.state.connections and self.state.on_drained is not None:
             self.state.on_drained()
         if self.state.accept_paused:  # a descriptor is free again
@@ -432,6 +435,76 @@ cdef class HttpProtocol:
         self._update_reading()
 
     def data_received(self, bytes data):
+        cdef ReadHub hub = self.state.read_hub
+        if hub is not None and not self.hub_took and self.sock_fd >= 0 and not self.reading_paused \
+                and self.upgraded is None and self.pending_upgrade is None and not self.closing:
+            # The connection's next bytes are read by the hub (readhub.pyx), not the transport.
+            self.transport.pause_reading()
+            self.hub_took = hub.join(self, self.sock_fd)
+            if not self.hub_took:
+                self.transport.resume_reading()
+        self._take(data)
+
+    cdef int hub_readable(self, ReadHub hub, bint to_end) except -1:
+        """The read hub found the socket readable: read it as the transport would have, until it
+        is empty (edge-triggered: the next bytes bring a new event; ``to_end``: until ``recv``
+        finds nothing, a short read not taken as proof), reading is paused, or
+        ``READS_PER_TURN`` buffers came (the rest on the loop's next turn)."""
+        cdef Py_ssize_t got
+        cdef int reads = 0
+        while not self.reading_paused:
+            transport = self.transport
+            if transport is None or (self.watch is not None and transport.is_closing()):
+                # Closing: the transport ends it. (Only a duplicate, the watch's, can keep the
+                # registration alive after the transport closed the descriptor, which another
+                # connection may have been given since.)
+                hub.drop(self, self.sock_fd)
+                return 0
+            if reads == READS_PER_TURN:
+                self.loop.call_soon(self._hub_again)
+                return 0
+            got = hub.receive(self.sock_fd)
+            if got > 0:
+                self._take(PyBytes_FromStringAndSize(hub.buffer, got))
+                if got < HUB_BUFFER_SIZE and not to_end:
+                    return 0
+                reads += 1
+            elif got == 0:
+                hub.drop(self, self.sock_fd)  # nothing more will come
+                if not self.eof_received() and self.transport is not None:
+                    self.transport.close()
+                return 0
+            elif errno == EAGAIN:
+                return 0
+            else:  # the peer reset the connection, or the like: uvloop ends it the same way
+                hub.drop(self, self.sock_fd)
+                self.abort()
+                return 0
+        return 0
+
+    def _hub_again(self):
+        """``loop.call_soon`` target: read on (reading resumed, or a long read paused for a turn)."""
+        if self.hub_serial and not self.reading_paused:
+            self.state.read_hub.read(self, self.sock_fd, True)
+
+    cdef void _transport_reading(self, bint on):
+        """Start or stop reading the socket, through the read hub where it took reading over."""
+        if self.hub_took:
+            if self.upgraded is None and self.pending_upgrade is None:
+                if on and self.hub_serial:
+                    # Bytes that came while paused raised an edge nobody acted on: look now.
+                    self.loop.call_soon(self._hub_again)
+                return  # paused, hub_readable reads nothing; a member no more, nothing is read
+            # A WebSocket session reads through the transport, and pauses it itself.
+            self.state.read_hub.leave(self, self.sock_fd)
+            self.hub_took = False
+        if on:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    cdef void _take(self, bytes data):
+        """What the client sent next (read by the transport or the read hub)."""
         if self.upgraded is not None:
             self.upgraded.data_received(data)
             return
@@ -439,7 +512,7 @@ cdef class HttpProtocol:
             # Frames sent before the 101: keep them for the session, and stop reading for now.
             session, rest = self.pending_upgrade
             self.pending_upgrade = (session, rest + data)
-            self.transport.pause_reading()
+            self._transport_reading(False)
             self.reading_paused = True
             return
         if self.closing:
@@ -1238,9 +1311,9 @@ cdef class HttpProtocol:
                 session, rest = self.pending_upgrade
                 self.pending_upgrade = None
                 self.upgraded = session
-                if self.reading_paused:
+                if self.reading_paused or self.hub_took:
                     self.reading_paused = False
-                    self.transport.resume_reading()
+                    self._transport_reading(True)  # through the transport from now on
                 session.start(rest)
                 return
             if self.closing:
@@ -1271,7 +1344,7 @@ cdef class HttpProtocol:
         self.transport.write_eof()  # once what the transport holds has gone out
         if self.reading_paused:
             self.reading_paused = False
-            self.transport.resume_reading()
+            self._transport_reading(True)
 
     cdef inline void _hold(self, bytes data):
         """Add ``data`` to the answers ready to be written together."""
@@ -1573,12 +1646,10 @@ cdef class HttpProtocol:
         if self.transport is None or pause == self.reading_paused:
             return
         self.reading_paused = pause
-        if pause:
-            self.transport.pause_reading()
-        else:
+        if not pause:
             # The clocks of a head or body in progress restart: we were the ones not reading.
             self.head_started = self.body_read_at = self.state.now
-            self.transport.resume_reading()
+        self._transport_reading(not pause)
 
 
 class _Abort(Exception):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tup
 
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.protocol import HttpProtocol, ServerState
+from fastserve._speedups.readhub import ReadHub
 from fastserve._speedups.staticanswer import set_root_path
 from fastserve._speedups.wire import set_server_fields
 from fastserve.config import Config
@@ -396,6 +397,12 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             acceptor.resume()
 
     handshakes.on_failed = handshake_failed
+    if state.static_only and tls is None:
+        # The static root's connections are read from the worker's own epoll set (readhub.pyx).
+        try:
+            state.read_hub = ReadHub(loop)
+        except OSError as error:
+            logger.warning("worker %d: connections are read by their transports (%s)", os.getpid(), error)
     acceptor = Acceptor(loop, new_connection, sock, config.backlog, tls, state.connections,
                         room if tls is not None else None)
     await acceptor.start()
@@ -497,6 +504,8 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         conn.abort()
     await asyncio.sleep(0)  # the aborted connections hear of it before their requests are cancelled
     await _cancel(running)
+    if state.read_hub is not None:
+        state.read_hub.close()
     ticker[0].cancel()
     if trimmer is not None:
         trimmer.close()
