@@ -35,7 +35,14 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "site").mkdir()
     (root / "site" / "index.html").write_text("<p>home</p>")
     (root / "site" / "404.html").write_text("<p>missing</p>")
-    for path in [*root.iterdir(), *(root / "site").iterdir()]:
+    (root / "site" / "docs").mkdir()
+    (root / "site" / "docs" / "index.html").write_text("<p>docs</p>")
+    (root / "sp ace.txt").write_text("space")
+    (root / "caf\u00e9.txt").write_text("cafe")
+    (root / "empty.txt").write_text("")
+    (root / "noext").write_text("n")
+    (root / "notes.txt.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    for path in [*root.iterdir(), *(root / "site").iterdir(), *(root / "site" / "docs").iterdir()]:
         os.utime(path, (978307200, 978307200))  # 2001-01-01: If-Modified-Since can name a later past date
     return root
 
@@ -130,3 +137,74 @@ def test_the_same_request_gets_the_same_answer(
     starlette_client, fastserve_client = clients
     expected = _seen(starlette_client.request(method, path, headers=headers))
     assert _seen(fastserve_client.request(method, path, headers=headers)) == expected
+
+
+# Each path under each precondition and range a client sends, ETAG standing for the ETag that
+# library gave the file (each makes its own): the answers must match (status, fields, body).
+VALIDATED_PATHS = [
+    "/static/a.txt", "/static/empty.txt", "/static/noext", "/static/sp%20ace.txt", "/static/caf%C3%A9.txt",
+    "/static/missing", "/site/", "/site/docs", "/site/docs/", "/site/nope", "/file/a.txt", "/file/empty.txt",
+]
+VALIDATORS = [
+    {"if-none-match": "ETAG"},
+    {"if-none-match": "*"},
+    {"if-none-match": '"other", ETAG'},
+    {"if-none-match": "W/ETAG"},
+    {"if-modified-since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+    {"if-modified-since": "Sun, 31 Dec 2000 00:00:00 GMT"},
+    {"if-modified-since": "Monday, 01-Jan-01 00:00:00 GMT"},
+    {"if-modified-since": "Mon Jan  1 00:00:00 2001"},
+    {"if-modified-since": "not a date"},
+    {"if-none-match": "ETAG", "if-modified-since": "Sun, 31 Dec 2000 00:00:00 GMT"},
+    {"if-range": "ETAG", "range": "bytes=0-1"},
+    {"if-range": '"other"', "range": "bytes=0-1"},
+    {"if-range": "Mon, 01 Jan 2001 00:00:00 GMT", "range": "bytes=0-1"},
+    {"if-range": "Tue, 02 Jan 2001 00:00:00 GMT", "range": "bytes=0-1"},
+    {"range": "bytes=0-0,-1"},
+    {"range": "bytes=-0"},
+    {"range": "bytes=1-2,0-0"},
+    {"accept-encoding": "gzip, br"},
+]
+
+
+@pytest.mark.parametrize("headers", VALIDATORS, ids=[str(h) for h in VALIDATORS])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("path", VALIDATED_PATHS)
+def test_a_conditional_or_ranged_request_gets_the_same_answer(
+    clients: tuple[TestClient, TestClient], path: str, method: str, headers: dict[str, str]
+) -> None:
+    answers = []
+    for client in clients:
+        etag = client.get(path).headers.get("etag", '"none"')
+        sent = {name: value.replace("ETAG", etag) for name, value in headers.items()}
+        answers.append(_seen(client.request(method, path, headers=sent, follow_redirects=False)))
+    assert answers[1] == answers[0]
+
+
+@pytest.mark.parametrize(
+    "headers", [{"if-match": '"other"'}, {"if-unmodified-since": "Sun, 31 Dec 2000 00:00:00 GMT"}]
+)
+def test_a_failed_if_match_or_if_unmodified_since_is_412_where_starlettes_static_files_sends_the_file(
+    clients: tuple[TestClient, TestClient], headers: dict[str, str]
+) -> None:
+    # RFC 9110 sections 13.1.1 and 13.1.4: the origin answers 412 when the condition is false;
+    # Starlette's StaticFiles never reads these fields (README says so). A FileResponse reads
+    # no precondition in either library (an app decides those), so it sends the file both ways.
+    starlette_client, fastserve_client = clients
+    assert starlette_client.get("/static/a.txt", headers=headers).status_code == 200
+    refused = fastserve_client.get("/static/a.txt", headers=headers)
+    assert (refused.status_code, refused.text) == (412, "Precondition Failed")
+    assert fastserve_client.get("/static/a.txt", headers={"if-match": "*"}).status_code == 200
+    assert _seen(fastserve_client.get("/file/a.txt", headers=headers)) == _seen(
+        starlette_client.get("/file/a.txt", headers=headers)
+    )
+
+
+def test_a_gzip_file_asked_for_by_name_is_application_gzip_where_starlette_says_text_plain(
+    clients: tuple[TestClient, TestClient],
+) -> None:
+    starlette_client, fastserve_client = clients
+    assert starlette_client.get("/static/notes.txt.gz").headers["content-type"] == "text/plain; charset=utf-8"
+    answer = fastserve_client.get("/static/notes.txt.gz")
+    assert answer.headers["content-type"] == "application/gzip"
+    assert "content-encoding" not in answer.headers and answer.content == b"\x1f\x8b\x08\x00"
