@@ -156,13 +156,15 @@ cdef class ReadHub:
         cdef epoll_event events[EVENTS_PER_TURN]
         cdef int count, i, fd
         cdef uint32_t serial
+        cdef uint64_t key
         cdef object member
         if self.epoll_fd < 0:
             return
         count = epoll_wait(self.epoll_fd, events, EVENTS_PER_TURN, 0)
         for i in range(count):
-            fd = <int>(events[i].data.u64 & 0xFFFFFFFF)
-            serial = <uint32_t>(events[i].data.u64 >> 32)
+            key = events[i].data.u64
+            fd = <int><uint32_t>key
+            serial = <uint32_t>(key >> 32)
             if fd >= len(self.members):
                 continue
             member = self.members[fd]
