@@ -89,6 +89,10 @@ class FastServeDeprecationWarning(
     """
 
 
-# The name Starlette gives its deprecation warnings, so ``pytest.warns`` and warning filters
-# written against ``starlette.exceptions`` keep working after the import is swapped.
-StarletteDeprecationWarning = FastServeDeprecationWarning
+# The name Starlette gives its deprecation warnings: where Starlette is installed its own class
+# (see _interop), so ``pytest.warns`` and warning filters written against ``starlette.exceptions``
+# keep catching what Starlette and FastAPI warn as well as fastserve's (a subclass of it) after
+# the import is swapped; an alias of fastserve's class named that way made them miss Starlette's.
+StarletteDeprecationWarning = framework_base(  # type: ignore[misc]
+    "starlette.exceptions", "StarletteDeprecationWarning", FastServeDeprecationWarning
+)

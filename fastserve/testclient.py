@@ -26,7 +26,7 @@ import anyio.from_thread
 
 from fastserve._interop import framework_base
 from fastserve.asgi2 import ASGI2App, ASGI3App, ASGIInstance, as_asgi3
-from fastserve.exceptions import FastServeDeprecationWarning
+from fastserve.exceptions import FastServeDeprecationWarning, StarletteDeprecationWarning
 from fastserve.websockets import WebSocketDisconnect  # Starlette's class where Starlette is installed
 from fastserve.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,9 +56,6 @@ __all__ = [
     "WebSocketTestSession",
 ]
 
-# The name Starlette's test client module gives the warnings it emits (a subclass of it where
-# Starlette is installed, and a DeprecationWarning).
-StarletteDeprecationWarning = FastServeDeprecationWarning
 
 PortalFactory = Callable[[], AbstractContextManager[anyio.from_thread.BlockingPortal]]
 
@@ -605,13 +602,14 @@ class _Lifespan:
 def _warn_if_timeout(timeout: Any) -> None:
     """A ``timeout`` given to the client or a request has no effect: the app runs in-process.
 
-    Warned about with ``StarletteDeprecationWarning``, as Starlette's client does.
+    Warned about with ``FastServeDeprecationWarning``: a ``StarletteDeprecationWarning``, as
+    Starlette's client warns, and a ``DeprecationWarning``.
     """
     if timeout is not httpx.USE_CLIENT_DEFAULT:
         warnings.warn(
             "You should not use the 'timeout' argument with the TestClient: the app runs in-process, "
             "so no timeout applies.",
-            StarletteDeprecationWarning,
+            FastServeDeprecationWarning,
             stacklevel=3,
         )
 

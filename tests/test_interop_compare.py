@@ -255,3 +255,30 @@ def test_what_a_fastapi_app_hands_its_middleware_and_endpoints_is_an_instance_of
 
     assert TestClient(app).get("/").json() == {"a": 1}
     assert seen == {"call_next": True, "tasks": True, "json": True}
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+@pytest.mark.parametrize("module", ["fastserve.exceptions", "fastserve.testclient"])
+def test_starlette_deprecation_warning_with_fastserves_import_catches_starlettes_and_fastserves(module: str) -> None:
+    import importlib
+    import warnings
+
+    import starlette.status
+
+    import fastserve.status
+
+    warning = importlib.import_module(module).StarletteDeprecationWarning
+    with pytest.warns(warning, match="HTTP_413_CONTENT_TOO_LARGE"):
+        starlette.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018 - Starlette warns on the read
+    with pytest.warns(warning, match="HTTP_413_CONTENT_TOO_LARGE") as caught:
+        fastserve.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018
+    assert issubclass(caught[0].category, DeprecationWarning)
+    with pytest.warns(warning, match="timeout"):
+        TestClient(fastapi.FastAPI()).get("/", timeout=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=warning)
+        starlette.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018 - silenced by the filter
+        fastserve.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018
