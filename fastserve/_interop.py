@@ -18,7 +18,8 @@ app can swap ``starlette``/``fastapi`` for ``fastserve`` in one import and keep 
   framework's import;
 - classes apps *catch, compare or key exception handlers by* while the framework raises or
   returns them (``HTTPException``, ``WebSocketException``, ``WebSocketDisconnect``,
-  ``ClientDisconnect``, ``WebSocketState``) are Starlette's own class, because ``except``, ``==``
+  ``ClientDisconnect``, ``MultiPartException``, ``WebSocketState``, and the warning category
+  ``StarletteDeprecationWarning``) are Starlette's own class, because ``except``, ``==``
   and Starlette's handler lookup (along the raised exception's ``__mro__``) match the real class:
   a look-alike could never be caught, and a handler registered for it would never answer the
   ``404``/``405`` the framework raises;

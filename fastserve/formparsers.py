@@ -22,6 +22,7 @@ import python_multipart
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
+from fastserve._interop import framework_base
 from fastserve.datastructures import FormData, Headers, UploadFile
 
 __all__ = ["FormParser", "MultiPartException", "MultiPartParser", "parse_content_type"]
@@ -33,6 +34,11 @@ class MultiPartException(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+# Apps catch it around ``await request.form()``: where Starlette is installed it is Starlette's
+# class, so the same ``except`` works whichever framework's Request raised it (see _interop).
+MultiPartException = framework_base("starlette.formparsers", "MultiPartException", MultiPartException)  # type: ignore[misc]
 
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:

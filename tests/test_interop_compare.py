@@ -282,3 +282,24 @@ def test_starlette_deprecation_warning_with_fastserves_import_catches_starlettes
         warnings.filterwarnings("ignore", category=warning)
         starlette.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018 - silenced by the filter
         fastserve.status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # noqa: B018
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framework", ["starlette", "fastserve"])
+async def test_except_multipart_exception_with_fastserves_import_catches_either_frameworks_form_error(
+    framework: str,
+) -> None:
+    import importlib
+
+    from fastserve.formparsers import MultiPartException
+
+    request_class = importlib.import_module(f"{framework}.requests").Request
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"--x\r\nno-colon\r\n\r\n1\r\n--x--\r\n", "more_body": False}
+
+    headers = [(b"content-type", b"multipart/form-data; boundary=x")]
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""}
+    with pytest.raises(MultiPartException) as raised:
+        await request_class(scope, receive).form()
+    assert raised.value.message == "Invalid multipart data."
