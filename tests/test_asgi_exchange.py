@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import sys
 from typing import Any, Dict, List
 
@@ -372,3 +373,66 @@ def test_a_memoryview_body_counts_its_bytes_not_its_items(serve) -> None:
 
     response = serve(app).open().request("GET", "/")
     assert response.status == 200 and response.body == array.array("i", [1, 2]).tobytes()
+
+
+def app_zerocopysending(path: Any, **slice_: Any):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with open(path, "rb") as file:
+            await send({"type": "http.response.zerocopysend", "file": file, **slice_})
+    return app
+
+
+@pytest.mark.parametrize("slice_", [
+    {"offset": 1000, "count": 10},   # starts past the end
+    {"offset": 95, "count": 10},     # ends past it
+    {"offset": -5, "count": 10},
+    {"offset": 0, "count": -1},
+    {"offset": 101},                 # to the end, from past it
+    {"offset": "0", "count": 10},
+    {"offset": 0, "count": 10.0},
+])
+def test_a_zerocopysend_slice_the_file_does_not_hold_is_answered_500(serve, tmp_path, caplog, slice_) -> None:
+    """Each was framed (a chunk of the count, or a Content-Length) and cut off where sendfile
+    found no byte: a response broken off, the connection dropped, nothing logged. Refused before
+    the head is framed, the app gets its 500 and the log says why."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(100)))
+    client = serve(app_zerocopysending(path, **slice_), pathsend=True).open()
+    response = client.request("GET", "/")
+    assert (response.status, response.body) == (500, b"Internal Server Error")
+    assert "http.response.zerocopysend" in caplog.text
+
+
+@pytest.mark.parametrize("slice_, body", [
+    ({"offset": 90, "count": 10}, bytes(range(90, 100))),  # up to the last byte
+    ({"offset": 100}, b""),                                 # from the end: nothing
+    ({"offset": 100, "count": 0}, b""),
+    ({}, bytes(range(100))),
+])
+def test_a_zerocopysend_slice_within_the_file_is_sent(serve, tmp_path, slice_, body) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(100)))
+    client = serve(app_zerocopysending(path, **slice_), pathsend=True).open()
+    response = client.request("GET", "/")
+    assert (response.status, response.body) == (200, body)
+    assert not client.closed
+
+
+def test_zerocopysend_of_what_is_no_regular_file_is_answered_500(serve, caplog) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"piped")
+    os.close(write_end)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with os.fdopen(read_end, "rb") as pipe:
+            await send({"type": "http.response.zerocopysend", "file": pipe, "offset": 0, "count": 5})
+
+    response = serve(app, pathsend=True).open().request("GET", "/")
+    assert (response.status, response.body) == (500, b"Internal Server Error")
+    assert "not a regular file" in caplog.text

@@ -7,6 +7,7 @@ request an app answers, so it is compiled; the rules are the same as in pure Pyt
 import logging
 import os
 import sys
+from stat import S_ISREG
 from asyncio import CancelledError, Task, sleep
 from contextvars import Context, copy_context
 
@@ -66,6 +67,31 @@ cpdef int final_status(object status, str message) except -1:
         raise ValueError(f"invalid status code {status!r} in {message} (RFC 9110 section 15: "
                          f"{'1xx is interim' if 100 <= status < 200 else 'a final status is 200 to 599'})")
     return status
+
+
+cdef long long _file_slice(int fd, object start, object count) except -1:
+    """The byte count of a ``http.response.zerocopysend`` slice of the open file ``fd``: from
+    ``start`` (its offset, or the file's position), ``count`` bytes (``None``: to the end).
+
+    Raises ``ValueError`` for a slice the file does not hold (a negative offset or count, or one
+    that ends past the end of the file) or a file that is no regular file, and ``TypeError``
+    for an offset or count that is no int: each was framed and then cut off where sendfile
+    found no byte, the connection dropped with nothing logged. Raised before the head is
+    framed, an app that sends the slice first is answered 500.
+    """
+    st = os.fstat(fd)
+    if not S_ISREG(st.st_mode):
+        raise ValueError("http.response.zerocopysend: the file is not a regular file")
+    if type(start) is not int and not isinstance(start, int):
+        raise TypeError(f"'offset' in http.response.zerocopysend must be an int, not {type(start).__name__}")
+    if count is None:
+        count = st.st_size - start
+    elif type(count) is not int and not isinstance(count, int):
+        raise TypeError(f"'count' in http.response.zerocopysend must be an int, not {type(count).__name__}")
+    if start < 0 or count < 0 or start + count > st.st_size:
+        raise ValueError(f"http.response.zerocopysend: {count} bytes from offset {start} of a file of "
+                         f"{st.st_size} bytes")
+    return count
 
 
 cdef class _Done:
@@ -728,8 +754,7 @@ cdef class HttpCycle(Job):
             offset = message.get("offset")
             start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
             count = message.get("count")
-            if count is None:
-                count = os.fstat(fd).st_size - start
+            count = _file_slice(fd, start, count)
             await self._send_file(file, start, count, more=message.get("more_body", False))
             if offset is None:  # the extension moves the file position when it was used
                 os.lseek(fd, start + count, os.SEEK_SET)
