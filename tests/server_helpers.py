@@ -25,7 +25,7 @@ import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -55,6 +55,23 @@ class DocRoot:
 
     def path(self, name: str) -> Path:
         return self.root / name
+
+
+async def echo_body(scope: dict, receive: Any, send: Any) -> None:
+    """An ASGI app that answers an HTTP request with the body it read, with its Content-Length;
+    it returns at ``http.disconnect``."""
+    if scope["type"] != "http":
+        return
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": bytes(body)})
 
 
 def pattern_bytes(size: int, seed: int) -> bytes:

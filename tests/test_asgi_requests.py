@@ -9,6 +9,7 @@ import pytest
 
 from bridge_app import APP
 from inprocess import parse_responses, request
+from server_helpers import echo_body
 
 
 
@@ -290,3 +291,75 @@ def test_the_apps_task_factory_makes_each_exchanges_task(serve):
     responses = client.wait_for(4)
     assert len(made) == 2
     assert [r.body.decode() for r in responses[2:]] == [f"fastserve-http {id(task)}" for task in made]
+
+
+def echoing_app(seen: list):
+    """server_helpers.echo_body, each message it receives recorded by its type in ``seen``."""
+    async def app(scope, receive, send):
+        async def recorded():
+            message = await receive()
+            seen.append(message["type"])
+            return message
+        await echo_body(scope, recorded, send)
+    return app
+
+
+UPGRADES = [
+    ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+]
+NEXT = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 200])
+def test_a_request_whose_upgrade_is_not_taken_keeps_its_body(serve, pieces):
+    """RFC 9110 section 7.8: a server may ignore an Upgrade and answer in HTTP/1.1, and the
+    request is then the one it was, body included. httptools reads nothing past the head of a
+    request that asks to switch protocols, so the app of an h2c upgrade on a POST (curl
+    --http2 to an http:// URL) was told its body was empty; the connection still closes after
+    the answer (what follows the head may have been meant for the new protocol)."""
+    seen: list = []
+    client = serve(echoing_app(seen)).open()
+    body = bytes(range(256)) * 40
+    raw = request("POST", "/", UPGRADES, body) + NEXT
+    step = -(-len(raw) // pieces)
+    for at in range(0, len(raw), step):
+        client.send(raw[at:at + step])
+    (response,) = client.parsed()
+    assert (response.status, response.body) == (200, body)
+    assert response.header("connection") == "close" and client.closed
+
+
+def test_a_chunked_body_of_a_request_whose_upgrade_is_not_taken_is_read(serve):
+    seen: list = []
+    client = serve(echoing_app(seen)).open()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo\r\nTransfer-Encoding: chunked\r\n\r\n"
+    client.send(head + b"3\r\nabc\r\n")
+    client.send(b"2;ext=1\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n" + NEXT)
+    (response,) = client.parsed()
+    assert (response.status, response.body) == (200, b"abcde") and client.closed
+
+
+def test_the_body_of_a_request_whose_upgrade_is_not_taken_is_held_to_the_limits(serve):
+    seen: list = []
+    client = serve(echoing_app(seen), max_body_size=100).open()
+    client.send(request("POST", "/", UPGRADES, b"x" * 101))
+    (response,) = client.parsed()
+    assert response.status == 413 and client.closed
+    # Cut off by the client's FIN: the app has what came, then hears of it, as of any body.
+    seen.clear()
+    client = serve(echoing_app(seen)).open()
+    client.send(request("POST", "/", [("Content-Length", "10"), ("Connection", "upgrade"), ("Upgrade", "foo")]) + b"abc")
+    client.eof()
+    assert seen == ["http.request", "http.disconnect"]
+    assert [r.status for r in client.parsed()] == [400] and client.closed
+
+
+def test_a_stalled_body_of_a_request_whose_upgrade_is_not_taken_times_out(serve):
+    seen: list = []
+    server = serve(echoing_app(seen), body_timeout=5)
+    client = server.open()
+    client.send(request("POST", "/", [("Content-Length", "10"), ("Connection", "upgrade"), ("Upgrade", "foo")]) + b"abc")
+    server.tick(6)
+    server.settle()
+    assert seen == ["http.request", "http.disconnect"]
+    assert [r.status for r in client.parsed()] == [408] and client.closed

@@ -16,7 +16,7 @@ import os
 import re
 import time
 import urllib.parse
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import httptools
 import pytest
@@ -39,6 +39,7 @@ from fastserve._speedups.headers import (
 from fastserve._speedups.pathlookup import percent_decode, split_url_path
 from fastserve._speedups.requesthead import scan_head
 from connection_driver import Driven, run, statuses
+from server_helpers import echo_body
 from test_requesthead import assert_httptools_reads_alike
 
 OWS = b" \t"
@@ -512,19 +513,6 @@ def test_chunked_bodies_read_as_the_reference_reads_them(data: bytes, split: int
         assert chunks is not None and bytes(recorder.body) == chunks[0], data
 
 
-async def _echo_body(scope: dict, receive: Any, send: Any) -> None:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
-    await send({"type": "http.response.body", "body": bytes(body)})
-
-
 @given(CHUNKED_BODIES, st.integers(1, 64))
 def test_chunked_bodies_through_the_server(data: bytes, split: int) -> None:
     """An app behind the connection gets the reference's body and answers it, or the client
@@ -533,7 +521,7 @@ def test_chunked_bodies_through_the_server(data: bytes, split: int) -> None:
     chunks = reference_chunks(data)
 
     async def main() -> None:
-        driven = Driven(_echo_body)
+        driven = Driven(echo_body)
         driven.send(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
         for at in range(0, len(data), split):
             driven.send(data[at:at + split])

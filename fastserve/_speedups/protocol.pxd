@@ -138,6 +138,7 @@ cdef class HttpProtocol(HubMember):
     cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
     cdef Py_ssize_t _chunked_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
     cdef object _feed_parser(self, bytes data)
+    cdef void _read_body_apart(self)
     cdef void _begin_websocket(self, bytes rest)
     cdef Py_ssize_t _read_simple_heads(self, bytes data)
     cdef void _start_simple_job(self, const char* chars, FieldSpan* lines, Py_ssize_t count)

@@ -114,6 +114,7 @@ cdef enum:
     HEAD_BODY_QUEUED = 16       # its exchange waits behind others: its body is not read meanwhile
     HEAD_UPGRADE = 32           # an Upgrade field
     HEAD_METHOD_REFUSED = 64    # httptools does not know the method: 501 once the request line ends well
+    HEAD_UPGRADE_BODY = 128     # an Upgrade not taken, on a request to an app with a body: read by a _BodyReader
 # Seconds a connection that sent its last answer keeps reading (and dropping) what the client
 # still sends before it closes, when the client does not close first (_close_after_answers).
 cdef double LINGER = 5.0
@@ -656,7 +657,10 @@ cdef class HttpProtocol:
                     return
                 # Any other upgrade: answer the request as plain HTTP, then close.
                 self.head.keep_alive = False
-                self.closing = True
+                if self.head_flags & HEAD_UPGRADE_BODY:
+                    self._read_body_apart()  # its body comes next (this piece ended with the head)
+                else:
+                    self.closing = True
             except HttpParserError as error:
                 if self.in_head and _unknown_method(error):
                     self.head_flags |= HEAD_METHOD_REFUSED
@@ -878,8 +882,12 @@ cdef class HttpProtocol:
         if (self.head_flags & HEAD_UPGRADE or method == CONNECT) and parser.should_upgrade():
             # httptools reads nothing past a request that switches protocols (or a CONNECT): one
             # not taken (all but a WebSocket's to an app) is answered as plain HTTP, and that
-            # answer says the connection closes after it (RFC 9112 section 9.6).
+            # answer says the connection closes after it (RFC 9112 section 9.6). A body it has is
+            # the request's all the same (RFC 9110 section 7.8: the Upgrade is ignored): read
+            # apart from httptools, which stops at the head, so the app is not told it is empty.
             self.head.keep_alive = False
+            if not self.state.static_only and (self.head.declared_length > 0 or self.head_flags & HEAD_TRANSFER_CODED):
+                self.head_flags |= HEAD_UPGRADE_BODY
         if self.head.http10:
             self.head_flags &= ~HEAD_EXPECTS_CONTINUE  # no 100 to an HTTP/1.0 client (RFC 9110 section 10.1.1)
         if self.state.static_only:
@@ -928,6 +936,8 @@ cdef class HttpProtocol:
                 raise _Abort()
 
     def on_message_complete(self):
+        if self.head_flags & HEAD_UPGRADE_BODY:
+            return  # httptools' word after the head: the body has not been read (_read_body_apart)
         self.in_message = False
         if self.upgrade_request is not None:
             return
@@ -951,6 +961,19 @@ cdef class HttpProtocol:
             self._emit(continue_response())
         else:
             self._fail(405, method_not_allowed(False, self.head.http10))
+
+    cdef void _read_body_apart(self):
+        """The body of a request whose Upgrade is not taken (all but a WebSocket's to an app: an
+        h2c upgrade on a POST): httptools reads nothing past such a head, so a parser of its own
+        reads the body, framed as the head declared it; the connection's own following of
+        the framing, its limits and timeouts are those of any body, and the exchange completes
+        when it ends. The connection closes after the answer."""
+        self.head_flags &= ~HEAD_UPGRADE_BODY
+        self.parser = HttpRequestParser(_BodyReader(self))
+        if self.head_flags & HEAD_TRANSFER_CODED:
+            self.parser.feed_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else:
+            self.parser.feed_data(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % self.head.declared_length)
 
     cdef void _begin_websocket(self, bytes rest):
         method, url, headers = self.upgrade_request
@@ -1650,6 +1673,21 @@ cdef class HttpProtocol:
             # The clocks of a head or body in progress restart: we were the ones not reading.
             self.head_started = self.body_read_at = self.state.now
         self._transport_reading(not pause)
+
+
+cdef class _BodyReader:
+    """httptools' callbacks for a body read apart from its head (``_read_body_apart``): the
+    body's pieces and its end go to the connection, as those of any body do."""
+    cdef HttpProtocol conn
+
+    def __cinit__(self, HttpProtocol conn):
+        self.conn = conn
+
+    def on_body(self, bytes body):
+        self.conn.on_body(body)
+
+    def on_message_complete(self):
+        self.conn.on_message_complete()
 
 
 class _Abort(Exception):
