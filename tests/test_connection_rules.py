@@ -96,6 +96,21 @@ def test_idle_keep_alive_connection_closes_when_the_clock_passes_the_timeout(sit
     assert client.closed and client.transport.data.endswith(b"first\n")  # closed quietly
 
 
+@pytest.mark.parametrize("face", ["static", "app"])
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_keepalive_timeout_0_keeps_no_connection_and_says_so(site, serve, face, version):
+    """--keepalive-timeout 0 (nginx's keepalive_timeout 0): each answer says Connection: close
+    and the connection closes after it, where one promising keep-alive went out and the
+    connection was cut at the next tick, as a client may be sending its next request on it."""
+    server = serve(site if face == "static" else hello, keepalive_timeout=0.0)
+    client = server.open()
+    asked = [("Connection", "keep-alive")] if version == "1.0" else []
+    client.send(request("GET", "/a.txt", asked).replace(b"HTTP/1.1", f"HTTP/{version}".encode(), 1))
+    [response] = client.parsed()
+    assert response.status == 200 and response.header("connection") == "close"
+    assert client.closed
+
+
 def test_slow_head_gets_408_when_the_clock_passes_the_header_timeout(site, serve):
     server = serve(site, header_timeout=10.0)
     client = server.open()

@@ -26,6 +26,7 @@ class ServerState:
     connections: Dict["HttpProtocol", None]
     now: float
     shutting_down: bool
+    keeps_none: bool
     scan_heads: bool
     draining: bool
     on_drained: Optional[Callable[[], None]]

@@ -154,6 +154,10 @@ cdef class ServerState:
         self.connections = {}
         self.now = 0.0
         self.shutting_down = False
+        # --keepalive-timeout 0 keeps no connection (nginx's keepalive_timeout 0): every answer
+        # says Connection: close, where one promising keep-alive was cut at the next tick, under
+        # a client that may be sending its next request on it.
+        self.keeps_none = config.keepalive_timeout <= 0
         self.scan_heads = True
         self.draining = False
         self.on_drained = None
@@ -207,6 +211,7 @@ cdef class ServerState:
         """
         cdef HttpProtocol conn
         self.shutting_down = True
+        self.keeps_none = True
         for conn in list(self.connections):
             conn.stop_keeping_alive()
 
@@ -876,7 +881,7 @@ cdef class HttpProtocol:
             # section 6.1: a coding not understood is 501. Either way the app never starts.
             self._fail(501 if self.head_flags & HEAD_CHUNKED_LAST else 400)
             raise _Abort()
-        self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.shutting_down)
+        self.head.keep_alive = keeps_alive(self.head.http10, self.connection, self.state.keeps_none)
         if self.head_flags & HEAD_TRANSFER_CODED and self.head.http10:
             self.head.keep_alive = False  # RFC 9112 section 6.1: its framing cannot be trusted
         if (self.head_flags & HEAD_UPGRADE or method == CONNECT) and parser.should_upgrade():
@@ -1018,7 +1023,7 @@ cdef class HttpProtocol:
             self.head.is_get = not head.is_head
             self.head.target = span_bytes(chars, head.target)
             self.head.http10 = head.http10
-            self.head.keep_alive = keeps_alive(head.http10, head.connection, state.shutting_down)
+            self.head.keep_alive = keeps_alive(head.http10, head.connection, state.keeps_none)
             self.awaiting_head = False
             if not host_fields_valid(head.host_count, head.http10):
                 self._fail(400)

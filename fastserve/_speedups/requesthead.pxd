@@ -90,11 +90,11 @@ cdef class RequestHead:
 cpdef int connection_option(bytes value)
 
 
-cdef inline bint keeps_alive(bint http10, int connection, bint shutting_down) noexcept:
+cdef inline bint keeps_alive(bint http10, int connection, bint keeps_none) noexcept:
     """Whether the connection stays open after this request (RFC 9112 section 9.3): HTTP/1.1
-    unless the client said close, HTTP/1.0 only if it asked for keep-alive; never while the
-    server is shutting down."""
-    if shutting_down:
+    unless the client said close, HTTP/1.0 only if it asked for keep-alive; never when the
+    server keeps none (it is shutting down, or runs with --keepalive-timeout 0)."""
+    if keeps_none:
         return False
     if http10:
         return connection == CONNECTION_KEEP_ALIVE
