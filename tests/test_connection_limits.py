@@ -267,6 +267,7 @@ def test_connection_over_max_connections_gets_503_and_close(serve, docroot):
     third = server.open()
     (refused,) = parse_responses(bytes(third.transport.data))[0]
     assert refused.status == 503 and refused.header("connection") == "close" and third.closed
+    assert server.state.refused_connections == 1  # for the worker's warning and --metrics (no access line)
     assert first.request("GET", "/small.txt").status == 200
     first.eof()  # the client leaves: its place is free
     assert server.open().request("GET", "/small.txt").status == 200  # room again
@@ -284,3 +285,24 @@ def test_more_ranges_than_max_ranges_send_the_whole_file(limited, docroot, name,
     assert response.body == getattr(docroot, attr)
     allowed = client.request("GET", name, [("Range", "bytes=0-0,2-2,4-4,6-6")])
     assert allowed.status == 206 and allowed.header("content-type").startswith("multipart/byteranges")
+
+
+def test_refusals_at_max_connections_are_said_at_most_every_ten_seconds(caplog):
+    """The first refusal is said at the next tick; more are summed into one line at most every
+    REFUSALS_EVERY seconds, so a worker shedding load all day writes a line per 10 s, not per
+    connection, and an operator still sees that it sheds."""
+    import logging
+    import os
+
+    from fastserve.server.worker import REFUSALS_EVERY, Refusals
+
+    refusals = Refusals(100)
+    with caplog.at_level(logging.WARNING, logger="fastserve"):
+        for refused, now in [(0, 0.0), (1, 0.5), (7, 1.0), (7, 1.0 + REFUSALS_EVERY - 0.6), (9, 0.5 + REFUSALS_EVERY),
+                             (9, 100.0)]:
+            refusals.look(refused, now)
+    prefix = f"worker {os.getpid()}: --max-connections 100 reached: "
+    assert [record.getMessage() for record in caplog.records] == [
+        prefix + "1 connection answered 503 and closed",
+        prefix + "8 connections answered 503 and closed since the last such line",
+    ]

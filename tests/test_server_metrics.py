@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -40,6 +41,11 @@ def parse_samples(response: RawResponse) -> Samples:
 
 def scrape(port: int) -> Samples:
     return parse_samples(fetch(port, "/_fastserve/metrics"))
+
+
+def scrape_on(conn: RawConnection) -> Samples:
+    """A scrape on a connection already open (where a new one would be refused)."""
+    return parse_samples(conn.exchange("GET", "/_fastserve/metrics"))
 
 
 def requests(samples: Samples, status: str, method: str) -> float:
@@ -254,3 +260,39 @@ def test_each_process_of_a_supervised_server_has_its_process_metrics_by_slot(doc
         changed = [label for label in ("0", "1") if started()[label] != before[label]]
         assert len(changed) == 1, (before, started())
         assert srv.stop() == 0
+
+
+def test_connections_refused_at_max_connections_are_counted_and_said(docroot: DocRoot, tmp_path: Path) -> None:
+    """A connection past --max-connections is answered 503 before any request is read, so no
+    access line names it: the worker's warning and fastserve_refused_connections_total do."""
+    from test_server_process import wait_for
+
+    def the_one_place(port: int) -> Tuple[RawConnection, Samples]:
+        """A connection holding the worker's one place (the readiness probe's, or the last
+        one, may hold it a moment longer), and the scrape it made."""
+        while True:
+            conn = RawConnection(port)
+            response = conn.exchange("GET", "/_fastserve/metrics")
+            if response.status == 200:
+                return conn, parse_samples(response)
+            conn.close()
+            time.sleep(0.05)
+
+    args = [str(docroot.root), "--port", "0", "--metrics", "--access-log", "--max-connections", "1",
+            "--keepalive-timeout", "3"]
+    refused_total = ("fastserve_refused_connections_total", ())
+    said = re.compile(r"WARNING worker \d+: --max-connections 1 reached: (\d+) connections? answered 503 and closed")
+    with CliProcess(args, log_path=tmp_path / "log") as srv:
+        port = port_from_url(srv.wait_listening())
+        held, before = the_one_place(port)
+        with held:
+            for _ in range(3):
+                with RawConnection(port) as refused:
+                    assert refused.read_response().status == 503
+        assert wait_for(lambda: said.search(srv.output()), 5.0), srv.output()
+        last, after = the_one_place(port)
+        last.close()
+        assert after[refused_total] - before[refused_total] == 3
+        assert 1 <= sum(int(count) for count in said.findall(srv.output())) <= after[refused_total]  # (10 s apart)
+        assert srv.stop() == 0
+    assert " 503 " not in "".join(line for line in srv.output().splitlines() if '"GET ' in line)  # no access line

@@ -32,7 +32,8 @@ CACHE_EVICTIONS = CACHE_MISSES + 1
 COMPRESSED_ANSWERS = CACHE_EVICTIONS + 1       # on-the-fly compression (set on each tick)
 COMPRESSION_SAVED_BYTES = COMPRESSED_ANSWERS + 1
 WORKER_RESTARTS = COMPRESSION_SAVED_BYTES + 1  # the slot's workers replaced after dying (the supervisor adds)
-OWNER_PID = WORKER_RESTARTS + 1                # the worker now writing the slot
+REFUSED_CONNECTIONS = WORKER_RESTARTS + 1      # connections answered 503 at --max-connections
+OWNER_PID = REFUSED_CONNECTIONS + 1            # the worker now writing the slot
 SLOT_VALUES = OWNER_PID + 1
 SLOT_BYTES = SLOT_VALUES * 8
 
@@ -85,6 +86,10 @@ cdef class Counters:
             bucket += 1
         self.values[LATENCY + bucket] += 1
         self.values[LATENCY_SUM_NS] += <long long>(seconds * 1e9)
+
+    cdef void refused(self) noexcept:
+        """Count one connection answered 503 and closed at --max-connections."""
+        self.values[REFUSED_CONNECTIONS] += 1
 
     def set(self, int index, long long value) -> None:
         """Set one value (gauges and cache figures, on the ticker)."""

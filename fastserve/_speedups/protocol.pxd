@@ -44,6 +44,7 @@ cdef class ServerState:
     cdef public dict connections           # the open ones, as keys (a dict: about a third of a set's table)
     cdef public double now
     cdef public bint shutting_down         # shutdown() was called: no connection is kept alive
+    cdef public long long refused_connections  # answered 503 at --max-connections (the worker reports them)
     cdef public bint keeps_none            # shutting down, or --keepalive-timeout 0: each answer is its connection's last
     cdef public object on_drained          # called once the last connection closes after shutdown()
     cdef public bint draining              # SIGTERM came: health answers 503 (the listener may still be open)

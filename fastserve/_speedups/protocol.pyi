@@ -27,6 +27,7 @@ class ServerState:
     now: float
     shutting_down: bool
     keeps_none: bool
+    refused_connections: int
     scan_heads: bool
     draining: bool
     on_drained: Optional[Callable[[], None]]

@@ -158,6 +158,7 @@ cdef class ServerState:
         # says Connection: close, where one promising keep-alive was cut at the next tick, under
         # a client that may be sending its next request on it.
         self.keeps_none = config.keepalive_timeout <= 0
+        self.refused_connections = 0
         self.scan_heads = True
         self.draining = False
         self.on_drained = None
@@ -313,6 +314,10 @@ cdef class HttpProtocol:
             )
             transport.close()
             self.transport = None
+            # No request was read, so no access line: the worker's warning and --metrics say it.
+            self.state.refused_connections += 1
+            if self.state.counters is not None:
+                self.state.counters.refused()
             return
         self.state.connections[self] = None
         cdef int fd = self.sock_fd

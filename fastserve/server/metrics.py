@@ -155,6 +155,9 @@ class _Collector:
         yield CounterMetricFamily("fastserve_worker_restarts",
                                   "Workers replaced after they died, were killed or failed to start (not retirements).",
                                   value=total[layout.WORKER_RESTARTS])
+        yield CounterMetricFamily("fastserve_refused_connections",
+                                  "Connections answered 503 and closed at once: the worker had --max-connections open.",
+                                  value=total[layout.REFUSED_CONNECTIONS])
         yield CounterMetricFamily("fastserve_compressed_responses", "GET answers sent in an encoding made on the fly.",
                                   value=total[layout.COMPRESSED_ANSWERS])
         yield CounterMetricFamily("fastserve_compression_saved_bytes",

@@ -212,6 +212,26 @@ IDLE_GRACE = 0.5  # s: how long a stopping worker keeps idle connections open fo
 SHUTDOWN_STEP = 0.05  # s: how often a stopping worker looks for idle connections to close
 HANDSHAKE_WAIT = 5.0  # s: the longest a stopping worker waits for a TLS handshake begun before it stopped
 SAME_PRESS = 0.25  # s: a SIGINT this soon after the SIGTERM that began a stop belongs to the same Ctrl+C
+REFUSALS_EVERY = 10.0  # s: the most often a worker says it answered connections 503 at --max-connections
+
+
+class Refusals:
+    """Says in a warning that the worker answered connections ``503`` at ``--max-connections``
+    (``ServerState.refused_connections``, counted as the connection is closed; no request was
+    read, so there is no access line): the first at the next tick, then at most once every
+    ``REFUSALS_EVERY`` seconds, with the number since the last line."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.said = 0  # refusals counted in the lines so far
+        self.said_at = -REFUSALS_EVERY
+
+    def look(self, refused: int, now: float) -> None:
+        if refused > self.said and now - self.said_at >= REFUSALS_EVERY:
+            logger.warning("worker %d: --max-connections %d reached: %s answered 503 and closed%s", os.getpid(),
+                           self.limit, _count(refused - self.said, "connection"),
+                           " since the last such line" if self.said else "")
+            self.said, self.said_at = refused, now
 
 
 class Heartbeat:
@@ -440,6 +460,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
         if served is not None:
             served.look(state.now)
         handshakes.pending(state.now)
+        refusals.look(state.refused_connections, state.now)
         observe(state)
         if trimmer is not None:
             trimmer.check(state.now)
@@ -447,6 +468,7 @@ async def serve_forever(config: Config, app: Any, sock: socket.socket) -> None:
             logger.warning("worker %d: its supervisor (pid %d) is gone; stopping", os.getpid(), Handoff.supervisor)
             stop.set()
 
+    refusals = Refusals(config.max_connections)
     ticker = [loop.call_later(interval, tick)]
     logger.log(TRACE, "worker %d accepting on %s", os.getpid(), describe(sock, "https" if tls else "http"))
     Heartbeat.beat()  # from now on the supervisor expects one each tick
