@@ -39,7 +39,10 @@ class StandInTransport(CountingTransport):
 
 
 def bytes_per_idle_connection(docroot: Path, requests: list[bytes], answers: int) -> float:
-    """Python bytes each of CONNECTIONS connections still holds after `answers` 200s to `requests`."""
+    """Python bytes each of CONNECTIONS connections still holds after `answers` 200s to `requests`:
+    the least of three measures. About one in ten sees a kilobyte or so more that belongs to no
+    connection (allocated once while the window was open: 382.2 bytes read as 384.16 or 389.42),
+    which the 384-byte bound below cannot tell from a connection grown by a few bytes."""
 
     async def measure() -> float:
         loop = asyncio.get_running_loop()
@@ -67,7 +70,7 @@ def bytes_per_idle_connection(docroot: Path, requests: list[bytes], answers: int
         assert len(held) == CONNECTIONS and not any(t.closed for t in transports)
         return (after - before) / CONNECTIONS
 
-    return asyncio.run(measure())
+    return min(asyncio.run(measure()) for _ in range(3))
 
 
 def write_docroot(tmp_path: Path) -> Path:
