@@ -100,3 +100,42 @@ def test_a_binary_message_that_is_no_bytes_is_refused(data: Any) -> None:
         assert seen and "websocket.send" in seen[0]
 
     run(main)
+
+
+def handshake_fields(output: bytes) -> List[Tuple[str, str]]:
+    head = output.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert head[0].startswith("HTTP/1.1 101 "), head
+    return [(name.lower(), value.strip()) for name, _, value in (line.partition(":") for line in head[1:])]
+
+
+@pytest.mark.parametrize("subprotocol, app_fields, kept", [
+    (None, [(b"Connection", b"close"), (b"upgrade", b"h2c"), (b"sec-websocket-accept", b"bogus"),
+            (b"Sec-WebSocket-Extensions", b"foo"), (b"content-length", b"5"), (b"transfer-encoding", b"chunked"),
+            (b"x-kept", b"1")], [("x-kept", "1")]),
+    ("chat", [(b"sec-websocket-protocol", b"other"), (b"x-kept", b"1")], [("sec-websocket-protocol", "chat"), ("x-kept", "1")]),
+    (None, [(b"Sec-WebSocket-Protocol", b"chat")], [("sec-websocket-protocol", "chat")]),  # as uvicorn sends it
+])
+def test_an_accepts_fields_leave_the_handshakes_own_to_the_server(subprotocol: Any, app_fields: list, kept: list) -> None:
+    """A second Upgrade, Connection, Sec-WebSocket-Accept or -Extensions from the app went out
+    beside the server's, and the client refused the 101 (websockets: 'invalid Upgrade header',
+    'multiple values', 'Unsupported extension'); a 1xx carries no Content-Length or
+    Transfer-Encoding (RFC 9110 section 8.6, RFC 9112 section 6.1). The subprotocol key wins
+    over a Sec-WebSocket-Protocol field; the field alone is sent, as under uvicorn."""
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": app_fields})
+        await receive()
+
+    async def main() -> None:
+        driven = Driven(app, ws_per_message_deflate=False, ws_ping_interval=0)
+        driven.send(HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: chat\r\n\r\n"))
+        await driven.settle()
+        fields = handshake_fields(driven.output)
+        names = [name for name, _ in fields]
+        assert names.count("upgrade") == names.count("connection") == names.count("sec-websocket-accept") == 1
+        assert dict(fields)["upgrade"] == "websocket" and dict(fields)["connection"] == "Upgrade"
+        for name in ("sec-websocket-extensions", "content-length", "transfer-encoding"):
+            assert name not in names
+        assert [(name, value) for name, value in fields if name in ("x-kept", "sec-websocket-protocol")] == kept
+
+    run(main)

@@ -71,6 +71,13 @@ _PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, 2 of them the code (RFC 6455 section 5.5)
 
 
+# Fields of a 101 the server writes itself, whatever an app's websocket.accept names.
+_HANDSHAKE_FIELDS = frozenset({
+    b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions",
+    b"content-length", b"transfer-encoding",
+})
+
+
 def _fitting_reason(reason: str) -> str:
     """``reason`` cut to the bytes a close frame holds, between two characters (ASGI lets an
     app give any string)."""
@@ -445,13 +452,19 @@ class WebSocketSession:
     def _accept(self, message: Message) -> None:
         response = self.upgrade_response
         assert response is not None
+        subprotocol = message.get("subprotocol")
+        # The handshake's own fields are the server's: an app's second Upgrade, Connection,
+        # Sec-WebSocket-Accept or -Extensions made the client refuse the 101, and a 1xx has no
+        # Content-Length or Transfer-Encoding (RFC 9110 section 8.6, RFC 9112 section 6.1). A
+        # Sec-WebSocket-Protocol field is kept (uvicorn sends it) unless 'subprotocol' names one.
+        owned = _HANDSHAKE_FIELDS | {b"sec-websocket-protocol"} if subprotocol else _HANDSHAKE_FIELDS
         app_fields = self.bridge.server_headers.merged(
-            [(bytes(n).lower(), bytes(v)) for n, v in message.get("headers") or []])
+            [(name, bytes(v)) for name, v in ((bytes(n).lower(), v) for n, v in message.get("headers") or [])
+             if name not in owned])
         fields = self.bridge.server_headers.for_response([name for name, _ in app_fields], current_http_date())
         for name, value in response.headers.raw_items():
             if name.lower() != "date":
                 fields.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-        subprotocol = message.get("subprotocol")
         if subprotocol:
             fields.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         head = serialize_headers(101, fields + app_fields)  # refuses header values that could split it
