@@ -126,12 +126,14 @@ def report_missing(missing: List[Tuple[str, str]]) -> None:
 
 
 def _read_content(entry: CacheEntry) -> Optional[bytes]:
-    """The file's bytes, from memory or its open descriptor; None if it changed size."""
+    """The file's bytes, from memory or its open descriptor; None when the file changed since
+    its entry was made (``OpenFile.content_unchanged``, asked after the read): an encoding of
+    other bytes would go out under an ETag made from this version's."""
     if entry.body is not None:
         return entry.body
     assert entry.file is not None
     data = os.pread(entry.file.fd, entry.size, 0)
-    return data if len(data) == entry.size else None
+    return data if len(data) == entry.size and entry.file.content_unchanged() else None
 
 
 class _Encoding:

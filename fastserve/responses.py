@@ -5,6 +5,7 @@ Each builds its status, headers and body up front; ``await response(scope, recei
 
 from __future__ import annotations
 
+import functools
 import http.cookies
 import json
 import os
@@ -19,7 +20,7 @@ from urllib.parse import quote
 import anyio
 import anyio.to_thread
 
-from fastserve._speedups.filecache import described_file
+from fastserve._speedups.filecache import described_file, descriptor_unchanged
 from fastserve._speedups.headers import content_type_for, format_http_date, make_etag
 from fastserve._speedups.requesthead import RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide
@@ -348,12 +349,18 @@ class StreamingResponse(Response, _framework_class("StreamingResponse")):  # typ
 
 
 async def send_slices(
-    send: Send, segments: list[bytes | tuple[int, int]], fd: int, chunk_size: int, name: object
+    send: Send, segments: list[bytes | tuple[int, int]], fd: int, chunk_size: int, name: object,
+    unchanged: Callable[[], bool] | None = None,
 ) -> None:
     """Send ``segments`` (a ``StaticAnswer``'s: bytes, and ``(offset, count)`` slices of the file
     open as ``fd``, read in ``chunk_size`` pieces in a worker thread) as ``http.response.body``
     messages, the last one with ``more_body`` false. ``RuntimeError`` when the file ends
-    before a slice does (``name`` says which file)."""
+    before a slice does (``name`` says which file), or when ``unchanged`` (asked after each
+    piece is read, before it is sent: ``OpenFile.content_unchanged``, or
+    ``filecache.descriptor_unchanged`` for the size and modification time the answer's
+    validators were made from) answers False: a file written in place while it is sent would
+    otherwise go out as bytes of two versions under one ETag (RFC 9110 section 8.8.3), which
+    the server's cut connection keeps any client from taking for a whole answer."""
     last = len(segments) - 1
     if last < 0:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -368,6 +375,8 @@ async def send_slices(
             chunk = await anyio.to_thread.run_sync(os.pread, fd, min(chunk_size, count), offset)
             if not chunk:
                 raise RuntimeError(f"File at path {name} is shorter than expected.")
+            if unchanged is not None and not unchanged():
+                raise RuntimeError(f"File at path {name} changed while it was sent.")
             offset += len(chunk)
             count -= len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": count > 0 or index < last})
@@ -633,8 +642,10 @@ class FileResponse(Response, _framework_class("FileResponse")):  # type: ignore[
         else:
             segments = answer.segments
 
+            unchanged = functools.partial(descriptor_unchanged, fd, stat_result.st_size, stat_result.st_mtime_ns)
+
             async def send_body() -> None:
-                await send_slices(send, segments, fd, self.chunk_size, self.path)
+                await send_slices(send, segments, fd, self.chunk_size, self.path, unchanged)
 
             if is_http and _spec_version(scope) < (2, 4):
                 await _run_until_disconnect(send_body, receive)

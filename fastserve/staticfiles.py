@@ -103,7 +103,8 @@ class _StaticAnswerResponse(Response):
             await send({"type": "http.response.body", "body": answer.body})
             return
         assert answer.file is not None  # the OpenFile the answer holds keeps it open
-        await send_slices(send, answer.segments, answer.file.fileno(), self.chunk_size, answer.entry.path)
+        await send_slices(send, answer.segments, answer.file.fileno(), self.chunk_size, answer.entry.path,
+                          answer.file.content_unchanged)
 
 
 def _route_path(scope: Scope) -> str:

@@ -1,5 +1,5 @@
 """Greedy and vanishing clients over real sockets: what the kernel decides (full socket buffers,
-resets, a file shrinking under sendfile) leaves the server healthy.
+resets, a file shrinking or written in place under sendfile) leaves the server healthy.
 
 The protocol limits themselves (431, 414, 400, 413, 408, keep-alive, 503, --max-ranges) are tested
 in-process in test_connection_limits.py.
@@ -98,6 +98,19 @@ def test_client_leaving_with_pipelined_requests_queued(limited: ServerProcess, d
     assert_healthy(limited, docroot)
 
 
+def assert_cut_short(conn: RawConnection, promised: int) -> None:
+    """The connection ends promptly (closed or reset), short of the ``promised`` body length,
+    and the pipelined request behind the answer is not answered after it."""
+    started = time.monotonic()
+    try:
+        received = conn.read_to_eof()
+    except socket.timeout:
+        pytest.fail("the connection hung after the file changed")
+    assert time.monotonic() - started < 4.0
+    assert len(received) < promised, "the full promised length cannot have been sent"
+    assert b"HTTP/1.1 200" not in received[-4096:]  # no answer after the cut one
+
+
 # (the Range asked for, the status, the size the file is cut to while it is sent)
 CUTS = [
     (None, 200, 0),
@@ -127,37 +140,73 @@ def test_file_truncated_while_sent_closes_the_connection(start_server, fresh_doc
         if range_value is None:
             assert promised == len(fresh_docroot.large)
         os.truncate(path, new_size)
-        started = time.monotonic()
-        try:
-            received = conn.read_to_eof()
-        except socket.timeout:
-            pytest.fail("the connection hung after the file was truncated")
-        assert time.monotonic() - started < 4.0
-        assert len(received) < promised, "the full promised length cannot have been sent"
-        assert b"HTTP/1.1 200" not in received[-4096:]  # no answer after the cut one
+        assert_cut_short(conn, promised)
     # the server carries on, and serves the file as it now is
     now = fetch(srv.port, "/large.bin", timeout=5.0)
     assert (now.status, len(now.body)) == (200, new_size)
     assert now.body == fresh_docroot.large[:new_size]
 
 
-def test_file_grown_while_sent_keeps_the_connection_in_step(start_server, fresh_docroot: DocRoot) -> None:
-    """A file appended to (a log, an upload still arriving) while sendfile sends it: exactly the
-    Content-Length promised leaves, the bytes it had, and the next pipelined answer follows in
-    step (the appended bytes would be read as the next answer's head); for a whole file and a
-    range alike."""
+def _write_in_place(path, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(data)
+
+
+def _append(path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(b"appended while it was sent " * 40000)
+
+
+# how the file changes while it is sent (nginx sends each whole, the mix of versions included)
+WRITES_IN_PLACE = {
+    "appended to": _append,
+    "rewritten at its size": lambda path, data: _write_in_place(path, bytes(255 - b for b in data)),
+}
+
+
+@pytest.mark.parametrize("how", sorted(WRITES_IN_PLACE))
+@pytest.mark.parametrize("range_value", [None, "bytes=1000-"])
+def test_file_written_in_place_while_sent_is_cut(start_server, fresh_docroot: DocRoot, how: str,
+                                                 range_value) -> None:
+    """A file written in place while sendfile sends it (``cp`` over it, an append) is another
+    version than the one its head named: the connection is reset short of the promised length,
+    so no client takes bytes of two versions for one answer under one ETag, nor the pipelined
+    answer after it for the rest of the body; the next request gets the new version whole."""
     srv = start_server(fresh_docroot.root, "--cache-valid", "0")
     path = fresh_docroot.path("large.bin")
     original = fresh_docroot.large
-    for headers, expected in (([], original), ([("Range", "bytes=1000-")], original[1000:])):
-        path.write_bytes(original)
-        with RawConnection(srv.port, timeout=5.0, rcvbuf=4096) as conn:
-            conn.send(build_request("GET", "/large.bin", headers) + build_request("GET", "/small.txt"))
-            head = conn.read_head()
-            assert head.status == (206 if headers else 200)
-            assert int(head.header("content-length")) == len(expected)
-            with open(path, "ab") as grown:
-                grown.write(b"appended while it was sent " * 40000)
-            assert conn.read_exact(len(expected)) == expected
-            after = conn.read_response()
-            assert (after.status, after.body) == (200, fresh_docroot.small)
+    path.write_bytes(original)
+    with RawConnection(srv.port, timeout=5.0, rcvbuf=4096) as conn:
+        conn.send(build_request("GET", "/large.bin", [("Range", range_value)] if range_value else [])
+                  + build_request("GET", "/small.txt"))
+        head = conn.read_head()
+        assert head.status == (206 if range_value else 200)
+        promised = int(head.header("content-length"))
+        WRITES_IN_PLACE[how](path, original)
+        assert_cut_short(conn, promised)
+    now = fetch(srv.port, "/large.bin", timeout=5.0)
+    assert (now.status, now.body) == (200, path.read_bytes())
+    assert now.header("etag") != head.header("etag")
+
+
+@pytest.mark.parametrize("range_value", [None, "bytes=1000-"])
+def test_file_replaced_by_rename_while_sent_goes_out_whole(start_server, fresh_docroot: DocRoot,
+                                                           range_value) -> None:
+    """A deploy that writes the new version beside the file and renames it over the old one
+    leaves the transfer on the old version: sent whole, the pipelined answer in step after it."""
+    srv = start_server(fresh_docroot.root, "--cache-valid", "0")
+    path = fresh_docroot.path("large.bin")
+    original = fresh_docroot.large
+    path.write_bytes(original)
+    expected = original[1000:] if range_value else original
+    with RawConnection(srv.port, timeout=5.0, rcvbuf=4096) as conn:
+        conn.send(build_request("GET", "/large.bin", [("Range", range_value)] if range_value else [])
+                  + build_request("GET", "/small.txt"))
+        head = conn.read_head()
+        assert int(head.header("content-length")) == len(expected)
+        fresh = path.with_name("large.bin.new")
+        fresh.write_bytes(bytes(255 - b for b in original))
+        os.replace(fresh, path)
+        assert conn.read_exact(len(expected)) == expected
+        after = conn.read_response()
+        assert (after.status, after.body) == (200, fresh_docroot.small)

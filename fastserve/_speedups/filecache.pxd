@@ -8,12 +8,15 @@ cdef enum EntryKind:
 
 cdef class OpenFile:
     cdef readonly int fd
+    cdef readonly str path  # as it was opened (for what is logged of it)
     # what fstat said of the file when it was opened (nanoseconds for the times)
     cdef long long size, mtime_ns, ctime_ns
     cdef bint regular
     cpdef bint unchanged(self)
+    cpdef bint content_unchanged(self)
 
 
+cpdef bint descriptor_unchanged(int fd, long long size, long long mtime_ns, long long ctime_ns=*)
 cpdef OpenFile open_to_send(str path)
 
 

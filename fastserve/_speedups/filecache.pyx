@@ -81,6 +81,7 @@ cdef class OpenFile:
 
     def __cinit__(self, str path):
         self.fd = -1  # so a failed open never closes descriptor 0
+        self.path = path
         # O_NONBLOCK: a FIFO where a file was stat'ed a moment ago must not hold the worker in
         # open() until a writer comes (for a regular file the flag changes nothing).
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -96,13 +97,17 @@ cdef class OpenFile:
 
     cpdef bint unchanged(self):
         """Whether the file behind the descriptor has the size and the modification and change
-        times it had when it was opened: one ``fstat``, no Python object. A write in place (``cp``
-        over it keeps the inode), ``truncate``, ``chmod`` or ``chown`` moves the change time."""
-        cdef struct_stat st
-        if fstat(self.fd, &st) != 0:
-            return False
-        return (st.st_size == self.size and _nanoseconds(st.st_mtim) == self.mtime_ns
-                and _nanoseconds(st.st_ctim) == self.ctime_ns)
+        times it had when it was opened (``descriptor_unchanged``): its content, and who may
+        read it (``chmod``, ``chown``), as the open-file cache asks on each lookup. A file
+        replaced by a rename answers False too (its link count, so its change time, moved)."""
+        return descriptor_unchanged(self.fd, self.size, self.mtime_ns, self.ctime_ns)
+
+    cpdef bint content_unchanged(self):
+        """Whether the file behind the descriptor still holds the bytes it held when it was
+        opened, as far as its size and modification time tell (``descriptor_unchanged``
+        without the change time): what a sender asks between the pieces of a file it sends. A
+        rename over the file, ``chmod`` or ``chown`` leave the bytes sent as they were."""
+        return descriptor_unchanged(self.fd, self.size, self.mtime_ns)
 
     def __dealloc__(self):
         if self.fd >= 0:
@@ -111,6 +116,28 @@ cdef class OpenFile:
 
     def fileno(self) -> int:
         return self.fd
+
+
+cpdef bint descriptor_unchanged(int fd, long long size, long long mtime_ns, long long ctime_ns=-1):
+    """Whether the file open as ``fd`` still has this size (bytes) and modification time, and
+    this change time unless ``ctime_ns`` is -1 (nanoseconds since the epoch, as
+    ``os.stat_result.st_mtime_ns`` and ``st_ctime_ns``): one ``fstat``, no Python object;
+    False when it cannot be ``fstat``'ed.
+
+    The one test of "this is still the version whose bytes we promised" (RFC 9110 section
+    8.8.3: one entity-tag, one sequence of bytes), made by the open-file cache on each lookup
+    (``OpenFile.unchanged``) and by every sender between the pieces of a file it sends
+    (``OpenFile.content_unchanged``; ``responses.send_slices``). A write in place (``cp`` over
+    the file keeps its inode), an append, ``truncate`` or ``touch`` move the size or the
+    modification time; ``chmod``, ``chown`` and a rename over the file (the descriptor stays
+    on the old one, whose bytes stay as they were) move the change time alone. The kernel keeps
+    these times at its clock tick (a few milliseconds), so a second write within the tick of
+    the first is not told apart from it."""
+    cdef struct_stat st
+    if fstat(fd, &st) != 0:
+        return False
+    return st.st_size == size and _nanoseconds(st.st_mtim) == mtime_ns and (
+        ctime_ns == -1 or _nanoseconds(st.st_ctim) == ctime_ns)
 
 
 cpdef OpenFile open_to_send(str path):

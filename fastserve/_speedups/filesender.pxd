@@ -1,5 +1,6 @@
 # Moving file bytes to a socket: os.sendfile while the transport is empty, a watch on a
 # duplicate descriptor while the socket is full, a copied chunk when neither can be used.
+from fastserve._speedups.filecache cimport OpenFile
 from fastserve._speedups.job cimport Job
 
 
@@ -16,11 +17,17 @@ cdef class FileSender(Job):
     cdef bint continuing # a continuation is scheduled on the loop
     cdef public long long sent   # bytes the socket (or, where it had to be used, the transport) took
     cdef public object record    # (method, url, status, started, user_agent, referer, client) to account with sent; None: not its to account
+    cdef OpenFile guard  # the file sent, checked for a change before each piece of it (None: not checked)
+    cdef object held     # the response's last byte, held back until the file is checked once more:
+                         # bytes, or its offset in the file; None when nothing is held
     cpdef resume(self)
     cdef void taken(self, long long count)
     cdef void run(self)
     cdef void _record(self)
     cdef bint _more_follows(self)
+    cdef void _hold_last_byte(self)
+    cdef bint _release_held(self)
+    cdef void _cut(self)
 
 
 cdef class WritableWatch:

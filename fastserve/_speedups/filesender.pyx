@@ -7,6 +7,7 @@ full, a ``WritableWatch`` on a duplicate descriptor tells the connection when it
 when no descriptor is left for the duplicate, or the transport holds bytes, a chunk is
 copied through the transport instead, which then tells the connection when it drained.
 """
+import logging
 import os
 
 from libc.errno cimport EAGAIN, EINTR, errno
@@ -15,6 +16,8 @@ cdef extern from "<sys/socket.h>" nogil:
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
     int MSG_MORE
+
+from fastserve._speedups.filecache cimport OpenFile
 
 cdef object _sendfile = os.sendfile
 cdef object _pread = os.pread
@@ -25,6 +28,7 @@ cdef Py_ssize_t SENDFILE_CHUNK = 2 * 1024 * 1024
 cdef Py_ssize_t COPY_CHUNK = 128 * 1024
 # Bytes moved per event-loop turn for one connection before letting others run.
 cdef Py_ssize_t TURN_BUDGET = 8 * 1024 * 1024
+logger = logging.getLogger("fastserve")
 
 
 cdef class FileSender(Job):
@@ -39,6 +43,14 @@ cdef class FileSender(Job):
     used); with ``record`` set (the connection's ``account`` arguments but the byte count), the
     sender accounts its response once, with that count, when it has sent the last byte or the
     client went away.
+
+    A file sent as an ``OpenFile`` (``owner``) is checked for a change of its bytes
+    (``OpenFile.content_unchanged``) before each piece of it, and its answer's last byte is held back
+    until the file has been checked once more after every other byte left (read before that
+    check): a file written in place while it is sent (same size or not) resets the connection,
+    so no client takes bytes of two versions for a whole answer under one ETag. (What the
+    kernel still holds of the answer is sent from the page cache, without a copy: a change in
+    the moment after that last check can still reach those bytes.)
     """
 
     def __cinit__(self, object conn, object owner, int file_fd, list segments, object on_done=None):
@@ -49,6 +61,60 @@ cdef class FileSender(Job):
         self.on_done = on_done
         self.index = -1
         self.remaining = 0
+        if file_fd >= 0 and isinstance(owner, OpenFile):
+            self._hold_last_byte()
+
+    cdef void _hold_last_byte(self):
+        """Guard the transfer when it sends bytes of the file: take the answer's last byte out
+        of its segments into ``held``."""
+        cdef Py_ssize_t last = -1
+        cdef bint sends_file = False
+        cdef Py_ssize_t i
+        for i in range(len(self.segments)):
+            segment = self.segments[i]
+            if type(segment) is bytes:
+                if len(<bytes>segment) > 0:
+                    last = i
+            elif (<tuple>segment)[1] > 0:
+                last = i
+                sends_file = True
+        if not sends_file:
+            return
+        self.guard = <OpenFile>self.owner
+        self.segments = list(self.segments)
+        segment = self.segments[last]
+        if type(segment) is bytes:
+            self.held = (<bytes>segment)[len(<bytes>segment) - 1:]
+            self.segments[last] = (<bytes>segment)[:len(<bytes>segment) - 1]
+        else:
+            offset, count = segment
+            self.held = offset + count - 1
+            self.segments[last] = (offset, count - 1)
+
+    cdef bint _release_held(self):
+        """Read the held byte (from the file, or as it was held), check the file, and put the
+        byte last among the segments; on a change, cut the answer (False)."""
+        held = self.held
+        self.held = None
+        if type(held) is not bytes:
+            try:
+                held = _pread(self.file_fd, 1, held)
+            except OSError:
+                held = b""
+        if len(<bytes>held) != 1 or not self.guard.content_unchanged():
+            self._cut()
+            return False
+        self.segments.append(held)
+        return True
+
+    cdef void _cut(self):
+        """The file changed while it was sent: reset the connection (what the kernel still holds
+        of the answer is dropped, and the client sees it end short of its length)."""
+        logger.warning(
+            "%s changed while it was sent (written in place): connection reset after %d bytes; a file "
+            "replaced by a rename is never cut", self.guard.path, self.sent,
+        )
+        self.conn.reset()
 
     cpdef start(self):
         self.run()
@@ -111,6 +177,8 @@ cdef class FileSender(Job):
                 return
             if self.remaining == 0:
                 self.index += 1
+                if self.index >= len(self.segments) and self.held is not None and not self._release_held():
+                    return
                 if self.index >= len(self.segments):
                     self.finished = True
                     self._record()
@@ -134,6 +202,9 @@ cdef class FileSender(Job):
                     conn.loop.call_soon(self._continue)
                 return
             segment = self.segments[self.index]
+            if self.guard is not None and type(segment) is not bytes and not self.guard.content_unchanged():
+                self._cut()
+                return
             n = -1
             if sock_fd >= 0 and transport.get_write_buffer_size() == 0:
                 if type(segment) is bytes:
