@@ -215,11 +215,11 @@ def test_a_head_request_refused_for_its_size_gets_no_content(server, piece):
 
 def test_a_refused_head_is_logged_as_its_own_not_as_the_request_before_it(serve, tmp_path):
     """A head refused before it was read (431, 414) after a HEAD answered on the same connection
-    was logged under that HEAD's method and target: its access line names neither."""
+    was logged under that HEAD's method and target: its access line names its own request line."""
     (tmp_path / "a.txt").write_bytes(b"hi")
     server = serve(tmp_path, access_log=True, max_header_bytes=4096)
     client = server.open()
     client.send(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n")
     client.send(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     lines = [line[1:5] for line in server.state.access_logger.pending]
-    assert lines == [(b"HEAD", b"/a.txt", False, 200), (None, None, False, 431)]
+    assert lines == [(b"HEAD", b"/a.txt", b"HTTP/1.1", 200), (b"GET", b"/" + b"a" * 5000, b"HTTP/1.1", 431)]

@@ -409,14 +409,13 @@ def test_access_lines_dropped_while_the_stream_fails_are_counted_when_it_works_a
 
     class Conn:
         client = ("127.0.0.1", 5000)
-        http10 = False
 
     log = access_log.AccessLog()
     for status in (200, 404):
-        log(Conn(), b"GET", b"/a", status, 10, 0.001, None, None)
+        log(Conn(), b"GET", b"/a", b"HTTP/1.1", status, 10, 0.001, None, None)
         log.flush()
     stream.failing = False
-    log(Conn(), b"GET", b"/b", 200, 10, 0.001, None, None)
+    log(Conn(), b"GET", b"/b", b"HTTP/1.1", 200, 10, 0.001, None, None)
     log.flush()
     assert [line.split('"')[1] for line in stream.written] == ["GET /b HTTP/1.1"]
     assert said.lines == [

@@ -149,7 +149,7 @@ def test_another_method_expecting_100_is_405_at_once_and_the_body_never_read(sit
 # -- HTTP versions -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0", b"HTTP/9.1"])
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0", b"HTTP/9.1", b"HTTP/0.1", b"HTTP/2.1"])
 @pytest.mark.parametrize("face", ["static", "asgi"])
 def test_another_major_version_is_505(site, serve, version, face):
     app = Recorder()
@@ -158,6 +158,72 @@ def test_another_major_version_is_505(site, serve, version, face):
     (response,) = client.parsed()
     assert response.status == 505 and response.header("connection") == "close"
     assert client.closed and app.calls == []
+
+
+class VersionApp(Recorder):
+    """Answers with the scope's http_version as the body."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.calls.append(scope["http_version"])
+        while (await receive()).get("more_body"):
+            pass
+        body = scope["http_version"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.5", b"HTTP/1.9"])
+@pytest.mark.parametrize("face", ["static", "asgi"])
+@pytest.mark.parametrize("method", [b"GET", b"POST"])
+def test_a_higher_http1_minor_version_is_served_as_http11(site, serve, version, face, method):
+    """RFC 9112 section 2.3: a request of a higher minor version than the server's is served
+    as HTTP/1.1 (it was 400): kept alive by default, Host required, ``http_version`` 1.1 in
+    the scope; nginx answers it so. Through the scanner (GET) and httptools (POST) alike."""
+    app = VersionApp()
+    server = serve(site if face == "static" else app)
+    client = server.open()
+    framing = b"\r\n" if method == b"GET" else b"Content-Length: 2\r\n\r\nhi"
+    client.send(method + b" /a.txt " + version + b"\r\nHost: x\r\n" + framing + b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    first, second = client.parsed()
+    assert first.version == "HTTP/1.1" and second.status == 200 and not client.closed
+    if face == "static":
+        assert (first.status, first.body if method == b"GET" else b"first\n") == (
+            200 if method == b"GET" else 405, b"first\n")
+    else:
+        assert (first.status, first.body, app.calls) == (200, b"1.1", ["1.1", "1.1"])
+    closing = server.open()
+    closing.send(b"GET /a.txt " + version + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert [r.status for r in closing.parsed()] == [200] and closing.closed
+    hostless = server.open()
+    hostless.send(b"GET /a.txt " + version + b"\r\n\r\n")  # HTTP/1.1's rule: exactly one Host
+    assert [r.status for r in hostless.parsed()] == [400] and hostless.closed
+
+
+@pytest.mark.parametrize("face", ["static", "asgi"])
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_the_http2_connection_preface_is_505_at_once(site, serve, face, bytewise):
+    """``PRI * HTTP/2.0`` begins HTTP/2's connection preface (RFC 9113 section 3.4), which
+    httptools holds until its ``SM`` line: its head is refused as the version it names, at its
+    empty line, once; the preface's last line was read as a request of its own (400)."""
+    app = Recorder()
+    client = serve(site if face == "static" else app).open()
+    send_in_pieces(client, b"PRI * HTTP/2.0\r\n\r\n", bytewise)
+    assert [r.status for r in client.parsed()] == [505] and client.closed and app.calls == []
+    whole = serve(site if face == "static" else app).open()
+    whole.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00")
+    assert [r.status for r in whole.parsed()] == [505] and whole.closed
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.10", b"HTTP/10.1", b"HTTP/01.1", b"HTTP/1.", b"HTTP/1.x"])
+def test_an_http_version_of_another_shape_stays_400(site, serve, version):
+    """RFC 9112 section 2.3: HTTP-version is "HTTP/" DIGIT "." DIGIT; nginx serves HTTP/1.10
+    and answers HTTP/10.1 505, the grammar says neither is a version."""
+    client = serve(site).open()
+    client.send(b"GET /a.txt " + version + b"\r\nHost: x\r\n\r\n")
+    assert [r.status for r in client.parsed()] == [400] and client.closed
 
 
 # -- a refusal of a HEAD request -----------------------------------------------------------------

@@ -6,7 +6,8 @@ import random
 import httptools
 import pytest
 
-from fastserve._speedups.requesthead import scan_head, valid_host
+from fastserve._speedups.protocol import request_parser
+from fastserve._speedups.requesthead import scan_head, valid_host, version_served
 
 SCAN_INCOMPLETE = 0
 SCAN_OTHER = -1
@@ -18,7 +19,7 @@ def test_plain_get_is_read_to_its_end() -> None:
     end, fields = scan_head(PLAIN)
     assert end == len(PLAIN)
     assert fields == {
-        "method": b"GET", "target": b"/small.txt", "http10": False, "connection": "default",
+        "method": b"GET", "target": b"/small.txt", "http10": False, "protocol": b"HTTP/1.1", "connection": "default",
         "lines": [(b"Host", b"localhost:8080")],
     }
 
@@ -26,7 +27,8 @@ def test_plain_get_is_read_to_its_end() -> None:
 def test_head_and_http10() -> None:
     data = b"HEAD /a/b?c=d HTTP/1.0\r\n\r\n"
     assert scan_head(data) == (len(data), {
-        "method": b"HEAD", "target": b"/a/b?c=d", "http10": True, "connection": "default", "lines": [],
+        "method": b"HEAD", "target": b"/a/b?c=d", "http10": True, "protocol": b"HTTP/1.0", "connection": "default",
+        "lines": [],
     })
 
 
@@ -84,7 +86,7 @@ def test_names_that_only_share_a_length_are_ignored() -> None:
     data = b"GET / HTTP/1.1\r\nIf-None-Matcx: a\r\nRangf: b\r\nUpgradx: c\r\nContent-Lengtx: 4\r\n\r\n"
     end, fields = scan_head(data)
     assert end == len(data)
-    assert set(fields) == {"method", "target", "http10", "connection", "lines"}
+    assert set(fields) == {"method", "target", "http10", "protocol", "connection", "lines"}
     assert [name for name, _ in fields["lines"]] == [b"If-None-Matcx", b"Rangf", b"Upgradx", b"Content-Lengtx"]
 
 
@@ -239,16 +241,19 @@ class _Recorder:
     b"HEAD /x?y=%20 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"e\"\r\nRange: bytes=1-\r\nAccept-Encoding: br\r\n\r\n",
     b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET /v HTTP/1.2\r\nHost: h\r\n\r\n",  # a higher HTTP/1 minor version: served as HTTP/1.1
+    b"HEAD /v HTTP/1.9\r\n\r\n",
 ])
 def test_what_it_accepts_httptools_reads_the_same_way(data: bytes) -> None:
     recorder = _Recorder()
-    parser = recorder.parser = httptools.HttpRequestParser(recorder)
+    parser = recorder.parser = request_parser(recorder)
     parser.feed_data(data)
     end, fields = scan_head(data)
     assert end == len(data) and recorder.complete
     assert fields["method"] == parser.get_method()
     assert fields["target"] == recorder.url
-    assert fields["http10"] == (parser.get_http_version() == "1.0")
+    assert fields["http10"] == (version_served(parser.get_http_version()) == 1)
+    assert fields["protocol"] == b"HTTP/" + parser.get_http_version().encode()
     keep_alive = {"default": not fields["http10"], "keep-alive": True, "close": False}[fields["connection"]]
     assert keep_alive == recorder.keep_alive
     for key, name in [("if_none_match", b"if-none-match"), ("range", b"range"), ("accept_encoding", b"accept-encoding")]:
@@ -300,7 +305,7 @@ def _mutations(count: int, seed: int):
 def assert_httptools_reads_alike(head: bytes, fields: dict) -> None:
     """``head`` is what the scanner accepted, read as ``fields``: httptools must read the same."""
     recorder = _Recorder()
-    parser = recorder.parser = httptools.HttpRequestParser(recorder)
+    parser = recorder.parser = request_parser(recorder)  # as the connection reads with it
     try:
         parser.feed_data(head)
     except httptools.HttpParserError as exc:  # pragma: no cover - the failure being guarded
@@ -308,7 +313,8 @@ def assert_httptools_reads_alike(head: bytes, fields: dict) -> None:
     assert recorder.complete, head
     assert fields["method"] == parser.get_method(), head
     assert fields["target"] == recorder.url, head
-    assert fields["http10"] == (parser.get_http_version() == "1.0"), head
+    assert fields["http10"] == (version_served(parser.get_http_version()) == 1), head
+    assert fields["protocol"] == b"HTTP/" + parser.get_http_version().encode(), head
     keep_alive = {"default": not fields["http10"], "keep-alive": True, "close": False}[fields["connection"]]
     assert keep_alive == recorder.keep_alive, head
     for key, name in [("if_none_match", b"if-none-match"), ("range", b"range"),

@@ -68,7 +68,7 @@ def test_common_format_for_static_requests(docroot: DocRoot, tmp_path: Path) -> 
     assert all(parsed), lines
     assert [m["request"] for m in parsed] == [
         "GET /small.txt?x=1 HTTP/1.1", "GET /missing-page HTTP/1.1", "HEAD /medium.bin HTTP/1.1",
-        "GET /small.txt HTTP/1.1", "GET /large.bin HTTP/1.1", "- - HTTP/1.1",
+        "GET /small.txt HTTP/1.1", "GET /large.bin HTTP/1.1", "GET /bad\\x01target HTTP/1.1",
     ]
     assert [m["status"] for m in parsed] == ["200", "404", "200", "304", "200", "400"]
     assert [int(m["bytes"]) for m in parsed[:5]] == sizes
@@ -164,7 +164,7 @@ def test_no_access_log_without_the_flag(docroot: DocRoot, serve_cli, caplog, fla
 def test_lines_escape_what_would_break_them() -> None:
     from fastserve.server.access_log import AccessLog
 
-    facts = (("10.0.0.1", 5), b"GET", b'/a"b\\c?x=\x01', False, 200, 10, 0.0012345, b'ua "q"\n', None, 1.7e9)
+    facts = (("10.0.0.1", 5), b"GET", b'/a"b\\c?x=\x01', b"HTTP/1.1", 200, 10, 0.0012345, b'ua "q"\n', None, 1.7e9)
     record = json.loads(AccessLog("json").format_line(*facts))
     assert (record["path"], record["query"], record["user_agent"], record["referer"]) == ('/a"b\\c', "x=\x01",
                                                                                          'ua "q"\n', None)

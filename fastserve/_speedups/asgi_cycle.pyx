@@ -344,6 +344,7 @@ cdef class HttpCycle(Job):
     cdef bint head_request
     cdef bint keep_alive
     cdef bint http10
+    cdef bytes protocol  # the HTTP-version the request line named, for the access log (b"HTTP/1.2")
     cdef bint bad_request
     cdef bint more_body
     cdef bint expect_continue
@@ -396,6 +397,7 @@ cdef class HttpCycle(Job):
             raise RuntimeError("no request is being read on this connection")
         self.keep_alive = head.keep_alive
         self.http10 = head.http10
+        self.protocol = head.protocol
         self.max_body_size = shared.max_body_size
         self.headers = headers
         for name, value in headers:
@@ -875,7 +877,7 @@ cdef class HttpCycle(Job):
                     agent = value
                 elif name == b"referer":
                     referer = value
-        self.conn.account(self.method, self.raw_url, self.status, self.sent, self.head_read_at, agent, referer,
+        self.conn.account(self.method, self.raw_url, self.protocol, self.status, self.sent, self.head_read_at, agent, referer,
                           None if self.scope is None else self.scope["client"])
 
     cdef bytes _build_head(self, int status, list headers):

@@ -16,7 +16,7 @@ cdef class FileSender(Job):
     cdef bint finished
     cdef bint continuing # a continuation is scheduled on the loop
     cdef public long long sent   # bytes the socket (or, where it had to be used, the transport) took
-    cdef public object record    # (method, url, status, started, user_agent, referer, client) to account with sent; None: not its to account
+    cdef public object record    # (method, url, protocol, status, started, user_agent, referer, client) to account with sent; None: not its to account
     cdef OpenFile guard  # the file sent, checked for a change before each piece of it (None: not checked)
     cdef object held     # the response's last byte, held back until the file is checked once more:
                          # bytes, or its offset in the file; None when nothing is held

@@ -144,8 +144,8 @@ cdef class FileSender(Job):
         record = self.record
         if record is not None:
             self.record = None
-            method, url, status, started, user_agent, referer, client = record
-            self.conn.account(method, url, status, self.sent, started, user_agent, referer, client)
+            method, url, protocol, status, started, user_agent, referer, client = record
+            self.conn.account(method, url, protocol, status, self.sent, started, user_agent, referer, client)
 
     cdef bint _more_follows(self):
         """Whether a segment after the current one has bytes: only then is a send told

@@ -137,6 +137,7 @@ cdef class HttpProtocol(HubMember):
     cdef void _take(self, bytes data)
     cdef void _transport_reading(self, bint on)
     cdef object _receive(self, bytes data)
+    cdef void _keep_line(self, const char* chars, Py_ssize_t start, Py_ssize_t stop)
     cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
     cdef Py_ssize_t _chunked_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size)
     cdef object _feed_parser(self, bytes data)
@@ -148,7 +149,7 @@ cdef class HttpProtocol(HubMember):
     cdef RequestHead _hand_off_head(self)
     cdef object _answer_deferred(self, RequestHead request, bint next_out)
     cdef object _bytes_answer(self, bytes data, bint next_out)
-    cdef void _emit_answer(self, bytes data, bytes method, int status, double started)
+    cdef void _emit_answer(self, bytes data, bytes method, bytes target, bytes protocol, int status, double started)
     cdef object _send_slice_now(self, bytes head, OpenFile file, long long offset, long long count)
     cdef void _answer_again(self, RequestHead request)
     cdef object _listing_job(self, RequestHead request)
@@ -160,11 +161,11 @@ cdef class HttpProtocol(HubMember):
     cdef bint _serve_admin(self)
     cdef object _forwarded_client(self, RequestHead request)
     cdef void _queue_append(self, object item)
-    cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
+    cdef void _account(self, bytes method, bytes url, bytes protocol, int status, long long sent, double started,
                        bytes user_agent, bytes referer, object client=*)
     cdef void account_unanswered(self, RequestHead request)
     # what jobs call (C calls from the ASGI exchange, Python ones from the rest)
-    cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
+    cpdef void account(self, bytes method, bytes url, bytes protocol, int status, long long sent, double started,
                        bytes user_agent=*, bytes referer=*, object client=*)
     cpdef void write(self, bytes data)
     cpdef Py_ssize_t send_now(self, bytes data)

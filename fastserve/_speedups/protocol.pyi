@@ -5,6 +5,8 @@ from fastserve._speedups.counters import Counters
 from fastserve._speedups.filecache import FileCache
 from fastserve._speedups.readhub import HubMember, ReadHub
 
+def request_parser(callbacks: Any) -> Any: ...
+
 class ServerState:
     app: Any
     cache: Optional[FileCache]
@@ -69,6 +71,8 @@ class HttpProtocol(HubMember, asyncio.Protocol):
     def keep_alive(self) -> bool: ...
     @property
     def http10(self) -> bool: ...
+    @property
+    def protocol(self) -> Optional[bytes]: ...
     @property
     def declared_length(self) -> int: ...
     @property

@@ -69,14 +69,19 @@ from fastserve._speedups.requesthead cimport (
     FIELD_USER_AGENT,
     FieldSpan,
     LINE_DONE,
-    LINE_METHOD,
     LINE_START,
     SimpleHead,
     Span,
+    VERSION_10,
+    VERSION_REFUSED,
     follow_request_line,
+    protocol_served,
+    protocol_text,
+    served_version,
     scan_simple_head,
     span_bytes,
 )
+from fastserve._speedups.requesthead import split_request_line
 from fastserve._speedups.staticanswer cimport STATUS_LISTING, WireAnswer, answer_static, method_not_allowed
 from fastserve._speedups.wire cimport continue_response, plain_answer, response_head, status_line
 
@@ -97,6 +102,9 @@ cdef long long DISCARD_LIMIT = 64 * 1024
 # The length a Content-Length of 19 or more significant digits is taken for: more than any
 # --max-body-size, so it is refused (413) as any declared length over the limit is.
 cdef long long DECLARED_TOO_LARGE = 1LL << 62
+# What the connection keeps of a request line being read by httptools, for the access log of a
+# request refused before its head was read whole: its first bytes, up to this many.
+cdef Py_ssize_t LINE_KEPT = 8 * 1024
 
 # Where the bytes fed to httptools end in a chunked body (RFC 9112 §7.1): only to know where it ends.
 cdef enum:
@@ -241,16 +249,17 @@ cdef bint _unknown_method(error):
     return isinstance(error, HttpParserInvalidMethodError) or str(error).startswith("Invalid method")
 
 
-cdef bint _other_major_version(error, piece):
-    """Whether httptools refused a request line for a well-formed version of another major
-    version than 1 that llhttp does not know (``HTTP/3.0``; it knows 2.0 and 0.9, answered
-    505 after the head): 505 too (RFC 9110 section 15.6.6), where ``HTTP/1.2`` stays 400."""
-    if str(error) != "Invalid HTTP version":
-        return False
-    cdef bytes line = bytes(piece)
-    cdef Py_ssize_t at = line.find(b" HTTP/")
-    return (at >= 0 and line[at + 6:at + 7].isdigit() and line[at + 6:at + 7] != b"1"
-            and line[at + 7:at + 8] == b"." and line[at + 8:at + 9].isdigit())
+def request_parser(callbacks):
+    """The httptools parser the connection reads requests with, calling ``callbacks``' methods.
+
+    Which HTTP-versions are served is decided by ``requesthead.served_version`` (in
+    ``on_headers_complete``), not by llhttp, which refuses HTTP/1.2 (RFC 9112 section 2.3: read
+    as HTTP/1.1) and a major version it does not know as if the line were malformed (400 where
+    RFC 9110 section 15.6.6 asks 505): its version check is turned off. The version's shape
+    (``HTTP/d.d`` CR LF) is held by ``follow_request_line`` all the same."""
+    parser = HttpRequestParser(callbacks)
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
 
 
 cdef inline bint _socket_is_next(HttpProtocol conn):
@@ -293,6 +302,11 @@ cdef class HttpProtocol:
     @property
     def http10(self) -> bool:
         return self.head is not None and self.head.http10
+
+    @property
+    def protocol(self) -> bytes:
+        """The HTTP-version the request being answered named (``b"HTTP/1.1"``), None if not read."""
+        return None if self.head is None else self.head.protocol
 
     @property
     def declared_length(self) -> int:
@@ -587,15 +601,17 @@ cdef class HttpProtocol:
         cdef Py_ssize_t pos = 0, start, end, size = len(data)
         cdef Py_ssize_t limit = self.state.max_header_bytes
         cdef const char* line_end
+        cdef bint head_ends
         view = None
         if self.parser is None:  # most connections only ever send heads the scanner reads
-            self.parser = HttpRequestParser(self)
+            self.parser = request_parser(self)
         while pos < size and not self.closing and self.transport is not None:
             if not self.in_message and self._holds_back():
                 self.held_input = data[pos:] if pos else data
                 self.awaiting_head = False  # nothing is being read: no header timeout runs
                 self._update_reading()
                 break
+            head_ends = False
             if not self.in_message or self.in_head:
                 start = pos
                 if self.raw_head_bytes == 0:  # empty lines before a request are not its head
@@ -604,15 +620,12 @@ cdef class HttpProtocol:
                     if start < size:
                         self.line_state = LINE_START
                         self.method_read = False  # a new request: its method is not read yet
+                        self.head.line_read = None
                 end = self._blank_line_end(chars, start, size)
+                if self.line_state != LINE_DONE:
+                    self._keep_line(chars, start, size if end < 0 else end)
                 self.raw_head_bytes += (size if end < 0 else end) - start
                 if self.raw_head_bytes > limit:
-                    if self.line_state == LINE_START and size - start > 5 and memcmp(chars + start, b"HEAD ", 5) == 0:
-                        # a HEAD whose head began in this read, refused before httptools read it
-                        if self.head is None:
-                            self.head = self.state.take_head()
-                        self.head.method = HEAD
-                        self.method_read = True
                     # A request line that has not ended by then, or that ends in this read longer
                     # than --max-url-length (every byte of the head before this read is its), holds
                     # a target longer than any the server reads: 414 (RFC 9112 section 3), as one
@@ -628,6 +641,7 @@ cdef class HttpProtocol:
                     end = size
                 elif end > start:
                     self.raw_head_bytes = 0
+                    head_ends = True
                 # A request line httptools would wait on, or one it cannot read, is refused as
                 # soon as its bytes say so (RFC 9112 section 3).
                 if self.line_state != LINE_DONE and follow_request_line(
@@ -676,7 +690,7 @@ cdef class HttpProtocol:
                     self.head_flags |= HEAD_METHOD_REFUSED
                 elif not self.closing:  # after "Connection: close" the parser refuses more data: not an error
                     # A framing error in a body an app is reading ends that request too.
-                    self._fail_body(505 if self.in_head and _other_major_version(error, piece) else 400)
+                    self._fail_body(400)
                     return
             if self.chunk_state == CHUNK_DATA and self.body_left - 2 > self.state.max_body_size:
                 # A chunk whose size alone is over the limit (httptools took the number: it
@@ -689,12 +703,35 @@ cdef class HttpProtocol:
                 # method that is no token was refused above, 400), once its line has ended well.
                 self._fail(501)
                 return
+            if head_ends and self.in_head and not self.closing:
+                # httptools did not end the head at its empty line: it waits for the rest of
+                # HTTP/2's connection preface after "PRI * HTTP/2.0" (RFC 9113 section 3.4),
+                # whose bytes would otherwise be read as the next request. Refused as the line
+                # names it: 505 for another major version, as any request line naming one.
+                self._fail(505 if protocol_served(split_request_line(self.head.line_read)[2]) == VERSION_REFUSED else 400)
+                return
             if self.head_flags & HEAD_EXPECTS_CONTINUE and not self.in_head:
                 self.head_flags &= ~HEAD_EXPECTS_CONTINUE
                 if self.in_message and end == size and not self.closing:
                     self._continue_static_body()  # the client waits for us before sending the body
             pos = end
         self._flush()
+
+    cdef void _keep_line(self, const char* chars, Py_ssize_t start, Py_ssize_t stop):
+        """Keep what ``chars[start:stop]`` holds of the request line being read (up to its LF,
+        ``LINE_KEPT`` bytes in all), in the head being read (an idle connection holds none):
+        what an access log line says of a request refused before its method, target and
+        version were all read (``_fail``)."""
+        cdef const char* line_end = <const char*>memchr(chars + start, 10, stop - start)
+        cdef Py_ssize_t kept = 0 if self.head.line_read is None else len(self.head.line_read)
+        if line_end != NULL:
+            stop = line_end - chars
+        if stop - start > LINE_KEPT - kept:
+            stop = start + LINE_KEPT - kept
+        if stop <= start and self.head.line_read is not None:
+            return
+        piece = PyBytes_FromStringAndSize(chars + start, stop - start if stop > start else 0)
+        self.head.line_read = piece if self.head.line_read is None else self.head.line_read + piece
 
     cdef Py_ssize_t _blank_line_end(self, const char* chars, Py_ssize_t pos, Py_ssize_t size):
         """The offset just past the first CR LF CR LF that ends in ``chars[pos:size]``, counting
@@ -872,11 +909,14 @@ cdef class HttpProtocol:
         self.method_read = True
         self.head.is_get = method == GET
         self.head.is_head = method == HEAD
-        version = parser.get_http_version()
-        self.head.http10 = version == "1.0"
-        if not self.head.http10 and version != "1.1":
-            # HTTP/2.0 or 0.9 in an HTTP/1 request line (RFC 9110 section 15.6.6)
-            self._fail(505)
+        version = parser.get_http_version()  # "d.d": follow_request_line held the line to that shape
+        major = ord(version[0]) - 48
+        minor = ord(version[2]) - 48
+        self.head.protocol = protocol_text(major, minor)
+        served = served_version(major, minor)
+        self.head.http10 = served == VERSION_10
+        if served == VERSION_REFUSED:
+            self._fail(505)  # HTTP/2.0, 3.0 or 0.9 in an HTTP/1 request line (RFC 9110 section 15.6.6)
             raise _Abort()
         if not host_fields_valid(self.host_count, self.head.http10):
             self._fail(400)
@@ -1028,6 +1068,7 @@ cdef class HttpProtocol:
             self.head.is_get = not head.is_head
             self.head.target = span_bytes(chars, head.target)
             self.head.http10 = head.http10
+            self.head.protocol = protocol_text(1, head.minor)
             self.head.keep_alive = keeps_alive(head.http10, head.connection, state.keeps_none)
             self.awaiting_head = False
             if not host_fields_valid(head.host_count, head.http10):
@@ -1082,7 +1123,7 @@ cdef class HttpProtocol:
         )
         self.response_status = status
         data = data if self.head.is_head else data + body
-        self._emit_answer(data, self.head.method, status, monotonic())
+        self._emit_answer(data, self.head.method, self.head.target, self.head.protocol, status, monotonic())
         return True
 
     cdef void _serve_static(self):
@@ -1120,6 +1161,7 @@ cdef class HttpProtocol:
         self.head = self.state.take_head()
         self.head.keep_alive = kept.keep_alive
         self.head.http10 = kept.http10
+        self.head.protocol = kept.protocol
         return kept
 
     cdef object _answer_deferred(self, RequestHead request, bint next_out):
@@ -1154,7 +1196,7 @@ cdef class HttpProtocol:
             if recording or sent > WRITE_HIGH_WATER:
                 item = self._bytes_answer(<bytes>item, next_out)
                 if item is None:  # the socket took it whole
-                    self._account(request.method, request.target, answer.status, sent, started,
+                    self._account(request.method, request.target, request.protocol, answer.status, sent, started,
                                   request.user_agent, request.referer, self._forwarded_client(request))
                     return None
         elif answer.segments is None:
@@ -1167,10 +1209,10 @@ cdef class HttpProtocol:
             item = FileSender(self, answer.file, answer.file.fd, [answer.data] + answer.segments)
         if recording and type(item) is FileSender:
             self._read_addresses()  # while the socket still has its peer: the line names it
-            (<FileSender>item).record = (request.method, request.target, answer.status, started,
+            (<FileSender>item).record = (request.method, request.target, request.protocol, answer.status, started,
                                          request.user_agent, request.referer, self._forwarded_client(request))
             return item
-        self._account(request.method, request.target, answer.status, sent, started,
+        self._account(request.method, request.target, request.protocol, answer.status, sent, started,
                       request.user_agent, request.referer, self._forwarded_client(request))
         return item
 
@@ -1197,21 +1239,23 @@ cdef class HttpProtocol:
             rest.taken(sent)
         return rest
 
-    cdef void _emit_answer(self, bytes data, bytes method, int status, double started):
+    cdef void _emit_answer(self, bytes data, bytes method, bytes target, bytes protocol, int status, double started):
         """Send an answer of the connection's own (an error, an admin path) in its place,
-        recorded with what the socket took of it as ``_answer_deferred``'s are."""
+        recorded with what the socket took of it as ``_answer_deferred``'s are, under the
+        request line's ``method``, ``target`` and ``protocol`` as far as they were read."""
         cdef RequestHead head = self.head
         if self.transport is not None and records_requests(self.state):
             item = self._bytes_answer(data, self.current_job is None and not self.queue)
             if type(item) is FileSender:
-                (<FileSender>item).record = (method, head.target, status, started, head.user_agent, head.referer, None)
+                (<FileSender>item).record = (method, target, protocol, status, started, head.user_agent, head.referer,
+                                             None)
                 self._enqueue_job(item)
                 return
             if item is not None:
                 self._emit(data)
         elif self.transport is not None:
             self._emit(data)
-        self._account(method, head.target, status, len(data) if self.transport is not None else 0, started,
+        self._account(method, target, protocol, status, len(data) if self.transport is not None else 0, started,
                       head.user_agent, head.referer)
 
     cdef object _listing_job(self, RequestHead request):
@@ -1241,10 +1285,11 @@ cdef class HttpProtocol:
             held += self.transport.get_write_buffer_size()
         return held > self.state.max_response_buffer
 
-    cdef void _account(self, bytes method, bytes url, int status, long long sent, double started,
+    cdef void _account(self, bytes method, bytes url, bytes protocol, int status, long long sent, double started,
                        bytes user_agent, bytes referer, object client=None):
         """One request answered: count it, and give it to the metrics and the access log
-        (``client``: the scope's, when a trusted proxy named another than the peer). One of
+        (``protocol``: the HTTP-version its line named, ``b"HTTP/1.1"``, None if not read;
+        ``client``: the scope's, when a trusted proxy named another than the peer). One of
         which no byte left (``sent`` 0; ``status`` 0: none was begun) is recorded as
         ``CLIENT_CLOSED_REQUEST``: the connection ended before its answer began."""
         cdef ServerState state = self.state
@@ -1257,14 +1302,15 @@ cdef class HttpProtocol:
             if state.counters is not None:
                 state.counters.record(method, status, sent, seconds)
             if state.access_logger is not None:
-                state.access_logger(self, method, url, status, sent, seconds, user_agent, referer, client)
+                state.access_logger(self, method, url, protocol, status, sent, seconds, user_agent, referer, client)
         if state.requests == state.request_limit:
             state.on_limit()
 
     cdef void account_unanswered(self, RequestHead request):
         """``request`` ends with its connection before any answer to it began: recorded as
         ``CLIENT_CLOSED_REQUEST``, no bytes sent (its duration: none, it never began)."""
-        self._account(request.method, request.target, 0, 0, monotonic(), request.user_agent, request.referer,
+        self._account(request.method, request.target, request.protocol, 0, 0, monotonic(), request.user_agent,
+                      request.referer,
                       self._forwarded_client(request))
 
     cdef object _forwarded_client(self, RequestHead request):
@@ -1274,12 +1320,12 @@ cdef class HttpProtocol:
             return None
         return resolve_fields(self.state.proxy, self.client, request.forwarded_for, None, "http")[0]
 
-    cpdef void account(self, bytes method, bytes url, int status, long long sent, double started,
+    cpdef void account(self, bytes method, bytes url, bytes protocol, int status, long long sent, double started,
                        bytes user_agent=None, bytes referer=None, object client=None):
         """For responses made outside the connection (ASGI, WebSocket handshakes): ``started``
         is ``monotonic_time()`` when the head was read, ``sent`` the bytes of the response,
         ``client`` the scope's (None: the peer's); ``status`` 0 for none begun (see ``_account``)."""
-        self._account(method, url, status, sent, started, user_agent, referer, client)
+        self._account(method, url, protocol, status, sent, started, user_agent, referer, client)
 
     # -- ordered output -----------------------------------------------------------------
 
@@ -1519,22 +1565,24 @@ cdef class HttpProtocol:
         if self.head is None:
             self.head = self.state.take_head()
         self.head.keep_alive = False
-        method = self.head.method if self.method_read else None  # a head cut short: "-" in the log
-        if not self.method_read and not self.in_head:
-            self.head.target = None  # what it holds is an earlier request's on this connection
-        cdef bint head_request = method == HEAD
-        if (method is None and self.in_head and self.parser is not None and not self.head_flags & HEAD_METHOD_REFUSED
-                and self.line_state != LINE_START and self.line_state != LINE_METHOD):
-            head_request = self.parser.get_method() == HEAD  # the line got past its method, which httptools read
+        cdef bytes method, target, protocol
+        if self.method_read:
+            method, target, protocol = self.head.method, self.head.target, self.head.protocol
+        else:
+            # Refused before its head was read whole (the head holds none of it, or an earlier
+            # request's fields): the access log names its request line as far as it came, as
+            # nginx's does, and "-" for what never came.
+            method, target, protocol = split_request_line(self.head.line_read)
+        cdef bint head_request = method == HEAD and (self.method_read or self.head.line_read.startswith(b"HEAD "))
         self.head.method = GET
         self.head.is_get = True
         self.head.is_head = False
         self.response_status = status
         if self.state.tracer is not None:
-            self.state.tracer.refused(self, method, self.head.target, status)
+            self.state.tracer.refused(self, method, target, status)
         if data is None:
             data = plain_answer(status, b"", False, self.head.http10, head_request)
-        self._emit_answer(data, method, status, monotonic())
+        self._emit_answer(data, method, target, protocol, status, monotonic())
         self._flush()
 
     cdef void _fail_body(self, int status):

@@ -37,6 +37,7 @@ cdef struct FieldSpan:    # one header line, for callers that want them all
 cdef struct SimpleHead:
     bint is_head          # HEAD rather than GET
     bint http10
+    unsigned char minor   # the HTTP/1 minor version the request line names (0-9)
     int connection
     Span target
     Span fields[11]       # indexed by FIELD_*
@@ -52,6 +53,27 @@ cdef enum:
     LINE_TARGET = 4    # in the request-target
     LINE_VERSION = 5   # in the SP after the target, or LINE_VERSION + 1 + i: i bytes into "HTTP/d.d" CR LF
 
+# How a request of a given HTTP-version is served (served_version).
+cdef enum:
+    VERSION_REFUSED = 0   # another major version than 1: 505 (RFC 9110 section 15.6.6)
+    VERSION_10 = 1        # HTTP/1.0
+    VERSION_11 = 2        # HTTP/1.1, and HTTP/1.2 to 1.9 read as it (RFC 9112 section 2.3)
+
+
+cdef inline int served_version(int major, int minor) noexcept nogil:
+    """How a request whose line names ``HTTP/major.minor`` (one digit each) is served: the
+    one version rule both request readers ask. RFC 9112 section 2.3: a higher minor version of
+    HTTP/1 is processed as the highest one implemented, HTTP/1.1; RFC 9110 section 15.6.6: a
+    major version not implemented (0, 2, 3, ...) is refused, 505."""
+    if major != 1:
+        return VERSION_REFUSED
+    return VERSION_10 if minor == 0 else VERSION_11
+
+
+cdef bytes protocol_text(int major, int minor)
+cdef int protocol_served(bytes protocol)
+
+
 cdef int follow_request_line(unsigned char* state, const unsigned char* buf, Py_ssize_t pos,
                              Py_ssize_t end) noexcept nogil
 
@@ -66,7 +88,9 @@ cdef class RequestHead:
     cdef public bint is_get                # method is GET ...
     cdef public bint is_head               # ... or HEAD (the methods a static file answers)
     cdef public bytes target
-    cdef public bint http10
+    cdef public bint http10                # served as HTTP/1.0 (else as HTTP/1.1: served_version)
+    cdef public bytes protocol             # the HTTP-version as the request line names it (b"HTTP/1.2"), None until read
+    cdef bytes line_read                   # the first bytes of its request line while httptools reads it (for the access log)
     cdef public bint keep_alive
     cdef public list headers               # (lowercase name, value) pairs, for ASGI requests
     cdef public long long declared_length  # Content-Length, -1 when absent or invalid

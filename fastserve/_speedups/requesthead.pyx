@@ -154,12 +154,10 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
         return SCAN_INCOMPLETE
     if memcmp(buf + p, b" HTTP/1.", 8) != 0 or buf[p + 9] != b"\r" or buf[p + 10] != b"\n":
         return SCAN_OTHER
-    if buf[p + 8] == b"1":
-        head.http10 = False
-    elif buf[p + 8] == b"0":
-        head.http10 = True
-    else:
+    if not b"0" <= buf[p + 8] <= b"9":
         return SCAN_OTHER
+    head.minor = buf[p + 8] - 48  # its digit
+    head.http10 = served_version(1, head.minor) == VERSION_10
     p += 11
 
     # header lines: token ":" OWS value OWS CRLF, up to the empty line
@@ -223,6 +221,52 @@ cdef Py_ssize_t scan_simple_head(const unsigned char* buf, Py_ssize_t start, Py_
             if option < 0:
                 return SCAN_OTHER
             head.connection = option
+
+
+# b"HTTP/1.0" to b"HTTP/1.9": what the request line of a request served as HTTP/1 names, made once
+cdef tuple HTTP1_PROTOCOLS = tuple(b"HTTP/1.%d" % minor for minor in range(10))
+
+
+cdef bytes protocol_text(int major, int minor):
+    """The HTTP-version ``HTTP/major.minor`` names, as bytes (made once for HTTP/1)."""
+    if major == 1 and 0 <= minor <= 9:
+        return <bytes>HTTP1_PROTOCOLS[minor]
+    return b"HTTP/%d.%d" % (major, minor)
+
+
+cdef int protocol_served(bytes protocol):
+    """``served_version`` of a request line's protocol as it was read (``b"HTTP/2.0"``); -1 for
+    one that is not ``HTTP/d.d``."""
+    if protocol is None or len(protocol) != 8 or not protocol.startswith(b"HTTP/") or protocol[6] != 46:
+        return -1
+    if not (48 <= protocol[5] <= 57 and 48 <= protocol[7] <= 57):
+        return -1
+    return served_version(protocol[5] - 48, protocol[7] - 48)
+
+
+def version_served(str version) -> int:
+    """Python view of ``served_version`` for a version written ``"1.1"``: VERSION_10 (1),
+    VERSION_11 (2) or VERSION_REFUSED (0, answered 505)."""
+    if len(version) != 3 or version[1] != "." or not version[0].isdigit() or not version[2].isdigit():
+        raise ValueError(f"not an HTTP-version: {version!r}")
+    return served_version(ord(version[0]) - 48, ord(version[2]) - 48)
+
+
+def split_request_line(bytes line):
+    """``(method, target, protocol)`` of a request line as far as it was read (``line``: its
+    bytes up to its CR LF, or to where reading stopped), each None where the line did not
+    reach it: the words it holds, split at their runs of SP as RFC 9112 section 3 reads them;
+    the protocol is all after the target's SP (``HTTP/1.1``, or whatever the client put
+    there). What an access log line says of a request refused before its head was read."""
+    if line is None:
+        return None, None, None
+    if line.endswith(b"\r"):
+        line = line[:len(line) - 1]
+    method, gap, rest = line.partition(b" ")
+    rest = rest.lstrip(b" ")
+    target, gap, protocol = rest.partition(b" ")
+    protocol = protocol.lstrip(b" ")
+    return method or None, target or None, protocol or None
 
 
 cdef const char* VERSION_SHAPE = b"HTTP/0.0\r\n"   # 0: any digit
@@ -367,7 +411,7 @@ cdef class RequestHead:
         self.method = b"GET"
         self.is_get = True
         self.is_head = self.http10 = self.keep_alive = False
-        self.target = None
+        self.target = self.protocol = self.line_read = None
         self.headers = None
         self.declared_length = -1
         self.clear_fields()
@@ -424,7 +468,7 @@ cpdef int connection_option(bytes value):
 def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
               Py_ssize_t max_target=65536, Py_ssize_t max_fields=100, Py_ssize_t max_lines=64):
     """Python view of ``scan_simple_head``: ``(end, fields)`` for a simple head, where
-    ``fields`` holds method, target, http10, connection, the fields present and ``lines``
+    ``fields`` holds method, target, http10, protocol, connection, the fields present and ``lines``
     (every header line as a (name, value) pair); or ``(SCAN_INCOMPLETE or SCAN_OTHER, None)``."""
     cdef SimpleHead head
     cdef FieldSpan lines[64]
@@ -443,6 +487,7 @@ def scan_head(bytes data, Py_ssize_t start=0, Py_ssize_t max_head=65536,
         "method": b"HEAD" if head.is_head else b"GET",
         "target": span_bytes(chars, head.target),
         "http10": bool(head.http10),
+        "protocol": protocol_text(1, head.minor),
         "connection": ("default", "keep-alive", "close")[head.connection],
     }
     for index in range(FIELD_COUNT):

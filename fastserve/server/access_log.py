@@ -2,13 +2,21 @@
 
 ``--access-log-format``:
 
-* ``common``: ``client - - [time] "METHOD target HTTP/x" status bytes`` (NCSA Common Log Format);
+* ``common``: ``client - - [time] "METHOD target HTTP/x.y" status bytes`` (NCSA Common Log Format);
 * ``combined``: ``common`` and ``"referer" "user-agent"``;
 * ``json``: one object per line with ``time`` (RFC 3339, UTC), ``client``, ``method``, ``path``,
-  ``query``, ``version``, ``status``, ``bytes`` (response bytes, head included), ``duration_us``
+  ``query``, ``version`` (``"1.1"``), ``status``, ``bytes`` (response bytes, head included), ``duration_us``
   (from the request head to the response handed to the connection, or to its last byte sent
   when the socket did not take it at once: below), ``user_agent``, ``referer``
   and ``worker`` (the process id).
+
+The request is named as its request line named it, as nginx's ``$request`` does: the
+HTTP-version as sent (``HTTP/1.2``, served as HTTP/1.1; ``HTTP/2.0``, refused 505). A request
+refused before its head was read whole (a target too long, a head too large, a line that is no
+request line, another major version) is named by as much of its line as came: the words before
+the first SP and between the SPs as method and target, the rest as the protocol (its first
+8 KiB in all); what never came is ``-`` (in ``common``, a part not read is left out, and a
+line of which nothing was read is ``"-"``).
 
 A static answer is logged with the bytes the socket took (nginx's ``$bytes_sent``), not the
 size its head promised: one the socket took whole at once at its size; any other (a file's body,
@@ -64,26 +72,28 @@ class AccessLog:
         self._iso_time = ""
         self.dropped = 0  # lines lost since the stream last took a write (0: it is being written)
 
-    def __call__(self, conn: Any, method: Optional[bytes], url: Optional[bytes], status: int, sent: int,
-                 seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
+    def __call__(self, conn: Any, method: Optional[bytes], url: Optional[bytes], protocol: Optional[bytes],
+                 status: int, sent: int, seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
                  client: Any = None) -> None:
-        """One line's facts (formatted when the buffer is written); ``client`` is the ASGI
-        scope's (a trusted proxy's X-Forwarded-For), else the connection's peer."""
-        self.pending.append((conn.client if client is None else client, method, url, conn.http10, status, sent, seconds, user_agent, referer,
-                             _now()))
+        """One line's facts (formatted when the buffer is written): ``method``, ``url`` and
+        ``protocol`` (``b"HTTP/1.1"``) as the request line named them, each None where it was
+        not read; ``client`` is the ASGI scope's (a trusted proxy's X-Forwarded-For), else the
+        connection's peer."""
+        self.pending.append((conn.client if client is None else client, method, url, protocol, status, sent, seconds,
+                             user_agent, referer, _now()))
         if len(self.pending) >= BUFFER_LINES:
             self.flush()
 
-    def format_line(self, client: Any, method: Optional[bytes], url: Optional[bytes], http10: bool, status: int,
-                    sent: int, seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
+    def format_line(self, client: Any, method: Optional[bytes], url: Optional[bytes], protocol: Optional[bytes],
+                    status: int, sent: int, seconds: float, user_agent: Optional[bytes], referer: Optional[bytes],
                     when: float) -> str:
         """One line in the configured format (no newline); ``when`` is the time.time() of the answer."""
         self._refresh_time(when)
-        version = "1.0" if http10 else "1.1"
         host = client[0] if client else "-"
         verb = method.decode("latin-1") if method else "-"
         target = url.decode("latin-1") if url else "-"
         if self.format == "json":
+            version = _version(protocol)
             path, _, query = target.partition("?")
             # The object json.dumps would write, with the strings escaped by its C encoder.
             return (
@@ -92,7 +102,11 @@ class AccessLog:
                 f'"bytes":{sent},"duration_us":{int(seconds * 1e6)},"user_agent":{_json_or_null(user_agent)},'
                 f'"referer":{_json_or_null(referer)},"worker":{self.worker}}}'
             )
-        line = f'{host} - - [{self._clf_time}] "{_quote(verb)} {_quote(target)} HTTP/{version}" {status} {sent}'
+        if method and url and protocol:
+            request = f"{_quote(verb)} {_quote(target)} {_quote(protocol.decode('latin-1'))}"
+        else:  # a request line cut short: the words of it that came
+            request = _quote(" ".join(part.decode("latin-1") for part in (method, url, protocol) if part)) or "-"
+        line = f'{host} - - [{self._clf_time}] "{request}" {status} {sent}'
         if self.format == "combined":
             line += f' "{_quote(_text(referer) or "-")}" "{_quote(_text(user_agent) or "-")}"'
         return line
@@ -113,10 +127,10 @@ class AccessLog:
         if not logger.isEnabledFor(logging.INFO):
             return
         if logs.access_to_uvicorn:
-            for client, method, url, http10, status, *_ in pending:
+            for client, method, url, protocol, status, *_ in pending:
                 address = "%s:%d" % tuple(client[:2]) if client and client[1] is not None else (client or ("-",))[0]
                 uvicorn_logger.info(UVICORN_LINE, address, _text(method) or "-", _text(url) or "-",
-                                    "1.0" if http10 else "1.1", status)
+                                    _version(protocol), status)
             return
         lines = [self.format_line(*facts) for facts in pending]
         handlers = logger.handlers
@@ -154,6 +168,15 @@ _json = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a quoted
 
 def _json_or_null(value: Optional[bytes]) -> str:
     return "null" if value is None else _json(value.decode("latin-1"))
+
+
+def _version(protocol: Optional[bytes]) -> str:
+    """The version a request line's protocol names (``"1.1"`` of ``HTTP/1.1``): what follows
+    ``HTTP/``, the protocol whole if it is not one, ``-`` if none was read."""
+    if not protocol:
+        return "-"
+    text = protocol.decode("latin-1")
+    return text[5:] if text.startswith("HTTP/") else text
 
 
 def _text(value: Optional[bytes]) -> Optional[str]:

@@ -131,6 +131,7 @@ class WebSocketSession:
         self.config = bridge.config
         self.method = method
         self.raw_url = raw_url
+        self.http_version: Optional[bytes] = conn.protocol  # the HTTP-version the handshake named, for its access line
         self.request_headers = headers
         self.started = time.monotonic()
         self.headers = headers
@@ -784,5 +785,5 @@ class WebSocketSession:
         (``status`` and ``sent`` 0, which the connection records as ``CLIENT_CLOSED_REQUEST``,
         499): count it and log it."""
         fields = dict(self.request_headers)
-        self.conn.account(self.method, self.raw_url, status, sent, self.started,
+        self.conn.account(self.method, self.raw_url, self.http_version, status, sent, self.started,
                           fields.get(b"user-agent"), fields.get(b"referer"), self.scope["client"])
