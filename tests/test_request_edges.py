@@ -368,9 +368,14 @@ def test_an_app_gets_the_methods_httptools_reads(serve, method):
     (b"identity, chunked", 501),   # identity is no transfer coding (RFC 9112 section 7)
     (b"x-custom , chunked", 501),
     (b"gzip", 400),                # section 6.3: chunked not last, the length is unknown
-    (b", gzip, , chunked", 501),   # empty members are no codings (RFC 9110 section 5.6.1.2); gzip is one
+    (b", gzip, , chunked", 501),
     (b",", 400),                   # no coding at all: not chunked, the length is unknown
-    (b"chunked ,", 400),           # httptools refuses a member after chunked, even an empty one
+    (b"chunked ,", 400),           # an empty member after chunked: chunked is not last
+    # an empty member is not ignored (as RFC 9110 section 5.6.1.2 would allow): h11 refuses the
+    # list, nginx answers 501, a proxy comparing the value whole frames no chunked body
+    (b", chunked", 501),
+    (b",chunked", 501),
+    (b" , ,chunked", 501),
 ])
 @pytest.mark.parametrize("face", ["static", "asgi"])
 def test_a_transfer_coding_besides_chunked_is_refused_before_any_app_starts(site, serve, coding, status, face):
@@ -383,8 +388,7 @@ def test_a_transfer_coding_besides_chunked_is_refused_before_any_app_starts(site
     assert app.calls == []
 
 
-@pytest.mark.parametrize("coding", [b"chunked", b"Chunked", b"chunked  ",
-                                    b", chunked", b",chunked", b" , ,chunked"])  # empty members are ignored
+@pytest.mark.parametrize("coding", [b"chunked", b"Chunked", b"chunked  "])
 def test_chunked_alone_is_read_as_always(serve, coding):
     app = Recorder()
     client = serve(app).open()
@@ -395,13 +399,12 @@ def test_chunked_alone_is_read_as_always(serve, coding):
 
 
 @pytest.mark.parametrize("coding", [b", chunked", b" ,,chunked"])
-def test_empty_transfer_coding_members_are_ignored_on_the_static_face_too(site, serve, coding):
-    """RFC 9110 section 5.6.1.2: the list is ``chunked``; the body is read past and the request
-    behind it answered on the same connection (it was 501, a coding 'not implemented')."""
+def test_empty_transfer_coding_members_are_refused_on_the_static_face_too(site, serve, coding):
+    """Its body is never read as chunked: 501 and a close, the request behind it unanswered."""
     client = serve(site).open()
     client.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
                 b"5\r\nhello\r\n0\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert [r.status for r in client.wait_for(2)] == [200, 200] and not client.closed
+    assert [r.status for r in client.parsed()] == [501] and client.closed
 
 
 @pytest.mark.parametrize("face", ["static", "asgi"])

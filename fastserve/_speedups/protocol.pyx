@@ -883,13 +883,16 @@ cdef class HttpProtocol:
 
     cdef void _read_transfer_coding(self, bytes value):
         """Note what a Transfer-Encoding line says: whether it names a coding besides chunked
-        (which only chunked's framing is known here), and whether it ends in chunked. Empty
-        list members are no codings (RFC 9110 section 5.6.1.2: ignored, as httptools frames
-        ``, chunked`` as chunked); a line of nothing else is read as one naming no chunked."""
-        codings = [coding for coding in (member.strip(b" \t").lower() for member in value.split(b",")) if coding]
+        (which only chunked's framing is known here), and whether it ends in chunked.
+
+        An empty list member counts as a coding besides chunked: ``, chunked`` is refused (501,
+        as nginx answers it), not read as chunked. RFC 9110 section 5.6.1.2 lets a recipient
+        ignore empty members, and httptools frames the body as chunked, but h11 refuses the
+        list and a proxy comparing the value whole reads no chunked framing in it: two readers
+        of one message with two framings is what request smuggling needs (RFC 9112 section
+        11.2)."""
+        codings = [member.strip(b" \t").lower() for member in value.split(b",")]
         self.head_flags |= HEAD_TRANSFER_CODED
-        if not codings:
-            codings = [b""]
         if codings[len(codings) - 1] == b"chunked":
             self.head_flags |= HEAD_CHUNKED_LAST
         else:
