@@ -25,6 +25,16 @@ else:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A directory holding ``a.txt`` (``first\n``), for tests that ask one file of a static root
+    (a module may define its own ``site``)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"first\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def docroot(tmp_path_factory: pytest.TempPathFactory) -> DocRoot:
     """The shared, never-modified document root (with a 404.html)."""

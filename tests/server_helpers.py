@@ -57,21 +57,28 @@ class DocRoot:
         return self.root / name
 
 
+async def read_body(receive: Any) -> Optional[bytes]:
+    """The whole request body an ASGI app reads through ``receive``; None if the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
 async def echo_body(scope: dict, receive: Any, send: Any) -> None:
     """An ASGI app that answers an HTTP request with the body it read, with its Content-Length;
     it returns at ``http.disconnect``."""
     if scope["type"] != "http":
         return
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
+    if body is None:
+        return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
-    await send({"type": "http.response.body", "body": bytes(body)})
+    await send({"type": "http.response.body", "body": body})
 
 
 def pattern_bytes(size: int, seed: int) -> bytes:

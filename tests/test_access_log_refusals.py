@@ -10,18 +10,9 @@ formats ``--access-log-format`` writes), bytes in, in one read and byte by byte.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, List
 
 import pytest
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "a.txt").write_bytes(b"first\n")
-    return root
 
 
 async def app(scope: dict, receive: Any, send: Any) -> None:

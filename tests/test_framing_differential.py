@@ -21,6 +21,7 @@ import h11
 import pytest
 
 from inprocess import parse_responses
+from server_helpers import read_body
 
 SECOND = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
 P = b"POST /p HTTP/1.1\r\nHost: x\r\n"
@@ -216,14 +217,9 @@ class Echo:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         target = scope["raw_path"].decode("latin-1") + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
         self.seen.append((target, body))
         text = b"%s %d:%s" % (target.encode("latin-1"), len(body), body)

@@ -25,7 +25,6 @@ as RFC 9110/9112 say, in-process with both request readers (bytes in, bytes out)
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, List
 
 import pytest
@@ -33,14 +32,6 @@ import pytest
 from inprocess import parse_responses
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "a.txt").write_bytes(b"first\n")
-    return root
 
 
 class Recorder:
