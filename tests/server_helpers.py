@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import termios
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -700,6 +701,15 @@ def running_server(target: Optional[Path], flags: Sequence[str] = (), *, log_pat
         f"server did not exit cleanly on SIGTERM within {stop_timeout} s (code {code})\n"
         f"--- server output ---\n{server.output()}"
     )
+
+
+@contextlib.contextmanager
+def running_app_module(base: Path, module: str, source: str, flags: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """``running_server`` for ``module:app``, the module written into ``base`` from ``source``
+    (dedented) and the server run there, its output in ``base/server.log``."""
+    (base / f"{module}.py").write_text(textwrap.dedent(source))
+    with running_server(Path(f"{module}:app"), flags, log_path=base / "server.log", cwd=base) as srv:
+        yield srv
 
 
 def port_from_url(url: str) -> int:

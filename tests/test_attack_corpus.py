@@ -11,13 +11,11 @@ from __future__ import annotations
 import itertools
 import socket
 import struct
-import textwrap
-from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
-from server_helpers import SECRET_MARKER, ConnectionClosed, RawConnection, ServerProcess, fetch, running_server
+from server_helpers import SECRET_MARKER, ConnectionClosed, RawConnection, ServerProcess, fetch, running_app_module
 from test_server_websocket import RawWebSocket, frame_bytes
 
 APP = '''
@@ -54,10 +52,8 @@ ANY_REFUSAL = (400, 403, 404, 405, 413, 414, 431, 501, 505)
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    base = tmp_path_factory.mktemp("attack_app")
-    (base / "attack_app.py").write_text(textwrap.dedent(APP))
-    with running_server(Path("attack_app:app"), ["--max-body-size", "65536", "--ws-ping-interval", "0"],
-                        log_path=base / "server.log", cwd=base) as srv:
+    with running_app_module(tmp_path_factory.mktemp("attack_app"), "attack_app", APP,
+                            ["--max-body-size", "65536", "--ws-ping-interval", "0"]) as srv:
         yield srv
 
 

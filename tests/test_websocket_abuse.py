@@ -10,13 +10,11 @@ send.
 from __future__ import annotations
 
 import struct
-import textwrap
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from server_helpers import ServerProcess, fetch, running_server
+from server_helpers import ServerProcess, fetch, running_app_module
 from test_server_websocket import RawWebSocket, frame_bytes
 
 APP = '''
@@ -61,12 +59,10 @@ app = Starlette(routes=[WebSocketRoute("/echo", echo), WebSocketRoute("/idle", i
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    base = tmp_path_factory.mktemp("ws_abuse")
-    (base / "ws_abuse_app.py").write_text(textwrap.dedent(APP))
     # An idle endpoint never learns its client went (it never calls receive, as under any ASGI
     # server): at the stop it is cancelled after --graceful-timeout.
-    with running_server(Path("ws_abuse_app:app"), ["--ws-ping-interval", "0", "--graceful-timeout", "1"],
-                        log_path=base / "server.log", cwd=base) as srv:
+    with running_app_module(tmp_path_factory.mktemp("ws_abuse"), "ws_abuse_app", APP,
+                            ["--ws-ping-interval", "0", "--graceful-timeout", "1"]) as srv:
         yield srv
 
 
