@@ -394,6 +394,21 @@ def test_parse_http_date_rfc850_two_digit_years() -> None:
     assert parse_http_date(text.encode()) == ts, text
 
 
+def test_parse_http_date_rfc850_fifty_years_on_is_counted_to_the_day() -> None:
+    """RFC 9110 section 5.6.7: a two-digit year is this century's unless the date is then
+    *more than 50 years* in the future: in the year fifty years on, a date before today's is
+    still this century's, one after it the previous century's (the year alone said this
+    century's for the whole year)."""
+    now = time.gmtime()
+    day = min(now.tm_mday, 28)
+    fifty_years_on = calendar.timegm((now.tm_year + 50, now.tm_mon, day, now.tm_hour, now.tm_min, now.tm_sec))
+    for ts, century_back in ((fifty_years_on - 2 * 86400, False), (fifty_years_on + 2 * 86400, True)):
+        date = time.gmtime(ts)
+        text = time.strftime("%A, %d-%b-%y %H:%M:%S GMT", date)
+        expected = calendar.timegm((date.tm_year - 100 if century_back else date.tm_year, *date[1:6], 0, 0, 0))
+        assert parse_http_date(text.encode()) == expected, text
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -461,12 +461,30 @@ cdef inline bint _parse_clock(const unsigned char* s, int* hour, int* minute, in
     return hour[0] >= 0 and minute[0] >= 0 and second[0] >= 0
 
 
-cdef long long _current_year() noexcept nogil:
+cdef inline long long _moment_of_year(int month, int day, int hour, int minute, int second) noexcept nogil:
+    """A number that orders moments within one year (leap seconds included)."""
+    return (((month * 32LL + day) * 24 + hour) * 60 + minute) * 61 + second
+
+
+cdef long long _rfc850_century(int two_digits, int month, int day, int hour, int minute, int second) noexcept nogil:
+    """The four-digit year of an rfc850-date's two-digit one (RFC 9110 section 5.6.7): in this
+    century, unless that puts the date more than 50 years after now, then in the previous one
+    (the most recent past year ending in those digits)."""
     cdef time_t now = time(NULL)
     cdef tm parts
     if gmtime_r(&now, &parts) == NULL:
-        return 1970
-    return parts.tm_year + 1900
+        return 1900 + two_digits
+    cdef long long this_year = parts.tm_year + 1900
+    cdef long long year = this_year - this_year % 100 + two_digits
+    if year > this_year + 50:
+        return year - 100
+    if year == this_year + 50:
+        # fifty years on is today's date and time in that year: a later one is more than 50 years on
+        if _moment_of_year(month, day, hour, minute, second) > _moment_of_year(
+            parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec
+        ):
+            return year - 100
+    return year
 
 
 cdef long long _timestamp(long long year, int month, int day, int hour, int minute, int second) noexcept nogil:
@@ -483,7 +501,9 @@ cpdef long long parse_http_date(bytes value):
     """Seconds since the epoch (UTC) for an HTTP-date, or -1 when it is not one.
 
     Accepts IMF-fixdate, RFC 850 and asctime forms (names are case-sensitive, as the grammar
-    says). The weekday name must be a real one but is not checked against the date. Dates
+    says). The weekday name must be a real one but is not checked against the date. An RFC 850
+    two-digit year is this century's unless the date would then be more than 50 years after
+    now, to the second (RFC 9110 section 5.6.7: then the previous century's). Dates
     before 1970 come back negative, so 1969-12-31 23:59:59 is indistinguishable from "invalid".
     """
     if value is None:
@@ -495,7 +515,7 @@ cpdef long long parse_http_date(bytes value):
     s += start
     cdef Py_ssize_t n = end - start
     cdef int day, month, hour = 0, minute = 0, second = 0, d, name_len
-    cdef long long year, this_year
+    cdef long long year
 
     if n == 29 and s[3] == 44:
         # IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -545,12 +565,7 @@ cpdef long long parse_http_date(bytes value):
     year = _two_digits(s + 9)
     if year < 0 or not _parse_clock(s + 12, &hour, &minute, &second):
         return -1
-    # a two-digit year more than 50 years in the future belongs to the previous century
-    this_year = _current_year()
-    year += this_year - this_year % 100
-    if year > this_year + 50:
-        year -= 100
-    return _timestamp(year, month, day, hour, minute, second)
+    return _timestamp(_rfc850_century(<int>year, month, day, hour, minute, second), month, day, hour, minute, second)
 
 
 # Timestamps that fit the four-digit year of an IMF-fixdate: 0000-01-01 .. 9999-12-31 23:59:59.
