@@ -6,9 +6,12 @@ Builds one site in a temporary directory, serves it with ``python -m fastserve S
 --compress off`` (plus the flags given after ``--``) and with ``nginx`` (``gzip_static on``,
 ``gzip_vary on``, ``etag on``, ``if_modified_since exact``: nginx's defaults where not named),
 each on a free port of 127.0.0.1, and sends both the same raw HTTP/1.1 requests: a matrix of
-conditionals (every HTTP-date form, entity-tag lists, weak tags, precedence), ranges (single,
-suffix, multiple, overlapping, past the end, If-Range), content codings (a ``.gz`` sibling,
-q-values, ``identity;q=0``), methods, names (MIME types, percent-encoding, directories).
+conditionals (every HTTP-date form, wrong weekdays and two-digit years, entity-tag lists, weak
+tags, precedence among all five fields and Range, on GET, HEAD, POST, PUT and DELETE), ranges
+(single, suffix, multiple, overlapping, past the end, at and past --max-ranges, If-Range),
+content codings (a ``.gz`` sibling, one older than its file, one larger than it; q-values,
+``identity;q=0``, a coding listed twice, tabs), methods, names (MIME types, upper-case and
+double suffixes, percent-encoding, directories).
 With ``--etag off`` among the flags nginx gets ``etag off``; with ``--header NAME:VALUE``, it
 gets ``add_header NAME "VALUE" always`` (``Cache-Control`` without ``always``: for a directory
 it is the files' cache policy) and that field is compared too. Entity-tags and dates in a
@@ -69,7 +72,8 @@ SAME_TYPE = {"application/javascript": "text/javascript", "text/xml": "applicati
 DECIDED = [
     (r"/lib\.mjs$", "nginx 1.22's mime.types has no .mjs; a module script needs a JavaScript type"),
     (r"/app\.js\.map$", "a source map is JSON: application/json (nginx: application/octet-stream)"),
-    (r"^GET /app\.js\.gz$", "a .gz asked for by its own name is application/gzip (nginx: application/octet-stream)"),
+    (r"^(GET /app\.js\.gz|(GET|HEAD) /release\.tar\.gz)$",
+     "a .gz asked for by its own name is application/gzip (nginx: application/octet-stream)"),
     (r"^(GET|HEAD) /logo\.svgz$", "a .svgz is a gzip stream sent as it is: application/gzip (nginx: image/svg+xml "
                                   "without Content-Encoding, a label its bytes do not match)"),
     (r"^(GET|HEAD) /x\.pem$", "RFC 8555's application/pem-certificate-chain (nginx: application/x-x509-ca-cert)"),
@@ -78,8 +82,10 @@ DECIDED = [
     (r"^(GET|HEAD) /(%2e%2e|\.\.)(/a\.txt)?$", "a path climbing above the root is 404 (nginx: 400)"),
     (r"%00", "a NUL in the path names no file: 404 (nginx: 400)"),
     (r"^GET /gr", "a request-target with raw non-ASCII bytes is invalid (RFC 9112 section 3.2): 400"),
+    (r"^POST /missing$", "another method than GET or HEAD is 405 before any lookup (no path takes it); nginx "
+                         "looks a POST's file up first: 404"),
     (r"^(POST|PUT|DELETE|OPTIONS|PATCH|TRACE) ", "a 405 MUST carry Allow (RFC 9110 section 15.5.6); nginx's has none"),
-    (r"IMS (with length|without GMT|\+0000)$",
+    (r"IMS (with length|without GMT|\+0000|RFC850 short weekday)$",
      "an invalid If-Modified-Since is ignored (RFC 9110 section 13.1.3); nginx reads a prefix"),
     (r"IUS invalid$", "an invalid If-Unmodified-Since is ignored (RFC 9110 section 13.1.4); nginx answers 412"),
     (r"IM ok \+ IUS earlier$", "If-Unmodified-Since is not evaluated beside If-Match (RFC 9110 section 13.2.2)"),
@@ -94,13 +100,20 @@ DECIDED = [
     (r"Range bytes=(0-9,5-14|0-9,10-19|99999-100000,99999-|0-0,0-0)$|^GET /one\.txt Range bytes=(0-0,-1|-10,0-9)$",
      "overlapping or adjacent ranges are merged into one part (RFC 9110 section 15.3.7.2 allows it, whatever "
      "their order); nginx sends each as asked"),
-    (r"^GET /a.txt 40 ranges$", "more ranges than --max-ranges: the whole file (RFC 9110 section 14.2); nginx 206"),
+    (r"^GET /a.txt 40 ranges$|Range 17 ranges$", "more ranges than --max-ranges: the whole file (RFC 9110 section 14.2); nginx 206"),
     (r"^GET /app\.js AE (identity;q=0|\*;q=0|\*;q=0, gzip;q=0)$",
      "no acceptable representation is 406 (RFC 9110 sections 12.5.3, 15.5.7); nginx ignores the refusal"),
-    (r"^GET /app\.js AE (\*|x-gzip|gzip;q=0\.5, identity;q=1)$",
+    (r"^GET /app\.js AE (\*|x-gzip|gzip;q=0\.5, identity;q=1)$"
+     r"|^GET /(app\.js|big\.css) AE (identity;q=0, \*|identity;q=0\.5, gzip;q=0\.4|gzip;q=0\.5, \*;q=1)$",
      "Accept-Encoding read by RFC 9110 section 12.5.3 (*, x-gzip, q-values); nginx gzip_static looks for 'gzip'"),
     (r"^(GET|HEAD) /only\.css",
      "a .gz without its original is not served for the original's URL (README: siblings beside a file)"),
+    (r"^GET /(app\.js|big\.css) AE (gzip;q=0, gzip|gzip, gzip;q=0)$",
+     "a coding listed twice takes the weight listed last (RFC 9110 leaves it open); nginx reads the first"),
+    (r"^GET /(app\.js|big\.css) AE gzip\t;q=1$", "a tab is whitespace around ';' (RFC 9110 section 5.6.3); nginx "
+                                                "reads no gzip"),
+    (r"^(GET|HEAD) /stale\.js ", "a sibling older than its file is stale and left out (README: precompressed "
+                                 "siblings); nginx serves it"),
     (r"^two I(N)?M fields$", "a list field on two lines is one list (RFC 9110 section 5.3); nginx answers 400"),
     (r"^two Range fields$", "Range is no list field: two lines are an invalid Range, ignored; nginx uses the first"),
     (r"^empty Host$", "an empty Host names the server's default authority (RFC 9112 section 3.3); nginx answers 400"),
@@ -178,11 +191,22 @@ def build_site(root: Path) -> None:
         "clip.flv": b"FLV\1",
         "setup.exe": b"MZ",
         "x.pem": b"-----BEGIN CERTIFICATE-----\n",
+        "UP.TXT": b"upper case suffix\n",
+        "pic.PNG": b"\x89PNG\r\n\x1a\n",
+        "x.JS": b"var up = 1;\n",
+        "f.Svg": b"<svg xmlns='http://www.w3.org/2000/svg'/>\n",
+        "release.tar.gz": gzip.compress(b"tar", mtime=0),
+        "big.css": b"a{}\n",
+        "big.css.gz": gzip.compress(bytes(range(256)) * 64, mtime=0),  # larger than the file
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
     for path in root.rglob("*"):
         os.utime(path, (MTIME, MTIME))
+    (root / "stale.js").write_bytes(SCRIPT + b"// changed after it was compressed\n")
+    (root / "stale.js.gz").write_bytes(gzip.compress(SCRIPT, mtime=0))
+    os.utime(root / "stale.js.gz", (MTIME - 60, MTIME - 60))  # compressed before the file last changed
+    os.utime(root / "stale.js", (MTIME, MTIME))
 
 
 NGINX_CONF = """
@@ -284,7 +308,8 @@ def cases() -> List[Case]:
     for name in ("a.txt", "empty.txt", "big.bin", "app.js", "lib.mjs", "style.css", "m.wasm", "i.svg", "d.json",
                  "p.webp", "p.avif", "f.woff2", "app.js.map", "page.html", "data.xml", "pic.png", "font.woff",
                  "doc.pdf", "noext", "page.shtml", "page.xhtml", "feed.rss", "feed.atom", "letter.rtf",
-                 "letter.docx", "map.kml", "tune.mid", "clip.3gp", "clip.m4v", "lib.jar", "archive.7z", "logo.svgz", "clip.flv", "setup.exe", "x.pem", "a%20b.txt", "100%25.txt", "gr%C3%BC%C3%9Fe.txt", "plus+sign.txt",
+                 "letter.docx", "map.kml", "tune.mid", "clip.3gp", "clip.m4v", "lib.jar", "archive.7z", "logo.svgz", "clip.flv", "setup.exe", "x.pem", "UP.TXT", "pic.PNG", "x.JS", "f.Svg",
+                 "release.tar.gz", "a%20b.txt", "100%25.txt", "gr%C3%BC%C3%9Fe.txt", "plus+sign.txt",
                  "plus%2Bsign.txt", "dir/sub/x.txt", "%61.txt"):
         add(Case(f"GET /{name}", "/" + name))
         add(Case(f"HEAD /{name}", "/" + name, method="HEAD"))
@@ -402,6 +427,71 @@ def cases() -> List[Case]:
         add(Case(f"GET {path} AE gzip IM other", path, [("Accept-Encoding", "gzip"), ("If-Match", '"other"')]))
         add(Case(f"GET {path} Range 416", path, [("Range", "bytes=999999-")]))
         add(Case(f"GET {path} AE gzip Range 416", path, [("Accept-Encoding", "gzip"), ("Range", "bytes=999999-")]))
+    # -- preconditions together, with Range, and on other methods (RFC 9110 section 13.2.2)
+    for path in ("/a.txt", "/big.bin"):
+        together = [
+            ("IM * + INM *", [("If-Match", "*"), ("If-None-Match", "*")]),
+            ("IM etag + INM etag", [("If-Match", "{etag}"), ("If-None-Match", "{etag}")]),
+            ("IM etag + INM other + IMS at", [("If-Match", "{etag}"), ("If-None-Match", '"other"'),
+                                              ("If-Modified-Since", imf_at)]),
+            ("IUS at + IMS at", [("If-Unmodified-Since", imf_at), ("If-Modified-Since", imf_at)]),
+            ("IUS future", [("If-Unmodified-Since", future)]),
+            ("IUS earlier + IMS at", [("If-Unmodified-Since", earlier), ("If-Modified-Since", imf_at)]),
+            ("INM weak list", [("If-None-Match", 'W/"x", W/{etag}')]),
+            ("IM weak list", [("If-Match", 'W/"x", W/{etag}')]),
+            ("IM strong and weak", [("If-Match", 'W/{etag}, {etag}')]),
+            ("INM lowercase w/", [("If-None-Match", "w/{etag}")]),
+            ("IMS IMF wrong weekday", [("If-Modified-Since", "Mon, 14 Nov 2023 22:13:20 GMT")]),
+            ("IMS RFC850 wrong weekday", [("If-Modified-Since", "Monday, 14-Nov-23 22:13:20 GMT")]),
+            ("IMS asctime wrong weekday", [("If-Modified-Since", "Mon Nov 14 22:13:20 2023")]),
+            ("IMS IMF two-digit year", [("If-Modified-Since", "Tue, 14 Nov 23 22:13:20 GMT")]),
+            ("IMS RFC850 short weekday", [("If-Modified-Since", "Tue, 14-Nov-23 22:13:20 GMT")]),
+            ("IMS asctime one-digit day", [("If-Modified-Since", "Tue Nov  4 22:13:20 2023")]),
+            ("IMS one second later", [("If-Modified-Since", "Tue, 14 Nov 2023 22:13:21 GMT")]),
+            ("IMS one second earlier", [("If-Modified-Since", "Tue, 14 Nov 2023 22:13:19 GMT")]),
+            ("IMS RFC850 far future year", [("If-Modified-Since", "Thursday, 31-Dec-99 23:59:59 GMT")]),
+            ("IMS at + Range", [("If-Modified-Since", imf_at), ("Range", "bytes=0-5")]),
+            ("IMS earlier + Range", [("If-Modified-Since", earlier), ("Range", "bytes=0-5")]),
+            ("IUS earlier + Range", [("If-Unmodified-Since", earlier), ("Range", "bytes=0-5")]),
+            ("IUS later + Range", [("If-Unmodified-Since", later), ("Range", "bytes=0-5")]),
+            ("IM etag + Range", [("If-Match", "{etag}"), ("Range", "bytes=0-5")]),
+            ("IM * + Range past end", [("If-Match", "*"), ("Range", "bytes=99999-")]),
+            ("INM * + Range past end", [("If-None-Match", "*"), ("Range", "bytes=99999-")]),
+            ("INM other + Range past end", [("If-None-Match", '"other"'), ("Range", "bytes=99999-")]),
+            ("If-Range etag + INM etag", [("If-Range", "{etag}"), ("Range", "bytes=0-5"), ("If-None-Match", "{etag}")]),
+            ("If-Range other + IMS at", [("If-Range", '"other"'), ("Range", "bytes=0-5"), ("If-Modified-Since", imf_at)]),
+            ("If-Range date + IUS later", [("If-Range", "{lm}"), ("Range", "bytes=0-5"), ("If-Unmodified-Since", later)]),
+            ("If-Range without Range", [("If-Range", '"other"')]),
+            ("If-Range RFC850 date", [("If-Range", rfc850_at), ("Range", "bytes=0-5")]),
+            ("If-Range weak list", [("If-Range", '{etag}, "x"'), ("Range", "bytes=0-5")]),
+            ("Range 0-0,-1", [("Range", "bytes=0-0,-1")]),
+            ("Range -0,0-0", [("Range", "bytes=-0,0-0")]),
+            ("Range 16 ranges", [("Range", "bytes=" + ",".join(f"{i * 10}-{i * 10}" for i in range(16)))]),
+            ("Range 17 ranges", [("Range", "bytes=" + ",".join(f"{i * 10}-{i * 10}" for i in range(17)))]),
+            ("Range items unit", [("Range", "items=0-1")]),
+            ("Range unit without =", [("Range", "bytes 0-1")]),
+        ]
+        for label, headers in together:
+            add(Case(f"GET {path} {label}", path, headers))
+            add(Case(f"HEAD {path} {label}", path, headers, method="HEAD"))
+        for method in ("POST", "PUT", "DELETE"):
+            for label, headers in (("IM other", [("If-Match", '"other"')]), ("INM *", [("If-None-Match", "*")]),
+                                   ("IMS at", [("If-Modified-Since", imf_at)]), ("IUS earlier", [("If-Unmodified-Since", earlier)]),
+                                   ("Range", [("Range", "bytes=0-5")])):
+                add(Case(f"{method} {path} {label}", path, headers, method=method,
+                         skip=("content-type", "body", "content-length")))
+    add(Case("POST /missing", "/missing", method="POST", skip=("content-type", "body", "content-length")))
+    add(Case("DELETE /missing", "/missing", method="DELETE", skip=("content-type", "body", "content-length")))
+    # -- codings read by RFC 9110 section 12.5.3 beside a .gz sibling, stale and larger siblings
+    for path in ("/app.js", "/stale.js", "/big.css"):
+        for ae in ("gzip;q=0, gzip", "gzip, gzip;q=0", "gzip;Q=1", "gzip;q=1.0000", "gzip;q=0.", "gzip\t;q=1",
+                   " gzip ", "br;q=0", "*;q=0, identity", "identity;q=0, *", "identity;q=0.5, gzip;q=0.4",
+                   "gzip;q=0.5, *;q=1", "gzip, gzip"):
+            add(Case(f"GET {path} AE {ae}", path, [("Accept-Encoding", ae)]))
+        add(Case(f"GET {path} AE gzip", path, [("Accept-Encoding", "gzip")]))
+        add(Case(f"HEAD {path} AE gzip Range", path, [("Accept-Encoding", "gzip"), ("Range", "bytes=0-1")], method="HEAD"))
+        add(Case(f"GET {path} AE gzip If-Range gz-etag", path, [("Accept-Encoding", "gzip"), ("Range", "bytes=0-1"),
+                                                                ("If-Range", "{etag_gz}")]))
     # -- framing the client chose
     add(Case("HTTP/1.0 GET", "/a.txt", raw=b"GET /a.txt HTTP/1.0\r\n\r\n"))
     add(Case("absolute-form", "/a.txt", raw=b"GET http://127.0.0.1/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
