@@ -116,6 +116,25 @@ def test_trace_level_logs_connections_and_the_static_fast_paths_answers(serve, t
     ]
 
 
+@pytest.mark.parametrize("sent, traced", [
+    (b"\x16\x03\x01\x00\x05hello\r\n\r\n", "refused \\x16\\x03\\x01\\x00\\x05hello -: 400, closing"),
+    (b"GET /a\rX: \x1b[2J HTTP/1.1\r\n\r\n", "refused GET /a\\x0dX:: 400, closing"),
+])
+def test_a_refused_lines_bytes_are_escaped_in_its_trace_line(serve, tmp_path: Path, sent: bytes, traced: str) -> None:
+    """A request refused before its head was read is named by the words of its line as they
+    came: what is no printable text (a CR, a terminal's escape) is escaped, as in access lines."""
+    parent, kept = logging.getLogger("fastserve"), Kept()
+    saved = parent.level
+    parent.setLevel(TRACE)
+    logging.getLogger("fastserve.connection").addHandler(kept)
+    try:
+        serve(tmp_path).open().send(sent)
+    finally:
+        parent.setLevel(saved)
+        logging.getLogger("fastserve.connection").removeHandler(kept)
+    assert "127.0.0.1:40000 - " + traced in kept.lines, kept.lines
+
+
 @pytest.mark.parametrize("level", ["critical", "error", "warning"])
 def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
     with ServerProcess(docroot.root, ["--log-level", level, "--access-log"], log_path=tmp_path / "log") as srv:

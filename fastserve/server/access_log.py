@@ -103,12 +103,12 @@ class AccessLog:
                 f'"referer":{_json_or_null(referer)},"worker":{self.worker}}}'
             )
         if method and url and protocol:
-            request = f"{_quote(verb)} {_quote(target)} {_quote(protocol.decode('latin-1'))}"
+            request = f"{escape_text(verb)} {escape_text(target)} {escape_text(protocol.decode('latin-1'))}"
         else:  # a request line cut short: the words of it that came
-            request = _quote(" ".join(part.decode("latin-1") for part in (method, url, protocol) if part)) or "-"
+            request = escape_text(" ".join(part.decode("latin-1") for part in (method, url, protocol) if part)) or "-"
         line = f'{host} - - [{self._clf_time}] "{request}" {status} {sent}'
         if self.format == "combined":
-            line += f' "{_quote(_text(referer) or "-")}" "{_quote(_text(user_agent) or "-")}"'
+            line += f' "{escape_text(_text(referer) or "-")}" "{escape_text(_text(user_agent) or "-")}"'
         return line
 
     def _refresh_time(self, when: float) -> None:
@@ -183,7 +183,7 @@ def _text(value: Optional[bytes]) -> Optional[str]:
     return None if value is None else value.decode("latin-1")
 
 
-def _quote(text: str) -> str:
+def escape_text(text: str) -> str:
     """Escape what would break a quoted log field: quotes, backslashes, control characters."""
     if text.isprintable() and '"' not in text and "\\" not in text:
         return text

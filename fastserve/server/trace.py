@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
+from fastserve.server.access_log import escape_text
 from fastserve.server.logs import TRACE
 
 logger = logging.getLogger("fastserve.asgi")
@@ -131,4 +132,7 @@ def _peer(conn: Any) -> str:
 
 
 def _text(value: Optional[bytes]) -> str:
-    return "-" if value is None else value.decode("latin-1")
+    """A request's method or target in a trace line: ``-`` for none, and what is no printable
+    text escaped as the access log escapes it (a refused request's line is named as it came:
+    a CR or a terminal's escape sequence in it must not act on the log)."""
+    return "-" if value is None else escape_text(value.decode("latin-1"))
