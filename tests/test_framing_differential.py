@@ -308,3 +308,25 @@ def test_a_static_root_answers_each_request_h11_reads(site_root: Path, serve) ->
 def site_root(tmp_path: Path) -> Path:
     (tmp_path / "a.txt").write_bytes(b"a\n")
     return tmp_path
+
+
+def answers(serve: Any, data: bytes, bytewise: bool) -> Tuple[List[Tuple[int, bytes]], List[Tuple[str, bytes]]]:
+    """(status, body) of each answer but a 100, and what the app read, for ``data`` sent in one
+    read or a byte at a time."""
+    app = Echo()
+    server = serve(app, max_body_size=1 << 20)
+    client = server.open()
+    for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+        if client.closed:
+            break
+        client.send(piece)
+    server.settle()
+    responses, _ = parse_responses(bytes(client.transport.data))
+    return [(r.status, r.body) for r in responses if r.status != 100], app.seen
+
+
+@pytest.mark.parametrize("name", sorted(name for name, framing in FRAMINGS.items() if len(framing) < 4096))
+def test_framing_sent_a_byte_at_a_time_is_read_as_in_one_read(serve, name: str) -> None:
+    """Where the reads end changes nothing: the same answers, the same bodies."""
+    data = FRAMINGS[name] + SECOND
+    assert answers(serve, data, True) == answers(serve, data, False)
