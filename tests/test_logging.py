@@ -1,6 +1,7 @@
 """--log-level (uvicorn's six levels), --log-config files, and a root logger left alone."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -442,3 +443,55 @@ def test_access_lines_dropped_while_the_stream_fails_are_counted_when_it_works_a
         "until it can be",
         f"worker {log.worker}: the access log is written again; 2 lines were dropped",
     ]
+
+
+@pytest.mark.parametrize("route", ["fastserve.access", "uvicorn.access"])
+def test_a_log_config_handler_that_cannot_write_access_lines_is_one_error_not_a_traceback_each(
+        monkeypatch, capsys, route) -> None:
+    """A --log-config file's handler for the access lines (a FileHandler, fastserve's or the
+    one a uvicorn config names) on a full disk: logging printed '--- Logging error ---' and a
+    traceback to stderr for every line; the lines are dropped and said once, as for stdout.
+    The handler's error on any other record is still its own."""
+    from fastserve.server import access_log, logs
+
+    class Flaky(io.StringIO):
+        failing = True
+
+        def flush(self) -> None:
+            if self.failing:
+                raise OSError(28, "No space left on device")
+
+    stream = Flaky()
+    handler = logging.StreamHandler(stream)
+    target = logging.getLogger(route)
+    monkeypatch.setattr(target, "handlers", [handler])
+    monkeypatch.setattr(target, "propagate", False)
+    monkeypatch.setattr(target, "level", logging.INFO)
+    monkeypatch.setattr(access_log.logger, "level", logging.INFO)
+    monkeypatch.setattr(logs, "access_to_uvicorn", route == "uvicorn.access")
+    said = Kept()
+    monkeypatch.setattr(logging.getLogger("fastserve"), "handlers", [said])
+
+    class Conn:
+        client = ("127.0.0.1", 5000)
+
+    log = access_log.AccessLog()
+    for status in (200, 404, 200):
+        log(Conn(), b"GET", b"/a", b"HTTP/1.1", status, 10, 0.001, None, None)
+        log.flush()
+    stream.failing = False
+    log(Conn(), b"GET", b"/b", b"HTTP/1.1", 200, 10, 0.001, None, None)
+    log.flush()
+    assert "/b" in stream.getvalue().splitlines()[-1]
+    assert said.lines == [
+        f"worker {log.worker}: the access log cannot be written (No space left on device): its lines are dropped "
+        "until it can be",
+        f"worker {log.worker}: the access log is written again; 3 lines were dropped",
+    ]
+    assert capsys.readouterr().err == ""
+    stream.failing = True
+    other = logging.getLogger("tests.elsewhere")  # the same handler, for another logger's record
+    monkeypatch.setattr(other, "handlers", [handler])
+    monkeypatch.setattr(other, "propagate", False)
+    other.error("not an access line")
+    assert "--- Logging error ---" in capsys.readouterr().err  # logging's own report, as before

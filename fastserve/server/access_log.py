@@ -32,13 +32,15 @@ Lines go to the ``fastserve.access`` logger. They are kept in a buffer and writt
 of the server's clock (or sooner when ``BUFFER_LINES`` are waiting); with fastserve's own
 handler the buffer goes out in one write, with a user's ``--log-config`` every line is a log
 record as usual; with a file written for uvicorn (``fastserve.server.logs``), a record on
-``uvicorn.access`` as uvicorn makes it.
+``uvicorn.access`` as uvicorn makes it. Lines a handler cannot take are dropped and said once
+(``AccessLog._taken``), whichever handler it is.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any, List, Optional
 
@@ -127,18 +129,22 @@ class AccessLog:
         if not logger.isEnabledFor(logging.INFO):
             return
         if logs.access_to_uvicorn:
+            watches = _watch_handlers(uvicorn_logger)
             for client, method, url, protocol, status, *_ in pending:
                 address = "%s:%d" % tuple(client[:2]) if client and client[1] is not None else (client or ("-",))[0]
                 uvicorn_logger.info(UVICORN_LINE, address, _text(method) or "-", _text(url) or "-",
                                     _version(protocol), status)
+            self._taken(len(pending), _failure(watches))
             return
         lines = [self.format_line(*facts) for facts in pending]
         handlers = logger.handlers
         if len(handlers) == 1 and type(handlers[0]) is AccessHandler and not logger.filters:
             self._write(handlers[0], lines)  # type: ignore[arg-type]
             return
+        watches = _watch_handlers(logger)
         for line in lines:
             logger.info(line)
+        self._taken(len(lines), _failure(watches))
 
     def _write(self, handler: AccessHandler, lines: List[str]) -> None:
         """Write ``lines`` to ``handler``'s stream in one write. A stream that cannot take them
@@ -151,16 +157,62 @@ class AccessLog:
                 handler.stream.write("\n".join(lines) + "\n")
                 handler.flush()
         except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+            self._taken(len(lines), exc)
+            return
+        self._taken(len(lines), None)
+
+    def _taken(self, count: int, failure: Optional[BaseException]) -> None:
+        """``count`` lines were written, or lost to ``failure``: the first loss is said as an
+        error, and the return of the log as a warning with the number lost meanwhile."""
+        if failure is not None:
             if not self.dropped:
                 logging.getLogger("fastserve").error(
                     "worker %d: the access log cannot be written (%s): its lines are dropped until it can be",
-                    self.worker, getattr(exc, "strerror", None) or exc)
-            self.dropped += len(lines)
+                    self.worker, getattr(failure, "strerror", None) or failure)
+            self.dropped += count
             return
         if self.dropped:
             logging.getLogger("fastserve").warning("worker %d: the access log is written again; %d lines were "
                                                    "dropped", self.worker, self.dropped)
             self.dropped = 0
+
+
+class _HandlerErrors:
+    """Put in place of a ``--log-config`` handler's ``handleError``: a handler that cannot write
+    an access record (a file on a full disk) has the error kept here, for ``AccessLog._taken``
+    to say once, where logging printed it with a traceback to stderr for every line; the
+    handler's errors on other records are its own as before."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.failure: Optional[BaseException] = None
+
+    def __call__(self, record: logging.LogRecord) -> None:
+        if record.name in (logger.name, uvicorn_logger.name):
+            self.failure = sys.exc_info()[1] or OSError("the handler failed")
+        else:
+            self.original(record)
+
+
+def _watch_handlers(log: logging.Logger) -> List[_HandlerErrors]:
+    """The error watches of the handlers ``log``'s records reach (put in place the first time)."""
+    watches = []
+    current: Optional[logging.Logger] = log
+    while current is not None:
+        for handler in current.handlers:
+            watch = handler.handleError
+            if not isinstance(watch, _HandlerErrors):
+                watch = _HandlerErrors(watch)
+                handler.handleError = watch  # type: ignore[method-assign]
+            watch.failure = None
+            watches.append(watch)
+        current = current.parent if current.propagate else None
+    return watches
+
+
+def _failure(watches: List[_HandlerErrors]) -> Optional[BaseException]:
+    """The first error one of ``watches`` kept since ``_watch_handlers``, if any."""
+    return next((watch.failure for watch in watches if watch.failure is not None), None)
 
 
 _json = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a quoted, escaped JSON string
