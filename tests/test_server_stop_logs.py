@@ -19,7 +19,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
-from server_helpers import RawConnection, ServerProcess, running_server
+from server_helpers import CliProcess, RawConnection, port_from_url, running_server
 from test_server_process import wait_for
 
 HANGING_APP = '''
@@ -376,15 +376,16 @@ def test_a_thread_the_app_module_started_does_not_hold_a_failed_start(tmp_path: 
 
 
 @contextlib.contextmanager
-def blocked_server(tmp_path: Path, flags: List[str]) -> Iterator[Tuple[ServerProcess, RawConnection]]:
+def blocked_server(tmp_path: Path, flags: List[str]) -> Iterator[Tuple[CliProcess, RawConnection]]:
     """A server whose app holds the event loop in ``time.sleep`` (``BLOCK_FOR`` s, an hour
     unless set) for a request under way: the server and that request's client, both ended
-    at the block's exit (the server killed if it still runs)."""
+    at the block's exit (the server killed if it still runs). On --port 0: a port picked
+    before the server binds it may be taken meanwhile on a busy machine."""
     (tmp_path / "hanging.py").write_text(textwrap.dedent(HANGING_APP))
-    srv = ServerProcess(Path("hanging:app"), flags, log_path=tmp_path / "log", cwd=tmp_path)
+    srv = CliProcess(["hanging:app", "--port", "0", *flags], log_path=tmp_path / "log", cwd=tmp_path)
     try:
-        srv.wait_ready()
-        with RawConnection(srv.port, timeout=10.0) as client:
+        port = port_from_url(srv.wait_listening())
+        with RawConnection(port, timeout=10.0) as client:
             client.request("GET", "/blocking")
             assert wait_for(lambda: "\nblocking\n" in srv.output(), 5.0), srv.output()
             yield srv, client
