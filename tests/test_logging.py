@@ -136,6 +136,31 @@ def test_a_refused_lines_bytes_are_escaped_in_its_trace_line(serve, tmp_path: Pa
     assert "127.0.0.1:40000 - " + traced in kept.lines, kept.lines
 
 
+def test_uvicorn_shaped_access_records_escape_a_refused_lines_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a --log-config written for uvicorn, the record's parts are escaped as the common
+    format escapes them: a refused request's line is named by its words as they came."""
+    from fastserve.server import access_log, logs
+
+    monkeypatch.setattr(logs, "access_to_uvicorn", True)
+    kept = Kept()
+    access_log.uvicorn_logger.addHandler(kept)
+    monkeypatch.setattr(access_log.uvicorn_logger, "level", logging.INFO)
+    monkeypatch.setattr(access_log.logger, "level", logging.INFO)
+
+    class Conn:
+        client = ("127.0.0.1", 5000)
+
+    log = access_log.AccessLog()
+    try:
+        log(Conn(), b"\x16\x03\x01\x1b[2J", None, None, 400, 175, 0.001, None, None)
+        log(Conn(), b"GET", b"/a\rb", b"HTTP/1.1\x00", 400, 175, 0.001, None, None)
+        log.flush()
+    finally:
+        access_log.uvicorn_logger.removeHandler(kept)
+    assert kept.lines == ['127.0.0.1:5000 - "\\x16\\x03\\x01\\x1b[2J - HTTP/-" 400',
+                          '127.0.0.1:5000 - "GET /a\\x0db HTTP/1.1\\x00" 400']
+
+
 @pytest.mark.parametrize("level", ["critical", "error", "warning"])
 def test_levels_above_info_hide_the_banner(docroot: DocRoot, tmp_path: Path, level: str) -> None:
     with ServerProcess(docroot.root, ["--log-level", level, "--access-log"], log_path=tmp_path / "log") as srv:

@@ -132,8 +132,9 @@ class AccessLog:
             watches = _watch_handlers(uvicorn_logger)
             for client, method, url, protocol, status, *_ in pending:
                 address = "%s:%d" % tuple(client[:2]) if client and client[1] is not None else (client or ("-",))[0]
-                uvicorn_logger.info(UVICORN_LINE, address, _text(method) or "-", _text(url) or "-",
-                                    _version(protocol), status)
+                # the parts as the common format escapes them: a refused line's words come raw
+                uvicorn_logger.info(UVICORN_LINE, address, escape_text(_text(method) or "-"),
+                                    escape_text(_text(url) or "-"), escape_text(_version(protocol)), status)
             self._taken(len(pending), _failure(watches))
             return
         lines = [self.format_line(*facts) for facts in pending]
