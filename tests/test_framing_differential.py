@@ -330,3 +330,24 @@ def test_framing_sent_a_byte_at_a_time_is_read_as_in_one_read(serve, name: str) 
     """Where the reads end changes nothing: the same answers, the same bodies."""
     data = FRAMINGS[name] + SECOND
     assert answers(serve, data, True) == answers(serve, data, False)
+
+
+# Where fastserve reads what h11 refuses, by a leniency RFC 9112 allows that moves no body's
+# end: empty lines before a request-line are ignored (section 2.2; llhttp ignores a bare LF one
+# too), and the request-line is split on runs of spaces (section 3). Each is read as the same
+# request without it; h11 refuses them.
+LENIENT = {
+    "empty-lines-before-the-first-request": b"\r\n\r\n" + FRAMINGS["cl-plain"],
+    "bare-lf-before-the-first-request": b"\n" + FRAMINGS["cl-plain"],
+    "empty-line-after-a-chunked-body": FRAMINGS["trailer-field"] + b"\r\n",
+    "two-spaces-after-the-method": FRAMINGS["cl-plain"].replace(b"POST /p", b"POST  /p"),
+    "two-spaces-before-the-version": FRAMINGS["cl-plain"].replace(b"/p HTTP", b"/p  HTTP"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LENIENT))
+def test_what_fastserve_reads_beyond_h11_moves_no_request_boundary(serve, name: str) -> None:
+    data = LENIENT[name] + SECOND
+    assert h11_read(data)[1]  # h11 refuses it
+    answered, refusal, closed = fastserve_read(serve, data)
+    assert (answered, refusal, closed) == ([("/p", b"hello"), ("/second", b"")], None, False)
