@@ -139,3 +139,22 @@ def test_an_accepts_fields_leave_the_handshakes_own_to_the_server(subprotocol: A
         assert [(name, value) for name, value in fields if name in ("x-kept", "sec-websocket-protocol")] == kept
 
     run(main)
+
+
+@pytest.mark.parametrize("offered", [b"", b"Sec-WebSocket-Protocol: chat, superchat\r\n"])
+def test_a_subprotocol_the_client_did_not_offer_is_answered_500(offered: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 6455 section 4.2.2: the server's choice is one of the client's; on any other the
+    client fails the connection after the 101 (websockets: 'unsupported subprotocol'), so the
+    app's error was the client's to find. It is a 500 before the handshake, and logged."""
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "graphql-ws"})
+
+    async def main() -> None:
+        driven = Driven(app, ws_ping_interval=0)
+        driven.send(HANDSHAKE.replace(b"\r\n\r\n", b"\r\n" + offered + b"\r\n", 1) if offered else HANDSHAKE)
+        await driven.settle()
+        assert statuses(driven.output) == [500] and driven.closed, driven.output
+        assert "not offered" in caplog.text
+
+    run(main)

@@ -454,6 +454,12 @@ class WebSocketSession:
         response = self.upgrade_response
         assert response is not None
         subprotocol = message.get("subprotocol")
+        if subprotocol and subprotocol not in self.scope["subprotocols"]:
+            # RFC 6455 section 4.2.2: the server picks one the client offered; a client fails the
+            # connection on any other (as websockets and browsers do), so the app's error is
+            # answered 500 before the 101, and logged, rather than left to the client.
+            raise RuntimeError(f"websocket.accept: subprotocol {subprotocol!r} was not offered by the client "
+                               f"(offered: {self.scope['subprotocols']})")
         # The handshake's own fields are the server's: an app's second Upgrade, Connection,
         # Sec-WebSocket-Accept or -Extensions made the client refuse the 101, and a 1xx has no
         # Content-Length or Transfer-Encoding (RFC 9110 section 8.6, RFC 9112 section 6.1). A
