@@ -200,3 +200,80 @@ def test_closing_the_hub_stops_watching_its_set(tmp_path: Path) -> None:
         writer.close()
 
     serve(tmp_path, scenario)
+
+
+class EndsSeen:
+    """A ``ServerState.tracer`` that keeps what each connection's ``connection_lost`` was given,
+    and raises in the static fast path while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.lost: list = []
+        self.failing = False
+
+    def connection_made(self, conn: Any) -> None:
+        pass
+
+    def connection_lost(self, conn: Any, exc: Any) -> None:
+        self.lost.append(exc)
+
+    def static_answer(self, conn: Any, *details: Any) -> None:
+        if self.failing:
+            raise RuntimeError("the fast path broke")
+
+    def refused(self, conn: Any, *details: Any) -> None:
+        pass
+
+
+async def reset_after_one_answer(address: Tuple[str, int]) -> None:
+    """A client that reads one answer, then resets (SO_LINGER 0) instead of closing."""
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(get("/small.txt"))
+    await read_answers(reader, 1)
+    await asyncio.sleep(0.05)  # its connection is the hub's by now, where it has one
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def test_a_reset_the_hub_reads_reaches_connection_lost_as_the_transport_gives_it(tmp_path: Path) -> None:
+    """uvloop ends a connection whose read fails with that error (connection_lost, the trace
+    line): so does the hub, where an abort alone would say the connection ended cleanly."""
+
+    async def scenario(state: ServerState, hub: ReadHub, address: Tuple[str, int]) -> None:
+        ends = state.tracer = EndsSeen()
+        state.read_hub = None  # read by its transport
+        await reset_after_one_answer(address)
+        await until(lambda: not state.connections)
+        state.read_hub = hub
+        await reset_after_one_answer(address)
+        await until(lambda: not state.connections)
+        assert [type(exc) for exc in ends.lost] == [ConnectionResetError, ConnectionResetError]
+        assert hub.member_count == 0
+
+    serve(tmp_path, scenario)
+
+
+def test_an_error_raised_while_the_hub_reads_is_reported_and_ends_that_connection_alone(tmp_path: Path) -> None:
+    async def scenario(state: ServerState, hub: ReadHub, address: Tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        reported: list = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        ends = state.tracer = EndsSeen()
+        (reader, writer), (other_reader, other_writer) = [await asyncio.open_connection(*address) for _ in range(2)]
+        for each_reader, each_writer in ((reader, writer), (other_reader, other_writer)):
+            each_writer.write(get("/small.txt"))
+            await read_answers(each_reader, 1)
+        assert hub.member_count == 2
+        ends.failing = True
+        writer.write(get("/small.txt"))
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # ended, nothing answered
+        ends.failing = False
+        (context,) = reported
+        assert type(context["exception"]) is RuntimeError and context["protocol"] is not None
+        await until(lambda: len(ends.lost) == 1)
+        assert ends.lost == [context["exception"]]  # connection_lost is told why, as uvloop tells it
+        other_writer.write(get("/small.txt"))  # the hub reads the others on
+        assert await read_answers(other_reader, 1) == [(b"HTTP/1.1 200 OK", SMALL)]
+        assert hub.member_count == 1
+        other_writer.close()
+
+    serve(tmp_path, scenario)

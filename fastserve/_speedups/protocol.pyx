@@ -29,6 +29,7 @@ from posix.types cimport off_t
 cdef extern from "<sys/sendfile.h>" nogil:
     Py_ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
 
+import os
 import socket
 import struct
 
@@ -370,6 +371,8 @@ cdef class HttpProtocol:
             server[:2] if type(server) is tuple and len(<tuple>server) > 2 else server)
 
     def connection_lost(self, exc):
+        if exc is None and self.hub_took:
+            exc = self.state.read_hub.why_ended(self)  # a reset (or an error) the read hub met
         if self.state.tracer is not None:
             self.state.tracer.connection_lost(self, exc)
         self.state.connections.pop(self, None)
@@ -476,7 +479,7 @@ cdef class HttpProtocol:
         finds nothing, a short read not taken as proof), reading is paused, or
         ``READS_PER_TURN`` buffers came (the rest on the loop's next turn)."""
         cdef Py_ssize_t got
-        cdef int reads = 0
+        cdef int reads = 0, failure
         while not self.reading_paused:
             transport = self.transport
             if transport is None or (self.watch is not None and transport.is_closing()):
@@ -501,9 +504,9 @@ cdef class HttpProtocol:
                 return 0
             elif errno == EAGAIN:
                 return 0
-            else:  # the peer reset the connection, or the like: uvloop ends it the same way
-                hub.drop(self, self.sock_fd)
-                self.abort()
+            else:  # the peer reset the connection, or the like: ended as uvloop ends it, with the error
+                failure = errno
+                hub.end(self, self.sock_fd, OSError(failure, os.strerror(failure)))  # ConnectionResetError, ...
                 return 0
         return 0
 

@@ -16,10 +16,13 @@ cdef class ReadHub:
     cdef int epoll_fd
     cdef uint32_t last_serial
     cdef list members          # indexed by descriptor: the member registered with it, or None
+    cdef dict ended            # members end() aborted, and the error, until their connection_lost asks
     cdef object loop
     cdef char* buffer          # one read's bytes, shared by every member (one thread reads)
     cdef bint join(self, HubMember member, int fd)
     cdef void leave(self, HubMember member, int fd)
     cdef void drop(self, HubMember member, int fd)
     cdef Py_ssize_t receive(self, int fd) noexcept
+    cdef void end(self, HubMember member, int fd, object error)
+    cdef object why_ended(self, HubMember member)
     cdef void read(self, HubMember member, int fd, bint to_end)

@@ -82,6 +82,7 @@ cdef class ReadHub:
         if self.buffer == NULL:
             raise MemoryError()
         self.members = []
+        self.ended = {}
         self.last_serial = 0
         self.loop = loop
         loop.add_reader(self.epoll_fd, self.ready)
@@ -98,6 +99,7 @@ cdef class ReadHub:
             close(self.epoll_fd)
             self.epoll_fd = -1
         self.members = []
+        self.ended = {}
 
     @property
     def member_count(self) -> int:
@@ -173,17 +175,33 @@ cdef class ReadHub:
             # The peer's FIN (or an error) may have come with the bytes: read to the end then.
             self.read(<HubMember>member, fd, events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) != 0)
 
+    cdef void end(self, HubMember member, int fd, object error):
+        """End ``member`` (descriptor ``fd``) for ``error``, an ``OSError`` its ``recv`` met (the
+        peer's reset) or what reading raised: it is forgotten and aborted, and its
+        ``connection_lost`` is given ``error`` (``why_ended``), as a transport that failed gives
+        it its error (uvloop's abort() alone would give None)."""
+        self.drop(member, fd)
+        self.ended[member] = error
+        member.abort()
+
+    cdef object why_ended(self, HubMember member):
+        """The error ``end`` ended ``member`` for (forgotten now), or None."""
+        if not self.ended:
+            return None
+        return self.ended.pop(member, None)
+
     cdef void read(self, HubMember member, int fd, bint to_end):
         """Let ``member`` (descriptor ``fd``) read, until ``recv`` finds nothing when ``to_end``;
         if it raises, report it as uvloop reports a failed ``data_received`` and end that
-        connection."""
+        connection with it."""
         try:
             member.hub_readable(self, to_end)
         except Exception as error:
-            self.drop(member, fd)
+            transport = getattr(member, "transport", None)
             self.loop.call_exception_handler({
-                "message": "Fatal error: protocol.data_received() call failed.",
+                "message": "Fatal error on transport" + ("" if transport is None else " " + type(transport).__name__),
                 "exception": error,
+                "transport": transport,
                 "protocol": member,
             })
-            member.abort()
+            self.end(member, fd, error)
