@@ -481,11 +481,9 @@ cdef class HttpProtocol:
         cdef Py_ssize_t got
         cdef int reads = 0, failure
         while not self.reading_paused:
-            transport = self.transport
-            if transport is None or (self.watch is not None and transport.is_closing()):
-                # Closing: the transport ends it. (Only a duplicate, the watch's, can keep the
-                # registration alive after the transport closed the descriptor, which another
-                # connection may have been given since.)
+            if self.transport is None:
+                # Let go of (closed or aborted): nothing more is read. uvloop closes the
+                # descriptor only after connection_lost, which forgets the member too.
                 hub.drop(self, self.sock_fd)
                 return 0
             if reads == READS_PER_TURN:

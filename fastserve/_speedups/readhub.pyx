@@ -18,8 +18,10 @@ the event says the peer's FIN (``EPOLLRDHUP``) or an error came too, since no ed
 those; at most ``READS_PER_TURN`` buffers before the loop's other work gets a turn. A member
 whose reading is paused is not read; its connection reads to the end when it resumes
 (``HttpProtocol._hub_again``), the edges that came meanwhile having gone unanswered. An event carries the
-member's descriptor and serial: a descriptor closed and reused by another connection before
-the first one's registration was gone (a duplicate kept it open) is told apart by its serial.
+member's descriptor and serial. uvloop closes a descriptor only after the connection's
+``connection_lost``, where the member leaves the hub (and the duplicate a full socket's watch
+holds is closed), so no event of a closed connection can reach another given the same number;
+the serial would tell them apart if that ever changed.
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.errno cimport EINTR, errno
