@@ -59,9 +59,11 @@ __all__ = [
 
 PortalFactory = Callable[[], AbstractContextManager[anyio.from_thread.BlockingPortal]]
 
-# The ASGI spec versions the scopes claim. HTTP is 2.4 like fastserve's server (an app is never
-# left sending to a client that stopped reading: it is cancelled). WebSocket stays at 2.3: a
-# session that has been left swallows what the app still sends instead of raising OSError.
+# The ASGI spec versions the scopes claim. HTTP is 2.4 (an app is never left sending to a client
+# that stopped reading: it is cancelled); fastserve's server says 2.3 there, as uvicorn does, so
+# that middleware an app stacks takes the same branch under both. WebSocket stays at 2.3 here (a
+# session that has been left swallows what the app still sends instead of raising OSError), where
+# the server, which raises, says 2.4 with its denial extension.
 _ASGI_SPEC = {"http": "2.4", "websocket": "2.3", "lifespan": "2.0"}
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
