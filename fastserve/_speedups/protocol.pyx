@@ -42,7 +42,7 @@ from fastserve._speedups.charclass cimport hex_value, is_ows, lower_ascii
 from fastserve._speedups.filesender cimport FileSender, WritableWatch
 from fastserve._speedups.forwarded cimport resolve_fields
 from fastserve._speedups.job cimport Job
-from fastserve._speedups.readhub cimport HUB_BUFFER_SIZE, READS_PER_TURN, HubMember, ReadHub
+from fastserve._speedups.readhub cimport HUB_BUFFER_SIZE, READS_PER_TURN, ReadHub
 from fastserve._speedups.requesthead cimport (
     CONNECTION_CLOSE as HEAD_CONNECTION_CLOSE,
     CONNECTION_DEFAULT as HEAD_CONNECTION_DEFAULT,
