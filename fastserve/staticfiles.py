@@ -16,7 +16,6 @@ import importlib.util
 import os
 import stat
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
-from urllib.parse import quote
 
 import anyio
 import anyio.lowlevel
@@ -33,7 +32,7 @@ from fastserve._speedups.filecache import (
 )
 from fastserve._speedups.headers import CODINGS, IDENTITY, negotiate_coding, parse_http_date
 from fastserve._speedups.pathlookup import (
-    has_dot_segment, is_hidden, is_within, names_directory, resolve_path, split_url_path,
+    has_dot_segment, is_hidden, is_within, names_directory, raw_path_prefix, resolve_path, split_url_path,
 )
 from fastserve._speedups.requesthead import STATIC_FIELDS, RequestHead
 from fastserve._speedups.staticanswer import StaticAnswer, decide, slash_location
@@ -53,9 +52,6 @@ from fastserve.responses import (
 from fastserve.types import Receive, Scope, Send
 
 PathLike = Union[str, "os.PathLike[str]"]
-# What a path keeps unencoded when a scope has no raw_path (RFC 3986 section 3.3's pchar and "/").
-_PATH_SAFE = "/!$&'()*+,;=:@~"
-
 
 
 class NotModifiedResponse(Response):
@@ -539,7 +535,7 @@ class StaticFiles:
             path = scope["path"]
             raw_path = scope.get("raw_path")
             if raw_path is None:  # a server that gives none: the path, percent-encoded
-                raw_path = quote(path, safe=_PATH_SAFE).encode("ascii")
+                raw_path = raw_path_prefix(path)
             query = scope.get("query_string", b"")
             location = slash_location(raw_path, path, b"?" + query if query else b"")
             if location is None:
