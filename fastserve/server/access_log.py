@@ -104,10 +104,8 @@ class AccessLog:
                 f'"bytes":{sent},"duration_us":{int(seconds * 1e6)},"user_agent":{_json_or_null(user_agent)},'
                 f'"referer":{_json_or_null(referer)},"worker":{self.worker}}}'
             )
-        if method and url and protocol:
-            request = f"{escape_text(verb)} {escape_text(target)} {escape_text(protocol.decode('latin-1'))}"
-        else:  # a request line cut short: the words of it that came
-            request = escape_text(" ".join(part.decode("latin-1") for part in (method, url, protocol) if part)) or "-"
+        # The request line's words as they came (of one cut short, those read; none: "-").
+        request = escape_text(" ".join(part.decode("latin-1") for part in (method, url, protocol) if part)) or "-"
         line = f'{host} - - [{self._clf_time}] "{request}" {status} {sent}'
         if self.format == "combined":
             line += f' "{escape_text(_text(referer) or "-")}" "{escape_text(_text(user_agent) or "-")}"'
