@@ -128,6 +128,8 @@ def test_what_is_kept_of_a_line_is_bounded(site, serve):
     (b"GET /a.txt\r\n", ("GET", "/a.txt", "", "-", 400)),
     (b"GET / FOO/1.1\r\nHost: x\r\n\r\n", ("GET", "/", "", "FOO/1.1", 400)),
     (b"\x16\x03\x01\x00\x05hello\r\n\r\n", ("\x16\x03\x01\x00\x05hello", "-", "", "-", 400)),
+    # what follows the target is the client's bytes: a quote or a backslash in them stays in the field
+    (b'GET / HTTP/1.1","status":1,"x":"\\\r\nHost: x\r\n\r\n', ("GET", "/", "", '1.1","status":1,"x":"\\', 400)),
 ])
 def test_json_lines_name_the_same_parts(site, serve, sent, expected):
     server = serve(site, access_log=True, access_log_format="json")

@@ -100,7 +100,7 @@ class AccessLog:
             # The object json.dumps would write, with the strings escaped by its C encoder.
             return (
                 f'{{"time":"{self._iso_time}","client":{_json(host)},"method":{_json(verb)},'
-                f'"path":{_json(path)},"query":{_json(query)},"version":"{version}","status":{status},'
+                f'"path":{_json(path)},"query":{_json(query)},"version":{_json(version)},"status":{status},'
                 f'"bytes":{sent},"duration_us":{int(seconds * 1e6)},"user_agent":{_json_or_null(user_agent)},'
                 f'"referer":{_json_or_null(referer)},"worker":{self.worker}}}'
             )
