@@ -408,18 +408,19 @@ class _BodyCount:
     (a Route's over its Mount's over its Router's) decides, once the request reaches it."""
 
     def __init__(self, limit: int, declared: int | None, receive: Receive, send: Send) -> None:
-        self.limit = limit
+        self.limit = limit  # an inner limit replaces it as the request reaches it
         self.declared = declared  # the request's Content-Length, None without a usable one
         self.received = 0
         self.started = False
         self.receive = receive
         self.send = send
 
-    def over(self) -> bool:
-        return self.received > self.limit or (self.declared is not None and self.declared > self.limit)
+    def declared_over(self) -> bool:
+        """Whether the Content-Length is over the limit in force now."""
+        return self.declared is not None and self.declared > self.limit
 
     async def counted_receive(self) -> Message:
-        if self.declared is not None and self.declared > self.limit:
+        if self.declared_over():
             raise _TooLarge
         message = await self.receive()
         if message["type"] == "http.request":
@@ -431,7 +432,7 @@ class _BodyCount:
     async def checked_send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            if self.declared is not None and self.declared > self.limit:
+            if self.declared_over():
                 # Answered without reading a body declared too large: 413 in its place.
                 await _too_large()({"type": "http"}, self.receive, self.send)
                 raise _Refused
