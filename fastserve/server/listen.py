@@ -154,8 +154,8 @@ def _reason(exc: OSError, port: Optional[int] = None) -> str:
     it was to bind)."""
     if exc.errno == errno.EADDRINUSE:
         return "address already in use"
-    if exc.errno == errno.EACCES and port is not None and 0 < port < unprivileged_port_start():
-        lowest = unprivileged_port_start()
+    lowest = unprivileged_port_start() if exc.errno == errno.EACCES and port is not None else 0
+    if port is not None and 0 < port < lowest:
         return (f"permission denied: a port below {lowest} needs the CAP_NET_BIND_SERVICE capability, which this "
                 f"process lacks (net.ipv4.ip_unprivileged_port_start is {lowest}); listen on a port from {lowest} up "
                 f"(a container or load balancer can map port {port} to it), or grant the capability (systemd's "
